@@ -1,0 +1,1 @@
+//! Native AF_XDP backend (stub, being written).

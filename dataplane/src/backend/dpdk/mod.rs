@@ -1,0 +1,1 @@
+//! DPDK ethdev backend (stub, being written).

@@ -1,0 +1,100 @@
+//! Generates the FFI bindings with bindgen over the system headers:
+//! libxdp's AF_XDP socket API always, DPDK when the `dpdk` feature is on.
+//! Static inline functions are wrapped with bindgen's `wrap_static_fns`;
+//! the few macros we need are exposed by `src/shim.c`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+#[path = "build/probe.rs"]
+mod probe;
+
+fn main() {
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    for f in ["build/probe.rs", "src/dpdk.h", "src/xdp.h", "src/shim.c"] {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+
+    let xdp = probe::probe("libxdp", "1.2", true, probe::XDP_MISSING).unwrap_or_else(|m| fail(m));
+    probe::probe("libbpf", "0.8", true, probe::XDP_MISSING).unwrap_or_else(|m| fail(m));
+    // libxdp's ring helpers are C99 `inline`; gnu89 semantics make them
+    // `static inline`, which wrap_static_fns turns into callable wrappers.
+    let mut xdp_cflags = xdp.cflags.clone();
+    xdp_cflags.push("-fgnu89-inline".into());
+    generate(&out, "xdp", "src/xdp.h", &xdp_cflags, &["xsk_.*", "xdp_.*"], &["XDP_.*", "XSK_.*"]);
+
+    if env::var_os("CARGO_FEATURE_DPDK").is_some() {
+        let dpdk = probe::probe("libdpdk", "22.11", true, probe::DPDK_MISSING).unwrap_or_else(|m| fail(m));
+        generate(&out, "dpdk", "src/dpdk.h", &dpdk.cflags, &["rte_.*", "scistream_.*"], &["RTE_.*"]);
+        compile_c(&out, "dpdk", &["src/shim.c"], &dpdk.cflags);
+    }
+}
+
+fn fail(message: String) -> ! {
+    // One line, no backtrace: say what to install and how to build without it.
+    eprintln!("{message}");
+    println!("cargo:warning={message}");
+    std::process::exit(1);
+}
+
+/// Runs bindgen over `header`, writing `<name>.rs` and the wrappers for static
+/// inline functions, which are compiled into `lib<name>_static.a`.
+fn generate(out: &Path, name: &str, header: &str, cflags: &[String], fns: &[&str], vars: &[&str]) {
+    let wrappers = out.join(format!("{name}_static_fns"));
+    let mut builder = bindgen::Builder::default()
+        .header(header)
+        .clang_args(cflags)
+        .wrap_static_fns(true)
+        .wrap_static_fns_path(&wrappers)
+        .derive_default(true)
+        .derive_debug(false)
+        .layout_tests(true)
+        .generate_comments(false)
+        .prepend_enum_name(false)
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        // Packed protocol headers that Rust cannot lay out (packed holding
+        // aligned); we parse wire formats in Rust and never need these.
+        .opaque_type("rte_l2tpv2_.*")
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
+    for f in fns {
+        builder = builder.allowlist_function(f).allowlist_type(f);
+    }
+    for v in vars {
+        builder = builder.allowlist_var(v);
+    }
+    let bindings = builder
+        .generate()
+        .unwrap_or_else(|e| fail(format!("scistream-sys: bindgen failed on {header}: {e}")));
+    bindings
+        .write_to_file(out.join(format!("{name}.rs")))
+        .expect("write bindings");
+    // The generated wrapper file includes the header by absolute path.
+    let wrapper_c = wrappers.with_extension("c");
+    let body = std::fs::read_to_string(&wrapper_c).expect("read static fn wrappers");
+    let abs = std::fs::canonicalize(header).expect("header path");
+    std::fs::write(&wrapper_c, body.replace(&format!("#include \"{header}\""), &format!("#include \"{}\"", abs.display())))
+        .expect("write static fn wrappers");
+    compile_c(out, &format!("{name}_static"), &[wrapper_c.to_str().unwrap()], cflags);
+}
+
+fn compile_c(out: &Path, lib: &str, files: &[&str], cflags: &[String]) {
+    let mut build = cc::Build::new();
+    build.opt_level(3).warnings(false).out_dir(out).include(".");
+    let mut it = cflags.iter();
+    while let Some(flag) = it.next() {
+        if flag == "-include" {
+            if let Some(h) = it.next() {
+                build.flag("-include").flag(h);
+            }
+        } else if let Some(dir) = flag.strip_prefix("-I") {
+            build.include(dir);
+        } else {
+            build.flag(flag);
+        }
+    }
+    for f in files {
+        build.file(f);
+    }
+    build.compile(lib);
+}
