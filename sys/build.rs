@@ -22,11 +22,26 @@ fn main() {
     // `static inline`, which wrap_static_fns turns into callable wrappers.
     let mut xdp_cflags = xdp.cflags.clone();
     xdp_cflags.push("-fgnu89-inline".into());
-    generate(&out, "xdp", "src/xdp.h", &xdp_cflags, &["xsk_.*", "xdp_.*"], &["XDP_.*", "XSK_.*"]);
+    generate(
+        &out,
+        "xdp",
+        "src/xdp.h",
+        &xdp_cflags,
+        &["xsk_.*", "xdp_.*"],
+        &["XDP_.*", "XSK_.*"],
+    );
 
     if env::var_os("CARGO_FEATURE_DPDK").is_some() {
-        let dpdk = probe::probe("libdpdk", "22.11", true, probe::DPDK_MISSING).unwrap_or_else(|m| fail(m));
-        generate(&out, "dpdk", "src/dpdk.h", &dpdk.cflags, &["rte_.*", "scistream_.*"], &["RTE_.*"]);
+        let dpdk =
+            probe::probe("libdpdk", "22.11", true, probe::DPDK_MISSING).unwrap_or_else(|m| fail(m));
+        generate(
+            &out,
+            "dpdk",
+            "src/dpdk.h",
+            &dpdk.cflags,
+            &["rte_.*", "scistream_.*"],
+            &["RTE_.*"],
+        );
         compile_c(&out, "dpdk", &["src/shim.c"], &dpdk.cflags);
     }
 }
@@ -73,9 +88,20 @@ fn generate(out: &Path, name: &str, header: &str, cflags: &[String], fns: &[&str
     let wrapper_c = wrappers.with_extension("c");
     let body = std::fs::read_to_string(&wrapper_c).expect("read static fn wrappers");
     let abs = std::fs::canonicalize(header).expect("header path");
-    std::fs::write(&wrapper_c, body.replace(&format!("#include \"{header}\""), &format!("#include \"{}\"", abs.display())))
-        .expect("write static fn wrappers");
-    compile_c(out, &format!("{name}_static"), &[wrapper_c.to_str().unwrap()], cflags);
+    std::fs::write(
+        &wrapper_c,
+        body.replace(
+            &format!("#include \"{header}\""),
+            &format!("#include \"{}\"", abs.display()),
+        ),
+    )
+    .expect("write static fn wrappers");
+    compile_c(
+        out,
+        &format!("{name}_static"),
+        &[wrapper_c.to_str().unwrap()],
+        cflags,
+    );
 }
 
 fn compile_c(out: &Path, lib: &str, files: &[&str], cflags: &[String]) {

@@ -4,3 +4,11 @@
 //! and the WAN port through one of the packet I/O [`backend`]s.
 
 pub mod backend;
+pub mod forward;
+pub mod neigh;
+pub mod port;
+pub mod route;
+pub mod slowpath;
+pub mod stats;
+pub mod wire;
+pub mod worker;

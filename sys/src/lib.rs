@@ -9,7 +9,12 @@
 //! `scistream-dataplane` crate's backends.
 
 /// Raw libxdp / AF_XDP bindings.
-#[allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #[allow(clippy::all, clippy::pedantic, unnecessary_transmutes)]
 pub mod xdp {
     include!(concat!(env!("OUT_DIR"), "/xdp.rs"));
@@ -17,7 +22,12 @@ pub mod xdp {
 
 /// Raw DPDK bindings.
 #[cfg(feature = "dpdk")]
-#[allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #[allow(clippy::all, clippy::pedantic, unnecessary_transmutes)]
 pub mod dpdk {
     include!(concat!(env!("OUT_DIR"), "/dpdk.rs"));

@@ -9,7 +9,11 @@ mod probe;
 fn libdpdk_check_finds_it_or_says_what_to_install() {
     let found = probe::probe("libdpdk", "22.11", false, probe::DPDK_MISSING)
         .expect("libdpdk is installed by scripts/setup.sh");
-    assert!(found.cflags.iter().any(|f| f == "rte_config.h"), "{:?}", found.cflags);
+    assert!(
+        found.cflags.iter().any(|f| f == "rte_config.h"),
+        "{:?}",
+        found.cflags
+    );
 
     let empty = std::env::temp_dir().join(format!("scistream-no-pc-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();

@@ -34,7 +34,11 @@ impl PoolBuf {
         let storage = FREE
             .with(|f| f.borrow_mut().pop())
             .unwrap_or_else(|| vec![0u8; CAPACITY].into_boxed_slice());
-        PoolBuf { storage: Some(storage), start: HEADROOM, end: HEADROOM }
+        PoolBuf {
+            storage: Some(storage),
+            start: HEADROOM,
+            end: HEADROOM,
+        }
     }
 
     /// A packet holding a copy of `frame`, or None if it is longer than [`MAX_FRAME`] + [`TAILROOM`].
@@ -61,7 +65,9 @@ impl PoolBuf {
     /// receive straight into the buffer: write into `storage[HEADROOM..]`,
     /// then call [`PoolBuf::set_range`].
     pub fn storage_mut(&mut self) -> &mut [u8] {
-        self.storage.as_deref_mut().expect("storage present until drop")
+        self.storage
+            .as_deref_mut()
+            .expect("storage present until drop")
     }
 
     /// Sets the packet to `storage[start..end]`. Returns false if out of bounds.

@@ -1,0 +1,153 @@
+//! The IPv4 route table: connected subnets of both ports plus static routes,
+//! longest prefix first.
+
+use std::net::Ipv4Addr;
+
+use crate::port::{prefix_mask, PortAddr, PortId};
+
+/// One route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Network address (host bits zero).
+    pub net: Ipv4Addr,
+    /// Prefix length.
+    pub len: u8,
+    /// Egress port.
+    pub port: PortId,
+    /// Next hop; None for a connected subnet (the destination itself is the next hop).
+    pub via: Option<Ipv4Addr>,
+}
+
+/// Routes ordered longest prefix first. Lookup scans in order: the table is
+/// small (two connected subnets and a handful of static routes per gateway);
+/// the shared-memory route table of the control process replaces it.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<(u32, u32, Route)>,
+}
+
+impl RouteTable {
+    /// A table with the connected subnets of `ports` (indexed by [`PortId`]) and `statics`.
+    pub fn new(ports: &[PortAddr; 2], statics: &[Route]) -> Self {
+        let mut t = RouteTable::default();
+        for id in PortId::ALL {
+            let p = &ports[id.index()];
+            t.add(Route {
+                net: p.ip,
+                len: p.prefix_len,
+                port: id,
+                via: None,
+            });
+        }
+        for r in statics {
+            t.add(*r);
+        }
+        t
+    }
+
+    fn add(&mut self, r: Route) {
+        let mask = prefix_mask(r.len);
+        let net = u32::from(r.net) & mask;
+        self.routes.push((
+            net,
+            mask,
+            Route {
+                net: Ipv4Addr::from(net),
+                ..r
+            },
+        ));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.2.len));
+    }
+
+    /// The egress port and next hop for `dst`, or None if no route matches.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<(PortId, Ipv4Addr)> {
+        let d = u32::from(dst);
+        self.routes
+            .iter()
+            .find(|(net, mask, _)| d & mask == *net)
+            .map(|(_, _, r)| (r.port, r.via.unwrap_or(dst)))
+    }
+
+    /// All routes, longest prefix first.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|(_, _, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports() -> [PortAddr; 2] {
+        [
+            PortAddr {
+                mac: [2, 0, 0, 0, 0, 1],
+                ip: Ipv4Addr::new(10, 10, 1, 1),
+                prefix_len: 24,
+                mtu: 1500,
+            },
+            PortAddr {
+                mac: [2, 0, 0, 0, 0, 2],
+                ip: Ipv4Addr::new(10, 10, 100, 1),
+                prefix_len: 24,
+                mtu: 1500,
+            },
+        ]
+    }
+
+    #[test]
+    fn connected_static_and_longest_prefix() {
+        let t = RouteTable::new(
+            &ports(),
+            &[
+                Route {
+                    net: Ipv4Addr::new(10, 20, 0, 0),
+                    len: 16,
+                    port: PortId::Wan,
+                    via: Some(Ipv4Addr::new(10, 10, 100, 254)),
+                },
+                Route {
+                    net: Ipv4Addr::new(10, 20, 9, 0),
+                    len: 24,
+                    port: PortId::Lan,
+                    via: Some(Ipv4Addr::new(10, 10, 1, 9)),
+                },
+            ],
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 10, 1, 7)),
+            Some((PortId::Lan, Ipv4Addr::new(10, 10, 1, 7)))
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 20, 1, 2)),
+            Some((PortId::Wan, Ipv4Addr::new(10, 10, 100, 254)))
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 20, 9, 2)),
+            Some((PortId::Lan, Ipv4Addr::new(10, 10, 1, 9)))
+        );
+        assert_eq!(t.lookup(Ipv4Addr::new(192, 0, 2, 1)), None);
+    }
+
+    #[test]
+    fn default_route_matches_everything_last() {
+        let t = RouteTable::new(
+            &ports(),
+            &[Route {
+                net: Ipv4Addr::UNSPECIFIED,
+                len: 0,
+                port: PortId::Wan,
+                via: Some(Ipv4Addr::new(10, 10, 100, 254)),
+            }],
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(192, 0, 2, 1)),
+            Some((PortId::Wan, Ipv4Addr::new(10, 10, 100, 254)))
+        );
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 10, 1, 3)),
+            Some((PortId::Lan, Ipv4Addr::new(10, 10, 1, 3)))
+        );
+    }
+}

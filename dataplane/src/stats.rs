@@ -1,0 +1,327 @@
+//! Counters: per-worker blocks written by one thread and summed by readers.
+//!
+//! Each worker counts into plain local integers and folds them once per
+//! burst into its own cache-line-aligned block of atomics with Relaxed
+//! load+store (single writer: no locked instruction, no shared cache line
+//! on the fast path). Readers sum the blocks, as in VPP's stats segment.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::port::PortId;
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Unicast to a MAC that is not ours, or multicast/broadcast IP.
+    NotForUs,
+    /// An EtherType we do not handle (IPv6, VLAN, ...).
+    UnsupportedEthertype,
+    /// Bad IPv4 version, header length or total length, or truncated.
+    Ipv4Malformed,
+    /// IPv4 header checksum does not verify.
+    Ipv4BadChecksum,
+    /// No route to the destination.
+    NoRoute,
+    /// The next hop's MAC is not resolved yet (resolution was requested).
+    NoNeighbor,
+    /// TTL ran out (an ICMP time exceeded is sent).
+    TtlExceeded,
+    /// Larger than the egress MTU (an ICMP frag-needed is sent if DF is set).
+    TooBig,
+    /// Addressed to the gateway but not ICMP echo or ARP.
+    LocalUnsupported,
+    /// A malformed ARP or ICMP message to the gateway.
+    BadControl,
+    /// The slow-path queue was full.
+    SlowPathBusy,
+    /// The egress queue did not accept the frame.
+    TxFull,
+    /// No buffer to build a reply in.
+    NoBuffer,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 14;
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Runt,
+        DropReason::NotForUs,
+        DropReason::UnsupportedEthertype,
+        DropReason::Ipv4Malformed,
+        DropReason::Ipv4BadChecksum,
+        DropReason::NoRoute,
+        DropReason::NoNeighbor,
+        DropReason::TtlExceeded,
+        DropReason::TooBig,
+        DropReason::LocalUnsupported,
+        DropReason::BadControl,
+        DropReason::SlowPathBusy,
+        DropReason::TxFull,
+        DropReason::NoBuffer,
+    ];
+
+    /// A stable snake_case name, used in stats output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::Ipv4Malformed => "ipv4_malformed",
+            DropReason::Ipv4BadChecksum => "ipv4_bad_checksum",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoNeighbor => "no_neighbor",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::TooBig => "too_big",
+            DropReason::LocalUnsupported => "local_unsupported",
+            DropReason::BadControl => "bad_control",
+            DropReason::SlowPathBusy => "slowpath_busy",
+            DropReason::TxFull => "tx_full",
+            DropReason::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// Packet and byte counts of one port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortCounts {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received (Ethernet frames, no FCS).
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+}
+
+/// Counts of the slow path's work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ControlCounts {
+    /// ARP replies sent for our addresses.
+    pub arp_replies: u64,
+    /// ARP requests sent to resolve next hops.
+    pub arp_requests: u64,
+    /// ICMP echo replies sent.
+    pub echo_replies: u64,
+    /// ICMP errors sent (time exceeded, frag needed).
+    pub icmp_errors: u64,
+}
+
+/// A plain (non-atomic) set of counters: a worker's per-burst accumulator,
+/// and the sum that readers compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Per port, indexed by [`PortId::index`].
+    pub ports: [PortCounts; 2],
+    /// Per drop reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    /// Slow-path work.
+    pub control: ControlCounts,
+}
+
+impl Counters {
+    /// Counts one dropped frame.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Counts a received frame.
+    #[inline]
+    pub fn rx(&mut self, port: PortId, bytes: usize) {
+        let p = &mut self.ports[port.index()];
+        p.rx_packets += 1;
+        p.rx_bytes += bytes as u64;
+    }
+
+    /// Counts `packets` transmitted frames totalling `bytes`.
+    #[inline]
+    pub fn tx(&mut self, port: PortId, packets: usize, bytes: usize) {
+        let p = &mut self.ports[port.index()];
+        p.tx_packets += packets as u64;
+        p.tx_bytes += bytes as u64;
+    }
+
+    /// The count for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4;
+
+/// One writer's counters in shared memory: cache-line aligned so that two
+/// workers never write the same line.
+#[repr(align(64))]
+#[derive(Debug)]
+pub struct CounterBlock {
+    slots: [AtomicU64; SLOTS],
+}
+
+impl Default for CounterBlock {
+    fn default() -> Self {
+        CounterBlock {
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl CounterBlock {
+    /// Adds `local` into the block and zeroes it. Only the block's one
+    /// writer may call this (a Relaxed load+store, not an atomic add).
+    #[inline]
+    pub fn fold(&self, local: &mut Counters) {
+        for (slot, v) in self.slots.iter().zip(flatten(local)) {
+            if v != 0 {
+                slot.store(slot.load(Relaxed) + v, Relaxed);
+            }
+        }
+        *local = Counters::default();
+    }
+
+    /// Adds this block's counts into `sum`.
+    pub fn add_to(&self, sum: &mut Counters) {
+        let mut v = [0u64; SLOTS];
+        for (d, s) in v.iter_mut().zip(&self.slots) {
+            *d = s.load(Relaxed);
+        }
+        let mut c = unflatten(&v);
+        for i in 0..2 {
+            sum.ports[i].rx_packets += c.ports[i].rx_packets;
+            sum.ports[i].rx_bytes += c.ports[i].rx_bytes;
+            sum.ports[i].tx_packets += c.ports[i].tx_packets;
+            sum.ports[i].tx_bytes += c.ports[i].tx_bytes;
+        }
+        for (d, s) in sum.drops.iter_mut().zip(c.drops.iter_mut()) {
+            *d += *s;
+        }
+        sum.control.arp_replies += c.control.arp_replies;
+        sum.control.arp_requests += c.control.arp_requests;
+        sum.control.echo_replies += c.control.echo_replies;
+        sum.control.icmp_errors += c.control.icmp_errors;
+    }
+}
+
+fn flatten(c: &Counters) -> [u64; SLOTS] {
+    let mut v = [0u64; SLOTS];
+    for i in 0..2 {
+        let p = &c.ports[i];
+        v[i * 4..i * 4 + 4].copy_from_slice(&[p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes]);
+    }
+    v[8..8 + DropReason::COUNT].copy_from_slice(&c.drops);
+    let k = &c.control;
+    v[8 + DropReason::COUNT..].copy_from_slice(&[
+        k.arp_replies,
+        k.arp_requests,
+        k.echo_replies,
+        k.icmp_errors,
+    ]);
+    v
+}
+
+fn unflatten(v: &[u64; SLOTS]) -> Counters {
+    let mut c = Counters::default();
+    for i in 0..2 {
+        c.ports[i] = PortCounts {
+            rx_packets: v[i * 4],
+            rx_bytes: v[i * 4 + 1],
+            tx_packets: v[i * 4 + 2],
+            tx_bytes: v[i * 4 + 3],
+        };
+    }
+    c.drops.copy_from_slice(&v[8..8 + DropReason::COUNT]);
+    let k = &v[8 + DropReason::COUNT..];
+    c.control = ControlCounts {
+        arp_replies: k[0],
+        arp_requests: k[1],
+        echo_replies: k[2],
+        icmp_errors: k[3],
+    };
+    c
+}
+
+/// The counter blocks of every worker plus the slow path.
+#[derive(Debug)]
+pub struct StatsRegistry {
+    blocks: Box<[CounterBlock]>,
+}
+
+impl StatsRegistry {
+    /// Blocks for `workers` workers and one slow path (the last block).
+    pub fn new(workers: usize) -> Self {
+        StatsRegistry {
+            blocks: (0..=workers).map(|_| CounterBlock::default()).collect(),
+        }
+    }
+
+    /// Worker `i`'s block.
+    pub fn worker(&self, i: usize) -> &CounterBlock {
+        &self.blocks[i]
+    }
+
+    /// The slow path's block.
+    pub fn slowpath(&self) -> &CounterBlock {
+        self.blocks.last().expect("at least the slow-path block")
+    }
+
+    /// The sum over all blocks.
+    pub fn sum(&self) -> Counters {
+        let mut s = Counters::default();
+        for b in self.blocks.iter() {
+            b.add_to(&mut s);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_fold_and_sum() {
+        let reg = StatsRegistry::new(2);
+        let mut a = Counters::default();
+        a.rx(PortId::Lan, 100);
+        a.tx(PortId::Wan, 1, 100);
+        a.drop(DropReason::NoRoute);
+        reg.worker(0).fold(&mut a);
+        assert_eq!(a, Counters::default(), "fold zeroes the local counters");
+        let mut b = Counters::default();
+        b.rx(PortId::Lan, 60);
+        b.drop(DropReason::NoRoute);
+        b.drop(DropReason::TxFull);
+        reg.worker(1).fold(&mut b);
+        let mut c = Counters::default();
+        c.control.arp_replies = 3;
+        reg.slowpath().fold(&mut c);
+        let s = reg.sum();
+        assert_eq!(s.ports[0].rx_packets, 2);
+        assert_eq!(s.ports[0].rx_bytes, 160);
+        assert_eq!(s.ports[1].tx_bytes, 100);
+        assert_eq!(s.dropped(DropReason::NoRoute), 2);
+        assert_eq!(s.dropped(DropReason::TxFull), 1);
+        assert_eq!(s.total_drops(), 3);
+        assert_eq!(s.control.arp_replies, 3);
+    }
+
+    #[test]
+    fn reason_table_is_consistent() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert_eq!(std::mem::align_of::<CounterBlock>(), 64);
+    }
+}

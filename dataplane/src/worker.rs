@@ -1,0 +1,396 @@
+//! A poll-mode worker: owns queue *i* of both ports and runs
+//! rx burst → classify → act → tx burst, with no allocation, lock or system
+//! call per packet (frames for the slow path are copied; they are not on
+//! the forwarding path).
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::backend::{Burst, PacketBuf, PortQueue};
+use crate::forward::{forward, Gateway, Verdict};
+use crate::neigh::Neighbors;
+use crate::port::PortId;
+use crate::slowpath::{SlowMsg, TxFrame};
+use crate::stats::{Counters, DropReason, StatsRegistry};
+
+/// Consecutive empty polls before an idle worker may sleep.
+const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
+/// Slow-path replies sent per poll at most.
+const REPLIES_PER_POLL: usize = 32;
+/// Unresolved-next-hop notices: after the first for an address, one per this many drops.
+const UNRESOLVED_NOTICE_EVERY: u32 = 1024;
+
+/// What a worker is connected to.
+pub struct WorkerLinks {
+    /// The gateway's addresses and routes.
+    pub gw: Arc<Gateway>,
+    /// The neighbour table.
+    pub neigh: Arc<Neighbors>,
+    /// Frames and requests for the slow path.
+    pub to_slowpath: Sender<SlowMsg>,
+    /// Frames from the slow path to transmit.
+    pub replies: Receiver<TxFrame>,
+    /// Where the worker's counters go.
+    pub stats: Arc<StatsRegistry>,
+}
+
+/// One worker and its two queues (LAN, WAN).
+pub struct Worker<Q: PortQueue> {
+    id: usize,
+    queues: [Q; 2],
+    links: WorkerLinks,
+    counts: Counters,
+    idle_sleep: Duration,
+    idle_polls: u32,
+    last_unresolved: Option<Ipv4Addr>,
+    unresolved_drops: u32,
+}
+
+impl<Q: PortQueue> Worker<Q> {
+    /// Worker `id` over queue `id` of the LAN and WAN ports. With a non-zero
+    /// `idle_sleep`, an idle worker sleeps that long between polls (for
+    /// shared CPUs); zero means pure busy polling.
+    pub fn new(id: usize, lan: Q, wan: Q, links: WorkerLinks, idle_sleep: Duration) -> Self {
+        Worker {
+            id,
+            queues: [lan, wan],
+            links,
+            counts: Counters::default(),
+            idle_sleep,
+            idle_polls: 0,
+            last_unresolved: None,
+            unresolved_drops: 0,
+        }
+    }
+
+    /// Polls until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Relaxed) {
+            if self.poll_once() > 0 {
+                self.idle_polls = 0;
+                continue;
+            }
+            for q in &mut self.queues {
+                q.idle();
+            }
+            self.idle_polls = self.idle_polls.saturating_add(1);
+            if !self.idle_sleep.is_zero() && self.idle_polls > IDLE_POLLS_BEFORE_SLEEP {
+                std::thread::sleep(self.idle_sleep);
+            }
+        }
+    }
+
+    /// One pass: a receive burst on each port, forwarding, slow-path replies,
+    /// transmit bursts. Returns the number of frames received.
+    pub fn poll_once(&mut self) -> usize {
+        let neigh = self.links.neigh.load();
+        let mut tx: [Burst<Q::Buf>; 2] = [Burst::new(), Burst::new()];
+        let mut received = 0;
+        for in_port in PortId::ALL {
+            let mut rx = Burst::new();
+            let n = self.queues[in_port.index()].rx_burst(&mut rx);
+            received += n;
+            for mut buf in rx.drain(..) {
+                self.counts.rx(in_port, buf.len());
+                match forward(buf.data_mut(), in_port, &self.links.gw, &neigh) {
+                    Verdict::Forward(out) => {
+                        let out_burst = &mut tx[out.index()];
+                        if out_burst.is_full() {
+                            self.transmit(out, out_burst);
+                        }
+                        out_burst.push(buf);
+                    }
+                    Verdict::Slow(reason) => {
+                        let msg = SlowMsg::Frame {
+                            worker: self.id,
+                            port: in_port,
+                            reason,
+                            frame: buf.data().to_vec(),
+                        };
+                        self.send_to_slowpath(msg);
+                    }
+                    Verdict::Unresolved { next_hop, port } => {
+                        self.counts.drop(DropReason::NoNeighbor);
+                        self.notice_unresolved(next_hop, port);
+                    }
+                    Verdict::Drop(reason) => self.counts.drop(reason),
+                }
+            }
+        }
+        self.take_replies(&mut tx);
+        for port in PortId::ALL {
+            self.transmit(port, &mut tx[port.index()]);
+        }
+        if received > 0 || self.counts != Counters::default() {
+            self.links.stats.worker(self.id).fold(&mut self.counts);
+        }
+        received
+    }
+
+    fn transmit(&mut self, port: PortId, burst: &mut Burst<Q::Buf>) {
+        if burst.is_empty() {
+            return;
+        }
+        let n = burst.len();
+        let bytes: usize = burst.iter().map(|b| b.len()).sum();
+        let sent = self.queues[port.index()].tx_burst(burst);
+        // Bytes are counted for the whole burst when every frame went, which
+        // is the normal case; a partial send counts the average per frame.
+        let sent_bytes = if sent == n { bytes } else { bytes / n * sent };
+        self.counts.tx(port, sent, sent_bytes);
+        for _ in sent..n {
+            self.counts.drop(DropReason::TxFull);
+        }
+    }
+
+    fn take_replies(&mut self, tx: &mut [Burst<Q::Buf>; 2]) {
+        for _ in 0..REPLIES_PER_POLL {
+            let Ok(reply) = self.links.replies.try_recv() else {
+                break;
+            };
+            let q = &mut self.queues[reply.port.index()];
+            let Some(mut buf) = q.alloc() else {
+                self.counts.drop(DropReason::NoBuffer);
+                continue;
+            };
+            if !buf.append(reply.frame.len()) {
+                self.counts.drop(DropReason::NoBuffer);
+                continue;
+            }
+            buf.data_mut().copy_from_slice(&reply.frame);
+            let out = &mut tx[reply.port.index()];
+            if out.is_full() {
+                self.transmit(reply.port, out);
+            }
+            out.push(buf);
+        }
+    }
+
+    fn send_to_slowpath(&mut self, msg: SlowMsg) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.links.to_slowpath.try_send(msg)
+        {
+            self.counts.drop(DropReason::SlowPathBusy);
+        }
+    }
+
+    /// Asks the slow path to resolve `next_hop`, without flooding it: the first
+    /// drop for a new address, then one in every [`UNRESOLVED_NOTICE_EVERY`].
+    fn notice_unresolved(&mut self, next_hop: Ipv4Addr, port: PortId) {
+        if self.last_unresolved == Some(next_hop) {
+            self.unresolved_drops += 1;
+            if self.unresolved_drops < UNRESOLVED_NOTICE_EVERY {
+                return;
+            }
+        }
+        self.last_unresolved = Some(next_hop);
+        self.unresolved_drops = 0;
+        self.send_to_slowpath(SlowMsg::Resolve { next_hop, port });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::backend::pool::PoolBuf;
+    use crate::port::PortAddr;
+    use crate::route::{Route, RouteTable};
+    use crate::wire::{arp, ipv4, ETH_HLEN};
+
+    /// An in-memory queue: frames pushed to `rx` are received; transmitted
+    /// frames land in `tx`; `tx_room` limits what one tx_burst accepts.
+    struct MemQueue {
+        rx: VecDeque<Vec<u8>>,
+        tx: Vec<Vec<u8>>,
+        tx_room: usize,
+    }
+
+    impl PortQueue for MemQueue {
+        type Buf = PoolBuf;
+        fn rx_burst(&mut self, out: &mut Burst<PoolBuf>) -> usize {
+            let mut n = 0;
+            while !out.is_full() {
+                let Some(f) = self.rx.pop_front() else { break };
+                out.push(PoolBuf::from_slice(&f).unwrap());
+                n += 1;
+            }
+            n
+        }
+        fn tx_burst(&mut self, bufs: &mut Burst<PoolBuf>) -> usize {
+            let take = bufs.len().min(self.tx_room);
+            for b in bufs.drain(..).take(take) {
+                self.tx.push(b.data().to_vec());
+            }
+            bufs.clear();
+            take
+        }
+        fn alloc(&mut self) -> Option<PoolBuf> {
+            Some(PoolBuf::new())
+        }
+    }
+
+    const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const PROD_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+    const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+
+    fn worker(
+        tx_room: usize,
+    ) -> (
+        Worker<MemQueue>,
+        Sender<TxFrame>,
+        Receiver<SlowMsg>,
+        Arc<StatsRegistry>,
+    ) {
+        let ports = [
+            PortAddr {
+                mac: LAN_MAC,
+                ip: Ipv4Addr::new(10, 10, 1, 1),
+                prefix_len: 24,
+                mtu: 1500,
+            },
+            PortAddr {
+                mac: WAN_MAC,
+                ip: Ipv4Addr::new(10, 10, 100, 1),
+                prefix_len: 24,
+                mtu: 1500,
+            },
+        ];
+        let hop = Ipv4Addr::new(10, 10, 100, 254);
+        let routes = RouteTable::new(
+            &ports,
+            &[Route {
+                net: Ipv4Addr::new(10, 20, 0, 0),
+                len: 16,
+                port: PortId::Wan,
+                via: Some(hop),
+            }],
+        );
+        let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
+        let (reply_tx, replies) = crossbeam_channel::bounded(64);
+        let stats = Arc::new(StatsRegistry::new(1));
+        let links = WorkerLinks {
+            gw: Arc::new(Gateway { ports, routes }),
+            neigh: Arc::new(Neighbors::with_static(&[(hop, ROUTER_MAC, PortId::Wan)])),
+            to_slowpath: to_slow,
+            replies,
+            stats: stats.clone(),
+        };
+        let q = || MemQueue {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            tx_room,
+        };
+        (
+            Worker::new(0, q(), q(), links, Duration::ZERO),
+            reply_tx,
+            slow_rx,
+            stats,
+        )
+    }
+
+    fn lan_frame(seq: u32) -> Vec<u8> {
+        let mut f = LAN_MAC.to_vec();
+        f.extend_from_slice(&PROD_MAC);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&ipv4::tests::udp_packet(&seq.to_be_bytes(), 64));
+        f
+    }
+
+    #[test]
+    fn forwards_bursts_in_order_and_counts() {
+        let (mut w, _r, _s, stats) = worker(usize::MAX);
+        for i in 0..100 {
+            w.queues[0].rx.push_back(lan_frame(i));
+        }
+        w.queues[0].rx.push_back(vec![1, 2, 3]);
+        let mut total = 0;
+        while total < 101 {
+            total += w.poll_once();
+        }
+        let out = &w.queues[1].tx;
+        assert_eq!(out.len(), 100);
+        for (i, f) in out.iter().enumerate() {
+            assert_eq!(&f[..6], &ROUTER_MAC);
+            assert_eq!(&f[6..12], &WAN_MAC);
+            assert_eq!(f[ETH_HLEN + 8], 63);
+            assert_eq!(&f[f.len() - 4..], &(i as u32).to_be_bytes(), "in order");
+        }
+        let s = stats.sum();
+        assert_eq!(s.ports[0].rx_packets, 101);
+        assert_eq!(s.ports[1].tx_packets, 100);
+        assert_eq!(
+            s.ports[1].tx_bytes,
+            out.iter().map(|f| f.len() as u64).sum::<u64>()
+        );
+        assert_eq!(s.dropped(DropReason::Runt), 1);
+    }
+
+    #[test]
+    fn counts_tx_drops_when_the_queue_is_full() {
+        let (mut w, _r, _s, stats) = worker(10);
+        for i in 0..32 {
+            w.queues[0].rx.push_back(lan_frame(i));
+        }
+        w.poll_once();
+        assert_eq!(w.queues[1].tx.len(), 10);
+        let s = stats.sum();
+        assert_eq!(s.ports[1].tx_packets, 10);
+        assert_eq!(s.dropped(DropReason::TxFull), 22);
+    }
+
+    #[test]
+    fn hands_arp_to_the_slow_path_and_sends_its_replies() {
+        let (mut w, reply_tx, slow_rx, _) = worker(usize::MAX);
+        let req = arp::request(
+            PROD_MAC,
+            Ipv4Addr::new(10, 10, 1, 2),
+            Ipv4Addr::new(10, 10, 1, 1),
+        );
+        w.queues[0].rx.push_back(req.clone());
+        w.poll_once();
+        match slow_rx.try_recv().unwrap() {
+            SlowMsg::Frame { port, frame, .. } => {
+                assert_eq!(port, PortId::Lan);
+                assert_eq!(frame, req);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        reply_tx
+            .send(TxFrame {
+                port: PortId::Lan,
+                frame: vec![0xab; 60],
+            })
+            .unwrap();
+        w.poll_once();
+        assert_eq!(w.queues[0].tx, vec![vec![0xab; 60]]);
+    }
+
+    #[test]
+    fn asks_once_for_an_unresolved_next_hop() {
+        let (mut w, _r, slow_rx, stats) = worker(usize::MAX);
+        let mut f = lan_frame(0);
+        // Destination 10.10.100.9: on the WAN link, no neighbour entry.
+        f[ETH_HLEN + 16..ETH_HLEN + 20].copy_from_slice(&[10, 10, 100, 9]);
+        f[ETH_HLEN + 10] = 0;
+        f[ETH_HLEN + 11] = 0;
+        let c = crate::wire::checksum::of(&f[ETH_HLEN..ETH_HLEN + 20]);
+        f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+        for _ in 0..10 {
+            w.queues[0].rx.push_back(f.clone());
+        }
+        w.poll_once();
+        assert_eq!(stats.sum().dropped(DropReason::NoNeighbor), 10);
+        let msgs: Vec<_> = slow_rx.try_iter().collect();
+        assert_eq!(msgs.len(), 1);
+        assert!(
+            matches!(msgs[0], SlowMsg::Resolve { next_hop, port: PortId::Wan } if next_hop == Ipv4Addr::new(10, 10, 100, 9))
+        );
+    }
+}
