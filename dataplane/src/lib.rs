@@ -9,6 +9,7 @@ pub mod neigh;
 pub mod port;
 pub mod route;
 pub mod slowpath;
+pub mod snapshot;
 pub mod stats;
 pub mod wire;
 pub mod worker;

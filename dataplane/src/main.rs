@@ -1,1 +1,127 @@
-fn main() {}
+//! `s2ds`: the SciStream gateway data plane.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scistream_dataplane::config::Config;
+use scistream_dataplane::runtime;
+use scistream_dataplane::snapshot::{render, Snapshot};
+
+/// The SciStream gateway data plane: pinned poll-mode workers forwarding
+/// between the instrument (LAN) port and the WAN port.
+#[derive(Parser)]
+#[command(name = "s2ds", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway described by a configuration file.
+    Run {
+        /// The TOML configuration file.
+        config: PathBuf,
+    },
+    /// Validate a configuration file without starting anything.
+    CheckConfig {
+        /// The TOML configuration file.
+        config: PathBuf,
+    },
+    /// Show live per-second counters of a running gateway.
+    Stats {
+        /// The gateway's configuration file (to find its stats file).
+        #[arg(conflicts_with = "path", required_unless_present = "path")]
+        config: Option<PathBuf>,
+        /// The stats snapshot file itself.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Seconds between updates.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many updates (default: run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Print the raw snapshot as JSON once and exit.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("s2ds: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok (gateway {}, {} worker(s), lan {} via {}, wan {} via {}, {} route(s))",
+                    config.display(),
+                    cfg.gateway.name,
+                    cfg.workers.cores.len(),
+                    cfg.ports.lan.address,
+                    cfg.ports.lan.backend.name(),
+                    cfg.ports.wan.address,
+                    cfg.ports.wan.backend.name(),
+                    cfg.routes.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Run { config } => {
+            let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            init_logging(cfg.logging.level.to_tracing());
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+            }
+            runtime::run(&cfg, stop)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats { config, path, interval, count, json } => {
+            let path = match (path, config) {
+                (Some(p), _) => p,
+                (None, Some(c)) => Config::load(&c).map_err(|e| anyhow::anyhow!("{e}"))?.stats_path(),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let mut prev = Snapshot::read(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&prev)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let interval = Duration::from_secs_f64(interval.max(0.1));
+            let mut shown = 0;
+            while count.is_none_or(|c| shown < c) {
+                std::thread::sleep(interval);
+                let cur = Snapshot::read(&path)?;
+                println!("{}", render(&prev, &cur));
+                prev = cur;
+                shown += 1;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(level: tracing::Level) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str().to_lowercase()));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}

@@ -9,7 +9,7 @@ use crate::wire::Mac;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum PortId {
     /// The instrument-side port.
     Lan = 0,
@@ -26,11 +26,24 @@ impl PortId {
         self as usize
     }
 
-    /// "lan" or "wan".
+    /// "lan" or "wan", as in the configuration file.
     pub const fn name(self) -> &'static str {
         match self {
             PortId::Lan => "lan",
             PortId::Wan => "wan",
+        }
+    }
+
+    /// "lan" or "wan" (same as [`PortId::name`]).
+    pub const fn as_str(self) -> &'static str {
+        self.name()
+    }
+
+    /// The other port.
+    pub const fn other(self) -> PortId {
+        match self {
+            PortId::Lan => PortId::Wan,
+            PortId::Wan => PortId::Lan,
         }
     }
 }

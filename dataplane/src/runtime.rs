@@ -1,0 +1,239 @@
+//! `s2ds run`: opens both ports with the configured backend, spawns one
+//! pinned worker per configured core and the slow-path thread, exports the
+//! stats snapshot, and stops cleanly on SIGINT/SIGTERM.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use tracing::{info, warn};
+
+use crate::backend::native::NativePort;
+use crate::backend::{afxdp, tap, PortInfo, PortQueue};
+use crate::config::{Backend, Config};
+use crate::forward::Gateway;
+use crate::neigh::Neighbors;
+use crate::port::{PortAddr, PortId};
+use crate::route::{Route, RouteTable};
+use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
+use crate::snapshot::{PortSnapshot, Snapshot, SNAPSHOT_VERSION};
+use crate::stats::StatsRegistry;
+use crate::worker::{Worker, WorkerLinks};
+
+/// How often the stats snapshot is rewritten.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs the gateway described by `cfg` until `stop` is set (the binary sets
+/// it from SIGINT/SIGTERM).
+pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
+    let workers = cfg.workers.cores.len();
+    if cfg.ports.use_dpdk() {
+        #[cfg(feature = "dpdk")]
+        return run_dpdk(cfg, workers, stop);
+        #[cfg(not(feature = "dpdk"))]
+        bail!("this s2ds was built without DPDK (--no-default-features); use backend \"af_xdp\" or \"tap\", or rebuild with the default features");
+    }
+    let mut ports = Vec::new();
+    for id in PortId::ALL {
+        ports.push(open_native(cfg, id, workers).with_context(|| format!("opening port {id}"))?);
+    }
+    let infos = [ports[0].info(), ports[1].info()];
+    let mut lan = ports[0].take_queues();
+    let mut wan = ports[1].take_queues();
+    if lan.len() < workers || wan.len() < workers {
+        bail!("a port gave fewer queues than the {workers} workers");
+    }
+    let pairs: Vec<_> = lan.drain(..workers).zip(wan.drain(..workers)).collect();
+    serve(cfg, infos, pairs, || Ok(()), stop)
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
+    use crate::backend::dpdk::{DpdkPort, DpdkPortConfig, Eal};
+    let d = cfg.dpdk.clone().unwrap_or_default();
+    let eal = Eal::init(&d.eal_args).context("initialising DPDK EAL")?;
+    let mut ports = Vec::new();
+    for id in PortId::ALL {
+        let p = cfg.ports.get(id);
+        let Backend::Dpdk { device } = &p.backend else { bail!("port {id} is not a DPDK port") };
+        let pc = DpdkPortConfig {
+            name: format!("{}_{}", cfg.gateway.name, id),
+            device: device.as_str().to_string(),
+            queues: workers as u16,
+            mtu: p.mtu,
+            rx_desc: d.rx_desc,
+            tx_desc: d.tx_desc,
+            mempool_size: d.mempool_size,
+            mempool_cache: d.mempool_cache,
+        };
+        let port = DpdkPort::open(eal, &pc).with_context(|| format!("opening port {id} ({})", device.as_str()))?;
+        if !port.wait_link_up(Duration::from_secs(10)) {
+            warn!(port = %id, "link is down after 10 s; forwarding starts anyway");
+        }
+        ports.push(port);
+    }
+    let infos = [ports[0].info(), ports[1].info()];
+    let pairs: Vec<_> = (0..workers as u16).map(|i| (ports[0].queue(i), ports[1].queue(i))).collect();
+    serve(cfg, infos, pairs, move || eal.register_thread().map(|_| ()).context("registering worker with EAL"), stop)
+}
+
+fn open_native(cfg: &Config, id: PortId, workers: usize) -> Result<NativePort> {
+    let p = cfg.ports.get(id);
+    Ok(match &p.backend {
+        Backend::AfXdp { interface, xdp_mode, zero_copy, frame_count } => NativePort::open_xdp(&afxdp::XdpConfig {
+            interface: interface.clone(),
+            queues: workers as u16,
+            mode: match xdp_mode {
+                crate::config::XdpMode::Auto => afxdp::XdpMode::Auto,
+                crate::config::XdpMode::Native => afxdp::XdpMode::Native,
+                crate::config::XdpMode::Skb => afxdp::XdpMode::Skb,
+            },
+            zero_copy: *zero_copy,
+            frame_count: *frame_count,
+        })?,
+        Backend::Tap { interface, mac, bridge } => NativePort::open_tap(&tap::TapConfig {
+            interface: interface.clone(),
+            mtu: p.mtu,
+            mac: *mac,
+            queues: workers as u16,
+            bridge: bridge.clone(),
+        })?,
+        Backend::Dpdk { .. } => bail!("port {id} is a DPDK port"),
+    })
+}
+
+/// Builds the gateway from the config and the opened ports, then runs the
+/// workers, the slow path and the stats export until `stop`.
+fn serve<Q>(
+    cfg: &Config,
+    infos: [PortInfo; 2],
+    pairs: Vec<(Q, Q)>,
+    on_worker_start: impl Fn() -> Result<()> + Send + Clone + 'static,
+    stop: Arc<AtomicBool>,
+) -> Result<()>
+where
+    Q: PortQueue + 'static,
+{
+    let started = Instant::now();
+    let addrs: [PortAddr; 2] = PortId::ALL.map(|id| {
+        let p = cfg.ports.get(id);
+        PortAddr { mac: infos[id.index()].mac, ip: p.ip(), prefix_len: p.address.prefix_len(), mtu: p.mtu }
+    });
+    let statics: Vec<Route> = cfg
+        .routes
+        .iter()
+        .map(|r| Route { net: r.prefix.network(), len: r.prefix.prefix_len(), port: r.port, via: Some(r.via) })
+        .collect();
+    let gw = Arc::new(Gateway { ports: addrs, routes: RouteTable::new(&addrs, &statics) });
+    let neigh = Arc::new(Neighbors::with_static(
+        &cfg.neighbors.iter().map(|n| (n.ip, n.mac, n.port)).collect::<Vec<(Ipv4Addr, [u8; 6], PortId)>>(),
+    ));
+    for id in PortId::ALL {
+        let (i, a) = (&infos[id.index()], &addrs[id.index()]);
+        info!(port = %id, device = %i.name, driver = %i.driver, mac = %crate::wire::mac_to_string(&a.mac), address = %cfg.ports.get(id).address, mtu = a.mtu, "port up");
+    }
+    for r in gw.routes.routes() {
+        info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
+    }
+
+    let workers = pairs.len();
+    let stats = Arc::new(StatsRegistry::new(workers));
+    let (to_slow, slow_rx) = crossbeam_channel::bounded(SLOW_QUEUE_DEPTH);
+    let mut reply_txs = Vec::new();
+    let mut threads: Vec<JoinHandle<Result<()>>> = Vec::new();
+    let idle_sleep = Duration::from_micros(u64::from(cfg.workers.idle_sleep_us));
+    for (i, (lan, wan)) in pairs.into_iter().enumerate() {
+        let (reply_tx, replies) = crossbeam_channel::bounded(REPLY_QUEUE_DEPTH);
+        reply_txs.push(reply_tx);
+        let links = WorkerLinks { gw: gw.clone(), neigh: neigh.clone(), to_slowpath: to_slow.clone(), replies, stats: stats.clone() };
+        let core = cfg.workers.cores[i];
+        let stop = stop.clone();
+        let on_start = on_worker_start.clone();
+        let t = std::thread::Builder::new().name(format!("s2ds-worker{i}")).spawn(move || -> Result<()> {
+            pin(core, &format!("worker {i}"));
+            on_start()?;
+            info!(worker = i, core, "worker polling");
+            Worker::new(i, lan, wan, links, idle_sleep).run(&stop);
+            Ok(())
+        })?;
+        threads.push(t);
+    }
+    drop(to_slow);
+    let slow = SlowPath::new(gw.clone(), neigh.clone(), slow_rx, reply_txs, stats.clone());
+    let slow_core = cfg.workers.slowpath_core;
+    let slow_stop = stop.clone();
+    threads.push(std::thread::Builder::new().name("s2ds-slowpath".into()).spawn(move || -> Result<()> {
+        if let Some(c) = slow_core {
+            pin(c, "slow path");
+        }
+        slow.run(&slow_stop);
+        Ok(())
+    })?);
+
+    let path = cfg.stats_path();
+    let mut snap = Snapshot {
+        version: SNAPSHOT_VERSION,
+        gateway: cfg.gateway.name.clone(),
+        pid: std::process::id(),
+        unix_ms: 0,
+        uptime_s: 0.0,
+        workers,
+        ports: PortId::ALL
+            .iter()
+            .map(|id| PortSnapshot {
+                id: *id,
+                device: infos[id.index()].name.clone(),
+                driver: infos[id.index()].driver.clone(),
+                mac: crate::wire::mac_to_string(&addrs[id.index()].mac),
+                address: cfg.ports.get(*id).address.to_string(),
+                counts: Default::default(),
+            })
+            .collect(),
+        drops: Default::default(),
+        control: Default::default(),
+        neighbors: vec![],
+    };
+    info!(stats = %path.display(), workers, "gateway running");
+    let mut export_failed = false;
+    while !stop.load(Ordering::Relaxed) && !threads.iter().any(|t| t.is_finished()) {
+        std::thread::sleep(SNAPSHOT_EVERY);
+        export(&mut snap, &stats, &neigh, started, &path, &mut export_failed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut result = Ok(());
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(anyhow::anyhow!("a gateway thread panicked")),
+        }
+    }
+    export(&mut snap, &stats, &neigh, started, &path, &mut export_failed);
+    info!("gateway stopped");
+    result
+}
+
+fn export(snap: &mut Snapshot, stats: &StatsRegistry, neigh: &Neighbors, started: Instant, path: &Path, failed: &mut bool) {
+    snap.unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    snap.uptime_s = started.elapsed().as_secs_f64();
+    snap.set_counts(&stats.sum());
+    snap.set_neighbors(&neigh.load(), Instant::now());
+    match snap.write_atomic(path) {
+        Ok(()) => *failed = false,
+        Err(e) if !*failed => {
+            warn!(path = %path.display(), error = %e, "cannot write the stats snapshot");
+            *failed = true;
+        }
+        Err(_) => {}
+    }
+}
+
+fn pin(core: usize, what: &str) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        warn!(core, "{what}: could not pin to core {core}; running unpinned");
+    }
+}

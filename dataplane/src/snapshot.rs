@@ -1,0 +1,265 @@
+//! The stats snapshot file: `s2ds run` rewrites it atomically a few times a
+//! second; `s2ds stats` reads it and shows per-second rates. JSON, so that
+//! operators' tools can read it too.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::neigh::NeighborTable;
+use crate::port::PortId;
+use crate::stats::{ControlCounts, Counters, DropReason, PortCounts};
+use crate::wire::mac_to_string;
+
+/// Format version of the snapshot file.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// One port in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortSnapshot {
+    /// "lan" or "wan".
+    pub id: PortId,
+    /// Device or interface name.
+    pub device: String,
+    /// Backend driver.
+    pub driver: String,
+    /// The gateway's MAC on the port.
+    pub mac: String,
+    /// The gateway's address, CIDR.
+    pub address: String,
+    /// Counters.
+    pub counts: PortCounts,
+}
+
+/// One neighbour in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighborSnapshot {
+    /// IPv4 address.
+    pub ip: String,
+    /// MAC address.
+    pub mac: String,
+    /// Port.
+    pub port: PortId,
+    /// "static" or "dynamic".
+    pub kind: String,
+    /// Seconds since last confirmed.
+    pub age_s: u64,
+}
+
+/// Everything `s2ds stats` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// [`SNAPSHOT_VERSION`].
+    pub version: u32,
+    /// Gateway name.
+    pub gateway: String,
+    /// Process id of `s2ds run`.
+    pub pid: u32,
+    /// Wall-clock time of the snapshot, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Number of workers.
+    pub workers: usize,
+    /// Both ports.
+    pub ports: Vec<PortSnapshot>,
+    /// Drops by reason name (every reason present, zeros included).
+    pub drops: BTreeMap<String, u64>,
+    /// Slow-path work.
+    pub control: ControlCounts,
+    /// The neighbour table.
+    pub neighbors: Vec<NeighborSnapshot>,
+}
+
+impl Snapshot {
+    /// Fills the counter parts of a snapshot from `sum`.
+    pub fn set_counts(&mut self, sum: &Counters) {
+        for p in &mut self.ports {
+            p.counts = sum.ports[p.id.index()];
+        }
+        self.drops = DropReason::ALL.iter().map(|r| (r.name().to_string(), sum.dropped(*r))).collect();
+        self.control = sum.control;
+    }
+
+    /// Fills the neighbour list from `table`.
+    pub fn set_neighbors(&mut self, table: &NeighborTable, now: std::time::Instant) {
+        let mut v: Vec<NeighborSnapshot> = table
+            .iter()
+            .map(|(ip, n)| NeighborSnapshot {
+                ip: ip.to_string(),
+                mac: mac_to_string(&n.mac),
+                port: n.port,
+                kind: format!("{:?}", n.kind).to_lowercase(),
+                age_s: now.saturating_duration_since(n.updated).as_secs(),
+            })
+            .collect();
+        v.sort_by(|a, b| (a.port, &a.ip).cmp(&(b.port, &b.ip)));
+        self.neighbors = v;
+    }
+
+    /// Writes the snapshot to `path` atomically (a temporary file, then rename).
+    pub fn write_atomic(&self, path: &Path) -> io::Result<()> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let body = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads a snapshot file.
+    pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let body = std::fs::read(path).map_err(|e| SnapshotError::Read(path.display().to_string(), e))?;
+        let s: Snapshot = serde_json::from_slice(&body).map_err(|e| SnapshotError::Parse(path.display().to_string(), e))?;
+        if s.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version(path.display().to_string(), s.version));
+        }
+        Ok(s)
+    }
+}
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The file could not be read (is `s2ds run` running with this config?).
+    #[error("{0}: cannot read stats snapshot: {1} (is `s2ds run` running?)")]
+    Read(String, #[source] io::Error),
+    /// The file is not a snapshot.
+    #[error("{0}: not a stats snapshot: {1}")]
+    Parse(String, #[source] serde_json::Error),
+    /// Written by another version of s2ds.
+    #[error("{0}: snapshot version {1}, this s2ds reads version {SNAPSHOT_VERSION}")]
+    Version(String, u32),
+}
+
+/// Renders the per-second view from two snapshots taken `prev` → `cur`.
+pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
+    use std::fmt::Write;
+    let secs = ((cur.unix_ms.saturating_sub(prev.unix_ms)) as f64 / 1000.0).max(1e-3);
+    let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / secs;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "gateway {}  pid {}  uptime {}  workers {}",
+        cur.gateway,
+        cur.pid,
+        hms(cur.uptime_s),
+        cur.workers
+    );
+    let _ = writeln!(
+        out,
+        "{:<4} {:<28} {:>11} {:>9} {:>11} {:>9} {:>14} {:>14}",
+        "port", "device", "rx pps", "rx Gb/s", "tx pps", "tx Gb/s", "rx packets", "tx packets"
+    );
+    for (p, q) in prev.ports.iter().zip(&cur.ports) {
+        let (a, b) = (&p.counts, &q.counts);
+        let _ = writeln!(
+            out,
+            "{:<4} {:<28} {:>11.0} {:>9.3} {:>11.0} {:>9.3} {:>14} {:>14}",
+            q.id.name(),
+            truncate(&format!("{} ({})", q.device, q.driver), 28),
+            rate(a.rx_packets, b.rx_packets),
+            rate(a.rx_bytes, b.rx_bytes) * 8.0 / 1e9,
+            rate(a.tx_packets, b.tx_packets),
+            rate(a.tx_bytes, b.tx_bytes) * 8.0 / 1e9,
+            b.rx_packets,
+            b.tx_packets,
+        );
+    }
+    let drops: Vec<String> = cur
+        .drops
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {:.0}/s ({v})", rate(prev.drops.get(k).copied().unwrap_or(0), *v)))
+        .collect();
+    let _ = writeln!(out, "drops: {}", if drops.is_empty() { "none".to_string() } else { drops.join(", ") });
+    let c = &cur.control;
+    let _ = writeln!(
+        out,
+        "slow path: arp replies {}, arp requests {}, echo replies {}, icmp errors {}",
+        c.arp_replies, c.arp_requests, c.echo_replies, c.icmp_errors
+    );
+    for n in &cur.neighbors {
+        let _ = writeln!(out, "neighbor {:<15} {} on {} ({}, {} s)", n.ip, n.mac, n.port.name(), n.kind, n.age_s);
+    }
+    out
+}
+
+fn hms(s: f64) -> String {
+    let s = s as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(unix_ms: u64, rx: u64, drops: u64) -> Snapshot {
+        let mut s = Snapshot {
+            version: SNAPSHOT_VERSION,
+            gateway: "gwA".into(),
+            pid: 42,
+            unix_ms,
+            uptime_s: 61.0,
+            workers: 1,
+            ports: PortId::ALL
+                .iter()
+                .map(|id| PortSnapshot {
+                    id: *id,
+                    device: format!("{id}0"),
+                    driver: "tap".into(),
+                    mac: "02:00:00:00:00:01".into(),
+                    address: "10.10.1.1/24".into(),
+                    counts: PortCounts::default(),
+                })
+                .collect(),
+            drops: BTreeMap::new(),
+            control: ControlCounts::default(),
+            neighbors: vec![],
+        };
+        let mut c = Counters::default();
+        c.ports[0].rx_packets = rx;
+        c.ports[0].rx_bytes = rx * 1000;
+        c.drops[DropReason::NoRoute as usize] = drops;
+        s.set_counts(&c);
+        s
+    }
+
+    #[test]
+    fn rates_are_deltas_over_elapsed_time() {
+        let text = render(&snap(1_000, 0, 0), &snap(3_000, 2_000_000, 10));
+        let lan = text.lines().find(|l| l.starts_with("lan")).unwrap();
+        let cols: Vec<&str> = lan.split_whitespace().collect();
+        assert!(cols.contains(&"1000000"), "{lan}"); // 2e6 packets over 2 s
+        assert!(cols.contains(&"8.000"), "{lan}"); // 1e9 B/s = 8 Gb/s
+        assert!(text.contains("no_route 5/s (10)"), "{text}");
+        assert!(text.contains("uptime 00:01:01"));
+    }
+
+    #[test]
+    fn round_trips_through_a_file_and_rejects_other_versions() {
+        let dir = std::env::temp_dir().join(format!("s2ds-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s.json");
+        let s = snap(5, 7, 1);
+        s.write_atomic(&p).unwrap();
+        assert_eq!(Snapshot::read(&p).unwrap(), s);
+        let mut old = s.clone();
+        old.version = 99;
+        old.write_atomic(&p).unwrap();
+        assert!(matches!(Snapshot::read(&p), Err(SnapshotError::Version(_, 99))));
+        std::fs::write(&p, b"nonsense").unwrap();
+        assert!(matches!(Snapshot::read(&p), Err(SnapshotError::Parse(..))));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(Snapshot::read(&p), Err(SnapshotError::Read(..))));
+    }
+}

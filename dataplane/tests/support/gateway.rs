@@ -1,0 +1,145 @@
+//! Running `s2ds` inside a testbed namespace with one of the example
+//! configurations from configs/, made unique per test (stats file, EAL file
+//! prefix) so that tests run in parallel.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use scistream_dataplane::snapshot::Snapshot;
+
+use super::netns::{repo_root, Node, Testbed};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A running `s2ds`; stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Gateway {
+    child: Option<Child>,
+    /// The config file it runs with.
+    pub config: PathBuf,
+    /// Its stats snapshot file.
+    pub stats: PathBuf,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+/// The path of the `s2ds` binary under test.
+pub fn s2ds_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_s2ds"))
+}
+
+impl Gateway {
+    /// Starts `s2ds run` in `node`'s namespace with `configs/<example>`,
+    /// rewritten to use a unique stats path and EAL file prefix, and with
+    /// `edit` applied to the parsed TOML. Waits until its stats file shows
+    /// it running (panics after 30 s, printing its log).
+    pub fn start(tb: &Testbed, node: Node, example: &str, edit: impl FnOnce(&mut toml::Table)) -> Gateway {
+        let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(format!("s2ds-test-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = std::fs::read_to_string(repo_root().join("configs").join(example)).unwrap();
+        let mut t: toml::Table = toml::from_str(&text).unwrap();
+        let stats = dir.join("stats.json");
+        let gw = t["gateway"].as_table_mut().unwrap();
+        gw.insert("stats_path".into(), stats.display().to_string().into());
+        if let Some(d) = t.get_mut("dpdk").and_then(|d| d.as_table_mut()) {
+            let args: Vec<toml::Value> = d
+                .get("eal_args")
+                .and_then(|a| a.as_array())
+                .map(|a| a.iter().filter(|v| !v.as_str().is_some_and(|s| s.starts_with("--file-prefix"))).cloned().collect())
+                .unwrap_or_default();
+            let mut args = args;
+            args.push(format!("--file-prefix=s2t{id}").into());
+            d.insert("eal_args".into(), toml::Value::Array(args));
+        }
+        edit(&mut t);
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, toml::to_string(&t).unwrap()).unwrap();
+        let log = dir.join("s2ds.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &tb.ns(node)])
+            .arg(s2ds_bin())
+            .arg("run")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("spawn s2ds");
+        let mut g = Gateway { child: Some(child), config, stats, log, dir };
+        g.wait_running(Duration::from_secs(30));
+        g
+    }
+
+    fn wait_running(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if Snapshot::read(&self.stats).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("s2ds exited with {status} before running:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("s2ds did not start within {timeout:?}:\n{}", self.log_text());
+    }
+
+    /// The current stats snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::read(&self.stats).expect("stats snapshot")
+    }
+
+    /// A snapshot taken after the gateway has exported the counters of
+    /// everything sent so far (waits two export periods).
+    pub fn settled_snapshot(&self) -> Snapshot {
+        std::thread::sleep(Duration::from_millis(600));
+        self.snapshot()
+    }
+
+    /// The gateway's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The gateway's MAC on `port` ("lan"/"wan"), from its stats.
+    pub fn mac(&self, port: &str) -> String {
+        self.snapshot().ports.iter().find(|p| p.id.name() == port).expect("port").mac.clone()
+    }
+
+    /// Stops the gateway with SIGTERM and returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        // SAFETY-free: kill(2) through the `kill` command keeps tests free of unsafe.
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("s2ds log kept at {}:\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// The directory holding `path`.
+pub fn dir_of(path: &Path) -> &Path {
+    path.parent().unwrap()
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test, on a fresh Debian 12 machine, as root (namespaces, AF_XDP,
+# TAP and DPDK vdevs need it). Installs what it needs first (scripts/setup.sh),
+# then: formatting, clippy with and without DPDK, the whole test suite with
+# the default features (DPDK + native backends), and the native backends again
+# in a build without DPDK (`--no-default-features`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "scripts/test.sh: run as root (the end-to-end tests build network namespaces)" >&2
+    exit 1
+fi
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (default features: DPDK + native)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy (no DPDK)"
+cargo clippy -p scistream-dataplane --no-default-features --all-targets --locked -- -D warnings
+step "cargo test (default features)"
+cargo test --workspace --locked
+step "cargo test (no DPDK: native backends end to end, unit tests)"
+cargo test -p scistream-dataplane --no-default-features --locked --lib --test gateway_e2e --test config_files
