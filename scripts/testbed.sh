@@ -199,8 +199,8 @@ testbed_up() {
         log "up: prefix $prefix already has namespaces; tearing them down first"
         testbed_down
     fi
-    # If anything below fails, leave nothing half-built behind.
-    trap 'rc=$?; log "up: failed (exit $rc), tearing down"; testbed_down; exit $rc' ERR
+    # If anything below fails (set -e exits the script), leave nothing half-built behind.
+    trap 'rc=$?; trap - EXIT; log "up: failed (exit $rc), tearing down"; testbed_down; exit $rc' EXIT
 
     local node
     for node in "${NODES[@]}"; do
@@ -227,7 +227,7 @@ testbed_up() {
     gateway_setup "$NS_GWA" "$gw_a" 10.10.1.1/24 10.10.100.1/24 10.20.0.0/16 10.10.100.254
     gateway_setup "$NS_GWB" "$gw_b" 10.20.1.1/24 10.10.200.1/24 10.10.0.0/16 10.10.200.254
 
-    trap - ERR
+    trap - EXIT
     log "up: prefix $prefix: $NS_PROD $NS_GWA $NS_WAN $NS_GWB $NS_CONS (gw-a $gw_a, gw-b $gw_b, mtu $mtu)"
 }
 

@@ -591,12 +591,7 @@ impl Testbed {
             self.ns(node)
         );
         if !stderr.trim().is_empty() {
-            eprintln!(
-                "[{}] {}: {}",
-                self.ns(node),
-                argv.get(2).unwrap_or(&""),
-                stderr.trim()
-            );
+            eprintln!("[{}] {}: {}", self.ns(node), describe(argv), stderr.trim());
         }
         last_json(&f.output.stdout).unwrap_or_else(|| {
             panic!(
