@@ -1,0 +1,773 @@
+//! Drive the network-namespace testbed (`scripts/testbed.sh`) and the traffic tool
+//! (`scripts/traffic.py`) from Rust integration tests.
+//!
+//! Topology (see `docs/testbed.md`):
+//!
+//! ```text
+//! prod(eth0 10.10.1.2) -- (lan0) gwA (wan0) -- (a0 10.10.100.254) wan (b0 10.10.200.254)
+//!                      -- (wan0) gwB (lan0) -- (eth0 10.20.1.2) cons
+//! ```
+//!
+//! A [`Testbed`] gets a unique namespace prefix per call, so tests may run in parallel.
+//! Dropping it (also while unwinding from a panic) kills every process it spawned and
+//! deletes its namespaces. Every wait has a deadline: no helper can hang a test forever.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Deadline for `testbed.sh up` / `down`.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default deadline for [`Testbed::run`].
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a receiver may take to create its ready file.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle timeout handed to `udp-recv`: it stops after this long without a datagram.
+const UDP_IDLE_TIMEOUT_SECS: u64 = 5;
+/// Idle/accept timeout handed to `tcp-recv` and `tcp-send`.
+const TCP_IDLE_TIMEOUT_SECS: u64 = 30;
+/// Grace period between SIGTERM and SIGKILL for spawned children on drop.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+/// Polling interval of every deadline loop.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Prefix counter: together with the process id it makes every testbed prefix unique.
+static TESTBED_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A node (network namespace) of the testbed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// Producer host: `eth0` 10.10.1.2/24, default route via 10.10.1.1.
+    Prod,
+    /// Producer-side gateway: `lan0` (to prod) and `wan0` (to wan).
+    GwA,
+    /// WAN kernel router: `a0` 10.10.100.254/24, `b0` 10.10.200.254/24.
+    Wan,
+    /// Consumer-side gateway: `wan0` (to wan) and `lan0` (to cons).
+    GwB,
+    /// Consumer host: `eth0` 10.20.1.2/24, default route via 10.20.1.1.
+    Cons,
+}
+
+impl Node {
+    /// Every node, in topology order.
+    pub const ALL: [Node; 5] = [Node::Prod, Node::GwA, Node::Wan, Node::GwB, Node::Cons];
+
+    /// Namespace-name suffix used by `testbed.sh` (`<prefix>-<suffix>`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Node::Prod => "prod",
+            Node::GwA => "gwa",
+            Node::Wan => "wan",
+            Node::GwB => "gwb",
+            Node::Cons => "cons",
+        }
+    }
+}
+
+/// How `testbed.sh` sets up a gateway namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GwMode {
+    /// Plain Linux router with addresses, routes and `ip_forward=1`.
+    Kernel,
+    /// Interfaces up without addresses, `ip_forward=0`: a userspace gateway owns them.
+    None,
+    /// Like [`GwMode::None`] plus bridges `brlan` (port `lan0`) and `brwan` (port `wan0`).
+    Bridge,
+}
+
+impl GwMode {
+    /// The `--gw-a` / `--gw-b` argument value.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            GwMode::Kernel => "kernel",
+            GwMode::None => "none",
+            GwMode::Bridge => "bridge",
+        }
+    }
+}
+
+/// Options for [`Testbed::up`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestbedOpts {
+    /// Mode of the producer-side gateway namespace.
+    pub gw_a: GwMode,
+    /// Mode of the consumer-side gateway namespace.
+    pub gw_b: GwMode,
+    /// MTU of every veth (and bridge).
+    pub mtu: u16,
+}
+
+impl Default for TestbedOpts {
+    /// Both gateways in kernel-router mode, MTU 1500.
+    fn default() -> Self {
+        TestbedOpts {
+            gw_a: GwMode::Kernel,
+            gw_b: GwMode::Kernel,
+            mtu: 1500,
+        }
+    }
+}
+
+/// Result of [`Testbed::udp_stream`], combined from `udp-send` and `udp-recv`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpReport {
+    /// Datagrams the sender handed to the kernel.
+    pub sent: u64,
+    /// Distinct sequence numbers the receiver got.
+    pub received: u64,
+    /// Sequence numbers in `0..count` that never arrived.
+    pub lost: u64,
+    /// Datagrams whose sequence number had already arrived.
+    pub duplicates: u64,
+    /// Datagrams that arrived after a higher sequence number.
+    pub out_of_order: u64,
+    /// `out_of_order == 0`.
+    pub in_order: bool,
+    /// Payload bytes the receiver got (duplicates included).
+    pub received_bytes: u64,
+}
+
+/// Result of [`Testbed::tcp_transfer`], combined from `tcp-send` and `tcp-recv`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpReport {
+    /// Bytes the sender wrote.
+    pub sent_bytes: u64,
+    /// Bytes the receiver read before EOF.
+    pub received_bytes: u64,
+    /// SHA-256 (hex) of what the sender wrote.
+    pub sent_sha256: String,
+    /// SHA-256 (hex) of what the receiver read.
+    pub received_sha256: String,
+}
+
+/// Panic with a clear message unless the effective user is root.
+pub fn require_root() {
+    let status = fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|e| panic!("cannot read /proc/self/status to check for root: {e}"));
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no effective uid in /proc/self/status"));
+    assert!(
+        euid == "0",
+        "this test needs root (network namespaces, veth, sysctl); run it as root (euid is {euid})"
+    );
+}
+
+/// Root of the repository (the parent of the `dataplane` crate directory).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Path of `scripts/testbed.sh`.
+pub fn testbed_script() -> PathBuf {
+    repo_root().join("scripts").join("testbed.sh")
+}
+
+/// Path of `scripts/traffic.py`.
+pub fn traffic_script() -> PathBuf {
+    repo_root().join("scripts").join("traffic.py")
+}
+
+/// Python interpreter for `traffic.py`: `$S2_PYTHON`, else `/usr/bin/python3`, else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("S2_PYTHON") {
+        if !p.is_empty() {
+            return p;
+        }
+    }
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3".to_string()
+    } else {
+        "python3".to_string()
+    }
+}
+
+/// Output of a child waited for with a deadline.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit status, stdout and stderr (stdout/stderr empty unless piped).
+    pub output: Output,
+    /// The deadline expired and the child was killed.
+    pub timed_out: bool,
+}
+
+/// Wait for `child` until `timeout`, killing it when the deadline passes. Piped stdout and
+/// stderr are drained concurrently so a chatty child cannot block on a full pipe.
+pub fn wait_deadline(mut child: Child, timeout: Duration) -> Finished {
+    let out_reader = child.stdout.take().map(|mut s| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let err_reader = child.stderr.take().map(|mut s| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status: ExitStatus = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
+            Ok(None) | Err(_) => {
+                timed_out = true;
+                let _ = child.kill();
+                // If even reaping fails, report the child as killed by SIGKILL.
+                break child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9));
+            }
+        }
+    };
+    let stdout = out_reader
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let stderr = err_reader
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    Finished {
+        output: Output {
+            status,
+            stdout,
+            stderr,
+        },
+        timed_out,
+    }
+}
+
+/// The last line of `stdout` that is a JSON object, if any.
+pub fn last_json(stdout: &[u8]) -> Option<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(Value::is_object)
+}
+
+fn json_u64(v: &Value, key: &str, what: &str) -> u64 {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{what}: report has no integer '{key}': {v}"))
+}
+
+fn json_str(v: &Value, key: &str, what: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{what}: report has no string '{key}': {v}"))
+        .to_string()
+}
+
+fn describe(argv: &[&str]) -> String {
+    argv.join(" ")
+}
+
+/// Port of an `IP:PORT` string (panics with the string on bad input: test-author error).
+fn port_of(dst: &str) -> &str {
+    match dst.rsplit_once(':') {
+        Some((ip, port)) if !ip.is_empty() && port.parse::<u16>().is_ok() => port,
+        _ => panic!("destination '{dst}' is not IP:PORT"),
+    }
+}
+
+/// Network-namespace inode of process `pid`, if it is alive and not a zombie.
+fn pid_netns(pid: u32) -> Option<String> {
+    let link = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// One running testbed (five network namespaces); torn down on drop.
+pub struct Testbed {
+    prefix: String,
+    opts: TestbedOpts,
+    /// Per-testbed scratch directory (ready files).
+    scratch: PathBuf,
+    /// Pids of the children spawned through [`Testbed::spawn`] and friends.
+    pids: Mutex<Vec<u32>>,
+    /// Counter for scratch file names.
+    seq: AtomicU32,
+}
+
+impl Testbed {
+    /// Build a testbed with a fresh unique prefix (`s2t<pid>-<n>`); panics if
+    /// `testbed.sh up` fails (after tearing down whatever was built).
+    pub fn up(opts: TestbedOpts) -> Testbed {
+        let n = TESTBED_SEQ.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("s2t{}-{}", std::process::id(), n);
+        let scratch = std::env::temp_dir().join(format!("{prefix}.scratch"));
+        // Build the guard before anything else, so that a failure below still tears down.
+        let tb = Testbed {
+            prefix,
+            opts,
+            scratch,
+            pids: Mutex::new(Vec::new()),
+            seq: AtomicU32::new(0),
+        };
+        let _ = fs::remove_dir_all(&tb.scratch);
+        fs::create_dir_all(&tb.scratch)
+            .unwrap_or_else(|e| panic!("cannot create scratch dir {}: {e}", tb.scratch.display()));
+        let mtu = opts.mtu.to_string();
+        let f = tb
+            .script(&[
+                "up",
+                "--gw-a",
+                opts.gw_a.as_arg(),
+                "--gw-b",
+                opts.gw_b.as_arg(),
+                "--mtu",
+                &mtu,
+            ])
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", testbed_script().display()));
+        assert!(
+            f.output.status.success() && !f.timed_out,
+            "testbed.sh up --prefix {} failed ({}{}):\n{}{}",
+            tb.prefix,
+            f.output.status,
+            if f.timed_out { ", timed out" } else { "" },
+            String::from_utf8_lossy(&f.output.stdout),
+            String::from_utf8_lossy(&f.output.stderr)
+        );
+        tb
+    }
+
+    /// Run `testbed.sh CMD --prefix <prefix> ARGS...` with a deadline.
+    fn script(&self, args: &[&str]) -> std::io::Result<Finished> {
+        let child = Command::new("bash")
+            .arg(testbed_script())
+            .arg(args[0])
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        Ok(wait_deadline(child, SCRIPT_TIMEOUT))
+    }
+
+    /// Namespace prefix of this testbed.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Options the testbed was built with.
+    pub fn opts(&self) -> TestbedOpts {
+        self.opts
+    }
+
+    /// Name of the network namespace of `node`.
+    pub fn ns(&self, node: Node) -> String {
+        format!("{}-{}", self.prefix, node.suffix())
+    }
+
+    /// Names of all five namespaces, in topology order.
+    pub fn namespaces(&self) -> Vec<String> {
+        Node::ALL.iter().map(|&n| self.ns(n)).collect()
+    }
+
+    /// An `ip netns exec <ns> argv...` command (not started, not tracked).
+    pub fn command(&self, node: Node, argv: &[&str]) -> Command {
+        assert!(
+            !argv.is_empty(),
+            "empty argv for a command in {}",
+            self.ns(node)
+        );
+        let mut cmd = Command::new("ip");
+        cmd.arg("netns")
+            .arg("exec")
+            .arg(self.ns(node))
+            .args(argv)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run `argv` inside `node`'s namespace and wait (deadline 60 s; panics on timeout).
+    pub fn run(&self, node: Node, argv: &[&str]) -> Output {
+        self.run_timeout(node, argv, RUN_TIMEOUT)
+    }
+
+    /// Run `argv` inside `node`'s namespace and wait up to `timeout` (panics on timeout).
+    pub fn run_timeout(&self, node: Node, argv: &[&str], timeout: Duration) -> Output {
+        let mut cmd = self.command(node, argv);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = self.spawn_cmd(node, cmd);
+        let f = wait_deadline(child, timeout);
+        assert!(
+            !f.timed_out,
+            "'{}' in {} did not finish within {timeout:?}; killed. stderr:\n{}",
+            describe(argv),
+            self.ns(node),
+            String::from_utf8_lossy(&f.output.stderr)
+        );
+        f.output
+    }
+
+    /// Start `argv` inside `node`'s namespace (stdin null, stdout/stderr inherited).
+    /// The child is tracked: it is killed when the testbed is dropped.
+    pub fn spawn(&self, node: Node, argv: &[&str]) -> Child {
+        self.spawn_stdio(node, argv, Stdio::inherit(), Stdio::inherit())
+    }
+
+    /// Like [`Testbed::spawn`] with explicit stdout/stderr (e.g. `Stdio::piped()`;
+    /// then drain them, for instance with [`wait_deadline`]).
+    pub fn spawn_stdio(&self, node: Node, argv: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
+        let mut cmd = self.command(node, argv);
+        cmd.stdout(stdout).stderr(stderr);
+        self.spawn_cmd(node, cmd)
+    }
+
+    /// Start a prepared command (normally from [`Testbed::command`]) and track it.
+    pub fn spawn_cmd(&self, node: Node, mut cmd: Command) -> Child {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {}: {e}", self.ns(node)));
+        self.pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child.id());
+        child
+    }
+
+    /// Ping `ip` from `node`: true if `count` echo replies arrive before the deadline
+    /// (`count` * 0.2 s + 3 s).
+    pub fn ping(&self, from: Node, ip: &str, count: u32) -> bool {
+        let count = count.max(1);
+        let deadline = (u64::from(count) / 5 + 3).to_string();
+        let count_s = count.to_string();
+        let out = self.run(
+            from,
+            &[
+                "ping", "-n", "-q", "-c", &count_s, "-i", "0.2", "-w", &deadline, ip,
+            ],
+        );
+        out.status.success()
+    }
+
+    /// MAC address `node` has resolved for `ip` (lower case), if its neighbour entry is
+    /// REACHABLE, STALE, DELAY or PERMANENT.
+    pub fn neigh_mac(&self, node: Node, ip: &str) -> Option<String> {
+        let out = self.ip(node, &["neigh", "show", ip]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if words.first() != Some(&ip) {
+                    return None;
+                }
+                let usable = words
+                    .iter()
+                    .any(|w| matches!(*w, "REACHABLE" | "STALE" | "DELAY" | "PERMANENT"));
+                let pos = words.iter().position(|w| *w == "lladdr")?;
+                let mac = words.get(pos + 1)?;
+                usable.then(|| mac.to_ascii_lowercase())
+            })
+    }
+
+    /// MAC address of interface `ifname` in `node` (lower case), from `ip link show`.
+    pub fn link_mac(&self, node: Node, ifname: &str) -> Option<String> {
+        let out = self.ip(node, &["link", "show", "dev", ifname]);
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "link/ether")?;
+        words.next().map(str::to_ascii_lowercase)
+    }
+
+    /// MTU of interface `ifname` in `node`, from `ip link show`.
+    pub fn link_mtu(&self, node: Node, ifname: &str) -> Option<u32> {
+        let out = self.ip(node, &["link", "show", "dev", ifname]);
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "mtu")?;
+        words.next()?.parse().ok()
+    }
+
+    /// Run `ip -n <ns> args...` (deadline 60 s).
+    pub fn ip(&self, node: Node, args: &[&str]) -> Output {
+        let child = Command::new("ip")
+            .arg("-n")
+            .arg(self.ns(node))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run ip -n {} {}: {e}", self.ns(node), args.join(" "))
+            });
+        let f = wait_deadline(child, RUN_TIMEOUT);
+        assert!(
+            !f.timed_out,
+            "ip -n {} {} timed out",
+            self.ns(node),
+            args.join(" ")
+        );
+        f.output
+    }
+
+    /// A fresh ready-file path in this testbed's scratch directory.
+    fn ready_file(&self, what: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.scratch.join(format!("{what}-{n}.ready"))
+    }
+
+    /// Start a `traffic.py` receiver in `node` and wait until its ready file exists.
+    fn start_receiver(&self, node: Node, args: &[&str], ready: &Path) -> Child {
+        let py = python();
+        let script = traffic_script();
+        let script = script.to_string_lossy();
+        let ready_s = ready.to_string_lossy();
+        let mut argv: Vec<&str> = vec![&py, &script];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["--ready-file", &ready_s]);
+        let mut child = self.spawn_stdio(node, &argv, Stdio::piped(), Stdio::piped());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !ready.exists() {
+            if let Ok(Some(_)) = child.try_wait() {
+                let f = wait_deadline(child, Duration::from_secs(1));
+                panic!(
+                    "receiver '{}' in {} exited before binding ({}):\n{}{}",
+                    describe(&argv),
+                    self.ns(node),
+                    f.output.status,
+                    String::from_utf8_lossy(&f.output.stdout),
+                    String::from_utf8_lossy(&f.output.stderr)
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "receiver '{}' in {} not ready within {READY_TIMEOUT:?}",
+                    describe(&argv),
+                    self.ns(node)
+                );
+            }
+            thread::sleep(POLL);
+        }
+        child
+    }
+
+    /// Run a `traffic.py` sender in `node` to completion and return its JSON report.
+    fn run_sender(&self, node: Node, args: &[&str], timeout: Duration) -> Value {
+        let py = python();
+        let script = traffic_script();
+        let script = script.to_string_lossy();
+        let mut argv: Vec<&str> = vec![&py, &script];
+        argv.extend_from_slice(args);
+        let child = self.spawn_stdio(node, &argv, Stdio::piped(), Stdio::piped());
+        let f = wait_deadline(child, timeout);
+        self.report(&argv, node, f)
+    }
+
+    /// JSON report of a finished `traffic.py` run (any exit status); panics if it printed
+    /// none or was killed by its deadline.
+    fn report(&self, argv: &[&str], node: Node, f: Finished) -> Value {
+        let stderr = String::from_utf8_lossy(&f.output.stderr);
+        assert!(
+            !f.timed_out,
+            "'{}' in {} hit its deadline and was killed:\n{stderr}",
+            describe(argv),
+            self.ns(node)
+        );
+        if !stderr.trim().is_empty() {
+            eprintln!("[{}] {}: {}", self.ns(node), describe(argv), stderr.trim());
+        }
+        last_json(&f.output.stdout).unwrap_or_else(|| {
+            panic!(
+                "'{}' in {} printed no JSON report ({}):\n{}{stderr}",
+                describe(argv),
+                self.ns(node),
+                f.output.status,
+                String::from_utf8_lossy(&f.output.stdout)
+            )
+        })
+    }
+
+    /// Send `count` sequence-numbered UDP datagrams of `size` bytes at `rate_pps`
+    /// (0 = unpaced) from `from` to `dst` (`IP:PORT`), received in `to` on `0.0.0.0:PORT`
+    /// (so that gateways which rewrite the destination address still reach it).
+    pub fn udp_stream(
+        &self,
+        from: Node,
+        to: Node,
+        dst: &str,
+        count: u64,
+        size: usize,
+        rate_pps: u64,
+    ) -> UdpReport {
+        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate_pps.to_string());
+        let idle = UDP_IDLE_TIMEOUT_SECS.to_string();
+        let ready = self.ready_file("udp");
+        let recv_argv = [
+            "udp-recv",
+            "--bind",
+            &bind,
+            "--count",
+            &count_s,
+            "--timeout",
+            &idle,
+        ];
+        let receiver = self.start_receiver(to, &recv_argv, &ready);
+
+        let send_secs = count.checked_div(rate_pps).unwrap_or(count / 10_000);
+        let sender = self.run_sender(
+            from,
+            &[
+                "udp-send", "--to", dst, "--count", &count_s, "--size", &size_s, "--rate", &rate_s,
+            ],
+            Duration::from_secs(send_secs + 60),
+        );
+        let recv_timeout = Duration::from_secs(UDP_IDLE_TIMEOUT_SECS + 30);
+        let f = wait_deadline(receiver, recv_timeout);
+        let receiver = self.report(&recv_argv, to, f);
+        let _ = fs::remove_file(&ready);
+
+        UdpReport {
+            sent: json_u64(&sender, "sent", "udp-send"),
+            received: json_u64(&receiver, "received", "udp-recv"),
+            lost: json_u64(&receiver, "lost", "udp-recv"),
+            duplicates: json_u64(&receiver, "duplicates", "udp-recv"),
+            out_of_order: json_u64(&receiver, "out_of_order", "udp-recv"),
+            in_order: receiver
+                .get("in_order")
+                .and_then(Value::as_bool)
+                .unwrap_or_else(|| panic!("udp-recv: report has no bool 'in_order': {receiver}")),
+            received_bytes: json_u64(&receiver, "bytes", "udp-recv"),
+        }
+    }
+
+    /// Move `bytes` seeded pseudo-random bytes over one TCP connection from `from` to
+    /// `dst` (`IP:PORT`), accepted in `to` on `0.0.0.0:PORT`; both SHA-256 are returned.
+    pub fn tcp_transfer(&self, from: Node, to: Node, dst: &str, bytes: u64) -> TcpReport {
+        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
+        let ready = self.ready_file("tcp");
+        let recv_argv = ["tcp-recv", "--bind", &bind, "--timeout", &idle];
+        let receiver = self.start_receiver(to, &recv_argv, &ready);
+
+        let bytes_s = bytes.to_string();
+        let seed = format!("{}", self.seq.fetch_add(1, Ordering::Relaxed));
+        // Generous: at least 1 MB/s plus the idle timeouts.
+        let deadline = Duration::from_secs(bytes / 1_000_000 + 2 * TCP_IDLE_TIMEOUT_SECS + 30);
+        let sender = self.run_sender(
+            from,
+            &[
+                "tcp-send",
+                "--to",
+                dst,
+                "--bytes",
+                &bytes_s,
+                "--seed",
+                &seed,
+                "--timeout",
+                &idle,
+            ],
+            deadline,
+        );
+        let f = wait_deadline(receiver, deadline);
+        let receiver = self.report(&recv_argv, to, f);
+        let _ = fs::remove_file(&ready);
+
+        TcpReport {
+            sent_bytes: json_u64(&sender, "bytes", "tcp-send"),
+            received_bytes: json_u64(&receiver, "bytes", "tcp-recv"),
+            sent_sha256: json_str(&sender, "sha256", "tcp-send"),
+            received_sha256: json_str(&receiver, "sha256", "tcp-recv"),
+        }
+    }
+
+    /// Tracked children still alive inside one of this testbed's namespaces.
+    fn live_children(&self) -> Vec<u32> {
+        let ours: Vec<String> = self
+            .namespaces()
+            .iter()
+            .filter_map(|ns| fs::metadata(format!("/run/netns/{ns}")).ok())
+            .map(|m| format!("net:[{}]", m.ino()))
+            .collect();
+        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+        pids.iter()
+            .copied()
+            .filter(|&pid| pid_netns(pid).is_some_and(|ns| ours.contains(&ns)))
+            .collect()
+    }
+
+    /// Send `signal` to `pids` with kill(1) (no unsafe FFI in test code).
+    fn signal(pids: &[u32], signal: &str) {
+        if pids.is_empty() {
+            return;
+        }
+        let mut cmd = Command::new("kill");
+        cmd.arg(format!("-{signal}"))
+            .args(pids.iter().map(u32::to_string))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Ok(child) = cmd.spawn() {
+            let _ = wait_deadline(child, Duration::from_secs(5));
+        }
+    }
+
+    /// SIGTERM every tracked child still inside the testbed, SIGKILL after a grace period.
+    fn kill_children(&self) {
+        let live = self.live_children();
+        Self::signal(&live, "TERM");
+        let deadline = Instant::now() + KILL_GRACE;
+        loop {
+            let live = self.live_children();
+            if live.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                Self::signal(&live, "KILL");
+                return;
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Testbed {
+    /// Kill the spawned children, then `testbed.sh down` (which also kills anything else
+    /// left in the namespaces). Never panics: problems are reported on stderr.
+    fn drop(&mut self) {
+        self.kill_children();
+        match self.script(&["down"]) {
+            Ok(f) if f.output.status.success() && !f.timed_out => {}
+            Ok(f) => eprintln!(
+                "warning: testbed.sh down --prefix {} failed ({}{}):\n{}{}",
+                self.prefix,
+                f.output.status,
+                if f.timed_out { ", timed out" } else { "" },
+                String::from_utf8_lossy(&f.output.stdout),
+                String::from_utf8_lossy(&f.output.stderr)
+            ),
+            Err(e) => eprintln!(
+                "warning: cannot start testbed.sh down --prefix {}: {e}",
+                self.prefix
+            ),
+        }
+        let _ = fs::remove_dir_all(&self.scratch);
+    }
+}

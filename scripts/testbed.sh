@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# testbed.sh - network-namespace testbed for SciStream gateways (s2ds).
+#
+# Usage: scripts/testbed.sh up|down|status [--prefix P] [--gw-a MODE] [--gw-b MODE] [--mtu N]
+#
+# Topology (namespaces P-prod P-gwa P-wan P-gwb P-cons, default prefix "s2"):
+#
+#   P-prod            P-gwa                  P-wan                   P-gwb             P-cons
+#  +-----------+    +------------+    +-------------------+    +------------+    +-----------+
+#  | eth0      |----| lan0  wan0 |----| a0             b0 |----| wan0  lan0 |----| eth0      |
+#  | 10.10.1.2 |    | .1.1 .100.1|    | .100.254 .200.254 |    |.200.1 .1.1 |    | 10.20.1.2 |
+#  +-----------+    +------------+    +-------------------+    +------------+    +-----------+
+#   10.10.1.0/24     10.10.100.0/24      (kernel router)        10.10.200.0/24     10.20.1.0/24
+#
+#   prod  eth0 10.10.1.2/24, default via 10.10.1.1
+#   wan   a0 10.10.100.254/24, b0 10.10.200.254/24, ip_forward=1,
+#         10.10.1.0/24 via 10.10.100.1, 10.20.1.0/24 via 10.10.200.1
+#   cons  eth0 10.20.1.2/24, default via 10.20.1.1
+#
+# Gateway MODE (--gw-a / --gw-b, default "kernel"):
+#   kernel  the gateway namespace is a plain Linux router (ip_forward=1):
+#             gwA lan0 10.10.1.1/24, wan0 10.10.100.1/24, 10.20.0.0/16 via 10.10.100.254
+#             gwB wan0 10.10.200.1/24, lan0 10.20.1.1/24, 10.10.0.0/16 via 10.10.200.254
+#   none    lan0/wan0 up without any IP address, ip_forward=0: a userspace gateway
+#           (s2ds with af_packet / af_xdp) owns them and the kernel stays silent.
+#   bridge  like none, plus bridges brlan (port lan0) and brwan (port wan0), up, no IPs,
+#           for the TAP backend which enslaves its taps to them.
+#
+# Every namespace: lo up, IPv6 disabled, tx checksum offload off on every veth (frames
+# forwarded by a userspace gateway then carry complete checksums), MTU --mtu N (default 1500).
+# Veth pairs are created inside the namespaces, so interface names never collide between
+# testbeds with different prefixes.
+#
+#   up      build the testbed (an existing one with the same prefix is torn down first)
+#   down    kill the processes left inside the namespaces and delete them; succeeds even
+#           when the testbed is only partly built or absent
+#   status  list the namespaces with their addresses; exit 0 only if all five exist
+set -euo pipefail
+
+readonly NODES=(prod gwa wan gwb cons)
+
+log() { printf 'testbed: %s\n' "$*"; }
+die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+# --- arguments --------------------------------------------------------------------------------
+[[ $# -ge 1 ]] || { usage >&2; exit 2; }
+cmd="$1"
+shift
+case "$cmd" in
+    up | down | status) ;;
+    -h | --help | help) usage; exit 0 ;;
+    *) die "unknown command '$cmd' (expected up, down or status)" ;;
+esac
+
+prefix="s2"
+gw_a="kernel"
+gw_b="kernel"
+mtu=1500
+while [[ $# -gt 0 ]]; do
+    opt="$1"
+    case "$opt" in
+        --prefix | --gw-a | --gw-b | --mtu)
+            [[ $# -ge 2 ]] || die "$opt needs a value"
+            val="$2"
+            shift 2
+            ;;
+        --prefix=* | --gw-a=* | --gw-b=* | --mtu=*)
+            val="${opt#*=}"
+            opt="${opt%%=*}"
+            shift
+            ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown option '$opt' (try --help)" ;;
+    esac
+    case "$opt" in
+        --prefix) prefix="$val" ;;
+        --gw-a) gw_a="$val" ;;
+        --gw-b) gw_b="$val" ;;
+        --mtu) mtu="$val" ;;
+    esac
+done
+
+[[ "$prefix" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$ ]] ||
+    die "--prefix '$prefix' must be 1-32 characters of [A-Za-z0-9_.-], starting alphanumeric"
+for m in "$gw_a" "$gw_b"; do
+    case "$m" in
+        kernel | none | bridge) ;;
+        *) die "gateway mode '$m' unknown (expected kernel, none or bridge)" ;;
+    esac
+done
+[[ "$mtu" =~ ^[0-9]+$ && "$mtu" -ge 68 && "$mtu" -le 65535 ]] ||
+    die "--mtu '$mtu' must be an integer between 68 and 65535"
+
+if [[ $EUID -ne 0 ]]; then
+    die "must run as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+fi
+
+# --- helpers ----------------------------------------------------------------------------------
+ns_name() { printf '%s-%s' "$prefix" "$1"; }
+ns_exists() { [[ -e "/run/netns/$1" ]]; }
+nsx() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
+
+NS_PROD="$(ns_name prod)"
+NS_GWA="$(ns_name gwa)"
+NS_WAN="$(ns_name wan)"
+NS_GWB="$(ns_name gwb)"
+NS_CONS="$(ns_name cons)"
+readonly NS_PROD NS_GWA NS_WAN NS_GWB NS_CONS
+
+# Kill every process still running inside namespace $1: TERM, up to 2 s grace, then KILL.
+kill_ns_pids() {
+    local ns="$1" pids i
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+    [[ -n "${pids// /}" ]] || return 0
+    log "down: $ns: terminating pids $pids"
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for i in $(seq 1 20); do
+        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+        [[ -n "${pids// /}" ]] || return 0
+        sleep 0.1
+    done
+    log "down: $ns: killing pids $pids"
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    for i in $(seq 1 20); do
+        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+        [[ -n "${pids// /}" ]] || return 0
+        sleep 0.1
+    done
+    log "down: $ns: warning: pids $pids survived SIGKILL"
+}
+
+testbed_down() {
+    local node ns removed=0
+    for node in "${NODES[@]}"; do
+        ns="$(ns_name "$node")"
+        ns_exists "$ns" || continue
+        kill_ns_pids "$ns"
+        if ip netns del "$ns" 2>/dev/null; then
+            removed=$((removed + 1))
+        else
+            log "down: warning: could not delete namespace $ns"
+        fi
+    done
+    log "down: prefix $prefix: removed $removed namespace(s)"
+}
+
+# Common per-namespace settings: lo up, IPv6 off (before any veth exists, so new interfaces
+# inherit it through "default"), forwarding off until a mode turns it on.
+ns_create() {
+    local ns="$1"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    nsx "$ns" sysctl -qw net.ipv4.ip_forward=0
+}
+
+# veth_pair NS1 IF1 NS2 IF2: create the pair inside NS1 with its peer directly in NS2,
+# set MTU, disable tx checksum offload on both ends and bring both up.
+veth_pair() {
+    local ns1="$1" if1="$2" ns2="$3" if2="$4"
+    ip -n "$ns1" link add "$if1" mtu "$mtu" type veth peer name "$if2" mtu "$mtu" netns "$ns2"
+    nsx "$ns1" ethtool -K "$if1" tx off >/dev/null
+    nsx "$ns2" ethtool -K "$if2" tx off >/dev/null
+    ip -n "$ns1" link set "$if1" up
+    ip -n "$ns2" link set "$if2" up
+}
+
+# gateway_setup NS MODE LAN_CIDR WAN_CIDR ROUTE_DST ROUTE_VIA
+gateway_setup() {
+    local ns="$1" mode="$2" lan="$3" wan="$4" dst="$5" via="$6"
+    case "$mode" in
+        kernel)
+            ip -n "$ns" addr add "$lan" dev lan0
+            ip -n "$ns" addr add "$wan" dev wan0
+            ip -n "$ns" route add "$dst" via "$via"
+            nsx "$ns" sysctl -qw net.ipv4.ip_forward=1
+            ;;
+        none) ;;
+        bridge)
+            local br port
+            for br in brlan brwan; do
+                port="${br#br}0"
+                ip -n "$ns" link add "$br" mtu "$mtu" type bridge stp_state 0
+                ip -n "$ns" link set "$port" master "$br"
+                ip -n "$ns" link set "$br" up
+            done
+            ;;
+    esac
+}
+
+testbed_up() {
+    if [[ -n "$(existing_namespaces)" ]]; then
+        log "up: prefix $prefix already has namespaces; tearing them down first"
+        testbed_down
+    fi
+    # If anything below fails (set -e exits the script), leave nothing half-built behind.
+    trap 'rc=$?; trap - EXIT; log "up: failed (exit $rc), tearing down"; testbed_down; exit $rc' EXIT
+
+    local node
+    for node in "${NODES[@]}"; do
+        ns_create "$(ns_name "$node")"
+    done
+
+    veth_pair "$NS_PROD" eth0 "$NS_GWA" lan0
+    veth_pair "$NS_GWA" wan0 "$NS_WAN" a0
+    veth_pair "$NS_WAN" b0 "$NS_GWB" wan0
+    veth_pair "$NS_GWB" lan0 "$NS_CONS" eth0
+
+    ip -n "$NS_PROD" addr add 10.10.1.2/24 dev eth0
+    ip -n "$NS_PROD" route add default via 10.10.1.1
+
+    ip -n "$NS_WAN" addr add 10.10.100.254/24 dev a0
+    ip -n "$NS_WAN" addr add 10.10.200.254/24 dev b0
+    ip -n "$NS_WAN" route add 10.10.1.0/24 via 10.10.100.1
+    ip -n "$NS_WAN" route add 10.20.1.0/24 via 10.10.200.1
+    nsx "$NS_WAN" sysctl -qw net.ipv4.ip_forward=1
+
+    ip -n "$NS_CONS" addr add 10.20.1.2/24 dev eth0
+    ip -n "$NS_CONS" route add default via 10.20.1.1
+
+    gateway_setup "$NS_GWA" "$gw_a" 10.10.1.1/24 10.10.100.1/24 10.20.0.0/16 10.10.100.254
+    gateway_setup "$NS_GWB" "$gw_b" 10.20.1.1/24 10.10.200.1/24 10.10.0.0/16 10.10.200.254
+
+    trap - EXIT
+    log "up: prefix $prefix: $NS_PROD $NS_GWA $NS_WAN $NS_GWB $NS_CONS (gw-a $gw_a, gw-b $gw_b, mtu $mtu)"
+}
+
+existing_namespaces() {
+    local node ns
+    for node in "${NODES[@]}"; do
+        ns="$(ns_name "$node")"
+        if ns_exists "$ns"; then printf '%s ' "$ns"; fi
+    done
+}
+
+testbed_status() {
+    local node ns present=0
+    for node in "${NODES[@]}"; do
+        ns="$(ns_name "$node")"
+        if ! ns_exists "$ns"; then
+            printf '%s: absent\n' "$ns"
+            continue
+        fi
+        present=$((present + 1))
+        printf '%s: ip_forward=%s\n' "$ns" "$(nsx "$ns" sysctl -n net.ipv4.ip_forward 2>/dev/null || echo '?')"
+        ip -n "$ns" -br addr show | sed 's/^/    /'
+        ip -n "$ns" route show | sed 's/^/    route /'
+    done
+    printf 'testbed %s: %d of %d namespaces present\n' "$prefix" "$present" "${#NODES[@]}"
+    [[ $present -eq ${#NODES[@]} ]]
+}
+
+case "$cmd" in
+    up) testbed_up ;;
+    down) testbed_down ;;
+    status) testbed_status ;;
+esac

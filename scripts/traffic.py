@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""traffic.py - deterministic UDP/TCP traffic source and sink for the SciStream testbed.
+
+Python 3 standard library only. Every subcommand prints exactly one JSON object on stdout
+when it finishes (diagnostics go to stderr) and exits 0 on success, 1 on failure.
+
+  udp-recv --bind IP:PORT --count N [--timeout SECS] [--ready-file PATH]
+      Receive sequence-numbered datagrams (first 8 bytes: big-endian u64 sequence number,
+      starting at 0). Stops after N distinct sequence numbers, or after SECS without any
+      datagram. Reports received, lost, duplicates, out_of_order, in_order, bytes,
+      first_seq, last_seq. Exit 0 only if all N arrived, in order, without duplicates.
+
+  udp-send --to IP:PORT --count N --size BYTES [--rate PPS] [--pattern HEX]
+      Send N datagrams of BYTES bytes: 8-byte sequence number then filler (HEX pattern
+      repeated, else the bytes 0,1,2,...,255,0,1,...). Paced at PPS (0 = as fast as
+      possible). Reports sent, bytes, seconds (plus send_errors: datagrams the kernel
+      refused; exit 1 if any).
+
+  tcp-recv --bind IP:PORT [--ready-file PATH] [--timeout SECS]
+      Accept one connection and read it to EOF. Reports bytes, sha256, seconds, mbps.
+
+  tcp-send --to IP:PORT --bytes N [--seed S | --pattern HEX] [--timeout SECS]
+      Connect (retrying for --connect-timeout seconds), send N bytes of seeded
+      pseudo-random data (or HEX pattern repeated), half-close, wait for the peer to close.
+      Reports bytes, sha256, seconds, mbps.
+
+The ready file (udp-recv, tcp-recv) is created atomically once the socket is bound
+(and listening), so a harness can start the sender without racing the receiver.
+"""
+
+import argparse
+import errno
+import hashlib
+import json
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+SEQ = struct.Struct("!Q")
+# Pseudo-random block streamed by tcp-send; its length is deliberately not a power of two
+# so that the repetition never lines up with buffer or segment boundaries.
+TCP_BLOCK_LEN = (4 << 20) + 13
+IO_CHUNK = 1 << 20
+SOCK_BUF = 8 << 20
+# Errors a connected UDP socket may report for an earlier datagram (queued ICMP errors).
+ASYNC_SEND_ERRORS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN)
+
+
+def emit(obj, ok):
+    """Print the final JSON report and return the process exit code."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+def parse_addr(text):
+    """Parse IP:PORT into (ip, port); raises argparse.ArgumentTypeError on bad input."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"address '{text}' is not IP:PORT")
+    try:
+        socket.inet_aton(host)
+        value = int(port)
+    except (OSError, ValueError):
+        raise argparse.ArgumentTypeError(f"address '{text}' is not IPv4:PORT") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} in '{text}' is out of range")
+    return host, value
+
+
+def parse_hex(text):
+    """Parse a non-empty hex byte pattern."""
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pattern '{text}' is not hex") from None
+    if not data:
+        raise argparse.ArgumentTypeError("pattern must not be empty")
+    return data
+
+
+def non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def repeat_to(pattern, length):
+    """Return `pattern` repeated and truncated to exactly `length` bytes."""
+    if length <= 0:
+        return b""
+    reps = -(-length // len(pattern))
+    return (pattern * reps)[:length]
+
+
+def big_buffers(sock):
+    """Ask for large socket buffers; root may exceed net.core.[rw]mem_max."""
+    for force, normal in ((getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF),
+                          (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCK_BUF)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, normal, SOCK_BUF)
+            except OSError:
+                pass
+
+
+def write_ready(path, info):
+    """Atomically create the ready file with a small JSON description."""
+    if not path:
+        return
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(json.dumps(info) + "\n")
+    os.replace(tmp, path)
+
+
+def mbps(nbytes, seconds):
+    return round(nbytes * 8 / seconds / 1e6, 3) if seconds > 0 else 0.0
+
+
+# --- UDP ----------------------------------------------------------------------------------------
+
+
+def udp_recv(args):
+    count = args.count
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    big_buffers(sock)
+    sock.bind(args.bind)
+    sock.settimeout(args.timeout)
+    write_ready(args.ready_file, {"bound": "%s:%d" % sock.getsockname()})
+
+    seen = bytearray(count)  # seen[seq] == 1 once seq in [0, count) has arrived
+    extra_seen = set()  # sequence numbers >= count (unexpected, but accounted for)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    unique = duplicates = out_of_order = datagrams = nbytes = 0
+    runts = 0
+    highest = -1
+    first_seq = last_seq = None
+    timed_out = False
+    t_first = t_last = None
+
+    while unique < count:
+        try:
+            n = sock.recv_into(buf)
+        except socket.timeout:
+            timed_out = True
+            break
+        except InterruptedError:
+            continue
+        now = time.monotonic()
+        if t_first is None:
+            t_first = now
+        t_last = now
+        datagrams += 1
+        nbytes += n
+        if n < SEQ.size:
+            runts += 1
+            continue
+        (seq,) = SEQ.unpack_from(view)
+        if first_seq is None:
+            first_seq = seq
+        last_seq = seq
+        if seq < count:
+            if seen[seq]:
+                duplicates += 1
+                continue
+            seen[seq] = 1
+            unique += 1
+        else:
+            if seq in extra_seen:
+                duplicates += 1
+                continue
+            extra_seen.add(seq)
+        if seq < highest:
+            out_of_order += 1
+        else:
+            highest = seq
+    sock.close()
+
+    lost = count - unique
+    in_order = out_of_order == 0
+    seconds = (t_last - t_first) if t_first is not None else 0.0
+    report = {
+        "count": count,
+        "received": unique + len(extra_seen),
+        "datagrams": datagrams,
+        "lost": lost,
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "in_order": in_order,
+        "unexpected_seq": len(extra_seen),
+        "runts": runts,
+        "bytes": nbytes,
+        "first_seq": first_seq,
+        "last_seq": last_seq,
+        "timed_out": timed_out,
+        "seconds": round(seconds, 6),
+    }
+    ok = lost == 0 and in_order and not extra_seen and runts == 0
+    return emit(report, ok)
+
+
+def udp_send(args):
+    if args.size < SEQ.size:
+        print(f"udp-send: --size {args.size} is smaller than the {SEQ.size}-byte sequence number",
+              file=sys.stderr)
+        return emit({"error": "size too small", "sent": 0, "bytes": 0, "seconds": 0.0}, False)
+    filler_len = args.size - SEQ.size
+    pattern = args.pattern if args.pattern is not None else bytes(range(256))
+    packet = bytearray(SEQ.size) + repeat_to(pattern, filler_len)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    big_buffers(sock)
+    sock.connect(args.to)
+    send = sock.send
+    pack_into = SEQ.pack_into
+
+    sent = nbytes = 0
+    enobufs = send_errors = 0
+    last_error = None
+    retried = False
+    interval = 1.0 / args.rate if args.rate > 0 else 0.0
+    start = time.monotonic()
+    seq = 0
+    while seq < args.count:
+        if interval:
+            due = start + seq * interval
+            now = time.monotonic()
+            if now < due:
+                time.sleep(due - now)
+        pack_into(packet, 0, seq)
+        try:
+            nbytes += send(packet)
+        except OSError as exc:
+            if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
+                # Local queue full: back off briefly and retry the same datagram.
+                enobufs += 1
+                time.sleep(0.0005)
+                continue
+            if exc.errno in ASYNC_SEND_ERRORS and not retried:
+                # Most likely an ICMP error about an earlier datagram, reported by this
+                # send() instead of sending: retry this datagram once.
+                retried = True
+                continue
+            send_errors += 1
+            last_error = f"send seq {seq}: {exc}"
+            seq += 1
+            retried = False
+            continue
+        sent += 1
+        seq += 1
+        retried = False
+    seconds = time.monotonic() - start
+    sock.close()
+    report = {"sent": sent, "bytes": nbytes, "seconds": round(seconds, 6),
+              "pps": round(sent / seconds, 1) if seconds > 0 else 0.0, "enobufs": enobufs,
+              "send_errors": send_errors}
+    if last_error:
+        report["error"] = last_error
+        print(f"udp-send: {send_errors} datagram(s) not sent, last: {last_error}",
+              file=sys.stderr)
+    return emit(report, send_errors == 0)
+
+
+# --- TCP ----------------------------------------------------------------------------------------
+
+
+def tcp_recv(args):
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(args.bind)
+    lsock.listen(1)
+    lsock.settimeout(args.timeout)
+    write_ready(args.ready_file, {"bound": "%s:%d" % lsock.getsockname()})
+    try:
+        conn, peer = lsock.accept()
+    except socket.timeout:
+        lsock.close()
+        return emit({"error": f"no connection within {args.timeout} s", "bytes": 0,
+                     "sha256": hashlib.sha256().hexdigest(), "seconds": 0.0, "mbps": 0.0}, False)
+    lsock.close()
+    big_buffers(conn)
+    conn.settimeout(args.timeout)
+
+    digest = hashlib.sha256()
+    buf = bytearray(IO_CHUNK)
+    view = memoryview(buf)
+    nbytes = 0
+    error = None
+    start = time.monotonic()
+    while True:
+        try:
+            n = conn.recv_into(buf)
+        except socket.timeout:
+            error = f"no data for {args.timeout} s after {nbytes} bytes"
+            break
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            error = f"recv after {nbytes} bytes: {exc}"
+            break
+        if n == 0:
+            break
+        digest.update(view[:n])
+        nbytes += n
+    seconds = time.monotonic() - start
+    conn.close()
+    report = {"bytes": nbytes, "sha256": digest.hexdigest(), "seconds": round(seconds, 6),
+              "mbps": mbps(nbytes, seconds), "peer": "%s:%d" % peer}
+    if error:
+        report["error"] = error
+        print(f"tcp-recv: {error}", file=sys.stderr)
+    return emit(report, error is None)
+
+
+def tcp_connect(addr, connect_timeout, io_timeout):
+    """Connect to addr, retrying refused/unreachable attempts until connect_timeout elapses."""
+    deadline = time.monotonic() + connect_timeout
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        big_buffers(sock)
+        sock.settimeout(max(0.1, min(io_timeout, deadline - time.monotonic())))
+        try:
+            sock.connect(addr)
+            sock.settimeout(io_timeout)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise OSError(f"connect {addr[0]}:{addr[1]}: {exc}") from exc
+            time.sleep(0.1)
+
+
+def tcp_send(args):
+    if args.pattern is not None:
+        block = repeat_to(args.pattern, max(TCP_BLOCK_LEN - TCP_BLOCK_LEN % len(args.pattern),
+                                            len(args.pattern)))
+    else:
+        block = random.Random(args.seed).randbytes(TCP_BLOCK_LEN)
+    block_view = memoryview(block)
+
+    try:
+        sock = tcp_connect(args.to, args.connect_timeout, args.timeout)
+    except OSError as exc:
+        print(f"tcp-send: {exc}", file=sys.stderr)
+        return emit({"error": str(exc), "bytes": 0, "sha256": hashlib.sha256().hexdigest(),
+                     "seconds": 0.0, "mbps": 0.0}, False)
+
+    digest = hashlib.sha256()
+    remaining = args.bytes
+    nbytes = 0
+    error = None
+    start = time.monotonic()
+    try:
+        while remaining > 0:
+            chunk = block_view[:min(remaining, len(block))]
+            sock.sendall(chunk)
+            digest.update(chunk)
+            nbytes += len(chunk)
+            remaining -= len(chunk)
+        sock.shutdown(socket.SHUT_WR)
+        # Wait for the receiver to close: then every byte has been read by the peer.
+        while sock.recv(4096):
+            pass
+    except OSError as exc:
+        error = f"after {nbytes} bytes: {exc}"
+    seconds = time.monotonic() - start
+    sock.close()
+    report = {"bytes": nbytes, "sha256": digest.hexdigest(), "seconds": round(seconds, 6),
+              "mbps": mbps(nbytes, seconds)}
+    if error:
+        report["error"] = error
+        print(f"tcp-send: {error}", file=sys.stderr)
+    return emit(report, error is None)
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="traffic.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("udp-recv", help="receive a sequence-numbered UDP stream")
+    p.add_argument("--bind", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--count", type=non_negative, required=True, metavar="N")
+    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECS",
+                   help="stop after SECS without traffic (default 5)")
+    p.add_argument("--ready-file", metavar="PATH", help="created once the socket is bound")
+    p.set_defaults(func=udp_recv)
+
+    p = sub.add_parser("udp-send", help="send a sequence-numbered UDP stream")
+    p.add_argument("--to", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--count", type=non_negative, required=True, metavar="N")
+    p.add_argument("--size", type=non_negative, required=True, metavar="BYTES")
+    p.add_argument("--rate", type=non_negative, default=0, metavar="PPS",
+                   help="datagrams per second, 0 = as fast as possible (default)")
+    p.add_argument("--pattern", type=parse_hex, metavar="HEX", help="filler pattern")
+    p.set_defaults(func=udp_send)
+
+    p = sub.add_parser("tcp-recv", help="accept one TCP connection and read it to EOF")
+    p.add_argument("--bind", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--ready-file", metavar="PATH", help="created once the socket listens")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
+                   help="accept / idle read timeout (default 30)")
+    p.set_defaults(func=tcp_recv)
+
+    p = sub.add_parser("tcp-send", help="send N deterministic bytes over one TCP connection")
+    p.add_argument("--to", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--bytes", type=non_negative, required=True, metavar="N")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--seed", type=int, default=0, metavar="S",
+                      help="seed of the pseudo-random data (default 0)")
+    data.add_argument("--pattern", type=parse_hex, metavar="HEX", help="send HEX repeated")
+    p.add_argument("--connect-timeout", type=positive_float, default=5.0, metavar="SECS",
+                   help="keep retrying the connection this long (default 5)")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
+                   help="per-operation socket timeout (default 30)")
+    p.set_defaults(func=tcp_send)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OSError as exc:
+        print(f"{args.cmd}: {exc}", file=sys.stderr)
+        return emit({"error": str(exc)}, False)
+    except KeyboardInterrupt:
+        return emit({"error": "interrupted"}, False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
