@@ -12,7 +12,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use scistream_dataplane::backend::afxdp::{XdpConfig, XdpError, XdpMode, XdpPort, XdpQueue, MAX_MTU};
+use scistream_dataplane::backend::afxdp::{
+    XdpConfig, XdpError, XdpMode, XdpPort, XdpQueue, MAX_MTU,
+};
 use scistream_dataplane::backend::pool::PoolBuf;
 use scistream_dataplane::backend::tap::{TapConfig, TapError, TapPort, TapQueue};
 use scistream_dataplane::backend::{Burst, PacketBuf, PortQueue};
@@ -31,12 +33,19 @@ fn unique(prefix: &str) -> String {
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "native backend tests need root (namespaces, TAP, AF_XDP)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "native backend tests need root (namespaces, TAP, AF_XDP)"
+    );
 }
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
 fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
     assert!(
         out.status.success(),
         "{args:?} failed: {}{}",
@@ -56,7 +65,10 @@ impl Netns {
         run(&["ip", "netns", "add", &ns.0]);
         ns.ip(&["link", "set", "lo", "up"]);
         // No IPv6 chatter (router solicitations, MLD) on the links we watch.
-        for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ] {
             ns.exec(&["sysctl", "-qw", key]);
         }
         ns
@@ -107,7 +119,10 @@ impl Netns {
     /// The MAC of `dev` in this namespace.
     fn mac(&self, dev: &str) -> [u8; 6] {
         let out = self.ip(&["-br", "link", "show", "dev", dev]);
-        let field = out.split_whitespace().nth(2).unwrap_or_else(|| panic!("no MAC in {out:?}"));
+        let field = out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no MAC in {out:?}"));
         parse_mac(field)
     }
 
@@ -129,7 +144,12 @@ impl Netns {
     fn wait_lower_up(&self, dev: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.link(dev).contains("LOWER_UP") {
-            assert!(Instant::now() < deadline, "{dev} in {} never came up: {}", self.0, self.link(dev));
+            assert!(
+                Instant::now() < deadline,
+                "{dev} in {} never came up: {}",
+                self.0,
+                self.link(dev)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -137,7 +157,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
     }
 }
 
@@ -152,7 +174,10 @@ fn parse_mac(s: &str) -> [u8; 6] {
 }
 
 fn fmt_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 // ---------------------------------------------------------------- frames
@@ -272,7 +297,11 @@ fn frame_builder_round_trips_and_checksums_verify() {
     assert_eq!(Udp::parse(&f), Some(u));
     let last = f.len() - 1;
     f[last] ^= 1;
-    assert_eq!(Udp::parse(&f), None, "a corrupted payload must fail the UDP checksum");
+    assert_eq!(
+        Udp::parse(&f),
+        None,
+        "a corrupted payload must fail the UDP checksum"
+    );
 }
 
 fn payload(tag: &str, len: usize) -> Vec<u8> {
@@ -289,12 +318,20 @@ fn recv_udp<Q: PortQueue<Buf = PoolBuf>>(q: &mut Q, timeout: Duration) -> (Udp, 
     loop {
         if q.rx_burst(&mut burst) > 0 {
             let frame = burst.remove(0);
-            assert!(burst.is_empty(), "expected exactly one frame, got {} more", burst.len());
+            assert!(
+                burst.is_empty(),
+                "expected exactly one frame, got {} more",
+                burst.len()
+            );
             let bytes = frame.data().to_vec();
-            let udp = Udp::parse(&bytes).unwrap_or_else(|| panic!("not a valid UDP/IPv4 frame: {bytes:02x?}"));
+            let udp = Udp::parse(&bytes)
+                .unwrap_or_else(|| panic!("not a valid UDP/IPv4 frame: {bytes:02x?}"));
             return (udp, bytes);
         }
-        assert!(Instant::now() < deadline, "no frame received within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no frame received within {timeout:?}"
+        );
         q.idle();
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -310,8 +347,12 @@ fn send_one<Q: PortQueue<Buf = PoolBuf>>(q: &mut Q, frame: &[u8]) {
 
 fn recv_payload(sock: &UdpSocket) -> (Vec<u8>, SocketAddrV4) {
     let mut buf = vec![0u8; 65536];
-    let (n, from) = sock.recv_from(&mut buf).expect("kernel socket received nothing");
-    let std::net::SocketAddr::V4(from) = from else { panic!("IPv6 source {from}") };
+    let (n, from) = sock
+        .recv_from(&mut buf)
+        .expect("kernel socket received nothing");
+    let std::net::SocketAddr::V4(from) = from else {
+        panic!("IPv6 source {from}")
+    };
     buf.truncate(n);
     (buf, from)
 }
@@ -335,14 +376,36 @@ struct TapFixture {
 fn tap_fixture(mtu: u16, queues: u16) -> TapFixture {
     let ns = Netns::new();
     let tap = unique("nbt");
-    let cfg = TapConfig { interface: tap.clone(), mtu, mac: Some(GW_MAC), queues, bridge: None };
+    let cfg = TapConfig {
+        interface: tap.clone(),
+        mtu,
+        mac: Some(GW_MAC),
+        queues,
+        bridge: None,
+    };
     let mut port = ns.enter(|| TapPort::open(&cfg)).expect("open tap");
     let queues = port.take_queues();
     ns.ip(&["addr", "add", &format!("{TAP_KERNEL}/24"), "dev", &tap]);
-    ns.ip(&["neigh", "replace", &TAP_GATEWAY.to_string(), "lladdr", &fmt_mac(GW_MAC), "dev", &tap, "nud", "permanent"]);
+    ns.ip(&[
+        "neigh",
+        "replace",
+        &TAP_GATEWAY.to_string(),
+        "lladdr",
+        &fmt_mac(GW_MAC),
+        "dev",
+        &tap,
+        "nud",
+        "permanent",
+    ]);
     let kernel_mac = ns.mac(&tap);
     assert_ne!(kernel_mac, GW_MAC);
-    TapFixture { queues, port, tap, kernel_mac, ns }
+    TapFixture {
+        queues,
+        port,
+        tap,
+        kernel_mac,
+        ns,
+    }
 }
 
 /// Kernel socket -> tap -> rx_burst, then tx_burst -> tap -> kernel socket, with `len`-byte payloads.
@@ -352,7 +415,9 @@ fn tap_round_trip(f: &mut TapFixture, len: usize) {
     let sender = f.ns.udp(SocketAddrV4::new(TAP_KERNEL, 0));
     let sport = sender.local_addr().unwrap().port();
     let out = payload("to-gateway", len);
-    sender.send_to(&out, SocketAddrV4::new(TAP_GATEWAY, 5000)).unwrap();
+    sender
+        .send_to(&out, SocketAddrV4::new(TAP_GATEWAY, 5000))
+        .unwrap();
     let (got, bytes) = recv_udp(q, Duration::from_secs(5));
     let want = Udp {
         dst_mac: GW_MAC,
@@ -398,7 +463,13 @@ fn tap_carries_udp_both_ways() {
     tap_round_trip(&mut f, 100);
 
     // Dropping the only queue removes the (non-persistent) tap.
-    let TapFixture { queues, port, tap, ns, .. } = f;
+    let TapFixture {
+        queues,
+        port,
+        tap,
+        ns,
+        ..
+    } = f;
     drop(queues);
     drop(port);
     assert!(!ns.has_link(&tap), "tap {tap} outlived its queues");
@@ -417,8 +488,12 @@ fn tap_multi_queue_opens_one_fd_per_queue() {
     let mut f = tap_fixture(1500, 2);
     assert_eq!(f.queues.len(), 2);
     assert_eq!(f.port.info().queues, 2);
-    assert!(f.port.take_queues().is_empty(), "queues are handed out once");
-    assert!(f.ns.link(&f.tap).contains("multi_queue") || f.ns.ip(&["-d", "link", "show", "dev", &f.tap]).contains("multi_queue"));
+    assert!(
+        f.port.take_queues().is_empty(),
+        "queues are handed out once"
+    );
+    let details = f.ns.ip(&["-d", "link", "show", "dev", &f.tap]);
+    assert!(details.contains("multi_queue"), "{details}");
     // The second queue transmits like the first.
     let receiver = f.ns.udp(SocketAddrV4::new(TAP_KERNEL, 0));
     let rport = receiver.local_addr().unwrap().port();
@@ -435,13 +510,54 @@ fn tap_multi_queue_opens_one_fd_per_queue() {
 }
 
 #[test]
+fn tap_drops_frames_larger_than_a_buffer_and_keeps_going() {
+    let mut f = tap_fixture(9000, 1);
+    // Raised behind the port's back: the kernel now sends frames no buffer holds.
+    f.ns.ip(&["link", "set", "dev", &f.tap, "mtu", "16000"]);
+    let sender = f.ns.udp(SocketAddrV4::new(TAP_KERNEL, 0));
+    sender
+        .send_to(
+            &payload("huge", 12000),
+            SocketAddrV4::new(TAP_GATEWAY, 5000),
+        )
+        .unwrap();
+    let q = &mut f.queues[0];
+    let mut burst = Burst::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while q.rx_errors() == 0 {
+        assert_eq!(
+            q.rx_burst(&mut burst),
+            0,
+            "an oversized frame was delivered"
+        );
+        assert!(Instant::now() < deadline, "oversized frame was never seen");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(q.rx_errors(), 1);
+    sender
+        .send_to(b"small", SocketAddrV4::new(TAP_GATEWAY, 5000))
+        .unwrap();
+    let (got, _) = recv_udp(q, Duration::from_secs(5));
+    assert_eq!(got.payload, b"small");
+    assert_eq!(q.rx_errors(), 1);
+}
+
+#[test]
 fn tap_is_enslaved_to_the_configured_bridge() {
     let ns = Netns::new();
     let br = unique("nbb");
     let tap = unique("nbt");
     ns.ip(&["link", "add", &br, "type", "bridge"]);
-    let cfg = TapConfig { interface: tap.clone(), mtu: 1500, mac: None, queues: 1, bridge: Some(br.clone()) };
-    let port = ns.enter(|| TapPort::open(&cfg)).expect("open tap on bridge");
+    let cfg = TapConfig {
+        interface: tap.clone(),
+        mtu: 1500,
+        mac: None,
+        queues: 1,
+        bridge: Some(br.clone()),
+    };
+    let port = ns
+        .enter(|| TapPort::open(&cfg))
+        .expect("open tap on bridge");
     let link = ns.link(&tap);
     assert!(link.contains(&format!("master {br}")), "{link}");
     // A random MAC is locally administered unicast.
@@ -452,31 +568,78 @@ fn tap_is_enslaved_to_the_configured_bridge() {
 
 #[test]
 fn tap_rejects_bad_config_before_touching_the_kernel() {
-    let base = TapConfig { interface: "nbtbad".into(), mtu: 1500, mac: None, queues: 1, bridge: None };
-    let long = TapConfig { interface: "a-name-longer-than-15".into(), ..base.clone() };
+    let base = TapConfig {
+        interface: "nbtbad".into(),
+        mtu: 1500,
+        mac: None,
+        queues: 1,
+        bridge: None,
+    };
+    let long = TapConfig {
+        interface: "a-name-longer-than-15".into(),
+        ..base.clone()
+    };
     match TapPort::open(&long) {
-        Err(e @ TapError::InvalidName { .. }) => assert!(e.to_string().contains("a-name-longer-than-15"), "{e}"),
+        Err(e @ TapError::InvalidName { .. }) => {
+            assert!(e.to_string().contains("a-name-longer-than-15"), "{e}")
+        }
         other => panic!("expected InvalidName, got {:?}", other.err()),
     }
-    let mtu = TapConfig { mtu: 20, ..base.clone() };
+    let mtu = TapConfig {
+        mtu: 20,
+        ..base.clone()
+    };
     match TapPort::open(&mtu) {
-        Err(e @ TapError::InvalidConfig { .. }) => assert!(e.to_string().contains("nbtbad") && e.to_string().contains("20"), "{e}"),
+        Err(e @ TapError::InvalidConfig { .. }) => assert!(
+            e.to_string().contains("nbtbad") && e.to_string().contains("20"),
+            "{e}"
+        ),
         other => panic!("expected InvalidConfig, got {:?}", other.err()),
     }
-    let q = TapConfig { queues: 0, ..base.clone() };
-    assert!(matches!(TapPort::open(&q), Err(TapError::InvalidConfig { .. })));
-    let mc = TapConfig { mac: Some([1, 0, 0, 0, 0, 1]), ..base };
-    assert!(matches!(TapPort::open(&mc), Err(TapError::InvalidConfig { .. })));
+    let q = TapConfig {
+        queues: 0,
+        ..base.clone()
+    };
+    assert!(matches!(
+        TapPort::open(&q),
+        Err(TapError::InvalidConfig { .. })
+    ));
+    let mc = TapConfig {
+        mac: Some([1, 0, 0, 0, 0, 1]),
+        ..base
+    };
+    assert!(matches!(
+        TapPort::open(&mc),
+        Err(TapError::InvalidConfig { .. })
+    ));
 }
 
 #[test]
 fn tap_bridge_that_does_not_exist_is_a_named_error() {
     let ns = Netns::new();
     let tap = unique("nbt");
-    let cfg = TapConfig { interface: tap.clone(), mtu: 1500, mac: None, queues: 1, bridge: Some("nobr0".into()) };
-    let err = ns.enter(|| TapPort::open(&cfg)).err().expect("bridge nobr0 does not exist");
+    let cfg = TapConfig {
+        interface: tap.clone(),
+        mtu: 1500,
+        mac: None,
+        queues: 1,
+        bridge: Some("nobr0".into()),
+    };
+    let err = ns
+        .enter(|| TapPort::open(&cfg))
+        .err()
+        .expect("bridge nobr0 does not exist");
     let msg = err.to_string();
-    assert!(matches!(err, TapError::Sys { call: "ioctl(SIOCBRADDIF)", .. }), "{msg}");
+    assert!(
+        matches!(
+            err,
+            TapError::Sys {
+                call: "ioctl(SIOCBRADDIF)",
+                ..
+            }
+        ),
+        "{msg}"
+    );
     assert!(msg.contains(&tap), "{msg}");
     assert!(!ns.has_link(&tap), "failed open left {tap} behind");
 }
@@ -503,8 +666,24 @@ fn veth(queues: u16, mtu: u16) -> Veth {
     let peer_dev = unique("nbp");
     let q = queues.to_string();
     ns.ip(&[
-        "link", "add", &dev, "numtxqueues", &q, "numrxqueues", &q, "type", "veth", "peer", "name", &peer_dev,
-        "numtxqueues", &q, "numrxqueues", &q, "netns", peer.name(),
+        "link",
+        "add",
+        &dev,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer_dev,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "netns",
+        peer.name(),
     ]);
     let mtu = mtu.to_string();
     ns.ip(&["link", "set", &dev, "mtu", &mtu, "up"]);
@@ -516,39 +695,71 @@ fn veth(queues: u16, mtu: u16) -> Veth {
     ns.wait_lower_up(&dev);
     peer.wait_lower_up(&peer_dev);
     let peer_mac = peer.mac(&peer_dev);
-    Veth { dev, peer_dev, peer_mac, peer, ns }
+    Veth {
+        dev,
+        peer_dev,
+        peer_mac,
+        peer,
+        ns,
+    }
 }
 
 fn skb_config(dev: &str, queues: u16) -> XdpConfig {
-    XdpConfig { queues, mode: XdpMode::Skb, ..XdpConfig::new(dev) }
+    XdpConfig {
+        queues,
+        mode: XdpMode::Skb,
+        ..XdpConfig::new(dev)
+    }
 }
 
 fn assert_no_xdp(v: &Veth) {
     let link = v.ns.link(&v.dev);
-    assert!(!link.contains("xdp"), "XDP program left on {}: {link}", v.dev);
+    assert!(
+        !link.contains("xdp"),
+        "XDP program left on {}: {link}",
+        v.dev
+    );
 }
 
 #[test]
 fn afxdp_carries_udp_both_ways_and_detaches_on_drop() {
     let v = veth(1, 1500);
-    let mut port = v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1))).expect("open af_xdp");
+    let mut port =
+        v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1)))
+            .expect("open af_xdp");
     let info = port.info();
     assert_eq!(info.name, v.dev);
     assert_eq!(info.mac, v.ns.mac(&v.dev));
     assert_eq!(info.mtu, 1500);
     assert_eq!(info.queues, 1);
     assert_eq!(info.driver, "af_xdp");
-    assert!(v.ns.link(&v.dev).contains("xdpgeneric"), "program attached in SKB mode: {}", v.ns.link(&v.dev));
+    assert!(
+        v.ns.link(&v.dev).contains("xdpgeneric"),
+        "program attached in SKB mode: {}",
+        v.ns.link(&v.dev)
+    );
     let mut queues = port.take_queues();
     assert_eq!(queues.len(), 1);
     let q = &mut queues[0];
-    v.peer.ip(&["neigh", "replace", &XDP_GATEWAY.to_string(), "lladdr", &fmt_mac(info.mac), "dev", &v.peer_dev, "nud", "permanent"]);
+    v.peer.ip(&[
+        "neigh",
+        "replace",
+        &XDP_GATEWAY.to_string(),
+        "lladdr",
+        &fmt_mac(info.mac),
+        "dev",
+        &v.peer_dev,
+        "nud",
+        "permanent",
+    ]);
 
     // Peer kernel to the AF_XDP socket.
     let sender = v.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
     let sport = sender.local_addr().unwrap().port();
     let out = payload("xdp-rx", 300);
-    sender.send_to(&out, SocketAddrV4::new(XDP_GATEWAY, 6000)).unwrap();
+    sender
+        .send_to(&out, SocketAddrV4::new(XDP_GATEWAY, 6000))
+        .unwrap();
     let (got, bytes) = recv_udp(q, Duration::from_secs(5));
     assert_eq!(
         got,
@@ -628,13 +839,17 @@ fn rx_count(queues: &mut [XdpQueue], port: u16) -> BTreeSet<u32> {
 fn send_count(v: &Veth, port: u16) {
     let sender = v.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
     for seq in 0..COUNT {
-        sender.send_to(&seq_payload(seq), SocketAddrV4::new(XDP_GATEWAY, port)).unwrap();
+        sender
+            .send_to(&seq_payload(seq), SocketAddrV4::new(XDP_GATEWAY, port))
+            .unwrap();
     }
 }
 
 fn tx_count(v: &Veth, q: &mut XdpQueue, mac: [u8; 6]) {
     let receiver = v.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
-    receiver.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let rport = receiver.local_addr().unwrap().port();
     // The kernel socket is the slow end: give it room, and keep the sender
     // at most WINDOW datagrams ahead of the reader so none overflow it.
@@ -695,22 +910,50 @@ fn tx_count(v: &Veth, q: &mut XdpQueue, mac: [u8; 6]) {
             std::thread::sleep(Duration::from_millis(1));
         }
         let seen = reader.join().unwrap();
-        assert_eq!(seen.len(), COUNT as usize, "missing datagrams: {:?}", (0..COUNT).filter(|s| !seen.contains(s)).take(20).collect::<Vec<_>>());
+        assert_eq!(
+            seen.len(),
+            COUNT as usize,
+            "missing datagrams: {:?}",
+            (0..COUNT)
+                .filter(|s| !seen.contains(s))
+                .take(20)
+                .collect::<Vec<_>>()
+        );
     });
 }
 
 #[test]
 fn afxdp_moves_1000_frames_each_way() {
     let v = veth(1, 1500);
-    let mut port = v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1))).expect("open af_xdp");
+    let mut port =
+        v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1)))
+            .expect("open af_xdp");
     let mac = port.info().mac;
     let mut queues = port.take_queues();
-    v.peer.ip(&["neigh", "replace", &XDP_GATEWAY.to_string(), "lladdr", &fmt_mac(mac), "dev", &v.peer_dev, "nud", "permanent"]);
+    v.peer.ip(&[
+        "neigh",
+        "replace",
+        &XDP_GATEWAY.to_string(),
+        "lladdr",
+        &fmt_mac(mac),
+        "dev",
+        &v.peer_dev,
+        "nud",
+        "permanent",
+    ]);
 
     std::thread::scope(|s| {
         s.spawn(|| send_count(&v, 6100));
         let seen = rx_count(&mut queues, 6100);
-        assert_eq!(seen.len(), COUNT as usize, "missing: {:?}", (0..COUNT).filter(|s| !seen.contains(s)).take(20).collect::<Vec<_>>());
+        assert_eq!(
+            seen.len(),
+            COUNT as usize,
+            "missing: {:?}",
+            (0..COUNT)
+                .filter(|s| !seen.contains(s))
+                .take(20)
+                .collect::<Vec<_>>()
+        );
     });
     tx_count(&v, &mut queues[0], mac);
     assert_eq!(queues[0].rx_dropped(), 0);
@@ -723,12 +966,24 @@ fn afxdp_moves_1000_frames_each_way() {
 #[test]
 fn afxdp_two_queues_share_the_program_and_detach_when_the_last_goes() {
     let v = veth(2, 1500);
-    let mut port = v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 2))).expect("open af_xdp with 2 queues");
+    let mut port =
+        v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 2)))
+            .expect("open af_xdp with 2 queues");
     let mac = port.info().mac;
     let mut queues = port.take_queues();
     assert_eq!(queues.len(), 2);
     assert_eq!((queues[0].id(), queues[1].id()), (0, 1));
-    v.peer.ip(&["neigh", "replace", &XDP_GATEWAY.to_string(), "lladdr", &fmt_mac(mac), "dev", &v.peer_dev, "nud", "permanent"]);
+    v.peer.ip(&[
+        "neigh",
+        "replace",
+        &XDP_GATEWAY.to_string(),
+        "lladdr",
+        &fmt_mac(mac),
+        "dev",
+        &v.peer_dev,
+        "nud",
+        "permanent",
+    ]);
     std::thread::scope(|s| {
         s.spawn(|| send_count(&v, 6200));
         let seen = rx_count(&mut queues, 6200);
@@ -736,9 +991,91 @@ fn afxdp_two_queues_share_the_program_and_detach_when_the_last_goes() {
     });
     let second = queues.pop().unwrap();
     drop(second);
-    assert!(v.ns.link(&v.dev).contains("xdpgeneric"), "program must stay while queue 0 lives");
+    assert!(
+        v.ns.link(&v.dev).contains("xdpgeneric"),
+        "program must stay while queue 0 lives"
+    );
     drop(queues);
     drop(port);
+    assert_no_xdp(&v);
+}
+
+#[test]
+fn afxdp_native_mode_carries_udp_both_ways() {
+    let v = veth(1, 1500);
+    let cfg = XdpConfig {
+        mode: XdpMode::Native,
+        ..XdpConfig::new(v.dev.clone())
+    };
+    let mut port =
+        v.ns.enter(|| XdpPort::open(&cfg))
+            .expect("open af_xdp in native mode");
+    let link = v.ns.link(&v.dev);
+    assert!(
+        link.contains("xdp ") || link.contains("xdpdrv"),
+        "native program attached: {link}"
+    );
+    let mac = port.info().mac;
+    let mut queues = port.take_queues();
+    v.peer.ip(&[
+        "neigh",
+        "replace",
+        &XDP_GATEWAY.to_string(),
+        "lladdr",
+        &fmt_mac(mac),
+        "dev",
+        &v.peer_dev,
+        "nud",
+        "permanent",
+    ]);
+    let sender = v.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
+    sender
+        .send_to(b"native rx", SocketAddrV4::new(XDP_GATEWAY, 6300))
+        .unwrap();
+    let (got, _) = recv_udp(&mut queues[0], Duration::from_secs(5));
+    assert_eq!(
+        (got.dst_mac, got.payload.as_slice()),
+        (mac, &b"native rx"[..])
+    );
+    let receiver = v.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
+    let frame = Udp {
+        dst_mac: v.peer_mac,
+        src_mac: mac,
+        src: SocketAddrV4::new(XDP_GATEWAY, 6301),
+        dst: SocketAddrV4::new(XDP_PEER, receiver.local_addr().unwrap().port()),
+        payload: b"native tx".to_vec(),
+    }
+    .build();
+    send_one(&mut queues[0], &frame);
+    assert_eq!(recv_payload(&receiver).0, b"native tx");
+    drop(queues);
+    drop(port);
+    assert_no_xdp(&v);
+}
+
+#[test]
+fn afxdp_zero_copy_on_a_driver_without_it_fails_cleanly() {
+    let v = veth(1, 1500);
+    let cfg = XdpConfig {
+        zero_copy: true,
+        ..skb_config(&v.dev, 1)
+    };
+    let err =
+        v.ns.enter(|| XdpPort::open(&cfg))
+            .err()
+            .expect("veth in SKB mode has no zero-copy");
+    assert!(
+        matches!(
+            &err,
+            XdpError::Sys {
+                call: "xsk_socket__create",
+                queue: Some(0),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&v.dev), "{err}");
     assert_no_xdp(&v);
 }
 
@@ -746,23 +1083,40 @@ fn afxdp_two_queues_share_the_program_and_detach_when_the_last_goes() {
 fn afxdp_unknown_interface_is_a_named_error() {
     let ns = Netns::new();
     let name = unique("nbnone");
-    let err = ns.enter(|| XdpPort::open(&XdpConfig::new(name.clone()))).err().expect("interface does not exist");
-    assert!(matches!(&err, XdpError::NoSuchInterface { interface } if *interface == name), "{err}");
+    let err = ns
+        .enter(|| XdpPort::open(&XdpConfig::new(name.clone())))
+        .err()
+        .expect("interface does not exist");
+    assert!(
+        matches!(&err, XdpError::NoSuchInterface { interface } if *interface == name),
+        "{err}"
+    );
     assert!(err.to_string().contains(&name), "{err}");
 }
 
 #[test]
 fn afxdp_rejects_mtu_larger_than_a_frame() {
     let v = veth(1, 9000);
-    let err = v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1))).err().expect("MTU 9000 cannot fit");
-    assert!(matches!(&err, XdpError::MtuTooLarge { mtu: 9000, .. }), "{err}");
+    let err =
+        v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1)))
+            .err()
+            .expect("MTU 9000 cannot fit");
+    assert!(
+        matches!(&err, XdpError::MtuTooLarge { mtu: 9000, .. }),
+        "{err}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains(&v.dev) && msg.contains("9000") && msg.contains(&MAX_MTU.to_string()), "{msg}");
+    assert!(
+        msg.contains(&v.dev) && msg.contains("9000") && msg.contains(&MAX_MTU.to_string()),
+        "{msg}"
+    );
     assert_no_xdp(&v);
 
     let ok = MAX_MTU.to_string();
     v.ns.ip(&["link", "set", &v.dev, "mtu", &ok]);
-    let port = v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1))).expect("MTU at the limit opens");
+    let port =
+        v.ns.enter(|| XdpPort::open(&skb_config(&v.dev, 1)))
+            .expect("MTU at the limit opens");
     assert_eq!(u32::from(port.info().mtu), MAX_MTU);
     drop(port);
     assert_no_xdp(&v);
@@ -770,8 +1124,13 @@ fn afxdp_rejects_mtu_larger_than_a_frame() {
 
 #[test]
 fn afxdp_rejects_bad_frame_count() {
-    let cfg = XdpConfig { frame_count: 1000, ..XdpConfig::new("lo") };
-    let err = XdpPort::open(&cfg).err().expect("1000 is not a power of two");
+    let cfg = XdpConfig {
+        frame_count: 1000,
+        ..XdpConfig::new("lo")
+    };
+    let err = XdpPort::open(&cfg)
+        .err()
+        .expect("1000 is not a power of two");
     assert!(matches!(err, XdpError::InvalidConfig { .. }), "{err}");
     assert!(err.to_string().contains("frame_count"), "{err}");
 }

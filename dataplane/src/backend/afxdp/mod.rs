@@ -140,23 +140,40 @@ impl XdpPort {
     /// queue, in the calling thread's network namespace.
     pub fn open(cfg: &XdpConfig) -> Result<XdpPort, XdpError> {
         let iface = &cfg.interface;
-        let name = IfName::new(iface).map_err(|reason| XdpError::InvalidName { name: iface.clone(), reason })?;
-        let invalid = |reason: String| XdpError::InvalidConfig { interface: iface.clone(), reason };
+        let name = IfName::new(iface).map_err(|reason| XdpError::InvalidName {
+            name: iface.clone(),
+            reason,
+        })?;
+        let invalid = |reason: String| XdpError::InvalidConfig {
+            interface: iface.clone(),
+            reason,
+        };
         if cfg.queues == 0 {
             return Err(invalid("queues must be at least 1".to_owned()));
         }
-        if !cfg.frame_count.is_power_of_two() || !(MIN_FRAME_COUNT..=MAX_FRAME_COUNT).contains(&cfg.frame_count) {
+        if !cfg.frame_count.is_power_of_two()
+            || !(MIN_FRAME_COUNT..=MAX_FRAME_COUNT).contains(&cfg.frame_count)
+        {
             return Err(invalid(format!(
                 "frame_count must be a power of two in {MIN_FRAME_COUNT}..={MAX_FRAME_COUNT}, got {}",
                 cfg.frame_count
             )));
         }
 
-        let sys = |call: &'static str| move |source: io::Error| XdpError::Sys { interface: iface.clone(), queue: None, call, source };
+        let sys = |call: &'static str| {
+            move |source: io::Error| XdpError::Sys {
+                interface: iface.clone(),
+                queue: None,
+                call,
+                source,
+            }
+        };
         let ctl = CtlSocket::new().map_err(sys("socket(AF_INET)"))?;
         let no_such = |e: io::Error| {
             if e.raw_os_error() == Some(libc::ENODEV) {
-                XdpError::NoSuchInterface { interface: iface.clone() }
+                XdpError::NoSuchInterface {
+                    interface: iface.clone(),
+                }
             } else {
                 sys("ioctl(SIOCGIFINDEX)")(e)
             }
@@ -164,7 +181,10 @@ impl XdpPort {
         ctl.ifindex(&name).map_err(no_such)?;
         let mtu = ctl.mtu(&name).map_err(sys("ioctl(SIOCGIFMTU)"))?;
         if mtu > MAX_MTU {
-            return Err(XdpError::MtuTooLarge { interface: iface.clone(), mtu });
+            return Err(XdpError::MtuTooLarge {
+                interface: iface.clone(),
+                mtu,
+            });
         }
         let mac = ctl.hwaddr(&name).map_err(sys("ioctl(SIOCGIFHWADDR)"))?;
 

@@ -82,7 +82,8 @@ impl UmemArea {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let ptr =
+            NonNull::new(p.cast()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
         Ok(UmemArea { ptr, len })
     }
 }
@@ -105,7 +106,10 @@ impl Drop for Umem {
         // deleted first; deletion happens once.
         let rc = unsafe { sys::xsk_umem__delete(self.0) };
         if rc != 0 {
-            tracing::warn!("af_xdp: xsk_umem__delete failed: {}", io::Error::from_raw_os_error(-rc));
+            tracing::warn!(
+                "af_xdp: xsk_umem__delete failed: {}",
+                io::Error::from_raw_os_error(-rc)
+            );
         }
     }
 }
@@ -164,14 +168,21 @@ impl XdpQueue {
     /// Creates the UMEM and socket for queue `id` and fills the fill ring.
     pub(super) fn open(name: &IfName, id: u16, cfg: &XdpConfig) -> Result<XdpQueue, XdpError> {
         let err = |call: &'static str| {
-            move |source: io::Error| XdpError::Sys { interface: cfg.interface.clone(), queue: Some(id), call, source }
+            move |source: io::Error| XdpError::Sys {
+                interface: cfg.interface.clone(),
+                queue: Some(id),
+                call,
+                source,
+            }
         };
-        let neg = |call: &'static str, rc: libc::c_int| err(call)(io::Error::from_raw_os_error(-rc));
+        let neg =
+            |call: &'static str, rc: libc::c_int| err(call)(io::Error::from_raw_os_error(-rc));
 
         let netns = NetNs::current().map_err(err("open(/proc/thread-self/ns/net)"))?;
         let frame_count = cfg.frame_count;
         let half = frame_count / 2;
-        let area = UmemArea::new(frame_count as usize * FRAME_SIZE as usize).map_err(err("mmap(umem)"))?;
+        let area =
+            UmemArea::new(frame_count as usize * FRAME_SIZE as usize).map_err(err("mmap(umem)"))?;
         let rings = RingsAlloc::new();
 
         let ucfg = sys::xsk_umem_config {
@@ -200,7 +211,11 @@ impl XdpQueue {
         }
         let umem = Umem(umem_ptr);
 
-        let copy_flag = if cfg.zero_copy { sys::XDP_ZEROCOPY } else { sys::XDP_COPY };
+        let copy_flag = if cfg.zero_copy {
+            sys::XDP_ZEROCOPY
+        } else {
+            sys::XDP_COPY
+        };
         let scfg = sys::xsk_socket_config {
             rx_size: half,
             tx_size: half,
@@ -234,7 +249,11 @@ impl XdpQueue {
         let mut rx_free = Vec::with_capacity(half as usize);
         rx_free.extend((0..u64::from(half)).rev().map(|i| i * frame));
         let mut tx_free = Vec::with_capacity(half as usize);
-        tx_free.extend((u64::from(half)..u64::from(frame_count)).rev().map(|i| i * frame));
+        tx_free.extend(
+            (u64::from(half)..u64::from(frame_count))
+                .rev()
+                .map(|i| i * frame),
+        );
 
         let mut q = XdpQueue {
             xsk,
@@ -288,7 +307,9 @@ impl XdpQueue {
             sys::xsk_ring_prod__reserve(fill, free, &mut idx)
         };
         for i in 0..n {
-            let Some(addr) = self.rx_free.pop() else { break };
+            let Some(addr) = self.rx_free.pop() else {
+                break;
+            };
             // SAFETY: slot idx+i was reserved above; the ring masks the index.
             unsafe { *sys::xsk_ring_prod__fill_addr(fill, idx.wrapping_add(i)) = addr };
         }
@@ -338,7 +359,16 @@ impl XdpQueue {
             return;
         }
         // SAFETY: a zero-length recvfrom on our own socket; no buffers are passed.
-        unsafe { libc::recvfrom(self.fd, ptr::null_mut(), 0, libc::MSG_DONTWAIT, ptr::null_mut(), ptr::null_mut()) };
+        unsafe {
+            libc::recvfrom(
+                self.fd,
+                ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
     }
 }
 
@@ -380,7 +410,9 @@ impl PortQueue for XdpQueue {
             let mut buf = PoolBuf::new();
             // SAFETY: [addr, addr+len) lies inside the UMEM (checked above),
             // and the kernel has handed this frame to us until release.
-            let src = unsafe { std::slice::from_raw_parts(self.area.ptr.as_ptr().add(addr as usize), len) };
+            let src = unsafe {
+                std::slice::from_raw_parts(self.area.ptr.as_ptr().add(addr as usize), len)
+            };
             buf.storage_mut()[HEADROOM..HEADROOM + len].copy_from_slice(src);
             buf.set_range(HEADROOM, HEADROOM + len);
             out.push(buf);
@@ -417,12 +449,18 @@ impl PortQueue for XdpQueue {
             if filled == reserved || !fits(&buf) {
                 continue;
             }
-            let Some(frame) = self.tx_free.pop() else { break };
+            let Some(frame) = self.tx_free.pop() else {
+                break;
+            };
             let data = buf.data();
             // SAFETY: `frame` is a free TX-half frame of FRAME_SIZE bytes
             // inside the UMEM that the kernel does not own, and data.len() <= FRAME_SIZE.
             unsafe {
-                ptr::copy_nonoverlapping(data.as_ptr(), self.area.ptr.as_ptr().add(frame as usize), data.len());
+                ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    self.area.ptr.as_ptr().add(frame as usize),
+                    data.len(),
+                );
                 let desc = sys::xsk_ring_prod__tx_desc(tx, idx.wrapping_add(filled));
                 (*desc).addr = frame;
                 (*desc).len = data.len() as u32;

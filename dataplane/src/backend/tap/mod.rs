@@ -89,23 +89,42 @@ impl TapPort {
     /// network namespace, sets its MTU, enslaves it to the bridge if one is
     /// configured, and brings it up. Queue fds are non-blocking.
     pub fn open(cfg: &TapConfig) -> Result<TapPort, TapError> {
-        let name = IfName::new(&cfg.interface)
-            .map_err(|reason| TapError::InvalidName { name: cfg.interface.clone(), reason })?;
+        let name = IfName::new(&cfg.interface).map_err(|reason| TapError::InvalidName {
+            name: cfg.interface.clone(),
+            reason,
+        })?;
         let bridge = cfg
             .bridge
             .as_deref()
-            .map(|b| IfName::new(b).map_err(|reason| TapError::InvalidName { name: b.to_owned(), reason }))
+            .map(|b| {
+                IfName::new(b).map_err(|reason| TapError::InvalidName {
+                    name: b.to_owned(),
+                    reason,
+                })
+            })
             .transpose()?;
-        let invalid = |reason: String| TapError::InvalidConfig { interface: cfg.interface.clone(), reason };
+        let invalid = |reason: String| TapError::InvalidConfig {
+            interface: cfg.interface.clone(),
+            reason,
+        };
         if cfg.queues == 0 || cfg.queues > MAX_QUEUES {
-            return Err(invalid(format!("queues must be 1..={MAX_QUEUES}, got {}", cfg.queues)));
+            return Err(invalid(format!(
+                "queues must be 1..={MAX_QUEUES}, got {}",
+                cfg.queues
+            )));
         }
         if !(MIN_MTU..=MAX_MTU).contains(&cfg.mtu) {
-            return Err(invalid(format!("mtu must be {MIN_MTU}..={MAX_MTU}, got {}", cfg.mtu)));
+            return Err(invalid(format!(
+                "mtu must be {MIN_MTU}..={MAX_MTU}, got {}",
+                cfg.mtu
+            )));
         }
         let mac = match cfg.mac {
             Some(mac) if mac[0] & 1 != 0 || mac == [0; 6] => {
-                return Err(invalid(format!("mac {} is not a unicast address", fmt_mac(&mac))));
+                return Err(invalid(format!(
+                    "mac {} is not a unicast address",
+                    fmt_mac(&mac)
+                )));
             }
             Some(mac) => mac,
             None => random_mac().map_err(sys(&cfg.interface, "getrandom"))?,
@@ -113,18 +132,28 @@ impl TapPort {
 
         let queues = (0..cfg.queues)
             .map(|id| {
-                let fd = attach_queue(&name, cfg.queues > 1).map_err(|(call, e)| sys(&cfg.interface, call)(e))?;
-                Ok(TapQueue { fd, id, rx_errors: 0 })
+                let fd = attach_queue(&name, cfg.queues > 1)
+                    .map_err(|(call, e)| sys(&cfg.interface, call)(e))?;
+                Ok(TapQueue {
+                    fd,
+                    id,
+                    rx_errors: 0,
+                })
             })
             .collect::<Result<Vec<_>, TapError>>()?;
 
         let ctl = CtlSocket::new().map_err(sys(&cfg.interface, "socket(AF_INET)"))?;
-        ctl.set_mtu(&name, cfg.mtu).map_err(sys(&cfg.interface, "ioctl(SIOCSIFMTU)"))?;
+        ctl.set_mtu(&name, cfg.mtu)
+            .map_err(sys(&cfg.interface, "ioctl(SIOCSIFMTU)"))?;
         if let Some(bridge) = &bridge {
-            let index = ctl.ifindex(&name).map_err(sys(&cfg.interface, "ioctl(SIOCGIFINDEX)"))?;
-            ctl.bridge_add_if(bridge, index).map_err(sys(&cfg.interface, "ioctl(SIOCBRADDIF)"))?;
+            let index = ctl
+                .ifindex(&name)
+                .map_err(sys(&cfg.interface, "ioctl(SIOCGIFINDEX)"))?;
+            ctl.bridge_add_if(bridge, index)
+                .map_err(sys(&cfg.interface, "ioctl(SIOCBRADDIF)"))?;
         }
-        ctl.set_up(&name).map_err(sys(&cfg.interface, "ioctl(SIOCSIFFLAGS)"))?;
+        ctl.set_up(&name)
+            .map_err(sys(&cfg.interface, "ioctl(SIOCSIFFLAGS)"))?;
 
         let info = PortInfo {
             name: cfg.interface.clone(),
@@ -149,14 +178,23 @@ impl TapPort {
 
 /// Builds the `map_err` closure for a failed system call on `interface`.
 fn sys<'a>(interface: &'a str, call: &'static str) -> impl FnOnce(io::Error) -> TapError + 'a {
-    move |source| TapError::Sys { interface: interface.to_owned(), call, source }
+    move |source| TapError::Sys {
+        interface: interface.to_owned(),
+        call,
+        source,
+    }
 }
 
 /// Opens `/dev/net/tun` and attaches the fd to the tap `name` (creating it).
 /// The error names the failing call.
 fn attach_queue(name: &IfName, multi_queue: bool) -> Result<OwnedFd, (&'static str, io::Error)> {
     // SAFETY: TUN_DEVICE is a NUL-terminated path; the result is checked.
-    let fd = unsafe { libc::open(TUN_DEVICE.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            TUN_DEVICE.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(("open(/dev/net/tun)", io::Error::last_os_error()));
     }
@@ -170,7 +208,14 @@ fn attach_queue(name: &IfName, multi_queue: bool) -> Result<OwnedFd, (&'static s
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is valid
     // and exclusively borrowed for the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut libc::ifreq) } < 0 {
+    if unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETIFF,
+            &mut req as *mut libc::ifreq,
+        )
+    } < 0
+    {
         return Err(("ioctl(TUNSETIFF)", io::Error::last_os_error()));
     }
     Ok(fd)
@@ -231,7 +276,8 @@ impl PortQueue for TapQueue {
             let room = &mut buf.storage_mut()[HEADROOM..];
             // SAFETY: `room` is a writable buffer of `room.len()` bytes that
             // outlives the call; the fd is open for the queue's lifetime.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), room.as_mut_ptr().cast(), room.len()) };
+            let n =
+                unsafe { libc::read(self.fd.as_raw_fd(), room.as_mut_ptr().cast(), room.len()) };
             if n < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EAGAIN) => break,
@@ -279,7 +325,8 @@ impl PortQueue for TapQueue {
             loop {
                 // SAFETY: `data` is a readable buffer of `data.len()` bytes
                 // that outlives the call; the fd is open.
-                let n = unsafe { libc::write(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                let n =
+                    unsafe { libc::write(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
                 if n >= 0 {
                     // The tap takes whole frames or fails; a short count cannot happen.
                     if n as usize == data.len() {

@@ -160,6 +160,9 @@ mod tests {
         assert!(IfName::new("..").is_err());
         let n = IfName::new("tap0").unwrap();
         assert_eq!(n.as_cstr().to_bytes(), b"tap0");
-        assert_eq!(n.ifreq().ifr_name[..5], [b't' as libc::c_char, b'a' as _, b'p' as _, b'0' as _, 0]);
+        assert_eq!(
+            n.ifreq().ifr_name[..5],
+            [b't' as libc::c_char, b'a' as _, b'p' as _, b'0' as _, 0]
+        );
     }
 }
