@@ -1,1 +1,0 @@
-//! Native AF_XDP backend (stub, being written).

@@ -1,1 +1,0 @@
-//! TAP backend (stub, being written).
