@@ -16,6 +16,7 @@ pub mod pool;
 pub mod dpdk;
 
 pub mod afxdp;
+pub mod native;
 pub mod tap;
 
 use arrayvec::ArrayVec;
