@@ -4,3 +4,4 @@
 //! and the WAN port through one of the packet I/O [`backend`]s.
 
 pub mod backend;
+pub mod config;
