@@ -4,10 +4,12 @@
 //! and the WAN port through one of the packet I/O [`backend`]s.
 
 pub mod backend;
+pub mod config;
 pub mod forward;
 pub mod neigh;
 pub mod port;
 pub mod route;
+pub mod runtime;
 pub mod slowpath;
 pub mod snapshot;
 pub mod stats;

@@ -1,0 +1,113 @@
+//! The file's schema as serde sees it: every key, typed only as far as TOML
+//! types go (strings stay strings, integers are `i64`). Turning these into the
+//! validated [`super::Config`] is [`super::validate`]'s job, so that every
+//! semantic error can be reported with the exact key and line.
+
+use serde::Deserialize;
+
+use super::{LogLevel, PortId, XdpMode};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub gateway: RawGateway,
+    pub workers: RawWorkers,
+    pub dpdk: Option<RawDpdk>,
+    pub ports: RawPorts,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub neighbors: Vec<RawNeighbor>,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub name: String,
+    pub stats_path: Option<String>,
+}
+
+/// `[workers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkers {
+    pub cores: Vec<i64>,
+    pub slowpath_core: Option<i64>,
+    pub idle_sleep_us: Option<i64>,
+}
+
+/// `[dpdk]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDpdk {
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    pub mempool_size: Option<i64>,
+    pub mempool_cache: Option<i64>,
+    pub rx_desc: Option<i64>,
+    pub tx_desc: Option<i64>,
+}
+
+/// `[ports]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPorts {
+    pub lan: RawPort,
+    pub wan: RawPort,
+}
+
+/// The `backend` word of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawBackend {
+    Dpdk,
+    AfXdp,
+    Tap,
+}
+
+/// `[ports.lan]` / `[ports.wan]`: the union of all backends' keys; which
+/// ones are allowed depends on `backend` and is checked by validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPort {
+    pub backend: RawBackend,
+    pub device: Option<String>,
+    pub interface: Option<String>,
+    pub address: String,
+    pub mtu: Option<i64>,
+    pub mac: Option<String>,
+    pub bridge: Option<String>,
+    pub xdp_mode: Option<XdpMode>,
+    pub zero_copy: Option<bool>,
+    pub frame_count: Option<i64>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub prefix: String,
+    pub via: String,
+    pub port: Option<PortId>,
+}
+
+/// One `[[neighbors]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNeighbor {
+    pub ip: String,
+    pub mac: String,
+    pub port: Option<PortId>,
+}
+
+/// `[logging]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogging {
+    #[serde(default)]
+    pub level: LogLevel,
+}

@@ -1,0 +1,309 @@
+//! Parsers and checks for single values: MAC addresses, interface and
+//! gateway names, DPDK device strings, IPv4 addresses and prefixes. Each
+//! returns a message for an operator on failure (the caller adds the location).
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+
+use super::DpdkDevice;
+
+/// Longest Linux interface name (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Longest gateway name.
+pub const MAX_GATEWAY_NAME_LEN: usize = 32;
+
+/// Parses "aa:bb:cc:dd:ee:ff" (hex digits in either case, exactly two per octet).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || {
+        format!("invalid MAC address `{s}`; expected six colon-separated hex octets like 02:00:00:00:00:01")
+    };
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for octet in &mut mac {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        *octet = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
+/// Formats a MAC as "aa:bb:cc:dd:ee:ff".
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Checks that a MAC can be a port's own or a neighbour's address.
+pub fn check_unicast_mac(mac: &[u8; 6]) -> Result<(), String> {
+    if mac.iter().all(|&b| b == 0) {
+        return Err("the all-zero MAC address is not a valid station address".into());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "{} is a multicast/broadcast MAC address (low bit of the first octet set); a unicast address is required",
+            format_mac(mac)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a Linux interface name as the kernel does (`dev_valid_name`):
+/// 1..=15 bytes, not "." or "..", no '/', ':' or whitespace.
+pub fn check_ifname(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("interface name must not be empty".into());
+    }
+    if s.len() > MAX_IFNAME_LEN {
+        return Err(format!(
+            "interface name `{s}` is {} bytes long; Linux allows at most {MAX_IFNAME_LEN}",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(format!(
+            "`{s}` is not a valid interface name (no '/', ':' or whitespace; not \".\" or \"..\")"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a gateway name: 1..=32 characters from [A-Za-z0-9_-].
+pub fn check_gateway_name(s: &str) -> Result<(), String> {
+    let ok = (1..=MAX_GATEWAY_NAME_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid gateway name `{s}`; use 1 to {MAX_GATEWAY_NAME_LEN} characters from A-Z a-z 0-9 _ -"
+        ))
+    }
+}
+
+/// True for "DDDD:BB:DD.F" or "BB:DD.F" (hex domain, bus, device; function 0-7).
+fn is_pci_address(s: &str) -> bool {
+    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+    let Some((rest, func)) = s.rsplit_once('.') else {
+        return false;
+    };
+    let func_ok = func.len() == 1 && (b'0'..=b'7').contains(&func.as_bytes()[0]);
+    let parts: Vec<&str> = rest.split(':').collect();
+    let bdf_ok = match parts.as_slice() {
+        [dom, bus, dev] => hex(dom, 4) && hex(bus, 2) && hex(dev, 2),
+        [bus, dev] => hex(bus, 2) && hex(dev, 2),
+        _ => false,
+    };
+    func_ok && bdf_ok
+}
+
+/// Parses a DPDK device: a PCI address ("0000:03:00.0", also "03:00.0",
+/// normalised to the long form) or a virtual device string
+/// ("net_af_packet0,iface=lan0"): a driver instance name of
+/// [A-Za-z0-9_] optionally followed by ",key=value" arguments, no whitespace.
+pub fn parse_dpdk_device(s: &str) -> Result<DpdkDevice, String> {
+    if is_pci_address(s) {
+        let long = if s.matches(':').count() == 1 {
+            format!("0000:{s}")
+        } else {
+            s.to_owned()
+        };
+        return Ok(DpdkDevice::Pci(long.to_ascii_lowercase()));
+    }
+    let (name, args) = s.split_once(',').unwrap_or((s, ""));
+    let name_ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphabetic();
+    if !name_ok {
+        return Err(format!(
+            "invalid DPDK device `{s}`; expected a PCI address like 0000:03:00.0 or a virtual device like net_af_packet0,iface=lan0"
+        ));
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Err(format!("DPDK device `{s}` must not contain whitespace"));
+    }
+    if !args.is_empty()
+        && args
+            .split(',')
+            .any(|kv| kv.split_once('=').is_none_or(|(k, _)| k.is_empty()))
+    {
+        return Err(format!(
+            "DPDK device `{s}`: arguments after the driver name must be key=value pairs separated by commas"
+        ));
+    }
+    Ok(DpdkDevice::Vdev(s.to_owned()))
+}
+
+/// Parses a dotted-quad IPv4 address.
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    Ipv4Addr::from_str(s)
+        .map_err(|_| format!("invalid IPv4 address `{s}`; expected dotted-quad like 10.10.1.1"))
+}
+
+/// Parses "a.b.c.d/len" into address and prefix length, insisting on the length.
+fn parse_cidr(s: &str, example: &str) -> Result<Ipv4Net, String> {
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(format!(
+            "`{s}` has no prefix length; write it as address/length like {example}"
+        ));
+    };
+    let addr = parse_ipv4(addr)?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("invalid prefix length in `{s}`; expected 0 to 32"))?;
+    Ipv4Net::new(addr, len).map_err(|_| format!("invalid prefix length in `{s}`; expected 0 to 32"))
+}
+
+/// Parses a port address: the gateway's own IPv4 address and the length of
+/// the connected prefix ("10.10.1.1/24"). The address must be usable as a
+/// host address inside a prefix of length 1..=31.
+pub fn parse_port_address(s: &str) -> Result<Ipv4Net, String> {
+    let net = parse_cidr(s, "10.10.1.1/24")?;
+    let ip = net.addr();
+    if net.prefix_len() == 0 || net.prefix_len() == 32 {
+        return Err(format!(
+            "prefix length /{} in `{s}` leaves no connected network; use 1 to 31",
+            net.prefix_len()
+        ));
+    }
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!(
+            "{ip} cannot be a port address (unspecified, loopback, multicast or broadcast)"
+        ));
+    }
+    if net.prefix_len() <= 30 && (ip == net.network() || ip == net.broadcast()) {
+        return Err(format!(
+            "{ip} is the {} address of {}; choose a host address",
+            if ip == net.network() {
+                "network"
+            } else {
+                "broadcast"
+            },
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses a route prefix ("10.20.0.0/16"); host bits must be zero.
+pub fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
+    let net = parse_cidr(s, "10.20.0.0/16")?;
+    if net.addr() != net.network() {
+        return Err(format!(
+            "prefix `{s}` has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        assert_eq!(parse_mac("02:00:00:00:01:fE"), Ok([2, 0, 0, 0, 1, 0xfe]));
+        for bad in [
+            "",
+            "02:00:00:00:01",
+            "02:00:00:00:01:fe:00",
+            "2:00:00:00:01:fe",
+            "02-00-00-00-01-fe",
+            "0g:00:00:00:01:fe",
+            "+2:00:00:00:01:fe",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+        assert!(check_unicast_mac(&[0; 6]).is_err());
+        assert!(check_unicast_mac(&[1, 0, 0x5e, 0, 0, 1]).is_err());
+        assert!(check_unicast_mac(&[0xff; 6]).is_err());
+        assert!(check_unicast_mac(&[2, 0, 0, 0, 0, 1]).is_ok());
+        assert_eq!(format_mac(&[2, 0xab, 0, 0, 0, 1]), "02:ab:00:00:00:01");
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_ifname("lan0").is_ok());
+        assert!(check_ifname("a23456789012345").is_ok());
+        for bad in ["", "a234567890123456", ".", "..", "a/b", "a:1", "a b"] {
+            assert!(check_ifname(bad).is_err(), "{bad}");
+        }
+        assert!(check_gateway_name("gw-A_1").is_ok());
+        for bad in ["", "gw A", "gw.a", &"x".repeat(33)] {
+            assert!(check_gateway_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dpdk_devices() {
+        assert_eq!(
+            parse_dpdk_device("0000:03:00.0"),
+            Ok(DpdkDevice::Pci("0000:03:00.0".into()))
+        );
+        assert_eq!(
+            parse_dpdk_device("3B:00.1"),
+            Ok(DpdkDevice::Pci("0000:3b:00.1".into()))
+        );
+        assert_eq!(
+            parse_dpdk_device("net_af_packet0,iface=lan0"),
+            Ok(DpdkDevice::Vdev("net_af_packet0,iface=lan0".into()))
+        );
+        assert_eq!(
+            parse_dpdk_device("net_null0"),
+            Ok(DpdkDevice::Vdev("net_null0".into()))
+        );
+        for bad in [
+            "",
+            "0000:03:00.8",
+            "net af_packet0",
+            "net_tap0,iface",
+            "net_tap0,=x",
+            ",iface=a",
+            "0net",
+        ] {
+            assert!(parse_dpdk_device(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        let a = parse_port_address("10.10.1.1/24").expect("valid");
+        assert_eq!(
+            (a.addr(), a.prefix_len()),
+            (Ipv4Addr::new(10, 10, 1, 1), 24)
+        );
+        assert!(parse_port_address("10.10.1.0/31").is_ok());
+        for bad in [
+            "10.10.1.1",
+            "10.10.1.1/33",
+            "10.10.1.1/x",
+            "10.10.1/24",
+            "10.10.1.0/24",
+            "10.10.1.255/24",
+            "10.10.1.1/32",
+            "127.0.0.1/8",
+            "224.0.0.1/24",
+            "0.0.0.0/8",
+        ] {
+            assert!(parse_port_address(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_prefix("0.0.0.0/0").expect("valid").prefix_len(), 0);
+        assert!(parse_prefix("10.20.0.0/16").is_ok());
+        let e = parse_prefix("10.20.0.1/16").expect_err("host bits");
+        assert!(e.contains("10.20.0.0/16"), "{e}");
+        assert!(parse_ipv4("010.1.1.1").is_err());
+    }
+}

@@ -1,0 +1,522 @@
+//! The example configurations load, and each class of bad configuration is
+//! rejected with the exact file, line and key.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use scistream_dataplane::config::{
+    Backend, Config, ConfigError, DpdkDevice, ErrorKind, LogLevel, PortId, XdpMode,
+};
+
+fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+fn load_example(name: &str) -> Config {
+    let path = configs_dir().join(name);
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parses `text` that must be rejected.
+fn reject(text: &str) -> ConfigError {
+    match Config::from_toml(text, Path::new("bad.toml")) {
+        Ok(c) => panic!("accepted a bad config: {c:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error's line, key, class and that its message mentions `needle`.
+fn assert_err(e: &ConfigError, line: usize, key: &str, kind: ErrorKind, needle: &str) {
+    let shown = e.to_string();
+    assert_eq!(e.line(), Some(line), "line of: {shown}");
+    assert_eq!(e.key(), Some(key), "key of: {shown}");
+    assert_eq!(e.kind(), Some(kind), "kind of: {shown}");
+    assert!(shown.starts_with(&format!("bad.toml:{line}:")), "{shown}");
+    assert!(shown.contains(&format!("key `{key}`: ")), "{shown}");
+    assert!(shown.contains(needle), "{shown:?} lacks {needle:?}");
+}
+
+/// A valid tap gateway; tests append to or edit it. Line numbers matter.
+const TAP: &str = r#"[gateway]
+name = "t"
+
+[workers]
+cores = [1]
+
+[ports.lan]
+backend = "tap"
+interface = "tl"
+address = "10.10.1.1/24"
+
+[ports.wan]
+backend = "tap"
+interface = "tw"
+address = "10.10.100.1/24"
+"#;
+
+#[test]
+fn every_example_loads() {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(configs_dir())
+        .expect("configs/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 7,
+        "expected the seven examples, found {names:?}"
+    );
+    for p in &names {
+        if let Err(e) = Config::load(p) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn testbed_af_packet_example() {
+    let c = load_example("testbed-gwa-af_packet.toml");
+    assert_eq!(c.gateway.name, "gwa");
+    assert_eq!(
+        c.stats_path(),
+        PathBuf::from("/dev/shm/s2ds-gwa.stats.json")
+    );
+    assert_eq!(c.workers.cores, [1]);
+    assert_eq!(c.workers.idle_sleep_us, 50);
+    let d = c.dpdk.as_ref().expect("dpdk ports keep [dpdk]");
+    let prefix = d
+        .eal_args
+        .iter()
+        .position(|a| a == "--file-prefix")
+        .expect("file prefix");
+    assert_eq!(d.eal_args[prefix + 1], "s2ds-gwa");
+    assert!(d.eal_args.iter().any(|a| a == "--no-huge"));
+    assert_eq!(
+        c.ports.lan.backend,
+        Backend::Dpdk {
+            device: DpdkDevice::Vdev("net_af_packet0,iface=lan0".into())
+        }
+    );
+    assert_eq!(c.ports.lan.address.to_string(), "10.10.1.1/24");
+    assert_eq!(c.ports.wan.address.to_string(), "10.10.100.1/24");
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].prefix.to_string(), "10.20.0.0/16");
+    assert_eq!(c.routes[0].via, Ipv4Addr::new(10, 10, 100, 254));
+    assert_eq!(c.routes[0].port, PortId::Wan);
+}
+
+#[test]
+fn other_examples_have_the_promised_shape() {
+    let c = load_example("testbed-gwa-af_xdp.toml");
+    assert_eq!(
+        c.ports.lan.backend,
+        Backend::Dpdk {
+            device: DpdkDevice::Vdev("net_af_xdp0,iface=lan0,start_queue=0,queue_count=1".into())
+        }
+    );
+    let c = load_example("testbed-gwa-native-xdp.toml");
+    assert!(c.dpdk.is_none());
+    match &c.ports.wan.backend {
+        Backend::AfXdp {
+            interface,
+            xdp_mode,
+            zero_copy,
+            frame_count,
+        } => {
+            assert_eq!(
+                (interface.as_str(), *xdp_mode, *zero_copy, *frame_count),
+                ("wan0", XdpMode::Skb, false, 4096)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = load_example("testbed-gwa-tap.toml");
+    match &c.ports.lan.backend {
+        Backend::Tap {
+            interface,
+            mac,
+            bridge,
+        } => {
+            assert_eq!(interface, "s2tlan");
+            assert_eq!(*mac, Some([0x02, 0, 0, 0x0a, 0x01, 0x01]));
+            assert_eq!(bridge.as_deref(), Some("brlan"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = load_example("dpdk-pci-host.toml");
+    assert_eq!(c.workers.cores, [2, 3, 4, 5]);
+    assert_eq!(c.workers.slowpath_core, Some(1));
+    assert_eq!(
+        c.ports.lan.backend,
+        Backend::Dpdk {
+            device: DpdkDevice::Pci("0000:3b:00.0".into())
+        }
+    );
+    assert_eq!(
+        c.ports.wan.backend,
+        Backend::Dpdk {
+            device: DpdkDevice::Pci("0000:3b:00.1".into())
+        }
+    );
+    assert_eq!(c.neighbors.len(), 2);
+    assert_eq!(c.neighbors[0].port, PortId::Wan);
+    assert_eq!(c.routes[1].port, PortId::Lan);
+    assert_eq!(c.logging.level, LogLevel::Warn);
+    for name in ["laptop-af_xdp.toml", "laptop-tap.toml"] {
+        let c = load_example(name);
+        assert!(c.dpdk.is_none());
+        assert!(!c.ports.use_dpdk());
+    }
+}
+
+#[test]
+fn base_config_is_valid() {
+    let c = Config::from_toml(TAP, Path::new("ok.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.ports.lan.mtu, 1500);
+    assert_eq!(c.workers.idle_sleep_us, 0);
+    assert_eq!(c.logging.level, LogLevel::Info);
+    assert!(c.routes.is_empty() && c.neighbors.is_empty());
+}
+
+#[test]
+fn unknown_key() {
+    let text = TAP.replace(
+        "backend = \"tap\"\ninterface = \"tl\"",
+        "backend = \"tap\"\ncolour = \"red\"\ninterface = \"tl\"",
+    );
+    let e = reject(&text);
+    assert_err(
+        &e,
+        9,
+        "ports.lan.colour",
+        ErrorKind::UnknownKey,
+        "unknown key `colour` in [ports.lan]; expected one of `backend`",
+    );
+    assert_eq!(e.column(), Some(1));
+}
+
+#[test]
+fn syntax_error() {
+    let text = TAP.replace("address = \"10.10.100.1/24\"", "address = \"10.10.100.1/24");
+    let e = reject(&text);
+    assert_err(
+        &e,
+        15,
+        "ports.wan.address",
+        ErrorKind::Syntax,
+        "TOML syntax error",
+    );
+    let e = reject("[gateway]\nname = \"a\"\nname = \"b\"\n");
+    assert_err(&e, 3, "gateway.name", ErrorKind::Syntax, "duplicate key");
+    let e = reject("[gateway]\nname = \"a\"\n[ports.lan\n");
+    assert_err(&e, 3, "ports.lan", ErrorKind::Syntax, "TOML syntax error");
+}
+
+#[test]
+fn missing_required_key() {
+    // `address` missing from [ports.wan]: reported at the table header.
+    let text = TAP.replace("address = \"10.10.100.1/24\"\n", "");
+    let e = reject(&text);
+    assert_err(
+        &e,
+        12,
+        "ports.wan.address",
+        ErrorKind::MissingKey,
+        "missing required key `address` in [ports.wan]",
+    );
+    // A whole table missing: reported at the top of the file.
+    let text = TAP.replace("[workers]\ncores = [1]\n", "");
+    assert_err(
+        &reject(&text),
+        1,
+        "workers",
+        ErrorKind::MissingKey,
+        "missing required key `workers`",
+    );
+    // A backend-specific required key.
+    let text = TAP.replace("interface = \"tw\"\n", "");
+    assert_err(
+        &reject(&text),
+        12,
+        "ports.wan.interface",
+        ErrorKind::MissingKey,
+        "required for backend \"tap\"",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let text = TAP.replace("cores = [1]", "cores = 1");
+    assert_err(
+        &reject(&text),
+        5,
+        "workers.cores",
+        ErrorKind::WrongType,
+        "expected an array",
+    );
+    let text = TAP.replace("cores = [1]", "cores = [\"1\"]");
+    assert_err(
+        &reject(&text),
+        5,
+        "workers.cores[0]",
+        ErrorKind::WrongType,
+        "expected an integer",
+    );
+}
+
+#[test]
+fn bad_ip() {
+    let text = TAP.replace("10.10.1.1/24", "10.10.1.300/24");
+    assert_err(
+        &reject(&text),
+        10,
+        "ports.lan.address",
+        ErrorKind::BadValue,
+        "invalid IPv4 address `10.10.1.300`",
+    );
+    let text = format!("{TAP}\n[[routes]]\nprefix = \"10.20.0.0/16\"\nvia = \"10.10.100\"\n");
+    assert_err(
+        &reject(&text),
+        19,
+        "routes[0].via",
+        ErrorKind::BadValue,
+        "invalid IPv4 address",
+    );
+}
+
+#[test]
+fn bad_mac() {
+    let text = TAP.replace(
+        "interface = \"tw\"",
+        "interface = \"tw\"\nmac = \"02:00:00:00:00\"",
+    );
+    assert_err(
+        &reject(&text),
+        15,
+        "ports.wan.mac",
+        ErrorKind::BadValue,
+        "invalid MAC address `02:00:00:00:00`",
+    );
+    let text = TAP.replace(
+        "interface = \"tw\"",
+        "interface = \"tw\"\nmac = \"01:00:5E:00:00:01\"",
+    );
+    assert_err(
+        &reject(&text),
+        15,
+        "ports.wan.mac",
+        ErrorKind::BadValue,
+        "unicast",
+    );
+    let text = format!("{TAP}\n[[neighbors]]\nip = \"10.10.1.7\"\nmac = \"00:00:00:00:00:00\"\n");
+    assert_err(
+        &reject(&text),
+        19,
+        "neighbors[0].mac",
+        ErrorKind::BadValue,
+        "all-zero",
+    );
+}
+
+#[test]
+fn mtu_out_of_range() {
+    let text = TAP.replace(
+        "address = \"10.10.1.1/24\"",
+        "address = \"10.10.1.1/24\"\nmtu = 9001",
+    );
+    assert_err(
+        &reject(&text),
+        11,
+        "ports.lan.mtu",
+        ErrorKind::BadValue,
+        "expected 576 to 9000",
+    );
+}
+
+#[test]
+fn overlapping_prefixes() {
+    let text = TAP.replace("10.10.100.1/24", "10.10.0.1/16");
+    assert_err(
+        &reject(&text),
+        15,
+        "ports.wan.address",
+        ErrorKind::Conflict,
+        "overlaps the lan connected prefix 10.10.1.0/24 (ports.lan.address, line 10)",
+    );
+}
+
+#[test]
+fn route_via_unconnected_next_hop() {
+    let text = format!("{TAP}\n[[routes]]\nprefix = \"10.20.0.0/16\"\nvia = \"10.10.100.254\"\n\n[[routes]]\nprefix = \"10.30.0.0/16\"\nvia = \"10.99.0.1\"\n");
+    assert_err(
+        &reject(&text),
+        23,
+        "routes[1].via",
+        ErrorKind::Conflict,
+        "next hop 10.99.0.1 is not on a connected prefix",
+    );
+}
+
+#[test]
+fn route_port_disagrees_and_duplicates() {
+    let text = format!(
+        "{TAP}\n[[routes]]\nprefix = \"10.20.0.0/16\"\nvia = \"10.10.100.254\"\nport = \"lan\"\n"
+    );
+    assert_err(
+        &reject(&text),
+        20,
+        "routes[0].port",
+        ErrorKind::Conflict,
+        "on the wan prefix",
+    );
+    let text = format!("{TAP}\n[[routes]]\nprefix = \"10.20.0.0/16\"\nvia = \"10.10.100.254\"\n\n[[routes]]\nprefix = \"10.20.0.0/16\"\nvia = \"10.10.1.254\"\n");
+    assert_err(
+        &reject(&text),
+        22,
+        "routes[1].prefix",
+        ErrorKind::Conflict,
+        "duplicate route for 10.20.0.0/16 (also routes[0], line 18)",
+    );
+    let text = format!("{TAP}\n[[neighbors]]\nip = \"10.10.1.7\"\nmac = \"02:00:00:00:00:07\"\n\n[[neighbors]]\nip = \"10.10.1.7\"\nmac = \"02:00:00:00:00:08\"\n");
+    assert_err(
+        &reject(&text),
+        22,
+        "neighbors[1].ip",
+        ErrorKind::Conflict,
+        "duplicate neighbour 10.10.1.7",
+    );
+}
+
+#[test]
+fn mixed_dpdk_and_tap() {
+    let text = TAP.replacen(
+        "backend = \"tap\"\ninterface = \"tl\"",
+        "backend = \"dpdk\"\ndevice = \"net_null0\"",
+        1,
+    );
+    let text = format!("[dpdk]\n{text}");
+    assert_err(
+        &reject(&text),
+        14,
+        "ports.wan.backend",
+        ErrorKind::Conflict,
+        "mixing DPDK with a native backend",
+    );
+}
+
+#[test]
+fn backend_specific_keys() {
+    let text = TAP.replace(
+        "interface = \"tl\"",
+        "interface = \"tl\"\ndevice = \"net_null0\"",
+    );
+    assert_err(
+        &reject(&text),
+        10,
+        "ports.lan.device",
+        ErrorKind::UnknownKey,
+        "only valid with backend \"dpdk\"",
+    );
+    let text = TAP.replace(
+        "interface = \"tw\"",
+        "interface = \"tw\"\nxdp_mode = \"skb\"",
+    );
+    assert_err(
+        &reject(&text),
+        15,
+        "ports.wan.xdp_mode",
+        ErrorKind::UnknownKey,
+        "only valid with backend \"af_xdp\"",
+    );
+}
+
+#[test]
+fn af_xdp_mtu_limit() {
+    let text = TAP
+        .replace("backend = \"tap\"", "backend = \"af_xdp\"")
+        .replace(
+            "address = \"10.10.1.1/24\"",
+            "address = \"10.10.1.1/24\"\nmtu = 4000",
+        );
+    assert_err(
+        &reject(&text),
+        11,
+        "ports.lan.mtu",
+        ErrorKind::BadValue,
+        "at most mtu 3498",
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let path =
+        std::env::temp_dir().join(format!("s2ds-no-such-config-{}.toml", std::process::id()));
+    let e = Config::load(&path).expect_err("missing file");
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert_eq!(e.line(), None);
+    assert_eq!(e.key(), None);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: cannot read: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn dpdk_table_rules() {
+    let dpdk_ports = TAP
+        .replacen(
+            "backend = \"tap\"\ninterface = \"tl\"",
+            "backend = \"dpdk\"\ndevice = \"net_null0\"",
+            1,
+        )
+        .replacen(
+            "backend = \"tap\"\ninterface = \"tw\"",
+            "backend = \"dpdk\"\ndevice = \"net_null1\"",
+            1,
+        );
+    // DPDK ports without [dpdk]: the missing table is named, at the top of the file.
+    assert_err(
+        &reject(&dpdk_ports),
+        1,
+        "dpdk",
+        ErrorKind::MissingKey,
+        "missing table [dpdk]",
+    );
+    // An empty [dpdk] gives the defaults.
+    let c = Config::from_toml(&format!("{dpdk_ports}[dpdk]\n"), Path::new("ok.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = c.dpdk.expect("dpdk section");
+    assert_eq!(
+        (d.mempool_size, d.mempool_cache, d.rx_desc, d.tx_desc),
+        (8191, 256, 1024, 1024)
+    );
+    assert!(d.eal_args.is_empty());
+    // [dpdk] with native ports is accepted and ignored.
+    let c = Config::from_toml(
+        &format!("{TAP}[dpdk]\neal_args = [\"--no-huge\"]\n"),
+        Path::new("ok.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.dpdk.is_none());
+    // The cache limit: mempool_size / 1.5.
+    let text = format!("{dpdk_ports}[dpdk]\nmempool_size = 3000\nmempool_cache = 2001\n");
+    assert_err(
+        &reject(&text),
+        18,
+        "dpdk.mempool_cache",
+        ErrorKind::BadValue,
+        "expected 0 to 512",
+    );
+    let text =
+        format!("{dpdk_ports}[dpdk]\nmempool_size = 600\nmempool_cache = 401\nrx_desc = 64\n");
+    assert_err(
+        &reject(&text),
+        18,
+        "dpdk.mempool_cache",
+        ErrorKind::Conflict,
+        "at most mempool_size / 1.5 = 400",
+    );
+}
