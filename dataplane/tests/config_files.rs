@@ -84,12 +84,7 @@ fn testbed_af_packet_example() {
     assert_eq!(c.workers.cores, [1]);
     assert_eq!(c.workers.idle_sleep_us, 50);
     let d = c.dpdk.as_ref().expect("dpdk ports keep [dpdk]");
-    let prefix = d
-        .eal_args
-        .iter()
-        .position(|a| a == "--file-prefix")
-        .expect("file prefix");
-    assert_eq!(d.eal_args[prefix + 1], "s2ds-gwa");
+    assert!(d.eal_args.iter().any(|a| a == "--file-prefix=s2ds-gwa"));
     assert!(d.eal_args.iter().any(|a| a == "--no-huge"));
     assert_eq!(
         c.ports.lan.backend,
