@@ -90,15 +90,24 @@ fn real_main() -> anyhow::Result<ExitCode> {
             init_logging(cfg.logging.level.to_tracing());
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+                signal_hook::flag::register(sig, stop.clone())
+                    .context("installing signal handlers")?;
             }
             runtime::run(&cfg, stop)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stats { config, path, interval, count, json } => {
+        Command::Stats {
+            config,
+            path,
+            interval,
+            count,
+            json,
+        } => {
             let path = match (path, config) {
                 (Some(p), _) => p,
-                (None, Some(c)) => Config::load(&c).map_err(|e| anyhow::anyhow!("{e}"))?.stats_path(),
+                (None, Some(c)) => Config::load(&c)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .stats_path(),
                 (None, None) => unreachable!("clap requires one of them"),
             };
             let mut prev = Snapshot::read(&path)?;
@@ -123,5 +132,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
 fn init_logging(level: tracing::Level) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str().to_lowercase()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }

@@ -59,7 +59,9 @@ fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
     let mut ports = Vec::new();
     for id in PortId::ALL {
         let p = cfg.ports.get(id);
-        let Backend::Dpdk { device } = &p.backend else { bail!("port {id} is not a DPDK port") };
+        let Backend::Dpdk { device } = &p.backend else {
+            bail!("port {id} is not a DPDK port")
+        };
         let pc = DpdkPortConfig {
             name: format!("{}_{}", cfg.gateway.name, id),
             device: device.as_str().to_string(),
@@ -70,21 +72,39 @@ fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
             mempool_size: d.mempool_size,
             mempool_cache: d.mempool_cache,
         };
-        let port = DpdkPort::open(eal, &pc).with_context(|| format!("opening port {id} ({})", device.as_str()))?;
+        let port = DpdkPort::open(eal, &pc)
+            .with_context(|| format!("opening port {id} ({})", device.as_str()))?;
         if !port.wait_link_up(Duration::from_secs(10)) {
             warn!(port = %id, "link is down after 10 s; forwarding starts anyway");
         }
         ports.push(port);
     }
     let infos = [ports[0].info(), ports[1].info()];
-    let pairs: Vec<_> = (0..workers as u16).map(|i| (ports[0].queue(i), ports[1].queue(i))).collect();
-    serve(cfg, infos, pairs, move || eal.register_thread().map(|_| ()).context("registering worker with EAL"), stop)
+    let pairs: Vec<_> = (0..workers as u16)
+        .map(|i| (ports[0].queue(i), ports[1].queue(i)))
+        .collect();
+    serve(
+        cfg,
+        infos,
+        pairs,
+        move || {
+            eal.register_thread()
+                .map(|_| ())
+                .context("registering worker with EAL")
+        },
+        stop,
+    )
 }
 
 fn open_native(cfg: &Config, id: PortId, workers: usize) -> Result<NativePort> {
     let p = cfg.ports.get(id);
     Ok(match &p.backend {
-        Backend::AfXdp { interface, xdp_mode, zero_copy, frame_count } => NativePort::open_xdp(&afxdp::XdpConfig {
+        Backend::AfXdp {
+            interface,
+            xdp_mode,
+            zero_copy,
+            frame_count,
+        } => NativePort::open_xdp(&afxdp::XdpConfig {
             interface: interface.clone(),
             queues: workers as u16,
             mode: match xdp_mode {
@@ -95,7 +115,11 @@ fn open_native(cfg: &Config, id: PortId, workers: usize) -> Result<NativePort> {
             zero_copy: *zero_copy,
             frame_count: *frame_count,
         })?,
-        Backend::Tap { interface, mac, bridge } => NativePort::open_tap(&tap::TapConfig {
+        Backend::Tap {
+            interface,
+            mac,
+            bridge,
+        } => NativePort::open_tap(&tap::TapConfig {
             interface: interface.clone(),
             mtu: p.mtu,
             mac: *mac,
@@ -121,16 +145,32 @@ where
     let started = Instant::now();
     let addrs: [PortAddr; 2] = PortId::ALL.map(|id| {
         let p = cfg.ports.get(id);
-        PortAddr { mac: infos[id.index()].mac, ip: p.ip(), prefix_len: p.address.prefix_len(), mtu: p.mtu }
+        PortAddr {
+            mac: infos[id.index()].mac,
+            ip: p.ip(),
+            prefix_len: p.address.prefix_len(),
+            mtu: p.mtu,
+        }
     });
     let statics: Vec<Route> = cfg
         .routes
         .iter()
-        .map(|r| Route { net: r.prefix.network(), len: r.prefix.prefix_len(), port: r.port, via: Some(r.via) })
+        .map(|r| Route {
+            net: r.prefix.network(),
+            len: r.prefix.prefix_len(),
+            port: r.port,
+            via: Some(r.via),
+        })
         .collect();
-    let gw = Arc::new(Gateway { ports: addrs, routes: RouteTable::new(&addrs, &statics) });
+    let gw = Arc::new(Gateway {
+        ports: addrs,
+        routes: RouteTable::new(&addrs, &statics),
+    });
     let neigh = Arc::new(Neighbors::with_static(
-        &cfg.neighbors.iter().map(|n| (n.ip, n.mac, n.port)).collect::<Vec<(Ipv4Addr, [u8; 6], PortId)>>(),
+        &cfg.neighbors
+            .iter()
+            .map(|n| (n.ip, n.mac, n.port))
+            .collect::<Vec<(Ipv4Addr, [u8; 6], PortId)>>(),
     ));
     for id in PortId::ALL {
         let (i, a) = (&infos[id.index()], &addrs[id.index()]);
@@ -149,30 +189,42 @@ where
     for (i, (lan, wan)) in pairs.into_iter().enumerate() {
         let (reply_tx, replies) = crossbeam_channel::bounded(REPLY_QUEUE_DEPTH);
         reply_txs.push(reply_tx);
-        let links = WorkerLinks { gw: gw.clone(), neigh: neigh.clone(), to_slowpath: to_slow.clone(), replies, stats: stats.clone() };
+        let links = WorkerLinks {
+            gw: gw.clone(),
+            neigh: neigh.clone(),
+            to_slowpath: to_slow.clone(),
+            replies,
+            stats: stats.clone(),
+        };
         let core = cfg.workers.cores[i];
         let stop = stop.clone();
         let on_start = on_worker_start.clone();
-        let t = std::thread::Builder::new().name(format!("s2ds-worker{i}")).spawn(move || -> Result<()> {
-            pin(core, &format!("worker {i}"));
-            on_start()?;
-            info!(worker = i, core, "worker polling");
-            Worker::new(i, lan, wan, links, idle_sleep).run(&stop);
-            Ok(())
-        })?;
+        let t = std::thread::Builder::new()
+            .name(format!("s2ds-worker{i}"))
+            .spawn(move || -> Result<()> {
+                pin(core, &format!("worker {i}"));
+                on_start()?;
+                info!(worker = i, core, "worker polling");
+                Worker::new(i, lan, wan, links, idle_sleep).run(&stop);
+                Ok(())
+            })?;
         threads.push(t);
     }
     drop(to_slow);
     let slow = SlowPath::new(gw.clone(), neigh.clone(), slow_rx, reply_txs, stats.clone());
     let slow_core = cfg.workers.slowpath_core;
     let slow_stop = stop.clone();
-    threads.push(std::thread::Builder::new().name("s2ds-slowpath".into()).spawn(move || -> Result<()> {
-        if let Some(c) = slow_core {
-            pin(c, "slow path");
-        }
-        slow.run(&slow_stop);
-        Ok(())
-    })?);
+    threads.push(
+        std::thread::Builder::new()
+            .name("s2ds-slowpath".into())
+            .spawn(move || -> Result<()> {
+                if let Some(c) = slow_core {
+                    pin(c, "slow path");
+                }
+                slow.run(&slow_stop);
+                Ok(())
+            })?,
+    );
 
     let path = cfg.stats_path();
     let mut snap = Snapshot {
@@ -201,7 +253,14 @@ where
     let mut export_failed = false;
     while !stop.load(Ordering::Relaxed) && !threads.iter().any(|t| t.is_finished()) {
         std::thread::sleep(SNAPSHOT_EVERY);
-        export(&mut snap, &stats, &neigh, started, &path, &mut export_failed);
+        export(
+            &mut snap,
+            &stats,
+            &neigh,
+            started,
+            &path,
+            &mut export_failed,
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let mut result = Ok(());
@@ -212,13 +271,30 @@ where
             Err(_) => result = Err(anyhow::anyhow!("a gateway thread panicked")),
         }
     }
-    export(&mut snap, &stats, &neigh, started, &path, &mut export_failed);
+    export(
+        &mut snap,
+        &stats,
+        &neigh,
+        started,
+        &path,
+        &mut export_failed,
+    );
     info!("gateway stopped");
     result
 }
 
-fn export(snap: &mut Snapshot, stats: &StatsRegistry, neigh: &Neighbors, started: Instant, path: &Path, failed: &mut bool) {
-    snap.unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+fn export(
+    snap: &mut Snapshot,
+    stats: &StatsRegistry,
+    neigh: &Neighbors,
+    started: Instant,
+    path: &Path,
+    failed: &mut bool,
+) {
+    snap.unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     snap.uptime_s = started.elapsed().as_secs_f64();
     snap.set_counts(&stats.sum());
     snap.set_neighbors(&neigh.load(), Instant::now());
@@ -234,6 +310,9 @@ fn export(snap: &mut Snapshot, stats: &StatsRegistry, neigh: &Neighbors, started
 
 fn pin(core: usize, what: &str) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-        warn!(core, "{what}: could not pin to core {core}; running unpinned");
+        warn!(
+            core,
+            "{what}: could not pin to core {core}; running unpinned"
+        );
     }
 }

@@ -79,7 +79,10 @@ impl Snapshot {
         for p in &mut self.ports {
             p.counts = sum.ports[p.id.index()];
         }
-        self.drops = DropReason::ALL.iter().map(|r| (r.name().to_string(), sum.dropped(*r))).collect();
+        self.drops = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), sum.dropped(*r)))
+            .collect();
         self.control = sum.control;
     }
 
@@ -109,10 +112,15 @@ impl Snapshot {
 
     /// Reads a snapshot file.
     pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
-        let body = std::fs::read(path).map_err(|e| SnapshotError::Read(path.display().to_string(), e))?;
-        let s: Snapshot = serde_json::from_slice(&body).map_err(|e| SnapshotError::Parse(path.display().to_string(), e))?;
+        let body =
+            std::fs::read(path).map_err(|e| SnapshotError::Read(path.display().to_string(), e))?;
+        let s: Snapshot = serde_json::from_slice(&body)
+            .map_err(|e| SnapshotError::Parse(path.display().to_string(), e))?;
         if s.version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version(path.display().to_string(), s.version));
+            return Err(SnapshotError::Version(
+                path.display().to_string(),
+                s.version,
+            ));
         }
         Ok(s)
     }
@@ -170,9 +178,22 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
         .drops
         .iter()
         .filter(|(_, v)| **v > 0)
-        .map(|(k, v)| format!("{k} {:.0}/s ({v})", rate(prev.drops.get(k).copied().unwrap_or(0), *v)))
+        .map(|(k, v)| {
+            format!(
+                "{k} {:.0}/s ({v})",
+                rate(prev.drops.get(k).copied().unwrap_or(0), *v)
+            )
+        })
         .collect();
-    let _ = writeln!(out, "drops: {}", if drops.is_empty() { "none".to_string() } else { drops.join(", ") });
+    let _ = writeln!(
+        out,
+        "drops: {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    );
     let c = &cur.control;
     let _ = writeln!(
         out,
@@ -180,7 +201,15 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
         c.arp_replies, c.arp_requests, c.echo_replies, c.icmp_errors
     );
     for n in &cur.neighbors {
-        let _ = writeln!(out, "neighbor {:<15} {} on {} ({}, {} s)", n.ip, n.mac, n.port.name(), n.kind, n.age_s);
+        let _ = writeln!(
+            out,
+            "neighbor {:<15} {} on {} ({}, {} s)",
+            n.ip,
+            n.mac,
+            n.port.name(),
+            n.kind,
+            n.age_s
+        );
     }
     out
 }
@@ -256,7 +285,10 @@ mod tests {
         let mut old = s.clone();
         old.version = 99;
         old.write_atomic(&p).unwrap();
-        assert!(matches!(Snapshot::read(&p), Err(SnapshotError::Version(_, 99))));
+        assert!(matches!(
+            Snapshot::read(&p),
+            Err(SnapshotError::Version(_, 99))
+        ));
         std::fs::write(&p, b"nonsense").unwrap();
         assert!(matches!(Snapshot::read(&p), Err(SnapshotError::Parse(..))));
         std::fs::remove_dir_all(&dir).unwrap();

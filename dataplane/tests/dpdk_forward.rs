@@ -24,10 +24,17 @@ const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 2, 0xfe];
 const HOP: Ipv4Addr = Ipv4Addr::new(10, 10, 100, 254);
 
 fn eal() -> &'static Eal {
-    let args: Vec<String> = ["--no-huge", "-m", "512", "--no-shconf", "--no-pci", "--log-level=*:warning"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-shconf",
+        "--no-pci",
+        "--log-level=*:warning",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     Eal::init(&args).expect("EAL init")
 }
 
@@ -40,7 +47,10 @@ struct Rig {
     stats: Arc<StatsRegistry>,
     lan_mac: [u8; 6],
     wan_mac: [u8; 6],
-    _keep: (scistream_dataplane::backend::dpdk::DpdkPort, scistream_dataplane::backend::dpdk::DpdkPort),
+    _keep: (
+        scistream_dataplane::backend::dpdk::DpdkPort,
+        scistream_dataplane::backend::dpdk::DpdkPort,
+    ),
 }
 
 fn rig(name: &str) -> Rig {
@@ -49,10 +59,28 @@ fn rig(name: &str) -> Rig {
     let (wan, wan_port) = RingPort::new(eal, &format!("{name}w"), 1).unwrap();
     let (lan_mac, wan_mac) = (lan_port.info().mac, wan_port.info().mac);
     let ports = [
-        PortAddr { mac: lan_mac, ip: Ipv4Addr::new(10, 10, 1, 1), prefix_len: 24, mtu: 1500 },
-        PortAddr { mac: wan_mac, ip: Ipv4Addr::new(10, 10, 100, 1), prefix_len: 24, mtu: 1500 },
+        PortAddr {
+            mac: lan_mac,
+            ip: Ipv4Addr::new(10, 10, 1, 1),
+            prefix_len: 24,
+            mtu: 1500,
+        },
+        PortAddr {
+            mac: wan_mac,
+            ip: Ipv4Addr::new(10, 10, 100, 1),
+            prefix_len: 24,
+            mtu: 1500,
+        },
     ];
-    let routes = RouteTable::new(&ports, &[Route { net: Ipv4Addr::new(10, 20, 0, 0), len: 16, port: PortId::Wan, via: Some(HOP) }]);
+    let routes = RouteTable::new(
+        &ports,
+        &[Route {
+            net: Ipv4Addr::new(10, 20, 0, 0),
+            len: 16,
+            port: PortId::Wan,
+            via: Some(HOP),
+        }],
+    );
     let gw = Arc::new(Gateway { ports, routes });
     let neigh = Arc::new(Neighbors::with_static(&[(HOP, ROUTER_MAC, PortId::Wan)]));
     let stats = Arc::new(StatsRegistry::new(1));
@@ -60,10 +88,38 @@ fn rig(name: &str) -> Rig {
     let (reply_tx, replies): (Sender<TxFrame>, Receiver<TxFrame>) = crossbeam_channel::bounded(64);
     let (slow_tx_unused, slow_rx_unused) = crossbeam_channel::bounded(1);
     drop(slow_tx_unused);
-    let slow = SlowPath::new(gw.clone(), neigh.clone(), slow_rx_unused, vec![reply_tx], stats.clone());
-    let links = WorkerLinks { gw, neigh, to_slowpath: to_slow, replies, stats: stats.clone() };
-    let worker = Worker::new(0, lan_port.queue(0), wan_port.queue(0), links, Duration::ZERO);
-    Rig { lan, wan, worker, slow, slow_rx, stats, lan_mac, wan_mac, _keep: (lan_port, wan_port) }
+    let slow = SlowPath::new(
+        gw.clone(),
+        neigh.clone(),
+        slow_rx_unused,
+        vec![reply_tx],
+        stats.clone(),
+    );
+    let links = WorkerLinks {
+        gw,
+        neigh,
+        to_slowpath: to_slow,
+        replies,
+        stats: stats.clone(),
+    };
+    let worker = Worker::new(
+        0,
+        lan_port.queue(0),
+        wan_port.queue(0),
+        links,
+        Duration::ZERO,
+    );
+    Rig {
+        lan,
+        wan,
+        worker,
+        slow,
+        slow_rx,
+        stats,
+        lan_mac,
+        wan_mac,
+        _keep: (lan_port, wan_port),
+    }
 }
 
 impl Rig {
@@ -117,7 +173,9 @@ fn forwards_exact_bytes_with_mac_rewrite_ttl_and_checksum() {
     let mut r = rig("fwd");
     let mut sent = Vec::new();
     for i in 0..100u32 {
-        let payload: Vec<u8> = (0..(i as usize * 13 % 1400 + 1)).map(|b| (b as u8) ^ (i as u8)).collect();
+        let payload: Vec<u8> = (0..(i as usize * 13 % 1400 + 1))
+            .map(|b| (b as u8) ^ (i as u8))
+            .collect();
         let f = udp_frame(r.lan_mac, [10, 20, 1, 2], 64, &payload);
         r.lan.inject(0, &f).unwrap();
         sent.push(f);
@@ -139,11 +197,17 @@ fn forwards_exact_bytes_with_mac_rewrite_ttl_and_checksum() {
         assert_eq!(got, &want);
         assert!(ipv4::parse(&got[ETH_HLEN..]).is_ok());
     }
-    assert!(r.lan.drain(0).is_empty(), "nothing goes back out of the LAN port");
+    assert!(
+        r.lan.drain(0).is_empty(),
+        "nothing goes back out of the LAN port"
+    );
     let s = r.stats.sum();
     assert_eq!(s.ports[0].rx_packets, 100);
     assert_eq!(s.ports[1].tx_packets, 100);
-    assert_eq!(s.ports[1].tx_bytes, sent.iter().map(|f| f.len() as u64).sum::<u64>());
+    assert_eq!(
+        s.ports[1].tx_bytes,
+        sent.iter().map(|f| f.len() as u64).sum::<u64>()
+    );
     assert_eq!(s.total_drops(), 0);
 }
 
@@ -169,12 +233,27 @@ fn drops_malformed_frames_by_reason_and_forwards_the_rest() {
     let no_route = udp_frame(r.lan_mac, [192, 0, 2, 1], 64, b"x");
     let mut ipv6 = good.clone();
     ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
-    let frames = [&good, &bad_csum, &bad_version, &truncated, &long_total, &runt, &other_mac, &no_route, &ipv6, &good];
+    let frames = [
+        &good,
+        &bad_csum,
+        &bad_version,
+        &truncated,
+        &long_total,
+        &runt,
+        &other_mac,
+        &no_route,
+        &ipv6,
+        &good,
+    ];
     for f in frames {
         r.lan.inject(0, f).unwrap();
     }
     r.poll(frames.len());
-    assert_eq!(r.wan.drain(0).len(), 2, "only the two good frames are forwarded");
+    assert_eq!(
+        r.wan.drain(0).len(),
+        2,
+        "only the two good frames are forwarded"
+    );
     let s = r.stats.sum();
     assert_eq!(s.dropped(DropReason::Ipv4BadChecksum), 1);
     assert_eq!(s.dropped(DropReason::Ipv4Malformed), 3); // bad version, truncated, total length beyond the frame
@@ -200,18 +279,29 @@ fn ttl_expiry_is_answered_with_icmp_time_exceeded() {
     assert_eq!(&e[..6], &PROD_MAC);
     assert_eq!(&e[6..12], &r.lan_mac);
     let ip = ipv4::parse(&e[ETH_HLEN..]).unwrap();
-    assert_eq!((ip.src, ip.dst, ip.protocol), (Ipv4Addr::new(10, 10, 1, 1), Ipv4Addr::new(10, 10, 1, 2), 1));
+    assert_eq!(
+        (ip.src, ip.dst, ip.protocol),
+        (Ipv4Addr::new(10, 10, 1, 1), Ipv4Addr::new(10, 10, 1, 2), 1)
+    );
     let icmp = &e[ETH_HLEN + 20..ETH_HLEN + ip.total_len];
     l4::check_icmp(icmp).unwrap();
     assert_eq!((icmp[0], icmp[1]), (11, 0));
-    assert_eq!(&icmp[8..], &f[ETH_HLEN..ETH_HLEN + 28], "quotes the header and 8 bytes");
+    assert_eq!(
+        &icmp[8..],
+        &f[ETH_HLEN..ETH_HLEN + 28],
+        "quotes the header and 8 bytes"
+    );
     assert_eq!(r.stats.sum().control.icmp_errors, 1);
 }
 
 #[test]
 fn answers_arp_for_its_address() {
     let mut r = rig("arp");
-    let req = arp::request(PROD_MAC, Ipv4Addr::new(10, 10, 1, 2), Ipv4Addr::new(10, 10, 1, 1));
+    let req = arp::request(
+        PROD_MAC,
+        Ipv4Addr::new(10, 10, 1, 2),
+        Ipv4Addr::new(10, 10, 1, 1),
+    );
     r.lan.inject(0, &req).unwrap();
     r.poll(1);
     r.run_slow_path();
@@ -219,7 +309,13 @@ fn answers_arp_for_its_address() {
     assert_eq!(back.len(), 1);
     let a = arp::parse(&back[0]).unwrap();
     assert!(!a.is_request);
-    assert_eq!((a.sender_mac, a.sender_ip), (r.lan_mac, Ipv4Addr::new(10, 10, 1, 1)));
-    assert_eq!((a.target_mac, a.target_ip), (PROD_MAC, Ipv4Addr::new(10, 10, 1, 2)));
+    assert_eq!(
+        (a.sender_mac, a.sender_ip),
+        (r.lan_mac, Ipv4Addr::new(10, 10, 1, 1))
+    );
+    assert_eq!(
+        (a.target_mac, a.target_ip),
+        (PROD_MAC, Ipv4Addr::new(10, 10, 1, 2))
+    );
     assert_eq!(&back[0][..6], &PROD_MAC);
 }

@@ -17,12 +17,24 @@ const TCP_BYTES: u64 = 50 * 1000 * 1000;
 
 fn through_gateway(example: &str, gw_mode: GwMode) {
     require_root();
-    let tb = Testbed::up(TestbedOpts { gw_a: gw_mode, gw_b: GwMode::Kernel, mtu: 1500 });
+    let tb = Testbed::up(TestbedOpts {
+        gw_a: gw_mode,
+        gw_b: GwMode::Kernel,
+        mtu: 1500,
+    });
     let gw = Gateway::start(&tb, Node::GwA, example, |_| {});
 
     // ARP and ping: prod resolves the gateway's LAN address to the gateway's MAC.
-    assert!(tb.ping(Node::Prod, "10.10.1.1", 3), "gateway answers ping\n{}", gw.log_text());
-    assert_eq!(tb.neigh_mac(Node::Prod, "10.10.1.1").as_deref(), Some(gw.mac("lan").as_str()), "ARP reply carries the gateway's MAC");
+    assert!(
+        tb.ping(Node::Prod, "10.10.1.1", 3),
+        "gateway answers ping\n{}",
+        gw.log_text()
+    );
+    assert_eq!(
+        tb.neigh_mac(Node::Prod, "10.10.1.1").as_deref(),
+        Some(gw.mac("lan").as_str()),
+        "ARP reply carries the gateway's MAC"
+    );
     // Routed end to end (the gateway resolves its next hop itself).
     let mut reachable = false;
     for _ in 0..10 {
@@ -31,16 +43,33 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
             break;
         }
     }
-    assert!(reachable, "prod reaches cons through the gateway\n{}", gw.log_text());
+    assert!(
+        reachable,
+        "prod reaches cons through the gateway\n{}",
+        gw.log_text()
+    );
 
     let before = gw.settled_snapshot();
-    let udp = tb.udp_stream(Node::Prod, Node::Cons, "10.20.1.2:5001", UDP_COUNT, 512, UDP_RATE);
+    let udp = tb.udp_stream(
+        Node::Prod,
+        Node::Cons,
+        "10.20.1.2:5001",
+        UDP_COUNT,
+        512,
+        UDP_RATE,
+    );
     assert_eq!(udp.sent, UDP_COUNT);
     assert_eq!(udp.received, UDP_COUNT, "no datagram lost: {udp:?}");
-    assert!(udp.in_order && udp.duplicates == 0 && udp.out_of_order == 0, "{udp:?}");
+    assert!(
+        udp.in_order && udp.duplicates == 0 && udp.out_of_order == 0,
+        "{udp:?}"
+    );
     let after = gw.settled_snapshot();
     let fwd = after.ports[1].counts.tx_packets - before.ports[1].counts.tx_packets;
-    assert!(fwd >= UDP_COUNT, "the gateway's WAN port sent the datagrams: {fwd}");
+    assert!(
+        fwd >= UDP_COUNT,
+        "the gateway's WAN port sent the datagrams: {fwd}"
+    );
 
     let tcp = tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:5002", TCP_BYTES);
     assert_eq!(tcp.received_bytes, TCP_BYTES);
@@ -49,7 +78,11 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
     let s = gw.snapshot();
     assert_eq!(s.drops["ipv4_bad_checksum"], 0);
     assert_eq!(s.drops["ipv4_malformed"], 0);
-    assert!(s.control.arp_replies >= 1 && s.control.echo_replies >= 3, "{:?}", s.control);
+    assert!(
+        s.control.arp_replies >= 1 && s.control.echo_replies >= 3,
+        "{:?}",
+        s.control
+    );
 }
 
 #[cfg(feature = "dpdk")]

@@ -37,10 +37,7 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 
 /// Formats a MAC as "aa:bb:cc:dd:ee:ff".
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    crate::wire::mac_to_string(mac)
 }
 
 /// Checks that a MAC can be a port's own or a neighbour's address.

@@ -44,7 +44,9 @@ pub enum WireError {
     BadChecksum,
 }
 
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
+/// Formats a MAC address as `aa:bb:cc:dd:ee:ff` (lower case, colons, as
+/// `ip link` prints it and as the configuration file takes it).
 pub fn mac_to_string(mac: &Mac) -> String {
-    EthernetAddress(*mac).to_string()
+    let [a, b, c, d, e, f] = *mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }

@@ -35,8 +35,17 @@ impl Gateway {
     /// rewritten to use a unique stats path and EAL file prefix, and with
     /// `edit` applied to the parsed TOML. Waits until its stats file shows
     /// it running (panics after 30 s, printing its log).
-    pub fn start(tb: &Testbed, node: Node, example: &str, edit: impl FnOnce(&mut toml::Table)) -> Gateway {
-        let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    pub fn start(
+        tb: &Testbed,
+        node: Node,
+        example: &str,
+        edit: impl FnOnce(&mut toml::Table),
+    ) -> Gateway {
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::env::temp_dir().join(format!("s2ds-test-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let text = std::fs::read_to_string(repo_root().join("configs").join(example)).unwrap();
@@ -48,7 +57,12 @@ impl Gateway {
             let args: Vec<toml::Value> = d
                 .get("eal_args")
                 .and_then(|a| a.as_array())
-                .map(|a| a.iter().filter(|v| !v.as_str().is_some_and(|s| s.starts_with("--file-prefix"))).cloned().collect())
+                .map(|a| {
+                    a.iter()
+                        .filter(|v| !v.as_str().is_some_and(|s| s.starts_with("--file-prefix")))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut args = args;
             args.push(format!("--file-prefix=s2t{id}").into());
@@ -69,7 +83,13 @@ impl Gateway {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("spawn s2ds");
-        let mut g = Gateway { child: Some(child), config, stats, log, dir };
+        let mut g = Gateway {
+            child: Some(child),
+            config,
+            stats,
+            log,
+            dir,
+        };
         g.wait_running(Duration::from_secs(30));
         g
     }
@@ -81,11 +101,17 @@ impl Gateway {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("s2ds exited with {status} before running:\n{}", self.log_text());
+                panic!(
+                    "s2ds exited with {status} before running:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("s2ds did not start within {timeout:?}:\n{}", self.log_text());
+        panic!(
+            "s2ds did not start within {timeout:?}:\n{}",
+            self.log_text()
+        );
     }
 
     /// The current stats snapshot.
@@ -107,14 +133,24 @@ impl Gateway {
 
     /// The gateway's MAC on `port` ("lan"/"wan"), from its stats.
     pub fn mac(&self, port: &str) -> String {
-        self.snapshot().ports.iter().find(|p| p.id.name() == port).expect("port").mac.clone()
+        self.snapshot()
+            .ports
+            .iter()
+            .find(|p| p.id.name() == port)
+            .expect("port")
+            .mac
+            .clone()
     }
 
     /// Stops the gateway with SIGTERM and returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
         // SAFETY-free: kill(2) through the `kill` command keeps tests free of unsafe.
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(st) = child.try_wait().unwrap() {
@@ -134,7 +170,11 @@ impl Drop for Gateway {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
-            eprintln!("s2ds log kept at {}:\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "s2ds log kept at {}:\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }

@@ -4,5 +4,5 @@
 //! every helper, hence the crate-wide `dead_code` allowance for this module tree.
 #![allow(dead_code)]
 
-pub mod netns;
 pub mod gateway;
+pub mod netns;
