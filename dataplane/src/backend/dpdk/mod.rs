@@ -1,1 +1,32 @@
-//! DPDK ethdev backend (stub, being written).
+//! DPDK ethdev backend: any PMD (real NICs, or vdevs such as net_af_packet,
+//! net_af_xdp, net_memif, net_ring, net_null) with zero-copy mbufs.
+//!
+//! - [`eal`]: EAL initialisation (once per process) and worker thread registration.
+//! - [`port`]: one ethdev with its queues and mbuf pool, torn down on drop.
+//! - [`queue`]: a queue pair as a [`crate::backend::PortQueue`] for one worker.
+//! - [`mbuf`]: [`Mbuf`], the single-segment [`crate::backend::PacketBuf`].
+//! - [`ring`]: in-process ring ports for tests and benches.
+
+pub mod eal;
+pub mod error;
+pub mod mbuf;
+mod names;
+pub mod port;
+pub mod queue;
+pub mod ring;
+
+pub use eal::Eal;
+pub use error::DpdkError;
+pub use mbuf::Mbuf;
+pub use port::{DpdkPort, DpdkPortConfig, PortHwStats, L2_OVERHEAD, TAILROOM};
+pub use queue::DpdkQueue;
+pub use ring::{RingPort, RingPortConfig};
+
+// libdpdk.pc links DPDK's core libraries only; drivers are EAL plugins loaded
+// at run time. We call functions of two of them directly (rte_vdev_init and
+// rte_vdev_uninit; rte_eth_from_rings), so link those two as well. EAL's
+// plugin loading then finds them already loaded.
+#[link(name = "rte_bus_vdev")]
+extern "C" {}
+#[link(name = "rte_net_ring")]
+extern "C" {}

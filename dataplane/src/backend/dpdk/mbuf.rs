@@ -1,0 +1,147 @@
+//! [`Mbuf`]: an owned DPDK packet buffer, the DPDK backend's [`PacketBuf`].
+//!
+//! This backend works with single-segment mbufs only: ports are configured
+//! without scattered RX and with a data room that fits a whole frame, and
+//! [`super::DpdkQueue::rx_burst`] linearises (or, if that fails, drops) any
+//! chained mbuf a PMD still hands over. The [`PacketBuf`] methods therefore
+//! act on the first (only) segment and keep `pkt_len == data_len`.
+
+use std::ptr::NonNull;
+
+use scistream_sys::dpdk as sys;
+
+use crate::backend::PacketBuf;
+
+/// An owned `rte_mbuf` (reference count 1). Dropping it frees the mbuf back
+/// to its mempool (`rte_pktmbuf_free`).
+///
+/// `repr(transparent)` over a non-null pointer, so a `[Mbuf]` is a
+/// `[*mut rte_mbuf]` that `rte_eth_rx_burst`/`rte_eth_tx_burst` use in place.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<sys::rte_mbuf>);
+
+// SAFETY: an Mbuf is the only owner of its mbuf; mbufs are not tied to a
+// thread, and freeing one back to its mempool is safe from any thread.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `m` must point to a valid, single-segment mbuf whose only reference
+    /// the caller hands over (refcnt 1, not referenced anywhere else), and
+    /// whose mempool outlives the returned `Mbuf`.
+    pub unsafe fn from_raw(m: NonNull<sys::rte_mbuf>) -> Mbuf {
+        Mbuf(m)
+    }
+
+    /// Gives up ownership, returning the raw mbuf; the caller must free it.
+    pub fn into_raw(self) -> NonNull<sys::rte_mbuf> {
+        let m = self.0;
+        std::mem::forget(self);
+        m
+    }
+
+    /// The raw mbuf, still owned by `self`.
+    pub fn as_ptr(&self) -> *mut sys::rte_mbuf {
+        self.0.as_ptr()
+    }
+
+    /// Total packet length over all segments (`pkt_len`); equal to
+    /// [`PacketBuf::len`] for the single-segment mbufs of this backend.
+    pub fn pkt_len(&self) -> u32 {
+        self.header().pkt_len
+    }
+
+    /// Number of segments (1 for every mbuf this backend hands out).
+    pub fn segments(&self) -> u16 {
+        self.header().nb_segs
+    }
+
+    fn header(&self) -> &sys::rte_mbuf {
+        // SAFETY: self owns a valid mbuf for as long as it lives.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: self owns the mbuf (and every segment chained to it).
+        unsafe { sys::rte_pktmbuf_free(self.0.as_ptr()) };
+    }
+}
+
+impl std::fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mbuf")
+            .field("ptr", &self.0)
+            .field("len", &self.len())
+            .field("headroom", &self.headroom())
+            .field("tailroom", &self.tailroom())
+            .finish()
+    }
+}
+
+/// Converts a length to the mbuf's 16-bit length type; None if it cannot fit.
+fn len16(n: usize) -> Option<u16> {
+    u16::try_from(n).ok()
+}
+
+impl PacketBuf for Mbuf {
+    fn data(&self) -> &[u8] {
+        let len = usize::from(self.header().data_len);
+        // SAFETY: the first segment's data_len bytes from buf_addr + data_off
+        // lie inside the mbuf's buffer, which self owns and which is not
+        // written while this shared borrow lives.
+        unsafe { std::slice::from_raw_parts(sys::scistream_pktmbuf_mtod(self.0.as_ptr()), len) }
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        let len = usize::from(self.header().data_len);
+        // SAFETY: as in data(); the exclusive borrow of self makes this the
+        // only live reference to those bytes (refcnt 1, nobody else holds it).
+        unsafe { std::slice::from_raw_parts_mut(sys::scistream_pktmbuf_mtod(self.0.as_ptr()), len) }
+    }
+
+    fn headroom(&self) -> usize {
+        // SAFETY: reads fields of the owned, valid mbuf.
+        usize::from(unsafe { sys::rte_pktmbuf_headroom(self.0.as_ptr()) })
+    }
+
+    fn tailroom(&self) -> usize {
+        // SAFETY: reads fields of the owned, valid mbuf.
+        usize::from(unsafe { sys::rte_pktmbuf_tailroom(self.0.as_ptr()) })
+    }
+
+    fn prepend(&mut self, n: usize) -> bool {
+        let Some(n) = len16(n) else { return false };
+        // SAFETY: the owned mbuf; rte_pktmbuf_prepend checks the headroom and
+        // changes nothing (returns NULL) if it is too small.
+        !unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) }.is_null()
+    }
+
+    fn adj(&mut self, n: usize) -> bool {
+        let Some(n) = len16(n) else { return false };
+        // SAFETY: the owned mbuf; rte_pktmbuf_adj checks n against data_len
+        // and changes nothing (returns NULL) if the packet is shorter.
+        !unsafe { sys::rte_pktmbuf_adj(self.0.as_ptr(), n) }.is_null()
+    }
+
+    fn append(&mut self, n: usize) -> bool {
+        let Some(n) = len16(n) else { return false };
+        // SAFETY: the owned mbuf; rte_pktmbuf_append checks the tailroom and
+        // changes nothing (returns NULL) if it is too small.
+        !unsafe { sys::rte_pktmbuf_append(self.0.as_ptr(), n) }.is_null()
+    }
+
+    fn trim(&mut self, n: usize) -> bool {
+        let Some(n) = len16(n) else { return false };
+        // SAFETY: the owned mbuf; rte_pktmbuf_trim checks n against data_len
+        // and changes nothing (returns -1) if the packet is shorter.
+        unsafe { sys::rte_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.header().data_len)
+    }
+}
