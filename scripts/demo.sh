@@ -57,7 +57,7 @@ for gw in gwa gwb; do
     # Unique stats file and EAL file prefix for this run.
     sed -e "s|^name = \"\\(.*\\)\"|name = \"\\1\"\nstats_path = \"$work/$gw.stats.json\"|" \
         -e "s|--file-prefix=[^\"]*|--file-prefix=$prefix$gw|" \
-        "configs/testbed-$gw-$backend.toml" | grep -v '^stats_path = "/' > "$cfg"
+        "configs/testbed-$gw-$backend.toml" > "$cfg"
     ip netns exec "$prefix-$gw" "$s2ds" run "$cfg" >"$work/$gw.log" 2>&1 &
     pids+=("$!")
 done

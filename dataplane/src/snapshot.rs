@@ -156,16 +156,25 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<4} {:<28} {:>11} {:>9} {:>11} {:>9} {:>14} {:>14}",
-        "port", "device", "rx pps", "rx Gb/s", "tx pps", "tx Gb/s", "rx packets", "tx packets"
+        "{:<4} {:<18} {:<14} {:>11} {:>9} {:>11} {:>9} {:>14} {:>14}",
+        "port",
+        "device",
+        "driver",
+        "rx pps",
+        "rx Gb/s",
+        "tx pps",
+        "tx Gb/s",
+        "rx packets",
+        "tx packets"
     );
     for (p, q) in prev.ports.iter().zip(&cur.ports) {
         let (a, b) = (&p.counts, &q.counts);
         let _ = writeln!(
             out,
-            "{:<4} {:<28} {:>11.0} {:>9.3} {:>11.0} {:>9.3} {:>14} {:>14}",
+            "{:<4} {:<18} {:<14} {:>11.0} {:>9.3} {:>11.0} {:>9.3} {:>14} {:>14}",
             q.id.name(),
-            truncate(&format!("{} ({})", q.device, q.driver), 28),
+            truncate(&q.device, 18),
+            truncate(&q.driver, 14),
             rate(a.rx_packets, b.rx_packets),
             rate(a.rx_bytes, b.rx_bytes) * 8.0 / 1e9,
             rate(a.tx_packets, b.tx_packets),
