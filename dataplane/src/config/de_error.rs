@@ -117,6 +117,10 @@ pub(crate) fn schema_error(
 
     if let Some(rest) = msg.strip_prefix("missing field ") {
         let missing = backticked(rest).into_iter().next().unwrap_or_default();
+        // The error spans the table that lacks the key. An implicit parent
+        // table (`[ports]` opened by `[ports.lan]`) lies inside its child's
+        // header, so prefer the table whose span is exactly the error's.
+        let path = doc.table_with_span(&span).unwrap_or(path);
         let key_path = path.key(&missing);
         let message = format!(
             "missing required key `{missing}` {}",

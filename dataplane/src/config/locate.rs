@@ -55,6 +55,29 @@ impl<'i> Doc<'i> {
         best
     }
 
+    /// The table whose value span is exactly `span`, the shallowest if
+    /// several are (used to place a "missing key" error on its table).
+    pub(crate) fn table_with_span(&self, span: &Range<usize>) -> Option<KeyPath> {
+        fn walk(t: &DeTable<'_>, span: &Range<usize>, cur: &mut KeyPath) -> Option<KeyPath> {
+            for (k, v) in t.iter() {
+                if let DeValue::Table(inner) = v.get_ref() {
+                    cur.push(Seg::Key(k.get_ref().to_string()));
+                    let found = if v.span() == *span {
+                        Some(cur.clone())
+                    } else {
+                        walk(inner, span, cur)
+                    };
+                    cur.pop();
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+            }
+            None
+        }
+        walk(self.root.get_ref(), span, &mut KeyPath::root())
+    }
+
     /// The deepest path whose key or value covers byte `offset`, counting a
     /// value's end as covered (a syntax error is often reported just past a
     /// truncated value). Used to name the key of a syntax error.
