@@ -26,4 +26,4 @@ cargo clippy -p scistream-dataplane --no-default-features --all-targets --locked
 step "cargo test (default features)"
 cargo test --workspace --locked
 step "cargo test (no DPDK: native backends end to end, unit tests)"
-cargo test -p scistream-dataplane --no-default-features --locked --lib --test gateway_e2e --test config_files
+cargo test -p scistream-dataplane --no-default-features --locked --lib --test gateway_e2e --test config_files --test cli
