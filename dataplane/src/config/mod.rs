@@ -18,6 +18,7 @@ mod error;
 mod keypath;
 mod locate;
 mod raw;
+pub mod tunnel;
 mod validate;
 pub mod values;
 
@@ -77,6 +78,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[neighbors]]`, in file order.
     pub neighbors: Vec<Neighbor>,
+    /// The encrypted tunnel (`[tunnel]`, `[[peers]]`, `[[sas]]`,
+    /// `[[tunnel_routes]]`); None for a plain router.
+    pub tunnel: Option<tunnel::TunnelSection>,
     /// `[logging]`.
     pub logging: LoggingSection,
 }

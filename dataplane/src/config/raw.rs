@@ -21,6 +21,58 @@ pub(crate) struct RawConfig {
     pub neighbors: Vec<RawNeighbor>,
     #[serde(default)]
     pub logging: RawLogging,
+    pub tunnel: Option<RawTunnel>,
+    #[serde(default)]
+    pub peers: Vec<RawPeer>,
+    #[serde(default)]
+    pub sas: Vec<RawSa>,
+    #[serde(default)]
+    pub tunnel_routes: Vec<RawTunnelRoute>,
+}
+
+/// `[tunnel]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    pub engine: Option<String>,
+    pub udp_port: Option<i64>,
+}
+
+/// One `[[peers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeer {
+    pub name: String,
+    pub address: String,
+    pub udp_port: Option<i64>,
+}
+
+/// One `[[sas]]` entry. Not Debug: it holds key material.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSa {
+    pub spi: i64,
+    pub direction: super::tunnel::Direction,
+    pub peer: String,
+    pub algorithm: String,
+    pub key: Option<String>,
+    pub key_file: Option<String>,
+    pub salt: String,
+    pub esn: Option<bool>,
+}
+
+impl std::fmt::Debug for RawSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSa").field("spi", &self.spi).field("direction", &self.direction).finish_non_exhaustive()
+    }
+}
+
+/// One `[[tunnel_routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnelRoute {
+    pub prefix: String,
+    pub sa: i64,
 }
 
 /// `[gateway]`.

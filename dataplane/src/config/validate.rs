@@ -18,6 +18,8 @@ use super::values::{
 };
 use super::*;
 
+mod tunnel;
+
 /// What validation needs to locate errors.
 pub(crate) struct Ctx<'a> {
     origin: &'a Path,
@@ -78,7 +80,9 @@ pub(crate) fn validate(raw: RawConfig, cx: &Ctx<'_>) -> Res<Config> {
     let dpdk = dpdk_usage(dpdk, &ports, &workers, cx)?;
     let routes = routes(&raw.routes, &ports, cx)?;
     let neighbors = neighbors(&raw.neighbors, &ports, cx)?;
+    let tunnel = tunnel::tunnel(&raw, &ports, &routes, cx)?;
     Ok(Config {
+        tunnel,
         gateway,
         workers,
         dpdk,

@@ -1,0 +1,95 @@
+//! The tunnel sections of the configuration: `[tunnel]`, `[[peers]]`,
+//! `[[sas]]` (manual keying, as in DPDK's ipsec-secgw) and
+//! `[[tunnel_routes]]` (routed mode: an inner destination prefix → an
+//! outbound SA).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use zeroize::Zeroizing;
+
+use crate::crypto::{Algorithm, EngineKind};
+
+/// Default UDP port of ESP-in-UDP (RFC 3948).
+pub const DEFAULT_UDP_PORT: u16 = 4500;
+/// SPIs 1..=255 are reserved by IANA (RFC 4303 §2.1); 0 is never an SPI.
+pub const MIN_SPI: u32 = 256;
+
+/// Everything about the encrypted tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSection {
+    /// The AEAD engine.
+    pub engine: EngineKind,
+    /// Local UDP port of ESP-in-UDP, and the default peer port.
+    pub udp_port: u16,
+    /// The peer gateways.
+    pub peers: Vec<Peer>,
+    /// Manually keyed SAs.
+    pub sas: Vec<SaConfig>,
+    /// Routed mode: inner prefixes sent through outbound SAs.
+    pub routes: Vec<TunnelRoute>,
+}
+
+/// A peer gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its name, referred to by SAs.
+    pub name: String,
+    /// Its WAN address: the outer destination of packets to it.
+    pub address: Ipv4Addr,
+    /// Its ESP-in-UDP port.
+    pub udp_port: u16,
+}
+
+/// Which way an SA protects traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We receive and open with it.
+    In,
+    /// We seal and send with it.
+    Out,
+}
+
+/// One security association.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaConfig {
+    /// Security Parameter Index.
+    pub spi: u32,
+    /// In or out.
+    pub direction: Direction,
+    /// Index into [`TunnelSection::peers`].
+    pub peer: usize,
+    /// AES-128-GCM or AES-256-GCM.
+    pub algorithm: Algorithm,
+    /// The AES key (16 or 32 bytes); zeroized when dropped, never printed.
+    pub key: Zeroizing<Vec<u8>>,
+    /// The 4-byte salt of the GCM nonce (RFC 4106).
+    pub salt: [u8; 4],
+    /// 64-bit extended sequence numbers.
+    pub esn: bool,
+}
+
+impl fmt::Debug for SaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaConfig")
+            .field("spi", &format_args!("{:#x}", self.spi))
+            .field("direction", &self.direction)
+            .field("peer", &self.peer)
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .field("salt", &"<redacted>")
+            .field("esn", &self.esn)
+            .finish()
+    }
+}
+
+/// Routed mode: packets to `prefix` go through outbound SA `spi`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelRoute {
+    /// Inner destination prefix.
+    pub prefix: Ipv4Net,
+    /// SPI of an outbound SA.
+    pub spi: u32,
+}

@@ -1,0 +1,186 @@
+//! Validation of the tunnel sections.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::config::raw::{RawPeer, RawSa, RawTunnel, RawTunnelRoute};
+use crate::config::tunnel::{Direction, Peer, SaConfig, TunnelRoute, TunnelSection, DEFAULT_UDP_PORT, MIN_SPI};
+use crate::crypto::{Algorithm, EngineKind};
+
+/// Checks the tunnel sections; None when the file has none of them.
+pub(super) fn tunnel(raw: &RawConfig, ports: &Ports, routes: &[Route], cx: &Ctx<'_>) -> Res<Option<TunnelSection>> {
+    let any = raw.tunnel.is_some() || !raw.peers.is_empty() || !raw.sas.is_empty() || !raw.tunnel_routes.is_empty();
+    if !any {
+        return Ok(None);
+    }
+    let Some(t) = &raw.tunnel else {
+        let what = if !raw.peers.is_empty() {
+            "peers"
+        } else if !raw.sas.is_empty() {
+            "sas"
+        } else {
+            "tunnel_routes"
+        };
+        return Err(cx.err(
+            &KeyPath::of(&["tunnel"]),
+            Anchor::Key,
+            ErrorKind::MissingKey,
+            format!("[[{what}]] needs a [tunnel] section (engine, udp_port)"),
+        ));
+    };
+    let (engine, udp_port) = section(t, cx)?;
+    let peers = peers(&raw.peers, udp_port, ports, routes, cx)?;
+    let sas = sas(&raw.sas, &peers, cx)?;
+    let routes = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
+    Ok(Some(TunnelSection { engine, udp_port, peers, sas, routes }))
+}
+
+fn section(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(EngineKind, u16)> {
+    let base = KeyPath::of(&["tunnel"]);
+    let engine = match t.engine.as_deref().unwrap_or("ring") {
+        "ring" => EngineKind::Ring,
+        "aes-gcm" => EngineKind::AesGcm,
+        other => {
+            return Err(cx.bad(&base.key("engine"), format!("unknown engine `{other}`; expected `ring` or `aes-gcm`")));
+        }
+    };
+    let udp_port = match t.udp_port {
+        Some(p) => cx.int::<u16>(&base.key("udp_port"), p, 1, u16::MAX)?,
+        None => DEFAULT_UDP_PORT,
+    };
+    Ok((engine, udp_port))
+}
+
+fn peers(raw: &[RawPeer], default_port: u16, ports: &Ports, routes: &[Route], cx: &Ctx<'_>) -> Res<Vec<Peer>> {
+    let mut out: Vec<Peer> = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let base = KeyPath::of(&["peers"]).index(i);
+        check_gateway_name(&p.name).map_err(|m| cx.bad(&base.key("name"), m))?;
+        if let Some(j) = out.iter().position(|q| q.name == p.name) {
+            return Err(cx.conflict(&base.key("name"), format!("duplicate peer name `{}` (also peers[{j}])", p.name)));
+        }
+        let addr_path = base.key("address");
+        let address = parse_ipv4(&p.address).map_err(|m| cx.bad(&addr_path, m))?;
+        let via_wan = ports.connected_to(address) == Some(PortId::Wan)
+            || routes.iter().any(|r| r.port == PortId::Wan && r.prefix.contains(&address));
+        if !via_wan {
+            return Err(cx.conflict(
+                &addr_path,
+                format!(
+                    "peer {address} is not reachable through the WAN port: it is neither on {} nor covered by a [[routes]] entry via wan",
+                    ports.wan.connected_prefix()
+                ),
+            ));
+        }
+        let udp_port = match p.udp_port {
+            Some(v) => cx.int::<u16>(&base.key("udp_port"), v, 1, u16::MAX)?,
+            None => default_port,
+        };
+        out.push(Peer { name: p.name.clone(), address, udp_port });
+    }
+    Ok(out)
+}
+
+fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
+    let mut out: Vec<SaConfig> = Vec::new();
+    let mut seen: HashMap<(u32, Direction), usize> = HashMap::new();
+    for (i, s) in raw.iter().enumerate() {
+        let base = KeyPath::of(&["sas"]).index(i);
+        let spi_path = base.key("spi");
+        let spi = cx.int::<u32>(&spi_path, s.spi, MIN_SPI, u32::MAX)?;
+        if let Some(j) = seen.insert((spi, s.direction), i) {
+            return Err(cx.conflict(
+                &spi_path,
+                format!(
+                    "duplicate {} SPI {spi:#x} (also sas[{j}], line {})",
+                    if s.direction == Direction::In { "inbound" } else { "outbound" },
+                    cx.line_of(&KeyPath::of(&["sas"]).index(j).key("spi"))
+                ),
+            ));
+        }
+        let peer = peers
+            .iter()
+            .position(|p| p.name == s.peer)
+            .ok_or_else(|| cx.bad(&base.key("peer"), format!("no [[peers]] entry is named `{}`", s.peer)))?;
+        let algorithm = match s.algorithm.as_str() {
+            "aes-128-gcm" => Algorithm::Aes128Gcm,
+            "aes-256-gcm" => Algorithm::Aes256Gcm,
+            other => {
+                return Err(cx.bad(
+                    &base.key("algorithm"),
+                    format!("unknown algorithm `{other}`; expected `aes-128-gcm` or `aes-256-gcm`"),
+                ));
+            }
+        };
+        let key = key(s, &base, algorithm, cx)?;
+        let salt_path = base.key("salt");
+        let salt_bytes = parse_hex(&s.salt).map_err(|m| cx.bad(&salt_path, format!("salt: {m}")))?;
+        let salt: [u8; 4] = salt_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| cx.bad(&salt_path, format!("salt is {} bytes; expected 4 (8 hex digits)", salt_bytes.len())))?;
+        out.push(SaConfig { spi, direction: s.direction, peer, algorithm, key, salt, esn: s.esn.unwrap_or(true) });
+    }
+    Ok(out)
+}
+
+fn key(s: &RawSa, base: &KeyPath, algorithm: Algorithm, cx: &Ctx<'_>) -> Res<Zeroizing<Vec<u8>>> {
+    let (hex, path) = match (&s.key, &s.key_file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.conflict(&base.key("key_file"), "give `key` or `key_file`, not both".into()));
+        }
+        (None, None) => {
+            return Err(cx.err(base, Anchor::Key, ErrorKind::MissingKey, "an SA needs `key` (hex) or `key_file`".into()));
+        }
+        (Some(k), None) => (Zeroizing::new(k.clone()), base.key("key")),
+        (None, Some(f)) => {
+            let p = base.key("key_file");
+            let file = cx.origin.parent().unwrap_or(Path::new(".")).join(f);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| cx.bad(&p, format!("cannot read key file {}: {e}", file.display())))?;
+            (Zeroizing::new(text.trim().to_string()), p)
+        }
+    };
+    let key = Zeroizing::new(parse_hex(&hex).map_err(|m| cx.bad(&path, format!("key: {m}")))?);
+    let want = algorithm.key_len();
+    if key.len() != want {
+        return Err(cx.bad(
+            &path,
+            format!("key is {} bytes; {} needs {want} bytes ({} hex digits)", key.len(), s.algorithm, want * 2),
+        ));
+    }
+    Ok(key)
+}
+
+fn tunnel_routes(raw: &[RawTunnelRoute], sas: &[SaConfig], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<TunnelRoute>> {
+    let mut out: Vec<TunnelRoute> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let base = KeyPath::of(&["tunnel_routes"]).index(i);
+        let prefix_path = base.key("prefix");
+        let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad(&prefix_path, m))?;
+        if let Some(j) = out.iter().position(|o| o.prefix == prefix) {
+            return Err(cx.conflict(&prefix_path, format!("duplicate tunnel route for {prefix} (also tunnel_routes[{j}])")));
+        }
+        for id in PortId::ALL {
+            let own = ports.get(id).connected_prefix();
+            if own.contains(&prefix.network()) || prefix.contains(&own.network()) {
+                return Err(cx.conflict(
+                    &prefix_path,
+                    format!("{prefix} overlaps the connected prefix {own} of {id}; a tunnel route must lead elsewhere"),
+                ));
+            }
+        }
+        let spi_path = base.key("sa");
+        let spi = cx.int::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
+        if !sas.iter().any(|s| s.spi == spi && s.direction == Direction::Out) {
+            return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
+        }
+        out.push(TunnelRoute { prefix, spi });
+    }
+    Ok(out)
+}
+
+/// Parses hex digits (surrounding whitespace and a leading `0x` allowed) into bytes.
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    hex::decode(s.trim().trim_start_matches("0x")).map_err(|e| e.to_string())
+}
