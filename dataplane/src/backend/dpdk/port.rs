@@ -95,18 +95,16 @@ impl DpdkPortConfig {
         }
     }
 
-    /// The mbuf data room this MTU needs (headroom + frame + tailroom, at
-    /// least DPDK's default 2176), or None if it exceeds a 16-bit mbuf.
+    /// The mbuf data room this MTU needs on a PMD that receives at
+    /// `RTE_PKTMBUF_HEADROOM` (headroom + frame + tailroom, at least DPDK's
+    /// default 2176), or None if it exceeds a 16-bit mbuf. Some PMDs need
+    /// more (net_af_xdp: see [`AF_XDP_RX_HEADROOM`]).
     pub fn data_room(&self) -> Option<u16> {
-        let need = sys::RTE_PKTMBUF_HEADROOM
-            + u32::from(self.mtu)
-            + u32::from(L2_OVERHEAD)
-            + u32::from(TAILROOM);
-        u16::try_from(need.max(sys::RTE_MBUF_DEFAULT_BUF_SIZE)).ok()
+        data_room_for(self.mtu, 0)
     }
 
-    /// Checks what can be checked without a device; returns the data room.
-    fn validate(&self) -> Result<u16, DpdkError> {
+    /// Checks what can be checked without a device.
+    pub(crate) fn validate(&self) -> Result<(), DpdkError> {
         let bad = |reason: String| DpdkError::Config {
             port: self.name.clone(),
             reason,
@@ -124,12 +122,12 @@ impl DpdkPortConfig {
                 sys::RTE_ETHER_MIN_MTU
             )));
         }
-        let Some(room) = self.data_room() else {
+        if self.data_room().is_none() {
             return Err(bad(format!(
                 "MTU {} does not fit a single-segment mbuf (64 KiB data room)",
                 self.mtu
             )));
-        };
+        }
         if self.mempool_size == 0 {
             return Err(bad("the mempool size is 0".into()));
         }
@@ -144,8 +142,41 @@ impl DpdkPortConfig {
                 self.mempool_size
             )));
         }
-        Ok(room)
+        Ok(())
     }
+}
+
+/// Extra headroom net_af_xdp leaves in every received mbuf: the kernel writes
+/// the frame after `XDP_PACKET_HEADROOM` (256) bytes of the UMEM frame, and
+/// the PMD uses mbufs as UMEM frames.
+pub const AF_XDP_RX_HEADROOM: u32 = 256;
+/// net_af_xdp puts each mbuf's whole mempool object (header, `rte_mbuf`,
+/// data room, padding) into one UMEM chunk, which the kernel limits to a 4 KiB page.
+const AF_XDP_CHUNK_MAX: u32 = 4096;
+
+/// Bytes one mbuf with `data_room` takes in a pktmbuf pool (flags 0), as
+/// `rte_mempool_calc_obj_size` computes it: header, mbuf, data, padding.
+fn mbuf_object_size(data_room: u16) -> u32 {
+    let elt = std::mem::size_of::<sys::rte_mbuf>() as u32 + u32::from(data_room);
+    // SAFETY: a pure computation; a NULL objsz pointer is allowed.
+    unsafe { sys::rte_mempool_calc_obj_size(elt, 0, std::ptr::null_mut()) }
+}
+
+/// Whether net_af_xdp can use mbufs sized for `mtu` (one UMEM chunk each).
+fn fits_af_xdp(mtu: u16) -> bool {
+    data_room_for(mtu, AF_XDP_RX_HEADROOM)
+        .is_some_and(|room| mbuf_object_size(room) <= AF_XDP_CHUNK_MAX)
+}
+
+/// Data room for `mtu` with `extra` bytes of PMD headroom on top of
+/// `RTE_PKTMBUF_HEADROOM`; None if it exceeds a 16-bit mbuf.
+fn data_room_for(mtu: u16, extra: u32) -> Option<u16> {
+    let need = sys::RTE_PKTMBUF_HEADROOM
+        + extra
+        + u32::from(mtu)
+        + u32::from(L2_OVERHEAD)
+        + u32::from(TAILROOM);
+    u16::try_from(need.max(sys::RTE_MBUF_DEFAULT_BUF_SIZE)).ok()
 }
 
 /// Hardware counters of a port (`rte_eth_stats_get`).
@@ -332,11 +363,11 @@ impl DpdkPort {
     /// Attaches `cfg.device` (see [`DpdkPortConfig::device`]), then
     /// configures it: queues, pool, MTU, start, promiscuous mode.
     pub fn open(eal: &Eal, cfg: &DpdkPortConfig) -> Result<DpdkPort, DpdkError> {
-        let data_room = cfg.validate()?;
+        cfg.validate()?;
         let _guard = control_lock();
         let (port_id, hotplug) = attach(cfg)?;
         let td = Teardown::new(port_id, cfg.name.clone(), hotplug);
-        Self::configure_locked(eal, port_id, cfg, data_room, td)
+        Self::configure_locked(eal, port_id, cfg, td)
     }
 
     /// Configures and starts the existing ethdev `port_id` as [`DpdkPort::open`]
@@ -346,10 +377,10 @@ impl DpdkPort {
         port_id: u16,
         cfg: &DpdkPortConfig,
     ) -> Result<DpdkPort, DpdkError> {
-        let data_room = cfg.validate()?;
+        cfg.validate()?;
         let _guard = control_lock();
         let td = Teardown::new(port_id, cfg.name.clone(), Hotplug::None);
-        Self::configure_locked(eal, port_id, cfg, data_room, td)
+        Self::configure_locked(eal, port_id, cfg, td)
     }
 
     /// Configures and starts `port_id`, which `td` says how to undo; on
@@ -358,10 +389,9 @@ impl DpdkPort {
         _eal: &Eal,
         port_id: u16,
         cfg: &DpdkPortConfig,
-        data_room: u16,
         mut td: Teardown,
     ) -> Result<DpdkPort, DpdkError> {
-        match bring_up(port_id, cfg, data_room, &mut td) {
+        match bring_up(port_id, cfg, &mut td) {
             Ok(up) => {
                 tracing::info!(
                     port = %cfg.name,
@@ -542,12 +572,7 @@ struct Up {
 
 /// Configures, sets up queues and pool, sets the MTU, starts, and turns on
 /// promiscuous mode, recording in `td` what to undo. Control lock held.
-fn bring_up(
-    port_id: u16,
-    cfg: &DpdkPortConfig,
-    data_room: u16,
-    td: &mut Teardown,
-) -> Result<Up, DpdkError> {
+fn bring_up(port_id: u16, cfg: &DpdkPortConfig, td: &mut Teardown) -> Result<Up, DpdkError> {
     // SAFETY: any port id may be checked.
     if unsafe { sys::rte_eth_dev_is_valid_port(port_id) } == 0 {
         return Err(DpdkError::Device {
@@ -611,7 +636,26 @@ fn bring_up(
             cfg.mtu, info.min_mtu, info.max_mtu
         )));
     }
-    let buf = u32::from(data_room) - sys::RTE_PKTMBUF_HEADROOM;
+    let extra = if driver == "net_af_xdp" {
+        AF_XDP_RX_HEADROOM
+    } else {
+        0
+    };
+    let data_room = data_room_for(cfg.mtu, extra).ok_or_else(|| {
+        unsupported(format!(
+            "MTU {} does not fit a single-segment mbuf with {driver}'s headroom",
+            cfg.mtu
+        ))
+    })?;
+    if driver == "net_af_xdp" && !fits_af_xdp(cfg.mtu) {
+        let max = (1..cfg.mtu).rev().find(|&m| fits_af_xdp(m)).unwrap_or(0);
+        return Err(unsupported(format!(
+            "MTU {} is too large for net_af_xdp, which fits each mbuf into one 4 KiB UMEM frame \
+             (largest MTU with {} bytes of tailroom: {max})",
+            cfg.mtu, TAILROOM
+        )));
+    }
+    let buf = u32::from(data_room) - sys::RTE_PKTMBUF_HEADROOM - extra;
     if info.min_rx_bufsize > buf {
         return Err(unsupported(format!(
             "{driver} needs RX buffers of at least {} bytes, the mbufs have {buf}",
@@ -907,6 +951,17 @@ mod tests {
         cfg.mtu = u16::MAX;
         assert_eq!(cfg.data_room(), None);
         assert!(matches!(cfg.validate(), Err(DpdkError::Config { .. })));
+    }
+
+    #[test]
+    fn af_xdp_mbufs_fit_one_umem_page() {
+        assert!(fits_af_xdp(1500));
+        assert!(fits_af_xdp(3000));
+        assert!(!fits_af_xdp(9000));
+        let max = (1..u16::MAX).rev().find(|&m| fits_af_xdp(m)).unwrap();
+        assert!((3300..3500).contains(&max), "{max}");
+        let room = data_room_for(max, AF_XDP_RX_HEADROOM).unwrap();
+        assert!(mbuf_object_size(room) <= AF_XDP_CHUNK_MAX);
     }
 
     #[test]

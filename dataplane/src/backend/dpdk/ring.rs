@@ -163,12 +163,7 @@ impl RingPort {
             mempool_size: cfg.mempool_size,
             mempool_cache: cfg.mempool_cache,
         };
-        let data_room = port_cfg.data_room().ok_or_else(|| {
-            bad(format!(
-                "MTU {} does not fit a single-segment mbuf",
-                cfg.mtu
-            ))
-        })?;
+        port_cfg.validate()?;
 
         let _guard = control_lock();
         let mut rings = Rings {
@@ -212,7 +207,7 @@ impl RingPort {
         let hotplug = Hotplug::Vdev(CString::new(ethdev).expect("object names have no NUL"));
         let td = Teardown::new(port_id, cfg.name.clone(), hotplug)
             .with_keep_alive(Box::new(Arc::clone(&rings)));
-        let port = DpdkPort::configure_locked(eal, port_id, &port_cfg, data_room, td)?;
+        let port = DpdkPort::configure_locked(eal, port_id, &port_cfg, td)?;
         set_mac(port_id, &cfg.name, cfg.mac);
         Ok((
             RingPort {
