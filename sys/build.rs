@@ -43,6 +43,13 @@ fn main() {
             &["RTE_.*"],
         );
         compile_c(&out, "dpdk", &["src/shim.c"], &dpdk.cflags);
+        // libdpdk.pc links DPDK's core libraries only; drivers are EAL plugins
+        // loaded at run time. We call functions of two of them directly
+        // (rte_vdev_init/rte_vdev_uninit; rte_eth_from_rings), so link those as
+        // well; EAL's plugin loading then finds them already loaded.
+        for lib in ["rte_bus_vdev", "rte_net_ring"] {
+            println!("cargo:rustc-link-lib=dylib={lib}");
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub struct Peer {
 }
 
 /// Which way an SA protects traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// We receive and open with it.

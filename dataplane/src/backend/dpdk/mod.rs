@@ -32,12 +32,3 @@ pub use mbuf::Mbuf;
 pub use port::{DpdkPort, DpdkPortConfig, PortHwStats, L2_OVERHEAD, TAILROOM};
 pub use queue::DpdkQueue;
 pub use ring::{RingPort, RingPortConfig};
-
-// libdpdk.pc links DPDK's core libraries only; drivers are EAL plugins loaded
-// at run time. We call functions of two of them directly (rte_vdev_init and
-// rte_vdev_uninit; rte_eth_from_rings), so link those two as well. EAL's
-// plugin loading then finds them already loaded.
-#[link(name = "rte_bus_vdev")]
-extern "C" {}
-#[link(name = "rte_net_ring")]
-extern "C" {}

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use zeroize::Zeroizing;
+
 use super::*;
 use crate::config::raw::{RawPeer, RawSa, RawTunnel, RawTunnelRoute};
 use crate::config::tunnel::{Direction, Peer, SaConfig, TunnelRoute, TunnelSection, DEFAULT_UDP_PORT, MIN_SPI};
