@@ -10,6 +10,7 @@ use crate::neigh::NeighborTable;
 use crate::port::{PortAddr, PortId};
 use crate::route::RouteTable;
 use crate::stats::DropReason;
+use crate::tunnel::TunnelTables;
 use crate::wire::{ipv4, WireError, BROADCAST_MAC, ETH_HLEN};
 
 /// What the gateway is: its ports' addresses and its routes.
@@ -62,14 +63,21 @@ pub enum Verdict {
         /// The port it is on.
         port: PortId,
     },
+    /// Encapsulate with outbound SA `n` of the tunnel tables.
+    Encap(usize),
+    /// ESP-in-UDP for us: decapsulate.
+    Decap,
     /// Drop and count.
     Drop(DropReason),
 }
 
 /// Decides what to do with `frame`, received on `in_port`, rewriting it in
-/// place when it is forwarded.
+/// place when it is forwarded in clear. With `tunnel` tables, traffic
+/// between LAN and WAN goes only through the tunnel: LAN packets that match
+/// a tunnel route are encapsulated, ESP-in-UDP to our WAN address is
+/// decapsulated, and any other LAN↔WAN forwarding is dropped as `policy`.
 #[inline]
-pub fn forward(frame: &mut [u8], in_port: PortId, gw: &Gateway, neigh: &NeighborTable) -> Verdict {
+pub fn forward(frame: &mut [u8], in_port: PortId, gw: &Gateway, neigh: &NeighborTable, tunnel: Option<&TunnelTables>) -> Verdict {
     if frame.len() < ETH_HLEN {
         return Verdict::Drop(DropReason::Runt);
     }
@@ -92,6 +100,14 @@ pub fn forward(frame: &mut [u8], in_port: PortId, gw: &Gateway, neigh: &Neighbor
         Err(WireError::BadChecksum) => return Verdict::Drop(DropReason::Ipv4BadChecksum),
         Err(_) => return Verdict::Drop(DropReason::Ipv4Malformed),
     };
+    if let Some(t) = tunnel {
+        if in_port == PortId::Wan && ip.dst == gw.port(PortId::Wan).ip && ip.protocol == 17 && !ip.is_later_fragment {
+            let udp = &frame[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
+            if udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == t.udp_port {
+                return Verdict::Decap;
+            }
+        }
+    }
     if gw.is_local(ip.dst) {
         return if ip.protocol == 1 {
             Verdict::Slow(SlowReason::LocalIcmp)
@@ -106,9 +122,28 @@ pub fn forward(frame: &mut [u8], in_port: PortId, gw: &Gateway, neigh: &Neighbor
     {
         return Verdict::Drop(DropReason::NotForUs);
     }
+    if let (Some(t), PortId::Lan) = (tunnel, in_port) {
+        if let Some(sa) = t.route(ip.dst) {
+            if ip.ttl <= 1 {
+                return Verdict::Slow(SlowReason::TtlExceeded);
+            }
+            let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
+            if ip.total_len > usize::from(inner_mtu) {
+                return if ip.dont_frag {
+                    Verdict::Slow(SlowReason::FragNeeded(inner_mtu))
+                } else {
+                    Verdict::Drop(DropReason::TooBig)
+                };
+            }
+            return Verdict::Encap(sa);
+        }
+    }
     let Some((out_port, next_hop)) = gw.routes.lookup(ip.dst) else {
         return Verdict::Drop(DropReason::NoRoute);
     };
+    if tunnel.is_some() && out_port != in_port {
+        return Verdict::Drop(DropReason::Policy);
+    }
     if ip.ttl <= 1 {
         return Verdict::Slow(SlowReason::TtlExceeded);
     }
@@ -187,7 +222,7 @@ mod tests {
         let ip = udp_packet(b"payload", 64);
         let mut f = frame(LAN_MAC, &ip);
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &n.load()),
+            forward(&mut f, PortId::Lan, &gw, &n.load(), None),
             Verdict::Forward(PortId::Wan)
         );
         assert_eq!(&f[0..6], &ROUTER_MAC);
@@ -239,7 +274,7 @@ mod tests {
             ),
         ];
         for (mut f, want) in cases {
-            assert_eq!(forward(&mut f, PortId::Lan, &gw, &t), want, "{f:02x?}");
+            assert_eq!(forward(&mut f, PortId::Lan, &gw, &t, None), want, "{f:02x?}");
         }
     }
 
@@ -259,17 +294,17 @@ mod tests {
         let t = n.load();
         let mut f = frame(LAN_MAC, &with_dst([192, 0, 2, 1], 64, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Drop(DropReason::NoRoute)
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 20, 1, 2], 1, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::TtlExceeded)
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 20, 1, 2], 64, 1500));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::FragNeeded(1500))
         );
         let mut big = with_dst([10, 20, 1, 2], 64, 1500);
@@ -280,12 +315,12 @@ mod tests {
         big[10..12].copy_from_slice(&c.to_be_bytes());
         let mut f = frame(LAN_MAC, &big);
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Drop(DropReason::TooBig)
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 10, 100, 7], 64, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Unresolved {
                 next_hop: Ipv4Addr::new(10, 10, 100, 7),
                 port: PortId::Wan
@@ -293,7 +328,7 @@ mod tests {
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 10, 1, 1], 64, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Drop(DropReason::LocalUnsupported)
         );
         let mut icmp = with_dst([10, 10, 100, 1], 64, 10);
@@ -304,14 +339,14 @@ mod tests {
         icmp[10..12].copy_from_slice(&c.to_be_bytes());
         let mut f = frame(LAN_MAC, &icmp);
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t),
+            forward(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::LocalIcmp)
         );
         let mut arp = frame(BROADCAST_MAC, &[0u8; 28]);
         arp[12] = 0x08;
         arp[13] = 0x06;
         assert_eq!(
-            forward(&mut arp, PortId::Lan, &gw, &t),
+            forward(&mut arp, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::Arp)
         );
     }

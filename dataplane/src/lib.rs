@@ -13,5 +13,6 @@ pub mod runtime;
 pub mod slowpath;
 pub mod snapshot;
 pub mod stats;
+pub mod tunnel;
 pub mod wire;
 pub mod worker;

@@ -22,6 +22,7 @@ use crate::route::{Route, RouteTable};
 use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
 use crate::snapshot::{PortSnapshot, Snapshot, SNAPSHOT_VERSION};
 use crate::stats::StatsRegistry;
+use crate::tunnel::{StaticTables, TableSource, TunnelTables};
 use crate::worker::{Worker, WorkerLinks};
 
 /// How often the stats snapshot is rewritten.
@@ -180,6 +181,21 @@ where
         info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
     }
 
+    let tunnel: Option<Arc<dyn TableSource>> = match &cfg.tunnel {
+        Some(t) => {
+            let tables = TunnelTables::from_config(t, addrs[PortId::Wan.index()].ip, 1).context("preparing the SA keys")?;
+            info!(
+                engine = ?t.engine,
+                udp_port = t.udp_port,
+                sas = t.sas.len(),
+                routes = t.routes.len(),
+                inner_mtu = crate::esp::inner_mtu(addrs[PortId::Wan.index()].mtu),
+                "tunnel up (manual keys); no cleartext between LAN and WAN"
+            );
+            Some(Arc::new(StaticTables::new(tables)))
+        }
+        None => None,
+    };
     let workers = pairs.len();
     let stats = Arc::new(StatsRegistry::new(workers));
     let (to_slow, slow_rx) = crossbeam_channel::bounded(SLOW_QUEUE_DEPTH);
@@ -247,6 +263,7 @@ where
             .collect(),
         drops: Default::default(),
         control: Default::default(),
+        tunnel: Default::default(),
         neighbors: vec![],
     };
     info!(stats = %path.display(), workers, "gateway running");

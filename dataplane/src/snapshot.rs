@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
-use crate::stats::{ControlCounts, Counters, DropReason, PortCounts};
+use crate::stats::{ControlCounts, Counters, DropReason, PortCounts, TunnelCounts};
 use crate::wire::mac_to_string;
 
 /// Format version of the snapshot file.
@@ -69,6 +69,9 @@ pub struct Snapshot {
     pub drops: BTreeMap<String, u64>,
     /// Slow-path work.
     pub control: ControlCounts,
+    /// Tunnel work.
+    #[serde(default)]
+    pub tunnel: TunnelCounts,
     /// The neighbour table.
     pub neighbors: Vec<NeighborSnapshot>,
 }
@@ -84,6 +87,7 @@ impl Snapshot {
             .map(|r| (r.name().to_string(), sum.dropped(*r)))
             .collect();
         self.control = sum.control;
+        self.tunnel = sum.tunnel;
     }
 
     /// Fills the neighbour list from `table`.
@@ -209,6 +213,19 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
         "slow path: arp replies {}, arp requests {}, echo replies {}, icmp errors {}",
         c.arp_replies, c.arp_requests, c.echo_replies, c.icmp_errors
     );
+    let (a, b) = (&prev.tunnel, &cur.tunnel);
+    if b.encap_packets + b.decap_packets > 0 {
+        let _ = writeln!(
+            out,
+            "tunnel: encap {:.0} pps {:.3} Gb/s ({} packets), decap {:.0} pps {:.3} Gb/s ({} packets)",
+            rate(a.encap_packets, b.encap_packets),
+            rate(a.encap_bytes, b.encap_bytes) * 8.0 / 1e9,
+            b.encap_packets,
+            rate(a.decap_packets, b.decap_packets),
+            rate(a.decap_bytes, b.decap_bytes) * 8.0 / 1e9,
+            b.decap_packets
+        );
+    }
     for n in &cur.neighbors {
         let _ = writeln!(
             out,
@@ -262,6 +279,7 @@ mod tests {
                 .collect(),
             drops: BTreeMap::new(),
             control: ControlCounts::default(),
+            tunnel: TunnelCounts::default(),
             neighbors: vec![],
         };
         let mut c = Counters::default();

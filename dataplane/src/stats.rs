@@ -39,13 +39,28 @@ pub enum DropReason {
     SlowPathBusy,
     /// The egress queue did not accept the frame.
     TxFull,
-    /// No buffer to build a reply in.
+    /// No buffer, or no head/tail room, to build a frame in.
     NoBuffer,
+    /// ESP-in-UDP that does not parse (truncated, bad lengths, not ESP).
+    EspMalformed,
+    /// The ICV did not verify: tampered, or the wrong key.
+    EspAuthFailed,
+    /// A sequence number seen before, or left of the replay window.
+    EspReplay,
+    /// No inbound SA has the SPI.
+    EspUnknownSpi,
+    /// Authentic, but the padding, pad length or next header is wrong.
+    EspBadTrailer,
+    /// The outbound SA ran out of sequence numbers (it must be rekeyed).
+    EspSeqExhausted,
+    /// Blocked by tunnel policy: cleartext between LAN and WAN, or a
+    /// decapsulated packet not bound for the LAN.
+    Policy,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 21;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -62,6 +77,13 @@ impl DropReason {
         DropReason::SlowPathBusy,
         DropReason::TxFull,
         DropReason::NoBuffer,
+        DropReason::EspMalformed,
+        DropReason::EspAuthFailed,
+        DropReason::EspReplay,
+        DropReason::EspUnknownSpi,
+        DropReason::EspBadTrailer,
+        DropReason::EspSeqExhausted,
+        DropReason::Policy,
     ];
 
     /// A stable snake_case name, used in stats output.
@@ -81,6 +103,13 @@ impl DropReason {
             DropReason::SlowPathBusy => "slowpath_busy",
             DropReason::TxFull => "tx_full",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::EspMalformed => "esp_malformed",
+            DropReason::EspAuthFailed => "esp_auth_failed",
+            DropReason::EspReplay => "esp_replay",
+            DropReason::EspUnknownSpi => "esp_unknown_spi",
+            DropReason::EspBadTrailer => "esp_bad_trailer",
+            DropReason::EspSeqExhausted => "esp_seq_exhausted",
+            DropReason::Policy => "policy",
         }
     }
 }
@@ -111,6 +140,19 @@ pub struct ControlCounts {
     pub icmp_errors: u64,
 }
 
+/// Counts of the tunnel's work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TunnelCounts {
+    /// Packets encapsulated and sealed.
+    pub encap_packets: u64,
+    /// Inner bytes encapsulated (IP packets, before ESP).
+    pub encap_bytes: u64,
+    /// Packets opened and decapsulated.
+    pub decap_packets: u64,
+    /// Inner bytes decapsulated (IP packets, after ESP).
+    pub decap_bytes: u64,
+}
+
 /// A plain (non-atomic) set of counters: a worker's per-burst accumulator,
 /// and the sum that readers compute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,6 +163,8 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     /// Slow-path work.
     pub control: ControlCounts,
+    /// Tunnel work.
+    pub tunnel: TunnelCounts,
 }
 
 impl Counters {
@@ -157,7 +201,7 @@ impl Counters {
     }
 }
 
-const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4;
+const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4;
 
 /// One writer's counters in shared memory: cache-line aligned so that two
 /// workers never write the same line.
@@ -208,6 +252,10 @@ impl CounterBlock {
         sum.control.arp_requests += c.control.arp_requests;
         sum.control.echo_replies += c.control.echo_replies;
         sum.control.icmp_errors += c.control.icmp_errors;
+        sum.tunnel.encap_packets += c.tunnel.encap_packets;
+        sum.tunnel.encap_bytes += c.tunnel.encap_bytes;
+        sum.tunnel.decap_packets += c.tunnel.decap_packets;
+        sum.tunnel.decap_bytes += c.tunnel.decap_bytes;
     }
 }
 

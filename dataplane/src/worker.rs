@@ -8,14 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::backend::{Burst, PacketBuf, PortQueue};
+use crate::backend::{Burst, PacketBuf, PortQueue, BURST};
 use crate::forward::{forward, Gateway, Verdict};
 use crate::neigh::Neighbors;
 use crate::port::PortId;
 use crate::slowpath::{SlowMsg, TxFrame};
 use crate::stats::{Counters, DropReason, StatsRegistry};
+use crate::tunnel::pipeline::{self, StageCtx, Unresolved, WorkerTunnel};
+use crate::tunnel::TableSource;
 
 /// Consecutive empty polls before an idle worker may sleep.
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
@@ -36,6 +39,8 @@ pub struct WorkerLinks {
     pub replies: Receiver<TxFrame>,
     /// Where the worker's counters go.
     pub stats: Arc<StatsRegistry>,
+    /// The tunnel's SA and route tables; None for a plain router.
+    pub tunnel: Option<Arc<dyn TableSource>>,
 }
 
 /// One worker and its two queues (LAN, WAN).
@@ -48,6 +53,7 @@ pub struct Worker<Q: PortQueue> {
     idle_polls: u32,
     last_unresolved: Option<Ipv4Addr>,
     unresolved_drops: u32,
+    tunnel: WorkerTunnel,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -64,6 +70,7 @@ impl<Q: PortQueue> Worker<Q> {
             idle_polls: 0,
             last_unresolved: None,
             unresolved_drops: 0,
+            tunnel: WorkerTunnel::default(),
         }
     }
 
@@ -88,22 +95,32 @@ impl<Q: PortQueue> Worker<Q> {
     /// transmit bursts. Returns the number of frames received.
     pub fn poll_once(&mut self) -> usize {
         let neigh = self.links.neigh.load();
+        let tables = self.links.tunnel.as_ref().map(|t| t.load());
+        let tables = tables.as_deref().map(|t| &**t);
+        if let Some(t) = tables {
+            self.tunnel.sync(t);
+        }
         let mut tx: [Burst<Q::Buf>; 2] = [Burst::new(), Burst::new()];
         let mut received = 0;
         for in_port in PortId::ALL {
             let mut rx = Burst::new();
             let n = self.queues[in_port.index()].rx_burst(&mut rx);
+            if n == 0 {
+                continue;
+            }
             received += n;
+            let mut encap: Burst<Q::Buf> = Burst::new();
+            let mut encap_sa: ArrayVec<usize, BURST> = ArrayVec::new();
+            let mut decap: Burst<Q::Buf> = Burst::new();
             for mut buf in rx.drain(..) {
                 self.counts.rx(in_port, buf.len());
-                match forward(buf.data_mut(), in_port, &self.links.gw, &neigh) {
-                    Verdict::Forward(out) => {
-                        let out_burst = &mut tx[out.index()];
-                        if out_burst.is_full() {
-                            self.transmit(out, out_burst);
-                        }
-                        out_burst.push(buf);
+                match forward(buf.data_mut(), in_port, &self.links.gw, &neigh, tables) {
+                    Verdict::Forward(out) => self.queue_tx(out, &mut tx[out.index()], buf),
+                    Verdict::Encap(sa) => {
+                        encap.push(buf);
+                        encap_sa.push(sa);
                     }
+                    Verdict::Decap => decap.push(buf),
                     Verdict::Slow(reason) => {
                         let msg = SlowMsg::Frame {
                             worker: self.id,
@@ -120,6 +137,9 @@ impl<Q: PortQueue> Worker<Q> {
                     Verdict::Drop(reason) => self.counts.drop(reason),
                 }
             }
+            if let Some(t) = tables {
+                self.run_tunnel_stages(t, &neigh, &mut encap, &encap_sa, &mut decap, &mut tx);
+            }
         }
         self.take_replies(&mut tx);
         for port in PortId::ALL {
@@ -129,6 +149,48 @@ impl<Q: PortQueue> Worker<Q> {
             self.links.stats.worker(self.id).fold(&mut self.counts);
         }
         received
+    }
+
+    /// Encapsulates and decapsulates what this receive burst gave the tunnel,
+    /// queueing the results for transmission.
+    fn run_tunnel_stages(
+        &mut self,
+        tables: &crate::tunnel::TunnelTables,
+        neigh: &crate::neigh::NeighborTable,
+        encap: &mut Burst<Q::Buf>,
+        encap_sa: &[usize],
+        decap: &mut Burst<Q::Buf>,
+        tx: &mut [Burst<Q::Buf>; 2],
+    ) {
+        if encap.is_empty() && decap.is_empty() {
+            return;
+        }
+        let mut unresolved = Unresolved::new();
+        let mut cx = StageCtx { gw: &self.links.gw, neigh, tables, counts: &mut self.counts, unresolved: &mut unresolved };
+        if !encap.is_empty() {
+            pipeline::encap_burst(&mut cx, encap, encap_sa);
+        }
+        if !decap.is_empty() {
+            pipeline::decap_burst(&mut cx, &mut self.tunnel, decap);
+        }
+        for buf in encap.drain(..) {
+            self.queue_tx(PortId::Wan, &mut tx[PortId::Wan.index()], buf);
+        }
+        for buf in decap.drain(..) {
+            self.queue_tx(PortId::Lan, &mut tx[PortId::Lan.index()], buf);
+        }
+        for (hop, port) in unresolved {
+            self.notice_unresolved(hop, port);
+        }
+    }
+
+    /// Adds `buf` to the transmit burst of `port`, sending the burst first if it is full.
+    #[inline]
+    fn queue_tx(&mut self, port: PortId, burst: &mut Burst<Q::Buf>, buf: Q::Buf) {
+        if burst.is_full() {
+            self.transmit(port, burst);
+        }
+        burst.push(buf);
     }
 
     fn transmit(&mut self, port: PortId, burst: &mut Burst<Q::Buf>) {
@@ -162,11 +224,7 @@ impl<Q: PortQueue> Worker<Q> {
                 continue;
             }
             buf.data_mut().copy_from_slice(&reply.frame);
-            let out = &mut tx[reply.port.index()];
-            if out.is_full() {
-                self.transmit(reply.port, out);
-            }
-            out.push(buf);
+            self.queue_tx(reply.port, &mut tx[reply.port.index()], buf);
         }
     }
 
@@ -281,6 +339,7 @@ mod tests {
             to_slowpath: to_slow,
             replies,
             stats: stats.clone(),
+            tunnel: None,
         };
         let q = || MemQueue {
             rx: VecDeque::new(),

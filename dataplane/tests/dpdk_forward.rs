@@ -101,6 +101,7 @@ fn rig(name: &str) -> Rig {
         to_slowpath: to_slow,
         replies,
         stats: stats.clone(),
+        tunnel: None,
     };
     let worker = Worker::new(
         0,

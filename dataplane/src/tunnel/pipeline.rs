@@ -1,0 +1,259 @@
+//! The tunnel stages of a worker, each run once per receive burst:
+//!
+//! - encapsulation (LAN → WAN): strip Ethernet, decrement the inner TTL,
+//!   lay out ESP-in-UDP in place, seal the whole burst in one engine call,
+//!   add the outer Ethernet header toward the peer's next hop;
+//! - decapsulation (WAN → LAN): parse, look up the inbound SA by SPI, check
+//!   the replay window, open the whole burst in one engine call, record the
+//!   sequence numbers that authenticated, strip to the inner packet, route
+//!   it onto the LAN.
+//!
+//! No allocation in steady state (a replay window is created the first time
+//! a worker sees an SA), no lock, no copy of payloads.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use arrayvec::ArrayVec;
+
+use crate::backend::{Burst, PacketBuf, BURST};
+use crate::esp::{self, EspError, ReplayWindow};
+use crate::forward::Gateway;
+use crate::neigh::NeighborTable;
+use crate::port::PortId;
+use crate::stats::{Counters, DropReason};
+use crate::wire::{ipv4, Mac, ETH_HLEN};
+
+use super::TunnelTables;
+
+/// Next hops a stage found unresolved, for the worker to report to the slow path.
+pub type Unresolved = ArrayVec<(Ipv4Addr, PortId), BURST>;
+
+/// What a stage reads and counts into.
+pub struct StageCtx<'a> {
+    /// Addresses and routes.
+    pub gw: &'a Gateway,
+    /// Neighbours.
+    pub neigh: &'a NeighborTable,
+    /// The tunnel tables.
+    pub tables: &'a TunnelTables,
+    /// The worker's counters.
+    pub counts: &'a mut Counters,
+    /// Unresolved next hops.
+    pub unresolved: &'a mut Unresolved,
+}
+
+/// A worker's own tunnel state: the replay windows of the inbound SAs it
+/// receives (all packets of an SA share one outer 5-tuple, so RSS keeps them
+/// on one queue, hence one worker).
+#[derive(Debug, Default)]
+pub struct WorkerTunnel {
+    generation: u64,
+    replay: HashMap<u32, ReplayWindow>,
+}
+
+impl WorkerTunnel {
+    /// Forgets the windows of SAs that are no longer in `tables`.
+    pub fn sync(&mut self, tables: &TunnelTables) {
+        if tables.generation != self.generation {
+            self.replay.retain(|spi, _| tables.has_inbound(*spi));
+            self.generation = tables.generation;
+        }
+    }
+}
+
+/// The drop reason for an ESP error.
+pub fn drop_reason(e: EspError) -> DropReason {
+    match e {
+        EspError::AuthFailed => DropReason::EspAuthFailed,
+        EspError::Replay | EspError::TooOld => DropReason::EspReplay,
+        EspError::UnknownSpi => DropReason::EspUnknownSpi,
+        EspError::BadPadLength | EspError::BadPadding | EspError::BadNextHeader => DropReason::EspBadTrailer,
+        EspError::SeqExhausted => DropReason::EspSeqExhausted,
+        EspError::NoRoom => DropReason::NoBuffer,
+        _ => DropReason::EspMalformed,
+    }
+}
+
+/// Encapsulates `bufs` (Ethernet frames, each with its outbound SA index in
+/// `sa_idx`) for the WAN. On return `bufs` holds the frames ready to send.
+pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_idx: &[usize]) {
+    // One atomic reservation of sequence numbers per SA per burst.
+    let mut blocks: ArrayVec<(usize, u64, Result<std::ops::Range<u64>, EspError>), BURST> = ArrayVec::new();
+    for &i in sa_idx {
+        match blocks.iter_mut().find(|b| b.0 == i) {
+            Some(b) => b.1 += 1,
+            None => blocks.push((i, 1, Ok(0..0))),
+        }
+    }
+    for b in &mut blocks {
+        b.2 = cx.tables.outbound(b.0).sa.reserve(b.1);
+    }
+
+    let mut ready: Burst<B> = Burst::new();
+    let mut jobs: ArrayVec<esp::SealJob, BURST> = ArrayVec::new();
+    let mut sas: ArrayVec<usize, BURST> = ArrayVec::new();
+    for (mut buf, &i) in bufs.drain(..).zip(sa_idx) {
+        let block = &mut blocks.iter_mut().find(|b| b.0 == i).expect("reserved above").2;
+        let seq = match block {
+            Ok(r) => r.next().expect("one number reserved per packet"),
+            Err(e) => {
+                cx.counts.drop(drop_reason(*e));
+                continue;
+            }
+        };
+        let entry = cx.tables.outbound(i);
+        if !buf.adj(ETH_HLEN) {
+            cx.counts.drop(DropReason::Runt);
+            continue;
+        }
+        ipv4::decrement_ttl(buf.data_mut());
+        match esp::encap_prepare(&mut buf, &entry.sa, seq, &entry.outer) {
+            Ok(job) => {
+                jobs.push(job);
+                sas.push(i);
+                ready.push(buf);
+            }
+            Err(e) => cx.counts.drop(drop_reason(e)),
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let tables = cx.tables;
+    esp::seal_burst(tables.engine, &mut ready, &jobs, |k| &tables.outbound(sas[k]).sa);
+
+    let wan_mac = cx.gw.port(PortId::Wan).mac;
+    for (mut buf, &i) in ready.drain(..).zip(sas.iter()) {
+        let peer = tables.outbound(i).outer.dst;
+        let Some(mac) = next_hop_mac(cx, peer, PortId::Wan) else { continue };
+        let len = buf.len();
+        if !push_ethernet(&mut buf, mac, wan_mac) {
+            cx.counts.drop(DropReason::NoBuffer);
+            continue;
+        }
+        cx.counts.tunnel.encap_packets += 1;
+        cx.counts.tunnel.encap_bytes += len as u64;
+        bufs.push(buf);
+    }
+}
+
+/// Decapsulates `bufs` (Ethernet frames carrying ESP-in-UDP to us). On
+/// return `bufs` holds the inner frames ready to send on the LAN.
+pub fn decap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, state: &mut WorkerTunnel, bufs: &mut Burst<B>) {
+    let mut pending: Burst<B> = Burst::new();
+    let mut views: ArrayVec<(esp::EspView, u64), BURST> = ArrayVec::new();
+    for mut buf in bufs.drain(..) {
+        if !buf.adj(ETH_HLEN) {
+            cx.counts.drop(DropReason::Runt);
+            continue;
+        }
+        let view = match esp::decap_parse(buf.data()) {
+            Ok(v) => v,
+            Err(e) => {
+                cx.counts.drop(drop_reason(e));
+                continue;
+            }
+        };
+        let Some(entry) = cx.tables.inbound(view.spi) else {
+            cx.counts.drop(DropReason::EspUnknownSpi);
+            continue;
+        };
+        let window = state.replay.entry(view.spi).or_default();
+        let seq = window.infer(view.seq_low, entry.sa.esn);
+        if let Err(e) = window.check(seq) {
+            cx.counts.drop(drop_reason(e));
+            continue;
+        }
+        views.push((view, seq));
+        pending.push(buf);
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let tables = cx.tables;
+    let mut ok: ArrayVec<bool, BURST> = ArrayVec::new();
+    esp::open_burst(tables.engine, &mut pending, &views, |k| &tables.inbound(views[k].0.spi).expect("looked up above").sa, &mut ok);
+
+    let lan_mac = cx.gw.port(PortId::Lan).mac;
+    for ((mut buf, (view, seq)), authentic) in pending.drain(..).zip(views.iter()).zip(ok) {
+        if !authentic {
+            cx.counts.drop(DropReason::EspAuthFailed);
+            continue;
+        }
+        let window = state.replay.entry(view.spi).or_default();
+        // A duplicate inside this burst passed the first check; catch it now.
+        if let Err(e) = window.check(*seq) {
+            cx.counts.drop(drop_reason(e));
+            continue;
+        }
+        window.accept(*seq);
+        if let Err(e) = esp::decap_finish(&mut buf, view) {
+            cx.counts.drop(drop_reason(e));
+            continue;
+        }
+        let inner = match ipv4::parse(buf.data()) {
+            Ok(ip) => ip,
+            Err(_) => {
+                cx.counts.drop(DropReason::Ipv4Malformed);
+                continue;
+            }
+        };
+        // Policy: what comes out of the tunnel goes onto the LAN, nowhere else.
+        let Some((PortId::Lan, hop)) = cx.gw.routes.lookup(inner.dst) else {
+            cx.counts.drop(DropReason::Policy);
+            continue;
+        };
+        if inner.ttl <= 1 {
+            cx.counts.drop(DropReason::TtlExceeded);
+            continue;
+        }
+        if inner.total_len > usize::from(cx.gw.port(PortId::Lan).mtu) {
+            cx.counts.drop(DropReason::TooBig);
+            continue;
+        }
+        let Some(mac) = next_hop_mac(cx, hop, PortId::Lan) else { continue };
+        ipv4::decrement_ttl(buf.data_mut());
+        let len = buf.len();
+        if !push_ethernet(&mut buf, mac, lan_mac) {
+            cx.counts.drop(DropReason::NoBuffer);
+            continue;
+        }
+        cx.counts.tunnel.decap_packets += 1;
+        cx.counts.tunnel.decap_bytes += len as u64;
+        bufs.push(buf);
+    }
+}
+
+/// The MAC of the next hop toward `dst` on `port`, counting and noting a miss.
+fn next_hop_mac(cx: &mut StageCtx<'_>, dst: Ipv4Addr, port: PortId) -> Option<Mac> {
+    let hop = match cx.gw.routes.lookup(dst) {
+        Some((p, hop)) if p == port => hop,
+        _ => {
+            cx.counts.drop(DropReason::NoRoute);
+            return None;
+        }
+    };
+    match cx.neigh.get(hop, port) {
+        Some(n) => Some(n.mac),
+        None => {
+            cx.counts.drop(DropReason::NoNeighbor);
+            if !cx.unresolved.iter().any(|u| u.0 == hop) {
+                let _ = cx.unresolved.try_push((hop, port));
+            }
+            None
+        }
+    }
+}
+
+/// Prepends an Ethernet II header for IPv4.
+fn push_ethernet<B: PacketBuf>(buf: &mut B, dst: Mac, src: Mac) -> bool {
+    if !buf.prepend(ETH_HLEN) {
+        return false;
+    }
+    let d = buf.data_mut();
+    d[0..6].copy_from_slice(&dst);
+    d[6..12].copy_from_slice(&src);
+    d[12..14].copy_from_slice(&[0x08, 0x00]);
+    true
+}
