@@ -1,5 +1,6 @@
 //! End to end on the namespace testbed: prod — gwA (s2ds) — wan — gwB
-//! (kernel router) — cons, once per backend. Needs root.
+//! (kernel router) — cons, once per backend, with s2ds as a plain IPv4
+//! router (the example configs' tunnel sections are removed). Needs root.
 //!
 //! For each backend: the gateway answers ARP and ping; 10,000
 //! sequence-numbered UDP datagrams arrive in order with no loss at a modest
@@ -15,6 +16,18 @@ const UDP_COUNT: u64 = 10_000;
 const UDP_RATE: u64 = 5_000;
 const TCP_BYTES: u64 = 50 * 1000 * 1000;
 
+/// Turns a testbed tunnel config into a plain router: no tunnel sections,
+/// and a cleartext route to the far LAN through the WAN router.
+fn plain_router(t: &mut toml::Table) {
+    for k in ["tunnel", "peers", "sas", "tunnel_routes"] {
+        t.remove(k);
+    }
+    let mut route = toml::Table::new();
+    route.insert("prefix".into(), "10.20.0.0/16".into());
+    route.insert("via".into(), "10.10.100.254".into());
+    t.entry("routes").or_insert_with(|| toml::Value::Array(vec![])).as_array_mut().unwrap().push(route.into());
+}
+
 fn through_gateway(example: &str, gw_mode: GwMode) {
     require_root();
     let tb = Testbed::up(TestbedOpts {
@@ -22,7 +35,7 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
         gw_b: GwMode::Kernel,
         mtu: 1500,
     });
-    let gw = Gateway::start(&tb, Node::GwA, example, |_| {});
+    let gw = Gateway::start(&tb, Node::GwA, example, plain_router);
 
     // ARP and ping: prod resolves the gateway's LAN address to the gateway's MAC.
     assert!(
