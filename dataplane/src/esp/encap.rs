@@ -103,7 +103,9 @@ pub(super) fn build_aad(out: &mut [u8; 12], spi: u32, seq: u64, esn: bool) -> u8
 /// ICV into the tailroom. The inner packet is not moved and nothing is
 /// allocated. Returns what [`seal_burst`] needs.
 ///
-/// `seq` comes from [`OutboundSa::reserve`]. On error `buf` is unchanged.
+/// `seq` comes from [`OutboundSa::reserve`]; 0, or a number beyond 2^32 − 1
+/// on an SA without ESN, is refused ([`EspError::SeqExhausted`]). On error
+/// `buf` is unchanged.
 pub fn encap_prepare<'k, B: PacketBuf>(
     buf: &mut B,
     sa: &'k OutboundSa,
@@ -130,7 +132,7 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
     next_header: u8,
     outer: &Outer,
 ) -> Result<SealJob<'k>, EspError> {
-    if seq == 0 || seq > sa.max_seq() {
+    if seq == 0 || (!sa.esn && seq > u64::from(u32::MAX)) {
         return Err(EspError::SeqExhausted);
     }
     let inner_len = buf.len();
