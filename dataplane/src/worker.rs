@@ -74,6 +74,12 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
+    /// The worker's queue on `port` (for tests and tools that drive
+    /// [`Worker::poll_once`] themselves).
+    pub fn queue_mut(&mut self, port: PortId) -> &mut Q {
+        &mut self.queues[port.index()]
+    }
+
     /// Polls until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Relaxed) {
@@ -259,45 +265,11 @@ impl<Q: PortQueue> Worker<Q> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-
     use super::*;
-    use crate::backend::pool::PoolBuf;
+    use crate::backend::mem::MemQueue;
     use crate::port::PortAddr;
     use crate::route::{Route, RouteTable};
     use crate::wire::{arp, ipv4, ETH_HLEN};
-
-    /// An in-memory queue: frames pushed to `rx` are received; transmitted
-    /// frames land in `tx`; `tx_room` limits what one tx_burst accepts.
-    struct MemQueue {
-        rx: VecDeque<Vec<u8>>,
-        tx: Vec<Vec<u8>>,
-        tx_room: usize,
-    }
-
-    impl PortQueue for MemQueue {
-        type Buf = PoolBuf;
-        fn rx_burst(&mut self, out: &mut Burst<PoolBuf>) -> usize {
-            let mut n = 0;
-            while !out.is_full() {
-                let Some(f) = self.rx.pop_front() else { break };
-                out.push(PoolBuf::from_slice(&f).unwrap());
-                n += 1;
-            }
-            n
-        }
-        fn tx_burst(&mut self, bufs: &mut Burst<PoolBuf>) -> usize {
-            let take = bufs.len().min(self.tx_room);
-            for b in bufs.drain(..).take(take) {
-                self.tx.push(b.data().to_vec());
-            }
-            bufs.clear();
-            take
-        }
-        fn alloc(&mut self) -> Option<PoolBuf> {
-            Some(PoolBuf::new())
-        }
-    }
 
     const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -348,9 +320,8 @@ mod tests {
             tunnel: None,
         };
         let q = || MemQueue {
-            rx: VecDeque::new(),
-            tx: Vec::new(),
-            tx_room,
+            tx_room: Some(tx_room),
+            ..MemQueue::new()
         };
         (
             Worker::new(0, q(), q(), links, Duration::ZERO),

@@ -10,6 +10,7 @@
 //!
 //! The native backends share [`pool::PoolBuf`], so a gateway may mix them.
 
+pub mod mem;
 pub mod pool;
 
 #[cfg(feature = "dpdk")]

@@ -6,4 +6,7 @@
 pub mod pipeline;
 pub mod tables;
 
+#[cfg(test)]
+mod tests;
+
 pub use tables::{InboundEntry, OutboundEntry, StaticTables, TableSource, TunnelTables};

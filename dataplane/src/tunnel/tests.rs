@@ -1,0 +1,415 @@
+//! Two gateways' workers joined in memory (no devices, no root): frames from
+//! the producer go through gateway A, cross the "WAN" as ESP-in-UDP, and come
+//! out of gateway B byte for byte; tampered, replayed and unknown-SPI
+//! packets are dropped and counted; cleartext between LAN and WAN is blocked.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use zeroize::Zeroizing;
+
+use crate::backend::mem::MemQueue;
+use crate::config::tunnel::{Direction, Peer, SaConfig, TunnelRoute, TunnelSection};
+use crate::crypto::{Algorithm, EngineKind};
+use crate::forward::Gateway;
+use crate::neigh::Neighbors;
+use crate::port::{PortAddr, PortId};
+use crate::route::{Route, RouteTable};
+use crate::slowpath::{SlowMsg, TxFrame};
+use crate::stats::{DropReason, StatsRegistry};
+use crate::tunnel::{StaticTables, TunnelTables};
+use crate::wire::{checksum, ipv4, ETH_HLEN};
+use crate::worker::{Worker, WorkerLinks};
+
+const PROD: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const CONS: [u8; 6] = [2, 0, 0, 0, 2, 2];
+const ROUTER_A: [u8; 6] = [2, 0, 0, 0, 0xa0, 0xfe];
+const ROUTER_B: [u8; 6] = [2, 0, 0, 0, 0xb0, 0xfe];
+const K_AB: [u8; 16] = *b"0123456789abcdef";
+const K_BA: [u8; 32] = *b"fedcba9876543210fedcba9876543210";
+const PATTERN: &[u8] = b"SCISTREAM-SECRET";
+
+struct Gw {
+    worker: Worker<MemQueue>,
+    stats: Arc<StatsRegistry>,
+    mac: [[u8; 6]; 2],
+    _slow: (Receiver<SlowMsg>, Sender<TxFrame>),
+}
+
+/// Gateway `a` (true) or `b`, with the ESP engine `engine`.
+fn gateway(a: bool, engine: EngineKind) -> Gw {
+    let (lan, wan, far_wan, far_lan, hop, host, host_mac, router) = if a {
+        (
+            [10, 10, 1, 1],
+            [10, 10, 100, 1],
+            [10, 10, 200, 0],
+            [10, 20, 0, 0],
+            [10, 10, 100, 254],
+            [10, 10, 1, 2],
+            PROD,
+            ROUTER_A,
+        )
+    } else {
+        (
+            [10, 20, 1, 1],
+            [10, 10, 200, 1],
+            [10, 10, 100, 0],
+            [10, 10, 0, 0],
+            [10, 10, 200, 254],
+            [10, 20, 1, 2],
+            CONS,
+            ROUTER_B,
+        )
+    };
+    let mac = [[2, 0xaa, a as u8, 0, 0, 1], [2, 0xaa, a as u8, 0, 0, 2]];
+    let ports = [
+        PortAddr {
+            mac: mac[0],
+            ip: lan.into(),
+            prefix_len: 24,
+            mtu: 1500,
+        },
+        PortAddr {
+            mac: mac[1],
+            ip: wan.into(),
+            prefix_len: 24,
+            mtu: 1500,
+        },
+    ];
+    let routes = RouteTable::new(
+        &ports,
+        &[Route {
+            net: far_wan.into(),
+            len: 24,
+            port: PortId::Wan,
+            via: Some(hop.into()),
+        }],
+    );
+    let neigh = Neighbors::with_static(&[
+        (hop.into(), router, PortId::Wan),
+        (host.into(), host_mac, PortId::Lan),
+    ]);
+    let peer = if a {
+        [10, 10, 200, 1]
+    } else {
+        [10, 10, 100, 1]
+    };
+    let sa = |spi: u32, direction, key: &[u8], algorithm| SaConfig {
+        spi,
+        direction,
+        peer: 0,
+        algorithm,
+        key: Zeroizing::new(key.to_vec()),
+        salt: [0xca, 0xfe, 0, spi as u8],
+        esn: true,
+    };
+    let (out_sa, in_sa) = if a {
+        (
+            sa(0x1001, Direction::Out, &K_AB, Algorithm::Aes128Gcm),
+            sa(0x2001, Direction::In, &K_BA, Algorithm::Aes256Gcm),
+        )
+    } else {
+        (
+            sa(0x2001, Direction::Out, &K_BA, Algorithm::Aes256Gcm),
+            sa(0x1001, Direction::In, &K_AB, Algorithm::Aes128Gcm),
+        )
+    };
+    let out_spi = out_sa.spi;
+    let section = TunnelSection {
+        engine,
+        udp_port: 4500,
+        peers: vec![Peer {
+            name: "peer".into(),
+            address: peer.into(),
+            udp_port: 4500,
+        }],
+        sas: vec![out_sa, in_sa],
+        routes: vec![TunnelRoute {
+            prefix: ipnet::Ipv4Net::new(far_lan.into(), 16).unwrap(),
+            spi: out_spi,
+        }],
+    };
+    let tables = TunnelTables::from_config(&section, wan.into(), 1).unwrap();
+    let stats = Arc::new(StatsRegistry::new(1));
+    let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
+    let (reply_tx, replies) = crossbeam_channel::bounded(64);
+    let links = WorkerLinks {
+        gw: Arc::new(Gateway { ports, routes }),
+        neigh: Arc::new(neigh),
+        to_slowpath: to_slow,
+        replies,
+        stats: stats.clone(),
+        tunnel: Some(Arc::new(StaticTables::new(tables))),
+    };
+    let worker = Worker::new(0, MemQueue::new(), MemQueue::new(), links, Duration::ZERO);
+    Gw {
+        worker,
+        stats,
+        mac,
+        _slow: (slow_rx, reply_tx),
+    }
+}
+
+/// An Ethernet frame with a UDP packet `src` → `dst` carrying `payload`.
+fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = 28 + payload.len();
+    let mut f = vec![0u8; ETH_HLEN + total];
+    f[..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&src_mac);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[ETH_HLEN..];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    let c = checksum::of(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    ip[22..24].copy_from_slice(&5001u16.to_be_bytes());
+    ip[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    ip[28..].copy_from_slice(payload);
+    f
+}
+
+/// What B should deliver for a frame A received: MACs rewritten, TTL down by 2.
+fn expected_at_cons(sent: &[u8], b: &Gw) -> Vec<u8> {
+    let mut want = sent.to_vec();
+    want[..6].copy_from_slice(&CONS);
+    want[6..12].copy_from_slice(&b.mac[0]);
+    want[ETH_HLEN + 8] -= 2;
+    want[ETH_HLEN + 10] = 0;
+    want[ETH_HLEN + 11] = 0;
+    let c = checksum::of(&want[ETH_HLEN..ETH_HLEN + 20]);
+    want[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    want
+}
+
+/// The WAN router between A and B: forwards A's WAN frames to B's WAN port.
+fn across_wan(frames: Vec<Vec<u8>>, b: &Gw) -> Vec<Vec<u8>> {
+    frames
+        .into_iter()
+        .map(|mut f| {
+            f[..6].copy_from_slice(&b.mac[1]);
+            f[6..12].copy_from_slice(&ROUTER_B);
+            f
+        })
+        .collect()
+}
+
+fn poll_all(g: &mut Gw) {
+    for _ in 0..64 {
+        if g.worker.poll_once() == 0 {
+            break;
+        }
+    }
+}
+
+fn payload(i: usize, len: usize) -> Vec<u8> {
+    let mut p: Vec<u8> = (0..len).map(|k| (k * 7 + i) as u8).collect();
+    if len >= PATTERN.len() {
+        p[..PATTERN.len()].copy_from_slice(PATTERN);
+    }
+    p
+}
+
+#[test]
+fn bytes_cross_the_tunnel_exactly_with_both_engines() {
+    for engine in [EngineKind::Ring, EngineKind::AesGcm] {
+        let (mut a, mut b) = (gateway(true, engine), gateway(false, engine));
+        // Sizes up to the inner MTU (1438 = 20 IP + 8 UDP + 1410 payload), more than one burst.
+        let sizes: Vec<usize> = (0..100)
+            .map(|i| [0, 1, 15, 16, 17, 255, 1000, 1410][i % 8])
+            .collect();
+        let sent: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                udp_frame(
+                    a.mac[0],
+                    PROD,
+                    [10, 10, 1, 2],
+                    [10, 20, 1, 2],
+                    &payload(i, n),
+                )
+            })
+            .collect();
+        a.worker
+            .queue_mut(PortId::Lan)
+            .rx
+            .extend(sent.iter().cloned());
+        poll_all(&mut a);
+        let wan = a.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(wan.len(), sent.len(), "{engine:?}");
+        for f in &wan {
+            // On the WAN: IPv4/UDP 10.10.100.1:4500 -> 10.10.200.1:4500, to the router, no cleartext.
+            assert_eq!(&f[..6], &ROUTER_A);
+            assert_eq!(&f[6..12], &a.mac[1]);
+            let outer = ipv4::parse(&f[ETH_HLEN..]).unwrap();
+            assert_eq!(
+                (outer.src, outer.dst, outer.protocol),
+                (
+                    Ipv4Addr::new(10, 10, 100, 1),
+                    Ipv4Addr::new(10, 10, 200, 1),
+                    17
+                )
+            );
+            assert_eq!(&f[ETH_HLEN + 20..ETH_HLEN + 24], &[0x11, 0x94, 0x11, 0x94]);
+            assert_eq!(
+                &f[ETH_HLEN + 28..ETH_HLEN + 32],
+                &0x1001u32.to_be_bytes(),
+                "SPI"
+            );
+            assert!(
+                !f.windows(PATTERN.len()).any(|w| w == PATTERN),
+                "payload visible on the WAN"
+            );
+        }
+        let wan = across_wan(wan, &b);
+        b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut b);
+        let out = b.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(out.len(), sent.len());
+        for (got, s) in out.iter().zip(&sent) {
+            assert_eq!(got, &expected_at_cons(s, &b), "{engine:?}");
+        }
+        let (sa, sb) = (a.stats.sum(), b.stats.sum());
+        assert_eq!(sa.tunnel.encap_packets, 100);
+        assert_eq!(sb.tunnel.decap_packets, 100);
+        assert_eq!(sa.total_drops() + sb.total_drops(), 0);
+
+        // And back: cons -> prod through B then A.
+        let reply = udp_frame(b.mac[0], CONS, [10, 20, 1, 2], [10, 10, 1, 2], b"reply");
+        b.worker.queue_mut(PortId::Lan).rx.push_back(reply);
+        poll_all(&mut b);
+        let wan = b.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(
+            &wan[0][ETH_HLEN + 28..ETH_HLEN + 32],
+            &0x2001u32.to_be_bytes()
+        );
+        let wan = wan
+            .into_iter()
+            .map(|mut f| {
+                f[..6].copy_from_slice(&a.mac[1]);
+                f
+            })
+            .collect::<Vec<_>>();
+        a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut a);
+        let back = a.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(back.len(), 1);
+        assert_eq!(&back[0][..6], &PROD);
+        assert!(back[0].ends_with(b"reply"));
+    }
+}
+
+#[test]
+fn tampered_replayed_and_unknown_spi_packets_are_dropped_and_counted() {
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    a.worker.queue_mut(PortId::Lan).rx.push_back(udp_frame(
+        a.mac[0],
+        PROD,
+        [10, 10, 1, 2],
+        [10, 20, 1, 2],
+        &payload(1, 200),
+    ));
+    poll_all(&mut a);
+    let esp = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b).remove(0);
+
+    let mut tampered = esp.clone();
+    tampered[ETH_HLEN + 28 + 8 + 8 + 40] ^= 0x01; // a ciphertext byte
+    let mut unknown = esp.clone();
+    unknown[ETH_HLEN + 28..ETH_HLEN + 32].copy_from_slice(&0x0bad_0001u32.to_be_bytes());
+    let mut truncated = esp.clone();
+    truncated.truncate(ETH_HLEN + 28 + 8 + 8 + 4);
+    let ip_len = (truncated.len() - ETH_HLEN) as u16;
+    truncated[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&ip_len.to_be_bytes());
+    truncated[ETH_HLEN + 24..ETH_HLEN + 26].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    truncated[ETH_HLEN + 10] = 0;
+    truncated[ETH_HLEN + 11] = 0;
+    let c = checksum::of(&truncated[ETH_HLEN..ETH_HLEN + 20]);
+    truncated[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+
+    let rx = &mut b.worker.queue_mut(PortId::Wan).rx;
+    rx.push_back(tampered);
+    rx.push_back(unknown);
+    rx.push_back(truncated);
+    rx.push_back(esp.clone()); // genuine: delivered
+    rx.push_back(esp); // the same again: replay
+    poll_all(&mut b);
+    let delivered = b.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(delivered.len(), 1, "only the genuine packet, once");
+    let s = b.stats.sum();
+    assert_eq!(s.dropped(DropReason::EspAuthFailed), 1);
+    assert_eq!(s.dropped(DropReason::EspUnknownSpi), 1);
+    assert_eq!(s.dropped(DropReason::EspMalformed), 1);
+    assert_eq!(s.dropped(DropReason::EspReplay), 1);
+    assert_eq!(s.total_drops(), 4);
+}
+
+#[test]
+fn no_cleartext_crosses_between_lan_and_wan() {
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    // LAN -> a WAN-side address with no tunnel route: not forwarded in clear.
+    a.worker.queue_mut(PortId::Lan).rx.push_back(udp_frame(
+        a.mac[0],
+        PROD,
+        [10, 10, 1, 2],
+        [10, 10, 200, 77],
+        b"leak?",
+    ));
+    poll_all(&mut a);
+    assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());
+    assert_eq!(a.stats.sum().dropped(DropReason::Policy), 1);
+    // WAN -> cons in clear: not delivered.
+    b.worker.queue_mut(PortId::Wan).rx.push_back(udp_frame(
+        b.mac[1],
+        ROUTER_B,
+        [10, 10, 100, 1],
+        [10, 20, 1, 2],
+        b"inject",
+    ));
+    poll_all(&mut b);
+    assert!(b.worker.queue_mut(PortId::Lan).take_tx().is_empty());
+    assert_eq!(b.stats.sum().dropped(DropReason::Policy), 1);
+}
+
+#[test]
+fn too_big_with_df_is_answered_with_the_inner_mtu() {
+    let mut a = gateway(true, EngineKind::Ring);
+    let inner_mtu = crate::esp::inner_mtu(1500);
+    assert_eq!(inner_mtu, 1438);
+    // 1439-byte IP packet with DF: one over the inner MTU.
+    let f = udp_frame(
+        a.mac[0],
+        PROD,
+        [10, 10, 1, 2],
+        [10, 20, 1, 2],
+        &payload(0, 1439 - 28),
+    );
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut a);
+    assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());
+    match a._slow.0.try_recv().expect("handed to the slow path") {
+        SlowMsg::Frame { reason, .. } => {
+            assert_eq!(reason, crate::forward::SlowReason::FragNeeded(inner_mtu))
+        }
+        other => panic!("{other:?}"),
+    }
+}
