@@ -470,3 +470,102 @@ fn mix(mut x: u64) -> u64 {
     x ^= x >> 32;
     x
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::testutil::{ip4, sa};
+
+    fn key(port: u16) -> FlowKey {
+        FlowKey {
+            proto: Proto::Udp,
+            listener: 3,
+            consumer: sa([10, 2, 0, 7], port),
+        }
+    }
+
+    #[test]
+    fn keys_pack_and_unpack() {
+        for k in [
+            key(1),
+            FlowKey {
+                proto: Proto::Tcp,
+                listener: MAX_LISTENERS - 1,
+                consumer: sa([255, 255, 255, 254], 65535),
+            },
+        ] {
+            assert_eq!(FlowKey::unpack(k.pack()), k);
+        }
+        let tcp = FlowKey {
+            proto: Proto::Tcp,
+            ..key(1)
+        };
+        assert_ne!(tcp.pack(), key(1).pack());
+    }
+
+    #[test]
+    fn the_pool_must_fit_the_port_space() {
+        let t = Timeouts::default();
+        let lan = ip4([10, 1, 0, 1]);
+        for (base, slots) in [(0, 10), (1000, 0), (65000, 537), (u16::MAX, 2)] {
+            assert_eq!(
+                ConnTable::new(lan, base, slots, t).unwrap_err(),
+                NatConfigError::BadPool {
+                    port_base: base,
+                    slots
+                }
+            );
+        }
+        let full = ConnTable::new(lan, 65000, 536, t).unwrap();
+        assert!(full.is_mapped_port(65535) && full.is_mapped_port(65000));
+        assert!(!full.is_mapped_port(64999));
+        assert_eq!(full.port_of(535), 65535);
+        assert_eq!(full.slot_of(65535), Some(535));
+        let def = ConnTable::new(lan, DEFAULT_PORT_BASE, DEFAULT_SLOTS, t).unwrap();
+        assert_eq!(def.capacity(), DEFAULT_SLOTS);
+        assert!(!def.is_mapped_port(DEFAULT_PORT_BASE + DEFAULT_SLOTS as u16));
+    }
+
+    #[test]
+    fn a_freed_and_reused_slot_is_a_different_entry() {
+        let t = ConnTable::new(ip4([10, 1, 0, 1]), 40000, 1, Timeouts::default()).unwrap();
+        let a = t.track(&key(1), 10, 0, 0).unwrap();
+        assert_eq!(t.entry(a.slot).map(|(_, k)| k), Some(key(1)));
+        assert_eq!(t.find(&key(1)), Some(a));
+        assert_eq!(t.track(&key(2), 10, 0, 0), Err(NatError::PoolExhausted));
+        assert_eq!(t.expire(70), 1);
+        assert!(t.entry(a.slot).is_none());
+        assert!(t.find(&key(1)).is_none());
+        let b = t.track(&key(2), 71, 0, 0).unwrap();
+        assert_eq!(b.slot, a.slot);
+        // The old entry's holder can neither refresh nor flag the new one.
+        assert!(!t.touch(a, 72, F_RST, 0));
+        let (now_hit, k) = t.entry(b.slot).unwrap();
+        assert_eq!(k, key(2));
+        assert_eq!(now_hit, b, "unchanged by the stale touch");
+        assert!(t.touch(b, 72, 0, 0));
+        assert_eq!(t.expire(131), 0);
+        assert_eq!(t.expire(132), 1);
+    }
+
+    #[test]
+    fn refresh_never_moves_last_seen_backwards() {
+        let t = ConnTable::new(ip4([10, 1, 0, 1]), 40000, 8, Timeouts::default()).unwrap();
+        let h = t.track(&key(1), 100, 0, 0).unwrap();
+        assert!(t.touch(h, 90, 0, 0));
+        assert_eq!(t.expire(159), 0);
+        assert_eq!(t.expire(160), 1);
+    }
+
+    #[test]
+    fn flush_frees_everything() {
+        let t = ConnTable::new(ip4([10, 1, 0, 1]), 40000, 64, Timeouts::default()).unwrap();
+        for p in 1..=20 {
+            t.track(&key(p), 0, 0, 0).unwrap();
+        }
+        assert_eq!(t.active(), 20);
+        assert_eq!(t.flush(), 20);
+        assert_eq!(t.active(), 0);
+        assert!((0..64).all(|s| t.entry(s).is_none()));
+    }
+}

@@ -111,7 +111,9 @@ impl ConnTable {
     /// [`inbound_reply`]: Self::inbound_reply
     pub fn is_reply_candidate(&self, pkt: &[u8]) -> bool {
         match classify(pkt) {
-            Ok(Packet::Flow(f)) => *f.dst.ip() == self.lan_ip() && self.is_mapped_port(f.dst.port()),
+            Ok(Packet::Flow(f)) => {
+                *f.dst.ip() == self.lan_ip() && self.is_mapped_port(f.dst.port())
+            }
             Ok(Packet::IcmpError(e)) => {
                 e.outer_dst == self.lan_ip()
                     && *e.src.ip() == self.lan_ip()
@@ -278,11 +280,18 @@ mod tests {
         ];
         for (n, mut c) in cases.into_iter().enumerate() {
             let before = c.clone();
-            assert_eq!(t.inbound_reply(&mut c, &l, 0), Err(NatError::NoMapping), "case {n}");
+            assert_eq!(
+                t.inbound_reply(&mut c, &l, 0),
+                Err(NatError::NoMapping),
+                "case {n}"
+            );
             assert_eq!(c, before, "case {n} left unchanged");
         }
         let mut none = udp(sa(CONS, 53000), sa(A_WAN, 7002), b"x");
-        assert_eq!(t.inbound_forward(&mut none, &l, 0), Err(NatError::NoListener));
+        assert_eq!(
+            t.inbound_forward(&mut none, &l, 0),
+            Err(NatError::NoListener)
+        );
         assert!(!t.is_reply_candidate(&udp(sa(PROD, 5000), sa(A_LAN, BASE - 1), b"x")));
     }
 
@@ -324,7 +333,10 @@ mod tests {
         assert_eq!(t.expire(210), 1);
         assert_eq!(t.active(), 0);
         let mut late = udp(sa(PROD, 5000), sa(A_LAN, m), b"y");
-        assert_eq!(t.inbound_reply(&mut late, &l, 211), Err(NatError::NoMapping));
+        assert_eq!(
+            t.inbound_reply(&mut late, &l, 211),
+            Err(NatError::NoMapping)
+        );
         // A stale clock in a worker never makes an entry look idle.
         let mut p = udp(sa(CONS, 53000), sa(A_WAN, 7000), b"x");
         t.inbound_forward(&mut p, &l, 300).unwrap();
@@ -388,7 +400,10 @@ mod tests {
         assert_eq!(ports, [BASE, BASE + 1, BASE + 2, BASE + 3]);
         let mut fifth = udp(sa(CONS, 5), sa(A_WAN, 7000), b"x");
         let before = fifth.clone();
-        assert_eq!(t.inbound_forward(&mut fifth, &l, 1), Err(NatError::PoolExhausted));
+        assert_eq!(
+            t.inbound_forward(&mut fifth, &l, 1),
+            Err(NatError::PoolExhausted)
+        );
         assert_eq!(fifth, before);
         // Existing flows still pass while the table is full.
         let mut again = udp(sa(CONS, 3), sa(A_WAN, 7000), b"x");
@@ -422,7 +437,10 @@ mod tests {
         // A router on A's LAN: time exceeded, quoting the IP header and 8 bytes.
         let mut e = icmp_error(ip4([10, 1, 0, 254]), ip4(A_LAN), 11, 0, 0, &p[..28]);
         assert_eq!(t.inbound_reply(&mut e, &l, 1), Ok(1));
-        assert_eq!(e, icmp_error(ip4(A_WAN), ip4(CONS), 11, 0, 0, &from_b[..28]));
+        assert_eq!(
+            e,
+            icmp_error(ip4(A_WAN), ip4(CONS), 11, 0, 0, &from_b[..28])
+        );
         verify(&e);
     }
 
@@ -470,7 +488,10 @@ mod tests {
         let m = src_port(&p);
         let fewer = Listeners::new(vec![], vec![*l.inbound(0)]).unwrap();
         let mut r = udp(sa(PROD, 5001), sa(A_LAN, m), b"y");
-        assert_eq!(t.inbound_reply(&mut r, &fewer, 0), Err(NatError::NoListener));
+        assert_eq!(
+            t.inbound_reply(&mut r, &fewer, 0),
+            Err(NatError::NoListener)
+        );
         assert_eq!(t.flush(), 1);
         assert_eq!(t.active(), 0);
     }
@@ -501,7 +522,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut k = 0u32;
                 while !stop.load(Relaxed) {
-                    if k % 8 == 0 {
+                    if k & 7 == 0 {
                         clock.set(clock.now() + 1);
                         // The clock moves before any entry it makes idle is freed.
                         fence(SeqCst);
@@ -513,62 +534,65 @@ mod tests {
             })
         };
 
-        let workers: Vec<_> = (0..4u8)
-            .map(|w| {
-                let (t, l, clock) = (t.clone(), l.clone(), clock.clone());
-                std::thread::spawn(move || {
-                    // Workers 0/2 share UDP flows from .1, 1/3 TCP flows from .2.
-                    let cons_ip = [10, 2, 0, 1 + w % 2];
-                    let is_tcp = w % 2 == 1;
-                    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w);
-                    let (mut ok, mut moved, mut exhausted) = (0u64, 0u64, 0u64);
-                    for _ in 0..6000 {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        let cp = 1000 + (rng % 48) as u16;
-                        let tag = [cons_ip[3], (cp >> 8) as u8, cp as u8];
-                        let t0 = clock.now();
-                        let c = sa(cons_ip, cp);
-                        let mut p = if is_tcp {
-                            tcp(c, sa(A_WAN, 7000), TCP_ACK, &tag)
-                        } else {
-                            udp(c, sa(A_WAN, 7000), &tag)
-                        };
-                        match t.inbound_forward(&mut p, &l, t0) {
-                            Ok(0) => {}
-                            Err(NatError::PoolExhausted) => {
-                                exhausted += 1;
-                                continue;
+        let workers: Vec<_> =
+            (0..4u8)
+                .map(|w| {
+                    let (t, l, clock) = (t.clone(), l.clone(), clock.clone());
+                    std::thread::spawn(move || {
+                        // Workers 0/2 share UDP flows from .1, 1/3 TCP flows from .2.
+                        let cons_ip = [10, 2, 0, 1 + w % 2];
+                        let is_tcp = w % 2 == 1;
+                        let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w);
+                        let (mut ok, mut moved, mut exhausted) = (0u64, 0u64, 0u64);
+                        for _ in 0..6000 {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            let cp = 1000 + (rng % 48) as u16;
+                            let tag = [cons_ip[3], (cp >> 8) as u8, cp as u8];
+                            let t0 = clock.now();
+                            let c = sa(cons_ip, cp);
+                            let mut p = if is_tcp {
+                                tcp(c, sa(A_WAN, 7000), TCP_ACK, &tag)
+                            } else {
+                                udp(c, sa(A_WAN, 7000), &tag)
+                            };
+                            match t.inbound_forward(&mut p, &l, t0) {
+                                Ok(0) => {}
+                                Err(NatError::PoolExhausted) => {
+                                    exhausted += 1;
+                                    continue;
+                                }
+                                other => panic!("forward: {other:?}"),
                             }
-                            other => panic!("forward: {other:?}"),
-                        }
-                        let m = src_port(&p);
-                        assert_eq!(dst_port(&p), 5000);
-                        let mut r = if is_tcp {
-                            tcp(sa(PROD, 5000), sa(A_LAN, m), TCP_ACK, &tag)
-                        } else {
-                            udp(sa(PROD, 5000), sa(A_LAN, m), &tag)
-                        };
-                        let res = t.inbound_reply(&mut r, &l, clock.now());
-                        fence(SeqCst);
-                        let clock_moved = clock.now() != t0;
-                        match res {
-                            Ok(0) if r[16..20] == cons_ip && dst_port(&r) == cp => {
-                                verify(&r);
-                                ok += 1;
-                            }
-                            _ if clock_moved => moved += 1,
-                            other => panic!(
+                            let m = src_port(&p);
+                            assert_eq!(dst_port(&p), 5000);
+                            let mut r = if is_tcp {
+                                tcp(sa(PROD, 5000), sa(A_LAN, m), TCP_ACK, &tag)
+                            } else {
+                                udp(sa(PROD, 5000), sa(A_LAN, m), &tag)
+                            };
+                            let res = t.inbound_reply(&mut r, &l, clock.now());
+                            fence(SeqCst);
+                            let clock_moved = clock.now() != t0;
+                            match res {
+                                Ok(0) if r[16..20] == cons_ip && dst_port(&r) == cp => {
+                                    verify(&r);
+                                    ok += 1;
+                                }
+                                _ if clock_moved => moved += 1,
+                                other => {
+                                    panic!(
                                 "reply for {c} via port {m} went to {}.{}.{}.{}:{} ({other:?})",
                                 r[16], r[17], r[18], r[19], dst_port(&r)
-                            ),
+                            )
+                                }
+                            }
                         }
-                    }
-                    (ok, moved, exhausted)
+                        (ok, moved, exhausted)
+                    })
                 })
-            })
-            .collect();
+                .collect();
         let mut ok = 0;
         for w in workers {
             let (o, _moved, _exhausted) = w.join().expect("worker panicked");
@@ -577,7 +601,10 @@ mod tests {
         stop.store(true, Relaxed);
         expirer.join().expect("expirer panicked");
         assert!(ok > 0);
-        assert!(freed.load(Relaxed) > 0, "entries were expired during the run");
+        assert!(
+            freed.load(Relaxed) > 0,
+            "entries were expired during the run"
+        );
         let later = clock.now() + 2;
         t.expire(later);
         assert_eq!(t.active(), 0);

@@ -26,6 +26,8 @@ mod listeners;
 mod packet;
 mod stateless;
 #[cfg(test)]
+mod tests;
+#[cfg(test)]
 mod testutil;
 
 pub use clock::CoarseClock;

@@ -19,6 +19,8 @@ const MORE_FRAGMENTS: u8 = 0x20;
 pub(crate) const TCP_FIN: u8 = 0x01;
 pub(crate) const TCP_SYN: u8 = 0x02;
 pub(crate) const TCP_RST: u8 = 0x04;
+#[cfg(test)]
+pub(crate) const TCP_PSH: u8 = 0x08;
 pub(crate) const TCP_ACK: u8 = 0x10;
 
 /// The transport protocol of a translated flow.
@@ -145,7 +147,15 @@ impl IcmpError {
         let l4_off = self.quote_off + self.quote_hl;
         let avail = self.end - l4_off;
         for (end, new) in [(End::Src, quoted_src), (End::Dst, quoted_dst)] {
-            set_endpoint(pkt, self.quote_off, self.quote_hl, avail, self.proto, end, new);
+            set_endpoint(
+                pkt,
+                self.quote_off,
+                self.quote_hl,
+                avail,
+                self.proto,
+                end,
+                new,
+            );
         }
         let icmp = &mut pkt[self.icmp_off..self.end];
         icmp[2] = 0;
@@ -175,7 +185,8 @@ pub(crate) fn classify(pkt: &[u8]) -> Result<Packet, NatError> {
     let body = &pkt[hl..ip.total_len];
     if ip.protocol == PROTO_ICMP {
         let more_fragments = pkt[6] & MORE_FRAGMENTS != 0;
-        return parse_icmp_error(pkt, hl, ip.total_len, ip.dst, more_fragments).map(Packet::IcmpError);
+        return parse_icmp_error(pkt, hl, ip.total_len, ip.dst, more_fragments)
+            .map(Packet::IcmpError);
     }
     let proto = Proto::from_number(ip.protocol).ok_or(NatError::UnsupportedProtocol)?;
     if body.len() < proto.min_header_len() {
@@ -319,7 +330,12 @@ mod tests {
 
     #[test]
     fn classifies_tcp_udp_and_icmp_errors() {
-        let t = tcp(sa([10, 2, 0, 7], 40000), sa([10, 2, 0, 1], 6000), TCP_SYN, b"");
+        let t = tcp(
+            sa([10, 2, 0, 7], 40000),
+            sa([10, 2, 0, 1], 6000),
+            TCP_SYN,
+            b"",
+        );
         match classify(&t).unwrap() {
             Packet::Flow(f) => {
                 assert_eq!(f.proto, Proto::Tcp);

@@ -149,7 +149,10 @@ mod tests {
         let mut e = icmp_error(ip4(A_WAN), ip4(CONS), 3, 4, 1400, &sent[..28]);
         assert_eq!(remote_to_consumer(&mut e, &l), Ok(1));
         let orig = tcp(sa(CONS, 40000), sa(B_LAN, 6001), TCP_SYN, b"");
-        assert_eq!(e, icmp_error(ip4(B_LAN), ip4(CONS), 3, 4, 1400, &orig[..28]));
+        assert_eq!(
+            e,
+            icmp_error(ip4(B_LAN), ip4(CONS), 3, 4, 1400, &orig[..28])
+        );
         verify(&e);
     }
 

@@ -43,10 +43,8 @@ pub(crate) fn udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u
     let len = seg.len() as u16;
     seg[4..6].copy_from_slice(&len.to_be_bytes());
     seg[8..].copy_from_slice(payload);
-    UdpPacket::new_unchecked(&mut seg[..]).fill_checksum(
-        &IpAddress::Ipv4(*src.ip()),
-        &IpAddress::Ipv4(*dst.ip()),
-    );
+    UdpPacket::new_unchecked(&mut seg[..])
+        .fill_checksum(&IpAddress::Ipv4(*src.ip()), &IpAddress::Ipv4(*dst.ip()));
     ipv4_packet(17, *src.ip(), *dst.ip(), &seg)
 }
 
@@ -64,10 +62,8 @@ pub(crate) fn tcp(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, payload: &[u8
     seg[13] = flags;
     seg[14..16].copy_from_slice(&0xfaf0u16.to_be_bytes());
     seg[20..].copy_from_slice(payload);
-    TcpPacket::new_unchecked(&mut seg[..]).fill_checksum(
-        &IpAddress::Ipv4(*src.ip()),
-        &IpAddress::Ipv4(*dst.ip()),
-    );
+    TcpPacket::new_unchecked(&mut seg[..])
+        .fill_checksum(&IpAddress::Ipv4(*src.ip()), &IpAddress::Ipv4(*dst.ip()));
     ipv4_packet(6, *src.ip(), *dst.ip(), &seg)
 }
 
