@@ -1,0 +1,270 @@
+//! The listeners of a gateway, indexed for the per-packet lookups.
+
+use std::net::SocketAddrV4;
+
+use super::NatConfigError;
+
+/// Most listeners of each kind: a connection-table key names the inbound
+/// listener in 15 bits.
+pub const MAX_LISTENERS: usize = 1 << 15;
+
+/// A listener at the consumer-side (outbound) gateway B: consumers connect
+/// to `lan`; B forwards to the producer-side listener `remote` through
+/// outbound SA `sa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundListener {
+    /// `B_lan_ip:lport_i`, where consumers connect.
+    pub lan: SocketAddrV4,
+    /// `A_wan_ip:wport_i`, the producer-side listener it leads to.
+    pub remote: SocketAddrV4,
+    /// Index of the outbound SA to the producer-side gateway.
+    pub sa: usize,
+}
+
+/// A listener at the producer-side (inbound) gateway A: flows arriving
+/// through the tunnel for `listen` go to `target`; replies go back through
+/// outbound SA `sa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundListener {
+    /// `A_wan_ip:wport_i`, as the consumer side addresses it.
+    pub listen: SocketAddrV4,
+    /// `prod_ip:pport_i`, the producer application.
+    pub target: SocketAddrV4,
+    /// Index of the outbound SA back to the consumer-side gateway.
+    pub sa: usize,
+}
+
+/// Both kinds of listener, with sorted indexes for the three per-packet
+/// lookups (a binary search over a few cache lines; no hashing, no
+/// allocation). Built once per configuration change.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    outbound: Vec<OutboundListener>,
+    inbound: Vec<InboundListener>,
+    /// (packed `lan`, index into `outbound`), sorted.
+    by_lan: Vec<(u64, u16)>,
+    /// (packed `remote`, index into `outbound`), sorted.
+    by_remote: Vec<(u64, u16)>,
+    /// (packed `listen`, index into `inbound`), sorted.
+    by_listen: Vec<(u64, u16)>,
+}
+
+impl Listeners {
+    /// Indexes the listeners. Refuses duplicate LAN addresses, duplicate
+    /// remotes (B could not tell the replies apart), duplicate inbound
+    /// listen addresses, unusable addresses and more than [`MAX_LISTENERS`]
+    /// of a kind. A listener's index is its position in its vector.
+    pub fn new(
+        outbound: Vec<OutboundListener>,
+        inbound: Vec<InboundListener>,
+    ) -> Result<Self, NatConfigError> {
+        for (what, count) in [("outbound", outbound.len()), ("inbound", inbound.len())] {
+            if count > MAX_LISTENERS {
+                return Err(NatConfigError::TooMany {
+                    what,
+                    count,
+                    max: MAX_LISTENERS,
+                });
+            }
+        }
+        for o in &outbound {
+            check_addr("outbound lan", o.lan)?;
+            check_addr("outbound remote", o.remote)?;
+        }
+        for i in &inbound {
+            check_addr("inbound listen", i.listen)?;
+            check_addr("inbound target", i.target)?;
+        }
+        let by_lan = index("outbound lan", outbound.iter().map(|o| o.lan))?;
+        let by_remote = index("outbound remote", outbound.iter().map(|o| o.remote))?;
+        let by_listen = index("inbound listen", inbound.iter().map(|i| i.listen))?;
+        Ok(Self {
+            outbound,
+            inbound,
+            by_lan,
+            by_remote,
+            by_listen,
+        })
+    }
+
+    /// The outbound listener whose LAN address is `dst` (B, packets from consumers).
+    #[inline]
+    pub fn match_consumer(&self, dst: SocketAddrV4) -> Option<usize> {
+        find(&self.by_lan, dst)
+    }
+
+    /// The outbound listener whose remote is `src` (B, packets out of the tunnel).
+    #[inline]
+    pub fn match_remote_reply(&self, src: SocketAddrV4) -> Option<usize> {
+        find(&self.by_remote, src)
+    }
+
+    /// The inbound listener listening on `dst` (A, packets out of the tunnel).
+    #[inline]
+    pub fn match_inbound(&self, dst: SocketAddrV4) -> Option<usize> {
+        find(&self.by_listen, dst)
+    }
+
+    /// Outbound listener `i`.
+    ///
+    /// # Panics
+    /// If `i` is not an index this `Listeners` returned (a caller bug).
+    #[inline]
+    pub fn outbound(&self, i: usize) -> &OutboundListener {
+        &self.outbound[i]
+    }
+
+    /// Inbound listener `i`.
+    ///
+    /// # Panics
+    /// If `i` is not an index this `Listeners` returned (a caller bug).
+    #[inline]
+    pub fn inbound(&self, i: usize) -> &InboundListener {
+        &self.inbound[i]
+    }
+
+    /// Inbound listener `i`, or None if there is none (an index remembered
+    /// from an earlier configuration).
+    #[inline]
+    pub fn get_inbound(&self, i: usize) -> Option<&InboundListener> {
+        self.inbound.get(i)
+    }
+
+    /// Number of outbound listeners.
+    pub fn outbound_len(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Number of inbound listeners.
+    pub fn inbound_len(&self) -> usize {
+        self.inbound.len()
+    }
+}
+
+/// An address packed into one sortable integer.
+#[inline]
+fn pack(a: SocketAddrV4) -> u64 {
+    (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port())
+}
+
+fn check_addr(what: &'static str, addr: SocketAddrV4) -> Result<(), NatConfigError> {
+    let ip = addr.ip();
+    if addr.port() == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(NatConfigError::InvalidAddress { what, addr });
+    }
+    Ok(())
+}
+
+fn index(
+    what: &'static str,
+    addrs: impl Iterator<Item = SocketAddrV4>,
+) -> Result<Vec<(u64, u16)>, NatConfigError> {
+    // Indexes fit u16: the count was checked against MAX_LISTENERS.
+    let mut v: Vec<(u64, u16)> = addrs.zip(0u16..).map(|(a, i)| (pack(a), i)).collect();
+    v.sort_unstable();
+    if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
+        let addr = SocketAddrV4::new(((w[0].0 >> 16) as u32).into(), w[0].0 as u16);
+        return Err(NatConfigError::Duplicate { what, addr });
+    }
+    Ok(v)
+}
+
+#[inline]
+fn find(index: &[(u64, u16)], a: SocketAddrV4) -> Option<usize> {
+    let key = pack(a);
+    index
+        .binary_search_by_key(&key, |e| e.0)
+        .ok()
+        .map(|p| usize::from(index[p].1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::testutil::sa;
+
+    fn out(lan: SocketAddrV4, remote: SocketAddrV4, sa: usize) -> OutboundListener {
+        OutboundListener { lan, remote, sa }
+    }
+
+    fn inb(listen: SocketAddrV4, target: SocketAddrV4, sa: usize) -> InboundListener {
+        InboundListener { listen, target, sa }
+    }
+
+    #[test]
+    fn lookups_find_each_listener_by_its_own_key_only() {
+        let o = vec![
+            out(sa([10, 2, 0, 1], 6000), sa([198, 51, 100, 1], 7000), 0),
+            out(sa([10, 2, 0, 1], 6001), sa([198, 51, 100, 1], 7001), 1),
+            out(sa([10, 2, 0, 9], 6000), sa([198, 51, 100, 2], 7000), 2),
+        ];
+        let i = vec![
+            inb(sa([198, 51, 100, 1], 7001), sa([10, 1, 0, 5], 5001), 4),
+            inb(sa([198, 51, 100, 1], 7000), sa([10, 1, 0, 5], 5000), 3),
+        ];
+        let l = Listeners::new(o, i).unwrap();
+        assert_eq!(l.match_consumer(sa([10, 2, 0, 1], 6001)), Some(1));
+        assert_eq!(l.match_consumer(sa([10, 2, 0, 9], 6000)), Some(2));
+        assert_eq!(l.match_consumer(sa([10, 2, 0, 1], 6002)), None);
+        assert_eq!(l.match_consumer(sa([198, 51, 100, 1], 7000)), None);
+        assert_eq!(l.match_remote_reply(sa([198, 51, 100, 2], 7000)), Some(2));
+        assert_eq!(l.match_remote_reply(sa([10, 2, 0, 1], 6000)), None);
+        assert_eq!(l.match_inbound(sa([198, 51, 100, 1], 7000)), Some(1));
+        assert_eq!(l.match_inbound(sa([198, 51, 100, 1], 7001)), Some(0));
+        assert_eq!(l.match_inbound(sa([198, 51, 100, 9], 7001)), None);
+        assert_eq!(l.inbound(1).sa, 3);
+        assert_eq!(l.outbound(2).remote, sa([198, 51, 100, 2], 7000));
+        assert!(l.get_inbound(2).is_none());
+        assert_eq!((l.outbound_len(), l.inbound_len()), (3, 2));
+    }
+
+    #[test]
+    fn refuses_duplicates_and_unusable_addresses() {
+        let a = sa([10, 2, 0, 1], 6000);
+        let r = sa([198, 51, 100, 1], 7000);
+        let r2 = sa([198, 51, 100, 1], 7001);
+        assert_eq!(
+            Listeners::new(vec![out(a, r, 0), out(a, r2, 0)], vec![]).unwrap_err(),
+            NatConfigError::Duplicate {
+                what: "outbound lan",
+                addr: a
+            }
+        );
+        let a2 = sa([10, 2, 0, 1], 6001);
+        assert_eq!(
+            Listeners::new(vec![out(a, r, 0), out(a2, r, 0)], vec![]).unwrap_err(),
+            NatConfigError::Duplicate {
+                what: "outbound remote",
+                addr: r
+            }
+        );
+        let t = sa([10, 1, 0, 5], 5000);
+        assert_eq!(
+            Listeners::new(vec![], vec![inb(r, t, 0), inb(r, t, 1)]).unwrap_err(),
+            NatConfigError::Duplicate {
+                what: "inbound listen",
+                addr: r
+            }
+        );
+        let zero_port = sa([10, 1, 0, 5], 0);
+        assert_eq!(
+            Listeners::new(vec![], vec![inb(r, zero_port, 0)]).unwrap_err(),
+            NatConfigError::InvalidAddress {
+                what: "inbound target",
+                addr: zero_port
+            }
+        );
+        let bcast = sa([255, 255, 255, 255], 1);
+        assert!(matches!(
+            Listeners::new(vec![out(bcast, r, 0)], vec![]),
+            Err(NatConfigError::InvalidAddress { .. })
+        ));
+        let many = (0..=MAX_LISTENERS as u32)
+            .map(|n| inb(sa((0x0a00_0000 + n).to_be_bytes(), 1), t, 0))
+            .collect();
+        assert!(matches!(
+            Listeners::new(vec![], many),
+            Err(NatConfigError::TooMany { count, .. }) if count == MAX_LISTENERS + 1
+        ));
+    }
+}
