@@ -28,6 +28,19 @@ pub(crate) struct RawConfig {
     pub sas: Vec<RawSa>,
     #[serde(default)]
     pub tunnel_routes: Vec<RawTunnelRoute>,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub role: super::tunnel::ListenerRole,
+    pub port: i64,
+    pub remote: Option<String>,
+    pub target: Option<String>,
+    pub sa: i64,
 }
 
 /// `[tunnel]`.
@@ -36,6 +49,8 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawTunnel {
     pub engine: Option<String>,
     pub udp_port: Option<i64>,
+    pub nat_port_base: Option<i64>,
+    pub nat_slots: Option<i64>,
 }
 
 /// One `[[peers]]` entry.

@@ -4,12 +4,17 @@
 //! outbound SA).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
 use zeroize::Zeroizing;
 
 use crate::crypto::{Algorithm, EngineKind};
+
+/// Default first mapped source port of the producer-side NAT.
+pub const DEFAULT_NAT_PORT_BASE: u16 = 32768;
+/// Default number of connection-tracking slots.
+pub const DEFAULT_NAT_SLOTS: usize = 16384;
 
 /// Default UDP port of ESP-in-UDP (RFC 3948).
 pub const DEFAULT_UDP_PORT: u16 = 4500;
@@ -29,6 +34,37 @@ pub struct TunnelSection {
     pub sas: Vec<SaConfig>,
     /// Routed mode: inner prefixes sent through outbound SAs.
     pub routes: Vec<TunnelRoute>,
+    /// Listener mode (SciStream): stream listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// First source port the producer-side gateway maps connections to.
+    pub nat_port_base: u16,
+    /// Connection-tracking slots (mapped ports `nat_port_base..nat_port_base + nat_slots`).
+    pub nat_slots: usize,
+}
+
+/// Which side of a SciStream stream a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerRole {
+    /// Consumer side (SciStream CONS): a LAN listener leading to the peer's listener.
+    Outbound,
+    /// Producer side (SciStream PROD): a listener reached through the tunnel, leading to a producer app.
+    Inbound,
+}
+
+/// One listener of listener mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Outbound (consumer side) or inbound (producer side).
+    pub role: ListenerRole,
+    /// The listening port: on our LAN address (outbound) or our WAN address (inbound).
+    pub port: u16,
+    /// Outbound: the peer's inbound listener this one leads to.
+    pub remote: Option<SocketAddrV4>,
+    /// Inbound: the producer application it leads to.
+    pub target: Option<SocketAddrV4>,
+    /// SPI of the outbound SA toward the peer.
+    pub spi: u32,
 }
 
 /// A peer gateway.

@@ -11,7 +11,9 @@ use crossbeam_channel::{Receiver, Sender};
 use zeroize::Zeroizing;
 
 use crate::backend::mem::MemQueue;
-use crate::config::tunnel::{Direction, Peer, SaConfig, TunnelRoute, TunnelSection};
+use crate::config::tunnel::{
+    Direction, ListenerConfig, Peer, SaConfig, TunnelRoute, TunnelSection,
+};
 use crate::crypto::{Algorithm, EngineKind};
 use crate::forward::Gateway;
 use crate::neigh::Neighbors;
@@ -40,6 +42,11 @@ struct Gw {
 
 /// Gateway `a` (true) or `b`, with the ESP engine `engine`.
 fn gateway(a: bool, engine: EngineKind) -> Gw {
+    gateway_with(a, engine, vec![])
+}
+
+/// Gateway `a` (true) or `b` with listener-mode `listeners`.
+fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> Gw {
     let (lan, wan, far_wan, far_lan, hop, host, host_mac, router) = if a {
         (
             [10, 10, 1, 1],
@@ -130,6 +137,9 @@ fn gateway(a: bool, engine: EngineKind) -> Gw {
             prefix: ipnet::Ipv4Net::new(far_lan.into(), 16).unwrap(),
             spi: out_spi,
         }],
+        listeners,
+        nat_port_base: 32768,
+        nat_slots: 1024,
     };
     let tables = TunnelTables::from_config(&section, wan.into(), 1).unwrap();
     let stats = Arc::new(StatsRegistry::new(1));

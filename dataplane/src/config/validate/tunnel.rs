@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 use super::*;
-use crate::config::raw::{RawPeer, RawSa, RawTunnel, RawTunnelRoute};
+use crate::config::raw::{RawListener, RawPeer, RawSa, RawTunnel, RawTunnelRoute};
 use crate::config::tunnel::{
-    Direction, Peer, SaConfig, TunnelRoute, TunnelSection, DEFAULT_UDP_PORT, MIN_SPI,
+    Direction, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
+    DEFAULT_NAT_PORT_BASE, DEFAULT_NAT_SLOTS, DEFAULT_UDP_PORT, MIN_SPI,
 };
 use crate::crypto::{Algorithm, EngineKind};
 
@@ -30,8 +31,10 @@ pub(super) fn tunnel(
             "peers"
         } else if !raw.sas.is_empty() {
             "sas"
-        } else {
+        } else if !raw.tunnel_routes.is_empty() {
             "tunnel_routes"
+        } else {
+            "listeners"
         };
         return Err(cx.err(
             &KeyPath::of(&["tunnel"]),
@@ -44,12 +47,17 @@ pub(super) fn tunnel(
     let peers = peers(&raw.peers, udp_port, ports, routes, cx)?;
     let sas = sas(&raw.sas, &peers, cx)?;
     let routes = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
+    let (nat_port_base, nat_slots) = nat_pool(t, cx)?;
+    let listeners = listeners(&raw.listeners, &sas, ports, nat_port_base, nat_slots, cx)?;
     Ok(Some(TunnelSection {
         engine,
         udp_port,
         peers,
         sas,
         routes,
+        listeners,
+        nat_port_base,
+        nat_slots,
     }))
 }
 
@@ -256,6 +264,85 @@ fn tunnel_routes(
             return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
         }
         out.push(TunnelRoute { prefix, spi });
+    }
+    Ok(out)
+}
+
+fn nat_pool(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(u16, usize)> {
+    let base = KeyPath::of(&["tunnel"]);
+    let port_base = match t.nat_port_base {
+        Some(v) => cx.int::<u16>(&base.key("nat_port_base"), v, 1024, u16::MAX)?,
+        None => DEFAULT_NAT_PORT_BASE,
+    };
+    let room = 65536 - usize::from(port_base);
+    let slots = match t.nat_slots {
+        Some(v) => cx.int::<u32>(&base.key("nat_slots"), v, 64, room as u32)? as usize,
+        None => DEFAULT_NAT_SLOTS.min(room),
+    };
+    Ok((port_base, slots))
+}
+
+fn listeners(
+    raw: &[RawListener],
+    sas: &[SaConfig],
+    ports: &Ports,
+    nat_base: u16,
+    nat_slots: usize,
+    cx: &Ctx<'_>,
+) -> Res<Vec<ListenerConfig>> {
+    let mut out: Vec<ListenerConfig> = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let base = KeyPath::of(&["listeners"]).index(i);
+        let port_path = base.key("port");
+        let port = cx.int::<u16>(&port_path, l.port, 1, u16::MAX)?;
+        if let Some(j) = out.iter().position(|o| o.role == l.role && o.port == port) {
+            return Err(cx.conflict(
+                &port_path,
+                format!(
+                    "listener port {port} overlaps listeners[{j}] (line {}): one {} listener per port",
+                    cx.line_of(&KeyPath::of(&["listeners"]).index(j).key("port")),
+                    if l.role == ListenerRole::Inbound { "inbound" } else { "outbound" }
+                ),
+            ));
+        }
+        if l.role == ListenerRole::Outbound && usize::from(port) >= usize::from(nat_base) && usize::from(port) < usize::from(nat_base) + nat_slots {
+            return Err(cx.conflict(
+                &port_path,
+                format!("outbound listener port {port} lies in the NAT port pool {nat_base}..{}", usize::from(nat_base) + nat_slots),
+            ));
+        }
+        let addr = |key: &str, v: &Option<String>| -> Res<Option<std::net::SocketAddrV4>> {
+            v.as_ref()
+                .map(|s| s.parse().map_err(|_| cx.bad(&base.key(key), format!("`{s}` is not an IPv4 address with a port, like 10.10.1.2:5000"))))
+                .transpose()
+        };
+        let remote = addr("remote", &l.remote)?;
+        let target = addr("target", &l.target)?;
+        match (l.role, &remote, &target) {
+            (ListenerRole::Outbound, Some(_), None) => {}
+            (ListenerRole::Inbound, None, Some(t)) => {
+                if ports.connected_to(*t.ip()) != Some(PortId::Lan) {
+                    return Err(cx.conflict(
+                        &base.key("target"),
+                        format!("target {t} is not on the LAN prefix {}", ports.lan.connected_prefix()),
+                    ));
+                }
+            }
+            (ListenerRole::Outbound, _, _) => {
+                let (key, msg) = if target.is_some() { ("target", "an outbound listener takes `remote`, not `target`") } else { ("remote", "an outbound listener needs `remote` (the peer's listener)") };
+                return Err(cx.err(&base.key(key), Anchor::Key, ErrorKind::Conflict, msg.into()));
+            }
+            (ListenerRole::Inbound, _, _) => {
+                let (key, msg) = if remote.is_some() { ("remote", "an inbound listener takes `target`, not `remote`") } else { ("target", "an inbound listener needs `target` (the producer application)") };
+                return Err(cx.err(&base.key(key), Anchor::Key, ErrorKind::Conflict, msg.into()));
+            }
+        }
+        let spi_path = base.key("sa");
+        let spi = cx.int::<u32>(&spi_path, l.sa, MIN_SPI, u32::MAX)?;
+        if !sas.iter().any(|s| s.spi == spi && s.direction == Direction::Out) {
+            return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
+        }
+        out.push(ListenerConfig { role: l.role, port, remote, target, spi });
     }
     Ok(out)
 }
