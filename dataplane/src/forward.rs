@@ -67,6 +67,9 @@ pub enum Verdict {
     Encap(usize),
     /// ESP-in-UDP for us: decapsulate.
     Decap,
+    /// Listener mode: a consumer's packet to one of our LAN listeners, or a
+    /// producer's reply to a mapped port: translate, then encapsulate.
+    Nat,
     /// Drop and count.
     Drop(DropReason),
 }
@@ -116,6 +119,22 @@ pub fn forward(
             if udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == t.udp_port {
                 return Verdict::Decap;
             }
+        }
+    }
+    if let (Some(t), PortId::Lan) = (tunnel, in_port) {
+        if t.has_listeners() && ip.dst == gw.port(PortId::Lan).ip && nat_candidate(frame, &ip) {
+            if ip.ttl <= 1 {
+                return Verdict::Slow(SlowReason::TtlExceeded);
+            }
+            let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
+            if ip.total_len > usize::from(inner_mtu) {
+                return if ip.dont_frag {
+                    Verdict::Slow(SlowReason::FragNeeded(inner_mtu))
+                } else {
+                    Verdict::Drop(DropReason::TooBig)
+                };
+            }
+            return Verdict::Nat;
         }
     }
     if gw.is_local(ip.dst) {
@@ -175,6 +194,17 @@ pub fn forward(
     frame[0..6].copy_from_slice(&n.mac);
     frame[6..12].copy_from_slice(&out.mac);
     Verdict::Forward(out_port)
+}
+
+/// TCP, UDP and ICMP errors (destination unreachable, time exceeded,
+/// parameter problem) may belong to a listener-mode connection; ICMP echo to
+/// the gateway is the gateway's own.
+fn nat_candidate(frame: &[u8], ip: &crate::wire::ipv4::Ipv4Info) -> bool {
+    match ip.protocol {
+        6 | 17 => true,
+        1 => matches!(frame.get(ETH_HLEN + ip.header_len), Some(3 | 11 | 12)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -183,8 +183,9 @@ where
 
     let tunnel: Option<Arc<dyn TableSource>> = match &cfg.tunnel {
         Some(t) => {
-            let tables = TunnelTables::from_config(t, addrs[PortId::Wan.index()].ip, 1)
-                .context("preparing the SA keys")?;
+            let (lan_ip, wan_ip) = (addrs[PortId::Lan.index()].ip, addrs[PortId::Wan.index()].ip);
+            let tables = TunnelTables::from_config(t, lan_ip, wan_ip, 1)
+                .context("preparing the tunnel tables")?;
             info!(
                 engine = ?t.engine,
                 udp_port = t.udp_port,
@@ -266,12 +267,18 @@ where
         drops: Default::default(),
         control: Default::default(),
         tunnel: Default::default(),
+        nat_active: 0,
         neighbors: vec![],
     };
     info!(stats = %path.display(), workers, "gateway running");
     let mut export_failed = false;
     while !stop.load(Ordering::Relaxed) && !threads.iter().any(|t| t.is_finished()) {
         std::thread::sleep(SNAPSHOT_EVERY);
+        if let Some(t) = &tunnel {
+            let tables = t.load();
+            tables.housekeeping();
+            snap.nat_active = tables.nat_active() as u64;
+        }
         export(
             &mut snap,
             &stats,

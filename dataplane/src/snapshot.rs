@@ -72,6 +72,9 @@ pub struct Snapshot {
     /// Tunnel work.
     #[serde(default)]
     pub tunnel: TunnelCounts,
+    /// Connections the listener-mode NAT is tracking.
+    #[serde(default)]
+    pub nat_active: u64,
     /// The neighbour table.
     pub neighbors: Vec<NeighborSnapshot>,
 }
@@ -226,6 +229,9 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             b.decap_packets
         );
     }
+    if cur.nat_active > 0 {
+        let _ = writeln!(out, "listener NAT: {} active connections", cur.nat_active);
+    }
     for n in &cur.neighbors {
         let _ = writeln!(
             out,
@@ -280,6 +286,7 @@ mod tests {
             drops: BTreeMap::new(),
             control: ControlCounts::default(),
             tunnel: TunnelCounts::default(),
+            nat_active: 0,
             neighbors: vec![],
         };
         let mut c = Counters::default();

@@ -55,14 +55,32 @@ pub enum DropReason {
     EspSeqExhausted,
     /// The engine could not seal (a buffer too short for its layout).
     EspSealFailed,
+    /// Listener mode: no listener or no tracked connection matches.
+    NatNoMapping,
+    /// Listener mode: the NAT port pool has no free slot for a new connection.
+    NatPoolExhausted,
+    /// Listener mode: a later fragment, a protocol other than TCP/UDP/ICMP
+    /// errors, or a truncated transport header.
+    NatUnsupported,
     /// Blocked by tunnel policy: cleartext between LAN and WAN, or a
     /// decapsulated packet not bound for the LAN.
     Policy,
 }
 
+impl From<crate::nat::NatError> for DropReason {
+    fn from(e: crate::nat::NatError) -> Self {
+        use crate::nat::NatError;
+        match e {
+            NatError::NoListener | NatError::NoMapping => DropReason::NatNoMapping,
+            NatError::PoolExhausted => DropReason::NatPoolExhausted,
+            NatError::Malformed | NatError::Fragment | NatError::UnsupportedProtocol => DropReason::NatUnsupported,
+        }
+    }
+}
+
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 25;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -86,6 +104,9 @@ impl DropReason {
         DropReason::EspBadTrailer,
         DropReason::EspSeqExhausted,
         DropReason::EspSealFailed,
+        DropReason::NatNoMapping,
+        DropReason::NatPoolExhausted,
+        DropReason::NatUnsupported,
         DropReason::Policy,
     ];
 
@@ -113,6 +134,9 @@ impl DropReason {
             DropReason::EspBadTrailer => "esp_bad_trailer",
             DropReason::EspSeqExhausted => "esp_seq_exhausted",
             DropReason::EspSealFailed => "esp_seal_failed",
+            DropReason::NatNoMapping => "nat_no_mapping",
+            DropReason::NatPoolExhausted => "nat_pool_exhausted",
+            DropReason::NatUnsupported => "nat_unsupported",
             DropReason::Policy => "policy",
         }
     }

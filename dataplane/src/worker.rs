@@ -127,6 +127,16 @@ impl<Q: PortQueue> Worker<Q> {
                         encap_sa.push(sa);
                     }
                     Verdict::Decap => decap.push(buf),
+                    Verdict::Nat => {
+                        let t = tables.expect("a Nat verdict needs tunnel tables");
+                        match t.nat_from_lan(&mut buf.data_mut()[crate::wire::ETH_HLEN..]) {
+                            Ok(sa) => {
+                                encap.push(buf);
+                                encap_sa.push(sa);
+                            }
+                            Err(e) => self.counts.drop(e.into()),
+                        }
+                    }
                     Verdict::Slow(reason) => {
                         let msg = SlowMsg::Frame {
                             worker: self.id,

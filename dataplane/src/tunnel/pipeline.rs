@@ -208,13 +208,27 @@ pub fn decap_burst<B: PacketBuf>(
             cx.counts.drop(drop_reason(e));
             continue;
         }
-        let inner = match ipv4::parse(buf.data()) {
+        let mut inner = match ipv4::parse(buf.data()) {
             Ok(ip) => ip,
             Err(_) => {
                 cx.counts.drop(DropReason::Ipv4Malformed);
                 continue;
             }
         };
+        if tables.has_listeners() {
+            // Listener mode rewrites addresses; route on the rewritten packet.
+            if let Err(e) = tables.nat_from_tunnel(buf.data_mut(), inner.dst) {
+                cx.counts.drop(e.into());
+                continue;
+            }
+            inner = match ipv4::parse(buf.data()) {
+                Ok(ip) => ip,
+                Err(_) => {
+                    cx.counts.drop(DropReason::Ipv4Malformed);
+                    continue;
+                }
+            };
+        }
         // Policy: what comes out of the tunnel goes onto the LAN, nowhere else.
         let Some((PortId::Lan, hop)) = cx.gw.routes.lookup(inner.dst) else {
             cx.counts.drop(DropReason::Policy);

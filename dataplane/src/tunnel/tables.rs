@@ -2,14 +2,17 @@
 //! `ArcSwap`, loaded once per burst by each worker.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::tunnel::{Direction, TunnelSection};
+use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
 use crate::crypto::{CryptoError, EngineKind, SaKey};
 use crate::esp::{InboundSa, OutboundSa, Outer};
+use crate::nat::{
+    self, CoarseClock, ConnTable, InboundListener, Listeners, NatError, OutboundListener, Timeouts,
+};
 use crate::port::prefix_mask;
 
 /// An outbound SA and where its packets go.
@@ -43,16 +46,24 @@ pub struct TunnelTables {
     inbound: HashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
     routes: Vec<(u32, u32, u8, usize)>,
+    /// Listener mode: the listeners (their `sa` is an index into `outbound`).
+    listeners: Option<Listeners>,
+    /// Listener mode, producer side: the connection-tracking NAT.
+    conntrack: Option<Arc<ConnTable>>,
+    /// Coarse seconds for connection tracking, ticked by [`TunnelTables::housekeeping`].
+    clock: Arc<CoarseClock>,
+    wan_ip: Ipv4Addr,
 }
 
 impl TunnelTables {
     /// Builds tables from the manually keyed configuration; `wan_ip` is the outer source.
     pub fn from_config(
         t: &TunnelSection,
+        lan_ip: Ipv4Addr,
         wan_ip: Ipv4Addr,
         generation: u64,
-    ) -> Result<Self, CryptoError> {
-        let mut outbound = Vec::new();
+    ) -> Result<Self, TableError> {
+        let mut outbound: Vec<Arc<OutboundEntry>> = Vec::new();
         let mut inbound = HashMap::new();
         for s in &t.sas {
             let peer = &t.peers[s.peer];
@@ -69,35 +80,54 @@ impl TunnelTables {
                     },
                 })),
                 Direction::In => {
-                    inbound.insert(
-                        s.spi,
-                        Arc::new(InboundEntry {
-                            sa: InboundSa {
-                                spi: s.spi,
-                                key,
-                                esn: s.esn,
-                            },
-                            peer: peer.address,
-                        }),
-                    );
+                    let sa = InboundSa { spi: s.spi, key, esn: s.esn };
+                    inbound.insert(s.spi, Arc::new(InboundEntry { sa, peer: peer.address }));
                 }
             }
         }
-        let mut routes: Vec<(u32, u32, u8, usize)> = t
-            .routes
-            .iter()
-            .filter_map(|r| {
-                let idx = outbound.iter().position(|o| o.sa.spi == r.spi)?;
-                let mask = prefix_mask(r.prefix.prefix_len());
-                Some((
-                    u32::from(r.prefix.network()) & mask,
-                    mask,
-                    r.prefix.prefix_len(),
-                    idx,
-                ))
-            })
-            .collect();
+        let sa_index = |spi: u32| {
+            outbound
+                .iter()
+                .position(|o| o.sa.spi == spi)
+                .ok_or(TableError::NoOutboundSa(spi))
+        };
+        let mut routes = Vec::new();
+        for r in &t.routes {
+            let mask = prefix_mask(r.prefix.prefix_len());
+            let net = u32::from(r.prefix.network()) & mask;
+            routes.push((net, mask, r.prefix.prefix_len(), sa_index(r.spi)?));
+        }
         routes.sort_by_key(|r| std::cmp::Reverse(r.2));
+        let (mut outs, mut ins) = (Vec::new(), Vec::new());
+        for l in &t.listeners {
+            let sa = sa_index(l.spi)?;
+            match (l.role, l.remote, l.target) {
+                (ListenerRole::Outbound, Some(remote), _) => outs.push(OutboundListener {
+                    lan: SocketAddrV4::new(lan_ip, l.port),
+                    remote,
+                    sa,
+                }),
+                (ListenerRole::Inbound, _, Some(target)) => ins.push(InboundListener {
+                    listen: SocketAddrV4::new(wan_ip, l.port),
+                    target,
+                    sa,
+                }),
+                _ => return Err(TableError::Listener(l.port)),
+            }
+        }
+        let conntrack = match ins.is_empty() {
+            true => None,
+            false => Some(Arc::new(ConnTable::new(
+                lan_ip,
+                t.nat_port_base,
+                t.nat_slots,
+                Timeouts::default(),
+            )?)),
+        };
+        let listeners = match outs.is_empty() && ins.is_empty() {
+            true => None,
+            false => Some(Listeners::new(outs, ins)?),
+        };
         Ok(TunnelTables {
             generation,
             engine: t.engine,
@@ -105,7 +135,73 @@ impl TunnelTables {
             outbound,
             inbound,
             routes,
+            listeners,
+            conntrack,
+            clock: Arc::new(CoarseClock::new()),
+            wan_ip,
         })
+    }
+
+    /// True when listener mode is configured.
+    #[inline]
+    pub fn has_listeners(&self) -> bool {
+        self.listeners.is_some()
+    }
+
+    /// Listener mode, LAN ingress: `pkt` (an IPv4 packet addressed to our
+    /// LAN address) is a consumer's packet to an outbound listener (step 1:
+    /// destination → the peer's listener) or a producer's reply to a mapped
+    /// port (step 3: back to the consumer). Rewrites it in place and returns
+    /// the outbound SA (an index for [`TunnelTables::outbound`]) to seal it with.
+    pub fn nat_from_lan(&self, pkt: &mut [u8]) -> Result<usize, NatError> {
+        let l = self.listeners.as_ref().ok_or(NatError::NoListener)?;
+        if l.outbound_len() > 0 {
+            match nat::consumer_to_remote(pkt, l) {
+                Ok(i) => return Ok(l.outbound(i).sa),
+                Err(NatError::NoListener) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match &self.conntrack {
+            Some(ct) if ct.is_reply_candidate(pkt) => {
+                let i = ct.inbound_reply(pkt, l, self.clock.now())?;
+                Ok(l.inbound(i).sa)
+            }
+            _ => Err(NatError::NoListener),
+        }
+    }
+
+    /// Listener mode, after decapsulation: a consumer's packet to one of our
+    /// inbound listeners (step 2: to the producer, from a mapped port), or
+    /// the producer side's reply from a peer listener (step 4: back to the
+    /// consumer). Packets of neither kind (routed mode) pass unchanged.
+    pub fn nat_from_tunnel(&self, pkt: &mut [u8], dst: Ipv4Addr) -> Result<(), NatError> {
+        let Some(l) = &self.listeners else {
+            return Ok(());
+        };
+        if dst == self.wan_ip {
+            let ct = self.conntrack.as_ref().ok_or(NatError::NoListener)?;
+            return ct.inbound_forward(pkt, l, self.clock.now()).map(|_| ());
+        }
+        if l.outbound_len() > 0 {
+            return match nat::remote_to_consumer(pkt, l) {
+                Ok(_) | Err(NatError::NoListener) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(())
+    }
+
+    /// Ticks the connection-tracking clock and expires idle connections
+    /// (called about every 250 ms by the main thread). Returns how many expired.
+    pub fn housekeeping(&self) -> usize {
+        let now = self.clock.tick();
+        self.conntrack.as_ref().map_or(0, |ct| ct.expire(now))
+    }
+
+    /// Connections the producer-side NAT is tracking.
+    pub fn nat_active(&self) -> usize {
+        self.conntrack.as_ref().map_or(0, |ct| ct.active())
     }
 
     /// The outbound SA for inner destination `dst`, as an index for [`TunnelTables::outbound`].
@@ -134,6 +230,23 @@ impl TunnelTables {
     pub fn has_inbound(&self, spi: u32) -> bool {
         self.inbound.contains_key(&spi)
     }
+}
+
+/// Why tables could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A key was refused.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A listener names an SPI with no outbound SA.
+    #[error("no outbound SA has SPI {0:#x}")]
+    NoOutboundSa(u32),
+    /// A listener lacks its remote or target.
+    #[error("listener on port {0} lacks its remote or target")]
+    Listener(u16),
+    /// The listeners or the NAT pool are inconsistent.
+    #[error(transparent)]
+    Nat(#[from] nat::NatConfigError),
 }
 
 /// Where workers get the current tables. The static configuration

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::mem::MemQueue;
 use crate::config::tunnel::{
-    Direction, ListenerConfig, Peer, SaConfig, TunnelRoute, TunnelSection,
+    Direction, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
 };
 use crate::crypto::{Algorithm, EngineKind};
 use crate::forward::Gateway;
@@ -22,7 +22,7 @@ use crate::route::{Route, RouteTable};
 use crate::slowpath::{SlowMsg, TxFrame};
 use crate::stats::{DropReason, StatsRegistry};
 use crate::tunnel::{StaticTables, TunnelTables};
-use crate::wire::{checksum, ipv4, ETH_HLEN};
+use crate::wire::{checksum, ipv4, l4, ETH_HLEN};
 use crate::worker::{Worker, WorkerLinks};
 
 const PROD: [u8; 6] = [2, 0, 0, 0, 1, 2];
@@ -37,7 +37,15 @@ struct Gw {
     worker: Worker<MemQueue>,
     stats: Arc<StatsRegistry>,
     mac: [[u8; 6]; 2],
+    tables: Arc<StaticTables>,
     _slow: (Receiver<SlowMsg>, Sender<TxFrame>),
+}
+
+impl Gw {
+    fn worker_tables_nat_active(&self) -> usize {
+        use crate::tunnel::TableSource;
+        self.tables.load().nat_active()
+    }
 }
 
 /// Gateway `a` (true) or `b`, with the ESP engine `engine`.
@@ -141,7 +149,9 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
         nat_port_base: 32768,
         nat_slots: 1024,
     };
-    let tables = TunnelTables::from_config(&section, wan.into(), 1).unwrap();
+    let tables = Arc::new(StaticTables::new(
+        TunnelTables::from_config(&section, lan.into(), wan.into(), 1).unwrap(),
+    ));
     let stats = Arc::new(StatsRegistry::new(1));
     let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
     let (reply_tx, replies) = crossbeam_channel::bounded(64);
@@ -151,13 +161,14 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
         to_slowpath: to_slow,
         replies,
         stats: stats.clone(),
-        tunnel: Some(Arc::new(StaticTables::new(tables))),
+        tunnel: Some(tables.clone()),
     };
     let worker = Worker::new(0, MemQueue::new(), MemQueue::new(), links, Duration::ZERO);
     Gw {
         worker,
         stats,
         mac,
+        tables,
         _slow: (slow_rx, reply_tx),
     }
 }
@@ -422,4 +433,127 @@ fn too_big_with_df_is_answered_with_the_inner_mtu() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A UDP frame with a real UDP checksum, `src:sport` → `dst:dport`.
+fn udp_frame_ck(dst_mac: [u8; 6], src_mac: [u8; 6], src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+    let mut f = udp_frame(dst_mac, src_mac, src.0, dst.0, payload);
+    let ip = &mut f[ETH_HLEN..];
+    ip[20..22].copy_from_slice(&src.1.to_be_bytes());
+    ip[22..24].copy_from_slice(&dst.1.to_be_bytes());
+    let mut udp = smoltcp::wire::UdpPacket::new_unchecked(&mut ip[20..]);
+    udp.fill_checksum(
+        &smoltcp::wire::IpAddress::Ipv4(src.0.into()),
+        &smoltcp::wire::IpAddress::Ipv4(dst.0.into()),
+    );
+    f
+}
+
+/// (source, destination) socket addresses of the UDP packet in `f`, after checking its checksums.
+fn udp_addrs(f: &[u8]) -> (std::net::SocketAddrV4, std::net::SocketAddrV4, Vec<u8>) {
+    let ip = ipv4::parse(&f[ETH_HLEN..]).expect("valid IPv4");
+    let l4b = &f[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
+    l4::check_udp(&ip, l4b).expect("valid UDP checksum");
+    let sport = u16::from_be_bytes([l4b[0], l4b[1]]);
+    let dport = u16::from_be_bytes([l4b[2], l4b[3]]);
+    (
+        std::net::SocketAddrV4::new(ip.src, sport),
+        std::net::SocketAddrV4::new(ip.dst, dport),
+        l4b[8..].to_vec(),
+    )
+}
+
+#[test]
+fn listener_mode_round_trip_for_several_consumers() {
+    use std::net::SocketAddrV4;
+    // A: producer side, listener 10.10.100.1:6100 -> prod 10.10.1.2:7000.
+    let mut a = gateway_with(
+        true,
+        EngineKind::Ring,
+        vec![ListenerConfig {
+            role: ListenerRole::Inbound,
+            port: 6100,
+            remote: None,
+            target: Some("10.10.1.2:7000".parse().unwrap()),
+            spi: 0x1001,
+        }],
+    );
+    // B: consumer side, listener 10.20.1.1:5100 -> A's 10.10.100.1:6100.
+    let mut b = gateway_with(
+        false,
+        EngineKind::Ring,
+        vec![ListenerConfig {
+            role: ListenerRole::Outbound,
+            port: 5100,
+            remote: Some("10.10.100.1:6100".parse().unwrap()),
+            target: None,
+            spi: 0x2001,
+        }],
+    );
+    let listener_b = SocketAddrV4::new([10, 20, 1, 1].into(), 5100);
+    let target = SocketAddrV4::new([10, 10, 1, 2].into(), 7000);
+    let consumers: Vec<u16> = vec![40001, 40002, 40003];
+    let mut mapped = Vec::new();
+    for &cport in &consumers {
+        // 1. cons -> B's listener.
+        let f = udp_frame_ck(b.mac[0], CONS, ([10, 20, 1, 2], cport), ([10, 20, 1, 1], 5100), &cport.to_be_bytes());
+        b.worker.queue_mut(PortId::Lan).rx.push_back(f);
+        poll_all(&mut b);
+        let wan = b.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(wan.len(), 1, "B sealed it: {:?}", b.stats.sum().drops);
+        // 2. A opens it and sends it to the producer from a mapped port.
+        let wan = wan
+            .into_iter()
+            .map(|mut f| {
+                f[..6].copy_from_slice(&a.mac[1]);
+                f
+            })
+            .collect::<Vec<_>>();
+        a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut a);
+        let lan = a.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(lan.len(), 1, "A delivered it: {:?}", a.stats.sum().drops);
+        assert_eq!(&lan[0][..6], &PROD);
+        let (src, dst, body) = udp_addrs(&lan[0]);
+        assert_eq!(*src.ip(), Ipv4Addr::new(10, 10, 1, 1), "from A's LAN address");
+        assert_eq!(dst, target);
+        assert_eq!(body, cport.to_be_bytes());
+        mapped.push(src.port());
+    }
+    let mut distinct = mapped.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), consumers.len(), "one mapped port per consumer: {mapped:?}");
+    assert_eq!(a.worker_tables_nat_active(), 3);
+
+    // 3. The producer answers each consumer; 4. each answer reaches its consumer from B's listener.
+    for (&cport, &m) in consumers.iter().zip(&mapped).rev() {
+        let reply = udp_frame_ck(a.mac[0], PROD, ([10, 10, 1, 2], 7000), ([10, 10, 1, 1], m), &[0xee, cport as u8]);
+        a.worker.queue_mut(PortId::Lan).rx.push_back(reply);
+        poll_all(&mut a);
+        let wan = a.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(wan.len(), 1, "A sealed the reply: {:?}", a.stats.sum().drops);
+        let wan = wan
+            .into_iter()
+            .map(|mut f| {
+                f[..6].copy_from_slice(&b.mac[1]);
+                f
+            })
+            .collect::<Vec<_>>();
+        b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut b);
+        let lan = b.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(lan.len(), 1, "B delivered the reply: {:?}", b.stats.sum().drops);
+        assert_eq!(&lan[0][..6], &CONS);
+        let (src, dst, body) = udp_addrs(&lan[0]);
+        assert_eq!(src, listener_b, "from B's listener");
+        assert_eq!(dst, SocketAddrV4::new([10, 20, 1, 2].into(), cport));
+        assert_eq!(body, [0xee, cport as u8]);
+    }
+    // A reply to an unmapped port is dropped and counted.
+    let stray = udp_frame_ck(a.mac[0], PROD, ([10, 10, 1, 2], 7000), ([10, 10, 1, 1], 32768 + 999), b"x");
+    a.worker.queue_mut(PortId::Lan).rx.push_back(stray);
+    poll_all(&mut a);
+    assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());
+    assert_eq!(a.stats.sum().dropped(DropReason::NatNoMapping), 1);
 }
