@@ -92,8 +92,18 @@ impl Pair {
             gw_b: mode,
             mtu,
         });
-        let a = Gateway::start(&tb, Node::GwA, &format!("testbed-gwa-{backend}.toml"), &edit);
-        let b = Gateway::start(&tb, Node::GwB, &format!("testbed-gwb-{backend}.toml"), &edit);
+        let a = Gateway::start(
+            &tb,
+            Node::GwA,
+            &format!("testbed-gwa-{backend}.toml"),
+            &edit,
+        );
+        let b = Gateway::start(
+            &tb,
+            Node::GwB,
+            &format!("testbed-gwb-{backend}.toml"),
+            &edit,
+        );
         Pair {
             a,
             b,
@@ -235,15 +245,32 @@ fn udp_pattern(p: &Pair, port: u16, count: u64, size: usize, rate: u64) -> (Valu
     let recv = start_receiver(
         &p.tb,
         Node::Cons,
-        &["udp-recv", "--bind", &bind, "--count", &count_s, "--timeout", "5"],
+        &[
+            "udp-recv",
+            "--bind",
+            &bind,
+            "--count",
+            &count_s,
+            "--timeout",
+            "5",
+        ],
         &ready,
     );
     let sender = run_sender(
         &p.tb,
         Node::Prod,
         &[
-            "udp-send", "--to", &to, "--count", &count_s, "--size", &size_s, "--rate", &rate_s,
-            "--pattern", PATTERN_HEX,
+            "udp-send",
+            "--to",
+            &to,
+            "--count",
+            &count_s,
+            "--size",
+            &size_s,
+            "--rate",
+            &rate_s,
+            "--pattern",
+            PATTERN_HEX,
         ],
         Duration::from_secs(count / rate.max(1) + 60),
     );
@@ -269,7 +296,14 @@ fn tcp_pattern(p: &Pair, port: u16, bytes: u64) -> (Value, Value) {
         &p.tb,
         Node::Prod,
         &[
-            "tcp-send", "--to", &to, "--bytes", &bytes_s, "--pattern", PATTERN_HEX, "--timeout",
+            "tcp-send",
+            "--to",
+            &to,
+            "--bytes",
+            &bytes_s,
+            "--pattern",
+            PATTERN_HEX,
+            "--timeout",
             "30",
         ],
         deadline,
@@ -281,7 +315,11 @@ fn tcp_pattern(p: &Pair, port: u16, bytes: u64) -> (Value, Value) {
 /// Asserts a UDP run delivered all `count` datagrams, in order, once each.
 fn assert_udp_complete(sender: &Value, receiver: &Value, count: u64) {
     assert_eq!(int(sender, "sent"), count, "sender: {sender}");
-    assert_eq!(int(receiver, "received"), count, "no datagram lost: {receiver}");
+    assert_eq!(
+        int(receiver, "received"),
+        count,
+        "no datagram lost: {receiver}"
+    );
     assert_eq!(int(receiver, "lost"), 0, "{receiver}");
     assert_eq!(int(receiver, "duplicates"), 0, "{receiver}");
     assert_eq!(int(receiver, "out_of_order"), 0, "in order: {receiver}");
@@ -342,7 +380,8 @@ fn census(frames: &[Vec<u8>]) -> WanCensus {
             (ETHERTYPE_IPV4, Some(ip)) => {
                 let (src, dst) = (ip.src.to_string(), ip.dst.to_string());
                 let ports = ip.udp_ports;
-                let between = (src == GWA_WAN && dst == GWB_WAN) || (src == GWB_WAN && dst == GWA_WAN);
+                let between =
+                    (src == GWA_WAN && dst == GWB_WAN) || (src == GWB_WAN && dst == GWA_WAN);
                 let esp = esp_header(bytes);
                 match (between, ports, esp) {
                     (true, Some((ESP_UDP_PORT, ESP_UDP_PORT)), Some((SPI_A_TO_B, _, _)))
@@ -391,7 +430,8 @@ fn tunnel_through(backend: &str, mode: GwMode) {
     let (ts, tr) = tcp_pattern(&p, 6002, TCP_PATTERN_BYTES);
     let clear_stats = clear.stop();
     let t2 = Instant::now();
-    let tcp = p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6003", TCP_BYTES);
+    let tcp =
+        p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6003", TCP_BYTES);
     let t_tcp = t2.elapsed();
     let wan_stats = wan.stop();
 
@@ -420,16 +460,32 @@ fn tunnel_through(backend: &str, mode: GwMode) {
         c.esp_a_to_b >= UDP_COUNT,
         "the WAN capture holds the tunnelled datagrams: {c:?}, tcpdump {wan_stats:?}"
     );
-    assert!(c.esp_b_to_a > 0, "TCP acknowledgements come back through the tunnel: {c:?}");
+    assert!(
+        c.esp_b_to_a > 0,
+        "TCP acknowledgements come back through the tunnel: {c:?}"
+    );
     assert!(
         !contains(&wan.bytes(), &pat),
         "prod's payload pattern appears in clear on the WAN"
     );
 
     let (a, b) = p.settled();
-    assert!(a.tunnel.encap_packets >= UDP_COUNT, "gwA encap: {:?}", a.tunnel);
-    assert!(b.tunnel.decap_packets >= UDP_COUNT, "gwB decap: {:?}", b.tunnel);
-    assert!(b.tunnel.encap_packets > 0 && a.tunnel.decap_packets > 0, "{:?} {:?}", a.tunnel, b.tunnel);
+    assert!(
+        a.tunnel.encap_packets >= UDP_COUNT,
+        "gwA encap: {:?}",
+        a.tunnel
+    );
+    assert!(
+        b.tunnel.decap_packets >= UDP_COUNT,
+        "gwB decap: {:?}",
+        b.tunnel
+    );
+    assert!(
+        b.tunnel.encap_packets > 0 && a.tunnel.decap_packets > 0,
+        "{:?} {:?}",
+        a.tunnel,
+        b.tunnel
+    );
     for (name, s) in [("gwA", &a), ("gwB", &b)] {
         assert_eq!(drop_count(s, "esp_auth_failed"), 0, "{name}: {:?}", s.drops);
         assert_eq!(drop_count(s, "esp_replay"), 0, "{name}: {:?}", s.drops);
@@ -500,7 +556,15 @@ fn inject_toward_gwb(
     let recv = start_receiver(
         &p.tb,
         Node::Cons,
-        &["udp-recv", "--bind", &bind, "--count", "1", "--timeout", "2"],
+        &[
+            "udp-recv",
+            "--bind",
+            &bind,
+            "--count",
+            "1",
+            "--timeout",
+            "2",
+        ],
         &ready,
     );
     inject(&p.tb, Node::Wan, "b0", &[frame.to_vec()]);
@@ -523,10 +587,24 @@ fn inject_toward_gwb(
 
 /// Asserts that exactly one drop counter moved, by one, and nothing went
 /// to the LAN except ARP.
-fn assert_dropped_once(what: &str, before: &EspView, after: &EspView, delivered: u64, field: fn(&EspView) -> u64) {
-    assert_eq!(field(after), field(before) + 1, "{what}: the drop counter went up by exactly 1: {before:?} -> {after:?}");
+fn assert_dropped_once(
+    what: &str,
+    before: &EspView,
+    after: &EspView,
+    delivered: u64,
+    field: fn(&EspView) -> u64,
+) {
+    assert_eq!(
+        field(after),
+        field(before) + 1,
+        "{what}: the drop counter went up by exactly 1: {before:?} -> {after:?}"
+    );
     let others = |v: &EspView| v.auth_failed + v.replay + v.unknown_spi + v.malformed;
-    assert_eq!(others(after), others(before) + 1, "{what}: no other ESP drop: {before:?} -> {after:?}");
+    assert_eq!(
+        others(after),
+        others(before) + 1,
+        "{what}: no other ESP drop: {before:?} -> {after:?}"
+    );
     assert_eq!(after.decap, before.decap, "{what}: nothing decapsulated");
     assert!(
         after.lan_tx - before.lan_tx <= after.arp - before.arp,
@@ -556,27 +634,54 @@ fn tamper_replay_and_unknown_spi() {
 
     // Intercept: frames from gwA reach the router (and the capture) but go
     // no further.
-    let out = p.tb.ip(Node::Wan, &["route", "add", "blackhole", "10.10.200.1/32"]);
-    assert!(out.status.success(), "blackhole: {}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        p.tb.ip(Node::Wan, &["route", "add", "blackhole", "10.10.200.1/32"]);
+    assert!(
+        out.status.success(),
+        "blackhole: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut cap = Capture::start(&p.tb, Node::Wan, "a0");
     let to = format!("{CONS}:{PORT}");
     let sent = run_sender(
         &p.tb,
         Node::Prod,
-        &["udp-send", "--to", &to, "--count", "5", "--size", "200", "--rate", "50", "--pattern", PATTERN_HEX],
+        &[
+            "udp-send",
+            "--to",
+            &to,
+            "--count",
+            "5",
+            "--size",
+            "200",
+            "--rate",
+            "50",
+            "--pattern",
+            PATTERN_HEX,
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(int(&sent, "sent"), 5);
     cap.stop();
-    let out = p.tb.ip(Node::Wan, &["route", "del", "blackhole", "10.10.200.1/32"]);
-    assert!(out.status.success(), "unblackhole: {}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        p.tb.ip(Node::Wan, &["route", "del", "blackhole", "10.10.200.1/32"]);
+    assert!(
+        out.status.success(),
+        "unblackhole: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let frames = cap.frames();
     let esp: Vec<&Vec<u8>> = frames
         .iter()
         .filter(|f| matches!(esp_header(f), Some((SPI_A_TO_B, _, _))))
         .collect();
-    assert_eq!(esp.len(), 5, "one ESP frame per datagram on the WAN ({} frames in all)", frames.len());
+    assert_eq!(
+        esp.len(),
+        5,
+        "one ESP frame per datagram on the WAN ({} frames in all)",
+        frames.len()
+    );
 
     // As the router would forward it to gwB.
     let gwb_mac = parse_mac(&p.b.mac("wan"));
@@ -593,13 +698,20 @@ fn tamper_replay_and_unknown_spi() {
     let mut flipped = original.clone();
     flipped[esp_off + 8 + 8 + 4] ^= 0x01;
     fix_checksums(&mut flipped);
-    let (before, after, got) = inject_toward_gwb(&p, &flipped, PORT, |b, n| n.auth_failed > b.auth_failed);
-    assert_dropped_once("flipped ciphertext", &before, &after, got, |v| v.auth_failed);
+    let (before, after, got) =
+        inject_toward_gwb(&p, &flipped, PORT, |b, n| n.auth_failed > b.auth_failed);
+    assert_dropped_once("flipped ciphertext", &before, &after, got, |v| {
+        v.auth_failed
+    });
 
     // The untouched frame is new to gwB: it is delivered (this proves the
     // injection path reaches cons) ...
     let (before, after, got) = inject_toward_gwb(&p, &original, PORT, |b, n| n.decap > b.decap);
-    assert_eq!(after.decap, before.decap + 1, "untouched frame decapsulated once (seq {seq})");
+    assert_eq!(
+        after.decap,
+        before.decap + 1,
+        "untouched frame decapsulated once (seq {seq})"
+    );
     assert_eq!(got, 1, "cons received the untouched frame's datagram");
 
     // (b) ... and the same frame again is a replay.
@@ -623,7 +735,10 @@ fn tamper_replay_and_unknown_spi() {
 /// Extracts X from ping's "Frag needed and DF set (mtu = X)" or
 /// "local error: message too long, mtu=X".
 fn mtu_in_ping_output(out: &str) -> Option<u64> {
-    let i = out.find("mtu = ").map(|i| i + 6).or_else(|| out.find("mtu=").map(|i| i + 4))?;
+    let i = out
+        .find("mtu = ")
+        .map(|i| i + 6)
+        .or_else(|| out.find("mtu=").map(|i| i + 4))?;
     let digits: String = out[i..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -639,7 +754,7 @@ fn df_too_big_gets_frag_needed() {
     let p = Pair::up("af_packet", GwMode::None, 1500, |_| {});
     p.wait_reachable();
     let inner = inner_mtu_1500();
-    assert!(inner < 1500 && inner >= 1280, "inner MTU {inner}");
+    assert!((1280..1500).contains(&inner), "inner MTU {inner}");
 
     // IP packet = ICMP payload + 8 (ICMP) + 20 (IP): one byte too many.
     let too_big = (inner + 1 - 28).to_string();
@@ -649,41 +764,62 @@ fn df_too_big_gets_frag_needed() {
     for _ in 0..3 {
         let out = p.tb.run(
             Node::Prod,
-            &["ping", "-n", "-M", "do", "-s", &too_big, "-c", "1", "-W", "2", CONS],
+            &[
+                "ping", "-n", "-M", "do", "-s", &too_big, "-c", "1", "-W", "2", CONS,
+            ],
         );
         last = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!out.status.success(), "a DF packet of {} bytes got through:\n{last}", inner + 1);
+        assert!(
+            !out.status.success(),
+            "a DF packet of {} bytes got through:\n{last}",
+            inner + 1
+        );
         if let Some(mtu) = mtu_in_ping_output(&last) {
             reported = Some(mtu);
             break;
         }
     }
     let mtu = reported.unwrap_or_else(|| panic!("ping output names no MTU:\n{last}"));
-    assert_eq!(mtu, inner, "reported MTU is the tunnel's inner MTU:\n{last}");
+    assert_eq!(
+        mtu, inner,
+        "reported MTU is the tunnel's inner MTU:\n{last}"
+    );
     let after = p.a.settled_snapshot();
     assert!(
         after.control.icmp_errors > before.control.icmp_errors,
         "gwA sent an ICMP error: {:?}",
         after.control
     );
-    assert!(drop_count(&after, "too_big") > drop_count(&before, "too_big"), "{:?}", after.drops);
+    assert!(
+        drop_count(&after, "too_big") > drop_count(&before, "too_big"),
+        "{:?}",
+        after.drops
+    );
 
     // Exactly the inner MTU fits.
     let fits = (inner - 28).to_string();
     let ok = (0..3).any(|_| {
         p.tb.run(
             Node::Prod,
-            &["ping", "-n", "-M", "do", "-s", &fits, "-c", "1", "-W", "2", CONS],
+            &[
+                "ping", "-n", "-M", "do", "-s", &fits, "-c", "1", "-W", "2", CONS,
+            ],
         )
         .status
         .success()
     });
-    assert!(ok, "a DF packet of exactly the inner MTU ({inner}) goes through");
-    eprintln!("df_too_big_gets_frag_needed: inner MTU {inner}, {:?}", t0.elapsed());
+    assert!(
+        ok,
+        "a DF packet of exactly the inner MTU ({inner}) goes through"
+    );
+    eprintln!(
+        "df_too_big_gets_frag_needed: inner MTU {inner}, {:?}",
+        t0.elapsed()
+    );
 }
 
 /// Sets `mtu` on both ports of a gateway config.
@@ -732,17 +868,23 @@ fn aes_gcm_engine() {
             .insert("engine".into(), "aes-gcm".into());
     });
     p.wait_reachable();
-    let tcp = p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6301", 50 * 1000 * 1000);
+    let tcp =
+        p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6301", 50 * 1000 * 1000);
     assert_eq!(tcp.received_bytes, 50 * 1000 * 1000);
     assert_eq!(tcp.sent_sha256, tcp.received_sha256);
-    let u = p.tb.udp_stream(Node::Prod, Node::Cons, "10.20.1.2:6302", 2_000, 1000, 2_000);
+    let u =
+        p.tb.udp_stream(Node::Prod, Node::Cons, "10.20.1.2:6302", 2_000, 1000, 2_000);
     assert_eq!(u.sent, 2_000);
     assert_eq!(u.received, 2_000, "{u:?}");
     assert!(u.in_order && u.duplicates == 0, "{u:?}");
     let (a, b) = p.settled();
     for (name, s) in [("gwA", &a), ("gwB", &b)] {
         assert_eq!(drop_count(s, "esp_auth_failed"), 0, "{name}: {:?}", s.drops);
-        assert!(s.tunnel.encap_packets > 0 && s.tunnel.decap_packets > 0, "{name}: {:?}", s.tunnel);
+        assert!(
+            s.tunnel.encap_packets > 0 && s.tunnel.decap_packets > 0,
+            "{name}: {:?}",
+            s.tunnel
+        );
     }
     eprintln!("aes_gcm_engine: {:?}", t0.elapsed());
 }

@@ -149,7 +149,10 @@ impl Capture {
             captured: count("packets captured")
                 .unwrap_or_else(|| panic!("{}: no 'packets captured' line:\n{text}", self.what)),
             dropped_by_kernel: count("packets dropped by kernel").unwrap_or_else(|| {
-                panic!("{}: no 'packets dropped by kernel' line:\n{text}", self.what)
+                panic!(
+                    "{}: no 'packets dropped by kernel' line:\n{text}",
+                    self.what
+                )
             }),
         }
     }
@@ -205,7 +208,10 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 /// Parses the bytes of a classic pcap file into its records' bytes.
 pub fn parse_pcap(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if data.len() < 24 {
-        return Err(format!("{} bytes, shorter than the 24-byte header", data.len()));
+        return Err(format!(
+            "{} bytes, shorter than the 24-byte header",
+            data.len()
+        ));
     }
     let magic = [data[0], data[1], data[2], data[3]];
     let little = match magic {
@@ -399,7 +405,10 @@ pub fn fix_checksums(frame: &mut [u8]) {
         .and_then(|f| f.ipv4)
         .expect("fix_checksums needs an Ethernet/IPv4 frame");
     let ip_end = ETH_HLEN + info.total_len;
-    assert!(frame.len() >= ip_end, "frame shorter than its IPv4 total length");
+    assert!(
+        frame.len() >= ip_end,
+        "frame shorter than its IPv4 total length"
+    );
     let ip = &mut frame[ETH_HLEN..ip_end];
     ip[10] = 0;
     ip[11] = 0;
