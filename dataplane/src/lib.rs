@@ -5,6 +5,8 @@
 
 pub mod backend;
 pub mod config;
+pub mod crypto;
+pub mod esp;
 pub mod forward;
 pub mod neigh;
 pub mod port;

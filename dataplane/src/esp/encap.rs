@@ -1,0 +1,256 @@
+//! Outbound: ESP tunnel-mode encapsulation in UDP, in place, and burst sealing.
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use arrayvec::ArrayVec;
+use smoltcp::wire::{IpProtocol, Ipv4Packet, UdpPacket};
+
+use super::{
+    pad_len, EspError, OutboundSa, ESP_HLEN, ESP_UDP_PORT, HEAD_LEN, ICV_LEN, IV_LEN,
+    NEXT_HEADER_IPV4, OUTER_IPV4_HLEN, TRAILER_LEN, UDP_HLEN,
+};
+use crate::backend::{PacketBuf, BURST};
+use crate::crypto::{AeadEngine, SaKey, SealOp, TAG_LEN};
+
+/// Outer addressing for encapsulation: the tunnel endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    /// Our WAN address.
+    pub src: Ipv4Addr,
+    /// The peer gateway's WAN address.
+    pub dst: Ipv4Addr,
+    /// UDP source port (4500 unless configured otherwise).
+    pub sport: u16,
+    /// UDP destination port (4500 unless configured otherwise).
+    pub dport: u16,
+    /// Outer TTL (64).
+    pub ttl: u8,
+}
+
+impl Outer {
+    /// Endpoints `src` → `dst` on port 4500 both ways, TTL 64.
+    pub const fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        Outer {
+            src,
+            dst,
+            sport: ESP_UDP_PORT,
+            dport: ESP_UDP_PORT,
+            ttl: 64,
+        }
+    }
+}
+
+/// A packet laid out by [`encap_prepare`], waiting to be sealed by [`seal_burst`].
+/// Offsets are within the packet's `data()`.
+#[derive(Debug, Clone)]
+pub struct SealJob<'k> {
+    key: &'k SaKey,
+    iv: u64,
+    aad: [u8; 12],
+    aad_len: u8,
+    payload_start: usize,
+    payload_len: usize,
+    sealed: bool,
+}
+
+impl<'k> SealJob<'k> {
+    /// The key this packet is sealed with.
+    pub fn key(&self) -> &'k SaKey {
+        self.key
+    }
+    /// The explicit IV written after the ESP header.
+    pub fn iv(&self) -> u64 {
+        self.iv
+    }
+    /// The AAD: SPI ‖ seq-low (8 bytes), or SPI ‖ seq-high ‖ seq-low with ESN (12).
+    pub fn aad(&self) -> &[u8] {
+        &self.aad[..usize::from(self.aad_len)]
+    }
+    /// The bytes encrypted: inner packet, padding, pad length and next header.
+    pub fn payload(&self) -> Range<usize> {
+        self.payload_start..self.payload_start + self.payload_len
+    }
+    /// Where the ICV goes (the last 16 bytes of the packet).
+    pub fn icv(&self) -> Range<usize> {
+        let end = self.payload_start + self.payload_len;
+        end..end + ICV_LEN
+    }
+    /// True once [`seal_burst`] sealed the packet; a packet not sealed must be dropped.
+    pub fn sealed(&self) -> bool {
+        self.sealed
+    }
+}
+
+/// Builds the ESP AAD (RFC 4106 §5) into `out`, returning its length.
+#[inline]
+pub(super) fn build_aad(out: &mut [u8; 12], spi: u32, seq: u64, esn: bool) -> u8 {
+    out[..4].copy_from_slice(&spi.to_be_bytes());
+    if esn {
+        out[4..12].copy_from_slice(&seq.to_be_bytes());
+        12
+    } else {
+        out[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        8
+    }
+}
+
+/// Encapsulates the inner IPv4 packet that is exactly `buf`'s data, in place:
+/// outer IPv4 (DF set, ident 0, header checksum filled, DSCP copied from the
+/// inner header, ECN not-ECT) + UDP (checksum 0, RFC 3948 §2.1) + ESP header
+/// (SPI, low 32 bits of `seq`) + IV (`seq`, 64-bit big-endian) go into the
+/// headroom; padding 1, 2, 3, ... + pad length + next header 4 + room for the
+/// ICV into the tailroom. The inner packet is not moved and nothing is
+/// allocated. Returns what [`seal_burst`] needs.
+///
+/// `seq` comes from [`OutboundSa::reserve`]; 0, or a number beyond 2^32 − 1
+/// on an SA without ESN, is refused ([`EspError::SeqExhausted`]). On error
+/// `buf` is unchanged.
+pub fn encap_prepare<'k, B: PacketBuf>(
+    buf: &mut B,
+    sa: &'k OutboundSa,
+    seq: u64,
+    outer: &Outer,
+) -> Result<SealJob<'k>, EspError> {
+    match buf.data().first() {
+        None => return Err(EspError::BadLength),
+        Some(b) if b >> 4 != 4 => return Err(EspError::BadNextHeader),
+        Some(_) => {}
+    }
+    encap_prepare_raw(buf, sa, seq, seq, NEXT_HEADER_IPV4, outer)
+}
+
+/// [`encap_prepare`] with an explicit IV and next header, for known-answer tests
+/// against published vectors (whose IVs are not sequence numbers). An IV must
+/// never repeat under one key: the gateway always uses [`encap_prepare`].
+#[doc(hidden)]
+pub fn encap_prepare_raw<'k, B: PacketBuf>(
+    buf: &mut B,
+    sa: &'k OutboundSa,
+    seq: u64,
+    iv: u64,
+    next_header: u8,
+    outer: &Outer,
+) -> Result<SealJob<'k>, EspError> {
+    if seq == 0 || (!sa.esn && seq > u64::from(u32::MAX)) {
+        return Err(EspError::SeqExhausted);
+    }
+    let inner_len = buf.len();
+    let pad = pad_len(inner_len);
+    let tail = pad + TRAILER_LEN + ICV_LEN;
+    let total = HEAD_LEN + inner_len + tail;
+    if total > usize::from(u16::MAX) {
+        return Err(EspError::BadLength);
+    }
+    if buf.headroom() < HEAD_LEN || buf.tailroom() < tail {
+        return Err(EspError::NoRoom);
+    }
+    let dscp = match buf.data() {
+        [v, tos, ..] if next_header == NEXT_HEADER_IPV4 && v >> 4 == 4 => tos >> 2,
+        _ => 0,
+    };
+    if !buf.prepend(HEAD_LEN) {
+        return Err(EspError::NoRoom);
+    }
+    if !buf.append(tail) {
+        buf.adj(HEAD_LEN);
+        return Err(EspError::NoRoom);
+    }
+    let d = buf.data_mut();
+
+    let mut ip = Ipv4Packet::new_unchecked(&mut d[..OUTER_IPV4_HLEN]);
+    ip.set_version(4);
+    ip.set_header_len(OUTER_IPV4_HLEN as u8);
+    ip.set_dscp(dscp);
+    ip.set_ecn(0);
+    ip.set_total_len(total as u16);
+    ip.set_ident(0);
+    ip.clear_flags();
+    ip.set_dont_frag(true);
+    ip.set_frag_offset(0);
+    ip.set_hop_limit(outer.ttl);
+    ip.set_next_header(IpProtocol::Udp);
+    ip.set_src_addr(outer.src);
+    ip.set_dst_addr(outer.dst);
+    ip.fill_checksum();
+
+    let udp_at = OUTER_IPV4_HLEN;
+    let mut udp = UdpPacket::new_unchecked(&mut d[udp_at..udp_at + UDP_HLEN]);
+    udp.set_src_port(outer.sport);
+    udp.set_dst_port(outer.dport);
+    udp.set_len((total - OUTER_IPV4_HLEN) as u16);
+    udp.set_checksum(0);
+
+    let esp_at = udp_at + UDP_HLEN;
+    d[esp_at..esp_at + 4].copy_from_slice(&sa.spi.to_be_bytes());
+    d[esp_at + 4..esp_at + 8].copy_from_slice(&(seq as u32).to_be_bytes());
+    let iv_at = esp_at + ESP_HLEN;
+    d[iv_at..iv_at + IV_LEN].copy_from_slice(&iv.to_be_bytes());
+
+    let trailer_at = HEAD_LEN + inner_len;
+    for (i, b) in d[trailer_at..trailer_at + pad].iter_mut().enumerate() {
+        *b = i as u8 + 1;
+    }
+    d[trailer_at + pad] = pad as u8;
+    d[trailer_at + pad + 1] = next_header;
+
+    let mut aad = [0u8; 12];
+    let aad_len = build_aad(&mut aad, sa.spi, seq, sa.esn);
+    Ok(SealJob {
+        key: &sa.key,
+        iv,
+        aad,
+        aad_len,
+        payload_start: HEAD_LEN,
+        payload_len: inner_len + pad + TRAILER_LEN,
+        sealed: false,
+    })
+}
+
+/// The payload and ICV slices of one packet, if the job's offsets fit in it.
+#[inline]
+pub(super) fn payload_and_icv(
+    data: &mut [u8],
+    start: usize,
+    len: usize,
+) -> Option<(&mut [u8], &mut [u8; TAG_LEN])> {
+    let region = data.get_mut(start..start.checked_add(len)?.checked_add(ICV_LEN)?)?;
+    let (payload, icv) = region.split_at_mut(len);
+    Some((payload, icv.try_into().ok()?))
+}
+
+/// Seals prepared packets: `jobs[i]` belongs to `bufs[i]`. Each group of up to
+/// [`BURST`] packets is one engine call. Afterwards [`SealJob::sealed`] tells
+/// which packets are ready to send; a job without a matching buffer, or whose
+/// offsets do not fit its buffer, is left unsealed.
+pub fn seal_burst<B: PacketBuf>(engine: &dyn AeadEngine, bufs: &mut [B], jobs: &mut [SealJob<'_>]) {
+    for (bufs, jobs) in bufs.chunks_mut(BURST).zip(jobs.chunks_mut(BURST)) {
+        for job in jobs.iter_mut() {
+            job.sealed = false;
+        }
+        let mut results = ArrayVec::<(usize, bool), BURST>::new();
+        {
+            let jobs_ro: &[SealJob<'_>] = jobs;
+            let mut ops = ArrayVec::<SealOp<'_>, BURST>::new();
+            let mut index = ArrayVec::<usize, BURST>::new();
+            for (i, (buf, job)) in bufs.iter_mut().zip(jobs_ro).enumerate() {
+                if let Some((payload, icv)) =
+                    payload_and_icv(buf.data_mut(), job.payload_start, job.payload_len)
+                {
+                    ops.push(SealOp::new(job.key, job.iv, job.aad(), payload, icv));
+                    index.push(i);
+                }
+            }
+            engine.seal_burst(&mut ops);
+            for (op, i) in ops.iter().zip(index) {
+                results.push((i, op.ok));
+            }
+        }
+        for (i, ok) in results {
+            jobs[i].sealed = ok;
+        }
+    }
+    for job in jobs.iter_mut().skip(bufs.len()) {
+        job.sealed = false;
+    }
+}
