@@ -77,7 +77,13 @@ pub enum Verdict {
 /// a tunnel route are encapsulated, ESP-in-UDP to our WAN address is
 /// decapsulated, and any other LAN↔WAN forwarding is dropped as `policy`.
 #[inline]
-pub fn forward(frame: &mut [u8], in_port: PortId, gw: &Gateway, neigh: &NeighborTable, tunnel: Option<&TunnelTables>) -> Verdict {
+pub fn forward(
+    frame: &mut [u8],
+    in_port: PortId,
+    gw: &Gateway,
+    neigh: &NeighborTable,
+    tunnel: Option<&TunnelTables>,
+) -> Verdict {
     if frame.len() < ETH_HLEN {
         return Verdict::Drop(DropReason::Runt);
     }
@@ -101,7 +107,11 @@ pub fn forward(frame: &mut [u8], in_port: PortId, gw: &Gateway, neigh: &Neighbor
         Err(_) => return Verdict::Drop(DropReason::Ipv4Malformed),
     };
     if let Some(t) = tunnel {
-        if in_port == PortId::Wan && ip.dst == gw.port(PortId::Wan).ip && ip.protocol == 17 && !ip.is_later_fragment {
+        if in_port == PortId::Wan
+            && ip.dst == gw.port(PortId::Wan).ip
+            && ip.protocol == 17
+            && !ip.is_later_fragment
+        {
             let udp = &frame[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
             if udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == t.udp_port {
                 return Verdict::Decap;
@@ -274,7 +284,11 @@ mod tests {
             ),
         ];
         for (mut f, want) in cases {
-            assert_eq!(forward(&mut f, PortId::Lan, &gw, &t, None), want, "{f:02x?}");
+            assert_eq!(
+                forward(&mut f, PortId::Lan, &gw, &t, None),
+                want,
+                "{f:02x?}"
+            );
         }
     }
 

@@ -183,7 +183,8 @@ where
 
     let tunnel: Option<Arc<dyn TableSource>> = match &cfg.tunnel {
         Some(t) => {
-            let tables = TunnelTables::from_config(t, addrs[PortId::Wan.index()].ip, 1).context("preparing the SA keys")?;
+            let tables = TunnelTables::from_config(t, addrs[PortId::Wan.index()].ip, 1)
+                .context("preparing the SA keys")?;
             info!(
                 engine = ?t.engine,
                 udp_port = t.udp_port,
@@ -211,6 +212,7 @@ where
             to_slowpath: to_slow.clone(),
             replies,
             stats: stats.clone(),
+            tunnel: tunnel.clone(),
         };
         let core = cfg.workers.cores[i];
         let stop = stop.clone();

@@ -53,6 +53,8 @@ pub enum DropReason {
     EspBadTrailer,
     /// The outbound SA ran out of sequence numbers (it must be rekeyed).
     EspSeqExhausted,
+    /// The engine could not seal (a buffer too short for its layout).
+    EspSealFailed,
     /// Blocked by tunnel policy: cleartext between LAN and WAN, or a
     /// decapsulated packet not bound for the LAN.
     Policy,
@@ -60,7 +62,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -83,6 +85,7 @@ impl DropReason {
         DropReason::EspUnknownSpi,
         DropReason::EspBadTrailer,
         DropReason::EspSeqExhausted,
+        DropReason::EspSealFailed,
         DropReason::Policy,
     ];
 
@@ -109,6 +112,7 @@ impl DropReason {
             DropReason::EspUnknownSpi => "esp_unknown_spi",
             DropReason::EspBadTrailer => "esp_bad_trailer",
             DropReason::EspSeqExhausted => "esp_seq_exhausted",
+            DropReason::EspSealFailed => "esp_seal_failed",
             DropReason::Policy => "policy",
         }
     }
@@ -238,24 +242,10 @@ impl CounterBlock {
         for (d, s) in v.iter_mut().zip(&self.slots) {
             *d = s.load(Relaxed);
         }
-        let mut c = unflatten(&v);
-        for i in 0..2 {
-            sum.ports[i].rx_packets += c.ports[i].rx_packets;
-            sum.ports[i].rx_bytes += c.ports[i].rx_bytes;
-            sum.ports[i].tx_packets += c.ports[i].tx_packets;
-            sum.ports[i].tx_bytes += c.ports[i].tx_bytes;
+        for (d, s) in v.iter_mut().zip(flatten(sum)) {
+            *d += s;
         }
-        for (d, s) in sum.drops.iter_mut().zip(c.drops.iter_mut()) {
-            *d += *s;
-        }
-        sum.control.arp_replies += c.control.arp_replies;
-        sum.control.arp_requests += c.control.arp_requests;
-        sum.control.echo_replies += c.control.echo_replies;
-        sum.control.icmp_errors += c.control.icmp_errors;
-        sum.tunnel.encap_packets += c.tunnel.encap_packets;
-        sum.tunnel.encap_bytes += c.tunnel.encap_bytes;
-        sum.tunnel.decap_packets += c.tunnel.decap_packets;
-        sum.tunnel.decap_bytes += c.tunnel.decap_bytes;
+        *sum = unflatten(&v);
     }
 }
 
@@ -267,11 +257,19 @@ fn flatten(c: &Counters) -> [u64; SLOTS] {
     }
     v[8..8 + DropReason::COUNT].copy_from_slice(&c.drops);
     let k = &c.control;
-    v[8 + DropReason::COUNT..].copy_from_slice(&[
+    let base = 8 + DropReason::COUNT;
+    v[base..base + 4].copy_from_slice(&[
         k.arp_replies,
         k.arp_requests,
         k.echo_replies,
         k.icmp_errors,
+    ]);
+    let t = &c.tunnel;
+    v[base + 4..].copy_from_slice(&[
+        t.encap_packets,
+        t.encap_bytes,
+        t.decap_packets,
+        t.decap_bytes,
     ]);
     v
 }
@@ -293,6 +291,12 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
         arp_requests: k[1],
         echo_replies: k[2],
         icmp_errors: k[3],
+    };
+    c.tunnel = TunnelCounts {
+        encap_packets: k[4],
+        encap_bytes: k[5],
+        decap_packets: k[6],
+        decap_bytes: k[7],
     };
     c
 }
@@ -360,6 +364,43 @@ mod tests {
         assert_eq!(s.dropped(DropReason::TxFull), 1);
         assert_eq!(s.total_drops(), 3);
         assert_eq!(s.control.arp_replies, 3);
+    }
+
+    #[test]
+    fn every_counter_survives_a_fold() {
+        let mut c = Counters::default();
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        for p in &mut c.ports {
+            *p = PortCounts {
+                rx_packets: next(),
+                rx_bytes: next(),
+                tx_packets: next(),
+                tx_bytes: next(),
+            };
+        }
+        for d in &mut c.drops {
+            *d = next();
+        }
+        c.control = ControlCounts {
+            arp_replies: next(),
+            arp_requests: next(),
+            echo_replies: next(),
+            icmp_errors: next(),
+        };
+        c.tunnel = TunnelCounts {
+            encap_packets: next(),
+            encap_bytes: next(),
+            decap_packets: next(),
+            decap_bytes: next(),
+        };
+        let want = c;
+        let reg = StatsRegistry::new(1);
+        reg.worker(0).fold(&mut c);
+        assert_eq!(reg.sum(), want);
     }
 
     #[test]

@@ -166,7 +166,13 @@ impl<Q: PortQueue> Worker<Q> {
             return;
         }
         let mut unresolved = Unresolved::new();
-        let mut cx = StageCtx { gw: &self.links.gw, neigh, tables, counts: &mut self.counts, unresolved: &mut unresolved };
+        let mut cx = StageCtx {
+            gw: &self.links.gw,
+            neigh,
+            tables,
+            counts: &mut self.counts,
+            unresolved: &mut unresolved,
+        };
         if !encap.is_empty() {
             pipeline::encap_burst(&mut cx, encap, encap_sa);
         }

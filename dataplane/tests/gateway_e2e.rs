@@ -25,7 +25,11 @@ fn plain_router(t: &mut toml::Table) {
     let mut route = toml::Table::new();
     route.insert("prefix".into(), "10.20.0.0/16".into());
     route.insert("via".into(), "10.10.100.254".into());
-    t.entry("routes").or_insert_with(|| toml::Value::Array(vec![])).as_array_mut().unwrap().push(route.into());
+    t.entry("routes")
+        .or_insert_with(|| toml::Value::Array(vec![]))
+        .as_array_mut()
+        .unwrap()
+        .push(route.into());
 }
 
 fn through_gateway(example: &str, gw_mode: GwMode) {

@@ -63,7 +63,10 @@ pub(crate) struct RawSa {
 
 impl std::fmt::Debug for RawSa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawSa").field("spi", &self.spi).field("direction", &self.direction).finish_non_exhaustive()
+        f.debug_struct("RawSa")
+            .field("spi", &self.spi)
+            .field("direction", &self.direction)
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,7 +17,8 @@ use std::net::Ipv4Addr;
 use arrayvec::ArrayVec;
 
 use crate::backend::{Burst, PacketBuf, BURST};
-use crate::esp::{self, EspError, ReplayWindow};
+use crate::crypto;
+use crate::esp::{self, EspError, OpenJob, ReplayWindow, SealJob};
 use crate::forward::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
@@ -68,7 +69,9 @@ pub fn drop_reason(e: EspError) -> DropReason {
         EspError::AuthFailed => DropReason::EspAuthFailed,
         EspError::Replay | EspError::TooOld => DropReason::EspReplay,
         EspError::UnknownSpi => DropReason::EspUnknownSpi,
-        EspError::BadPadLength | EspError::BadPadding | EspError::BadNextHeader => DropReason::EspBadTrailer,
+        EspError::BadPadLength | EspError::BadPadding | EspError::BadNextHeader => {
+            DropReason::EspBadTrailer
+        }
         EspError::SeqExhausted => DropReason::EspSeqExhausted,
         EspError::NoRoom => DropReason::NoBuffer,
         _ => DropReason::EspMalformed,
@@ -79,7 +82,8 @@ pub fn drop_reason(e: EspError) -> DropReason {
 /// `sa_idx`) for the WAN. On return `bufs` holds the frames ready to send.
 pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_idx: &[usize]) {
     // One atomic reservation of sequence numbers per SA per burst.
-    let mut blocks: ArrayVec<(usize, u64, Result<std::ops::Range<u64>, EspError>), BURST> = ArrayVec::new();
+    let mut blocks: ArrayVec<(usize, u64, Result<std::ops::Range<u64>, EspError>), BURST> =
+        ArrayVec::new();
     for &i in sa_idx {
         match blocks.iter_mut().find(|b| b.0 == i) {
             Some(b) => b.1 += 1,
@@ -90,11 +94,16 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
         b.2 = cx.tables.outbound(b.0).sa.reserve(b.1);
     }
 
+    let tables = cx.tables;
     let mut ready: Burst<B> = Burst::new();
-    let mut jobs: ArrayVec<esp::SealJob, BURST> = ArrayVec::new();
+    let mut jobs: ArrayVec<SealJob<'_>, BURST> = ArrayVec::new();
     let mut sas: ArrayVec<usize, BURST> = ArrayVec::new();
     for (mut buf, &i) in bufs.drain(..).zip(sa_idx) {
-        let block = &mut blocks.iter_mut().find(|b| b.0 == i).expect("reserved above").2;
+        let block = &mut blocks
+            .iter_mut()
+            .find(|b| b.0 == i)
+            .expect("reserved above")
+            .2;
         let seq = match block {
             Ok(r) => r.next().expect("one number reserved per packet"),
             Err(e) => {
@@ -102,7 +111,7 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
                 continue;
             }
         };
-        let entry = cx.tables.outbound(i);
+        let entry = tables.outbound(i);
         if !buf.adj(ETH_HLEN) {
             cx.counts.drop(DropReason::Runt);
             continue;
@@ -120,13 +129,18 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
     if ready.is_empty() {
         return;
     }
-    let tables = cx.tables;
-    esp::seal_burst(tables.engine, &mut ready, &jobs, |k| &tables.outbound(sas[k]).sa);
+    esp::seal_burst(crypto::engine(tables.engine), &mut ready, &mut jobs);
 
     let wan_mac = cx.gw.port(PortId::Wan).mac;
-    for (mut buf, &i) in ready.drain(..).zip(sas.iter()) {
+    for ((mut buf, &i), job) in ready.drain(..).zip(sas.iter()).zip(jobs.iter()) {
+        if !job.sealed() {
+            cx.counts.drop(DropReason::EspSealFailed);
+            continue;
+        }
         let peer = tables.outbound(i).outer.dst;
-        let Some(mac) = next_hop_mac(cx, peer, PortId::Wan) else { continue };
+        let Some(mac) = next_hop_mac(cx, peer, PortId::Wan) else {
+            continue;
+        };
         let len = buf.len();
         if !push_ethernet(&mut buf, mac, wan_mac) {
             cx.counts.drop(DropReason::NoBuffer);
@@ -140,22 +154,27 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
 
 /// Decapsulates `bufs` (Ethernet frames carrying ESP-in-UDP to us). On
 /// return `bufs` holds the inner frames ready to send on the LAN.
-pub fn decap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, state: &mut WorkerTunnel, bufs: &mut Burst<B>) {
+pub fn decap_burst<B: PacketBuf>(
+    cx: &mut StageCtx<'_>,
+    state: &mut WorkerTunnel,
+    bufs: &mut Burst<B>,
+) {
+    let tables = cx.tables;
     let mut pending: Burst<B> = Burst::new();
-    let mut views: ArrayVec<(esp::EspView, u64), BURST> = ArrayVec::new();
+    let mut jobs: ArrayVec<OpenJob<'_>, BURST> = ArrayVec::new();
     for mut buf in bufs.drain(..) {
         if !buf.adj(ETH_HLEN) {
             cx.counts.drop(DropReason::Runt);
             continue;
         }
-        let view = match esp::decap_parse(buf.data()) {
+        let view = match esp::decap_parse(buf.data(), tables.udp_port) {
             Ok(v) => v,
             Err(e) => {
                 cx.counts.drop(drop_reason(e));
                 continue;
             }
         };
-        let Some(entry) = cx.tables.inbound(view.spi) else {
+        let Some(entry) = tables.inbound(view.spi) else {
             cx.counts.drop(DropReason::EspUnknownSpi);
             continue;
         };
@@ -165,30 +184,27 @@ pub fn decap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, state: &mut WorkerTunnel
             cx.counts.drop(drop_reason(e));
             continue;
         }
-        views.push((view, seq));
+        jobs.push(OpenJob::new(&entry.sa, &view, seq));
         pending.push(buf);
     }
     if pending.is_empty() {
         return;
     }
-    let tables = cx.tables;
-    let mut ok: ArrayVec<bool, BURST> = ArrayVec::new();
-    esp::open_burst(tables.engine, &mut pending, &views, |k| &tables.inbound(views[k].0.spi).expect("looked up above").sa, &mut ok);
+    esp::open_burst(crypto::engine(tables.engine), &mut pending, &mut jobs);
 
     let lan_mac = cx.gw.port(PortId::Lan).mac;
-    for ((mut buf, (view, seq)), authentic) in pending.drain(..).zip(views.iter()).zip(ok) {
-        if !authentic {
+    for (mut buf, job) in pending.drain(..).zip(jobs.iter()) {
+        if !job.verified() {
             cx.counts.drop(DropReason::EspAuthFailed);
             continue;
         }
-        let window = state.replay.entry(view.spi).or_default();
-        // A duplicate inside this burst passed the first check; catch it now.
-        if let Err(e) = window.check(*seq) {
+        let window = state.replay.entry(job.view().spi).or_default();
+        // Checks again: two copies of one packet in this burst both passed the first check.
+        if let Err(e) = window.accept(job.seq()) {
             cx.counts.drop(drop_reason(e));
             continue;
         }
-        window.accept(*seq);
-        if let Err(e) = esp::decap_finish(&mut buf, view) {
+        if let Err(e) = esp::decap_finish(&mut buf, job.view()) {
             cx.counts.drop(drop_reason(e));
             continue;
         }
@@ -212,7 +228,9 @@ pub fn decap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, state: &mut WorkerTunnel
             cx.counts.drop(DropReason::TooBig);
             continue;
         }
-        let Some(mac) = next_hop_mac(cx, hop, PortId::Lan) else { continue };
+        let Some(mac) = next_hop_mac(cx, hop, PortId::Lan) else {
+            continue;
+        };
         ipv4::decrement_ttl(buf.data_mut());
         let len = buf.len();
         if !push_ethernet(&mut buf, mac, lan_mac) {

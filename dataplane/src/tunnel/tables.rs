@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::tunnel::{Direction, TunnelSection};
 use crate::crypto::{CryptoError, EngineKind, SaKey};
-use crate::esp::{InboundSa, Outer, OutboundSa};
+use crate::esp::{InboundSa, OutboundSa, Outer};
 use crate::port::prefix_mask;
 
 /// An outbound SA and where its packets go.
@@ -47,7 +47,11 @@ pub struct TunnelTables {
 
 impl TunnelTables {
     /// Builds tables from the manually keyed configuration; `wan_ip` is the outer source.
-    pub fn from_config(t: &TunnelSection, wan_ip: Ipv4Addr, generation: u64) -> Result<Self, CryptoError> {
+    pub fn from_config(
+        t: &TunnelSection,
+        wan_ip: Ipv4Addr,
+        generation: u64,
+    ) -> Result<Self, CryptoError> {
         let mut outbound = Vec::new();
         let mut inbound = HashMap::new();
         for s in &t.sas {
@@ -56,10 +60,26 @@ impl TunnelTables {
             match s.direction {
                 Direction::Out => outbound.push(Arc::new(OutboundEntry {
                     sa: OutboundSa::new(s.spi, key, s.esn),
-                    outer: Outer { src: wan_ip, dst: peer.address, sport: t.udp_port, dport: peer.udp_port, ttl: 64 },
+                    outer: Outer {
+                        src: wan_ip,
+                        dst: peer.address,
+                        sport: t.udp_port,
+                        dport: peer.udp_port,
+                        ttl: 64,
+                    },
                 })),
                 Direction::In => {
-                    inbound.insert(s.spi, Arc::new(InboundEntry { sa: InboundSa { spi: s.spi, key, esn: s.esn }, peer: peer.address }));
+                    inbound.insert(
+                        s.spi,
+                        Arc::new(InboundEntry {
+                            sa: InboundSa {
+                                spi: s.spi,
+                                key,
+                                esn: s.esn,
+                            },
+                            peer: peer.address,
+                        }),
+                    );
                 }
             }
         }
@@ -69,18 +89,33 @@ impl TunnelTables {
             .filter_map(|r| {
                 let idx = outbound.iter().position(|o| o.sa.spi == r.spi)?;
                 let mask = prefix_mask(r.prefix.prefix_len());
-                Some((u32::from(r.prefix.network()) & mask, mask, r.prefix.prefix_len(), idx))
+                Some((
+                    u32::from(r.prefix.network()) & mask,
+                    mask,
+                    r.prefix.prefix_len(),
+                    idx,
+                ))
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.2));
-        Ok(TunnelTables { generation, engine: t.engine, udp_port: t.udp_port, outbound, inbound, routes })
+        Ok(TunnelTables {
+            generation,
+            engine: t.engine,
+            udp_port: t.udp_port,
+            outbound,
+            inbound,
+            routes,
+        })
     }
 
     /// The outbound SA for inner destination `dst`, as an index for [`TunnelTables::outbound`].
     #[inline]
     pub fn route(&self, dst: Ipv4Addr) -> Option<usize> {
         let d = u32::from(dst);
-        self.routes.iter().find(|(net, mask, _, _)| d & mask == *net).map(|r| r.3)
+        self.routes
+            .iter()
+            .find(|(net, mask, _, _)| d & mask == *net)
+            .map(|r| r.3)
     }
 
     /// Outbound SA `idx`.
@@ -117,7 +152,9 @@ pub struct StaticTables {
 impl StaticTables {
     /// Publishes `tables`.
     pub fn new(tables: TunnelTables) -> Self {
-        StaticTables { current: ArcSwap::from_pointee(tables) }
+        StaticTables {
+            current: ArcSwap::from_pointee(tables),
+        }
     }
 }
 

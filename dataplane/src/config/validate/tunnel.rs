@@ -6,12 +6,22 @@ use zeroize::Zeroizing;
 
 use super::*;
 use crate::config::raw::{RawPeer, RawSa, RawTunnel, RawTunnelRoute};
-use crate::config::tunnel::{Direction, Peer, SaConfig, TunnelRoute, TunnelSection, DEFAULT_UDP_PORT, MIN_SPI};
+use crate::config::tunnel::{
+    Direction, Peer, SaConfig, TunnelRoute, TunnelSection, DEFAULT_UDP_PORT, MIN_SPI,
+};
 use crate::crypto::{Algorithm, EngineKind};
 
 /// Checks the tunnel sections; None when the file has none of them.
-pub(super) fn tunnel(raw: &RawConfig, ports: &Ports, routes: &[Route], cx: &Ctx<'_>) -> Res<Option<TunnelSection>> {
-    let any = raw.tunnel.is_some() || !raw.peers.is_empty() || !raw.sas.is_empty() || !raw.tunnel_routes.is_empty();
+pub(super) fn tunnel(
+    raw: &RawConfig,
+    ports: &Ports,
+    routes: &[Route],
+    cx: &Ctx<'_>,
+) -> Res<Option<TunnelSection>> {
+    let any = raw.tunnel.is_some()
+        || !raw.peers.is_empty()
+        || !raw.sas.is_empty()
+        || !raw.tunnel_routes.is_empty();
     if !any {
         return Ok(None);
     }
@@ -34,7 +44,13 @@ pub(super) fn tunnel(raw: &RawConfig, ports: &Ports, routes: &[Route], cx: &Ctx<
     let peers = peers(&raw.peers, udp_port, ports, routes, cx)?;
     let sas = sas(&raw.sas, &peers, cx)?;
     let routes = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
-    Ok(Some(TunnelSection { engine, udp_port, peers, sas, routes }))
+    Ok(Some(TunnelSection {
+        engine,
+        udp_port,
+        peers,
+        sas,
+        routes,
+    }))
 }
 
 fn section(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(EngineKind, u16)> {
@@ -43,7 +59,10 @@ fn section(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(EngineKind, u16)> {
         "ring" => EngineKind::Ring,
         "aes-gcm" => EngineKind::AesGcm,
         other => {
-            return Err(cx.bad(&base.key("engine"), format!("unknown engine `{other}`; expected `ring` or `aes-gcm`")));
+            return Err(cx.bad(
+                &base.key("engine"),
+                format!("unknown engine `{other}`; expected `ring` or `aes-gcm`"),
+            ));
         }
     };
     let udp_port = match t.udp_port {
@@ -53,18 +72,29 @@ fn section(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(EngineKind, u16)> {
     Ok((engine, udp_port))
 }
 
-fn peers(raw: &[RawPeer], default_port: u16, ports: &Ports, routes: &[Route], cx: &Ctx<'_>) -> Res<Vec<Peer>> {
+fn peers(
+    raw: &[RawPeer],
+    default_port: u16,
+    ports: &Ports,
+    routes: &[Route],
+    cx: &Ctx<'_>,
+) -> Res<Vec<Peer>> {
     let mut out: Vec<Peer> = Vec::new();
     for (i, p) in raw.iter().enumerate() {
         let base = KeyPath::of(&["peers"]).index(i);
         check_gateway_name(&p.name).map_err(|m| cx.bad(&base.key("name"), m))?;
         if let Some(j) = out.iter().position(|q| q.name == p.name) {
-            return Err(cx.conflict(&base.key("name"), format!("duplicate peer name `{}` (also peers[{j}])", p.name)));
+            return Err(cx.conflict(
+                &base.key("name"),
+                format!("duplicate peer name `{}` (also peers[{j}])", p.name),
+            ));
         }
         let addr_path = base.key("address");
         let address = parse_ipv4(&p.address).map_err(|m| cx.bad(&addr_path, m))?;
         let via_wan = ports.connected_to(address) == Some(PortId::Wan)
-            || routes.iter().any(|r| r.port == PortId::Wan && r.prefix.contains(&address));
+            || routes
+                .iter()
+                .any(|r| r.port == PortId::Wan && r.prefix.contains(&address));
         if !via_wan {
             return Err(cx.conflict(
                 &addr_path,
@@ -78,7 +108,11 @@ fn peers(raw: &[RawPeer], default_port: u16, ports: &Ports, routes: &[Route], cx
             Some(v) => cx.int::<u16>(&base.key("udp_port"), v, 1, u16::MAX)?,
             None => default_port,
         };
-        out.push(Peer { name: p.name.clone(), address, udp_port });
+        out.push(Peer {
+            name: p.name.clone(),
+            address,
+            udp_port,
+        });
     }
     Ok(out)
 }
@@ -95,15 +129,21 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
                 &spi_path,
                 format!(
                     "duplicate {} SPI {spi:#x} (also sas[{j}], line {})",
-                    if s.direction == Direction::In { "inbound" } else { "outbound" },
+                    if s.direction == Direction::In {
+                        "inbound"
+                    } else {
+                        "outbound"
+                    },
                     cx.line_of(&KeyPath::of(&["sas"]).index(j).key("spi"))
                 ),
             ));
         }
-        let peer = peers
-            .iter()
-            .position(|p| p.name == s.peer)
-            .ok_or_else(|| cx.bad(&base.key("peer"), format!("no [[peers]] entry is named `{}`", s.peer)))?;
+        let peer = peers.iter().position(|p| p.name == s.peer).ok_or_else(|| {
+            cx.bad(
+                &base.key("peer"),
+                format!("no [[peers]] entry is named `{}`", s.peer),
+            )
+        })?;
         let algorithm = match s.algorithm.as_str() {
             "aes-128-gcm" => Algorithm::Aes128Gcm,
             "aes-256-gcm" => Algorithm::Aes256Gcm,
@@ -116,12 +156,26 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
         };
         let key = key(s, &base, algorithm, cx)?;
         let salt_path = base.key("salt");
-        let salt_bytes = parse_hex(&s.salt).map_err(|m| cx.bad(&salt_path, format!("salt: {m}")))?;
-        let salt: [u8; 4] = salt_bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| cx.bad(&salt_path, format!("salt is {} bytes; expected 4 (8 hex digits)", salt_bytes.len())))?;
-        out.push(SaConfig { spi, direction: s.direction, peer, algorithm, key, salt, esn: s.esn.unwrap_or(true) });
+        let salt_bytes =
+            parse_hex(&s.salt).map_err(|m| cx.bad(&salt_path, format!("salt: {m}")))?;
+        let salt: [u8; 4] = salt_bytes.as_slice().try_into().map_err(|_| {
+            cx.bad(
+                &salt_path,
+                format!(
+                    "salt is {} bytes; expected 4 (8 hex digits)",
+                    salt_bytes.len()
+                ),
+            )
+        })?;
+        out.push(SaConfig {
+            spi,
+            direction: s.direction,
+            peer,
+            algorithm,
+            key,
+            salt,
+            esn: s.esn.unwrap_or(true),
+        });
     }
     Ok(out)
 }
@@ -129,10 +183,18 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
 fn key(s: &RawSa, base: &KeyPath, algorithm: Algorithm, cx: &Ctx<'_>) -> Res<Zeroizing<Vec<u8>>> {
     let (hex, path) = match (&s.key, &s.key_file) {
         (Some(_), Some(_)) => {
-            return Err(cx.conflict(&base.key("key_file"), "give `key` or `key_file`, not both".into()));
+            return Err(cx.conflict(
+                &base.key("key_file"),
+                "give `key` or `key_file`, not both".into(),
+            ));
         }
         (None, None) => {
-            return Err(cx.err(base, Anchor::Key, ErrorKind::MissingKey, "an SA needs `key` (hex) or `key_file`".into()));
+            return Err(cx.err(
+                base,
+                Anchor::Key,
+                ErrorKind::MissingKey,
+                "an SA needs `key` (hex) or `key_file`".into(),
+            ));
         }
         (Some(k), None) => (Zeroizing::new(k.clone()), base.key("key")),
         (None, Some(f)) => {
@@ -148,20 +210,33 @@ fn key(s: &RawSa, base: &KeyPath, algorithm: Algorithm, cx: &Ctx<'_>) -> Res<Zer
     if key.len() != want {
         return Err(cx.bad(
             &path,
-            format!("key is {} bytes; {} needs {want} bytes ({} hex digits)", key.len(), s.algorithm, want * 2),
+            format!(
+                "key is {} bytes; {} needs {want} bytes ({} hex digits)",
+                key.len(),
+                s.algorithm,
+                want * 2
+            ),
         ));
     }
     Ok(key)
 }
 
-fn tunnel_routes(raw: &[RawTunnelRoute], sas: &[SaConfig], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<TunnelRoute>> {
+fn tunnel_routes(
+    raw: &[RawTunnelRoute],
+    sas: &[SaConfig],
+    ports: &Ports,
+    cx: &Ctx<'_>,
+) -> Res<Vec<TunnelRoute>> {
     let mut out: Vec<TunnelRoute> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let base = KeyPath::of(&["tunnel_routes"]).index(i);
         let prefix_path = base.key("prefix");
         let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad(&prefix_path, m))?;
         if let Some(j) = out.iter().position(|o| o.prefix == prefix) {
-            return Err(cx.conflict(&prefix_path, format!("duplicate tunnel route for {prefix} (also tunnel_routes[{j}])")));
+            return Err(cx.conflict(
+                &prefix_path,
+                format!("duplicate tunnel route for {prefix} (also tunnel_routes[{j}])"),
+            ));
         }
         for id in PortId::ALL {
             let own = ports.get(id).connected_prefix();
@@ -174,7 +249,10 @@ fn tunnel_routes(raw: &[RawTunnelRoute], sas: &[SaConfig], ports: &Ports, cx: &C
         }
         let spi_path = base.key("sa");
         let spi = cx.int::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
-        if !sas.iter().any(|s| s.spi == spi && s.direction == Direction::Out) {
+        if !sas
+            .iter()
+            .any(|s| s.spi == spi && s.direction == Direction::Out)
+        {
             return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
         }
         out.push(TunnelRoute { prefix, spi });
