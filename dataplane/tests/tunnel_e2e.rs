@@ -497,17 +497,26 @@ fn tunnel_through(backend: &str, mode: GwMode) {
         assert_eq!(drop_count(s, "esp_auth_failed"), 0, "{name}: {:?}", s.drops);
         assert_eq!(drop_count(s, "esp_replay"), 0, "{name}: {:?}", s.drops);
     }
+    let nonzero = |s: &Snapshot| -> Vec<(String, u64)> {
+        s.drops
+            .iter()
+            .filter(|(_, &v)| v > 0)
+            .map(|(k, &v)| (k.clone(), v))
+            .collect()
+    };
     eprintln!(
-        "tunnel {backend}: up+reachable {t_up:?}, UDP {UDP_COUNT} x 1000 B {t_udp:?}, TCP 200 MB {t_tcp:?}; \
-         WAN capture {} frames ({} ESP a->b, {} ESP b->a, {} ARP), tcpdump {wan_stats:?}; \
-         gwA {:?}; gwB {:?}; total {:?}",
+        "tunnel {backend}: up+reachable {t_up:?}, UDP {UDP_COUNT} x 1000 B {t_udp:?}, \
+         TCP 200 MB {t_tcp:?}, total {:?}; WAN capture {} frames ({} ESP a->b, {} ESP b->a, \
+         {} ARP), tcpdump {wan_stats:?}; gwA {:?} drops {:?}; gwB {:?} drops {:?}",
+        t0.elapsed(),
         frames.len(),
         c.esp_a_to_b,
         c.esp_b_to_a,
         c.arp,
         a.tunnel,
+        nonzero(&a),
         b.tunnel,
-        t0.elapsed()
+        nonzero(&b),
     );
 }
 
