@@ -55,7 +55,7 @@ scripts/testbed.sh up --prefix "$prefix" --gw-a "$mode" --gw-b "$mode" >/dev/nul
 for gw in gwa gwb; do
     cfg="$work/$gw.toml"
     # Unique stats file and EAL file prefix for this run.
-    sed -e "s|^name = \"\\(.*\\)\"|name = \"\\1\"\nstats_path = \"$work/$gw.stats.json\"|" \
+    sed -e "0,/^name = \"\\(.*\\)\"/s||name = \"\\1\"\nstats_path = \"$work/$gw.stats.json\"|" \
         -e "s|--file-prefix=[^\"]*|--file-prefix=$prefix$gw|" \
         "configs/testbed-$gw-$backend.toml" > "$cfg"
     ip netns exec "$prefix-$gw" "$s2ds" run "$cfg" >"$work/$gw.log" 2>&1 &

@@ -515,3 +515,113 @@ fn dpdk_table_rules() {
         "at most mempool_size / 1.5 = 400",
     );
 }
+
+/// TAP (16 lines) plus a valid tunnel: a peer on the WAN prefix, one SA
+/// each way and a tunnel route. Line numbers below count from here.
+fn tunnel(extra: &str) -> String {
+    format!(
+        r#"{TAP}
+[tunnel]
+engine = "aes-gcm"
+
+[[peers]]
+name = "gwb"
+address = "10.10.100.9"
+
+[[sas]]
+spi = 0x1001
+direction = "out"
+peer = "gwb"
+algorithm = "aes-128-gcm"
+key = "000102030405060708090a0b0c0d0e0f"
+salt = "01020304"
+
+[[sas]]
+spi = 0x2001
+direction = "in"
+peer = "gwb"
+algorithm = "aes-256-gcm"
+key = "000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f"
+salt = "0a0b0c0d"
+esn = false
+
+[[tunnel_routes]]
+prefix = "10.20.0.0/16"
+sa = 0x1001
+{extra}"#
+    )
+}
+
+#[test]
+fn tunnel_sections_load() {
+    use scistream_dataplane::config::tunnel::Direction;
+    use scistream_dataplane::crypto::{Algorithm, EngineKind};
+    let c = Config::from_toml(&tunnel(""), Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.tunnel.expect("tunnel section");
+    assert_eq!(t.engine, EngineKind::AesGcm);
+    assert_eq!(t.udp_port, 4500);
+    assert_eq!(t.peers[0].address, Ipv4Addr::new(10, 10, 100, 9));
+    assert_eq!(t.sas.len(), 2);
+    assert_eq!((t.sas[0].spi, t.sas[0].direction, t.sas[0].algorithm), (0x1001, Direction::Out, Algorithm::Aes128Gcm));
+    assert!(t.sas[0].esn);
+    assert_eq!((t.sas[1].algorithm, t.sas[1].esn, t.sas[1].salt), (Algorithm::Aes256Gcm, false, [10, 11, 12, 13]));
+    assert_eq!(t.routes[0].spi, 0x1001);
+    let shown = format!("{:?}", t.sas[0]);
+    assert!(!shown.contains("0102030405"), "Debug never shows key material: {shown}");
+}
+
+#[test]
+fn tunnel_key_length_must_match_the_algorithm() {
+    let text = tunnel("").replace("key = \"000102030405060708090a0b0c0d0e0f\"", "key = \"0001020304\"");
+    let e = reject(&text);
+    assert_err(&e, 29, "sas[0].key", ErrorKind::BadValue, "key is 5 bytes; aes-128-gcm needs 16 bytes (32 hex digits)");
+    let text = tunnel("").replace("salt = \"01020304\"", "salt = \"0102\"");
+    assert_err(&reject(&text), 30, "sas[0].salt", ErrorKind::BadValue, "salt is 2 bytes; expected 4");
+    let text = tunnel("").replace("salt = \"01020304\"", "salt = \"zz020304\"");
+    assert_err(&reject(&text), 30, "sas[0].salt", ErrorKind::BadValue, "salt:");
+}
+
+#[test]
+fn tunnel_duplicate_spi_and_dangling_references() {
+    let dup = "\n[[sas]]\nspi = 0x1001\ndirection = \"out\"\npeer = \"gwb\"\nalgorithm = \"aes-128-gcm\"\nkey = \"000102030405060708090a0b0c0d0e0f\"\nsalt = \"01020304\"\n";
+    assert_err(&reject(&tunnel(dup)), 46, "sas[2].spi", ErrorKind::Conflict, "duplicate outbound SPI 0x1001 (also sas[0], line 25)");
+    let text = tunnel("").replacen("peer = \"gwb\"", "peer = \"nobody\"", 1);
+    assert_err(&reject(&text), 27, "sas[0].peer", ErrorKind::BadValue, "no [[peers]] entry is named `nobody`");
+    let text = tunnel("").replace("sa = 0x1001", "sa = 0x2001");
+    assert_err(&reject(&text), 43, "tunnel_routes[0].sa", ErrorKind::BadValue, "no outbound SA has SPI 0x2001");
+    let text = tunnel("").replace("spi = 0x2001", "spi = 7");
+    assert_err(&reject(&text), 33, "sas[1].spi", ErrorKind::BadValue, "out of range");
+}
+
+#[test]
+fn tunnel_peer_and_route_rules() {
+    let text = tunnel("").replace("address = \"10.10.100.9\"", "address = \"192.0.2.1\"");
+    assert_err(&reject(&text), 22, "peers[0].address", ErrorKind::Conflict, "not reachable through the WAN port");
+    let text = tunnel("").replace("prefix = \"10.20.0.0/16\"", "prefix = \"10.10.0.0/16\"");
+    assert_err(&reject(&text), 42, "tunnel_routes[0].prefix", ErrorKind::Conflict, "overlaps the connected prefix");
+    let text = tunnel("").replace("engine = \"aes-gcm\"", "engine = \"rot13\"");
+    assert_err(&reject(&text), 18, "tunnel.engine", ErrorKind::BadValue, "unknown engine `rot13`");
+    let both = tunnel("").replacen("salt = \"01020304\"", "salt = \"01020304\"\nkey_file = \"k.hex\"", 1);
+    assert_err(&reject(&both), 31, "sas[0].key_file", ErrorKind::Conflict, "not both");
+}
+
+#[test]
+fn tunnel_sections_need_the_tunnel_table() {
+    let text = tunnel("").replace("[tunnel]\nengine = \"aes-gcm\"\n", "");
+    let e = reject(&text);
+    assert_eq!(e.kind(), Some(ErrorKind::MissingKey), "{e}");
+    assert!(e.to_string().contains("needs a [tunnel] section"), "{e}");
+}
+
+#[test]
+fn tunnel_key_file_is_read_relative_to_the_config() {
+    let dir = std::env::temp_dir().join(format!("s2ds-keyfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("out.hex"), "00112233445566778899aabbccddeeff\n").unwrap();
+    let text = tunnel("").replacen("key = \"000102030405060708090a0b0c0d0e0f\"", "key_file = \"out.hex\"", 1);
+    let c = Config::from_toml(&text, &dir.join("gw.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.tunnel.unwrap().sas[0].key[..2], [0x00, 0x11]);
+    let missing = Config::from_toml(&text, &dir.join("sub/gw.toml")).unwrap_err();
+    assert!(missing.to_string().contains("cannot read key file"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

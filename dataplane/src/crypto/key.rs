@@ -8,6 +8,10 @@ use zeroize::Zeroize;
 use super::{Algorithm, CryptoError, EngineKind, SALT_LEN};
 
 /// The engine-specific prepared key.
+///
+/// Stored inline, not boxed: an `SaKey` is built once per SA and never moved
+/// on the data path, and inline key schedules save a pointer chase per packet.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Prepared {
     /// `ring`'s key (AES key schedule and GHASH table).
     Ring(ring::aead::LessSafeKey),

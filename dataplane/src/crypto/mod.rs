@@ -229,9 +229,12 @@ pub fn nonce(salt: &[u8; SALT_LEN], iv: u64) -> [u8; NONCE_LEN] {
 mod tests {
     use super::*;
 
+    /// Key, IV, plaintext, AAD, ciphertext, tag.
+    type GcmCase = ([u8; 16], [u8; 12], Vec<u8>, Vec<u8>, Vec<u8>, [u8; 16]);
+
     /// NIST GCM test case 4 (McGrew & Viega, "The Galois/Counter Mode of
     /// Operation", Appendix B): AES-128, 96-bit IV, 60-byte plaintext, 20-byte AAD.
-    fn nist_case_4() -> ([u8; 16], [u8; 12], Vec<u8>, Vec<u8>, Vec<u8>, [u8; 16]) {
+    fn nist_case_4() -> GcmCase {
         let key = hex16("feffe9928665731c6d6a8f9467308308");
         let iv: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
         let pt = hex(concat!(

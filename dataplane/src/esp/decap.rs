@@ -97,7 +97,7 @@ pub fn decap_parse(buf: &[u8], port: u16) -> Result<EspView, EspError> {
         return Err(EspError::TruncatedIcv);
     }
     let payload_len = rest - ICV_LEN;
-    if payload_len % 4 != 0 {
+    if payload_len & 3 != 0 {
         return Err(EspError::BadLength);
     }
     Ok(EspView {
