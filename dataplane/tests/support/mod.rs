@@ -4,5 +4,6 @@
 //! every helper, hence the crate-wide `dead_code` allowance for this module tree.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod gateway;
 pub mod netns;
