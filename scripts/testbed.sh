@@ -186,7 +186,11 @@ gateway_setup() {
             local br port
             for br in brlan brwan; do
                 port="${br#br}0"
-                ip -n "$ns" link add "$br" mtu "$mtu" type bridge stp_state 0
+                # No snooping and no multicast on the bridge itself: set before it is
+                # up, so it never joins (or leaves) 224.0.0.106 with an IGMP report on
+                # the link the gateway owns.
+                ip -n "$ns" link add "$br" mtu "$mtu" type bridge stp_state 0 mcast_snooping 0
+                ip -n "$ns" link set "$br" multicast off
                 ip -n "$ns" link set "$port" master "$br"
                 ip -n "$ns" link set "$br" up
             done

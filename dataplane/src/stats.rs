@@ -29,7 +29,9 @@ pub enum DropReason {
     NoNeighbor,
     /// TTL ran out (an ICMP time exceeded is sent).
     TtlExceeded,
-    /// Larger than the egress MTU (an ICMP frag-needed is sent if DF is set).
+    /// Larger than the egress MTU (or the tunnel's inner MTU) with DF clear.
+    /// With DF set the packet goes to the slow path instead, which answers
+    /// with ICMP frag-needed (counted in `icmp_errors`).
     TooBig,
     /// Addressed to the gateway but not ICMP echo or ARP.
     LocalUnsupported,
@@ -73,7 +75,9 @@ impl From<crate::nat::NatError> for DropReason {
         match e {
             NatError::NoListener | NatError::NoMapping => DropReason::NatNoMapping,
             NatError::PoolExhausted => DropReason::NatPoolExhausted,
-            NatError::Malformed | NatError::Fragment | NatError::UnsupportedProtocol => DropReason::NatUnsupported,
+            NatError::Malformed | NatError::Fragment | NatError::UnsupportedProtocol => {
+                DropReason::NatUnsupported
+            }
         }
     }
 }

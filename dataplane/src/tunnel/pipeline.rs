@@ -98,6 +98,7 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
     let mut ready: Burst<B> = Burst::new();
     let mut jobs: ArrayVec<SealJob<'_>, BURST> = ArrayVec::new();
     let mut sas: ArrayVec<usize, BURST> = ArrayVec::new();
+    let mut inner_len: ArrayVec<usize, BURST> = ArrayVec::new();
     for (mut buf, &i) in bufs.drain(..).zip(sa_idx) {
         let block = &mut blocks
             .iter_mut()
@@ -117,10 +118,12 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
             continue;
         }
         ipv4::decrement_ttl(buf.data_mut());
+        let len = buf.len();
         match esp::encap_prepare(&mut buf, &entry.sa, seq, &entry.outer) {
             Ok(job) => {
                 jobs.push(job);
                 sas.push(i);
+                inner_len.push(len);
                 ready.push(buf);
             }
             Err(e) => cx.counts.drop(drop_reason(e)),
@@ -132,7 +135,12 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
     esp::seal_burst(crypto::engine(tables.engine), &mut ready, &mut jobs);
 
     let wan_mac = cx.gw.port(PortId::Wan).mac;
-    for ((mut buf, &i), job) in ready.drain(..).zip(sas.iter()).zip(jobs.iter()) {
+    let sealed = ready
+        .drain(..)
+        .zip(sas.iter())
+        .zip(jobs.iter())
+        .zip(inner_len);
+    for (((mut buf, &i), job), len) in sealed {
         if !job.sealed() {
             cx.counts.drop(DropReason::EspSealFailed);
             continue;
@@ -141,7 +149,6 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
         let Some(mac) = next_hop_mac(cx, peer, PortId::Wan) else {
             continue;
         };
-        let len = buf.len();
         if !push_ethernet(&mut buf, mac, wan_mac) {
             cx.counts.drop(DropReason::NoBuffer);
             continue;

@@ -80,8 +80,18 @@ impl TunnelTables {
                     },
                 })),
                 Direction::In => {
-                    let sa = InboundSa { spi: s.spi, key, esn: s.esn };
-                    inbound.insert(s.spi, Arc::new(InboundEntry { sa, peer: peer.address }));
+                    let sa = InboundSa {
+                        spi: s.spi,
+                        key,
+                        esn: s.esn,
+                    };
+                    inbound.insert(
+                        s.spi,
+                        Arc::new(InboundEntry {
+                            sa,
+                            peer: peer.address,
+                        }),
+                    );
                 }
             }
         }

@@ -307,6 +307,9 @@ fn bytes_cross_the_tunnel_exactly_with_both_engines() {
         let (sa, sb) = (a.stats.sum(), b.stats.sum());
         assert_eq!(sa.tunnel.encap_packets, 100);
         assert_eq!(sb.tunnel.decap_packets, 100);
+        let inner: u64 = sent.iter().map(|f| (f.len() - ETH_HLEN) as u64).sum();
+        assert_eq!(sa.tunnel.encap_bytes, inner, "inner bytes, as sent by prod");
+        assert_eq!(sb.tunnel.decap_bytes, inner);
         assert_eq!(sa.total_drops() + sb.total_drops(), 0);
 
         // And back: cons -> prod through B then A.
@@ -436,7 +439,13 @@ fn too_big_with_df_is_answered_with_the_inner_mtu() {
 }
 
 /// A UDP frame with a real UDP checksum, `src:sport` → `dst:dport`.
-fn udp_frame_ck(dst_mac: [u8; 6], src_mac: [u8; 6], src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+fn udp_frame_ck(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = udp_frame(dst_mac, src_mac, src.0, dst.0, payload);
     let ip = &mut f[ETH_HLEN..];
     ip[20..22].copy_from_slice(&src.1.to_be_bytes());
@@ -496,7 +505,13 @@ fn listener_mode_round_trip_for_several_consumers() {
     let mut mapped = Vec::new();
     for &cport in &consumers {
         // 1. cons -> B's listener.
-        let f = udp_frame_ck(b.mac[0], CONS, ([10, 20, 1, 2], cport), ([10, 20, 1, 1], 5100), &cport.to_be_bytes());
+        let f = udp_frame_ck(
+            b.mac[0],
+            CONS,
+            ([10, 20, 1, 2], cport),
+            ([10, 20, 1, 1], 5100),
+            &cport.to_be_bytes(),
+        );
         b.worker.queue_mut(PortId::Lan).rx.push_back(f);
         poll_all(&mut b);
         let wan = b.worker.queue_mut(PortId::Wan).take_tx();
@@ -515,7 +530,11 @@ fn listener_mode_round_trip_for_several_consumers() {
         assert_eq!(lan.len(), 1, "A delivered it: {:?}", a.stats.sum().drops);
         assert_eq!(&lan[0][..6], &PROD);
         let (src, dst, body) = udp_addrs(&lan[0]);
-        assert_eq!(*src.ip(), Ipv4Addr::new(10, 10, 1, 1), "from A's LAN address");
+        assert_eq!(
+            *src.ip(),
+            Ipv4Addr::new(10, 10, 1, 1),
+            "from A's LAN address"
+        );
         assert_eq!(dst, target);
         assert_eq!(body, cport.to_be_bytes());
         mapped.push(src.port());
@@ -523,16 +542,31 @@ fn listener_mode_round_trip_for_several_consumers() {
     let mut distinct = mapped.clone();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), consumers.len(), "one mapped port per consumer: {mapped:?}");
+    assert_eq!(
+        distinct.len(),
+        consumers.len(),
+        "one mapped port per consumer: {mapped:?}"
+    );
     assert_eq!(a.worker_tables_nat_active(), 3);
 
     // 3. The producer answers each consumer; 4. each answer reaches its consumer from B's listener.
     for (&cport, &m) in consumers.iter().zip(&mapped).rev() {
-        let reply = udp_frame_ck(a.mac[0], PROD, ([10, 10, 1, 2], 7000), ([10, 10, 1, 1], m), &[0xee, cport as u8]);
+        let reply = udp_frame_ck(
+            a.mac[0],
+            PROD,
+            ([10, 10, 1, 2], 7000),
+            ([10, 10, 1, 1], m),
+            &[0xee, cport as u8],
+        );
         a.worker.queue_mut(PortId::Lan).rx.push_back(reply);
         poll_all(&mut a);
         let wan = a.worker.queue_mut(PortId::Wan).take_tx();
-        assert_eq!(wan.len(), 1, "A sealed the reply: {:?}", a.stats.sum().drops);
+        assert_eq!(
+            wan.len(),
+            1,
+            "A sealed the reply: {:?}",
+            a.stats.sum().drops
+        );
         let wan = wan
             .into_iter()
             .map(|mut f| {
@@ -543,7 +577,12 @@ fn listener_mode_round_trip_for_several_consumers() {
         b.worker.queue_mut(PortId::Wan).rx.extend(wan);
         poll_all(&mut b);
         let lan = b.worker.queue_mut(PortId::Lan).take_tx();
-        assert_eq!(lan.len(), 1, "B delivered the reply: {:?}", b.stats.sum().drops);
+        assert_eq!(
+            lan.len(),
+            1,
+            "B delivered the reply: {:?}",
+            b.stats.sum().drops
+        );
         assert_eq!(&lan[0][..6], &CONS);
         let (src, dst, body) = udp_addrs(&lan[0]);
         assert_eq!(src, listener_b, "from B's listener");
@@ -551,7 +590,13 @@ fn listener_mode_round_trip_for_several_consumers() {
         assert_eq!(body, [0xee, cport as u8]);
     }
     // A reply to an unmapped port is dropped and counted.
-    let stray = udp_frame_ck(a.mac[0], PROD, ([10, 10, 1, 2], 7000), ([10, 10, 1, 1], 32768 + 999), b"x");
+    let stray = udp_frame_ck(
+        a.mac[0],
+        PROD,
+        ([10, 10, 1, 2], 7000),
+        ([10, 10, 1, 1], 32768 + 999),
+        b"x",
+    );
     a.worker.queue_mut(PortId::Lan).rx.push_back(stray);
     poll_all(&mut a);
     assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());

@@ -305,15 +305,30 @@ fn listeners(
                 ),
             ));
         }
-        if l.role == ListenerRole::Outbound && usize::from(port) >= usize::from(nat_base) && usize::from(port) < usize::from(nat_base) + nat_slots {
+        if l.role == ListenerRole::Outbound
+            && usize::from(port) >= usize::from(nat_base)
+            && usize::from(port) < usize::from(nat_base) + nat_slots
+        {
             return Err(cx.conflict(
                 &port_path,
-                format!("outbound listener port {port} lies in the NAT port pool {nat_base}..{}", usize::from(nat_base) + nat_slots),
+                format!(
+                    "outbound listener port {port} lies in the NAT port pool {nat_base}..{}",
+                    usize::from(nat_base) + nat_slots
+                ),
             ));
         }
         let addr = |key: &str, v: &Option<String>| -> Res<Option<std::net::SocketAddrV4>> {
             v.as_ref()
-                .map(|s| s.parse().map_err(|_| cx.bad(&base.key(key), format!("`{s}` is not an IPv4 address with a port, like 10.10.1.2:5000"))))
+                .map(|s| {
+                    s.parse().map_err(|_| {
+                        cx.bad(
+                            &base.key(key),
+                            format!(
+                                "`{s}` is not an IPv4 address with a port, like 10.10.1.2:5000"
+                            ),
+                        )
+                    })
+                })
                 .transpose()
         };
         let remote = addr("remote", &l.remote)?;
@@ -324,25 +339,54 @@ fn listeners(
                 if ports.connected_to(*t.ip()) != Some(PortId::Lan) {
                     return Err(cx.conflict(
                         &base.key("target"),
-                        format!("target {t} is not on the LAN prefix {}", ports.lan.connected_prefix()),
+                        format!(
+                            "target {t} is not on the LAN prefix {}",
+                            ports.lan.connected_prefix()
+                        ),
                     ));
                 }
             }
             (ListenerRole::Outbound, _, _) => {
-                let (key, msg) = if target.is_some() { ("target", "an outbound listener takes `remote`, not `target`") } else { ("remote", "an outbound listener needs `remote` (the peer's listener)") };
+                let (key, msg) = if target.is_some() {
+                    (
+                        "target",
+                        "an outbound listener takes `remote`, not `target`",
+                    )
+                } else {
+                    (
+                        "remote",
+                        "an outbound listener needs `remote` (the peer's listener)",
+                    )
+                };
                 return Err(cx.err(&base.key(key), Anchor::Key, ErrorKind::Conflict, msg.into()));
             }
             (ListenerRole::Inbound, _, _) => {
-                let (key, msg) = if remote.is_some() { ("remote", "an inbound listener takes `target`, not `remote`") } else { ("target", "an inbound listener needs `target` (the producer application)") };
+                let (key, msg) = if remote.is_some() {
+                    ("remote", "an inbound listener takes `target`, not `remote`")
+                } else {
+                    (
+                        "target",
+                        "an inbound listener needs `target` (the producer application)",
+                    )
+                };
                 return Err(cx.err(&base.key(key), Anchor::Key, ErrorKind::Conflict, msg.into()));
             }
         }
         let spi_path = base.key("sa");
         let spi = cx.int::<u32>(&spi_path, l.sa, MIN_SPI, u32::MAX)?;
-        if !sas.iter().any(|s| s.spi == spi && s.direction == Direction::Out) {
+        if !sas
+            .iter()
+            .any(|s| s.spi == spi && s.direction == Direction::Out)
+        {
             return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
         }
-        out.push(ListenerConfig { role: l.role, port, remote, target, spi });
+        out.push(ListenerConfig {
+            role: l.role,
+            port,
+            remote,
+            target,
+            spi,
+        });
     }
     Ok(out)
 }
