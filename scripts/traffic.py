@@ -37,6 +37,7 @@ import random
 import socket
 import struct
 import sys
+import threading
 import time
 
 SEQ = struct.Struct("!Q")
@@ -280,23 +281,10 @@ def udp_send(args):
 # --- TCP ----------------------------------------------------------------------------------------
 
 
-def tcp_recv(args):
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(args.bind)
-    lsock.listen(1)
-    lsock.settimeout(args.timeout)
-    write_ready(args.ready_file, {"bound": "%s:%d" % lsock.getsockname()})
-    try:
-        conn, peer = lsock.accept()
-    except socket.timeout:
-        lsock.close()
-        return emit({"error": f"no connection within {args.timeout} s", "bytes": 0,
-                     "sha256": hashlib.sha256().hexdigest(), "seconds": 0.0, "mbps": 0.0}, False)
-    lsock.close()
+def tcp_read_all(conn, peer, timeout):
+    """Reads one accepted connection to EOF; returns its report and error (or None)."""
     big_buffers(conn)
-    conn.settimeout(args.timeout)
-
+    conn.settimeout(timeout)
     digest = hashlib.sha256()
     buf = bytearray(IO_CHUNK)
     view = memoryview(buf)
@@ -307,7 +295,7 @@ def tcp_recv(args):
         try:
             n = conn.recv_into(buf)
         except socket.timeout:
-            error = f"no data for {args.timeout} s after {nbytes} bytes"
+            error = f"no data for {timeout} s after {nbytes} bytes"
             break
         except InterruptedError:
             continue
@@ -324,8 +312,46 @@ def tcp_recv(args):
               "mbps": mbps(nbytes, seconds), "peer": "%s:%d" % peer}
     if error:
         report["error"] = error
-        print(f"tcp-recv: {error}", file=sys.stderr)
-    return emit(report, error is None)
+    return report, error
+
+
+def tcp_recv(args):
+    """Accepts --connections connections (concurrently served) and reads each to EOF.
+    With one connection the report is that connection's; with more it lists them."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(args.bind)
+    lsock.listen(max(1, args.connections))
+    lsock.settimeout(args.timeout)
+    write_ready(args.ready_file, {"bound": "%s:%d" % lsock.getsockname()})
+    results = [None] * args.connections
+    threads = []
+
+    def serve(i, conn, peer):
+        results[i] = tcp_read_all(conn, peer, args.timeout)
+
+    for i in range(args.connections):
+        try:
+            conn, peer = lsock.accept()
+        except socket.timeout:
+            results[i] = ({"error": f"no connection within {args.timeout} s", "bytes": 0,
+                           "sha256": hashlib.sha256().hexdigest(), "seconds": 0.0,
+                           "mbps": 0.0}, "no connection")
+            break
+        t = threading.Thread(target=serve, args=(i, conn, peer), daemon=True)
+        t.start()
+        threads.append(t)
+    lsock.close()
+    for t in threads:
+        t.join()
+    reports = [r for r, _ in (x for x in results if x is not None)]
+    errors = [e for _, e in (x for x in results if x is not None) if e]
+    ok = not errors and len(reports) == args.connections
+    for e in errors:
+        print(f"tcp-recv: {e}", file=sys.stderr)
+    if args.connections == 1:
+        return emit(reports[0], ok)
+    return emit({"connections": reports, "bytes": sum(r["bytes"] for r in reports)}, ok)
 
 
 def tcp_connect(addr, connect_timeout, io_timeout):
@@ -413,8 +439,10 @@ def build_parser():
     p.add_argument("--pattern", type=parse_hex, metavar="HEX", help="filler pattern")
     p.set_defaults(func=udp_send)
 
-    p = sub.add_parser("tcp-recv", help="accept one TCP connection and read it to EOF")
+    p = sub.add_parser("tcp-recv", help="accept TCP connections and read each to EOF")
     p.add_argument("--bind", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--connections", type=int, default=1, metavar="N",
+                   help="connections to accept and serve concurrently (default 1)")
     p.add_argument("--ready-file", metavar="PATH", help="created once the socket listens")
     p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
                    help="accept / idle read timeout (default 30)")

@@ -660,6 +660,91 @@ impl Testbed {
 
     /// Move `bytes` seeded pseudo-random bytes over one TCP connection from `from` to
     /// `dst` (`IP:PORT`), accepted in `to` on `0.0.0.0:PORT`; both SHA-256 are returned.
+    /// `n` concurrent TCP connections from `from` to `dst`, each sending
+    /// `bytes` of its own seeded data, served by one receiver in `to` that
+    /// accepts all `n`. Returns one report per connection; received reports
+    /// are matched to senders by SHA-256 (the receiver cannot know which
+    /// sender a connection came from), so a mismatch shows as an unmatched pair.
+    pub fn tcp_transfers(
+        &self,
+        from: Node,
+        to: Node,
+        dst: &str,
+        bytes: u64,
+        n: usize,
+    ) -> Vec<TcpReport> {
+        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
+        let n_s = n.to_string();
+        let ready = self.ready_file("tcpn");
+        let recv_argv = [
+            "tcp-recv",
+            "--bind",
+            &bind,
+            "--timeout",
+            &idle,
+            "--connections",
+            &n_s,
+        ];
+        let receiver = self.start_receiver(to, &recv_argv, &ready);
+        let bytes_s = bytes.to_string();
+        let deadline =
+            Duration::from_secs(n as u64 * bytes / 1_000_000 + 2 * TCP_IDLE_TIMEOUT_SECS + 30);
+        let sent: Vec<Value> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let seed = format!("{}", self.seq.fetch_add(1, Ordering::Relaxed) + 1000);
+                    let (idle, bytes_s) = (idle.clone(), bytes_s.clone());
+                    scope.spawn(move || {
+                        self.run_sender(
+                            from,
+                            &[
+                                "tcp-send",
+                                "--to",
+                                dst,
+                                "--bytes",
+                                &bytes_s,
+                                "--seed",
+                                &seed,
+                                "--timeout",
+                                &idle,
+                            ],
+                            deadline,
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("sender thread"))
+                .collect()
+        });
+        let f = wait_deadline(receiver, deadline);
+        let receiver = self.report(&recv_argv, to, f);
+        let _ = fs::remove_file(&ready);
+        let received: Vec<&Value> = receiver
+            .get("connections")
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("tcp-recv: report has no 'connections': {receiver}"))
+            .iter()
+            .collect();
+        sent.iter()
+            .map(|s| {
+                let sha = json_str(s, "sha256", "tcp-send");
+                let r = received
+                    .iter()
+                    .find(|r| json_str(r, "sha256", "tcp-recv") == sha);
+                TcpReport {
+                    sent_bytes: json_u64(s, "bytes", "tcp-send"),
+                    received_bytes: r.map_or(0, |r| json_u64(r, "bytes", "tcp-recv")),
+                    sent_sha256: sha,
+                    received_sha256: r
+                        .map_or_else(String::new, |r| json_str(r, "sha256", "tcp-recv")),
+                }
+            })
+            .collect()
+    }
+
     pub fn tcp_transfer(&self, from: Node, to: Node, dst: &str, bytes: u64) -> TcpReport {
         let bind = format!("0.0.0.0:{}", port_of(dst));
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
