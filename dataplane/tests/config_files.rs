@@ -95,10 +95,17 @@ fn testbed_af_packet_example() {
     assert_eq!(c.ports.lan.address.to_string(), "10.10.1.1/24");
     assert_eq!(c.ports.wan.address.to_string(), "10.10.100.1/24");
     assert_eq!(c.routes.len(), 1);
-    assert_eq!(c.routes[0].prefix.to_string(), "10.10.200.0/24", "the peer's WAN subnet");
+    assert_eq!(
+        c.routes[0].prefix.to_string(),
+        "10.10.200.0/24",
+        "the peer's WAN subnet"
+    );
     assert_eq!(c.routes[0].via, Ipv4Addr::new(10, 10, 100, 254));
     assert_eq!(c.routes[0].port, PortId::Wan);
-    let t = c.tunnel.as_ref().expect("the testbed gateways run the tunnel");
+    let t = c
+        .tunnel
+        .as_ref()
+        .expect("the testbed gateways run the tunnel");
     assert_eq!(t.peers[0].address, Ipv4Addr::new(10, 10, 200, 1));
     assert_eq!(t.routes[0].prefix.to_string(), "10.20.0.0/16");
     assert_eq!(t.routes[0].spi, 0x1001);
@@ -735,15 +742,39 @@ fn listeners_load_and_overlaps_are_rejected() {
     let dup = tunnel(
         "\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nremote = \"10.10.100.9:6100\"\nsa = 0x1001\n\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nremote = \"10.10.100.9:6101\"\nsa = 0x1001\n",
     );
-    assert_err(&reject(&dup), 53, "listeners[1].port", ErrorKind::Conflict, "listener port 5100 overlaps listeners[0] (line 47)");
+    assert_err(
+        &reject(&dup),
+        53,
+        "listeners[1].port",
+        ErrorKind::Conflict,
+        "listener port 5100 overlaps listeners[0] (line 47)",
+    );
     let no_remote = tunnel("\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nsa = 0x1001\n");
     let e = reject(&no_remote);
     assert_eq!(e.key(), Some("listeners[0].remote"), "{e}");
     assert!(e.to_string().contains("needs `remote`"), "{e}");
     let off_lan = tunnel("\n[[listeners]]\nrole = \"inbound\"\nport = 6100\ntarget = \"192.0.2.7:80\"\nsa = 0x1001\n");
-    assert_err(&reject(&off_lan), 48, "listeners[0].target", ErrorKind::Conflict, "not on the LAN prefix");
+    assert_err(
+        &reject(&off_lan),
+        48,
+        "listeners[0].target",
+        ErrorKind::Conflict,
+        "not on the LAN prefix",
+    );
     let in_pool = tunnel("\n[[listeners]]\nrole = \"outbound\"\nport = 40000\nremote = \"10.10.100.9:6100\"\nsa = 0x1001\n");
-    assert_err(&reject(&in_pool), 47, "listeners[0].port", ErrorKind::Conflict, "lies in the NAT port pool");
+    assert_err(
+        &reject(&in_pool),
+        47,
+        "listeners[0].port",
+        ErrorKind::Conflict,
+        "lies in the NAT port pool",
+    );
     let bad_addr = tunnel("\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nremote = \"10.10.100.9\"\nsa = 0x1001\n");
-    assert_err(&reject(&bad_addr), 48, "listeners[0].remote", ErrorKind::BadValue, "not an IPv4 address with a port");
+    assert_err(
+        &reject(&bad_addr),
+        48,
+        "listeners[0].remote",
+        ErrorKind::BadValue,
+        "not an IPv4 address with a port",
+    );
 }
