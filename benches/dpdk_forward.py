@@ -356,7 +356,9 @@ level = "info"
     return cfg
 
 
-def start_forwarder(su: Setup, kind: str, tag: str) -> Proc:
+def start_forwarder(su: Setup, kind: str, tag: str, burst_stats: bool = False) -> Proc:
+    """Starts forwarder `kind` and waits until it forwards. With
+    `burst_stats`, testpmd also records how full its receive bursts were."""
     if kind == "testpmd-io":
         cmd = [
             *TESTPMD,
@@ -370,6 +372,7 @@ def start_forwarder(su: Setup, kind: str, tag: str) -> Proc:
             "--",
             "--forward-mode=io",
             *TESTPMD_COMMON,
+            *(["--record-burst-stats", "--record-core-cycles"] if burst_stats else []),
         ]
         p = Proc(kind, cmd, su.out / f"{tag}.log", stdin_pipe=True)
         p.wait_for(r"Press enter to exit", 0, 30)
@@ -564,10 +567,10 @@ class Round:
 
 
 def measure(su: Setup, tester: Proc, kind: str, size: int, idx: int, warmup: float,
-            duration: float, during=None) -> Round:
+            duration: float, during=None, burst_stats: bool = False) -> Round:
     tag = f"{kind}-{size}-r{idx}"
     wait_quiet(su.quiet_limit, su.quiet_wait)
-    fwd = start_forwarder(su, kind, tag)
+    fwd = start_forwarder(su, kind, tag, burst_stats)
     try:
         wait_links_up(tester)
         start = tester.offset()
@@ -631,7 +634,8 @@ def profile(su: Setup, tester: Proc, kinds: tuple[str, ...], seconds: float,
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 
-        r = measure(su, tester, kind, 64, 0, warmup, seconds + 1, during=during)
+        r = measure(su, tester, kind, 64, 0, warmup, seconds + 1, during=during,
+                    burst_stats=True)
         text = []
         for sort, limit in (("dso", "1"), ("dso,symbol", "0.7")):
             rep = subprocess.run(
@@ -643,6 +647,19 @@ def profile(su: Setup, tester: Proc, kinds: tuple[str, ...], seconds: float,
         report.write_text("\n".join(text))
         log(f"profile of {kind} at 64 B ({r.mpps:.2f} Mpps while sampled, forwarder CPU "
             f"{100 * r.fwd_cpu:.0f} %), core {su.fwd_core}; full report: {report}")
+        if kind == "testpmd-io":
+            # testpmd's own view of its LAN receive bursts (whole run; empty
+            # polls are idle time) and of its busy cycles per packet, hence
+            # its capacity whatever the tester could offer.
+            fwd_log = (su.out / "testpmd-io-64-r0.log").read_text()
+            m = re.search(r"RX-bursts : \d+ \[([^\]]*)\]", fwd_log)
+            if m:
+                log(f"testpmd io LAN receive bursts: {m.group(1)}")
+            m = re.search(r"CPU cycles/packet=([\d.]+).*?at (\d+) MHz", fwd_log, re.S)
+            if m:
+                cpp, mhz = float(m.group(1)), int(m.group(2))
+                log(f"testpmd io busy cycles per frame: {cpp:.0f} at {mhz} MHz, i.e. "
+                    f"{mhz / cpp:.1f} Mpps if it were never idle")
         for block in text:
             rows = [ln.rstrip(" -") for ln in block.splitlines()
                     if ln.strip() and not ln.startswith("#")]
