@@ -712,6 +712,7 @@ def main() -> int:
                quiet_wait=args.quiet_wait)
 
     def on_signal(signum, _frame):
+        log(f"interrupted ({signal.Signals(signum).name}): stopping everything")
         raise SystemExit(128 + signum)
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

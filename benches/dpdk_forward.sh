@@ -3,9 +3,10 @@
 # mode, same set-up, same run, counted at the same sink. See
 # docs/benchmarks.md for the set-up and the figures.
 #
-#   sudo bash benches/dpdk_forward.sh [--sizes 64,1400] [--rounds 3]
-#        [--duration 10] [--warmup 2] [--profile] [--no-build]
+#   sudo bash benches/dpdk_forward.sh [--sizes 64,1400] [--rounds 5]
+#        [--duration 5] [--warmup 2] [--profile] [--no-build]
 #        [--out DIR] [--fwd-core 1] [--tester-core 0] [--time-limit 900]
+#        [--min-cpu 0.97] [--retries 2] [--quiet-wait 60]
 #
 # Builds s2ds in release (unless --no-build), then runs
 # benches/dpdk_forward.py, which starts, measures and stops the DPDK
