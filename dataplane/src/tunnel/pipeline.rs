@@ -11,10 +11,10 @@
 //! No allocation in steady state (a replay window is created the first time
 //! a worker sees an SA), no lock, no copy of payloads.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use arrayvec::ArrayVec;
+use rustc_hash::FxHashMap;
 
 use crate::backend::{Burst, PacketBuf, BURST};
 use crate::crypto;
@@ -50,7 +50,7 @@ pub struct StageCtx<'a> {
 #[derive(Debug, Default)]
 pub struct WorkerTunnel {
     generation: u64,
-    replay: HashMap<u32, ReplayWindow>,
+    replay: FxHashMap<u32, ReplayWindow>,
 }
 
 impl WorkerTunnel {

@@ -1,11 +1,11 @@
 //! SA and tunnel-route tables: immutable snapshots published through an
 //! `ArcSwap`, loaded once per burst by each worker.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
 
 use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
 use crate::crypto::{CryptoError, EngineKind, SaKey};
@@ -43,7 +43,7 @@ pub struct TunnelTables {
     /// Our ESP-in-UDP port.
     pub udp_port: u16,
     outbound: Vec<Arc<OutboundEntry>>,
-    inbound: HashMap<u32, Arc<InboundEntry>>,
+    inbound: FxHashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
     routes: Vec<(u32, u32, u8, usize)>,
     /// Listener mode: the listeners (their `sa` is an index into `outbound`).
@@ -64,7 +64,7 @@ impl TunnelTables {
         generation: u64,
     ) -> Result<Self, TableError> {
         let mut outbound: Vec<Arc<OutboundEntry>> = Vec::new();
-        let mut inbound = HashMap::new();
+        let mut inbound = FxHashMap::default();
         for s in &t.sas {
             let peer = &t.peers[s.peer];
             let key = SaKey::new(t.engine, s.algorithm, &s.key, s.salt)?;
