@@ -87,58 +87,105 @@ fn len16(n: usize) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
+// The accessors below do DPDK's single-segment mbuf arithmetic (what the
+// static inline rte_pktmbuf_mtod/headroom/prepend/adj/append/trim do) on the
+// bindgen fields directly: the generated wrappers for static inline
+// functions are real calls that cannot be inlined across the FFI boundary,
+// and these run several times per packet. This backend keeps every mbuf a
+// single segment with pkt_len == data_len (see the module docs).
+impl Mbuf {
+    /// The header, writable.
+    fn header_mut(&mut self) -> &mut sys::rte_mbuf {
+        // SAFETY: self owns a valid mbuf; &mut self makes this the only reference.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// Start of the packet data: buf_addr + data_off.
+    #[inline]
+    fn data_ptr(&self) -> *mut u8 {
+        let h = self.header();
+        // SAFETY: data_off <= buf_len, so the result stays inside the buffer.
+        unsafe { h.buf_addr.cast::<u8>().add(usize::from(h.data_off)) }
+    }
+}
+
 impl PacketBuf for Mbuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         let len = usize::from(self.header().data_len);
         // SAFETY: the first segment's data_len bytes from buf_addr + data_off
         // lie inside the mbuf's buffer, which self owns and which is not
         // written while this shared borrow lives.
-        unsafe { std::slice::from_raw_parts(sys::scistream_pktmbuf_mtod(self.0.as_ptr()), len) }
+        unsafe { std::slice::from_raw_parts(self.data_ptr(), len) }
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.header().data_len);
         // SAFETY: as in data(); the exclusive borrow of self makes this the
         // only live reference to those bytes (refcnt 1, nobody else holds it).
-        unsafe { std::slice::from_raw_parts_mut(sys::scistream_pktmbuf_mtod(self.0.as_ptr()), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), len) }
     }
 
+    #[inline]
     fn headroom(&self) -> usize {
-        // SAFETY: reads fields of the owned, valid mbuf.
-        usize::from(unsafe { sys::rte_pktmbuf_headroom(self.0.as_ptr()) })
+        usize::from(self.header().data_off)
     }
 
+    #[inline]
     fn tailroom(&self) -> usize {
-        // SAFETY: reads fields of the owned, valid mbuf.
-        usize::from(unsafe { sys::rte_pktmbuf_tailroom(self.0.as_ptr()) })
+        let h = self.header();
+        usize::from(h.buf_len) - usize::from(h.data_off) - usize::from(h.data_len)
     }
 
+    #[inline]
     fn prepend(&mut self, n: usize) -> bool {
         let Some(n) = len16(n) else { return false };
-        // SAFETY: the owned mbuf; rte_pktmbuf_prepend checks the headroom and
-        // changes nothing (returns NULL) if it is too small.
-        !unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) }.is_null()
+        let h = self.header_mut();
+        if n > h.data_off {
+            return false;
+        }
+        h.data_off -= n;
+        h.data_len += n;
+        h.pkt_len += u32::from(n);
+        true
     }
 
+    #[inline]
     fn adj(&mut self, n: usize) -> bool {
         let Some(n) = len16(n) else { return false };
-        // SAFETY: the owned mbuf; rte_pktmbuf_adj checks n against data_len
-        // and changes nothing (returns NULL) if the packet is shorter.
-        !unsafe { sys::rte_pktmbuf_adj(self.0.as_ptr(), n) }.is_null()
+        let h = self.header_mut();
+        if n > h.data_len {
+            return false;
+        }
+        h.data_off += n;
+        h.data_len -= n;
+        h.pkt_len -= u32::from(n);
+        true
     }
 
+    #[inline]
     fn append(&mut self, n: usize) -> bool {
+        if n > self.tailroom() {
+            return false;
+        }
         let Some(n) = len16(n) else { return false };
-        // SAFETY: the owned mbuf; rte_pktmbuf_append checks the tailroom and
-        // changes nothing (returns NULL) if it is too small.
-        !unsafe { sys::rte_pktmbuf_append(self.0.as_ptr(), n) }.is_null()
+        let h = self.header_mut();
+        h.data_len += n;
+        h.pkt_len += u32::from(n);
+        true
     }
 
+    #[inline]
     fn trim(&mut self, n: usize) -> bool {
         let Some(n) = len16(n) else { return false };
-        // SAFETY: the owned mbuf; rte_pktmbuf_trim checks n against data_len
-        // and changes nothing (returns -1) if the packet is shorter.
-        unsafe { sys::rte_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
+        let h = self.header_mut();
+        if n > h.data_len {
+            return false;
+        }
+        h.data_len -= n;
+        h.pkt_len -= u32::from(n);
+        true
     }
 
     fn len(&self) -> usize {
