@@ -123,18 +123,7 @@ pub fn forward(
     }
     if let (Some(t), PortId::Lan) = (tunnel, in_port) {
         if t.has_listeners() && ip.dst == gw.port(PortId::Lan).ip && nat_candidate(frame, &ip) {
-            if ip.ttl <= 1 {
-                return Verdict::Slow(SlowReason::TtlExceeded);
-            }
-            let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
-            if ip.total_len > usize::from(inner_mtu) {
-                return if ip.dont_frag {
-                    Verdict::Slow(SlowReason::FragNeeded(inner_mtu))
-                } else {
-                    Verdict::Drop(DropReason::TooBig)
-                };
-            }
-            return Verdict::Nat;
+            return into_tunnel(&ip, gw, Verdict::Nat);
         }
     }
     if gw.is_local(ip.dst) {
@@ -153,18 +142,7 @@ pub fn forward(
     }
     if let (Some(t), PortId::Lan) = (tunnel, in_port) {
         if let Some(sa) = t.route(ip.dst) {
-            if ip.ttl <= 1 {
-                return Verdict::Slow(SlowReason::TtlExceeded);
-            }
-            let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
-            if ip.total_len > usize::from(inner_mtu) {
-                return if ip.dont_frag {
-                    Verdict::Slow(SlowReason::FragNeeded(inner_mtu))
-                } else {
-                    Verdict::Drop(DropReason::TooBig)
-                };
-            }
-            return Verdict::Encap(sa);
+            return into_tunnel(&ip, gw, Verdict::Encap(sa));
         }
     }
     let Some((out_port, next_hop)) = gw.routes.lookup(ip.dst) else {
@@ -194,6 +172,24 @@ pub fn forward(
     frame[0..6].copy_from_slice(&n.mac);
     frame[6..12].copy_from_slice(&out.mac);
     Verdict::Forward(out_port)
+}
+
+/// `then`, unless the packet cannot enter the tunnel: TTL expiring here
+/// (ICMP time exceeded), or larger than the inner MTU (ICMP frag-needed with
+/// the inner MTU if DF is set, else dropped as too big).
+fn into_tunnel(ip: &crate::wire::ipv4::Ipv4Info, gw: &Gateway, then: Verdict) -> Verdict {
+    if ip.ttl <= 1 {
+        return Verdict::Slow(SlowReason::TtlExceeded);
+    }
+    let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
+    if ip.total_len > usize::from(inner_mtu) {
+        return if ip.dont_frag {
+            Verdict::Slow(SlowReason::FragNeeded(inner_mtu))
+        } else {
+            Verdict::Drop(DropReason::TooBig)
+        };
+    }
+    then
 }
 
 /// TCP, UDP and ICMP errors (destination unreachable, time exceeded,
