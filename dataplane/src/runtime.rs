@@ -297,15 +297,16 @@ where
             Err(_) => result = Err(anyhow::anyhow!("a gateway thread panicked")),
         }
     }
-    export(
-        &mut snap,
-        &stats,
-        &neigh,
-        started,
-        &path,
-        &mut export_failed,
+    // A stopped gateway has no live counters: remove its snapshot so that
+    // `s2ds stats` says it is not running rather than showing stale zeros.
+    let final_counts = stats.sum();
+    let _ = std::fs::remove_file(&path);
+    info!(
+        lan_rx = final_counts.ports[0].rx_packets,
+        wan_rx = final_counts.ports[1].rx_packets,
+        drops = final_counts.total_drops(),
+        "gateway stopped"
     );
-    info!("gateway stopped");
     result
 }
 

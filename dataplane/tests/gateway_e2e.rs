@@ -39,7 +39,7 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
         gw_b: GwMode::Kernel,
         mtu: 1500,
     });
-    let gw = Gateway::start(&tb, Node::GwA, example, plain_router);
+    let mut gw = Gateway::start(&tb, Node::GwA, example, plain_router);
 
     // ARP and ping: prod resolves the gateway's LAN address to the gateway's MAC.
     assert!(
