@@ -20,7 +20,7 @@ use crate::neigh::Neighbors;
 use crate::port::{PortAddr, PortId};
 use crate::route::{Route, RouteTable};
 use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
-use crate::snapshot::{PortSnapshot, Snapshot, SNAPSHOT_VERSION};
+use crate::snapshot::{DeviceDrops, PortSnapshot, Snapshot, SNAPSHOT_VERSION};
 use crate::stats::StatsRegistry;
 use crate::tunnel::{StaticTables, TableSource, TunnelTables};
 use crate::worker::{Worker, WorkerLinks};
@@ -49,7 +49,14 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
         bail!("a port gave fewer queues than the {workers} workers");
     }
     let pairs: Vec<_> = lan.drain(..workers).zip(wan.drain(..workers)).collect();
-    serve(cfg, infos, pairs, || Ok(()), stop)
+    serve(
+        cfg,
+        infos,
+        pairs,
+        || Ok(()),
+        || [DeviceDrops::default(); 2],
+        stop,
+    )
 }
 
 #[cfg(feature = "dpdk")]
@@ -92,6 +99,17 @@ fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
             eal.register_thread()
                 .map(|_| ())
                 .context("registering worker with EAL")
+        },
+        || {
+            [0, 1].map(|i| {
+                let s = ports[i].stats();
+                DeviceDrops {
+                    rx_missed: s.imissed,
+                    rx_errors: s.ierrors,
+                    rx_no_buffer: s.rx_nombuf,
+                    tx_errors: s.oerrors,
+                }
+            })
         },
         stop,
     )
@@ -138,6 +156,7 @@ fn serve<Q>(
     infos: [PortInfo; 2],
     pairs: Vec<(Q, Q)>,
     on_worker_start: impl Fn() -> Result<()> + Send + Clone + 'static,
+    device_drops: impl Fn() -> [DeviceDrops; 2],
     stop: Arc<AtomicBool>,
 ) -> Result<()>
 where
@@ -262,6 +281,7 @@ where
                 mac: crate::wire::mac_to_string(&addrs[id.index()].mac),
                 address: cfg.ports.get(*id).address.to_string(),
                 counts: Default::default(),
+                device_drops: DeviceDrops::default(),
             })
             .collect(),
         drops: Default::default(),
@@ -278,6 +298,9 @@ where
             let tables = t.load();
             tables.housekeeping();
             snap.nat_active = tables.nat_active() as u64;
+        }
+        for (p, d) in snap.ports.iter_mut().zip(device_drops()) {
+            p.device_drops = d;
         }
         export(
             &mut snap,

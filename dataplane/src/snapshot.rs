@@ -31,6 +31,23 @@ pub struct PortSnapshot {
     pub address: String,
     /// Counters.
     pub counts: PortCounts,
+    /// What the device or driver itself dropped, before s2ds saw the frames.
+    #[serde(default)]
+    pub device_drops: DeviceDrops,
+}
+
+/// Drops counted by the device or its driver (DPDK `rte_eth_stats`); zero
+/// for backends that do not report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDrops {
+    /// Frames dropped because the receive queue was full (`imissed`).
+    pub rx_missed: u64,
+    /// Erroneous frames received.
+    pub rx_errors: u64,
+    /// Receive buffer allocation failures.
+    pub rx_no_buffer: u64,
+    /// Frames that failed to send.
+    pub tx_errors: u64,
 }
 
 /// One neighbour in a snapshot.
@@ -190,7 +207,7 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             b.tx_packets,
         );
     }
-    let drops: Vec<String> = cur
+    let mut drops: Vec<String> = cur
         .drops
         .iter()
         .filter(|(_, v)| **v > 0)
@@ -201,6 +218,23 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             )
         })
         .collect();
+    for (p, q) in prev.ports.iter().zip(&cur.ports) {
+        let (a, b) = (&p.device_drops, &q.device_drops);
+        for (name, x, y) in [
+            ("rx_missed", a.rx_missed, b.rx_missed),
+            ("rx_errors", a.rx_errors, b.rx_errors),
+            ("rx_no_buffer", a.rx_no_buffer, b.rx_no_buffer),
+            ("tx_errors", a.tx_errors, b.tx_errors),
+        ] {
+            if y > 0 {
+                drops.push(format!(
+                    "{} device {name} {:.0}/s ({y})",
+                    q.id.name(),
+                    rate(x, y)
+                ));
+            }
+        }
+    }
     let _ = writeln!(
         out,
         "drops: {}",
@@ -281,6 +315,7 @@ mod tests {
                     mac: "02:00:00:00:00:01".into(),
                     address: "10.10.1.1/24".into(),
                     counts: PortCounts::default(),
+                    device_drops: DeviceDrops::default(),
                 })
                 .collect(),
             drops: BTreeMap::new(),
@@ -295,6 +330,15 @@ mod tests {
         c.drops[DropReason::NoRoute as usize] = drops;
         s.set_counts(&c);
         s
+    }
+
+    #[test]
+    fn device_drops_are_shown_per_port() {
+        let prev = snap(1_000, 0, 0);
+        let mut cur = snap(2_000, 0, 0);
+        cur.ports[1].device_drops.rx_missed = 250;
+        let text = render(&prev, &cur);
+        assert!(text.contains("wan device rx_missed 250/s (250)"), "{text}");
     }
 
     #[test]

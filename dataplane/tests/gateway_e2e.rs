@@ -100,6 +100,9 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
         "{:?}",
         s.control
     );
+    // SIGTERM stops it cleanly (exit status 0) and removes its stats snapshot.
+    assert!(gw.stop(), "clean exit on SIGTERM\n{}", gw.log_text());
+    assert!(!gw.stats.exists(), "stats snapshot removed on stop");
 }
 
 #[cfg(feature = "dpdk")]
