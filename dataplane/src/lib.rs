@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod esp;
 pub mod forward;
+pub mod latency;
 pub mod nat;
 pub mod neigh;
 pub mod port;

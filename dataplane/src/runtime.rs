@@ -16,6 +16,7 @@ use crate::backend::native::NativePort;
 use crate::backend::{afxdp, tap, PortInfo, PortQueue};
 use crate::config::{Backend, Config};
 use crate::forward::Gateway;
+use crate::latency::LatencyCollector;
 use crate::neigh::Neighbors;
 use crate::port::{PortAddr, PortId};
 use crate::route::{Route, RouteTable};
@@ -219,6 +220,8 @@ where
     };
     let workers = pairs.len();
     let stats = Arc::new(StatsRegistry::new(workers));
+    let (mut latency, recorders) = LatencyCollector::new(workers);
+    let mut recorders = recorders.into_iter();
     let (to_slow, slow_rx) = crossbeam_channel::bounded(SLOW_QUEUE_DEPTH);
     let mut reply_txs = Vec::new();
     let mut threads: Vec<JoinHandle<Result<()>>> = Vec::new();
@@ -233,6 +236,7 @@ where
             replies,
             stats: stats.clone(),
             tunnel: tunnel.clone(),
+            latency: recorders.next(),
         };
         let core = cfg.workers.cores[i];
         let stop = stop.clone();
@@ -288,6 +292,7 @@ where
         control: Default::default(),
         tunnel: Default::default(),
         nat_active: 0,
+        latency: None,
         neighbors: vec![],
     };
     info!(stats = %path.display(), workers, "gateway running");
@@ -302,6 +307,7 @@ where
         for (p, d) in snap.ports.iter_mut().zip(device_drops()) {
             p.device_drops = d;
         }
+        snap.latency = latency.collect();
         export(
             &mut snap,
             &stats,

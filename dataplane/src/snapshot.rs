@@ -92,6 +92,9 @@ pub struct Snapshot {
     /// Connections the listener-mode NAT is tracking.
     #[serde(default)]
     pub nat_active: u64,
+    /// Per-burst processing time over the last second, all workers.
+    #[serde(default)]
+    pub latency: Option<crate::latency::LatencySummary>,
     /// The neighbour table.
     pub neighbors: Vec<NeighborSnapshot>,
 }
@@ -263,6 +266,18 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             b.decap_packets
         );
     }
+    if let Some(l) = &cur.latency {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "burst latency (last second, {} bursts): p50 {:.1} us, p99 {:.1} us, p999 {:.1} us, max {:.1} us",
+            l.bursts,
+            us(l.p50_ns),
+            us(l.p99_ns),
+            us(l.p999_ns),
+            us(l.max_ns)
+        );
+    }
     if cur.nat_active > 0 {
         let _ = writeln!(out, "listener NAT: {} active connections", cur.nat_active);
     }
@@ -322,6 +337,7 @@ mod tests {
             control: ControlCounts::default(),
             tunnel: TunnelCounts::default(),
             nat_active: 0,
+            latency: None,
             neighbors: vec![],
         };
         let mut c = Counters::default();

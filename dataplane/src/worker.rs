@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::backend::{Burst, PacketBuf, PortQueue, BURST};
 use crate::forward::{forward, Gateway, Verdict};
+use crate::latency::LatencyRecorder;
 use crate::neigh::Neighbors;
 use crate::port::PortId;
 use crate::slowpath::{SlowMsg, TxFrame};
@@ -41,6 +42,8 @@ pub struct WorkerLinks {
     pub stats: Arc<StatsRegistry>,
     /// The tunnel's SA and route tables; None for a plain router.
     pub tunnel: Option<Arc<dyn TableSource>>,
+    /// Where per-burst processing times go; None records nothing.
+    pub latency: Option<LatencyRecorder>,
 }
 
 /// One worker and its two queues (LAN, WAN).
@@ -108,11 +111,15 @@ impl<Q: PortQueue> Worker<Q> {
         }
         let mut tx: [Burst<Q::Buf>; 2] = [Burst::new(), Burst::new()];
         let mut received = 0;
+        let mut started = None;
         for in_port in PortId::ALL {
             let mut rx = Burst::new();
             let n = self.queues[in_port.index()].rx_burst(&mut rx);
             if n == 0 {
                 continue;
+            }
+            if started.is_none() && self.links.latency.is_some() {
+                started = Some(std::time::Instant::now());
             }
             received += n;
             let mut encap: Burst<Q::Buf> = Burst::new();
@@ -163,6 +170,9 @@ impl<Q: PortQueue> Worker<Q> {
         }
         if received > 0 || self.counts != Counters::default() {
             self.links.stats.worker(self.id).fold(&mut self.counts);
+        }
+        if let (Some(t0), Some(l)) = (started, self.links.latency.as_mut()) {
+            l.record(t0);
         }
         received
     }
@@ -328,6 +338,7 @@ mod tests {
             replies,
             stats: stats.clone(),
             tunnel: None,
+            latency: None,
         };
         let q = || MemQueue {
             tx_room: Some(tx_room),

@@ -102,6 +102,7 @@ fn rig(name: &str) -> Rig {
         replies,
         stats: stats.clone(),
         tunnel: None,
+        latency: None,
     };
     let worker = Worker::new(
         0,

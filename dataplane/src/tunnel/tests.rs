@@ -162,6 +162,7 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
         replies,
         stats: stats.clone(),
         tunnel: Some(tables.clone()),
+        latency: None,
     };
     let worker = Worker::new(0, MemQueue::new(), MemQueue::new(), links, Duration::ZERO);
     Gw {
