@@ -213,7 +213,7 @@ fn concurrent_publishing_never_shows_a_torn_entry() {
                         r.detach_worker(w).unwrap();
                         return (distinct, entries);
                     }
-                    std::hint::spin_loop();
+                    thread::yield_now();
                 }
             })
         })

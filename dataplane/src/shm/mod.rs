@@ -15,6 +15,9 @@ pub mod reader;
 pub mod table;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
