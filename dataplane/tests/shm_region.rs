@@ -132,7 +132,7 @@ fn route_for(g: u64, i: usize) -> RouteEntry {
 
 fn listener_for(g: u64, i: usize) -> ListenerEntry {
     ListenerEntry {
-        role: if i % 2 == 0 {
+        role: if i.is_multiple_of(2) {
             ROLE_OUTBOUND
         } else {
             ROLE_INBOUND

@@ -114,7 +114,7 @@ impl Mapping {
             self.len
         );
         assert!(
-            (self.ptr.as_ptr() as usize + off) % align_of::<T>() == 0,
+            (self.ptr.as_ptr() as usize + off).is_multiple_of(align_of::<T>()),
             "shm: misaligned {} at offset {off}",
             std::any::type_name::<T>()
         );
