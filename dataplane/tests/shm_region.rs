@@ -457,6 +457,20 @@ fn incarnation_and_stats_cross_the_region() {
     assert_eq!(reader.bump_incarnation(), 2);
     assert_eq!(writer.take_incarnation_change(), Some(2));
 
+    // A crashed data plane left worker 0 live and stuck: the next one
+    // clears every slot on start, and publishing no longer waits.
+    reader.attach_worker(0).unwrap();
+    writer.publish(|_| {}).unwrap();
+    writer.set_grace(Duration::from_millis(50));
+    assert!(matches!(
+        writer.publish(|_| {}),
+        Err(ShmError::WorkerStuck { worker: 0, .. })
+    ));
+    let next = ShmReader::open(region.path(), 1).unwrap();
+    next.detach_all();
+    assert_eq!(writer.worker_state(0).unwrap(), (0, false));
+    assert_eq!(writer.publish(|_| {}).unwrap(), 2);
+
     let s = reader.stats(1).unwrap();
     s.add(Counter::RxPackets, 5);
     s.add(Counter::RxPackets, 2);

@@ -460,6 +460,34 @@ mod tests {
     }
 
     #[test]
+    fn field_offsets_match_the_documented_layout() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(Header, version), 8);
+        assert_eq!(offset_of!(Header, total_size), 16);
+        assert_eq!(offset_of!(Header, sa_capacity), 24);
+        assert_eq!(offset_of!(Header, workers), 36);
+        assert_eq!(offset_of!(Header, incarnation), 40);
+        assert_eq!(offset_of!(Header, published), 48);
+        assert_eq!(offset_of!(WorkerSlot, live), 8);
+        assert_eq!(offset_of!(CopyHeader, listener_count), 8);
+        assert_eq!(offset_of!(SaEntry, key_len), 6);
+        assert_eq!(offset_of!(SaEntry, key), 8);
+        assert_eq!(offset_of!(SaEntry, salt), 40);
+        assert_eq!(offset_of!(SaEntry, peer_addr), 44);
+        assert_eq!(offset_of!(SaEntry, peer_port), 48);
+        assert_eq!(offset_of!(SaEntry, soft_seconds), 56);
+        assert_eq!(offset_of!(SaEntry, hard_packets), 96);
+        assert_eq!(offset_of!(RouteEntry, len), 4);
+        assert_eq!(offset_of!(RouteEntry, sa_slot), 8);
+        assert_eq!(offset_of!(ListenerEntry, port), 2);
+        assert_eq!(offset_of!(ListenerEntry, remote_addr), 4);
+        assert_eq!(offset_of!(ListenerEntry, target_addr), 8);
+        assert_eq!(offset_of!(ListenerEntry, remote_port), 12);
+        assert_eq!(offset_of!(ListenerEntry, target_port), 14);
+        assert_eq!(offset_of!(ListenerEntry, sa_slot), 16);
+    }
+
+    #[test]
     fn published_word_round_trips() {
         for (g, a) in [(0, 0), (1, 1), (u64::MAX >> 1, 1), (12345, 0)] {
             assert_eq!(unpack_published(pack_published(g, a)), (g, a));

@@ -198,6 +198,16 @@ impl ShmReader {
         Ok(())
     }
 
+    /// Marks every worker slot of the region not live, including slots left
+    /// live by a data plane that crashed. Call on start, before
+    /// [`ShmReader::bump_incarnation`] and [`ShmReader::attach_worker`].
+    pub fn detach_all(&self) {
+        for w in 0..self.layout.caps.workers as usize {
+            let slot: &WorkerSlot = self.map.block(self.layout.slot(w));
+            slot.live.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// Worker `worker`'s stats block (written only by that worker).
     pub fn stats(&self, worker: usize) -> Result<&StatsBlock, ShmError> {
         match worker < self.workers as usize {
