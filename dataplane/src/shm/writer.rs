@@ -25,7 +25,8 @@ use super::ShmError;
 /// Default time [`ShmWriter::publish`] waits for workers to catch up.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(1);
 
-/// The single writer of a region.
+/// The single writer of a region. Dropping it unmaps the region but leaves
+/// the file in place: the data plane keeps forwarding on the tables it holds.
 #[derive(Debug)]
 pub struct ShmWriter {
     path: PathBuf,
