@@ -14,6 +14,7 @@ pub mod neigh;
 pub mod port;
 pub mod route;
 pub mod runtime;
+pub mod shm;
 pub mod slowpath;
 pub mod snapshot;
 pub mod stats;

@@ -1,0 +1,496 @@
+//! The one layout of the shared-memory region, used by both the writer
+//! (`s2cs`) and the readers (`s2ds` workers).
+//!
+//! Every type here is `#[repr(C)]` with explicit padding and a compile-time
+//! size and alignment assertion, so both processes agree on every offset.
+//! Words that change while the other process is attached are atomics
+//! ([`Header`], [`WorkerSlot`], [`StatsBlock`]); table entries are plain
+//! integers, written only while their copy is inactive and read only while
+//! it is active (the QSBR protocol in [`super::writer`]).
+
+use std::mem::{align_of, size_of};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::config::tunnel::{Direction, ListenerRole};
+use crate::crypto::Algorithm;
+
+/// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
+/// Layout version; bumped on every change to any type in this module.
+pub const VERSION: u32 = 1;
+/// Cache line size the per-worker blocks are aligned to.
+pub const CACHE_LINE: usize = 64;
+/// Longest key an SA entry holds (AES-256).
+pub const MAX_KEY_LEN: usize = 32;
+/// Counters in one per-worker stats block (see [`Counter`]).
+pub const STATS_COUNTERS: usize = 16;
+
+/// How many entries each table holds and how many worker slots exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacities {
+    /// SA table entries (per copy).
+    pub sas: u32,
+    /// Route table entries (per copy).
+    pub routes: u32,
+    /// Listener table entries (per copy).
+    pub listeners: u32,
+    /// Worker QSBR slots and stats blocks.
+    pub workers: u32,
+}
+
+/// The region header at offset 0.
+///
+/// `magic` .. `workers` are written once by the writer before the file is
+/// renamed into place and never change afterwards.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`VERSION`].
+    pub version: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Total size of the region in bytes (the file size).
+    pub total_size: u64,
+    /// SA table capacity.
+    pub sa_capacity: u32,
+    /// Route table capacity.
+    pub route_capacity: u32,
+    /// Listener table capacity.
+    pub listener_capacity: u32,
+    /// Worker slots.
+    pub workers: u32,
+    /// Data plane incarnation: `s2ds` bumps it when it starts.
+    pub incarnation: AtomicU64,
+    /// The published state: `generation << 1 | active copy index`, in one
+    /// word so a reader gets both with one Acquire load.
+    pub published: AtomicU64,
+    /// Reserved, zero.
+    pub reserved1: u64,
+}
+
+/// Splits a [`Header::published`] word into (generation, active copy).
+#[inline]
+pub const fn unpack_published(word: u64) -> (u64, usize) {
+    (word >> 1, (word & 1) as usize)
+}
+
+/// Builds a [`Header::published`] word.
+#[inline]
+pub const fn pack_published(generation: u64, active: usize) -> u64 {
+    generation << 1 | (active as u64 & 1)
+}
+
+/// One worker's QSBR slot: written by that worker, read by the writer.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct WorkerSlot {
+    /// The last generation this worker loaded (stored with Release).
+    pub seen: AtomicU64,
+    /// 1 while the worker is attached; the writer waits only for live workers.
+    pub live: AtomicU32,
+    /// Reserved, zero.
+    pub reserved: [u32; 13],
+}
+
+/// Named indexes into a [`StatsBlock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// Packets received.
+    RxPackets = 0,
+    /// Bytes received.
+    RxBytes = 1,
+    /// Packets sent.
+    TxPackets = 2,
+    /// Bytes sent.
+    TxBytes = 3,
+    /// Packets dropped: no route or no SA.
+    DropNoRoute = 4,
+    /// Packets dropped: ESP authentication failed.
+    DropAuth = 5,
+    /// Packets dropped: replay window.
+    DropReplay = 6,
+    /// Packets dropped: malformed.
+    DropMalformed = 7,
+    /// Packets dropped: TX ring full.
+    DropTxFull = 8,
+    /// Bursts processed.
+    Bursts = 9,
+}
+
+/// One worker's counters: written by that worker only (Relaxed), read by
+/// `s2cs` and `s2ds stats`. Two cache lines, never shared with another worker.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct StatsBlock {
+    /// The counters, indexed by [`Counter`]; the rest are reserved.
+    pub counters: [AtomicU64; STATS_COUNTERS],
+}
+
+impl StatsBlock {
+    /// Adds `n` to `c`. Only the owning worker calls this, so a load and a
+    /// store (no locked instruction) suffice.
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        let w = &self.counters[c as usize];
+        w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// The value of `c`.
+    #[inline]
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Ordering::Relaxed)
+    }
+
+    /// All counters.
+    pub fn snapshot(&self) -> [u64; STATS_COUNTERS] {
+        std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
+    }
+}
+
+/// At the start of each table copy: how many entries are in use.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyHeader {
+    /// SA entries in use.
+    pub sa_count: u32,
+    /// Route entries in use.
+    pub route_count: u32,
+    /// Listener entries in use.
+    pub listener_count: u32,
+    /// Reserved, zero.
+    pub reserved: [u32; 13],
+}
+
+/// [`SaEntry::direction`]: inbound.
+pub const DIR_IN: u8 = 0;
+/// [`SaEntry::direction`]: outbound.
+pub const DIR_OUT: u8 = 1;
+/// [`SaEntry::algorithm`]: AES-128-GCM.
+pub const ALG_AES128_GCM: u8 = 1;
+/// [`SaEntry::algorithm`]: AES-256-GCM.
+pub const ALG_AES256_GCM: u8 = 2;
+/// [`ListenerEntry::role`]: outbound (consumer side).
+pub const ROLE_OUTBOUND: u8 = 0;
+/// [`ListenerEntry::role`]: inbound (producer side).
+pub const ROLE_INBOUND: u8 = 1;
+
+/// One security association. 104 bytes; addresses in host byte order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaEntry {
+    /// Security Parameter Index.
+    pub spi: u32,
+    /// [`DIR_IN`] or [`DIR_OUT`].
+    pub direction: u8,
+    /// [`ALG_AES128_GCM`] or [`ALG_AES256_GCM`].
+    pub algorithm: u8,
+    /// Bytes of `key` in use (16 or 32).
+    pub key_len: u8,
+    /// 1 for 64-bit extended sequence numbers.
+    pub esn: u8,
+    /// The AES key, `key_len` bytes, zero-padded.
+    pub key: [u8; MAX_KEY_LEN],
+    /// The 4-byte GCM salt (RFC 4106).
+    pub salt: [u8; 4],
+    /// Peer WAN IPv4 address (`u32::from(Ipv4Addr)`).
+    pub peer_addr: u32,
+    /// Peer ESP-in-UDP port.
+    pub peer_port: u16,
+    /// Reserved, zero.
+    pub reserved0: u16,
+    /// Reserved, zero.
+    pub reserved1: u32,
+    /// Soft lifetime in seconds (0: none).
+    pub soft_seconds: u64,
+    /// Hard lifetime in seconds (0: none).
+    pub hard_seconds: u64,
+    /// Soft lifetime in bytes (0: none).
+    pub soft_bytes: u64,
+    /// Hard lifetime in bytes (0: none).
+    pub hard_bytes: u64,
+    /// Soft lifetime in packets (0: none).
+    pub soft_packets: u64,
+    /// Hard lifetime in packets (0: none).
+    pub hard_packets: u64,
+}
+
+impl SaEntry {
+    /// The direction, or `None` for an unknown code.
+    pub fn direction(&self) -> Option<Direction> {
+        match self.direction {
+            DIR_IN => Some(Direction::In),
+            DIR_OUT => Some(Direction::Out),
+            _ => None,
+        }
+    }
+
+    /// The code for `d`.
+    pub const fn direction_code(d: Direction) -> u8 {
+        match d {
+            Direction::In => DIR_IN,
+            Direction::Out => DIR_OUT,
+        }
+    }
+
+    /// The algorithm, or `None` for an unknown code.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match self.algorithm {
+            ALG_AES128_GCM => Some(Algorithm::Aes128Gcm),
+            ALG_AES256_GCM => Some(Algorithm::Aes256Gcm),
+            _ => None,
+        }
+    }
+
+    /// The code for `a`.
+    pub const fn algorithm_code(a: Algorithm) -> u8 {
+        match a {
+            Algorithm::Aes128Gcm => ALG_AES128_GCM,
+            Algorithm::Aes256Gcm => ALG_AES256_GCM,
+        }
+    }
+
+    /// The key bytes in use, or `None` if `key_len` is out of range.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.get(..usize::from(self.key_len))
+    }
+
+    /// The peer endpoint.
+    pub fn peer(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.peer_addr), self.peer_port)
+    }
+}
+
+/// One route: inner destination prefix → outbound SA slot. 16 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Network address (`u32::from(Ipv4Addr)`), host bits zero.
+    pub prefix: u32,
+    /// Prefix length, 0..=32.
+    pub len: u8,
+    /// Reserved, zero.
+    pub reserved0: [u8; 3],
+    /// Index of the outbound SA in the SA table of the same copy.
+    pub sa_slot: u32,
+    /// Reserved, zero.
+    pub reserved1: u32,
+}
+
+/// One stream listener. 24 bytes; addresses in host byte order, 0 = unset.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenerEntry {
+    /// [`ROLE_OUTBOUND`] or [`ROLE_INBOUND`].
+    pub role: u8,
+    /// Reserved, zero.
+    pub reserved0: u8,
+    /// The listening port.
+    pub port: u16,
+    /// Outbound: the peer listener's address.
+    pub remote_addr: u32,
+    /// Inbound: the producer application's address.
+    pub target_addr: u32,
+    /// Outbound: the peer listener's port.
+    pub remote_port: u16,
+    /// Inbound: the producer application's port.
+    pub target_port: u16,
+    /// Index of the outbound SA in the SA table of the same copy.
+    pub sa_slot: u32,
+    /// Reserved, zero.
+    pub reserved1: u32,
+}
+
+impl ListenerEntry {
+    /// The role, or `None` for an unknown code.
+    pub fn role(&self) -> Option<ListenerRole> {
+        match self.role {
+            ROLE_OUTBOUND => Some(ListenerRole::Outbound),
+            ROLE_INBOUND => Some(ListenerRole::Inbound),
+            _ => None,
+        }
+    }
+
+    /// The remote endpoint.
+    pub fn remote(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.remote_addr), self.remote_port)
+    }
+
+    /// The target endpoint.
+    pub fn target(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.target_addr), self.target_port)
+    }
+}
+
+const _: () = {
+    assert!(size_of::<Header>() == 64 && align_of::<Header>() == 64);
+    assert!(size_of::<WorkerSlot>() == 64 && align_of::<WorkerSlot>() == CACHE_LINE);
+    assert!(size_of::<StatsBlock>() == 128 && align_of::<StatsBlock>() == CACHE_LINE);
+    assert!(size_of::<CopyHeader>() == 64 && align_of::<CopyHeader>() == 64);
+    assert!(size_of::<SaEntry>() == 104 && align_of::<SaEntry>() == 8);
+    assert!(size_of::<RouteEntry>() == 16 && align_of::<RouteEntry>() == 4);
+    assert!(size_of::<ListenerEntry>() == 24 && align_of::<ListenerEntry>() == 4);
+};
+
+/// The tables a copy holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// [`SaEntry`].
+    Sa,
+    /// [`RouteEntry`].
+    Route,
+    /// [`ListenerEntry`].
+    Listener,
+}
+
+/// Byte offsets of everything in a region with given capacities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The capacities the offsets are computed from.
+    pub caps: Capacities,
+    /// First [`WorkerSlot`].
+    pub slots: usize,
+    /// First [`StatsBlock`].
+    pub stats: usize,
+    /// Copy A (copy B follows at `copies + copy_size`).
+    pub copies: usize,
+    /// Bytes per copy.
+    pub copy_size: usize,
+    /// SA table, relative to its copy.
+    pub sa_off: usize,
+    /// Route table, relative to its copy.
+    pub route_off: usize,
+    /// Listener table, relative to its copy.
+    pub listener_off: usize,
+    /// Total region size.
+    pub total: usize,
+}
+
+const fn align_up(x: usize, a: usize) -> usize {
+    x.div_ceil(a) * a
+}
+
+impl Layout {
+    /// Computes the layout, or `None` if it would overflow `usize`/`u64`.
+    pub fn new(caps: Capacities) -> Option<Layout> {
+        let n = |c: u32, sz: usize| (c as usize).checked_mul(sz);
+        let slots = size_of::<Header>();
+        let stats = slots.checked_add(n(caps.workers, size_of::<WorkerSlot>())?)?;
+        let copies = stats.checked_add(n(caps.workers, size_of::<StatsBlock>())?)?;
+        let sa_off = size_of::<CopyHeader>();
+        let route_off = align_up(
+            sa_off.checked_add(n(caps.sas, size_of::<SaEntry>())?)?,
+            CACHE_LINE,
+        );
+        let listener_off = align_up(
+            route_off.checked_add(n(caps.routes, size_of::<RouteEntry>())?)?,
+            CACHE_LINE,
+        );
+        let copy_size = align_up(
+            listener_off.checked_add(n(caps.listeners, size_of::<ListenerEntry>())?)?,
+            CACHE_LINE,
+        );
+        let total = copies.checked_add(copy_size.checked_mul(2)?)?;
+        u64::try_from(total).ok()?;
+        Some(Layout {
+            caps,
+            slots,
+            stats,
+            copies,
+            copy_size,
+            sa_off,
+            route_off,
+            listener_off,
+            total,
+        })
+    }
+
+    /// Offset of worker `w`'s QSBR slot.
+    pub fn slot(&self, w: usize) -> usize {
+        self.slots + w * size_of::<WorkerSlot>()
+    }
+
+    /// Offset of worker `w`'s stats block.
+    pub fn stats_block(&self, w: usize) -> usize {
+        self.stats + w * size_of::<StatsBlock>()
+    }
+
+    /// Offset of copy `c` (0 = A, 1 = B).
+    pub fn copy(&self, c: usize) -> usize {
+        self.copies + c * self.copy_size
+    }
+
+    /// Offset and capacity of `table` in copy `c`.
+    pub fn table(&self, c: usize, table: Table) -> (usize, u32) {
+        let base = self.copy(c);
+        match table {
+            Table::Sa => (base + self.sa_off, self.caps.sas),
+            Table::Route => (base + self.route_off, self.caps.routes),
+            Table::Listener => (base + self.listener_off, self.caps.listeners),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_offsets_are_cache_aligned_and_sum_up() {
+        let l = Layout::new(Capacities {
+            sas: 3,
+            routes: 5,
+            listeners: 7,
+            workers: 2,
+        })
+        .unwrap();
+        assert_eq!(l.slots, 64);
+        assert_eq!(l.stats, 64 + 2 * 64);
+        assert_eq!(l.copies, 64 + 2 * 64 + 2 * 128);
+        assert_eq!(l.sa_off, 64);
+        assert_eq!(l.route_off, 384); // 64 + 3 * 104 = 376 → 384
+        assert_eq!(l.listener_off, 512); // 384 + 5 * 16 = 464 → 512
+        assert_eq!(l.copy_size, 704); // 512 + 7 * 24 = 680 → 704
+        assert_eq!(l.total, l.copies + 2 * 704);
+        assert_eq!(l.copy(1), l.copies + 704);
+        assert_eq!(l.table(1, Table::Route), (l.copies + 704 + 384, 5));
+    }
+
+    #[test]
+    fn field_offsets_match_the_documented_layout() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(Header, version), 8);
+        assert_eq!(offset_of!(Header, total_size), 16);
+        assert_eq!(offset_of!(Header, sa_capacity), 24);
+        assert_eq!(offset_of!(Header, workers), 36);
+        assert_eq!(offset_of!(Header, incarnation), 40);
+        assert_eq!(offset_of!(Header, published), 48);
+        assert_eq!(offset_of!(WorkerSlot, live), 8);
+        assert_eq!(offset_of!(CopyHeader, listener_count), 8);
+        assert_eq!(offset_of!(SaEntry, key_len), 6);
+        assert_eq!(offset_of!(SaEntry, key), 8);
+        assert_eq!(offset_of!(SaEntry, salt), 40);
+        assert_eq!(offset_of!(SaEntry, peer_addr), 44);
+        assert_eq!(offset_of!(SaEntry, peer_port), 48);
+        assert_eq!(offset_of!(SaEntry, soft_seconds), 56);
+        assert_eq!(offset_of!(SaEntry, hard_packets), 96);
+        assert_eq!(offset_of!(RouteEntry, len), 4);
+        assert_eq!(offset_of!(RouteEntry, sa_slot), 8);
+        assert_eq!(offset_of!(ListenerEntry, port), 2);
+        assert_eq!(offset_of!(ListenerEntry, remote_addr), 4);
+        assert_eq!(offset_of!(ListenerEntry, target_addr), 8);
+        assert_eq!(offset_of!(ListenerEntry, remote_port), 12);
+        assert_eq!(offset_of!(ListenerEntry, target_port), 14);
+        assert_eq!(offset_of!(ListenerEntry, sa_slot), 16);
+    }
+
+    #[test]
+    fn published_word_round_trips() {
+        for (g, a) in [(0, 0), (1, 1), (u64::MAX >> 1, 1), (12345, 0)] {
+            assert_eq!(unpack_published(pack_published(g, a)), (g, a));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Unit tests of the writer's table editing and the entry helpers.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::layout::{ALG_AES256_GCM, DIR_OUT, ROLE_INBOUND};
+use super::*;
+use crate::config::tunnel::{Direction, ListenerRole};
+use crate::crypto::Algorithm;
+
+/// A unique region path under /dev/shm, removed on drop.
+struct TempRegion(PathBuf);
+
+impl TempRegion {
+    fn new() -> TempRegion {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TempRegion(PathBuf::from(format!(
+            "/dev/shm/scistream-unit-{}-{n}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempRegion {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const CAPS: Capacities = Capacities {
+    sas: 2,
+    routes: 3,
+    listeners: 1,
+    workers: 1,
+};
+
+fn sa(spi: u32) -> SaEntry {
+    SaEntry {
+        spi,
+        ..SaEntry::default()
+    }
+}
+
+#[test]
+fn full_table_and_bad_index_are_errors() {
+    let r = TempRegion::new();
+    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let mut outcome = Vec::new();
+    w.publish(|t| {
+        let mut sas = t.sas();
+        outcome.push(sas.push(sa(256)).map_err(|e| e.to_string()));
+        outcome.push(sas.push(sa(257)).map_err(|e| e.to_string()));
+        outcome.push(sas.push(sa(258)).map_err(|e| e.to_string()));
+        outcome.push(sas.set(5, sa(1)).map(|_| 0).map_err(|e| e.to_string()));
+    })
+    .unwrap();
+    assert_eq!(outcome[0], Ok(0));
+    assert_eq!(outcome[1], Ok(1));
+    assert_eq!(
+        outcome[2],
+        Err("shared memory: SA table is full (2 entries)".into())
+    );
+    assert_eq!(
+        outcome[3],
+        Err("shared memory: SA index 5 out of range (2 entries in use)".into())
+    );
+    let rd = ShmReader::open(&r.0, 1).unwrap();
+    let v = rd.current();
+    assert_eq!(v.generation(), 1);
+    assert_eq!(
+        v.sas().iter().map(|e| e.spi).collect::<Vec<_>>(),
+        [256, 257]
+    );
+    assert_eq!(v.sas().get(2), None);
+}
+
+#[test]
+fn publish_starts_from_the_current_tables() {
+    let r = TempRegion::new();
+    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let rd = ShmReader::open(&r.0, 1).unwrap();
+    rd.attach_worker(0).unwrap();
+    w.publish(|t| {
+        t.sas().push(sa(256)).unwrap();
+        t.routes()
+            .push(RouteEntry {
+                prefix: 0x0a00_0000,
+                len: 8,
+                ..RouteEntry::default()
+            })
+            .unwrap();
+    })
+    .unwrap();
+    let g1 = rd.current();
+    assert_eq!(g1.copy_index(), 1);
+    rd.report_seen(0, g1.generation()).unwrap();
+    // Generation 2 edits only the SA table; the route carries over.
+    w.publish(|t| {
+        let mut sas = t.sas();
+        assert_eq!(sas.get(0), Some(sa(256)));
+        sas.set(0, sa(300)).unwrap();
+        sas.push(sa(301)).unwrap();
+    })
+    .unwrap();
+    let g2 = rd.current();
+    assert_eq!((g2.generation(), g2.copy_index()), (2, 0));
+    assert_eq!(
+        g2.sas().iter().map(|e| e.spi).collect::<Vec<_>>(),
+        [300, 301]
+    );
+    assert_eq!(g2.routes().len(), 1);
+    assert_eq!(g2.routes().get(0).unwrap().len, 8);
+    rd.report_seen(0, 2).unwrap();
+    // Generation 3 truncates and clears.
+    w.publish(|t| {
+        t.sas().truncate(1);
+        t.routes().clear();
+    })
+    .unwrap();
+    let g3 = rd.current();
+    assert_eq!(g3.sas().len(), 1);
+    assert!(g3.routes().is_empty());
+    // The old generation-2 view still reads its own copy (untouched).
+    assert_eq!(g2.sas().len(), 2);
+}
+
+#[test]
+fn entry_helpers_decode_codes() {
+    let mut e = SaEntry {
+        direction: DIR_OUT,
+        algorithm: ALG_AES256_GCM,
+        key_len: 32,
+        peer_addr: u32::from(Ipv4Addr::new(192, 0, 2, 7)),
+        peer_port: 4500,
+        ..SaEntry::default()
+    };
+    assert_eq!(e.direction(), Some(Direction::Out));
+    assert_eq!(e.algorithm(), Some(Algorithm::Aes256Gcm));
+    assert_eq!(SaEntry::direction_code(Direction::In), 0);
+    assert_eq!(SaEntry::algorithm_code(Algorithm::Aes128Gcm), 1);
+    assert_eq!(e.key().map(<[u8]>::len), Some(32));
+    assert_eq!(
+        e.peer(),
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 4500)
+    );
+    e.direction = 9;
+    e.algorithm = 0;
+    e.key_len = 33;
+    assert_eq!((e.direction(), e.algorithm(), e.key()), (None, None, None));
+    let l = ListenerEntry {
+        role: ROLE_INBOUND,
+        target_addr: u32::from(Ipv4Addr::new(10, 1, 2, 3)),
+        target_port: 9000,
+        ..ListenerEntry::default()
+    };
+    assert_eq!(l.role(), Some(ListenerRole::Inbound));
+    assert_eq!(
+        l.target(),
+        SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 9000)
+    );
+}
+
+#[test]
+fn create_in_a_missing_directory_names_the_path() {
+    let e = ShmWriter::create("/dev/shm/no-such-dir-scistream/region", CAPS).unwrap_err();
+    assert!(matches!(e, ShmError::Io { op: "create", .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("/dev/shm/no-such-dir-scistream/"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_region_names_the_path() {
+    let e = ShmReader::open("/dev/shm/scistream-no-such-region", 1).unwrap_err();
+    assert!(matches!(e, ShmError::Io { op: "open", .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("shared memory /dev/shm/scistream-no-such-region: open failed"),
+        "{e}"
+    );
+}
