@@ -203,19 +203,27 @@ fn nat_candidate(frame: &[u8], ip: &crate::wire::ipv4::Ipv4Info) -> bool {
     }
 }
 
+/// Unit-test fixtures shared by forwarding, slow path and worker tests:
+/// gateway A of the testbed.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use std::net::Ipv4Addr;
+
+    use super::Gateway;
     use crate::neigh::Neighbors;
-    use crate::route::Route;
-    use crate::wire::ipv4::tests::udp_packet;
+    use crate::port::{PortAddr, PortId};
+    use crate::route::{Route, RouteTable};
 
-    const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-    const PROD_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-    const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+    pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    pub const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    /// The producer host on the LAN.
+    pub const PROD_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+    /// The WAN router, next hop to 10.20.0.0/16.
+    pub const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+    pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 10, 100, 254);
 
-    fn gateway() -> (Gateway, Neighbors) {
+    /// LAN 10.10.1.1/24, WAN 10.10.100.1/24, MTU 1500, 10.20.0.0/16 via the WAN router.
+    pub fn gateway() -> Gateway {
         let ports = [
             PortAddr {
                 mac: LAN_MAC,
@@ -230,18 +238,32 @@ mod tests {
                 mtu: 1500,
             },
         ];
-        let routes = RouteTable::new(
-            &ports,
-            &[Route {
-                net: Ipv4Addr::new(10, 20, 0, 0),
-                len: 16,
-                port: PortId::Wan,
-                via: Some(Ipv4Addr::new(10, 10, 100, 254)),
-            }],
-        );
-        let neigh =
-            Neighbors::with_static(&[(Ipv4Addr::new(10, 10, 100, 254), ROUTER_MAC, PortId::Wan)]);
-        (Gateway { ports, routes }, neigh)
+        let via = Route {
+            net: Ipv4Addr::new(10, 20, 0, 0),
+            len: 16,
+            port: PortId::Wan,
+            via: Some(ROUTER_IP),
+        };
+        let routes = RouteTable::new(&ports, &[via]);
+        Gateway { ports, routes }
+    }
+
+    /// Neighbours with the WAN router resolved.
+    pub fn neighbors() -> Neighbors {
+        Neighbors::with_static(&[(ROUTER_IP, ROUTER_MAC, PortId::Wan)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::neigh::Neighbors;
+    use crate::wire::ipv4::tests::udp_packet;
+
+    use super::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
+
+    fn gateway() -> (Gateway, Neighbors) {
+        (super::fixtures::gateway(), super::fixtures::neighbors())
     }
 
     fn frame(dst_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {

@@ -252,12 +252,8 @@ impl SlowPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port::PortAddr;
-    use crate::route::{Route, RouteTable};
 
-    const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-    const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+    use crate::forward::fixtures::{LAN_MAC, PROD_MAC as HOST_MAC};
 
     fn setup() -> (
         SlowPath,
@@ -266,30 +262,7 @@ mod tests {
         Arc<Neighbors>,
         Arc<StatsRegistry>,
     ) {
-        let ports = [
-            PortAddr {
-                mac: LAN_MAC,
-                ip: Ipv4Addr::new(10, 10, 1, 1),
-                prefix_len: 24,
-                mtu: 1500,
-            },
-            PortAddr {
-                mac: WAN_MAC,
-                ip: Ipv4Addr::new(10, 10, 100, 1),
-                prefix_len: 24,
-                mtu: 1500,
-            },
-        ];
-        let routes = RouteTable::new(
-            &ports,
-            &[Route {
-                net: Ipv4Addr::new(10, 20, 0, 0),
-                len: 16,
-                port: PortId::Wan,
-                via: Some(Ipv4Addr::new(10, 10, 100, 254)),
-            }],
-        );
-        let gw = Arc::new(Gateway { ports, routes });
+        let gw = Arc::new(crate::forward::fixtures::gateway());
         let neigh = Arc::new(Neighbors::default());
         let (tx, rx) = crossbeam_channel::bounded(16);
         let (wtx, wrx) = crossbeam_channel::bounded(16);

@@ -287,14 +287,9 @@ impl<Q: PortQueue> Worker<Q> {
 mod tests {
     use super::*;
     use crate::backend::mem::MemQueue;
-    use crate::port::PortAddr;
-    use crate::route::{Route, RouteTable};
     use crate::wire::{arp, ipv4, ETH_HLEN};
 
-    const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-    const PROD_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-    const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
+    use crate::forward::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
 
     fn worker(
         tx_room: usize,
@@ -304,36 +299,12 @@ mod tests {
         Receiver<SlowMsg>,
         Arc<StatsRegistry>,
     ) {
-        let ports = [
-            PortAddr {
-                mac: LAN_MAC,
-                ip: Ipv4Addr::new(10, 10, 1, 1),
-                prefix_len: 24,
-                mtu: 1500,
-            },
-            PortAddr {
-                mac: WAN_MAC,
-                ip: Ipv4Addr::new(10, 10, 100, 1),
-                prefix_len: 24,
-                mtu: 1500,
-            },
-        ];
-        let hop = Ipv4Addr::new(10, 10, 100, 254);
-        let routes = RouteTable::new(
-            &ports,
-            &[Route {
-                net: Ipv4Addr::new(10, 20, 0, 0),
-                len: 16,
-                port: PortId::Wan,
-                via: Some(hop),
-            }],
-        );
         let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
         let (reply_tx, replies) = crossbeam_channel::bounded(64);
         let stats = Arc::new(StatsRegistry::new(1));
         let links = WorkerLinks {
-            gw: Arc::new(Gateway { ports, routes }),
-            neigh: Arc::new(Neighbors::with_static(&[(hop, ROUTER_MAC, PortId::Wan)])),
+            gw: Arc::new(crate::forward::fixtures::gateway()),
+            neigh: Arc::new(crate::forward::fixtures::neighbors()),
             to_slowpath: to_slow,
             replies,
             stats: stats.clone(),

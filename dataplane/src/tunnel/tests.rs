@@ -37,6 +37,8 @@ struct Gw {
     worker: Worker<MemQueue>,
     stats: Arc<StatsRegistry>,
     mac: [[u8; 6]; 2],
+    /// The MAC of the WAN router on this gateway's WAN link.
+    router: [u8; 6],
     tables: Arc<StaticTables>,
     _slow: (Receiver<SlowMsg>, Sender<TxFrame>),
 }
@@ -169,6 +171,7 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
         worker,
         stats,
         mac,
+        router,
         tables,
         _slow: (slow_rx, reply_tx),
     }
@@ -217,13 +220,14 @@ fn expected_at_cons(sent: &[u8], b: &Gw) -> Vec<u8> {
     want
 }
 
-/// The WAN router between A and B: forwards A's WAN frames to B's WAN port.
-fn across_wan(frames: Vec<Vec<u8>>, b: &Gw) -> Vec<Vec<u8>> {
+/// The WAN router between A and B: forwards one gateway's WAN frames to
+/// the WAN port of `to` (the frames leave the router with its MAC as source).
+fn across_wan(frames: Vec<Vec<u8>>, to: &Gw) -> Vec<Vec<u8>> {
     frames
         .into_iter()
         .map(|mut f| {
-            f[..6].copy_from_slice(&b.mac[1]);
-            f[6..12].copy_from_slice(&ROUTER_B);
+            f[..6].copy_from_slice(&to.mac[1]);
+            f[6..12].copy_from_slice(&to.router);
             f
         })
         .collect()
@@ -322,13 +326,7 @@ fn bytes_cross_the_tunnel_exactly_with_both_engines() {
             &wan[0][ETH_HLEN + 28..ETH_HLEN + 32],
             &0x2001u32.to_be_bytes()
         );
-        let wan = wan
-            .into_iter()
-            .map(|mut f| {
-                f[..6].copy_from_slice(&a.mac[1]);
-                f
-            })
-            .collect::<Vec<_>>();
+        let wan = across_wan(wan, &a);
         a.worker.queue_mut(PortId::Wan).rx.extend(wan);
         poll_all(&mut a);
         let back = a.worker.queue_mut(PortId::Lan).take_tx();
@@ -518,13 +516,7 @@ fn listener_mode_round_trip_for_several_consumers() {
         let wan = b.worker.queue_mut(PortId::Wan).take_tx();
         assert_eq!(wan.len(), 1, "B sealed it: {:?}", b.stats.sum().drops);
         // 2. A opens it and sends it to the producer from a mapped port.
-        let wan = wan
-            .into_iter()
-            .map(|mut f| {
-                f[..6].copy_from_slice(&a.mac[1]);
-                f
-            })
-            .collect::<Vec<_>>();
+        let wan = across_wan(wan, &a);
         a.worker.queue_mut(PortId::Wan).rx.extend(wan);
         poll_all(&mut a);
         let lan = a.worker.queue_mut(PortId::Lan).take_tx();
@@ -568,13 +560,7 @@ fn listener_mode_round_trip_for_several_consumers() {
             "A sealed the reply: {:?}",
             a.stats.sum().drops
         );
-        let wan = wan
-            .into_iter()
-            .map(|mut f| {
-                f[..6].copy_from_slice(&b.mac[1]);
-                f
-            })
-            .collect::<Vec<_>>();
+        let wan = across_wan(wan, &b);
         b.worker.queue_mut(PortId::Wan).rx.extend(wan);
         poll_all(&mut b);
         let lan = b.worker.queue_mut(PortId::Lan).take_tx();
