@@ -2,7 +2,7 @@
 //! configurations from configs/, made unique per test (stats file, EAL file
 //! prefix) so that tests run in parallel.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -177,9 +177,4 @@ impl Drop for Gateway {
             );
         }
     }
-}
-
-/// The directory holding `path`.
-pub fn dir_of(path: &Path) -> &Path {
-    path.parent().unwrap()
 }
