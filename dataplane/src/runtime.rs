@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::backend::native::NativePort;
 use crate::backend::{afxdp, tap, PortInfo, PortQueue};
+use crate::config::tunnel::Keying;
 use crate::config::{Backend, Config};
 use crate::forward::Gateway;
 use crate::latency::LatencyCollector;
@@ -22,8 +23,11 @@ use crate::port::{PortAddr, PortId};
 use crate::route::{Route, RouteTable};
 use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
 use crate::snapshot::{DeviceDrops, PortSnapshot, Snapshot, SNAPSHOT_VERSION};
+use crate::stats::Counters;
 use crate::stats::StatsRegistry;
-use crate::tunnel::{StaticTables, TableSource, TunnelTables};
+use crate::tunnel::{
+    ShmContext, ShmTableSource, ShmWatcher, StaticTables, TableSource, TunnelTables,
+};
 use crate::worker::{Worker, WorkerLinks};
 
 /// How often the stats snapshot is rewritten.
@@ -201,7 +205,32 @@ where
         info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
     }
 
+    let mut shm: Option<(Arc<ShmTableSource>, ShmWatcher)> = None;
     let tunnel: Option<Arc<dyn TableSource>> = match &cfg.tunnel {
+        Some(t) if matches!(t.keying, Keying::Control { .. }) => {
+            let Keying::Control { shm_path } = &t.keying else {
+                unreachable!("matched above")
+            };
+            let cx = ShmContext {
+                engine: t.engine,
+                udp_port: t.udp_port,
+                lan_ip: addrs[PortId::Lan.index()].ip,
+                wan_ip: addrs[PortId::Wan.index()].ip,
+                nat_port_base: t.nat_port_base,
+                nat_slots: t.nat_slots,
+            };
+            let source = Arc::new(ShmTableSource::new(&cx));
+            let watcher = ShmWatcher::new(source.clone(), cx, shm_path, pairs.len());
+            info!(
+                engine = ?t.engine,
+                udp_port = t.udp_port,
+                shm = %shm_path.display(),
+                inner_mtu = crate::esp::inner_mtu(addrs[PortId::Wan.index()].mtu),
+                "tunnel up (keys from s2cs); no cleartext between LAN and WAN"
+            );
+            shm = Some((source.clone(), watcher));
+            Some(source)
+        }
         Some(t) => {
             let (lan_ip, wan_ip) = (addrs[PortId::Lan.index()].ip, addrs[PortId::Wan.index()].ip);
             let tables = TunnelTables::from_config(t, lan_ip, wan_ip, 1)
@@ -253,6 +282,19 @@ where
         threads.push(t);
     }
     drop(to_slow);
+    let shm_source = match shm {
+        Some((source, watcher)) => {
+            let stop = stop.clone();
+            threads.push(std::thread::Builder::new().name("s2ds-shm".into()).spawn(
+                move || -> Result<()> {
+                    watcher.run(&stop);
+                    Ok(())
+                },
+            )?);
+            Some(source)
+        }
+        None => None,
+    };
     let slow = SlowPath::new(gw.clone(), neigh.clone(), slow_rx, reply_txs, stats.clone());
     let slow_core = cfg.workers.slowpath_core;
     let slow_stop = stop.clone();
@@ -292,6 +334,8 @@ where
         control: Default::default(),
         tunnel: Default::default(),
         nat_active: 0,
+        tables: None,
+        sas: [0; 4],
         latency: None,
         neighbors: vec![],
     };
@@ -303,6 +347,24 @@ where
             let tables = t.load();
             tables.housekeeping();
             snap.nat_active = tables.nat_active() as u64;
+            let (lo, li) = tables.listener_counts();
+            snap.sas = [
+                tables.outbound_len() as u64,
+                tables.inbound_len() as u64,
+                lo as u64,
+                li as u64,
+            ];
+        }
+        if let Some(src) = &shm_source {
+            let per_worker: Vec<Counters> = (0..workers)
+                .map(|w| {
+                    let mut c = Counters::default();
+                    stats.worker(w).add_to(&mut c);
+                    c
+                })
+                .collect();
+            ShmWatcher::export(src, &per_worker);
+            snap.tables = Some(src.changes());
         }
         for (p, d) in snap.ports.iter_mut().zip(device_drops()) {
             p.device_drops = d;

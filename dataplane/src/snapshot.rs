@@ -92,6 +92,12 @@ pub struct Snapshot {
     /// Connections the listener-mode NAT is tracking.
     #[serde(default)]
     pub nat_active: u64,
+    /// Keying "control": table changes from the control process.
+    #[serde(default)]
+    pub tables: Option<crate::tunnel::ChangeSnapshot>,
+    /// SAs in use (outbound, inbound), listeners in use (outbound, inbound).
+    #[serde(default)]
+    pub sas: [u64; 4],
     /// Per-burst processing time over the last second, all workers.
     #[serde(default)]
     pub latency: Option<crate::latency::LatencySummary>,
@@ -336,6 +342,8 @@ mod tests {
             drops: BTreeMap::new(),
             control: ControlCounts::default(),
             tunnel: TunnelCounts::default(),
+            tables: None,
+            sas: [0; 4],
             nat_active: 0,
             latency: None,
             neighbors: vec![],

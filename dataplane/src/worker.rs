@@ -107,6 +107,11 @@ impl<Q: PortQueue> Worker<Q> {
         let tables = self.links.tunnel.as_ref().map(|t| t.load());
         let tables = tables.as_deref().map(|t| &**t);
         if let Some(t) = tables {
+            if t.generation != self.tunnel.generation() {
+                if let Some(src) = &self.links.tunnel {
+                    src.seen(self.id, t);
+                }
+            }
             self.tunnel.sync(t);
         }
         let mut tx: [Burst<Q::Buf>; 2] = [Burst::new(), Burst::new()];

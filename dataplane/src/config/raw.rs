@@ -51,6 +51,8 @@ pub(crate) struct RawTunnel {
     pub udp_port: Option<i64>,
     pub nat_port_base: Option<i64>,
     pub nat_slots: Option<i64>,
+    pub keying: Option<String>,
+    pub shm_path: Option<String>,
 }
 
 /// One `[[peers]]` entry.

@@ -40,6 +40,20 @@ pub struct TunnelSection {
     pub nat_port_base: u16,
     /// Connection-tracking slots (mapped ports `nat_port_base..nat_port_base + nat_slots`).
     pub nat_slots: usize,
+    /// Where the SAs, routes and listeners come from.
+    pub keying: Keying,
+}
+
+/// `[tunnel] keying`: where the tunnel's SAs and flows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keying {
+    /// `[[sas]]`, `[[tunnel_routes]]` and `[[listeners]]` in this file.
+    Manual,
+    /// The control process `s2cs`, through the shared-memory region at `shm_path`.
+    Control {
+        /// The region file (absolute), e.g. `/dev/shm/scistream-gwa`.
+        shm_path: std::path::PathBuf,
+    },
 }
 
 /// Which side of a SciStream stream a listener serves.

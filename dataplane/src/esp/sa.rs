@@ -18,6 +18,10 @@ pub struct OutboundSa {
     pub esn: bool,
     /// The last sequence number handed out (0: none yet; the first is 1).
     last: AtomicU64,
+    /// Inner bytes sealed so far (for byte-count rekeying).
+    bytes: AtomicU64,
+    /// Hard packet lifetime: no sequence number above it is handed out.
+    hard_packets: u64,
 }
 
 impl OutboundSa {
@@ -35,7 +39,17 @@ impl OutboundSa {
             key,
             esn,
             last: AtomicU64::new(next.saturating_sub(1)),
+            bytes: AtomicU64::new(0),
+            hard_packets: u64::MAX,
         }
+    }
+
+    /// Sets the hard packet lifetime: after `packets` packets the SA seals
+    /// nothing more ([`EspError::SeqExhausted`]) until it is replaced.
+    /// 0 means no limit beyond the sequence space.
+    pub fn with_hard_packets(mut self, packets: u64) -> Self {
+        self.hard_packets = if packets == 0 { u64::MAX } else { packets };
+        self
     }
 
     /// The highest sequence number this SA may use: 2^32 − 1 without ESN;
@@ -54,7 +68,7 @@ impl OutboundSa {
     /// gap between callers. Errors, reserving nothing, when the SA's sequence
     /// space cannot hold `n` more numbers: the SA must then be rekeyed.
     pub fn reserve(&self, n: u64) -> Result<Range<u64>, EspError> {
-        let max = self.max_seq();
+        let max = self.max_seq().min(self.hard_packets);
         let prev = self
             .last
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
@@ -62,6 +76,20 @@ impl OutboundSa {
             })
             .map_err(|_| EspError::SeqExhausted)?;
         Ok(prev + 1..prev + 1 + n)
+    }
+
+    /// Counts `n` inner bytes sealed (once per burst, with the reservation).
+    #[inline]
+    pub fn account_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Packets sealed (sequence numbers handed out) and inner bytes counted.
+    pub fn usage(&self) -> (u64, u64) {
+        (
+            self.last.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// The next sequence number [`OutboundSa::reserve`] would hand out (for stats).

@@ -40,7 +40,9 @@ pub struct InboundListener {
 #[derive(Debug, Clone, Default)]
 pub struct Listeners {
     outbound: Vec<OutboundListener>,
-    inbound: Vec<InboundListener>,
+    /// Inbound listeners by index; `None` is a free slot (see
+    /// [`Listeners::with_inbound_slots`]).
+    inbound: Vec<Option<InboundListener>>,
     /// (packed `lan`, index into `outbound`), sorted.
     by_lan: Vec<(u64, u16)>,
     /// (packed `remote`, index into `outbound`), sorted.
@@ -58,6 +60,18 @@ impl Listeners {
         outbound: Vec<OutboundListener>,
         inbound: Vec<InboundListener>,
     ) -> Result<Self, NatConfigError> {
+        Self::with_inbound_slots(outbound, inbound.into_iter().map(Some).collect())
+    }
+
+    /// Like [`Listeners::new`], but an inbound listener's index is its slot
+    /// in `inbound`, and slots may be free (`None`). Tables rebuilt while
+    /// traffic flows keep each inbound listener in its slot, so connections
+    /// the producer-side NAT tracks (which name their listener by index)
+    /// survive the addition and removal of other listeners.
+    pub fn with_inbound_slots(
+        outbound: Vec<OutboundListener>,
+        inbound: Vec<Option<InboundListener>>,
+    ) -> Result<Self, NatConfigError> {
         for (what, count) in [("outbound", outbound.len()), ("inbound", inbound.len())] {
             if count > MAX_LISTENERS {
                 return Err(NatConfigError::TooMany {
@@ -71,13 +85,22 @@ impl Listeners {
             check_addr("outbound lan", o.lan)?;
             check_addr("outbound remote", o.remote)?;
         }
-        for i in &inbound {
+        for i in inbound.iter().flatten() {
             check_addr("inbound listen", i.listen)?;
             check_addr("inbound target", i.target)?;
         }
-        let by_lan = index("outbound lan", outbound.iter().map(|o| o.lan))?;
-        let by_remote = index("outbound remote", outbound.iter().map(|o| o.remote))?;
-        let by_listen = index("inbound listen", inbound.iter().map(|i| i.listen))?;
+        let by_lan = index("outbound lan", outbound.iter().map(|o| o.lan).enumerate())?;
+        let by_remote = index(
+            "outbound remote",
+            outbound.iter().map(|o| o.remote).enumerate(),
+        )?;
+        let by_listen = index(
+            "inbound listen",
+            inbound
+                .iter()
+                .enumerate()
+                .filter_map(|(n, i)| i.map(|i| (n, i.listen))),
+        )?;
         Ok(Self {
             outbound,
             inbound,
@@ -120,14 +143,16 @@ impl Listeners {
     /// If `i` is not an index this `Listeners` returned (a caller bug).
     #[inline]
     pub fn inbound(&self, i: usize) -> &InboundListener {
-        &self.inbound[i]
+        self.inbound[i]
+            .as_ref()
+            .expect("an index match_inbound or the NAT returned")
     }
 
     /// Inbound listener `i`, or None if there is none (an index remembered
     /// from an earlier configuration).
     #[inline]
     pub fn get_inbound(&self, i: usize) -> Option<&InboundListener> {
-        self.inbound.get(i)
+        self.inbound.get(i).and_then(Option::as_ref)
     }
 
     /// Number of outbound listeners.
@@ -135,9 +160,14 @@ impl Listeners {
         self.outbound.len()
     }
 
-    /// Number of inbound listeners.
-    pub fn inbound_len(&self) -> usize {
+    /// Number of inbound slots, free ones included (indexes are below it).
+    pub fn inbound_slots(&self) -> usize {
         self.inbound.len()
+    }
+
+    /// Number of inbound listeners (free slots not counted).
+    pub fn inbound_len(&self) -> usize {
+        self.inbound.iter().flatten().count()
     }
 }
 
@@ -157,10 +187,10 @@ fn check_addr(what: &'static str, addr: SocketAddrV4) -> Result<(), NatConfigErr
 
 fn index(
     what: &'static str,
-    addrs: impl Iterator<Item = SocketAddrV4>,
+    addrs: impl Iterator<Item = (usize, SocketAddrV4)>,
 ) -> Result<Vec<(u64, u16)>, NatConfigError> {
     // Indexes fit u16: the count was checked against MAX_LISTENERS.
-    let mut v: Vec<(u64, u16)> = addrs.zip(0u16..).map(|(a, i)| (pack(a), i)).collect();
+    let mut v: Vec<(u64, u16)> = addrs.map(|(i, a)| (pack(a), i as u16)).collect();
     v.sort_unstable();
     if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
         let addr = SocketAddrV4::new(((w[0].0 >> 16) as u32).into(), w[0].0 as u16);
@@ -216,6 +246,18 @@ mod tests {
         assert_eq!(l.outbound(2).remote, sa([198, 51, 100, 2], 7000));
         assert!(l.get_inbound(2).is_none());
         assert_eq!((l.outbound_len(), l.inbound_len()), (3, 2));
+    }
+
+    #[test]
+    fn inbound_slots_keep_their_index_around_free_slots() {
+        let a = inb(sa([198, 51, 100, 1], 7000), sa([10, 1, 0, 5], 5000), 0);
+        let b = inb(sa([198, 51, 100, 1], 7002), sa([10, 1, 0, 6], 5000), 1);
+        let l = Listeners::with_inbound_slots(vec![], vec![None, Some(a), None, Some(b)]).unwrap();
+        assert_eq!(l.match_inbound(a.listen), Some(1));
+        assert_eq!(l.match_inbound(b.listen), Some(3));
+        assert!(l.get_inbound(0).is_none() && l.get_inbound(2).is_none());
+        assert_eq!(l.get_inbound(3), Some(&b));
+        assert_eq!(l.inbound_len(), 2);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::crypto::Algorithm;
 /// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
 /// Layout version; bumped on every change to any type in this module.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Cache line size the per-worker blocks are aligned to.
 pub const CACHE_LINE: usize = 64;
 /// Longest key an SA entry holds (AES-256).
@@ -67,8 +67,9 @@ pub struct Header {
     /// The published state: `generation << 1 | active copy index`, in one
     /// word so a reader gets both with one Acquire load.
     pub published: AtomicU64,
-    /// Reserved, zero.
-    pub reserved1: u64,
+    /// Process id of the attached data plane (0: none yet); lets the writer
+    /// tell a crashed data plane from a slow worker.
+    pub dataplane_pid: AtomicU64,
 }
 
 /// Splits a [`Header::published`] word into (generation, active copy).
@@ -139,6 +140,12 @@ impl StatsBlock {
         w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
+    /// Sets `c` to `v` (a block mirrored by one thread from totals kept elsewhere).
+    #[inline]
+    pub fn set(&self, c: Counter, v: u64) {
+        self.counters[c as usize].store(v, Ordering::Relaxed);
+    }
+
     /// The value of `c`.
     #[inline]
     pub fn get(&self, c: Counter) -> u64 {
@@ -149,6 +156,25 @@ impl StatsBlock {
     pub fn snapshot(&self) -> [u64; STATS_COUNTERS] {
         std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
     }
+}
+
+/// How much an outbound SA has carried, written by the data plane (about
+/// every 250 ms) for the control process's packet and byte rekey triggers.
+/// One entry per SA slot; `spi == 0` marks an unused entry. 32 bytes.
+#[repr(C, align(8))]
+#[derive(Debug)]
+pub struct UsageEntry {
+    /// The outbound SA's SPI (0: unused). Stored last with Release, loaded
+    /// first with Acquire: a reader checks it again after the counters.
+    pub spi: AtomicU32,
+    /// Reserved, zero.
+    pub reserved: AtomicU32,
+    /// Packets sealed (the last sequence number handed out).
+    pub packets: AtomicU64,
+    /// Inner bytes sealed.
+    pub bytes: AtomicU64,
+    /// Reserved, zero.
+    pub reserved1: AtomicU64,
 }
 
 /// At the start of each table copy: how many entries are in use.
@@ -329,6 +355,7 @@ const _: () = {
     assert!(size_of::<Header>() == 64 && align_of::<Header>() == 64);
     assert!(size_of::<WorkerSlot>() == 64 && align_of::<WorkerSlot>() == CACHE_LINE);
     assert!(size_of::<StatsBlock>() == 128 && align_of::<StatsBlock>() == CACHE_LINE);
+    assert!(size_of::<UsageEntry>() == 32 && align_of::<UsageEntry>() == 8);
     assert!(size_of::<CopyHeader>() == 64 && align_of::<CopyHeader>() == 64);
     assert!(size_of::<SaEntry>() == 104 && align_of::<SaEntry>() == 8);
     assert!(size_of::<RouteEntry>() == 16 && align_of::<RouteEntry>() == 4);
@@ -355,6 +382,8 @@ pub struct Layout {
     pub slots: usize,
     /// First [`StatsBlock`].
     pub stats: usize,
+    /// First [`UsageEntry`] (`caps.sas` of them).
+    pub usage: usize,
     /// Copy A (copy B follows at `copies + copy_size`).
     pub copies: usize,
     /// Bytes per copy.
@@ -379,7 +408,11 @@ impl Layout {
         let n = |c: u32, sz: usize| (c as usize).checked_mul(sz);
         let slots = size_of::<Header>();
         let stats = slots.checked_add(n(caps.workers, size_of::<WorkerSlot>())?)?;
-        let copies = stats.checked_add(n(caps.workers, size_of::<StatsBlock>())?)?;
+        let usage = stats.checked_add(n(caps.workers, size_of::<StatsBlock>())?)?;
+        let copies = align_up(
+            usage.checked_add(n(caps.sas, size_of::<UsageEntry>())?)?,
+            CACHE_LINE,
+        );
         let sa_off = size_of::<CopyHeader>();
         let route_off = align_up(
             sa_off.checked_add(n(caps.sas, size_of::<SaEntry>())?)?,
@@ -399,6 +432,7 @@ impl Layout {
             caps,
             slots,
             stats,
+            usage,
             copies,
             copy_size,
             sa_off,
@@ -416,6 +450,11 @@ impl Layout {
     /// Offset of worker `w`'s stats block.
     pub fn stats_block(&self, w: usize) -> usize {
         self.stats + w * size_of::<StatsBlock>()
+    }
+
+    /// Offset of usage entry `i`.
+    pub fn usage_entry(&self, i: usize) -> usize {
+        self.usage + i * size_of::<UsageEntry>()
     }
 
     /// Offset of copy `c` (0 = A, 1 = B).
@@ -449,7 +488,8 @@ mod tests {
         .unwrap();
         assert_eq!(l.slots, 64);
         assert_eq!(l.stats, 64 + 2 * 64);
-        assert_eq!(l.copies, 64 + 2 * 64 + 2 * 128);
+        assert_eq!(l.usage, 64 + 2 * 64 + 2 * 128);
+        assert_eq!(l.copies, l.usage + 3 * 32 + 32); // 96 → 128, cache-aligned
         assert_eq!(l.sa_off, 64);
         assert_eq!(l.route_off, 384); // 64 + 3 * 104 = 376 → 384
         assert_eq!(l.listener_off, 512); // 384 + 5 * 16 = 464 → 512

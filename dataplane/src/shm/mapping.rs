@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 
 use super::layout::{
-    CopyHeader, Header, ListenerEntry, RouteEntry, SaEntry, StatsBlock, WorkerSlot,
+    CopyHeader, Header, ListenerEntry, RouteEntry, SaEntry, StatsBlock, UsageEntry, WorkerSlot,
 };
 
 /// Types made only of atomics, valid for any bit pattern, so a `&T` into
@@ -31,6 +31,8 @@ unsafe impl SharedBlock for Header {}
 unsafe impl SharedBlock for WorkerSlot {}
 // SAFETY: repr(C), an array of AtomicU64.
 unsafe impl SharedBlock for StatsBlock {}
+// SAFETY: repr(C), atomics only.
+unsafe impl SharedBlock for UsageEntry {}
 
 /// Plain-old-data table types (public but unnameable outside `shm`, which
 /// seals [`super::table::Entry`]): `Copy`, no padding, valid for every bit
@@ -211,4 +213,13 @@ impl Mapping {
         // is not yet visible under its final name to any other.
         unsafe { self.ptr.as_ptr().cast::<Header>().write_volatile(h) }
     }
+}
+
+/// True if process `pid` exists (`kill(pid, 0)`, which sends nothing).
+/// EPERM (a process we may not signal) counts as existing.
+pub(crate) fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission checks;
+    // kill touches no memory of ours.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }

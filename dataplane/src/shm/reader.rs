@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    unpack_published, Capacities, Header, Layout, StatsBlock, WorkerSlot, MAGIC, VERSION,
+    unpack_published, Capacities, Header, Layout, StatsBlock, UsageEntry, WorkerSlot, MAGIC,
+    VERSION,
 };
 use super::mapping::Mapping;
 use super::table::TablesView;
@@ -35,70 +36,8 @@ impl ShmReader {
     /// ([`ShmError::NoSuchWorker`]).
     pub fn open(path: impl AsRef<Path>, worker_slots: usize) -> Result<ShmReader, ShmError> {
         let path = path.as_ref().to_path_buf();
-        let p = path.clone();
-        let err = |op| {
-            let p = p.clone();
-            move |e| ShmError::io(&p, op, e)
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(err("open"))?;
-        let found = file.metadata().map_err(err("fstat"))?.len();
-        let header_len = size_of::<Header>() as u64;
-        if found < header_len {
-            return Err(ShmError::ShortFile {
-                path,
-                expected: header_len,
-                found,
-            });
-        }
-        let len = usize::try_from(found).map_err(|_| ShmError::SizeMismatch {
-            path: path.clone(),
-            expected: 0,
-            found,
-        })?;
-        let map = Mapping::new(&file, len).map_err(err("mmap"))?;
-        let h = map.header();
-        if h.magic != MAGIC {
-            return Err(ShmError::BadMagic {
-                path,
-                expected: MAGIC,
-                found: h.magic,
-            });
-        }
-        if h.version != VERSION {
-            return Err(ShmError::BadVersion {
-                path,
-                expected: VERSION,
-                found: h.version,
-            });
-        }
-        if h.total_size != found {
-            return Err(ShmError::SizeMismatch {
-                path,
-                expected: h.total_size,
-                found,
-            });
-        }
-        let caps = Capacities {
-            sas: h.sa_capacity,
-            routes: h.route_capacity,
-            listeners: h.listener_capacity,
-            workers: h.workers,
-        };
-        let layout = Layout::new(caps).ok_or(ShmError::BadCapacities {
-            path: path.clone(),
-            caps,
-        })?;
-        if layout.total as u64 != found {
-            return Err(ShmError::SizeMismatch {
-                path,
-                expected: layout.total as u64,
-                found,
-            });
-        }
+        let (map, layout) = map_region(&path)?;
+        let caps = layout.caps;
         if worker_slots > caps.workers as usize {
             return Err(ShmError::NoSuchWorker {
                 path,
@@ -106,11 +45,6 @@ impl ShmReader {
                 slots: caps.workers,
             });
         }
-        map.lock().map_err(|source| ShmError::Mlock {
-            path: path.clone(),
-            len,
-            source,
-        })?;
         Ok(ShmReader {
             path,
             map,
@@ -208,6 +142,43 @@ impl ShmReader {
         }
     }
 
+    /// Records this process as the attached data plane, so a writer waiting
+    /// for our workers can tell whether we are still alive.
+    pub fn set_dataplane_pid(&self, pid: u32) {
+        self.map
+            .header()
+            .dataplane_pid
+            .store(u64::from(pid), Ordering::Release);
+    }
+
+    /// Publishes how much each outbound SA has carried: `(spi, packets,
+    /// bytes)` per SA, at most the SA capacity (the rest are ignored);
+    /// unused entries are cleared. Called by one thread only.
+    pub fn write_usage(&self, sas: impl IntoIterator<Item = (u32, u64, u64)>) {
+        let cap = self.layout.caps.sas as usize;
+        let mut n = 0;
+        for (spi, packets, bytes) in sas.into_iter().take(cap) {
+            let e: &UsageEntry = self.map.block(self.layout.usage_entry(n));
+            // A changed SPI is cleared first, so a concurrent reader that
+            // sees the same non-zero SPI before and after the counters never
+            // pairs one SA's SPI with another's counters.
+            if e.spi.load(Ordering::Relaxed) != spi {
+                e.spi.store(0, Ordering::Release);
+            }
+            e.packets.store(packets, Ordering::Release);
+            e.bytes.store(bytes, Ordering::Release);
+            e.spi.store(spi, Ordering::Release);
+            n += 1;
+        }
+        for i in n..cap {
+            let e: &UsageEntry = self.map.block(self.layout.usage_entry(i));
+            if e.spi.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            e.spi.store(0, Ordering::Release);
+        }
+    }
+
     /// Worker `worker`'s stats block (written only by that worker).
     pub fn stats(&self, worker: usize) -> Result<&StatsBlock, ShmError> {
         match worker < self.workers as usize {
@@ -219,4 +190,79 @@ impl ShmReader {
             }),
         }
     }
+}
+
+/// Opens, maps, validates and locks an existing region: the checks both
+/// [`ShmReader::open`] and [`super::ShmWriter::open_or_create`] rely on.
+pub(super) fn map_region(path: &Path) -> Result<(Mapping, Layout), ShmError> {
+    let p = path.to_path_buf();
+    let err = |op| {
+        let p = p.clone();
+        move |e| ShmError::io(&p, op, e)
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(err("open"))?;
+    let found = file.metadata().map_err(err("fstat"))?.len();
+    let header_len = size_of::<Header>() as u64;
+    if found < header_len {
+        return Err(ShmError::ShortFile {
+            path: path.to_path_buf(),
+            expected: header_len,
+            found,
+        });
+    }
+    let len = usize::try_from(found).map_err(|_| ShmError::SizeMismatch {
+        path: path.to_path_buf(),
+        expected: 0,
+        found,
+    })?;
+    let map = Mapping::new(&file, len).map_err(err("mmap"))?;
+    let h = map.header();
+    if h.magic != MAGIC {
+        return Err(ShmError::BadMagic {
+            path: path.to_path_buf(),
+            expected: MAGIC,
+            found: h.magic,
+        });
+    }
+    if h.version != VERSION {
+        return Err(ShmError::BadVersion {
+            path: path.to_path_buf(),
+            expected: VERSION,
+            found: h.version,
+        });
+    }
+    if h.total_size != found {
+        return Err(ShmError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected: h.total_size,
+            found,
+        });
+    }
+    let caps = Capacities {
+        sas: h.sa_capacity,
+        routes: h.route_capacity,
+        listeners: h.listener_capacity,
+        workers: h.workers,
+    };
+    let layout = Layout::new(caps).ok_or(ShmError::BadCapacities {
+        path: path.to_path_buf(),
+        caps,
+    })?;
+    if layout.total as u64 != found {
+        return Err(ShmError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected: layout.total as u64,
+            found,
+        });
+    }
+    map.lock().map_err(|source| ShmError::Mlock {
+        path: path.to_path_buf(),
+        len,
+        source,
+    })?;
+    Ok((map, layout))
 }

@@ -15,11 +15,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{
-    pack_published, Capacities, Header, Layout, StatsBlock, WorkerSlot, MAGIC, STATS_COUNTERS,
-    VERSION,
+    pack_published, unpack_published, Capacities, Header, Layout, StatsBlock, UsageEntry,
+    WorkerSlot, MAGIC, STATS_COUNTERS, VERSION,
 };
 use super::mapping::Mapping;
-use super::table::TablesMut;
+use super::reader::map_region;
+use super::table::{TablesMut, TablesView};
 use super::ShmError;
 
 /// Default time [`ShmWriter::publish`] waits for workers to catch up.
@@ -63,6 +64,81 @@ impl ShmWriter {
         result
     }
 
+    /// Attaches to the region at `path` if it holds a valid region with
+    /// capacities `caps` (a restarted `s2cs`: the data plane keeps
+    /// forwarding on the tables in it, which [`ShmWriter::current`] returns),
+    /// or creates it as [`ShmWriter::create`] does if there is no file or the
+    /// file is an older layout version or has other capacities. Returns the
+    /// writer and whether an existing region was adopted. A file that is not
+    /// a SciStream region (bad magic) is refused rather than replaced.
+    pub fn open_or_create(
+        path: impl AsRef<Path>,
+        caps: Capacities,
+    ) -> Result<(ShmWriter, bool), ShmError> {
+        let path = path.as_ref();
+        match map_region(path) {
+            Ok((map, layout)) if layout.caps == caps => {
+                let h = map.header();
+                let (generation, active) = unpack_published(h.published.load(Ordering::Acquire));
+                let known_incarnation = h.incarnation.load(Ordering::Acquire);
+                let w = ShmWriter {
+                    path: path.to_path_buf(),
+                    map,
+                    layout,
+                    generation,
+                    active,
+                    known_incarnation,
+                    grace: DEFAULT_GRACE,
+                };
+                Ok((w, true))
+            }
+            Ok(_)
+            | Err(ShmError::BadVersion { .. })
+            | Err(ShmError::ShortFile { .. })
+            | Err(ShmError::SizeMismatch { .. }) => Ok((Self::create(path, caps)?, false)),
+            Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok((Self::create(path, caps)?, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The tables currently published (what the data plane uses).
+    pub fn current(&self) -> TablesView<'_> {
+        TablesView::new(&self.map, &self.layout, self.active, self.generation)
+    }
+
+    /// What each outbound SA has carried, as the data plane last reported
+    /// it: `(spi, packets, bytes)`.
+    pub fn usage(&self) -> Vec<(u32, u64, u64)> {
+        let mut out = Vec::new();
+        for i in 0..self.layout.caps.sas as usize {
+            let e: &UsageEntry = self.map.block(self.layout.usage_entry(i));
+            let spi = e.spi.load(Ordering::Acquire);
+            if spi == 0 {
+                break;
+            }
+            let (packets, bytes) = (
+                e.packets.load(Ordering::Acquire),
+                e.bytes.load(Ordering::Acquire),
+            );
+            if e.spi.load(Ordering::Acquire) == spi {
+                out.push((spi, packets, bytes));
+            }
+        }
+        out
+    }
+
+    /// True if the data plane that last attached is still running (or
+    /// none attached yet).
+    fn dataplane_alive(&self) -> bool {
+        let pid = self.map.header().dataplane_pid.load(Ordering::Acquire);
+        match i32::try_from(pid) {
+            Ok(0) | Err(_) => pid == 0,
+            Ok(pid) => super::mapping::process_exists(pid),
+        }
+    }
+
     fn build(path: &Path, tmp: &Path, layout: Layout) -> Result<ShmWriter, ShmError> {
         let err = |op| move |e| ShmError::io(tmp, op, e);
         let _ = fs::remove_file(tmp);
@@ -96,7 +172,7 @@ impl ShmWriter {
             workers: layout.caps.workers,
             incarnation: 0.into(),
             published: pack_published(0, 0).into(),
-            reserved1: 0,
+            dataplane_pid: 0.into(),
         });
         fs::rename(tmp, path).map_err(|e| ShmError::io(path, "rename into place", e))?;
         Ok(ShmWriter {
@@ -220,6 +296,16 @@ impl ShmWriter {
                     break;
                 }
                 let waited = start.elapsed();
+                if waited >= self.grace && !self.dataplane_alive() {
+                    // The data plane died with its slots marked live: nobody
+                    // reads the region, so nothing needs waiting for. The next
+                    // data plane clears the slots when it attaches.
+                    for w in 0..self.layout.caps.workers as usize {
+                        let s: &WorkerSlot = self.map.block(self.layout.slot(w));
+                        s.live.store(0, Ordering::SeqCst);
+                    }
+                    return Ok(());
+                }
                 if waited >= self.grace {
                     return Err(ShmError::WorkerStuck {
                         path: self.path.clone(),

@@ -3,10 +3,16 @@
 //! can stand in for the static configuration), and the encapsulation and
 //! decapsulation stages that run on whole bursts.
 
+pub mod from_shm;
 pub mod pipeline;
+pub mod shm_source;
 pub mod tables;
 
 #[cfg(test)]
+mod shm_tests;
+#[cfg(test)]
 mod tests;
 
+pub use from_shm::{RebuildReport, ShmContext};
+pub use shm_source::{ChangeSnapshot, ShmTableSource, ShmWatcher};
 pub use tables::{InboundEntry, OutboundEntry, StaticTables, TableSource, TunnelTables};

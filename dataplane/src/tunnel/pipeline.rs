@@ -54,6 +54,12 @@ pub struct WorkerTunnel {
 }
 
 impl WorkerTunnel {
+    /// The generation of the tables last synced with (0: none yet).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Forgets the windows of SAs that are no longer in `tables`.
     pub fn sync(&mut self, tables: &TunnelTables) {
         if tables.generation != self.generation {
@@ -82,16 +88,25 @@ pub fn drop_reason(e: EspError) -> DropReason {
 /// `sa_idx`) for the WAN. On return `bufs` holds the frames ready to send.
 pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_idx: &[usize]) {
     // One atomic reservation of sequence numbers per SA per burst.
-    let mut blocks: ArrayVec<(usize, u64, Result<std::ops::Range<u64>, EspError>), BURST> =
-        ArrayVec::new();
-    for &i in sa_idx {
+    // (SA index, packets, inner bytes, reserved numbers)
+    type Block = (usize, u64, u64, Result<std::ops::Range<u64>, EspError>);
+    let mut blocks: ArrayVec<Block, BURST> = ArrayVec::new();
+    for (buf, &i) in bufs.iter().zip(sa_idx) {
+        let inner = buf.len().saturating_sub(ETH_HLEN) as u64;
         match blocks.iter_mut().find(|b| b.0 == i) {
-            Some(b) => b.1 += 1,
-            None => blocks.push((i, 1, Ok(0..0))),
+            Some(b) => {
+                b.1 += 1;
+                b.2 += inner;
+            }
+            None => blocks.push((i, 1, inner, Ok(0..0))),
         }
     }
     for b in &mut blocks {
-        b.2 = cx.tables.outbound(b.0).sa.reserve(b.1);
+        let sa = &cx.tables.outbound(b.0).sa;
+        b.3 = sa.reserve(b.1);
+        if b.3.is_ok() {
+            sa.account_bytes(b.2);
+        }
     }
 
     let tables = cx.tables;
@@ -104,7 +119,7 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
             .iter_mut()
             .find(|b| b.0 == i)
             .expect("reserved above")
-            .2;
+            .3;
         let seq = match block {
             Ok(r) => r.next().expect("one number reserved per packet"),
             Err(e) => {

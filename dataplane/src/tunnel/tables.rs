@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 
 use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
-use crate::crypto::{CryptoError, EngineKind, SaKey};
+use crate::crypto::{Algorithm, CryptoError, EngineKind, SaKey};
 use crate::esp::{InboundSa, OutboundSa, Outer};
 use crate::nat::{
     self, CoarseClock, ConnTable, InboundListener, Listeners, NatError, OutboundListener, Timeouts,
@@ -22,6 +22,10 @@ pub struct OutboundEntry {
     pub sa: OutboundSa,
     /// Outer addresses and ports.
     pub outer: Outer,
+    /// Identifies the key material (a digest, never the key): an SA rebuilt
+    /// from the control process's tables is reused, sequence counter and
+    /// all, only if its SPI and fingerprint are unchanged.
+    pub fingerprint: KeyFingerprint,
 }
 
 /// An inbound SA.
@@ -31,28 +35,50 @@ pub struct InboundEntry {
     pub sa: InboundSa,
     /// The peer's WAN address (outer source we expect).
     pub peer: Ipv4Addr,
+    /// Identifies the key material (see [`OutboundEntry::fingerprint`]).
+    pub fingerprint: KeyFingerprint,
+}
+
+/// A truncated SHA-256 over an SA's algorithm, key and salt: tells whether
+/// two SA entries carry the same key without keeping a second copy of it.
+pub type KeyFingerprint = [u8; 16];
+
+/// The fingerprint of `key` and `salt` for `algorithm`.
+pub fn key_fingerprint(algorithm: Algorithm, key: &[u8], salt: [u8; 4]) -> KeyFingerprint {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"scistream-sa-fingerprint-v1");
+    ctx.update(&[algorithm as u8]);
+    ctx.update(key);
+    ctx.update(&salt);
+    let d = ctx.finish();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d.as_ref()[..16]);
+    out
 }
 
 /// One snapshot of the tunnel tables.
 #[derive(Debug)]
 pub struct TunnelTables {
-    /// Bumped on every publish; workers drop per-SA state of SAs that went.
+    /// Bumped on every rebuild; workers drop per-SA state of SAs that went.
     pub generation: u64,
+    /// The shared-memory generation these tables were built from (0 for
+    /// manual keying); workers report it for the writer's QSBR wait.
+    pub shm_generation: u64,
     /// The AEAD engine.
     pub engine: EngineKind,
     /// Our ESP-in-UDP port.
     pub udp_port: u16,
-    outbound: Vec<Arc<OutboundEntry>>,
-    inbound: FxHashMap<u32, Arc<InboundEntry>>,
+    pub(super) outbound: Vec<Arc<OutboundEntry>>,
+    pub(super) inbound: FxHashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
-    routes: Vec<(u32, u32, u8, usize)>,
+    pub(super) routes: Vec<(u32, u32, u8, usize)>,
     /// Listener mode: the listeners (their `sa` is an index into `outbound`).
-    listeners: Option<Listeners>,
+    pub(super) listeners: Option<Listeners>,
     /// Listener mode, producer side: the connection-tracking NAT.
-    conntrack: Option<Arc<ConnTable>>,
+    pub(super) conntrack: Option<Arc<ConnTable>>,
     /// Coarse seconds for connection tracking, ticked by [`TunnelTables::housekeeping`].
-    clock: Arc<CoarseClock>,
-    wan_ip: Ipv4Addr,
+    pub(super) clock: Arc<CoarseClock>,
+    pub(super) wan_ip: Ipv4Addr,
 }
 
 impl TunnelTables {
@@ -68,6 +94,7 @@ impl TunnelTables {
         for s in &t.sas {
             let peer = &t.peers[s.peer];
             let key = SaKey::new(t.engine, s.algorithm, &s.key, s.salt)?;
+            let fingerprint = key_fingerprint(s.algorithm, &s.key, s.salt);
             match s.direction {
                 Direction::Out => outbound.push(Arc::new(OutboundEntry {
                     sa: OutboundSa::new(s.spi, key, s.esn),
@@ -78,6 +105,7 @@ impl TunnelTables {
                         dport: peer.udp_port,
                         ttl: 64,
                     },
+                    fingerprint,
                 })),
                 Direction::In => {
                     let sa = InboundSa {
@@ -90,6 +118,7 @@ impl TunnelTables {
                         Arc::new(InboundEntry {
                             sa,
                             peer: peer.address,
+                            fingerprint,
                         }),
                     );
                 }
@@ -140,6 +169,7 @@ impl TunnelTables {
         };
         Ok(TunnelTables {
             generation,
+            shm_generation: 0,
             engine: t.engine,
             udp_port: t.udp_port,
             outbound,
@@ -236,6 +266,31 @@ impl TunnelTables {
         self.inbound.get(&spi).map(|e| &**e)
     }
 
+    /// `(spi, packets, bytes)` of each outbound SA: what it has sealed.
+    pub fn outbound_usage(&self) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
+        self.outbound.iter().map(|o| {
+            let (packets, bytes) = o.sa.usage();
+            (o.sa.spi, packets, bytes)
+        })
+    }
+
+    /// Number of outbound SAs.
+    pub fn outbound_len(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Number of inbound SAs.
+    pub fn inbound_len(&self) -> usize {
+        self.inbound.len()
+    }
+
+    /// Number of listeners (outbound, inbound).
+    pub fn listener_counts(&self) -> (usize, usize) {
+        self.listeners
+            .as_ref()
+            .map_or((0, 0), |l| (l.outbound_len(), l.inbound_len()))
+    }
+
     /// True if an inbound SA has `spi`.
     pub fn has_inbound(&self, spi: u32) -> bool {
         self.inbound.contains_key(&spi)
@@ -264,6 +319,11 @@ pub enum TableError {
 pub trait TableSource: Send + Sync {
     /// The current snapshot (lock-free; loaded once per burst).
     fn load(&self) -> arc_swap::Guard<Arc<TunnelTables>>;
+
+    /// Worker `worker` has moved on to `tables` (called once per change,
+    /// not per burst): a source whose tables come from shared memory reports
+    /// it to the writer.
+    fn seen(&self, _worker: usize, _tables: &TunnelTables) {}
 }
 
 /// Tables from the configuration file (manual keying).

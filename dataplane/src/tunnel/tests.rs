@@ -150,6 +150,7 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
         listeners,
         nat_port_base: 32768,
         nat_slots: 1024,
+        keying: crate::config::tunnel::Keying::Manual,
     };
     let tables = Arc::new(StaticTables::new(
         TunnelTables::from_config(&section, lan.into(), wan.into(), 1).unwrap(),

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use super::*;
 use crate::config::raw::{RawListener, RawPeer, RawSa, RawTunnel, RawTunnelRoute};
 use crate::config::tunnel::{
-    Direction, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
+    Direction, Keying, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
     DEFAULT_NAT_PORT_BASE, DEFAULT_NAT_SLOTS, DEFAULT_UDP_PORT, MIN_SPI,
 };
 use crate::crypto::{Algorithm, EngineKind};
@@ -44,6 +44,7 @@ pub(super) fn tunnel(
         ));
     };
     let (engine, udp_port) = section(t, cx)?;
+    let keying = keying(t, raw, cx)?;
     let peers = peers(&raw.peers, udp_port, ports, routes, cx)?;
     let sas = sas(&raw.sas, &peers, cx)?;
     let routes = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
@@ -58,7 +59,61 @@ pub(super) fn tunnel(
         listeners,
         nat_port_base,
         nat_slots,
+        keying,
     }))
+}
+
+/// `keying` and `shm_path`: with keying "control" the SAs, routes and
+/// listeners come from s2cs, so the file must not define any.
+fn keying(t: &RawTunnel, raw: &RawConfig, cx: &Ctx<'_>) -> Res<Keying> {
+    let base = KeyPath::of(&["tunnel"]);
+    match t.keying.as_deref().unwrap_or("manual") {
+        "manual" => {
+            if t.shm_path.is_some() {
+                return Err(cx.conflict(
+                    &base.key("shm_path"),
+                    "`shm_path` needs `keying = \"control\"`".into(),
+                ));
+            }
+            Ok(Keying::Manual)
+        }
+        "control" => {
+            let Some(p) = &t.shm_path else {
+                return Err(cx.err(
+                    &base.key("keying"),
+                    Anchor::Value,
+                    ErrorKind::MissingKey,
+                    "keying \"control\" needs `shm_path`, the region s2cs writes".into(),
+                ));
+            };
+            let shm_path = std::path::PathBuf::from(p);
+            if !shm_path.is_absolute() {
+                return Err(cx.bad(
+                    &base.key("shm_path"),
+                    format!("`{p}` is not an absolute path"),
+                ));
+            }
+            for (what, n) in [
+                ("sas", raw.sas.len()),
+                ("tunnel_routes", raw.tunnel_routes.len()),
+                ("listeners", raw.listeners.len()),
+            ] {
+                if n > 0 {
+                    return Err(cx.conflict(
+                        &KeyPath::of(&[what]).index(0),
+                        format!(
+                            "[[{what}]] cannot be used with keying \"control\": s2cs provides them"
+                        ),
+                    ));
+                }
+            }
+            Ok(Keying::Control { shm_path })
+        }
+        other => Err(cx.bad(
+            &base.key("keying"),
+            format!("unknown keying `{other}`; expected `manual` or `control`"),
+        )),
+    }
 }
 
 fn section(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(EngineKind, u16)> {

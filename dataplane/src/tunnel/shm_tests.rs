@@ -1,0 +1,272 @@
+//! Tables from shared memory: rebuilds keep SAs (and their sequence
+//! counters) whose key is unchanged, keep inbound listener indexes, and
+//! workers' reports let the writer publish.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::crypto::EngineKind;
+use crate::shm::layout::{ALG_AES128_GCM, DIR_IN, DIR_OUT, ROLE_INBOUND, ROLE_OUTBOUND};
+use crate::shm::{Capacities, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmWriter};
+
+use super::{ShmContext, ShmTableSource, ShmWatcher, TableSource};
+
+struct TempRegion(PathBuf);
+
+impl TempRegion {
+    fn new() -> TempRegion {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TempRegion(PathBuf::from(format!(
+            "/dev/shm/scistream-tables-{}-{n}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempRegion {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const CAPS: Capacities = Capacities {
+    sas: 16,
+    routes: 4,
+    listeners: 8,
+    workers: 2,
+};
+
+const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+fn cx() -> ShmContext {
+    ShmContext {
+        engine: EngineKind::Ring,
+        udp_port: 4500,
+        lan_ip: Ipv4Addr::new(10, 1, 0, 1),
+        wan_ip: Ipv4Addr::new(192, 0, 2, 1),
+        nat_port_base: 40000,
+        nat_slots: 64,
+    }
+}
+
+fn sa(spi: u32, direction: u8, key_byte: u8) -> SaEntry {
+    SaEntry {
+        spi,
+        direction,
+        algorithm: ALG_AES128_GCM,
+        key_len: 16,
+        esn: 1,
+        key: [key_byte; 32],
+        salt: [1, 2, 3, 4],
+        peer_addr: u32::from(PEER),
+        peer_port: 4500,
+        ..SaEntry::default()
+    }
+}
+
+fn inbound_listener(port: u16, target_port: u16, sa_slot: u32) -> ListenerEntry {
+    ListenerEntry {
+        role: ROLE_INBOUND,
+        port,
+        target_addr: u32::from(Ipv4Addr::new(10, 1, 0, 5)),
+        target_port,
+        sa_slot,
+        ..ListenerEntry::default()
+    }
+}
+
+/// A writer, a source and a watcher for 2 workers on a fresh region.
+fn setup(r: &TempRegion) -> (ShmWriter, Arc<ShmTableSource>, ShmWatcher) {
+    let w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let src = Arc::new(ShmTableSource::new(&cx()));
+    let mut watcher = ShmWatcher::new(src.clone(), cx(), &r.0, 2);
+    watcher.poll();
+    assert!(src.changes().attached);
+    (w, src, watcher)
+}
+
+/// Both workers move on to the current tables.
+fn workers_catch_up(src: &ShmTableSource) {
+    let t = src.load();
+    src.seen(0, &t);
+    src.seen(1, &t);
+}
+
+#[test]
+fn unchanged_sas_keep_their_sequence_counter_and_changed_keys_restart() {
+    let r = TempRegion::new();
+    let (mut w, src, mut watcher) = setup(&r);
+    assert_eq!(
+        w.take_incarnation_change(),
+        Some(1),
+        "attaching announces an incarnation"
+    );
+    w.publish(|t| {
+        t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
+        t.sas().push(sa(0x2000, DIR_IN, 8)).unwrap();
+        t.routes()
+            .push(RouteEntry {
+                prefix: u32::from(Ipv4Addr::new(10, 2, 0, 0)),
+                len: 16,
+                sa_slot: 0,
+                ..RouteEntry::default()
+            })
+            .unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let t1 = src.load().clone();
+    assert_eq!(t1.route(Ipv4Addr::new(10, 2, 3, 4)), Some(0));
+    assert_eq!(t1.route(Ipv4Addr::new(10, 3, 0, 1)), None);
+    assert!(t1.has_inbound(0x2000));
+    assert_eq!(t1.outbound(0).outer.dst, PEER);
+    assert_eq!(t1.outbound(0).sa.reserve(10).unwrap(), 1..11);
+    t1.outbound(0).sa.account_bytes(1000);
+    workers_catch_up(&src);
+
+    // Another SA added: the first is the same SA, its counter goes on.
+    w.publish(|t| {
+        t.sas().push(sa(0x1001, DIR_OUT, 9)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let t2 = src.load().clone();
+    assert_eq!(t2.outbound(0).sa.reserve(1).unwrap(), 11..12);
+    assert!(std::ptr::eq(&t1.outbound(0).sa, &t2.outbound(0).sa));
+    assert_eq!(src.changes().installed, 3);
+    assert_eq!(src.changes().removed, 0);
+    workers_catch_up(&src);
+
+    // Same SPI, new key: a new SA whose numbers start at 1 again.
+    w.publish(|t| {
+        t.sas().set(0, sa(0x1000, DIR_OUT, 0x42)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let t3 = src.load().clone();
+    assert_eq!(t3.outbound(0).sa.reserve(1).unwrap(), 1..2);
+    assert_eq!(src.changes().installed, 4);
+    assert_eq!(src.changes().removed, 1);
+
+    // Usage goes out through the region.
+    ShmWatcher::export(&src, &[]);
+    let usage = w.usage();
+    assert!(usage.contains(&(0x1000, 1, 0)), "{usage:?}");
+    assert!(usage.contains(&(0x1001, 0, 0)), "{usage:?}");
+}
+
+#[test]
+fn release_removes_sas_and_listeners_and_indexes_stay_stable() {
+    let r = TempRegion::new();
+    let (mut w, src, mut watcher) = setup(&r);
+    w.publish(|t| {
+        t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
+        t.sas().push(sa(0x2000, DIR_IN, 8)).unwrap();
+        t.listeners().push(inbound_listener(5100, 7000, 0)).unwrap();
+        t.listeners().push(inbound_listener(5101, 7001, 0)).unwrap();
+        t.listeners()
+            .push(ListenerEntry {
+                role: ROLE_OUTBOUND,
+                port: 6000,
+                remote_addr: u32::from(PEER),
+                remote_port: 5200,
+                sa_slot: 0,
+                ..ListenerEntry::default()
+            })
+            .unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    assert_eq!(src.load().listener_counts(), (1, 2));
+    workers_catch_up(&src);
+
+    // Release the first inbound listener; the second keeps index 1.
+    w.publish(|t| {
+        let mut l = t.listeners();
+        let keep: Vec<ListenerEntry> = (0..l.len())
+            .filter_map(|i| l.get(i))
+            .filter(|e| e.port != 5100)
+            .collect();
+        l.clear();
+        for e in keep {
+            l.push(e).unwrap();
+        }
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let t = src.load().clone();
+    assert_eq!(t.listener_counts(), (1, 1));
+    let listen = |port| SocketAddrV4::new(cx().wan_ip, port);
+    let l = t.listeners.as_ref().unwrap();
+    assert_eq!(l.match_inbound(listen(5101)), Some(1));
+    assert_eq!(l.match_inbound(listen(5100)), None);
+    workers_catch_up(&src);
+
+    // A new listener takes the free index 0; 5101 stays at 1.
+    w.publish(|t| {
+        t.listeners().push(inbound_listener(5102, 7002, 0)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let t = src.load().clone();
+    let l = t.listeners.as_ref().unwrap();
+    assert_eq!(l.match_inbound(listen(5102)), Some(0));
+    assert_eq!(l.match_inbound(listen(5101)), Some(1));
+    workers_catch_up(&src);
+
+    // Release everything: no SA, no listener left.
+    w.publish(|t| t.clear()).unwrap();
+    assert!(watcher.poll());
+    let t = src.load().clone();
+    assert_eq!((t.outbound_len(), t.inbound_len()), (0, 0));
+    assert_eq!(t.listener_counts(), (0, 0));
+    assert_eq!(src.changes().removed, 2);
+}
+
+#[test]
+fn publishing_waits_for_every_worker_to_move_on() {
+    let r = TempRegion::new();
+    let (mut w, src, mut watcher) = setup(&r);
+    w.set_grace(Duration::from_millis(50));
+    w.publish(|t| {
+        t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    // Worker 0 moves on, worker 1 has not loaded the new tables yet.
+    src.seen(0, &src.load());
+    let err = w.publish(|_| {}).unwrap_err();
+    assert!(
+        matches!(err, ShmError::WorkerStuck { worker: 1, .. }),
+        "{err}"
+    );
+    src.seen(1, &src.load());
+    w.publish(|_| {}).unwrap();
+}
+
+#[test]
+fn invalid_entries_are_skipped_and_counted() {
+    let r = TempRegion::new();
+    let (mut w, src, mut watcher) = setup(&r);
+    w.publish(|t| {
+        t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
+        t.sas().push(sa(0x10, DIR_IN, 8)).unwrap(); // reserved SPI
+        let mut bad_alg = sa(0x3000, DIR_IN, 8);
+        bad_alg.algorithm = 99;
+        t.sas().push(bad_alg).unwrap();
+        let mut bad_len = sa(0x3001, DIR_IN, 8);
+        bad_len.key_len = 20;
+        t.sas().push(bad_len).unwrap();
+        t.listeners().push(inbound_listener(5100, 7000, 9)).unwrap(); // no such SA
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let t = src.load().clone();
+    assert_eq!((t.outbound_len(), t.inbound_len()), (1, 0));
+    assert_eq!(t.listener_counts(), (0, 0));
+    assert_eq!(src.changes().invalid, 4);
+}
