@@ -17,6 +17,11 @@
 #         10.10.1.0/24 via 10.10.100.1, 10.20.1.0/24 via 10.10.200.1
 #   cons  eth0 10.20.1.2/24, default via 10.20.1.1
 #
+# Management link (always, whatever the gateway mode): veth mg0 between P-gwa
+# (10.99.0.1/30) and P-gwb (10.99.0.2/30), owned by the kernel. The control
+# processes (s2cs) talk over it, as they would over a management network,
+# while the data plane owns lan0/wan0.
+#
 # Gateway MODE (--gw-a / --gw-b, default "kernel"):
 #   kernel  the gateway namespace is a plain Linux router (ip_forward=1):
 #             gwA lan0 10.10.1.1/24, wan0 10.10.100.1/24, 10.20.0.0/16 via 10.10.100.254
@@ -215,6 +220,9 @@ testbed_up() {
     veth_pair "$NS_GWA" wan0 "$NS_WAN" a0
     veth_pair "$NS_WAN" b0 "$NS_GWB" wan0
     veth_pair "$NS_GWB" lan0 "$NS_CONS" eth0
+    veth_pair "$NS_GWA" mg0 "$NS_GWB" mg0
+    ip -n "$NS_GWA" addr add 10.99.0.1/30 dev mg0
+    ip -n "$NS_GWB" addr add 10.99.0.2/30 dev mg0
 
     ip -n "$NS_PROD" addr add 10.10.1.2/24 dev eth0
     ip -n "$NS_PROD" route add default via 10.10.1.1

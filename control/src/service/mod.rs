@@ -1,0 +1,221 @@
+//! `s2cs run`: the control process.
+//!
+//! - [`Shared`]: the state every task works on: sessions ([`State`]), the
+//!   region writer, the registry, the TLS configurations.
+//! - [`peer_server`]: accepts the peer gateways' mutual-TLS connections and
+//!   answers key offers, commits and rekey requests (responder side).
+//! - [`negotiate`]: the initiator side of one key exchange.
+//! - [`admin`]: the local admin socket (create, list, status, release, rekey).
+//! - [`timers`]: rekey triggers, grace-period expiry, data plane restarts.
+//!
+//! Every change to the SAs is published to the workers before the next
+//! protocol step ([`Shared::publish`]): the peer is only told to move on
+//! once our data plane has moved.
+
+pub mod admin;
+pub mod negotiate;
+pub mod peer_server;
+pub mod timers;
+
+use std::collections::HashSet;
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use scistream_dataplane::shm::{Capacities, ShmError, ShmWriter};
+use tracing::{info, warn};
+
+use crate::config::{self, ControlConfig};
+use crate::peer::tls::{self, Identity, TrustedPeer};
+use crate::registry::Registry;
+use crate::state::{Limits, State, StateError};
+
+/// How long a publish waits for the workers to move on.
+pub const PUBLISH_GRACE: Duration = Duration::from_secs(2);
+
+/// What all tasks share.
+pub struct Shared {
+    /// The configuration.
+    pub cfg: ControlConfig,
+    /// Sessions and SAs.
+    pub state: Mutex<State>,
+    /// The region writer.
+    pub writer: Mutex<ShmWriter>,
+    /// The session registry.
+    pub registry: Mutex<Registry>,
+    /// Our certificate and key.
+    pub identity: Identity,
+    /// The configured peers, in configuration order.
+    pub peers: Vec<TrustedPeer>,
+    /// Sessions with a key exchange in flight (initiator side).
+    pub in_flight: Mutex<HashSet<String>>,
+    /// SA lifetimes.
+    pub limits: Limits,
+    /// Grace period of superseded inbound SAs.
+    pub grace: Duration,
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The tables do not fit.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The region refused.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves consistent data here (every
+    // mutation is a single call), so poisoning is not fatal.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// The sessions, locked.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The registry, locked.
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+
+    /// Index of the peer named `name`.
+    pub fn peer_index(&self, name: &str) -> Option<usize> {
+        self.cfg.peers.iter().position(|p| p.name == name)
+    }
+
+    /// The ESP-in-UDP endpoint of peer `i`.
+    pub fn peer_endpoint(&self, i: usize) -> SocketAddrV4 {
+        let p = &self.cfg.peers[i];
+        SocketAddrV4::new(p.wan_address, p.udp_port)
+    }
+
+    /// Writes the current state into the region and waits until every
+    /// worker uses it. Blocking (the QSBR wait): call from a blocking
+    /// context (`block_in_place` or a plain thread).
+    pub fn publish_locked(&self, state: &State) -> Result<u64, PublishError> {
+        let mut w = lock(&self.writer);
+        state.check_fits(w.capacities())?;
+        let limits = self.limits;
+        Ok(w.publish(|t| state.render(t, &limits))?)
+    }
+
+    /// [`Shared::publish_locked`] from async code.
+    pub fn publish(&self) -> Result<u64, PublishError> {
+        tokio::task::block_in_place(|| {
+            let state = self.state();
+            self.publish_locked(&state)
+        })
+    }
+}
+
+/// Builds the shared state: loads the identity and peers, opens the
+/// registry, attaches to (or creates) the region and adopts what the
+/// workers are using.
+pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
+    let identity = Identity::load(&cfg.identity.cert, &cfg.identity.key)
+        .context("loading the identity certificate and key")?;
+    let mut peers = Vec::new();
+    for p in &cfg.peers {
+        let trust = match &p.trust {
+            config::PeerTrust::Ca(path) => tls::PeerTrust::load_ca(path)
+                .with_context(|| format!("peer {}: loading its CA", p.name))?,
+            config::PeerTrust::Pin(pin) => tls::PeerTrust::Pin(*pin),
+        };
+        peers.push(TrustedPeer {
+            name: p.name.clone(),
+            trust,
+        });
+    }
+    let registry = Registry::open(&cfg.registry.path).context("opening the session registry")?;
+    let caps = Capacities {
+        sas: cfg.shm.sas,
+        routes: cfg.shm.routes,
+        listeners: cfg.shm.listeners,
+        workers: cfg.shm.workers,
+    };
+    let (mut writer, adopted) =
+        ShmWriter::open_or_create(&cfg.shm.path, caps).context("opening the shared-memory region")?;
+    writer.set_grace(PUBLISH_GRACE);
+    // The incarnation now in the region is the data plane we adopt from.
+    let _ = writer.take_incarnation_change();
+    let mut state = State::new();
+    for record in registry.load_all().context("loading the session registry")? {
+        let uid = record.uid.clone();
+        if let Err(e) = state.create(record) {
+            warn!(uid = %uid, error = %e, "registry: session not restored");
+        }
+    }
+    if adopted {
+        let (out, inb) = state.adopt(&writer.current());
+        info!(
+            path = %cfg.shm.path.display(),
+            generation = writer.generation(),
+            outbound = out,
+            inbound = inb,
+            "attached to the existing region; the workers keep their keys until renegotiated"
+        );
+    } else {
+        info!(path = %cfg.shm.path.display(), ?caps, "created the shared-memory region");
+    }
+    let sessions = state.sessions().count();
+    if sessions > 0 {
+        info!(sessions, "sessions restored from the registry");
+    }
+    let limits = Limits {
+        rekey_seconds: u64::from(cfg.keys.rekey_seconds),
+        rekey_packets: cfg.keys.rekey_packets,
+        rekey_bytes: cfg.keys.rekey_bytes,
+    };
+    let grace = Duration::from_secs(u64::from(cfg.keys.grace_seconds));
+    Ok(Arc::new(Shared {
+        cfg,
+        state: Mutex::new(state),
+        writer: Mutex::new(writer),
+        registry: Mutex::new(registry),
+        identity,
+        peers,
+        in_flight: Mutex::new(HashSet::new()),
+        limits,
+        grace,
+    }))
+}
+
+/// Runs the control process until SIGINT or SIGTERM.
+pub async fn run(cfg: ControlConfig) -> Result<()> {
+    let shared = prepare(cfg)?;
+    // Publish what we hold (adopted or restored) so that the tables match
+    // our state from the start.
+    if let Err(e) = shared.publish() {
+        warn!(error = %e, "initial publish failed; retrying with the timers");
+    }
+    let server = peer_server::bind(&shared).await?;
+    let admin = admin::bind(&shared)?;
+    info!(
+        gateway = %shared.cfg.gateway.name,
+        peer_listen = %shared.cfg.control.peer_listen,
+        admin = %shared.cfg.control.admin_socket.display(),
+        "s2cs ready"
+    );
+    let tasks = [
+        tokio::spawn(peer_server::serve(shared.clone(), server)),
+        tokio::spawn(admin::serve(shared.clone(), admin)),
+        tokio::spawn(timers::run(shared.clone())),
+    ];
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        _ = term.recv() => info!("SIGTERM: stopping"),
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let _ = std::fs::remove_file(&shared.cfg.control.admin_socket);
+    // The region stays: the workers keep forwarding on the keys they hold.
+    Ok(())
+}

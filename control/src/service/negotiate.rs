@@ -1,0 +1,173 @@
+//! The initiator side of a key exchange, over a fresh mutual-TLS
+//! connection to the peer (one connection per exchange: the TLS exporter
+//! that salts the keys is that connection's).
+//!
+//! KeyOffer → (peer installs its inbound SA) → KeyAccept → we install our
+//! inbound SA and switch outbound, publish → Commit → (peer switches) →
+//! Committed → our old inbound SA expires after the grace period.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ring::rand::SystemRandom;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tracing::{info, warn};
+
+use super::Shared;
+use crate::peer::keys::{Exchange, Side};
+use crate::peer::tls;
+use crate::peer::wire::{PeerMessage, PeerStream, RefuseCode};
+use crate::state::Sa;
+
+/// How long one exchange may take end to end.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A peer channel we dialled.
+pub type ClientChannel = PeerStream<TlsStream<TcpStream>>;
+
+/// Dials peer `i`: TCP, TLS 1.3 with both certificates checked, Hello.
+pub async fn connect(sh: &Shared, i: usize) -> anyhow::Result<ClientChannel> {
+    let peer = &sh.peers[i];
+    let addr = sh.cfg.peers[i].control_address;
+    let config = tls::client_config(&sh.identity, peer)?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("peer {}: connecting to {addr}: {e}", peer.name))?;
+    let _ = tcp.set_nodelay(true);
+    let tls = TlsConnector::from(config)
+        .connect(tls::server_name(peer)?, tcp)
+        .await
+        .map_err(|e| anyhow::anyhow!("peer {}: TLS with {addr}: {e}", peer.name))?;
+    let mut ch = PeerStream::new(tls);
+    let name = ch.exchange_hello(&sh.cfg.gateway.name).await?;
+    if name != peer.name {
+        anyhow::bail!(
+            "peer at {addr} authenticated as {} but says it is {name}",
+            peer.name
+        );
+    }
+    Ok(ch)
+}
+
+/// Runs one exchange for session `uid` unless one is already in flight.
+/// Errors are logged and recorded on the session.
+pub async fn rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
+    {
+        let mut f = super::lock(&sh.in_flight);
+        if !f.insert(uid.clone()) {
+            return;
+        }
+    }
+    let started = Instant::now();
+    let r = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&sh, &uid)).await;
+    super::lock(&sh.in_flight).remove(&uid);
+    let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {EXCHANGE_TIMEOUT:?}")));
+    match r {
+        Ok(epoch) => info!(uid = %uid, epoch, why, ms = started.elapsed().as_millis() as u64, "keys switched"),
+        Err(e) => {
+            warn!(uid = %uid, why, error = %format!("{e:#}"), "key exchange failed");
+            sh.state().note_error(&uid, format!("{e:#}"));
+        }
+    }
+}
+
+async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
+    let (peer_name, mut epoch) = {
+        let st = sh.state();
+        let s = st
+            .get(uid)
+            .ok_or_else(|| anyhow::anyhow!("session released"))?;
+        (s.record.peer.clone(), s.record.epoch + 1)
+    };
+    let i = sh
+        .peer_index(&peer_name)
+        .ok_or_else(|| anyhow::anyhow!("peer `{peer_name}` is not configured"))?;
+    let endpoint = sh.peer_endpoint(i);
+    let alg = sh.cfg.keys.algorithm;
+    let mut ch = connect(sh, i).await?;
+    let rng = SystemRandom::new();
+    for _attempt in 0..3 {
+        let ex = Exchange::new(&rng)?;
+        ch.send(&PeerMessage::KeyOffer {
+            uid: uid.to_string(),
+            epoch,
+            algorithm: alg.name().to_string(),
+            public: ex.public_key(),
+        })
+        .await?;
+        let public = match ch.recv().await? {
+            Some(PeerMessage::KeyAccept {
+                uid: u,
+                epoch: e,
+                public,
+            }) if u == uid && e == epoch => public,
+            Some(PeerMessage::Refused {
+                code: RefuseCode::StaleEpoch,
+                epoch: Some(current),
+                ..
+            }) if current >= epoch => {
+                // The peer committed an epoch we did not record (we
+                // restarted mid-exchange): continue after it.
+                epoch = current + 1;
+                continue;
+            }
+            Some(PeerMessage::Refused { code, reason, .. }) => {
+                anyhow::bail!("peer {peer_name} refused the key offer: {code:?}: {reason}")
+            }
+            Some(other) => anyhow::bail!("peer {peer_name}: unexpected {}", other.kind()),
+            None => anyhow::bail!("peer {peer_name} closed the channel"),
+        };
+        let exporter = tls::exporter(ch.get_ref().get_ref().1, uid, epoch)?;
+        let keys = ex.finish(&public, &exporter, alg, Side::Initiator)?;
+        let inbound = Sa::from_keys(&keys.inbound, alg, endpoint);
+        let outbound = Sa::from_keys(&keys.outbound, alg, endpoint);
+        drop(keys);
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let mut st = sh.state();
+            st.initiator_switch(uid, epoch, inbound, outbound, Instant::now())?;
+            sh.publish_locked(&st)?;
+            Ok(())
+        })?;
+        tokio::task::block_in_place(|| sh.registry().set_epoch(uid, epoch))?;
+        ch.send(&PeerMessage::Commit {
+            uid: uid.to_string(),
+            epoch,
+        })
+        .await?;
+        match ch.recv().await? {
+            Some(PeerMessage::Committed { uid: u, epoch: e }) if u == uid && e == epoch => {}
+            Some(PeerMessage::Refused { code, reason, .. }) => {
+                anyhow::bail!("peer {peer_name} refused the commit: {code:?}: {reason}")
+            }
+            Some(other) => anyhow::bail!("peer {peer_name}: unexpected {}", other.kind()),
+            None => anyhow::bail!("peer {peer_name} closed the channel before Committed"),
+        }
+        // Both sides now seal with the new keys: our old inbound SA only
+        // has packets in flight left, so it goes after the grace period.
+        sh.state()
+            .committed(uid, epoch, Instant::now(), sh.grace);
+        return Ok(epoch);
+    }
+    anyhow::bail!("peer {peer_name} kept refusing epochs as stale")
+}
+
+/// Asks the initiator (the peer) to rekey session `uid` (we are the
+/// responder and a limit was reached, or our keys were lost).
+pub async fn request_rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
+    let peer = sh.state().get(&uid).map(|s| s.record.peer.clone());
+    let Some(i) = peer.and_then(|p| sh.peer_index(&p)) else {
+        return;
+    };
+    let r = async {
+        let mut ch = connect(&sh, i).await?;
+        ch.send(&PeerMessage::RekeyRequest { uid: uid.clone() }).await?;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {
+        Ok(Ok(())) => info!(uid = %uid, why, "asked the peer to rekey"),
+        Ok(Err(e)) => warn!(uid = %uid, why, error = %format!("{e:#}"), "rekey request failed"),
+        Err(_) => warn!(uid = %uid, why, "rekey request timed out"),
+    }
+}

@@ -1,0 +1,127 @@
+//! What happens with time: rekey triggers (seconds, packets, bytes),
+//! removal of superseded inbound SAs after their grace period, first keys
+//! for new or restored sessions, and a data plane restart (a new
+//! incarnation in the region).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::negotiate;
+use super::Shared;
+
+/// How often the timers run.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Least time between two attempts for one session.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// Runs forever.
+pub async fn run(sh: Arc<Shared>) {
+    let mut last_try: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        dataplane_restart(&sh);
+        let expired = sh.state().expire(now, sh.grace);
+        if expired {
+            if let Err(e) = sh.publish() {
+                warn!(error = %e, "publishing expired SAs failed");
+            }
+        }
+        let usage: HashMap<u32, (u64, u64)> = {
+            let w = super::lock(&sh.writer);
+            w.usage().into_iter().map(|(spi, p, b)| (spi, (p, b))).collect()
+        };
+        for (uid, action) in due(&sh, now, &usage) {
+            if last_try.get(&uid).is_some_and(|t| now.duration_since(*t) < RETRY) {
+                continue;
+            }
+            last_try.insert(uid.clone(), now);
+            match action {
+                Action::Rekey(why) => {
+                    tokio::spawn(negotiate::rekey(sh.clone(), uid, why));
+                }
+                Action::Ask(why) => {
+                    tokio::spawn(negotiate::request_rekey(sh.clone(), uid, why));
+                }
+            }
+        }
+        last_try.retain(|uid, _| sh.state().get(uid).is_some());
+    }
+}
+
+enum Action {
+    /// We initiate: exchange keys now.
+    Rekey(&'static str),
+    /// We respond: ask the peer to.
+    Ask(&'static str),
+}
+
+/// Sessions that need keys, and why.
+fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(String, Action)> {
+    let st = sh.state();
+    let in_flight = super::lock(&sh.in_flight);
+    let limits = sh.limits;
+    let mut out = Vec::new();
+    for s in st.sessions() {
+        if in_flight.contains(&s.record.uid) {
+            continue;
+        }
+        let why = match (&s.outbound, s.switched_at) {
+            // A new responder session waits for the initiator's offer.
+            (None, _) if !s.is_initiator() && !s.lost_keys => None,
+            (None, _) if s.lost_keys => Some("keys lost with the data plane"),
+            (None, _) => Some("no keys yet"),
+            (Some(_), None) => Some("keys adopted after a restart"),
+            (Some(o), Some(at)) => {
+                let (packets, bytes) = usage.get(&o.spi).copied().unwrap_or((0, 0));
+                if now.duration_since(at) >= Duration::from_secs(limits.rekey_seconds) {
+                    Some("lifetime (seconds)")
+                } else if packets >= limits.rekey_packets {
+                    Some("lifetime (packets)")
+                } else if bytes >= limits.rekey_bytes {
+                    Some("lifetime (bytes)")
+                } else {
+                    None
+                }
+            }
+        };
+        // The responder does not ask for a rekey on time: the initiator
+        // runs the same clock, and asking too would double the exchanges.
+        let why = match (s.is_initiator(), why) {
+            (false, Some("lifetime (seconds)")) => None,
+            (_, w) => w,
+        };
+        if let Some(why) = why {
+            let action = match s.is_initiator() {
+                true => Action::Rekey(why),
+                false => Action::Ask(why),
+            };
+            out.push((s.record.uid.clone(), action));
+        }
+    }
+    out
+}
+
+/// A new data plane attached: the SAs it held are gone with it. Outbound
+/// SAs must not be reinstalled (their sequence numbers would restart under
+/// the same key), so every session gets new keys.
+fn dataplane_restart(sh: &Shared) {
+    let change = super::lock(&sh.writer).take_incarnation_change();
+    let Some(incarnation) = change else {
+        return;
+    };
+    let sessions = {
+        let mut st = sh.state();
+        st.forget_keys();
+        st.sessions().count()
+    };
+    info!(incarnation, sessions, "data plane (re)started: renegotiating every session's keys");
+    if let Err(e) = sh.publish() {
+        warn!(error = %e, "publishing after the data plane restart failed");
+    }
+}

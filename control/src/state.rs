@@ -1,0 +1,600 @@
+//! The control process's view of its sessions and their SAs, and how it
+//! becomes the shared-memory tables the workers read.
+//!
+//! Pure state: no I/O, no clock of its own (callers pass `Instant`s), so
+//! every transition of the make-before-break rekey is unit-tested.
+//!
+//! A session's SAs over one rekey (epoch `e` → `e + 1`):
+//! 1. the responder installs the inbound SA of `e + 1` (and keeps the
+//!    outbound SA of `e + 1` pending);
+//! 2. the initiator installs its inbound SA of `e + 1` and switches its
+//!    outbound SA to `e + 1`; its inbound SA of `e` expires after the grace
+//!    period;
+//! 3. on `Commit`, the responder switches its outbound SA to `e + 1`; its
+//!    inbound SA of `e` expires after the grace period.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use scistream_dataplane::crypto::Algorithm;
+use scistream_dataplane::shm::layout::{DIR_IN, DIR_OUT, ROLE_INBOUND, ROLE_OUTBOUND};
+use scistream_dataplane::shm::{Capacities, ListenerEntry, SaEntry, TablesMut, TablesView};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::peer::keys::DirectionKeys;
+use crate::registry::{SessionRecord, SessionRole};
+
+/// One SA as the control process holds it. Debug never shows the key.
+pub struct Sa {
+    /// SPI.
+    pub spi: u32,
+    /// AEAD algorithm.
+    pub algorithm: Algorithm,
+    /// The key in its first `key_len` bytes.
+    key: Zeroizing<[u8; 32]>,
+    key_len: u8,
+    salt: [u8; 4],
+    /// The peer's ESP-in-UDP endpoint (outer destination or expected source).
+    pub peer: SocketAddrV4,
+}
+
+impl Drop for Sa {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
+}
+
+impl fmt::Debug for Sa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sa")
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("algorithm", &self.algorithm)
+            .field("peer", &self.peer)
+            .field("key", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+impl Sa {
+    /// An SA from negotiated keys.
+    pub fn from_keys(k: &DirectionKeys, algorithm: Algorithm, peer: SocketAddrV4) -> Sa {
+        let mut key = Zeroizing::new([0u8; 32]);
+        key[..k.key_len].copy_from_slice(k.key_bytes());
+        Sa {
+            spi: k.spi,
+            algorithm,
+            key,
+            key_len: k.key_len as u8,
+            salt: k.salt,
+            peer,
+        }
+    }
+
+    /// An SA read back from the region (a restarted control process
+    /// adopting what the workers use); None if the entry is not valid.
+    pub fn from_entry(e: &SaEntry) -> Option<Sa> {
+        let algorithm = e.algorithm()?;
+        let key_bytes = e.key()?;
+        if key_bytes.len() != algorithm.key_len() {
+            return None;
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key[..key_bytes.len()].copy_from_slice(key_bytes);
+        Some(Sa {
+            spi: e.spi,
+            algorithm,
+            key,
+            key_len: e.key_len,
+            salt: e.salt,
+            peer: e.peer(),
+        })
+    }
+
+    /// The region entry for this SA in direction `direction`
+    /// ([`DIR_IN`] or [`DIR_OUT`]), with hard lifetimes.
+    fn entry(&self, direction: u8, limits: &Limits) -> SaEntry {
+        SaEntry {
+            spi: self.spi,
+            direction,
+            algorithm: SaEntry::algorithm_code(self.algorithm),
+            key_len: self.key_len,
+            esn: 1,
+            key: *self.key,
+            salt: self.salt,
+            peer_addr: u32::from(*self.peer.ip()),
+            peer_port: self.peer.port(),
+            soft_seconds: limits.rekey_seconds,
+            soft_packets: limits.rekey_packets,
+            soft_bytes: limits.rekey_bytes,
+            hard_packets: limits.hard_packets(),
+            ..SaEntry::default()
+        }
+    }
+}
+
+/// Lifetimes written with each SA; the data plane enforces the hard packet
+/// limit, the control process rekeys at the soft ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Soft lifetime in seconds.
+    pub rekey_seconds: u64,
+    /// Soft lifetime in packets.
+    pub rekey_packets: u64,
+    /// Soft lifetime in bytes.
+    pub rekey_bytes: u64,
+}
+
+impl Limits {
+    /// The hard packet lifetime: twice the soft one, so a late rekey still
+    /// has room, never beyond 2^40 (well inside AES-GCM's limits).
+    pub fn hard_packets(&self) -> u64 {
+        self.rekey_packets.saturating_mul(2).min(1 << 40)
+    }
+}
+
+/// An inbound SA and, once superseded, when it goes.
+#[derive(Debug)]
+pub struct InboundSa {
+    /// The SA.
+    pub sa: Sa,
+    /// Epoch it belongs to.
+    pub epoch: u64,
+    /// When it is removed (None: current).
+    pub expires: Option<Instant>,
+}
+
+/// One session's keys and counters.
+#[derive(Debug)]
+pub struct Session {
+    /// What the registry persists.
+    pub record: SessionRecord,
+    /// The SA this side seals with.
+    pub outbound: Option<Sa>,
+    /// Epoch of the outbound SA.
+    pub outbound_epoch: Option<u64>,
+    /// Inbound SAs: the current one and superseded ones in their grace period.
+    pub inbound: Vec<InboundSa>,
+    /// Responder only: the outbound SA of an epoch offered but not yet committed.
+    pub pending: Option<(u64, Sa)>,
+    /// When the outbound SA was last switched.
+    pub switched_at: Option<Instant>,
+    /// Completed key switches since this process started.
+    pub rekeys: u64,
+    /// True once keys were negotiated by this process (false for adopted keys).
+    pub negotiated: bool,
+    /// The last negotiation error.
+    pub last_error: Option<String>,
+    /// True after the data plane restarted and took this session's keys
+    /// with it, until new keys are switched in.
+    pub lost_keys: bool,
+}
+
+impl Session {
+    fn new(record: SessionRecord) -> Session {
+        Session {
+            record,
+            outbound: None,
+            outbound_epoch: None,
+            inbound: Vec::new(),
+            pending: None,
+            switched_at: None,
+            rekeys: 0,
+            negotiated: false,
+            last_error: None,
+            lost_keys: false,
+        }
+    }
+
+    /// True if this side starts key exchanges for the session (the outbound,
+    /// consumer side, which learns the remote listeners).
+    pub fn is_initiator(&self) -> bool {
+        self.record.role == SessionRole::Outbound
+    }
+
+    fn expire_current_inbound(&mut self, now: Instant, grace: Duration, keep_epoch: u64) {
+        for i in &mut self.inbound {
+            if i.epoch != keep_epoch && i.expires.is_none() {
+                i.expires = Some(now + grace);
+            }
+        }
+    }
+}
+
+/// Why a state transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// No session has this uid.
+    #[error("unknown session `{0}`")]
+    UnknownUid(String),
+    /// A session with this uid exists.
+    #[error("session `{0}` already exists")]
+    Duplicate(String),
+    /// The epoch is not newer than the session's.
+    #[error("session `{uid}`: epoch {offered} is not newer than {current}")]
+    StaleEpoch {
+        /// Session.
+        uid: String,
+        /// Epoch offered.
+        offered: u64,
+        /// Epoch in use.
+        current: u64,
+    },
+    /// A Commit for an epoch that is not pending.
+    #[error("session `{uid}`: no pending keys for epoch {epoch}")]
+    NotPending {
+        /// Session.
+        uid: String,
+        /// Epoch committed.
+        epoch: u64,
+    },
+    /// An SPI is already used by another inbound SA.
+    #[error("SPI {0:#010x} is already in use")]
+    SpiInUse(u32),
+    /// A listener port is already used by another session.
+    #[error("listener port {port} is already used by session `{uid}`")]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// The session using it.
+        uid: String,
+    },
+    /// The tables would not fit the region.
+    #[error("the {table} table would need {needed} entries; the region holds {capacity}")]
+    TooBig {
+        /// "SA" or "listener".
+        table: &'static str,
+        /// Entries needed.
+        needed: usize,
+        /// Capacity.
+        capacity: u32,
+    },
+}
+
+/// All sessions.
+#[derive(Debug, Default)]
+pub struct State {
+    sessions: BTreeMap<String, Session>,
+    /// Inbound SAs adopted from the region after a restart, by peer WAN
+    /// address: kept until every session with that peer has renegotiated.
+    adopted_inbound: Vec<(Ipv4Addr, Sa, Option<Instant>)>,
+}
+
+impl State {
+    /// No sessions.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The session `uid`.
+    pub fn get(&self, uid: &str) -> Option<&Session> {
+        self.sessions.get(uid)
+    }
+
+    /// All sessions, by uid.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
+    /// Adds a session (no keys yet).
+    pub fn create(&mut self, record: SessionRecord) -> Result<(), StateError> {
+        if self.sessions.contains_key(&record.uid) {
+            return Err(StateError::Duplicate(record.uid));
+        }
+        for l in &record.listeners {
+            if let Some(s) = self.owner_of_port(l.port, record.role) {
+                return Err(StateError::PortInUse {
+                    port: l.port,
+                    uid: s.to_string(),
+                });
+            }
+        }
+        self.sessions.insert(record.uid.clone(), Session::new(record));
+        Ok(())
+    }
+
+    fn owner_of_port(&self, port: u16, role: SessionRole) -> Option<&str> {
+        self.sessions
+            .values()
+            .find(|s| s.record.role == role && s.record.listeners.iter().any(|l| l.port == port))
+            .map(|s| s.record.uid.as_str())
+    }
+
+    /// Removes a session and all its SAs.
+    pub fn release(&mut self, uid: &str) -> Result<Session, StateError> {
+        self.sessions
+            .remove(uid)
+            .ok_or_else(|| StateError::UnknownUid(uid.to_string()))
+    }
+
+    fn session_mut(&mut self, uid: &str) -> Result<&mut Session, StateError> {
+        self.sessions
+            .get_mut(uid)
+            .ok_or_else(|| StateError::UnknownUid(uid.to_string()))
+    }
+
+    fn spi_in_use(&self, spi: u32) -> bool {
+        self.sessions.values().any(|s| {
+            s.inbound.iter().any(|i| i.sa.spi == spi)
+                || s.outbound.as_ref().is_some_and(|o| o.spi == spi)
+                || s.pending.as_ref().is_some_and(|p| p.1.spi == spi)
+        }) || self.adopted_inbound.iter().any(|a| a.1.spi == spi)
+    }
+
+    /// Checks that `uid` exists and `epoch` is newer than its epoch.
+    pub fn check_offer(&self, uid: &str, epoch: u64) -> Result<(), StateError> {
+        let s = self
+            .sessions
+            .get(uid)
+            .ok_or_else(|| StateError::UnknownUid(uid.to_string()))?;
+        if epoch <= s.record.epoch && s.outbound.is_some() {
+            return Err(StateError::StaleEpoch {
+                uid: uid.to_string(),
+                offered: epoch,
+                current: s.record.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Responder, step 1: installs the inbound SA of `epoch` and keeps its
+    /// outbound SA pending until the initiator commits. A pending epoch that
+    /// was never committed is dropped.
+    pub fn responder_offer(
+        &mut self,
+        uid: &str,
+        epoch: u64,
+        inbound: Sa,
+        outbound: Sa,
+    ) -> Result<(), StateError> {
+        self.check_offer(uid, epoch)?;
+        if self.spi_in_use(inbound.spi) {
+            return Err(StateError::SpiInUse(inbound.spi));
+        }
+        let s = self.session_mut(uid)?;
+        if let Some((old, _)) = s.pending.take() {
+            s.inbound.retain(|i| i.epoch != old || i.expires.is_some());
+        }
+        s.inbound.push(InboundSa {
+            sa: inbound,
+            epoch,
+            expires: None,
+        });
+        s.pending = Some((epoch, outbound));
+        Ok(())
+    }
+
+    /// Responder, step 3: the initiator committed `epoch`; switch outbound.
+    pub fn responder_commit(
+        &mut self,
+        uid: &str,
+        epoch: u64,
+        now: Instant,
+        grace: Duration,
+    ) -> Result<(), StateError> {
+        let s = self.session_mut(uid)?;
+        match s.pending.take() {
+            Some((e, sa)) if e == epoch => {
+                s.outbound = Some(sa);
+                s.outbound_epoch = Some(epoch);
+                s.record.epoch = epoch;
+                s.expire_current_inbound(now, grace, epoch);
+                s.switched_at = Some(now);
+                s.rekeys += 1;
+                s.negotiated = true;
+                s.lost_keys = false;
+                s.last_error = None;
+                Ok(())
+            }
+            other => {
+                s.pending = other;
+                Err(StateError::NotPending {
+                    uid: uid.to_string(),
+                    epoch,
+                })
+            }
+        }
+    }
+
+    /// Initiator, step 2: the responder accepted `epoch`; install the new
+    /// inbound SA and switch outbound in one publish. The old inbound SA
+    /// stays until [`State::committed`]: the responder still seals with it.
+    pub fn initiator_switch(
+        &mut self,
+        uid: &str,
+        epoch: u64,
+        inbound: Sa,
+        outbound: Sa,
+        now: Instant,
+    ) -> Result<(), StateError> {
+        if self.spi_in_use(inbound.spi) {
+            return Err(StateError::SpiInUse(inbound.spi));
+        }
+        let s = self.session_mut(uid)?;
+        s.inbound.push(InboundSa {
+            sa: inbound,
+            epoch,
+            expires: None,
+        });
+        s.outbound = Some(outbound);
+        s.outbound_epoch = Some(epoch);
+        s.record.epoch = epoch;
+        s.switched_at = Some(now);
+        s.rekeys += 1;
+        s.negotiated = true;
+        s.lost_keys = false;
+        s.last_error = None;
+        Ok(())
+    }
+
+    /// Initiator, after `Committed`: the responder seals with `epoch` too,
+    /// so every older inbound SA expires after `grace`.
+    pub fn committed(&mut self, uid: &str, epoch: u64, now: Instant, grace: Duration) {
+        if let Some(s) = self.sessions.get_mut(uid) {
+            s.expire_current_inbound(now, grace, epoch);
+        }
+    }
+
+    /// Records a negotiation error on the session (shown by `status`).
+    pub fn note_error(&mut self, uid: &str, error: String) {
+        if let Some(s) = self.sessions.get_mut(uid) {
+            s.last_error = Some(error);
+        }
+    }
+
+    /// Removes superseded inbound SAs whose grace period is over, and
+    /// adopted ones no longer needed. Returns true if anything went.
+    pub fn expire(&mut self, now: Instant, grace: Duration) -> bool {
+        let mut changed = false;
+        for s in self.sessions.values_mut() {
+            let before = s.inbound.len();
+            s.inbound.retain(|i| i.expires.is_none_or(|t| t > now));
+            changed |= s.inbound.len() != before;
+        }
+        // An adopted inbound SA goes `grace` after every session with its
+        // peer has negotiated keys of its own.
+        let sessions = &self.sessions;
+        for (peer, _, expires) in &mut self.adopted_inbound {
+            let all_renegotiated = sessions
+                .values()
+                .filter(|s| s.outbound.as_ref().is_some_and(|o| o.peer.ip() == peer))
+                .all(|s| s.negotiated);
+            if expires.is_none() && all_renegotiated {
+                *expires = Some(now + grace);
+            }
+        }
+        let before = self.adopted_inbound.len();
+        self.adopted_inbound
+            .retain(|(_, _, t)| t.is_none_or(|t| t > now));
+        changed | (self.adopted_inbound.len() != before)
+    }
+
+    /// The data plane restarted: the SAs it held are gone, and an outbound
+    /// SA must never be reinstalled (its sequence counter is lost, so
+    /// nonces would repeat). Drops every SA; the caller renegotiates.
+    pub fn forget_keys(&mut self) {
+        for s in self.sessions.values_mut() {
+            s.outbound = None;
+            s.outbound_epoch = None;
+            s.inbound.clear();
+            s.pending = None;
+            s.negotiated = false;
+            s.lost_keys = true;
+        }
+        self.adopted_inbound.clear();
+    }
+
+    /// A restarted control process adopts the SAs the workers are using:
+    /// each session's outbound SA is found through its listeners, and every
+    /// inbound SA is kept until the sessions of its peer renegotiate.
+    /// Returns (outbound SAs adopted, inbound SAs adopted).
+    pub fn adopt(&mut self, view: &TablesView<'_>) -> (usize, usize) {
+        let sas: Vec<SaEntry> = view.sas().iter().collect();
+        let listeners: Vec<ListenerEntry> = view.listeners().iter().collect();
+        let mut outbound = 0;
+        for s in self.sessions.values_mut() {
+            let role = match s.record.role {
+                SessionRole::Inbound => ROLE_INBOUND,
+                SessionRole::Outbound => ROLE_OUTBOUND,
+            };
+            let slot = s.record.listeners.iter().find_map(|l| {
+                listeners
+                    .iter()
+                    .find(|e| e.role == role && e.port == l.port)
+                    .map(|e| e.sa_slot as usize)
+            });
+            if let Some(sa) = slot
+                .and_then(|i| sas.get(i))
+                .filter(|e| e.direction == DIR_OUT)
+                .and_then(Sa::from_entry)
+            {
+                s.outbound = Some(sa);
+                s.outbound_epoch = Some(s.record.epoch);
+                outbound += 1;
+            }
+        }
+        self.adopted_inbound = sas
+            .iter()
+            .filter(|e| e.direction == DIR_IN)
+            .filter_map(|e| Sa::from_entry(e).map(|sa| (Ipv4Addr::from(e.peer_addr), sa, None)))
+            .collect();
+        (outbound, self.adopted_inbound.len())
+    }
+
+    /// Entries the tables need: (SAs, listeners).
+    pub fn entry_counts(&self) -> (usize, usize) {
+        let mut sas = self.adopted_inbound.len();
+        let mut listeners = 0;
+        for s in self.sessions.values() {
+            sas += s.inbound.len() + usize::from(s.outbound.is_some());
+            if s.outbound.is_some() {
+                listeners += s.record.listeners.len();
+            }
+        }
+        (sas, listeners)
+    }
+
+    /// Checks that the tables fit the region's capacities.
+    pub fn check_fits(&self, caps: Capacities) -> Result<(), StateError> {
+        let (sas, listeners) = self.entry_counts();
+        if sas > caps.sas as usize {
+            return Err(StateError::TooBig {
+                table: "SA",
+                needed: sas,
+                capacity: caps.sas,
+            });
+        }
+        if listeners > caps.listeners as usize {
+            return Err(StateError::TooBig {
+                table: "listener",
+                needed: listeners,
+                capacity: caps.listeners,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes every table into `t` (the inactive copy). Call
+    /// [`State::check_fits`] first: entries beyond a table's capacity are
+    /// left out.
+    pub fn render(&self, t: &mut TablesMut<'_>, limits: &Limits) {
+        t.clear();
+        for (_, sa, _) in &self.adopted_inbound {
+            let _ = t.sas().push(sa.entry(DIR_IN, limits));
+        }
+        for s in self.sessions.values() {
+            for i in &s.inbound {
+                let _ = t.sas().push(i.sa.entry(DIR_IN, limits));
+            }
+            let Some(out) = &s.outbound else {
+                continue;
+            };
+            let Ok(slot) = t.sas().push(out.entry(DIR_OUT, limits)) else {
+                continue;
+            };
+            for l in &s.record.listeners {
+                let mut e = ListenerEntry {
+                    port: l.port,
+                    sa_slot: slot as u32,
+                    ..ListenerEntry::default()
+                };
+                match s.record.role {
+                    SessionRole::Outbound => {
+                        let Some(r) = l.remote else { continue };
+                        e.role = ROLE_OUTBOUND;
+                        e.remote_addr = u32::from(*r.ip());
+                        e.remote_port = r.port();
+                    }
+                    SessionRole::Inbound => {
+                        let Some(r) = l.target else { continue };
+                        e.role = ROLE_INBOUND;
+                        e.target_addr = u32::from(*r.ip());
+                        e.target_port = r.port();
+                    }
+                }
+                let _ = t.listeners().push(e);
+            }
+        }
+    }
+}
