@@ -182,12 +182,11 @@ impl Identity {
         origin: &str,
     ) -> Result<Identity, TlsError> {
         let spki_sha256 = spki_sha256(&chain[0])?;
-        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|source| {
-            TlsError::Key {
+        let certified =
+            CertifiedKey::from_der(chain, key, &provider()).map_err(|source| TlsError::Key {
                 cert: origin.to_string(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Identity {
             certified: Arc::new(certified),
             spki_sha256,
