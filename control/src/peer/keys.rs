@@ -131,32 +131,42 @@ impl Exchange {
         }
         let peer = UnparsedPublicKey::new(&X25519, peer_public);
         // The shared secret only lives inside ring's buffer during extraction.
-        let prk = agreement::agree_ephemeral(self.private, &peer, |shared| {
-            Salt::new(HKDF_SHA256, exporter).extract(shared)
+        agreement::agree_ephemeral(self.private, &peer, |shared| {
+            derive(shared, exporter, alg, side)
         })
-        .map_err(|_| KeyError::PeerKeyRejected)?;
-
-        let i2r = derive_direction(&prk, alg, Direction::InitiatorToResponder, 0)?;
-        let mut r2i = None;
-        for attempt in 0..SPI_ATTEMPTS {
-            let keys = derive_direction(&prk, alg, Direction::ResponderToInitiator, attempt)?;
-            if keys.spi != i2r.spi {
-                r2i = Some(keys);
-                break;
-            }
-        }
-        let r2i = r2i.ok_or(KeyError::SpiCollision)?;
-        Ok(match side {
-            Side::Initiator => SessionKeys {
-                outbound: i2r,
-                inbound: r2i,
-            },
-            Side::Responder => SessionKeys {
-                outbound: r2i,
-                inbound: i2r,
-            },
-        })
+        .map_err(|_| KeyError::PeerKeyRejected)?
     }
+}
+
+/// HKDF-SHA256 of the X25519 shared secret, salted with the exporter value:
+/// both directions' keys, from `side`'s point of view.
+fn derive(
+    shared: &[u8],
+    exporter: &[u8; 32],
+    alg: Algorithm,
+    side: Side,
+) -> Result<SessionKeys, KeyError> {
+    let prk = Salt::new(HKDF_SHA256, exporter).extract(shared);
+    let i2r = derive_direction(&prk, alg, Direction::InitiatorToResponder, 0)?;
+    let mut r2i = None;
+    for attempt in 0..SPI_ATTEMPTS {
+        let keys = derive_direction(&prk, alg, Direction::ResponderToInitiator, attempt)?;
+        if keys.spi != i2r.spi {
+            r2i = Some(keys);
+            break;
+        }
+    }
+    let r2i = r2i.ok_or(KeyError::SpiCollision)?;
+    Ok(match side {
+        Side::Initiator => SessionKeys {
+            outbound: i2r,
+            inbound: r2i,
+        },
+        Side::Responder => SessionKeys {
+            outbound: r2i,
+            inbound: i2r,
+        },
+    })
 }
 
 impl fmt::Debug for Exchange {
@@ -286,6 +296,58 @@ mod tests {
         assert_eq!(spi_from(u32::MAX - 256), u32::MAX);
         assert_eq!(spi_from(u32::MAX - 255), 256);
         assert_eq!(spi_from(u32::MAX), 511);
+    }
+
+    /// Known answers computed independently (Python hmac/hashlib HKDF) for
+    /// shared secret 00 01 .. 1f and exporter a5 * 32: pins the derivation
+    /// (info layout, SPI mapping) so both gateways of any build agree.
+    #[test]
+    fn known_answers() {
+        let shared: Vec<u8> = (0u8..32).collect();
+        let exporter = [0xa5u8; 32];
+        let cases = [
+            (
+                Algorithm::Aes128Gcm,
+                ("e1f83617d58ab279c50de49066126826", "96ffeadd", 0x0ba2_cee4),
+                ("5cd6f859cecf2f718446357dd6305c8c", "d38e9d42", 0xdb83_cb6c),
+            ),
+            (
+                Algorithm::Aes256Gcm,
+                (
+                    "38658b8f2a1b7aebc7466db4a5483c81ce418b1610ac0c7ed9fefb964920a25e",
+                    "d413c190",
+                    0x40b8_e6d1,
+                ),
+                (
+                    "c819fc0c147f626c98b420ab7e97b6bafe9476b879d566c80e40f407a012fabe",
+                    "1babc0b0",
+                    0xd113_44cd,
+                ),
+            ),
+        ];
+        for (alg, i2r, r2i) in cases {
+            let keys = derive(&shared, &exporter, alg, Side::Initiator).unwrap();
+            for (d, (key, salt, spi)) in [(&keys.outbound, i2r), (&keys.inbound, r2i)] {
+                assert!(hex::encode(d.key_bytes()) == key, "{alg:?} key");
+                assert!(hex::encode(d.salt) == salt, "{alg:?} salt");
+                assert_eq!(d.spi, spi, "{alg:?} spi");
+            }
+            let responder = derive(&shared, &exporter, alg, Side::Responder).unwrap();
+            assert_eq!(responder.outbound.spi, keys.inbound.spi);
+            assert_eq!(responder.inbound.spi, keys.outbound.spi);
+        }
+    }
+
+    #[test]
+    fn exporter_separates_keys_for_one_shared_secret() {
+        let shared = [0x42u8; 32];
+        let a = derive(&shared, &[1; 32], Algorithm::Aes256Gcm, Side::Initiator).unwrap();
+        let b = derive(&shared, &[2; 32], Algorithm::Aes256Gcm, Side::Initiator).unwrap();
+        for (x, y) in [(&a.outbound, &b.outbound), (&a.inbound, &b.inbound)] {
+            assert!(x.key_bytes() != y.key_bytes());
+            assert!(x.salt != y.salt);
+            assert_ne!(x.spi, y.spi);
+        }
     }
 
     #[test]
