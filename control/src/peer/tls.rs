@@ -313,7 +313,13 @@ fn describe(cert: &CertificateDer<'_>) -> String {
             match name {
                 x509_parser::extensions::GeneralName::DNSName(dns) => sans.push(dns.to_string()),
                 x509_parser::extensions::GeneralName::IPAddress(ip) => {
-                    sans.push(format!("IP:{}", hex::encode(ip)))
+                    let addr = <[u8; 4]>::try_from(*ip)
+                        .map(std::net::IpAddr::from)
+                        .or_else(|_| <[u8; 16]>::try_from(*ip).map(std::net::IpAddr::from));
+                    match addr {
+                        Ok(addr) => sans.push(format!("IP:{addr}")),
+                        Err(_) => sans.push(format!("IP:{}", hex::encode(ip))),
+                    }
                 }
                 other => sans.push(other.to_string()),
             }
@@ -340,7 +346,9 @@ fn reason(err: &rustls::Error) -> String {
 }
 
 /// Why a certificate matched none of the candidate peers.
-#[derive(Debug)]
+///
+/// rustls formats `CertificateError::Other` with `Debug`, so `Debug` prints
+/// the same readable sentence as `Display`.
 struct Refusal {
     /// [`describe`] of the end-entity certificate.
     certificate: String,
@@ -360,6 +368,12 @@ impl fmt::Display for Refusal {
             write!(f, "{sep}{peer}: {why}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

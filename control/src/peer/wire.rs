@@ -354,6 +354,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PeerStream<S> {
         }
     }
 
+    /// Flushes pending messages and shuts the stream's write side down (for
+    /// TLS: sends close_notify); the peer's next `recv` returns `Ok(None)`.
+    pub async fn close(&mut self) -> Result<(), WireError> {
+        SinkExt::<Bytes>::close(&mut self.framed)
+            .await
+            .map_err(io_error)
+    }
+
     /// The underlying stream (for example, to read the TLS connection's
     /// exporter or peer certificates).
     pub fn get_ref(&self) -> &S {
@@ -543,7 +551,7 @@ mod tests {
         let mut b_raw = b;
         let len = (MAX_FRAME as u32 + 1).to_be_bytes();
         b_raw.write_all(&len).await.unwrap();
-        b_raw.write_all(&vec![b' '; 16]).await.unwrap();
+        b_raw.write_all(&[b' '; 16]).await.unwrap();
         assert!(matches!(a.recv().await, Err(WireError::FrameTooLong)));
     }
 
