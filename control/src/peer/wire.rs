@@ -412,6 +412,13 @@ impl<S: AsyncRead + AsyncWrite> PeerWriter<S> {
     pub async fn send(&mut self, message: &PeerMessage) -> Result<(), WireError> {
         send_on(&mut self.framed, message).await
     }
+
+    /// As [`PeerStream::close`].
+    pub async fn close(&mut self) -> Result<(), WireError> {
+        SinkExt::<Bytes>::close(&mut self.framed)
+            .await
+            .map_err(io_error)
+    }
 }
 
 #[cfg(test)]
@@ -622,5 +629,7 @@ mod tests {
                 uid: "u".to_string()
             })
         );
+        writer.close().await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), None);
     }
 }
