@@ -1,5 +1,6 @@
 //! `s2cs`: the SciStream gateway control process.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,7 +85,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs to stderr with the configured filter; `RUST_LOG`, if set and valid,
+/// Logs to stderr (coloured only on a terminal) with the configured filter; `RUST_LOG`, if set and valid,
 /// overrides it.
 fn init_logging(directive: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,5 +93,7 @@ fn init_logging(directive: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

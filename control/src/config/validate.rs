@@ -160,7 +160,7 @@ fn control(c: &RawControl, base: &Path, doc: &Document<'_>) -> Res<ControlSectio
         return Err(doc.bad_value(
             "control.admin_socket",
             format!(
-                "socket path {} is {} bytes long (after resolving against the configuration's directory); Unix sockets allow at most {MAX_SOCKET_PATH}",
+                "socket path {} is {} bytes long; Unix socket paths allow at most {MAX_SOCKET_PATH}",
                 admin_socket.display(),
                 admin_socket.as_os_str().len()
             ),
