@@ -290,7 +290,8 @@ impl State {
                 });
             }
         }
-        self.sessions.insert(record.uid.clone(), Session::new(record));
+        self.sessions
+            .insert(record.uid.clone(), Session::new(record));
         Ok(())
     }
 

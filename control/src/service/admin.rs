@@ -280,10 +280,16 @@ fn create(
         match (role, l.target, l.remote) {
             (SessionRole::Inbound, Some(_), None) | (SessionRole::Outbound, None, Some(_)) => {}
             (SessionRole::Inbound, _, _) => {
-                anyhow::bail!("inbound listener {} needs `target` (and no `remote`)", l.port)
+                anyhow::bail!(
+                    "inbound listener {} needs `target` (and no `remote`)",
+                    l.port
+                )
             }
             (SessionRole::Outbound, _, _) => {
-                anyhow::bail!("outbound listener {} needs `remote` (and no `target`)", l.port)
+                anyhow::bail!(
+                    "outbound listener {} needs `remote` (and no `target`)",
+                    l.port
+                )
             }
         }
         if specs.iter().any(|s: &ListenerSpec| s.port == l.port) {

@@ -139,13 +139,16 @@ pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
         listeners: cfg.shm.listeners,
         workers: cfg.shm.workers,
     };
-    let (mut writer, adopted) =
-        ShmWriter::open_or_create(&cfg.shm.path, caps).context("opening the shared-memory region")?;
+    let (mut writer, adopted) = ShmWriter::open_or_create(&cfg.shm.path, caps)
+        .context("opening the shared-memory region")?;
     writer.set_grace(PUBLISH_GRACE);
     // The incarnation now in the region is the data plane we adopt from.
     let _ = writer.take_incarnation_change();
     let mut state = State::new();
-    for record in registry.load_all().context("loading the session registry")? {
+    for record in registry
+        .load_all()
+        .context("loading the session registry")?
+    {
         let uid = record.uid.clone();
         if let Err(e) = state.create(record) {
             warn!(uid = %uid, error = %e, "registry: session not restored");

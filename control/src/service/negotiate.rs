@@ -65,7 +65,9 @@ pub async fn rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
     super::lock(&sh.in_flight).remove(&uid);
     let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {EXCHANGE_TIMEOUT:?}")));
     match r {
-        Ok(epoch) => info!(uid = %uid, epoch, why, ms = started.elapsed().as_millis() as u64, "keys switched"),
+        Ok(epoch) => {
+            info!(uid = %uid, epoch, why, ms = started.elapsed().as_millis() as u64, "keys switched")
+        }
         Err(e) => {
             warn!(uid = %uid, why, error = %format!("{e:#}"), "key exchange failed");
             sh.state().note_error(&uid, format!("{e:#}"));
@@ -146,8 +148,7 @@ async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
         }
         // Both sides now seal with the new keys: our old inbound SA only
         // has packets in flight left, so it goes after the grace period.
-        sh.state()
-            .committed(uid, epoch, Instant::now(), sh.grace);
+        sh.state().committed(uid, epoch, Instant::now(), sh.grace);
         return Ok(epoch);
     }
     anyhow::bail!("peer {peer_name} kept refusing epochs as stale")
@@ -162,7 +163,8 @@ pub async fn request_rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
     };
     let r = async {
         let mut ch = connect(&sh, i).await?;
-        ch.send(&PeerMessage::RekeyRequest { uid: uid.clone() }).await?;
+        ch.send(&PeerMessage::RekeyRequest { uid: uid.clone() })
+            .await?;
         anyhow::Ok(())
     };
     match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {

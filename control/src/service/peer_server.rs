@@ -62,7 +62,12 @@ pub async fn serve(sh: Arc<Shared>, listener: TcpListener) {
                     return;
                 }
             };
-            let chain = tls.get_ref().1.peer_certificates().unwrap_or_default().to_vec();
+            let chain = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .unwrap_or_default()
+                .to_vec();
             let Some(i) = tls::identify(&sh.peers, &chain) else {
                 warn!(%remote, "peer channel: connection refused: the certificate matches no configured peer");
                 return;
@@ -104,7 +109,9 @@ async fn session(sh: &Arc<Shared>, ch: &mut ServerChannel, peer: &str) -> anyhow
                     Ok(true) => {
                         tokio::spawn(super::negotiate::rekey(sh.clone(), uid, "peer request"));
                     }
-                    Ok(false) => debug!(uid = %uid, "rekey request for a session we do not initiate"),
+                    Ok(false) => {
+                        debug!(uid = %uid, "rekey request for a session we do not initiate")
+                    }
                     Err(r) => warn!(uid = %uid, %peer, reason = %r, "rekey request refused"),
                 }
                 continue;
@@ -113,14 +120,24 @@ async fn session(sh: &Arc<Shared>, ch: &mut ServerChannel, peer: &str) -> anyhow
                 info!(uid = %uid, %peer, "the peer released the session");
                 continue;
             }
-            other => refused(None, None, RefuseCode::BadMessage, format!("unexpected {}", other.kind())),
+            other => refused(
+                None,
+                None,
+                RefuseCode::BadMessage,
+                format!("unexpected {}", other.kind()),
+            ),
         };
         ch.send(&reply).await?;
     }
     Ok(())
 }
 
-fn refused(uid: Option<String>, epoch: Option<u64>, code: RefuseCode, reason: String) -> PeerMessage {
+fn refused(
+    uid: Option<String>,
+    epoch: Option<u64>,
+    code: RefuseCode,
+    reason: String,
+) -> PeerMessage {
     PeerMessage::Refused {
         uid,
         epoch,
@@ -166,7 +183,10 @@ fn offer(
         Err(r) => return refuse(RefuseCode::UnknownUid, r),
     }
     let Some(alg) = algorithm_from_name(algorithm) else {
-        return refuse(RefuseCode::BadMessage, format!("unknown algorithm `{algorithm}`"));
+        return refuse(
+            RefuseCode::BadMessage,
+            format!("unknown algorithm `{algorithm}`"),
+        );
     };
     let Some(i) = sh.peer_index(peer) else {
         return refuse(RefuseCode::Internal, "peer not configured".into());
@@ -232,7 +252,12 @@ fn commit(sh: &Shared, peer: &str, uid: String, epoch: u64) -> PeerMessage {
         }
         Err(e) => {
             warn!(uid = %uid, epoch, %peer, error = %format!("{e:#}"), "commit failed");
-            refused(Some(uid), Some(epoch), RefuseCode::Internal, format!("{e:#}"))
+            refused(
+                Some(uid),
+                Some(epoch),
+                RefuseCode::Internal,
+                format!("{e:#}"),
+            )
         }
     }
 }

@@ -34,10 +34,16 @@ pub async fn run(sh: Arc<Shared>) {
         }
         let usage: HashMap<u32, (u64, u64)> = {
             let w = super::lock(&sh.writer);
-            w.usage().into_iter().map(|(spi, p, b)| (spi, (p, b))).collect()
+            w.usage()
+                .into_iter()
+                .map(|(spi, p, b)| (spi, (p, b)))
+                .collect()
         };
         for (uid, action) in due(&sh, now, &usage) {
-            if last_try.get(&uid).is_some_and(|t| now.duration_since(*t) < RETRY) {
+            if last_try
+                .get(&uid)
+                .is_some_and(|t| now.duration_since(*t) < RETRY)
+            {
                 continue;
             }
             last_try.insert(uid.clone(), now);
@@ -120,7 +126,10 @@ fn dataplane_restart(sh: &Shared) {
         st.forget_keys();
         st.sessions().count()
     };
-    info!(incarnation, sessions, "data plane (re)started: renegotiating every session's keys");
+    info!(
+        incarnation,
+        sessions, "data plane (re)started: renegotiating every session's keys"
+    );
     if let Err(e) = sh.publish() {
         warn!(error = %e, "publishing after the data plane restart failed");
     }

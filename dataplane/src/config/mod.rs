@@ -14,6 +14,7 @@
 //! The operator documentation of every key is `docs/configuration.md`.
 
 mod de_error;
+pub mod document;
 mod error;
 mod keypath;
 mod locate;

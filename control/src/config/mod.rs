@@ -1,0 +1,297 @@
+//! The control process's TOML configuration: typed, validated settings for
+//! `s2cs`.
+//!
+//! [`ControlConfig::load`] reads a file, [`ControlConfig::from_toml`] parses
+//! text. Errors are [`ConfigError`]s that name the file, line, column and
+//! dotted key (`peers[1].ca`), produced by the same machinery as the data
+//! plane's configuration
+//! ([`scistream_dataplane::config::document::Document`]):
+//!
+//! 1. TOML parsing;
+//! 2. serde deserialization into the raw schema ([`raw`]), which rejects
+//!    unknown keys, missing keys and wrong types;
+//! 3. validation ([`validate`]), which turns raw values into the types here,
+//!    resolves relative paths against the file's directory and checks every
+//!    rule, including that the certificate and key files exist and parse.
+//!
+//! The operator documentation of every key is `docs/control-configuration.md`.
+
+mod files;
+mod raw;
+mod validate;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use scistream_dataplane::config::document::Document;
+use scistream_dataplane::crypto::Algorithm;
+use scistream_dataplane::shm::Capacities;
+
+pub use scistream_dataplane::config::{ConfigError, ErrorKind, Location};
+
+/// Default `gateway.udp_port` and `peers[].udp_port` (RFC 3948 ESP-in-UDP).
+pub const DEFAULT_UDP_PORT: u16 = 4500;
+/// Default `shm.sas`.
+pub const DEFAULT_SHM_SAS: u32 = 1024;
+/// Default `shm.routes`.
+pub const DEFAULT_SHM_ROUTES: u32 = 256;
+/// Default `shm.listeners`.
+pub const DEFAULT_SHM_LISTENERS: u32 = 1024;
+/// Default `shm.workers`.
+pub const DEFAULT_SHM_WORKERS: u32 = 16;
+/// Largest `shm.sas`, `shm.routes` and `shm.listeners`.
+pub const MAX_SHM_TABLE: u32 = 65_536;
+/// Largest `shm.workers`.
+pub const MAX_SHM_WORKERS: u32 = 256;
+/// Default `keys.rekey_seconds` (one hour).
+pub const DEFAULT_REKEY_SECONDS: u32 = 3600;
+/// Largest `keys.rekey_seconds` (one day).
+pub const MAX_REKEY_SECONDS: u32 = 86_400;
+/// Default `keys.rekey_packets` (2^31).
+pub const DEFAULT_REKEY_PACKETS: u64 = 1 << 31;
+/// Smallest `keys.rekey_packets`.
+pub const MIN_REKEY_PACKETS: u64 = 1000;
+/// Largest `keys.rekey_packets` and `keys.rekey_bytes` (2^40): 2^40 bytes
+/// are 2^36 AES blocks, the AES-GCM usage limit per key.
+pub const MAX_REKEY_VOLUME: u64 = 1 << 40;
+/// Default `keys.rekey_bytes` (2^38, 256 GiB).
+pub const DEFAULT_REKEY_BYTES: u64 = 1 << 38;
+/// Smallest `keys.rekey_bytes` (1 MiB).
+pub const MIN_REKEY_BYTES: u64 = 1 << 20;
+/// Default `keys.grace_seconds`.
+pub const DEFAULT_GRACE_SECONDS: u32 = 10;
+/// Largest `keys.grace_seconds`.
+pub const MAX_GRACE_SECONDS: u32 = 600;
+/// Default `ports.listener_range`.
+pub const DEFAULT_LISTENER_RANGE: RangeInclusive<u16> = 5100..=5199;
+/// Lowest port `ports.listener_range` may include (no privileged ports).
+pub const MIN_LISTENER_PORT: u16 = 1024;
+/// Default `logging.level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Longest Unix socket path (`sun_path` is 108 bytes including the NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A validated `s2cs` configuration. Every path in it is absolute or
+/// resolved against the configuration file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// `[gateway]`: this gateway's name and addresses.
+    pub gateway: GatewaySection,
+    /// `[identity]`: this gateway's TLS certificate and key.
+    pub identity: IdentitySection,
+    /// `[control]`: where `s2cs` listens.
+    pub control: ControlSection,
+    /// `[shm]`: the region shared with the data plane.
+    pub shm: ShmSection,
+    /// `[registry]`: the persistent session registry.
+    pub registry: RegistrySection,
+    /// `[keys]`: SA algorithm and rekey policy.
+    pub keys: KeysSection,
+    /// `[ports]`: ports handed out to listeners.
+    pub ports: PortsSection,
+    /// `[[peers]]`, in file order (names and WAN addresses are unique).
+    pub peers: Vec<PeerConfig>,
+    /// `[logging]`.
+    pub logging: LoggingSection,
+}
+
+/// `[gateway]`: identity and addresses of this gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySection {
+    /// Name used in logs and by peers; `[A-Za-z0-9_-]{1,32}`.
+    pub name: String,
+    /// Instrument-side address: where local applications reach our listeners.
+    pub lan_address: Ipv4Addr,
+    /// WAN address: the outer source of our ESP packets and the IP of
+    /// inbound listeners.
+    pub wan_address: Ipv4Addr,
+    /// Our ESP-in-UDP port (default [`DEFAULT_UDP_PORT`]).
+    pub udp_port: u16,
+}
+
+/// `[identity]`: the certificate and key this gateway presents to peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentitySection {
+    /// PEM file with our certificate chain, leaf first (checked to hold at
+    /// least one certificate).
+    pub cert: PathBuf,
+    /// PEM file with our private key (PKCS#8, SEC1 or PKCS#1); checked to
+    /// be readable by its owner only.
+    pub key: PathBuf,
+}
+
+/// `[control]`: the sockets `s2cs` listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSection {
+    /// Address of the mutual-TLS peer channel (port non-zero).
+    pub peer_listen: SocketAddrV4,
+    /// Path of the local admin Unix socket (created mode 0600).
+    pub admin_socket: PathBuf,
+}
+
+/// `[shm]`: the shared-memory region `s2cs` writes and `s2ds` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShmSection {
+    /// Absolute path of the region file (normally under `/dev/shm`).
+    pub path: PathBuf,
+    /// SA table capacity, 1..=[`MAX_SHM_TABLE`].
+    pub sas: u32,
+    /// Route table capacity, 1..=[`MAX_SHM_TABLE`].
+    pub routes: u32,
+    /// Listener table capacity, 1..=[`MAX_SHM_TABLE`].
+    pub listeners: u32,
+    /// Worker slots, 1..=[`MAX_SHM_WORKERS`] (at least the data plane's worker count).
+    pub workers: u32,
+}
+
+impl ShmSection {
+    /// The capacities to create the region with.
+    pub fn capacities(&self) -> Capacities {
+        Capacities {
+            sas: self.sas,
+            routes: self.routes,
+            listeners: self.listeners,
+            workers: self.workers,
+        }
+    }
+}
+
+/// `[registry]`: where sessions persist across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySection {
+    /// The SQLite database file (created if absent).
+    pub path: PathBuf,
+}
+
+/// `[keys]`: the algorithm of negotiated SAs and when they are replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysSection {
+    /// AEAD of every SA (default AES-128-GCM).
+    pub algorithm: Algorithm,
+    /// Rekey after this many seconds, 1..=[`MAX_REKEY_SECONDS`].
+    pub rekey_seconds: u32,
+    /// Rekey after this many packets on an SA,
+    /// [`MIN_REKEY_PACKETS`]..=[`MAX_REKEY_VOLUME`].
+    pub rekey_packets: u64,
+    /// Rekey after this many bytes on an SA,
+    /// [`MIN_REKEY_BYTES`]..=[`MAX_REKEY_VOLUME`].
+    pub rekey_bytes: u64,
+    /// How long an old inbound SA stays installed after a switch,
+    /// 1..=[`MAX_GRACE_SECONDS`] and less than `rekey_seconds`.
+    pub grace_seconds: u32,
+}
+
+impl KeysSection {
+    /// `rekey_seconds` as a duration.
+    pub fn rekey_interval(&self) -> Duration {
+        Duration::from_secs(self.rekey_seconds.into())
+    }
+
+    /// `grace_seconds` as a duration.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_seconds.into())
+    }
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        KeysSection {
+            algorithm: Algorithm::Aes128Gcm,
+            rekey_seconds: DEFAULT_REKEY_SECONDS,
+            rekey_packets: DEFAULT_REKEY_PACKETS,
+            rekey_bytes: DEFAULT_REKEY_BYTES,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
+        }
+    }
+}
+
+/// `[ports]`: ports `s2cs` may assign to listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortsSection {
+    /// Listener ports (inclusive), all >= [`MIN_LISTENER_PORT`]; excludes
+    /// our ESP-in-UDP port and the peer-channel port.
+    pub listener_range: RangeInclusive<u16>,
+}
+
+impl Default for PortsSection {
+    fn default() -> Self {
+        PortsSection {
+            listener_range: DEFAULT_LISTENER_RANGE,
+        }
+    }
+}
+
+/// How a peer's TLS certificate is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerTrust {
+    /// Chain to a CA in this PEM file; the peer certificate's SAN must hold
+    /// the peer's name as a DNS name.
+    Ca(PathBuf),
+    /// The SHA-256 of the peer certificate's SubjectPublicKeyInfo (DER).
+    Pin([u8; 32]),
+}
+
+/// One `[[peers]]` entry: a gateway we negotiate keys with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's name (its gateway name; with CA trust, a DNS name in its
+    /// certificate's SAN). Unique, and not our own name.
+    pub name: String,
+    /// How its certificate is checked.
+    pub trust: PeerTrust,
+    /// Its WAN address: outer destination of ESP packets to it and the IP
+    /// of its inbound listeners. Unique among peers, not our own.
+    pub wan_address: Ipv4Addr,
+    /// Its ESP-in-UDP port (default [`DEFAULT_UDP_PORT`]).
+    pub udp_port: u16,
+    /// Its peer-channel address (its `control.peer_listen`).
+    pub control_address: SocketAddrV4,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSection {
+    /// A `tracing` env-filter directive ("info", "s2cs=debug,warn", ...),
+    /// checked to parse; `RUST_LOG` overrides it at run time.
+    pub level: String,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection {
+            level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+impl ControlConfig {
+    /// Reads and validates the configuration file at `path`. Relative paths
+    /// inside it are resolved against the directory of `path`.
+    pub fn load(path: &Path) -> Result<ControlConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ControlConfig::from_toml(&text, path)
+    }
+
+    /// Parses and validates configuration `text`. `origin` names it in
+    /// errors, and relative paths are resolved against its directory.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<ControlConfig, ConfigError> {
+        let doc = Document::parse(text, origin)?;
+        let raw: raw::RawConfig = doc.deserialize()?;
+        validate::validate(raw, &doc)
+    }
+
+    /// The peer named `name`.
+    pub fn peer(&self, name: &str) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+
+    /// The peer whose WAN address is `ip` (the IP of a remote listener).
+    pub fn peer_by_wan_address(&self, ip: Ipv4Addr) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.wan_address == ip)
+    }
+}

@@ -1,0 +1,106 @@
+//! The file's schema as serde sees it: every key, typed only as far as TOML
+//! types go (addresses stay strings, integers are `i64`). Turning these into
+//! the validated [`super::ControlConfig`] is [`super::validate`]'s job, so
+//! that every rule is reported at its exact key and line.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub gateway: RawGateway,
+    pub identity: RawIdentity,
+    pub control: RawControl,
+    pub shm: RawShm,
+    pub registry: RawRegistry,
+    #[serde(default)]
+    pub keys: RawKeys,
+    #[serde(default)]
+    pub ports: RawPorts,
+    #[serde(default)]
+    pub peers: Vec<RawPeer>,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub name: String,
+    pub lan_address: String,
+    pub wan_address: String,
+    pub udp_port: Option<i64>,
+}
+
+/// `[identity]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `[control]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub peer_listen: String,
+    pub admin_socket: String,
+}
+
+/// `[shm]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShm {
+    pub path: String,
+    pub sas: Option<i64>,
+    pub routes: Option<i64>,
+    pub listeners: Option<i64>,
+    pub workers: Option<i64>,
+}
+
+/// `[registry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegistry {
+    pub path: String,
+}
+
+/// `[keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeys {
+    pub algorithm: Option<String>,
+    pub rekey_seconds: Option<i64>,
+    pub rekey_packets: Option<i64>,
+    pub rekey_bytes: Option<i64>,
+    pub grace_seconds: Option<i64>,
+}
+
+/// `[ports]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPorts {
+    pub listener_range: Option<Vec<i64>>,
+}
+
+/// One `[[peers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeer {
+    pub name: String,
+    pub ca: Option<String>,
+    pub pin_sha256: Option<String>,
+    pub wan_address: String,
+    pub udp_port: Option<i64>,
+    pub control_address: String,
+}
+
+/// `[logging]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogging {
+    pub level: Option<String>,
+}

@@ -1,0 +1,500 @@
+//! Validation: raw schema values -> [`ControlConfig`], checking every rule,
+//! each failure located at the key it concerns.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Component, Path, PathBuf};
+
+use scistream_dataplane::config::document::Document;
+use scistream_dataplane::config::values::{check_gateway_name, parse_ipv4};
+use scistream_dataplane::crypto::Algorithm;
+
+use super::files::{check_certificates, check_private_key};
+use super::raw::{
+    RawConfig, RawControl, RawGateway, RawIdentity, RawKeys, RawLogging, RawPeer, RawPorts,
+    RawRegistry, RawShm,
+};
+use super::*;
+
+type Res<T> = Result<T, ConfigError>;
+
+/// Checks `raw` and builds the typed configuration.
+pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig> {
+    let base = base_dir(doc.origin());
+    let gateway = gateway(&raw.gateway, doc)?;
+    let identity = identity(&raw.identity, &base, doc)?;
+    let control = control(&raw.control, &base, doc)?;
+    let shm = shm(&raw.shm, doc)?;
+    let registry = registry(&raw.registry, &base, doc)?;
+    let keys = keys(&raw.keys, doc)?;
+    let ports = ports(&raw.ports, &gateway, &control, doc)?;
+    let peers = peers(&raw.peers, &gateway, &base, doc)?;
+    let logging = logging(&raw.logging, doc)?;
+    Ok(ControlConfig {
+        gateway,
+        identity,
+        control,
+        shm,
+        registry,
+        keys,
+        ports,
+        peers,
+        logging,
+    })
+}
+
+/// The directory relative paths are resolved against: the configuration
+/// file's directory (the current directory for a bare file name).
+fn base_dir(origin: &Path) -> PathBuf {
+    match origin.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A non-empty path from the file, resolved against `base` if relative.
+fn path(doc: &Document<'_>, key: &str, s: &str, base: &Path) -> Res<PathBuf> {
+    if s.is_empty() {
+        return Err(doc.bad_value(key, "empty path"));
+    }
+    if s.contains('\0') {
+        return Err(doc.bad_value(key, "path contains a NUL byte"));
+    }
+    let p = Path::new(s);
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    })
+}
+
+/// An integer at `key` that must lie in `lo..=hi`, or `default` if absent.
+fn int<T>(doc: &Document<'_>, key: &str, v: Option<i64>, lo: T, hi: T, default: T) -> Res<T>
+where
+    T: TryFrom<i64> + Into<i128> + Copy + std::fmt::Display,
+{
+    let Some(v) = v else {
+        return Ok(default);
+    };
+    let out_of_range = || doc.bad_value(key, format!("{v} is out of range; expected {lo} to {hi}"));
+    if i128::from(v) < lo.into() || i128::from(v) > hi.into() {
+        return Err(out_of_range());
+    }
+    T::try_from(v).map_err(|_| out_of_range())
+}
+
+/// A unicast IPv4 address (not 0.0.0.0, broadcast or multicast).
+fn unicast(doc: &Document<'_>, key: &str, s: &str) -> Res<Ipv4Addr> {
+    let ip = parse_ipv4(s).map_err(|m| doc.bad_value(key, m))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(doc.bad_value(
+            key,
+            format!("{ip} is not a unicast address; a host address is required"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// An "a.b.c.d:port" address with a non-zero port; `any_ok` allows 0.0.0.0.
+fn socket_addr(doc: &Document<'_>, key: &str, s: &str, any_ok: bool) -> Res<SocketAddrV4> {
+    let a: SocketAddrV4 = s.parse().map_err(|_| {
+        doc.bad_value(
+            key,
+            format!("invalid address `{s}`; expected IPv4 address and port like 10.10.100.1:5000"),
+        )
+    })?;
+    if a.port() == 0 {
+        return Err(doc.bad_value(key, format!("port 0 in `{s}`; a fixed port is required")));
+    }
+    let ip = *a.ip();
+    if (ip.is_unspecified() && !any_ok) || ip.is_broadcast() || ip.is_multicast() {
+        return Err(doc.bad_value(
+            key,
+            format!("{ip} is not a unicast address; a host address is required"),
+        ));
+    }
+    Ok(a)
+}
+
+fn gateway(g: &RawGateway, doc: &Document<'_>) -> Res<GatewaySection> {
+    check_gateway_name(&g.name).map_err(|m| doc.bad_value("gateway.name", m))?;
+    let lan_address = unicast(doc, "gateway.lan_address", &g.lan_address)?;
+    let wan_address = unicast(doc, "gateway.wan_address", &g.wan_address)?;
+    if lan_address == wan_address {
+        return Err(doc.conflict(
+            "gateway.wan_address",
+            format!(
+                "the WAN address {wan_address} is also the LAN address (line {}); the two ports need different addresses",
+                doc.line_of("gateway.lan_address")
+            ),
+        ));
+    }
+    let udp_port = int(
+        doc,
+        "gateway.udp_port",
+        g.udp_port,
+        1,
+        u16::MAX,
+        DEFAULT_UDP_PORT,
+    )?;
+    Ok(GatewaySection {
+        name: g.name.clone(),
+        lan_address,
+        wan_address,
+        udp_port,
+    })
+}
+
+fn identity(i: &RawIdentity, base: &Path, doc: &Document<'_>) -> Res<IdentitySection> {
+    let cert = path(doc, "identity.cert", &i.cert, base)?;
+    check_certificates(&cert, "certificate").map_err(|m| doc.bad_value("identity.cert", m))?;
+    let key = path(doc, "identity.key", &i.key, base)?;
+    check_private_key(&key).map_err(|m| doc.bad_value("identity.key", m))?;
+    Ok(IdentitySection { cert, key })
+}
+
+fn control(c: &RawControl, base: &Path, doc: &Document<'_>) -> Res<ControlSection> {
+    let peer_listen = socket_addr(doc, "control.peer_listen", &c.peer_listen, true)?;
+    let admin_socket = path(doc, "control.admin_socket", &c.admin_socket, base)?;
+    if admin_socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(doc.bad_value(
+            "control.admin_socket",
+            format!(
+                "socket path {} is {} bytes long; Unix socket paths allow at most {MAX_SOCKET_PATH}",
+                admin_socket.display(),
+                admin_socket.as_os_str().len()
+            ),
+        ));
+    }
+    Ok(ControlSection {
+        peer_listen,
+        admin_socket,
+    })
+}
+
+fn shm(s: &RawShm, doc: &Document<'_>) -> Res<ShmSection> {
+    let p = Path::new(&s.path);
+    if !p.is_absolute() {
+        return Err(doc.bad_value(
+            "shm.path",
+            format!(
+                "`{}` is relative; the region is shared with s2ds, so give an absolute path like /dev/shm/scistream-gwa",
+                s.path
+            ),
+        ));
+    }
+    if p.components().any(|c| c == Component::ParentDir) || p.file_name().is_none() {
+        return Err(doc.bad_value(
+            "shm.path",
+            format!("`{}` must name a file, without `..`", s.path),
+        ));
+    }
+    let table = |key, v, default| int(doc, key, v, 1, MAX_SHM_TABLE, default);
+    Ok(ShmSection {
+        path: p.to_path_buf(),
+        sas: table("shm.sas", s.sas, DEFAULT_SHM_SAS)?,
+        routes: table("shm.routes", s.routes, DEFAULT_SHM_ROUTES)?,
+        listeners: table("shm.listeners", s.listeners, DEFAULT_SHM_LISTENERS)?,
+        workers: int(
+            doc,
+            "shm.workers",
+            s.workers,
+            1,
+            MAX_SHM_WORKERS,
+            DEFAULT_SHM_WORKERS,
+        )?,
+    })
+}
+
+fn registry(r: &RawRegistry, base: &Path, doc: &Document<'_>) -> Res<RegistrySection> {
+    let path = path(doc, "registry.path", &r.path, base)?;
+    if path.is_dir() {
+        return Err(doc.bad_value(
+            "registry.path",
+            format!(
+                "{} is a directory; name the database file inside it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(RegistrySection { path })
+}
+
+fn keys(k: &RawKeys, doc: &Document<'_>) -> Res<KeysSection> {
+    let algorithm = match k.algorithm.as_deref() {
+        None | Some("aes-128-gcm") => Algorithm::Aes128Gcm,
+        Some("aes-256-gcm") => Algorithm::Aes256Gcm,
+        Some(other) => {
+            return Err(doc.bad_value(
+                "keys.algorithm",
+                format!("unknown algorithm `{other}`; expected `aes-128-gcm` or `aes-256-gcm`"),
+            ))
+        }
+    };
+    let rekey_seconds = int(
+        doc,
+        "keys.rekey_seconds",
+        k.rekey_seconds,
+        1,
+        MAX_REKEY_SECONDS,
+        DEFAULT_REKEY_SECONDS,
+    )?;
+    let rekey_packets = int(
+        doc,
+        "keys.rekey_packets",
+        k.rekey_packets,
+        MIN_REKEY_PACKETS,
+        MAX_REKEY_VOLUME,
+        DEFAULT_REKEY_PACKETS,
+    )?;
+    let rekey_bytes = int(
+        doc,
+        "keys.rekey_bytes",
+        k.rekey_bytes,
+        MIN_REKEY_BYTES,
+        MAX_REKEY_VOLUME,
+        DEFAULT_REKEY_BYTES,
+    )?;
+    let grace_seconds = int(
+        doc,
+        "keys.grace_seconds",
+        k.grace_seconds,
+        1,
+        MAX_GRACE_SECONDS,
+        DEFAULT_GRACE_SECONDS,
+    )?;
+    if grace_seconds >= rekey_seconds {
+        return Err(doc.conflict(
+            "keys.grace_seconds",
+            format!(
+                "grace period {grace_seconds} s is not shorter than the rekey interval {rekey_seconds} s; the old SA must be gone before the next rekey"
+            ),
+        ));
+    }
+    Ok(KeysSection {
+        algorithm,
+        rekey_seconds,
+        rekey_packets,
+        rekey_bytes,
+        grace_seconds,
+    })
+}
+
+fn ports(
+    p: &RawPorts,
+    gateway: &GatewaySection,
+    control: &ControlSection,
+    doc: &Document<'_>,
+) -> Res<PortsSection> {
+    const KEY: &str = "ports.listener_range";
+    let Some(range) = &p.listener_range else {
+        return Ok(PortsSection::default());
+    };
+    let [first, last] = range.as_slice() else {
+        return Err(doc.bad_value(
+            KEY,
+            format!(
+                "{} element(s); expected two ports [first, last] like [5100, 5199]",
+                range.len()
+            ),
+        ));
+    };
+    let first: u16 = int(
+        doc,
+        "ports.listener_range[0]",
+        Some(*first),
+        MIN_LISTENER_PORT,
+        u16::MAX,
+        0,
+    )?;
+    let last: u16 = int(
+        doc,
+        "ports.listener_range[1]",
+        Some(*last),
+        MIN_LISTENER_PORT,
+        u16::MAX,
+        0,
+    )?;
+    if first > last {
+        return Err(doc.bad_value(KEY, format!("first port {first} is above last port {last}")));
+    }
+    let listener_range = first..=last;
+    if listener_range.contains(&gateway.udp_port) {
+        return Err(doc.conflict(
+            KEY,
+            format!(
+                "the range {first}..={last} includes the ESP-in-UDP port {} (gateway.udp_port)",
+                gateway.udp_port
+            ),
+        ));
+    }
+    let listen = control.peer_listen;
+    let shares_ip = listen.ip().is_unspecified()
+        || *listen.ip() == gateway.wan_address
+        || *listen.ip() == gateway.lan_address;
+    if shares_ip && listener_range.contains(&listen.port()) {
+        return Err(doc.conflict(
+            KEY,
+            format!(
+                "the range {first}..={last} includes the peer-channel port of {listen} (control.peer_listen, line {})",
+                doc.line_of("control.peer_listen")
+            ),
+        ));
+    }
+    Ok(PortsSection { listener_range })
+}
+
+fn peers(
+    raw: &[RawPeer],
+    gateway: &GatewaySection,
+    base: &Path,
+    doc: &Document<'_>,
+) -> Res<Vec<PeerConfig>> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut wans: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        let key = |k: &str| format!("peers[{i}].{k}");
+        check_gateway_name(&p.name)
+            .map_err(|m| doc.bad_value(&key("name"), m.replace("gateway name", "peer name")))?;
+        if p.name == gateway.name {
+            return Err(doc.conflict(
+                &key("name"),
+                format!("peer `{}` has this gateway's own name", p.name),
+            ));
+        }
+        if let Some(j) = names.insert(&p.name, i) {
+            return Err(doc.conflict(
+                &key("name"),
+                format!(
+                    "peer name `{}` is already used by peers[{j}] (line {})",
+                    p.name,
+                    doc.line_of(&format!("peers[{j}].name"))
+                ),
+            ));
+        }
+        let trust = match (&p.ca, &p.pin_sha256) {
+            (Some(_), Some(_)) => {
+                return Err(doc.conflict(
+                    &key("pin_sha256"),
+                    format!(
+                        "peer `{}` sets both `ca` and `pin_sha256`; set exactly one",
+                        p.name
+                    ),
+                ))
+            }
+            (None, None) => {
+                return Err(doc.missing(
+                    &key("ca"),
+                    format!(
+                        "peer `{}` needs `ca` (a CA certificate file) or `pin_sha256` (the SHA-256 of its public key)",
+                        p.name
+                    ),
+                ))
+            }
+            (Some(ca), None) => {
+                let ca = path(doc, &key("ca"), ca, base)?;
+                check_certificates(&ca, "CA").map_err(|m| doc.bad_value(&key("ca"), m))?;
+                PeerTrust::Ca(ca)
+            }
+            (None, Some(pin)) => PeerTrust::Pin(parse_pin(pin).map_err(|m| doc.bad_value(&key("pin_sha256"), m))?),
+        };
+        let wan_address = unicast(doc, &key("wan_address"), &p.wan_address)?;
+        if wan_address == gateway.wan_address {
+            return Err(doc.conflict(
+                &key("wan_address"),
+                format!("{wan_address} is this gateway's own WAN address (gateway.wan_address)"),
+            ));
+        }
+        if let Some(j) = wans.insert(wan_address, i) {
+            return Err(doc.conflict(
+                &key("wan_address"),
+                format!(
+                    "WAN address {wan_address} is already peers[{j}]'s (line {}); remote listeners map to peers by this address",
+                    doc.line_of(&format!("peers[{j}].wan_address"))
+                ),
+            ));
+        }
+        let udp_port = int(
+            doc,
+            &key("udp_port"),
+            p.udp_port,
+            1,
+            u16::MAX,
+            DEFAULT_UDP_PORT,
+        )?;
+        let control_address = socket_addr(doc, &key("control_address"), &p.control_address, false)?;
+        out.push(PeerConfig {
+            name: p.name.clone(),
+            trust,
+            wan_address,
+            udp_port,
+            control_address,
+        });
+    }
+    Ok(out)
+}
+
+/// Parses 64 hex digits (colons between byte pairs allowed, as
+/// `openssl ... -c` prints them) into a SHA-256 digest.
+fn parse_pin(s: &str) -> Result<[u8; 32], String> {
+    let digits: String = s.chars().filter(|&c| c != ':').collect();
+    let bytes = hex::decode(&digits).map_err(|e| {
+        format!("invalid pin `{s}`: {e}; expected 64 hex digits (SHA-256 of the peer's SubjectPublicKeyInfo)")
+    })?;
+    bytes.as_slice().try_into().map_err(|_| {
+        format!(
+            "pin is {} bytes; expected 32 (64 hex digits of a SHA-256 digest)",
+            bytes.len()
+        )
+    })
+}
+
+fn logging(l: &RawLogging, doc: &Document<'_>) -> Res<LoggingSection> {
+    let Some(level) = &l.level else {
+        return Ok(LoggingSection::default());
+    };
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map_err(|e| {
+            doc.bad_value(
+                "logging.level",
+                format!(
+                    "invalid filter `{level}`: {e}; expected a level (error, warn, info, debug, trace) or directives like `info,scistream_control=debug`"
+                ),
+            )
+        })?;
+    Ok(LoggingSection {
+        level: level.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins() {
+        let hex64 = "ab".repeat(32);
+        assert_eq!(parse_pin(&hex64), Ok([0xab; 32]));
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_pin(&colons), Ok([0xab; 32]));
+        assert!(parse_pin("abc").expect_err("odd").contains("invalid pin"));
+        assert!(parse_pin("zz")
+            .expect_err("not hex")
+            .contains("invalid pin"));
+        assert!(parse_pin(&"ab".repeat(31))
+            .expect_err("short")
+            .contains("pin is 31 bytes"));
+    }
+
+    #[test]
+    fn base_dirs() {
+        assert_eq!(base_dir(Path::new("gw.toml")), PathBuf::from("."));
+        assert_eq!(base_dir(Path::new("a/gw.toml")), PathBuf::from("a"));
+        assert_eq!(
+            base_dir(Path::new("/etc/s/gw.toml")),
+            PathBuf::from("/etc/s")
+        );
+    }
+}

@@ -1,0 +1,636 @@
+//! The example configurations load, and every class of error is reported at
+//! the exact line and key.
+//!
+//! Certificates are not committed: each test copies the configuration into
+//! a temporary directory and generates throwaway PEM files under `certs/`
+//! there with rcgen.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use scistream_control::config::{ConfigError, ControlConfig, ErrorKind, PeerTrust};
+use scistream_dataplane::crypto::Algorithm;
+use tempfile::TempDir;
+
+/// The repository's `configs/` directory.
+fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+fn gwa_example() -> String {
+    fs::read_to_string(configs_dir().join("control-testbed-gwa.toml")).expect("read example")
+}
+
+/// A temporary directory with `certs/ca.pem` and, for each name,
+/// `certs/NAME.pem` (SAN DNS:NAME, chain leaf + CA) and `certs/NAME.key`
+/// (mode 0600).
+fn cert_dir(names: &[&str]) -> TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    fs::create_dir(&certs).expect("mkdir certs");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
+    fs::write(certs.join("ca.pem"), ca.pem()).expect("write CA");
+    for name in names {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = rcgen::CertificateParams::new(vec![(*name).to_owned()])
+            .expect("leaf params")
+            .signed_by(&key, &ca)
+            .expect("leaf cert");
+        fs::write(
+            certs.join(format!("{name}.pem")),
+            format!("{}{}", leaf.pem(), ca.pem()),
+        )
+        .expect("write leaf");
+        let key_path = certs.join(format!("{name}.key"));
+        fs::write(&key_path, key.serialize_pem()).expect("write key");
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod key");
+    }
+    dir
+}
+
+/// Writes `text` as `gw.toml` next to generated certificates for gwa and
+/// gwb and loads it.
+fn load(text: &str) -> (TempDir, Result<ControlConfig, ConfigError>) {
+    let dir = cert_dir(&["gwa", "gwb"]);
+    let path = dir.path().join("gw.toml");
+    fs::write(&path, text).expect("write config");
+    let r = ControlConfig::load(&path);
+    (dir, r)
+}
+
+/// The 1-based line of the only line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(hits.len(), 1, "`{needle}` must occur on exactly one line");
+    hits[0]
+}
+
+/// The 1-based line of the last line of `text` starting with `prefix`.
+fn last_line_starting(text: &str, prefix: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .map(|(i, _)| i + 1)
+        .last()
+        .expect("present")
+}
+
+/// Replaces the only occurrence of `from` in `text`.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(text.matches(from).count(), 1, "`{from}` must occur once");
+    text.replacen(from, to, 1)
+}
+
+/// Loads `text`, expecting an error: (line, key, kind, message).
+fn reject(text: &str) -> (usize, String, ErrorKind, String) {
+    let (dir, r) = load(text);
+    let e = r.expect_err("must be rejected");
+    let msg = e.to_string();
+    let file = dir.path().join("gw.toml");
+    assert!(
+        msg.starts_with(&format!("{}:{}:", file.display(), e.line().expect("line"))),
+        "message must start with file:line: {msg}"
+    );
+    (
+        e.line().expect("line"),
+        e.key().expect("key").to_owned(),
+        e.kind().expect("kind"),
+        msg,
+    )
+}
+
+#[test]
+fn every_example_loads() {
+    let mut seen = 0;
+    for entry in fs::read_dir(configs_dir()).expect("configs dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("control-") && name.ends_with(".toml")) {
+            continue;
+        }
+        let text = fs::read_to_string(&path).expect("read");
+        let (dir, r) = load(&text);
+        let c = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let certs = dir.path().join("certs");
+        assert_eq!(
+            c.identity.cert,
+            certs.join(format!("{}.pem", c.gateway.name))
+        );
+        assert_eq!(
+            c.identity.key,
+            certs.join(format!("{}.key", c.gateway.name))
+        );
+        assert!(c.shm.path.is_absolute(), "{name}");
+        assert!(!c.peers.is_empty(), "{name}");
+        for p in &c.peers {
+            assert_eq!(p.trust, PeerTrust::Ca(certs.join("ca.pem")), "{name}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the gwa and gwb examples, found {seen}");
+}
+
+#[test]
+fn gwa_example_values() {
+    let (dir, r) = load(&gwa_example());
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.gateway.name, "gwa");
+    assert_eq!(c.gateway.lan_address, Ipv4Addr::new(10, 10, 1, 1));
+    assert_eq!(c.gateway.wan_address, Ipv4Addr::new(10, 10, 100, 1));
+    assert_eq!(c.gateway.udp_port, 4500);
+    assert_eq!(
+        c.control.peer_listen,
+        SocketAddrV4::new(Ipv4Addr::new(10, 10, 100, 1), 5000)
+    );
+    assert_eq!(c.shm.path, Path::new("/dev/shm/scistream-testbed-gwa"));
+    assert_eq!(c.shm.capacities().sas, 1024);
+    assert_eq!(c.registry.path, Path::new("/tmp/scistream-testbed/gwa.db"));
+    assert_eq!(c.keys.algorithm, Algorithm::Aes128Gcm);
+    assert_eq!(c.keys.rekey_packets, 1 << 31);
+    assert_eq!(c.keys.rekey_bytes, 1 << 38);
+    assert_eq!(c.ports.listener_range, 5100..=5199);
+    assert_eq!(c.peers.len(), 1);
+    let p = &c.peers[0];
+    assert_eq!(p.name, "gwb");
+    assert_eq!(p.wan_address, Ipv4Addr::new(10, 10, 200, 1));
+    assert_eq!(p.trust, PeerTrust::Ca(dir.path().join("certs/ca.pem")));
+    assert_eq!(
+        c.peer_by_wan_address(Ipv4Addr::new(10, 10, 200, 1))
+            .map(|p| &p.name),
+        Some(&"gwb".to_owned())
+    );
+    assert!(c.peer("gwb").is_some() && c.peer("gwa").is_none());
+    assert_eq!(c.logging.level, "info");
+}
+
+#[test]
+fn optional_sections_take_defaults() {
+    let text = "\
+[gateway]
+name = \"gwa\"
+lan_address = \"10.10.1.1\"
+wan_address = \"10.10.100.1\"
+
+[identity]
+cert = \"certs/gwa.pem\"
+key = \"certs/gwa.key\"
+
+[control]
+peer_listen = \"0.0.0.0:5000\"
+admin_socket = \"run/gwa.sock\"
+
+[shm]
+path = \"/dev/shm/x\"
+
+[registry]
+path = \"state/gwa.db\"
+";
+    let (dir, r) = load(text);
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.gateway.udp_port, 4500);
+    assert_eq!(
+        (c.shm.sas, c.shm.routes, c.shm.listeners, c.shm.workers),
+        (1024, 256, 1024, 16)
+    );
+    assert_eq!(c.keys, Default::default());
+    assert_eq!(c.keys.algorithm, Algorithm::Aes128Gcm);
+    assert_eq!(c.keys.rekey_seconds, 3600);
+    assert_eq!(c.keys.grace_seconds, 10);
+    assert_eq!(c.ports.listener_range, 5100..=5199);
+    assert!(c.peers.is_empty());
+    assert_eq!(c.logging.level, "info");
+    // Relative paths are resolved against the file's directory.
+    assert_eq!(c.control.admin_socket, dir.path().join("run/gwa.sock"));
+    assert_eq!(c.registry.path, dir.path().join("state/gwa.db"));
+}
+
+#[test]
+fn pinned_peer_and_aes256() {
+    let pin = "0123456789abcdef".repeat(4);
+    let text = edit(
+        &gwa_example(),
+        "ca = \"certs/ca.pem\"",
+        &format!("pin_sha256 = \"{pin}\""),
+    );
+    let text = edit(&text, "\"aes-128-gcm\"", "\"aes-256-gcm\"");
+    let (_dir, r) = load(&text);
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    let mut want = [0u8; 32];
+    for (i, b) in want.iter_mut().enumerate() {
+        *b = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef][i % 8];
+    }
+    assert_eq!(c.peers[0].trust, PeerTrust::Pin(want));
+    assert_eq!(c.keys.algorithm, Algorithm::Aes256Gcm);
+}
+
+#[test]
+fn syntax_error() {
+    let text = edit(
+        &gwa_example(),
+        "udp_port = 4500                #",
+        "udp_port = 45 00 #",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(kind, ErrorKind::Syntax);
+    assert_eq!(line, line_of(&text, "udp_port = 45 00"));
+    assert_eq!(key, "gateway.udp_port");
+    assert!(msg.contains("TOML syntax error"), "{msg}");
+}
+
+#[test]
+fn unknown_key() {
+    let text = edit(
+        &gwa_example(),
+        "workers = 16",
+        "workers = 16\ncolour = \"red\"",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "colour"),
+            "shm.colour",
+            ErrorKind::UnknownKey
+        )
+    );
+    assert!(msg.contains("unknown key `colour` in [shm]"), "{msg}");
+}
+
+#[test]
+fn wrong_type() {
+    let text = edit(&gwa_example(), "sas = 1024", "sas = \"many\"");
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "sas = \"many\""),
+            "shm.sas",
+            ErrorKind::WrongType
+        )
+    );
+    assert!(msg.contains("expected an integer"), "{msg}");
+}
+
+#[test]
+fn missing_section() {
+    let text = edit(
+        &gwa_example(),
+        "[registry]\npath = \"/tmp/scistream-testbed/gwa.db\"        # sessions survive s2cs restarts\n",
+        "",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (1, "registry", ErrorKind::MissingKey)
+    );
+    assert!(msg.contains("missing required key `registry`"), "{msg}");
+}
+
+#[test]
+fn missing_key_in_section() {
+    let text = edit(&gwa_example(), "lan_address = \"10.10.1.1\"", "");
+    let (line, key, kind, _) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "[gateway]"),
+            "gateway.lan_address",
+            ErrorKind::MissingKey
+        )
+    );
+}
+
+#[test]
+fn both_ca_and_pin() {
+    let pin = "ab".repeat(32);
+    let text = edit(
+        &gwa_example(),
+        "ca = \"certs/ca.pem\"",
+        &format!("ca = \"certs/ca.pem\"\npin_sha256 = \"{pin}\""),
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "pin_sha256"),
+            "peers[0].pin_sha256",
+            ErrorKind::Conflict
+        )
+    );
+    assert!(msg.contains("sets both `ca` and `pin_sha256`"), "{msg}");
+}
+
+#[test]
+fn neither_ca_nor_pin() {
+    let text = edit(&gwa_example(), "ca = \"certs/ca.pem\"\n", "");
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "[[peers]]"),
+            "peers[0].ca",
+            ErrorKind::MissingKey
+        )
+    );
+    assert!(msg.contains("needs `ca`"), "{msg}");
+}
+
+#[test]
+fn bad_pin_hex() {
+    for bad in ["xyz".to_owned(), "ab".repeat(31)] {
+        let text = edit(
+            &gwa_example(),
+            "ca = \"certs/ca.pem\"",
+            &format!("pin_sha256 = \"{bad}\""),
+        );
+        let (line, key, kind, _) = reject(&text);
+        assert_eq!(
+            (line, key.as_str(), kind),
+            (
+                line_of(&text, "pin_sha256"),
+                "peers[0].pin_sha256",
+                ErrorKind::BadValue
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_peer_name() {
+    let text = format!(
+        "{}\n[[peers]]\nname = \"gwb\"\nca = \"certs/ca.pem\"\nwan_address = \"10.10.201.1\"\ncontrol_address = \"10.10.201.1:5000\"\n",
+        gwa_example()
+    );
+    let (line, key, kind, msg) = reject(&text);
+    let second = last_line_starting(&text, "name = \"gwb\"");
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (second, "peers[1].name", ErrorKind::Conflict)
+    );
+    let first = line_of(&text, "name = \"gwb\"                   #");
+    assert!(
+        msg.contains(&format!("already used by peers[0] (line {first})")),
+        "{msg}"
+    );
+}
+
+#[test]
+fn duplicate_peer_wan_address() {
+    let text = format!(
+        "{}\n[[peers]]\nname = \"gwc\"\nca = \"certs/ca.pem\"\nwan_address = \"10.10.200.1\"\ncontrol_address = \"10.10.201.1:5000\"\n",
+        gwa_example()
+    );
+    let (line, key, kind, _) = reject(&text);
+    let second = last_line_starting(&text, "wan_address = \"10.10.200.1\"");
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (second, "peers[1].wan_address", ErrorKind::Conflict)
+    );
+}
+
+#[test]
+fn bad_port_range() {
+    let ex = gwa_example();
+    let range = "listener_range = [5100, 5199]";
+    let reversed = edit(&ex, range, "listener_range = [5199, 5100]");
+    let (line, key, kind, msg) = reject(&reversed);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&reversed, "listener_range"),
+            "ports.listener_range",
+            ErrorKind::BadValue
+        )
+    );
+    assert!(
+        msg.contains("first port 5199 is above last port 5100"),
+        "{msg}"
+    );
+
+    let low = edit(&ex, range, "listener_range = [80, 90]");
+    let (line, key, kind, _) = reject(&low);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&low, "listener_range"),
+            "ports.listener_range[0]",
+            ErrorKind::BadValue
+        )
+    );
+
+    let three = edit(&ex, range, "listener_range = [5100, 5150, 5199]");
+    let (_, key, kind, _) = reject(&three);
+    assert_eq!(
+        (key.as_str(), kind),
+        ("ports.listener_range", ErrorKind::BadValue)
+    );
+
+    // The peer channel listens on 5000 on our WAN address.
+    let clash = edit(&ex, range, "listener_range = [4900, 5100]");
+    let (line, key, kind, msg) = reject(&clash);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&clash, "listener_range"),
+            "ports.listener_range",
+            ErrorKind::Conflict
+        )
+    );
+    assert!(msg.contains("peer-channel port"), "{msg}");
+}
+
+#[test]
+fn relative_shm_path() {
+    let text = edit(
+        &gwa_example(),
+        "path = \"/dev/shm/scistream-testbed-gwa\"",
+        "path = \"shm/gwa\"",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "path = \"shm/gwa\""),
+            "shm.path",
+            ErrorKind::BadValue
+        )
+    );
+    assert!(msg.contains("is relative"), "{msg}");
+}
+
+#[test]
+fn missing_cert_file() {
+    let text = edit(
+        &gwa_example(),
+        "cert = \"certs/gwa.pem\"",
+        "cert = \"certs/nope.pem\"",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "nope.pem"),
+            "identity.cert",
+            ErrorKind::BadValue
+        )
+    );
+    assert!(msg.contains("certs/nope.pem does not exist"), "{msg}");
+}
+
+#[test]
+fn cert_file_that_is_a_key() {
+    let text = edit(
+        &gwa_example(),
+        "cert = \"certs/gwa.pem\"",
+        "cert = \"certs/gwa.key\"",
+    );
+    let (_, key, kind, msg) = reject(&text);
+    assert_eq!((key.as_str(), kind), ("identity.cert", ErrorKind::BadValue));
+    assert!(msg.contains("holds no PEM certificate"), "{msg}");
+}
+
+#[test]
+fn group_readable_key() {
+    let text = gwa_example();
+    let dir = cert_dir(&["gwa", "gwb"]);
+    let key = dir.path().join("certs/gwa.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).expect("chmod");
+    let path = dir.path().join("gw.toml");
+    fs::write(&path, &text).expect("write");
+    let e = ControlConfig::load(&path).expect_err("group-readable key");
+    assert_eq!(e.kind(), Some(ErrorKind::BadValue));
+    assert_eq!(e.line(), Some(line_of(&text, "key = \"certs/gwa.key\"")));
+    assert_eq!(e.key(), Some("identity.key"));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("has mode 0640") && msg.contains("chmod 600"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn value_rules() {
+    let ex = gwa_example();
+    let cases: &[(&str, &str, &str, ErrorKind)] = &[
+        (
+            "name = \"gwa\"",
+            "name = \"g w a\"",
+            "gateway.name",
+            ErrorKind::BadValue,
+        ),
+        (
+            "wan_address = \"10.10.100.1\"    #",
+            "wan_address = \"10.10.1.1\"    #",
+            "gateway.wan_address",
+            ErrorKind::Conflict,
+        ),
+        (
+            "peer_listen = \"10.10.100.1:5000\"",
+            "peer_listen = \"10.10.100.1\"",
+            "control.peer_listen",
+            ErrorKind::BadValue,
+        ),
+        (
+            "workers = 16",
+            "workers = 257",
+            "shm.workers",
+            ErrorKind::BadValue,
+        ),
+        ("sas = 1024", "sas = 0", "shm.sas", ErrorKind::BadValue),
+        (
+            "\"aes-128-gcm\"",
+            "\"chacha20\"",
+            "keys.algorithm",
+            ErrorKind::BadValue,
+        ),
+        (
+            "rekey_seconds = 3600",
+            "rekey_seconds = 0",
+            "keys.rekey_seconds",
+            ErrorKind::BadValue,
+        ),
+        (
+            "rekey_packets = 2147483648",
+            "rekey_packets = 999",
+            "keys.rekey_packets",
+            ErrorKind::BadValue,
+        ),
+        (
+            "rekey_bytes = 274877906944",
+            "rekey_bytes = 1099511627777",
+            "keys.rekey_bytes",
+            ErrorKind::BadValue,
+        ),
+        (
+            "grace_seconds = 10",
+            "grace_seconds = 601",
+            "keys.grace_seconds",
+            ErrorKind::BadValue,
+        ),
+        (
+            "level = \"info\"",
+            "level = \"info,=x=\"",
+            "logging.level",
+            ErrorKind::BadValue,
+        ),
+        (
+            "wan_address = \"10.10.200.1\"\n",
+            "wan_address = \"10.10.100.1\"\n",
+            "peers[0].wan_address",
+            ErrorKind::Conflict,
+        ),
+        (
+            "control_address = \"10.10.200.1:5000\"",
+            "control_address = \"0.0.0.0:5000\"",
+            "peers[0].control_address",
+            ErrorKind::BadValue,
+        ),
+    ];
+    for (from, to, want_key, want_kind) in cases {
+        let text = edit(&ex, from, to);
+        // The edited line: where `from` started in the example.
+        let at = ex.find(from).expect("present");
+        let want_line = ex[..at].matches('\n').count() + 1;
+        let (line, key, kind, msg) = reject(&text);
+        assert_eq!(
+            (line, key.as_str(), kind),
+            (want_line, *want_key, *want_kind),
+            "{to}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn grace_must_be_shorter_than_rekey() {
+    let text = edit(&gwa_example(), "rekey_seconds = 3600", "rekey_seconds = 10");
+    let (line, key, kind, _) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "grace_seconds"),
+            "keys.grace_seconds",
+            ErrorKind::Conflict
+        )
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let e = ControlConfig::load(Path::new("/nonexistent/s2cs.toml")).expect_err("absent");
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert_eq!(e.line(), None);
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/s2cs.toml: cannot read"));
+}
