@@ -130,9 +130,43 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Points the example's sockets, region and registry at places this test
+/// owns: a free loopback port, the temp dir, a unique /dev/shm name.
+fn local_paths(dir: &Path, config: &Path) -> PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let shm = PathBuf::from(format!("/dev/shm/scistream-cli-{}", std::process::id()));
+    let text = fs::read_to_string(config)
+        .expect("read config")
+        .replace("10.99.0.1:5000", &format!("127.0.0.1:{port}"))
+        .replace(
+            "/tmp/scistream-testbed/gwa.sock",
+            &dir.join("admin/gwa.sock").display().to_string(),
+        )
+        .replace(
+            "/tmp/scistream-testbed/gwa.db",
+            &dir.join("gwa.db").display().to_string(),
+        )
+        .replace("/dev/shm/scistream-testbed-gwa", &shm.display().to_string());
+    fs::write(config, text).expect("write config");
+    shm
+}
+
+/// Removes a file on drop.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn run_reports_ready_and_stops_on_sigterm() {
-    let (_dir, config) = setup();
+    let (dir, config) = setup();
+    let shm = RemoveOnDrop(local_paths(dir.path(), &config));
     let mut child = ChildGuard(
         s2cs()
             .arg("run")
@@ -159,6 +193,20 @@ fn run_reports_ready_and_stops_on_sigterm() {
         }
     };
     assert!(ready.contains("gateway=gwa"), "{ready}");
+    // The region holds keys and the admin socket creates sessions: both 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&shm.0), 0o600, "region mode");
+    assert_eq!(
+        mode(&dir.path().join("admin/gwa.sock")),
+        0o600,
+        "admin socket mode"
+    );
+    assert_eq!(
+        mode(&dir.path().join("admin")),
+        0o700,
+        "admin socket directory mode"
+    );
     let kill = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()

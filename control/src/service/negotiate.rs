@@ -149,6 +149,7 @@ async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
         // Both sides now seal with the new keys: our old inbound SA only
         // has packets in flight left, so it goes after the grace period.
         sh.state().committed(uid, epoch, Instant::now(), sh.grace);
+        let _ = ch.close().await;
         return Ok(epoch);
     }
     anyhow::bail!("peer {peer_name} kept refusing epochs as stale")
@@ -165,6 +166,7 @@ pub async fn request_rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
         let mut ch = connect(&sh, i).await?;
         ch.send(&PeerMessage::RekeyRequest { uid: uid.clone() })
             .await?;
+        let _ = ch.close().await;
         anyhow::Ok(())
     };
     match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {

@@ -23,11 +23,35 @@ pub struct Gateway {
     /// Its log file (stdout and stderr).
     pub log: PathBuf,
     dir: PathBuf,
+    /// The namespace it runs in.
+    ns: String,
 }
 
 /// The path of the `s2ds` binary under test.
 pub fn s2ds_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_s2ds"))
+    workspace_bin(option_env!("CARGO_BIN_EXE_s2ds"), "s2ds")
+}
+
+/// A workspace binary: cargo's path when the test belongs to the binary's
+/// own package, otherwise the same target directory as this test
+/// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`), where
+/// `cargo test --workspace` builds every binary.
+pub fn workspace_bin(cargo_path: Option<&str>, name: &str) -> PathBuf {
+    if let Some(p) = cargo_path {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
 }
 
 impl Gateway {
@@ -72,26 +96,54 @@ impl Gateway {
         let config = dir.join("gateway.toml");
         std::fs::write(&config, toml::to_string(&t).unwrap()).unwrap();
         let log = dir.join("s2ds.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &tb.ns(node)])
-            .arg(s2ds_bin())
-            .arg("run")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("spawn s2ds");
         let mut g = Gateway {
-            child: Some(child),
+            child: None,
             config,
             stats,
             log,
             dir,
+            ns: tb.ns(node),
         };
-        g.wait_running(Duration::from_secs(30));
+        g.spawn();
         g
+    }
+
+    /// Starts `s2ds run` (again) with this gateway's config, appending to
+    /// its log, and waits until it runs.
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.stats);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(s2ds_bin())
+            .arg("run")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("spawn s2ds");
+        self.child = Some(child);
+        self.wait_running(Duration::from_secs(30));
+    }
+
+    /// Kills the gateway with SIGKILL (a crash: nothing is cleaned up).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the gateway again after [`Gateway::kill`] or [`Gateway::stop`].
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running gateway");
+        self.spawn();
     }
 
     fn wait_running(&mut self, timeout: Duration) {

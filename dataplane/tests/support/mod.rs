@@ -5,5 +5,6 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod control;
 pub mod gateway;
 pub mod netns;

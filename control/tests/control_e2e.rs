@@ -1,0 +1,331 @@
+//! The control path end to end on the namespace testbed: both gateways run
+//! `s2cs` and `s2ds` (native AF_XDP), and every key comes from the peer
+//! channel (no static key anywhere). Needs root.
+//!
+//! A session: gateway B (consumer side, the initiator) listens on
+//! 10.20.1.1:5100 and leads through the tunnel to gateway A's listener
+//! 10.10.100.1:5100, which leads to the producer app on 10.10.1.2:5100.
+//! The control processes talk over the testbed's management link.
+//!
+//! The tests share the testbed machinery and the CPU-heavy gateways, so
+//! they run one at a time.
+
+#[path = "../../dataplane/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use scistream_dataplane::shm::ShmReader;
+use serde_json::json;
+use support::control::{gen_certs, keyed_by_control, unique, ControlPlane};
+use support::gateway::Gateway;
+use support::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The whole setup of one test: testbed, certificates, both control
+/// processes and both data planes.
+struct Pair {
+    a: ControlPlane,
+    b: ControlPlane,
+    gwa: Gateway,
+    gwb: Gateway,
+    certs: PathBuf,
+    tb: Testbed,
+}
+
+impl Pair {
+    /// Everything up; `edit` adjusts both s2cs configs.
+    fn up(edit: impl Fn(&mut toml::Table)) -> Pair {
+        let tb = Testbed::up(TestbedOpts {
+            gw_a: GwMode::None,
+            gw_b: GwMode::None,
+            mtu: 1500,
+        });
+        let certs = std::env::temp_dir().join(unique("s2cs-certs"));
+        gen_certs(&certs, &["gwa", "gwb"]);
+        let a = ControlPlane::start(&tb, Node::GwA, "gwa", &certs, &edit);
+        let b = ControlPlane::start(&tb, Node::GwB, "gwb", &certs, &edit);
+        let gwa = Gateway::start(
+            &tb,
+            Node::GwA,
+            "testbed-gwa-native-xdp.toml",
+            keyed_by_control(&a.shm),
+        );
+        let gwb = Gateway::start(
+            &tb,
+            Node::GwB,
+            "testbed-gwb-native-xdp.toml",
+            keyed_by_control(&b.shm),
+        );
+        Pair {
+            a,
+            b,
+            gwa,
+            gwb,
+            certs,
+            tb,
+        }
+    }
+
+    /// Creates session `uid` on both sides (A first: it must exist there
+    /// before B, the initiator, offers keys) and waits for its first keys.
+    fn session(&self, uid: &str, port: u16) {
+        self.a.admin_ok(json!({
+            "op": "create", "uid": uid, "role": "inbound", "peer": "gwb",
+            "listeners": [{"port": port, "target": format!("10.10.1.2:{port}")}]
+        }));
+        self.b.admin_ok(json!({
+            "op": "create", "uid": uid, "role": "outbound", "peer": "gwa",
+            "listeners": [{"port": port, "remote": format!("10.10.100.1:{port}")}]
+        }));
+        self.b.wait_epoch(uid, 1, Duration::from_secs(20));
+        self.a.wait_epoch(uid, 1, Duration::from_secs(20));
+        // The consumer reaches B's LAN address and the producer A's (ARP
+        // answered by the gateways themselves, which learn the hosts' MACs:
+        // s2ds drops, and counts, a packet whose next hop is unresolved).
+        for (node, gw_ip, gw) in [
+            (Node::Cons, "10.20.1.1", &self.gwb),
+            (Node::Prod, "10.10.1.1", &self.gwa),
+        ] {
+            assert!(
+                (0..10).any(|_| self.tb.ping(node, gw_ip, 1)),
+                "{node:?} reaches its gateway {gw_ip}\n{}",
+                gw.log_text()
+            );
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- s2cs A\n{}\n--- s2cs B\n{}\n--- s2ds A\n{}\n--- s2ds B\n{}",
+            self.a.log_text(),
+            self.b.log_text(),
+            self.gwa.log_text(),
+            self.gwb.log_text()
+        )
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.certs);
+    }
+}
+
+/// Every key (as lowercase hex) in the region at `shm` right now.
+fn keys_in(shm: &Path) -> BTreeSet<String> {
+    let r = ShmReader::open(shm, 0).expect("attach to the region");
+    r.current()
+        .sas()
+        .iter()
+        .filter_map(|e| e.key().map(hex::encode))
+        .collect()
+}
+
+/// Asserts that no key in `keys` appears in `text`, in hex (either case)
+/// or as raw bytes.
+fn assert_no_keys(keys: &BTreeSet<String>, text: &str) {
+    assert!(!keys.is_empty());
+    let lower = text.to_lowercase();
+    for k in keys {
+        assert!(!lower.contains(k.as_str()), "a key appears in the logs");
+        let raw = hex::decode(k).unwrap();
+        assert!(
+            !text
+                .as_bytes()
+                .windows(raw.len())
+                .any(|w| w == raw.as_slice()),
+            "raw key bytes appear in the logs"
+        );
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn negotiated_session_carries_200_mb_and_strangers_are_refused() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|_| {});
+    p.session("s1", 5100);
+    for shm in [&p.a.shm, &p.b.shm] {
+        assert_eq!(mode(shm), 0o600, "{}", shm.display());
+    }
+    let keys = keys_in(&p.a.shm);
+    assert_eq!(
+        keys,
+        keys_in(&p.b.shm),
+        "both gateways hold the same two keys"
+    );
+    assert_eq!(keys.len(), 2);
+
+    let r =
+        p.tb.tcp_transfer(Node::Cons, Node::Prod, "10.20.1.1:5100", 200_000_000);
+    assert_eq!(r.received_bytes, 200_000_000, "{r:?}\n{}", p.logs());
+    assert_eq!(r.sent_sha256, r.received_sha256);
+
+    // A key request for a uid A does not hold is refused.
+    p.b.admin_ok(json!({
+        "op": "create", "uid": "nobody-at-a", "role": "outbound", "peer": "gwa",
+        "listeners": [{"port": 5101, "remote": "10.10.100.1:5101"}]
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let s = p.b.status("nobody-at-a");
+        if !s["last_error"].is_null() || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = status["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("UnknownUid"), "{status}");
+    assert_eq!(status["negotiated"], false);
+    assert!(status["outbound_spi"].is_null());
+    assert!(
+        p.a.log_text().contains("key offer refused"),
+        "{}",
+        p.a.log_text()
+    );
+
+    // A peer whose certificate comes from another CA is refused, with the reason.
+    let strangers = std::env::temp_dir().join(unique("s2cs-strangers"));
+    gen_certs(&strangers, &["gwb"]);
+    let out = p.tb.run(
+        Node::GwB,
+        &[
+            "openssl",
+            "s_client",
+            "-connect",
+            "10.99.0.1:5000",
+            "-tls1_3",
+            "-cert",
+            &strangers.join("gwb.pem").display().to_string(),
+            "-key",
+            &strangers.join("gwb.key").display().to_string(),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&strangers);
+    drop(out); // s_client's exit status says little for TLS 1.3 client auth: A's log does.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.a.log_text().contains("matches no trusted peer") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = p.a.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("matches no trusted peer"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(
+        line.contains("refused") && line.contains("gwb: bad certificate signature"),
+        "{line}"
+    );
+
+    // Release: the SAs and listeners leave the workers' tables.
+    for (cp, gw) in [(&p.b, &p.gwb), (&p.a, &p.gwa)] {
+        cp.admin_ok(json!({"op": "release", "uid": "s1"}));
+        let after = gw.settled_snapshot();
+        assert_eq!(
+            after.sas[2] + after.sas[3],
+            0,
+            "listeners left: {:?}",
+            after.sas
+        );
+    }
+    let a = p.gwa.settled_snapshot();
+    assert_eq!(a.sas[0], 0, "A has no outbound SA left: {:?}", a.sas);
+
+    // No key ever reached a log.
+    assert_no_keys(&keys, &p.logs());
+}
+
+#[test]
+fn rekey_every_two_seconds_under_load_loses_nothing() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("rekey_seconds".into(), 2.into());
+        keys.insert("grace_seconds".into(), 1.into());
+    });
+    p.session("s2", 5100);
+    let before = (p.gwa.settled_snapshot(), p.gwb.settled_snapshot());
+    let mut keys = keys_in(&p.b.shm);
+
+    let (udp, tcp) = std::thread::scope(|s| {
+        let udp = s.spawn(|| {
+            p.tb.udp_stream(
+                Node::Cons,
+                Node::Prod,
+                "10.20.1.1:5100",
+                20_000,
+                1000,
+                1_000,
+            )
+        });
+        let tcp = s.spawn(|| {
+            p.tb.tcp_transfer(Node::Cons, Node::Prod, "10.20.1.1:5100", 300_000_000)
+        });
+        // Collect every key the rekeys install, for the log scan.
+        while !udp.is_finished() {
+            keys.extend(keys_in(&p.b.shm));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (udp.join().unwrap(), tcp.join().unwrap())
+    });
+    let drops = |g: &Gateway| {
+        g.settled_snapshot()
+            .drops
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        udp.lost,
+        0,
+        "{udp:?}\nA drops {:?}\nB drops {:?}\n{}",
+        drops(&p.gwa),
+        drops(&p.gwb),
+        p.logs()
+    );
+    assert_eq!(udp.received, 20_000, "{udp:?}");
+    assert_eq!(tcp.received_bytes, 300_000_000, "{tcp:?}");
+    assert_eq!(tcp.sent_sha256, tcp.received_sha256);
+
+    let (a, b) = (p.gwa.settled_snapshot(), p.gwb.settled_snapshot());
+    let rekeys = p.b.status("s2")["rekeys"].as_u64().unwrap();
+    assert!(rekeys >= 8, "only {rekeys} rekeys\n{}", p.logs());
+    for (name, before, after) in [("A", &before.0, &a), ("B", &before.1, &b)] {
+        let t0 = before.tables.unwrap();
+        let t1 = after.tables.unwrap();
+        // Each rekey installs two SAs (one each way) and removes two.
+        assert!(
+            t1.installed - t0.installed >= 16 && t1.removed - t0.removed >= 14,
+            "{name}: SA changes {t0:?} → {t1:?}\nA: {}\nB: {}",
+            p.a.status("s2"),
+            p.b.status("s2")
+        );
+        assert_eq!(after.drops["esp_auth_failed"], 0, "{name}");
+        assert_eq!(after.drops["esp_unknown_spi"], 0, "{name}");
+        assert_eq!(after.drops["esp_replay"], 0, "{name}");
+    }
+    assert!(keys.len() >= 16, "{} distinct keys seen", keys.len());
+    // Superseded inbound SAs go after the grace period: at most the current
+    // one and the one in its grace period remain.
+    std::thread::sleep(Duration::from_millis(1500));
+    for cp in [&p.a, &p.b] {
+        let s = cp.status("s2");
+        assert!(
+            s["inbound_spis"].as_array().unwrap().len() <= 2,
+            "{s}\n{}",
+            p.logs()
+        );
+    }
+    assert_no_keys(&keys, &p.logs());
+}
