@@ -329,3 +329,94 @@ fn rekey_every_two_seconds_under_load_loses_nothing() {
     }
     assert_no_keys(&keys, &p.logs());
 }
+
+/// Waits until `cp` shows session `uid` with keys it negotiated itself at
+/// an epoch above `above`; returns the status.
+fn wait_renegotiated(cp: &ControlPlane, uid: &str, above: u64) -> serde_json::Value {
+    cp.wait_epoch(uid, above + 1, Duration::from_secs(30))
+}
+
+#[test]
+fn restarts_of_s2cs_and_s2ds_need_no_operator() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("grace_seconds".into(), 2.into());
+    });
+    p.session("s3", 5100);
+
+    // SIGKILL each control process in turn in the middle of a UDP stream:
+    // the workers keep forwarding on the keys they hold, nothing is lost,
+    // and the restarted process lists the session and renegotiates.
+    let udp = std::thread::scope(|s| {
+        let udp = s.spawn(|| {
+            p.tb.udp_stream(
+                Node::Cons,
+                Node::Prod,
+                "10.20.1.1:5100",
+                14_000,
+                1000,
+                1_000,
+            )
+        });
+        for which in ["A", "B"] {
+            std::thread::sleep(Duration::from_secs(2));
+            let cp = if which == "A" { &mut p.a } else { &mut p.b };
+            let epoch = cp.status("s3")["epoch"].as_u64().unwrap();
+            cp.kill();
+            std::thread::sleep(Duration::from_secs(1));
+            cp.restart();
+            let listed = cp.admin_ok(json!({"op": "list"}));
+            assert_eq!(listed["sessions"][0]["uid"], "s3", "{which}: {listed}");
+            let s = wait_renegotiated(cp, "s3", epoch);
+            assert!(s["outbound_spi"].is_u64(), "{which}: {s}");
+        }
+        udp.join().unwrap()
+    });
+    assert_eq!(udp.lost, 0, "{udp:?}\n{}", p.logs());
+    assert_eq!(udp.received, 14_000, "{udp:?}");
+    assert!(p.a.log_text().contains("attached to the existing region"));
+
+    // SIGKILL the producer side's data plane 2 s into a 10 s UDP stream
+    // and start it again: s2cs sees the new incarnation and gets fresh keys
+    // (an outbound SA is never reinstalled: its sequence counter died with
+    // the process), and the stream resumes. Datagrams sent while no data
+    // plane ran are lost; everything after the restart arrives.
+    let epoch = p.b.status("s3")["epoch"].as_u64().unwrap();
+    let (udp, restarted_after) = std::thread::scope(|s| {
+        let t0 = Instant::now();
+        let udp = s.spawn(|| {
+            p.tb.udp_stream(
+                Node::Cons,
+                Node::Prod,
+                "10.20.1.1:5100",
+                10_000,
+                1000,
+                1_000,
+            )
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        p.gwa.kill();
+        p.gwa.restart();
+        let restarted_after = t0.elapsed();
+        (udp.join().unwrap(), restarted_after)
+    });
+    // Lost: at most what was sent between the kill and the restart plus
+    // the time to renegotiate (1000 datagrams per second).
+    let gap = restarted_after.as_millis() as u64 - 2000 + 1000;
+    assert!(
+        udp.received >= 10_000 - gap && udp.received < 10_000,
+        "{udp:?} (restart took until {restarted_after:?})\n{}",
+        p.logs()
+    );
+    let s = wait_renegotiated(&p.b, "s3", epoch);
+    assert!(s["rekeys"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        p.a.log_text().contains("data plane (re)started"),
+        "{}",
+        p.a.log_text()
+    );
+    let a = p.gwa.settled_snapshot();
+    assert_eq!(a.drops["esp_auth_failed"], 0);
+}
