@@ -599,3 +599,211 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+
+    use super::*;
+    use crate::registry::ListenerSpec;
+
+    const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 4500);
+    const GRACE: Duration = Duration::from_secs(10);
+
+    fn sa(spi: u32, b: u8) -> Sa {
+        let k = DirectionKeys {
+            spi,
+            key: Zeroizing::new([b; 32]),
+            key_len: 16,
+            salt: [b; 4],
+        };
+        Sa::from_keys(&k, Algorithm::Aes128Gcm, PEER)
+    }
+
+    fn record(uid: &str, role: SessionRole, port: u16) -> SessionRecord {
+        SessionRecord {
+            uid: uid.into(),
+            role,
+            peer: "gwb".into(),
+            epoch: 0,
+            listeners: vec![ListenerSpec {
+                port,
+                remote: (role == SessionRole::Outbound).then(|| "192.0.2.2:5100".parse().unwrap()),
+                target: (role == SessionRole::Inbound).then(|| "10.1.0.5:7000".parse().unwrap()),
+            }],
+            created_unix: 0,
+        }
+    }
+
+    fn inbound_spis(st: &State, uid: &str) -> Vec<u32> {
+        st.get(uid)
+            .unwrap()
+            .inbound
+            .iter()
+            .map(|i| i.sa.spi)
+            .collect()
+    }
+
+    fn out_spi(st: &State, uid: &str) -> Option<u32> {
+        st.get(uid).unwrap().outbound.as_ref().map(|o| o.spi)
+    }
+
+    /// Responder R and initiator I through two epochs: at every step each
+    /// side can open what the other seals.
+    #[test]
+    fn make_before_break_keeps_every_packet_openable() {
+        let t0 = Instant::now();
+        let (mut r, mut i) = (State::new(), State::new());
+        r.create(record("u", SessionRole::Inbound, 5100)).unwrap();
+        i.create(record("u", SessionRole::Outbound, 5100)).unwrap();
+        let opens =
+            |st: &State, spi: Option<u32>| spi.is_none_or(|s| inbound_spis(st, "u").contains(&s));
+
+        // Epoch 1: I→R SPI 0x1001, R→I SPI 0x2001.
+        r.responder_offer("u", 1, sa(0x1001, 1), sa(0x2001, 2))
+            .unwrap();
+        assert_eq!(out_spi(&r, "u"), None, "pending until commit");
+        i.initiator_switch("u", 1, sa(0x2001, 2), sa(0x1001, 1), t0)
+            .unwrap();
+        assert!(opens(&r, out_spi(&i, "u")));
+        r.responder_commit("u", 1, t0, GRACE).unwrap();
+        i.committed("u", 1, t0, GRACE);
+        assert!(opens(&i, out_spi(&r, "u")));
+        assert_eq!(r.get("u").unwrap().record.epoch, 1);
+
+        // Epoch 2.
+        r.responder_offer("u", 2, sa(0x1002, 3), sa(0x2002, 4))
+            .unwrap();
+        assert_eq!(inbound_spis(&r, "u"), [0x1001, 0x1002]);
+        assert_eq!(out_spi(&r, "u"), Some(0x2001), "R still seals with epoch 1");
+        i.initiator_switch("u", 2, sa(0x2002, 4), sa(0x1002, 3), t0)
+            .unwrap();
+        assert_eq!(
+            inbound_spis(&i, "u"),
+            [0x2001, 0x2002],
+            "I still opens epoch 1"
+        );
+        assert!(opens(&r, out_spi(&i, "u")) && opens(&i, out_spi(&r, "u")));
+        r.responder_commit("u", 2, t0, GRACE).unwrap();
+        i.committed("u", 2, t0, GRACE);
+        assert!(opens(&r, out_spi(&i, "u")) && opens(&i, out_spi(&r, "u")));
+
+        // Old inbound SAs stay through the grace period, then go.
+        assert!(!r.expire(t0 + GRACE / 2, GRACE) && !i.expire(t0 + GRACE / 2, GRACE));
+        assert_eq!(inbound_spis(&r, "u"), [0x1001, 0x1002]);
+        assert!(r.expire(t0 + GRACE + Duration::from_millis(1), GRACE));
+        assert!(i.expire(t0 + GRACE + Duration::from_millis(1), GRACE));
+        assert_eq!(inbound_spis(&r, "u"), [0x1002]);
+        assert_eq!(inbound_spis(&i, "u"), [0x2002]);
+        assert_eq!(
+            (r.get("u").unwrap().rekeys, i.get("u").unwrap().rekeys),
+            (2, 2)
+        );
+    }
+
+    #[test]
+    fn offers_and_commits_are_checked() {
+        let t0 = Instant::now();
+        let mut r = State::new();
+        r.create(record("u", SessionRole::Inbound, 5100)).unwrap();
+        assert_eq!(
+            r.responder_offer("nope", 1, sa(0x1001, 1), sa(0x2001, 2)),
+            Err(StateError::UnknownUid("nope".into()))
+        );
+        assert_eq!(
+            r.responder_commit("u", 1, t0, GRACE),
+            Err(StateError::NotPending {
+                uid: "u".into(),
+                epoch: 1
+            })
+        );
+        r.responder_offer("u", 1, sa(0x1001, 1), sa(0x2001, 2))
+            .unwrap();
+        r.responder_commit("u", 1, t0, GRACE).unwrap();
+        assert_eq!(
+            r.responder_offer("u", 1, sa(0x1003, 1), sa(0x2003, 2)),
+            Err(StateError::StaleEpoch {
+                uid: "u".into(),
+                offered: 1,
+                current: 1
+            })
+        );
+        assert_eq!(
+            r.responder_offer("u", 2, sa(0x1001, 5), sa(0x2005, 6)),
+            Err(StateError::SpiInUse(0x1001))
+        );
+        // An offer never committed is replaced by the next one.
+        r.responder_offer("u", 2, sa(0x1002, 5), sa(0x2002, 6))
+            .unwrap();
+        r.responder_offer("u", 3, sa(0x1003, 7), sa(0x2003, 8))
+            .unwrap();
+        assert_eq!(inbound_spis(&r, "u"), [0x1001, 0x1003]);
+        assert_eq!(
+            r.create(record("u", SessionRole::Inbound, 5101)),
+            Err(StateError::Duplicate("u".into()))
+        );
+        assert_eq!(
+            r.create(record("v", SessionRole::Inbound, 5100)),
+            Err(StateError::PortInUse {
+                port: 5100,
+                uid: "u".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_restarted_data_plane_never_gets_an_old_outbound_sa_back() {
+        let t0 = Instant::now();
+        let mut i = State::new();
+        i.create(record("u", SessionRole::Outbound, 5100)).unwrap();
+        i.initiator_switch("u", 1, sa(0x2001, 2), sa(0x1001, 1), t0)
+            .unwrap();
+        i.forget_keys();
+        let s = i.get("u").unwrap();
+        assert!(s.outbound.is_none() && s.inbound.is_empty() && s.lost_keys);
+        assert_eq!(i.entry_counts(), (0, 0), "nothing to render");
+    }
+
+    #[test]
+    fn tables_that_do_not_fit_are_refused_before_publishing() {
+        let t0 = Instant::now();
+        let mut i = State::new();
+        i.create(record("u", SessionRole::Outbound, 5100)).unwrap();
+        i.initiator_switch("u", 1, sa(0x2001, 2), sa(0x1001, 1), t0)
+            .unwrap();
+        assert_eq!(i.entry_counts(), (2, 1));
+        let caps = |sas, listeners| Capacities {
+            sas,
+            routes: 1,
+            listeners,
+            workers: 1,
+        };
+        assert!(i.check_fits(caps(2, 1)).is_ok());
+        assert_eq!(
+            i.check_fits(caps(1, 1)),
+            Err(StateError::TooBig {
+                table: "SA",
+                needed: 2,
+                capacity: 1
+            })
+        );
+        assert_eq!(
+            i.check_fits(caps(2, 0)),
+            Err(StateError::TooBig {
+                table: "listener",
+                needed: 1,
+                capacity: 0
+            })
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_key_bytes() {
+        let s = format!("{:?}", sa(0x1001, 0xab));
+        assert!(s.contains("0x00001001") && s.contains("redacted"), "{s}");
+        assert!(
+            !s.to_lowercase().contains("abab") && !s.contains("171"),
+            "{s}"
+        );
+    }
+}

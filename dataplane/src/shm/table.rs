@@ -217,6 +217,9 @@ pub struct TablesMut<'a> {
     layout: &'a Layout,
     copy: usize,
     header: CopyHeader,
+    /// The counts the copy started with: entries past the final counts up
+    /// to these are wiped on finish (an SA entry holds a key).
+    initial: CopyHeader,
 }
 
 impl<'a> TablesMut<'a> {
@@ -227,6 +230,7 @@ impl<'a> TablesMut<'a> {
             layout,
             copy,
             header,
+            initial: header,
         }
     }
 
@@ -263,6 +267,13 @@ impl<'a> TablesMut<'a> {
         self.table()
     }
 
+    fn wipe<T: Entry + Default>(&mut self, before: u32, after: u32) {
+        let (off, cap) = self.layout.table(self.copy, T::TABLE);
+        for i in after..before.min(cap) {
+            self.map.write(off, i as usize, T::default());
+        }
+    }
+
     /// Empties all three tables.
     pub fn clear(&mut self) {
         self.header.sa_count = 0;
@@ -270,8 +281,13 @@ impl<'a> TablesMut<'a> {
         self.header.listener_count = 0;
     }
 
-    /// Writes the entry counts into the copy (before it is published).
-    pub(crate) fn finish(self) {
+    /// Wipes the entries past the final counts that were in use before, so
+    /// no removed SA leaves its key behind in the region, and writes the
+    /// entry counts into the copy (before it is published).
+    pub(crate) fn finish(mut self) {
+        self.wipe::<SaEntry>(self.initial.sa_count, self.header.sa_count);
+        self.wipe::<RouteEntry>(self.initial.route_count, self.header.route_count);
+        self.wipe::<ListenerEntry>(self.initial.listener_count, self.header.listener_count);
         self.map.write(self.layout.copy(self.copy), 0, self.header);
     }
 }

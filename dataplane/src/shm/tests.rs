@@ -182,3 +182,34 @@ fn missing_region_names_the_path() {
         "{e}"
     );
 }
+
+#[test]
+fn removed_entries_leave_no_key_behind() {
+    let r = TempRegion::new();
+    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let keyed = |spi, b| SaEntry {
+        spi,
+        key: [b; 32],
+        key_len: 16,
+        ..SaEntry::default()
+    };
+    w.publish(|t| {
+        t.sas().push(keyed(256, 0xaa)).unwrap();
+        t.sas().push(keyed(257, 0xbb)).unwrap();
+    })
+    .unwrap();
+    // Both copies end up with one SA: the other copy had none, this one
+    // had two and the second is wiped.
+    w.publish(|t| t.sas().truncate(1)).unwrap();
+    w.publish(|t| t.sas().truncate(1)).unwrap();
+    w.publish(|t| t.sas().truncate(1)).unwrap();
+    let bytes = std::fs::read(&r.0).unwrap();
+    assert!(
+        bytes.windows(16).any(|win| win == [0xaa; 16]),
+        "the SA in use is there"
+    );
+    assert!(
+        !bytes.windows(16).any(|win| win == [0xbb; 16]),
+        "the removed key is gone"
+    );
+}
