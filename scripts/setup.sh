@@ -17,6 +17,7 @@ readonly PACKAGES=(
     libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev
     libxdp-dev libbpf-dev xdp-tools iproute2 ethtool tcpdump
     iputils-ping python3 procps openssl
+    protobuf-compiler python3-grpcio python3-protobuf
 )
 readonly HUGEPAGE_DIR=/dev/hugepages-s2
 readonly HUGEPAGE_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages

@@ -12,6 +12,7 @@
 //!   socket, timers).
 
 pub mod config;
+pub mod proto;
 pub mod peer;
 pub mod registry;
 pub mod service;
