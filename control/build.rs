@@ -3,12 +3,16 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/scistream.proto");
+    println!("cargo:rerun-if-changed=proto/s2cs.proto");
     if std::env::var_os("PROTOC").is_none() && which("protoc").is_none() {
-        return Err("protoc not found: install it (apt-get install protobuf-compiler, \
+        return Err(
+            "protoc not found: install it (apt-get install protobuf-compiler, \
                     or bash scripts/setup.sh) or set PROTOC"
-            .into());
+                .into(),
+        );
     }
-    tonic_build::configure().compile_protos(&["proto/scistream.proto"], &["proto"])?;
+    tonic_build::configure()
+        .compile_protos(&["proto/scistream.proto", "proto/s2cs.proto"], &["proto"])?;
     Ok(())
 }
 

@@ -12,8 +12,8 @@
 //!   socket, timers).
 
 pub mod config;
-pub mod proto;
 pub mod peer;
+pub mod proto;
 pub mod registry;
 pub mod service;
 pub mod state;

@@ -4,3 +4,8 @@
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
 tonic::include_proto!("scistream");
+
+/// s2cs's own session queries (`proto/s2cs.proto`).
+pub mod s2cs {
+    tonic::include_proto!("scistream.s2cs");
+}
