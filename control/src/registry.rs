@@ -23,7 +23,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row}
 use serde::{Deserialize, Serialize};
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,6 +39,12 @@ CREATE TABLE sessions (
     created_unix INTEGER NOT NULL CHECK (created_unix >= 0)
 ) STRICT;
 CREATE INDEX sessions_by_creation ON sessions (created_unix, uid);
+";
+
+/// Version 2: the session's policer rate and the identity that created it.
+const SCHEMA_V2: &str = "
+ALTER TABLE sessions ADD COLUMN rate_bps INTEGER NOT NULL DEFAULT 0 CHECK (rate_bps >= 0);
+ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ";
 
 /// Which side of a stream a session is on.
@@ -110,6 +116,10 @@ pub struct SessionRecord {
     pub listeners: Vec<ListenerSpec>,
     /// When the session was created, in seconds since the Unix epoch.
     pub created_unix: u64,
+    /// Policer rate in bits per second (0: unlimited).
+    pub rate_bps: u64,
+    /// The identity that created it (empty: the local admin socket).
+    pub owner: String,
 }
 
 /// Why a registry operation failed. Errors about the database name its path.
@@ -216,7 +226,7 @@ impl fmt::Debug for Registry {
 }
 
 /// The row columns, in the order [`Registry::decode`] reads them.
-const COLUMNS: &str = "uid, role, peer, epoch, listeners, created_unix";
+const COLUMNS: &str = "uid, role, peer, epoch, listeners, created_unix, rate_bps, owner";
 
 impl Registry {
     /// Opens the registry at `path`, creating the file (mode 0600, and its
@@ -264,6 +274,16 @@ impl Registry {
             .map_err(|e| self.err("reading the schema version", e))?;
         match version {
             SCHEMA_VERSION => Ok(()),
+            1 => {
+                let tx = self
+                    .conn
+                    .transaction()
+                    .map_err(|e| sql_error(&self.path, "migrating the schema to version 2", e))?;
+                tx.execute_batch(SCHEMA_V2)
+                    .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+                    .and_then(|()| tx.commit())
+                    .map_err(|e| sql_error(&self.path, "migrating the schema to version 2", e))
+            }
             0 => {
                 let tables: i64 = self
                     .conn
@@ -279,6 +299,7 @@ impl Registry {
                     .transaction()
                     .map_err(|e| sql_error(&self.path, "creating the schema", e))?;
                 tx.execute_batch(SCHEMA_V1)
+                    .and_then(|()| tx.execute_batch(SCHEMA_V2))
                     .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
                     .and_then(|()| tx.commit())
                     .map_err(|e| sql_error(&self.path, "creating the schema", e))
@@ -304,8 +325,17 @@ impl Registry {
             reason: format!("cannot encode listeners: {e}"),
         })?;
         let r = self.conn.execute(
-            &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-            params![s.uid, s.role.as_str(), s.peer, epoch, listeners, created],
+            &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                s.uid,
+                s.role.as_str(),
+                s.peer,
+                epoch,
+                listeners,
+                created,
+                self.to_sql_int(&s.uid, "rate_bps", s.rate_bps)?,
+                s.owner
+            ],
         );
         match r {
             Ok(_) => Ok(()),
@@ -333,6 +363,46 @@ impl Registry {
             return Err(RegistryError::NotFound(uid.to_owned()));
         }
         Ok(())
+    }
+
+    /// Records the peer gateway of session `uid` (bound at its first key exchange).
+    pub fn set_peer(&mut self, uid: &str, peer: &str) -> Result<(), RegistryError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE sessions SET peer = ?2 WHERE uid = ?1",
+                params![uid, peer],
+            )
+            .map_err(|e| self.err("updating a session's peer", e))?;
+        match n {
+            0 => Err(RegistryError::NotFound(uid.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces the listeners of session `uid` (their targets or remotes
+    /// arrive after the ports are reserved).
+    pub fn set_listeners(
+        &mut self,
+        uid: &str,
+        listeners: &[ListenerSpec],
+    ) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(listeners).map_err(|e| RegistryError::BadRow {
+            path: self.path.clone(),
+            uid: uid.to_owned(),
+            reason: format!("cannot encode listeners: {e}"),
+        })?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE sessions SET listeners = ?2 WHERE uid = ?1",
+                params![uid, json],
+            )
+            .map_err(|e| self.err("updating a session's listeners", e))?;
+        match n {
+            0 => Err(RegistryError::NotFound(uid.to_owned())),
+            _ => Ok(()),
+        }
     }
 
     /// Removes session `uid`; false if there was none.
@@ -391,6 +461,8 @@ impl Registry {
             .map_err(|_| bad(format!("negative created_unix {}", r.created_unix)))?;
         let listeners = serde_json::from_str(&r.listeners)
             .map_err(|e| bad(format!("listeners are not valid JSON: {e}")))?;
+        let rate_bps =
+            u64::try_from(r.rate_bps).map_err(|_| bad(format!("negative rate {}", r.rate_bps)))?;
         Ok(SessionRecord {
             uid: r.uid.clone(),
             role,
@@ -398,6 +470,8 @@ impl Registry {
             epoch,
             listeners,
             created_unix,
+            rate_bps,
+            owner: r.owner,
         })
     }
 
@@ -424,6 +498,8 @@ struct RawRow {
     epoch: i64,
     listeners: String,
     created_unix: i64,
+    rate_bps: i64,
+    owner: String,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -434,6 +510,8 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         epoch: r.get(3)?,
         listeners: r.get(4)?,
         created_unix: r.get(5)?,
+        rate_bps: r.get(6)?,
+        owner: r.get(7)?,
     })
 }
 
@@ -543,6 +621,8 @@ mod tests {
                 },
             ],
             created_unix: created,
+            rate_bps: 0,
+            owner: String::new(),
         }
     }
 
@@ -735,5 +815,36 @@ mod tests {
         );
         assert_eq!("inbound".parse(), Ok(SessionRole::Inbound));
         assert!("sideways".parse::<SessionRole>().is_err());
+    }
+
+    #[test]
+    fn a_version_1_registry_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO sessions (uid, role, peer, epoch, listeners, created_unix) \
+                 VALUES ('old', 'inbound', 'gwb', 3, '[]', 7)",
+                [],
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        let mut r = Registry::open(&path).unwrap();
+        let old = r.get("old").unwrap().unwrap();
+        assert_eq!((old.epoch, old.rate_bps, old.owner.as_str()), (3, 0, ""));
+        let mut new = record("new", 8);
+        new.rate_bps = 1_000_000;
+        new.owner = "alice".into();
+        r.insert(&new).unwrap();
+        r.set_peer("new", "gwc").unwrap();
+        let back = r.get("new").unwrap().unwrap();
+        assert_eq!(
+            (back.rate_bps, back.owner.as_str(), back.peer.as_str()),
+            (1_000_000, "alice", "gwc")
+        );
     }
 }

@@ -632,6 +632,8 @@ mod tests {
                 target: (role == SessionRole::Inbound).then(|| "10.1.0.5:7000".parse().unwrap()),
             }],
             created_unix: 0,
+            rate_bps: 0,
+            owner: String::new(),
         }
     }
 

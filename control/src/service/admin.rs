@@ -310,6 +310,8 @@ fn create(
         created_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        rate_bps: 0,
+        owner: String::new(),
     };
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
         let mut st = sh.state();
