@@ -169,6 +169,9 @@ pub struct Session {
     /// True after the data plane restarted and took this session's keys
     /// with it, until new keys are switched in.
     pub lost_keys: bool,
+    /// Northbound API: the endpoints the application's `hello` gave (PROD:
+    /// the producer app's listeners), once it arrived.
+    pub hello: Option<Vec<SocketAddrV4>>,
 }
 
 impl Session {
@@ -184,6 +187,7 @@ impl Session {
             negotiated: false,
             last_error: None,
             lost_keys: false,
+            hello: None,
         }
     }
 
@@ -300,6 +304,41 @@ impl State {
             .values()
             .find(|s| s.record.role == role && s.record.listeners.iter().any(|l| l.port == port))
             .map(|s| s.record.uid.as_str())
+    }
+
+    /// The first `n` ports of `range` that no session uses, or None if
+    /// fewer are free.
+    pub fn free_ports(&self, range: &std::ops::RangeInclusive<u16>, n: usize) -> Option<Vec<u16>> {
+        let used: std::collections::HashSet<u16> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.record.listeners.iter().map(|l| l.port))
+            .collect();
+        let free: Vec<u16> = range.clone().filter(|p| !used.contains(p)).take(n).collect();
+        (free.len() == n).then_some(free)
+    }
+
+    /// Records the application's `hello` endpoints.
+    pub fn set_hello(&mut self, uid: &str, endpoints: Vec<SocketAddrV4>) -> Result<(), StateError> {
+        self.session_mut(uid)?.hello = Some(endpoints);
+        Ok(())
+    }
+
+    /// Sets where the listeners lead (targets or remotes, per the role).
+    pub fn set_listeners(
+        &mut self,
+        uid: &str,
+        listeners: Vec<crate::registry::ListenerSpec>,
+    ) -> Result<(), StateError> {
+        self.session_mut(uid)?.record.listeners = listeners;
+        Ok(())
+    }
+
+    /// Binds session `uid` to peer gateway `peer` (an inbound session
+    /// created through the API learns its peer from the first key offer).
+    pub fn bind_peer(&mut self, uid: &str, peer: &str) -> Result<(), StateError> {
+        self.session_mut(uid)?.record.peer = peer.to_string();
+        Ok(())
     }
 
     /// Removes a session and all its SAs.

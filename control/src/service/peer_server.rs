@@ -172,6 +172,24 @@ fn offer(
         warn!(uid = %uid, epoch, %peer, ?code, %reason, "key offer refused");
         refused(Some(uid.clone()), Some(epoch), code, reason)
     };
+    // An inbound session created through the northbound API does not know
+    // its peer until the first authenticated peer offers keys for its uid
+    // (a random id only the user and the two gateways know).
+    let unbound = sh
+        .state()
+        .get(&uid)
+        .is_some_and(|s| s.record.peer.is_empty() && !s.is_initiator());
+    if unbound {
+        let bound = tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            sh.state().bind_peer(&uid, peer)?;
+            sh.registry().set_peer(&uid, peer)?;
+            Ok(())
+        });
+        if let Err(e) = bound {
+            return refuse(RefuseCode::Internal, format!("{e:#}"));
+        }
+        info!(uid = %uid, %peer, "session bound to its peer gateway");
+    }
     match owned(sh, peer, &uid) {
         Ok(false) => {}
         Ok(true) => {

@@ -1,0 +1,497 @@
+//! The northbound gRPC API: SciStream's `scistream.Control` (req, hello,
+//! update, release), wire-compatible with SciStream's clients, and s2cs's
+//! own `scistream.s2cs.Sessions` (list, status).
+//!
+//! Unlike SciStream, every session is independent (no shared "last
+//! response"), ports are returned on release and on timeout, and each
+//! failure has its own status code: INVALID_ARGUMENT with a reason,
+//! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED,
+//! DEADLINE_EXCEEDED, UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use super::{lock, negotiate, Shared};
+use crate::auth::{self, Policy, Principal, Verifier};
+use crate::config::ApiSection;
+use crate::proto::control_server::{Control, ControlServer};
+use crate::proto::s2cs::sessions_server::{Sessions, SessionsServer};
+use crate::proto::s2cs::{ListRequest, SessionInfo, SessionList, StatusRequest};
+use crate::proto::{AppResponse, Hello, Release, Request as Req, Response as Resp, UpdateTargets};
+use crate::registry::{ListenerSpec, SessionRecord, SessionRole};
+use crate::state::Session;
+
+/// Longest uid accepted.
+pub const MAX_UID_LEN: usize = 128;
+
+/// The API service state.
+pub struct Api {
+    sh: Arc<Shared>,
+    cfg: ApiSection,
+    verifier: Arc<dyn Verifier>,
+    policy: Policy,
+    /// Sessions whose `req` is waiting for `hello`, woken by hello or release.
+    waiting: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+fn role_of(role: &str) -> Result<SessionRole, Status> {
+    match role {
+        "PROD" => Ok(SessionRole::Inbound),
+        "CONS" => Ok(SessionRole::Outbound),
+        other => Err(Status::invalid_argument(format!(
+            "role `{other}`: expected `PROD` or `CONS`"
+        ))),
+    }
+}
+
+fn role_name(r: SessionRole) -> &'static str {
+    match r {
+        SessionRole::Inbound => "PROD",
+        SessionRole::Outbound => "CONS",
+    }
+}
+
+fn check_uid(uid: &str) -> Result<(), Status> {
+    if uid.is_empty() || uid.len() > MAX_UID_LEN || !uid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Status::invalid_argument(format!(
+            "uid must be 1 to {MAX_UID_LEN} printable ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddrV4>, Status> {
+    if list.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is empty")));
+    }
+    list.iter()
+        .map(|s| {
+            s.trim().parse::<SocketAddrV4>().map_err(|_| {
+                Status::invalid_argument(format!("{field}: `{s}` is not an IPv4 ip:port"))
+            })
+        })
+        .map(|r| {
+            r.and_then(|a| match a.port() == 0 || a.ip().is_unspecified() {
+                true => Err(Status::invalid_argument(format!("{field}: `{a}` is not usable"))),
+                false => Ok(a),
+            })
+        })
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Api {
+    /// The service for `sh` (which must have `[api]` and `[auth]`).
+    pub fn new(sh: Arc<Shared>) -> anyhow::Result<Api> {
+        let cfg = sh
+            .cfg
+            .api
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no [api] section"))?;
+        let auth_cfg = sh
+            .cfg
+            .auth
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no [auth] section"))?;
+        let verifier = auth::verifier(auth_cfg)?;
+        let policy = Policy::new(auth_cfg);
+        Ok(Api {
+            sh,
+            cfg,
+            verifier,
+            policy,
+            waiting: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn authenticate<T>(&self, r: &Request<T>) -> Result<Principal, Status> {
+        let token = auth::bearer(r.metadata()).map_err(|e| e.into_status())?;
+        self.verifier.verify(token).map_err(|e| {
+            warn!(reason = %e, "request refused");
+            e.into_status()
+        })
+    }
+
+    fn check_targets(&self, who: &Principal, targets: &[SocketAddrV4]) -> Result<(), Status> {
+        for t in targets {
+            self.policy.check_target(who, *t).map_err(|e| {
+                warn!(subject = %who.subject, target = %t, reason = %e, "target refused");
+                e.into_status()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The session `uid` if `who` owns it: NOT_FOUND otherwise (another
+    /// user's session is not revealed).
+    fn owned<R>(
+        &self,
+        uid: &str,
+        who: &Principal,
+        f: impl FnOnce(&Session) -> R,
+    ) -> Result<R, Status> {
+        let st = self.sh.state();
+        match st.get(uid) {
+            Some(s) if s.record.owner == who.subject => Ok(f(s)),
+            _ => Err(Status::not_found(format!("no session `{uid}`"))),
+        }
+    }
+
+    /// The listeners of a session as "ip:port": ours on the WAN side for
+    /// PROD (the peer gateway reaches them through the tunnel), on the LAN
+    /// side for CONS (the consumer app connects to them).
+    fn listener_strings(&self, s: &Session) -> Vec<String> {
+        let ip = match s.record.role {
+            SessionRole::Inbound => self.sh.cfg.gateway.wan_address,
+            SessionRole::Outbound => self.sh.cfg.gateway.lan_address,
+        };
+        s.record
+            .listeners
+            .iter()
+            .map(|l| SocketAddrV4::new(ip, l.port).to_string())
+            .collect()
+    }
+
+    /// Frees a session: state, registry, tables, and a waiting `req`.
+    fn release_session(&self, uid: &str) -> Result<(), Status> {
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let mut st = self.sh.state();
+            st.release(uid)?;
+            self.sh.registry().remove(uid)?;
+            self.sh.publish_locked(&st)?;
+            Ok(())
+        })
+        .map_err(|e| Status::internal(format!("{e:#}")))?;
+        if let Some(n) = lock(&self.waiting).remove(uid) {
+            n.notify_one();
+        }
+        Ok(())
+    }
+
+    fn info(&self, s: &Session) -> SessionInfo {
+        let targets = s
+            .record
+            .listeners
+            .iter()
+            .filter_map(|l| l.target.or(l.remote).map(|a| a.to_string()))
+            .collect();
+        let state = match (&s.hello, &s.outbound) {
+            (None, _) => "reserved",
+            (Some(_), None) => "ready",
+            (Some(_), Some(_)) => "keyed",
+        };
+        SessionInfo {
+            uid: s.record.uid.clone(),
+            role: role_name(s.record.role).into(),
+            state: state.into(),
+            listeners: self.listener_strings(s),
+            targets,
+            num_conn: s.record.listeners.len() as i32,
+            rate: s.record.rate_bps as i64,
+            peer: s.record.peer.clone(),
+            epoch: s.record.epoch,
+            rekeys: s.rekeys,
+            owner: s.record.owner.clone(),
+        }
+    }
+}
+
+/// A shared handle, so one `Api` serves both gRPC services.
+#[derive(Clone)]
+pub struct ApiHandle(Arc<Api>);
+
+#[tonic::async_trait]
+impl Control for ApiHandle {
+    async fn req(&self, r: Request<Req>) -> Result<Response<Resp>, Status> {
+        let api = &self.0;
+        let who = api.authenticate(&r)?;
+        let r = r.into_inner();
+        check_uid(&r.uid)?;
+        let role = role_of(&r.role)?;
+        if r.num_conn < 1 || r.num_conn as u32 > api.cfg.max_num_conn {
+            return Err(Status::invalid_argument(format!(
+                "num_conn {} is out of range 1..={}",
+                r.num_conn, api.cfg.max_num_conn
+            )));
+        }
+        if r.rate < 0 {
+            return Err(Status::invalid_argument(format!("rate {} is negative", r.rate)));
+        }
+        let notify = Arc::new(Notify::new());
+        tokio::task::block_in_place(|| -> Result<(), Status> {
+            let mut st = api.sh.state();
+            if st.get(&r.uid).is_some() {
+                return Err(Status::already_exists(format!("session `{}` exists", r.uid)));
+            }
+            let ports = st
+                .free_ports(&api.sh.cfg.ports.listener_range, r.num_conn as usize)
+                .ok_or_else(|| {
+                    Status::resource_exhausted(format!(
+                        "fewer than {} listener ports are free",
+                        r.num_conn
+                    ))
+                })?;
+            let record = SessionRecord {
+                uid: r.uid.clone(),
+                role,
+                peer: String::new(),
+                epoch: 0,
+                listeners: ports
+                    .iter()
+                    .map(|&port| ListenerSpec {
+                        port,
+                        remote: None,
+                        target: None,
+                    })
+                    .collect(),
+                created_unix: unix_now(),
+                rate_bps: r.rate as u64,
+                owner: who.subject.clone(),
+            };
+            st.create(record.clone())
+                .map_err(|e| Status::already_exists(e.to_string()))?;
+            if let Err(e) = api.sh.registry().insert(&record) {
+                let _ = st.release(&record.uid);
+                return Err(Status::internal(e.to_string()));
+            }
+            lock(&api.waiting).insert(r.uid.clone(), notify.clone());
+            Ok(())
+        })?;
+        info!(uid = %r.uid, role = %r.role, num_conn = r.num_conn, rate = r.rate, subject = %who.subject, "req: ports reserved, waiting for hello");
+        let waited = tokio::time::timeout(api.cfg.req_timeout, notify.notified()).await;
+        lock(&api.waiting).remove(&r.uid);
+        let answer = {
+            let st = api.sh.state();
+            st.get(&r.uid).map(|s| {
+                (
+                    s.hello.clone(),
+                    api.listener_strings(s),
+                )
+            })
+        };
+        match (waited, answer) {
+            (_, None) => Err(Status::aborted(format!("session `{}` was released", r.uid))),
+            (Ok(()), Some((Some(hello), listeners))) => Ok(Response::new(Resp {
+                listeners,
+                prod_listeners: hello.iter().map(|a| a.to_string()).collect(),
+            })),
+            _ => {
+                // No hello in time: give everything back.
+                let _ = api.release_session(&r.uid);
+                warn!(uid = %r.uid, timeout = ?api.cfg.req_timeout, "req: no hello in time; ports released");
+                Err(Status::deadline_exceeded(format!(
+                    "no hello for `{}` within {:?}; its ports were released",
+                    r.uid, api.cfg.req_timeout
+                )))
+            }
+        }
+    }
+
+    async fn hello(&self, r: Request<Hello>) -> Result<Response<AppResponse>, Status> {
+        let api = &self.0;
+        let who = api.authenticate(&r)?;
+        let r = r.into_inner();
+        check_uid(&r.uid)?;
+        let role = role_of(&r.role)?;
+        let session_role = api.owned(&r.uid, &who, |s| s.record.role)?;
+        if session_role != role {
+            return Err(Status::invalid_argument(format!(
+                "hello role {} differs from the session's {}",
+                r.role,
+                role_name(session_role)
+            )));
+        }
+        let apps = match role {
+            SessionRole::Inbound => {
+                let a = endpoints("prod_listeners", &r.prod_listeners)?;
+                api.check_targets(&who, &a)?;
+                a
+            }
+            SessionRole::Outbound => Vec::new(),
+        };
+        let listeners = {
+            let mut st = api.sh.state();
+            st.set_hello(&r.uid, apps)
+                .map_err(|e| Status::not_found(e.to_string()))?;
+            api.listener_strings(st.get(&r.uid).expect("just set"))
+        };
+        if let Some(n) = lock(&api.waiting).get(&r.uid) {
+            n.notify_one();
+        }
+        let message = match role {
+            SessionRole::Inbound => "Sending Prod listeners...",
+            SessionRole::Outbound => "Sending listeners...",
+        };
+        Ok(Response::new(AppResponse {
+            message: message.into(),
+            listeners,
+        }))
+    }
+
+    async fn update(&self, r: Request<UpdateTargets>) -> Result<Response<Resp>, Status> {
+        let api = &self.0;
+        let who = api.authenticate(&r)?;
+        let r = r.into_inner();
+        check_uid(&r.uid)?;
+        let (role, hello, ports) = api.owned(&r.uid, &who, |s| {
+            (
+                s.record.role,
+                s.hello.is_some(),
+                s.record.listeners.iter().map(|l| l.port).collect::<Vec<u16>>(),
+            )
+        })?;
+        if !r.role.is_empty() && role_of(&r.role)? != role {
+            return Err(Status::invalid_argument(format!(
+                "update role {} differs from the session's {}",
+                r.role,
+                role_name(role)
+            )));
+        }
+        if !hello {
+            return Err(Status::failed_precondition(format!(
+                "session `{}` has had no hello yet",
+                r.uid
+            )));
+        }
+        let remotes = endpoints("remote_listeners", &r.remote_listeners)?;
+        api.check_targets(&who, &remotes)?;
+        // Round-robin the given endpoints onto the reserved listeners.
+        let mapped: Vec<SocketAddrV4> =
+            (0..ports.len()).map(|i| remotes[i % remotes.len()]).collect();
+        let peer = match role {
+            SessionRole::Outbound => {
+                let ip = *remotes[0].ip();
+                if let Some(other) = remotes.iter().find(|a| *a.ip() != ip) {
+                    return Err(Status::invalid_argument(format!(
+                        "remote_listeners span two gateways ({ip} and {})",
+                        other.ip()
+                    )));
+                }
+                let p = api.sh.cfg.peer_by_wan_address(ip).ok_or_else(|| {
+                    Status::invalid_argument(format!("no configured peer gateway has WAN address {ip}"))
+                })?;
+                Some(p.name.clone())
+            }
+            SessionRole::Inbound => None,
+        };
+        let listeners: Vec<ListenerSpec> = ports
+            .iter()
+            .zip(&mapped)
+            .map(|(&port, &to)| ListenerSpec {
+                port,
+                target: (role == SessionRole::Inbound).then_some(to),
+                remote: (role == SessionRole::Outbound).then_some(to),
+            })
+            .collect();
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let mut st = api.sh.state();
+            st.set_listeners(&r.uid, listeners.clone())?;
+            let mut reg = api.sh.registry();
+            reg.set_listeners(&r.uid, &listeners)?;
+            if let Some(p) = &peer {
+                st.bind_peer(&r.uid, p)?;
+                reg.set_peer(&r.uid, p)?;
+            }
+            drop(reg);
+            api.sh.publish_locked(&st)?;
+            Ok(())
+        })
+        .map_err(|e| Status::internal(format!("{e:#}")))?;
+        info!(uid = %r.uid, role = role_name(role), targets = ?mapped, peer = ?peer, "update: listeners mapped");
+        if role == SessionRole::Outbound {
+            // Negotiate the keys now, so that the caller learns of a failure.
+            negotiate::rekey(api.sh.clone(), r.uid.clone(), "update").await;
+            let st = api.sh.state();
+            let s = st
+                .get(&r.uid)
+                .ok_or_else(|| Status::aborted("released meanwhile"))?;
+            if s.outbound.is_none() {
+                let why = s.last_error.clone().unwrap_or_else(|| "no keys".into());
+                return Err(Status::unavailable(format!(
+                    "key negotiation with the peer gateway failed: {why}"
+                )));
+            }
+        }
+        let listeners = api.owned(&r.uid, &who, |s| api.listener_strings(s))?;
+        Ok(Response::new(Resp {
+            listeners,
+            prod_listeners: mapped.iter().map(|a| a.to_string()).collect(),
+        }))
+    }
+
+    async fn release(&self, r: Request<Release>) -> Result<Response<Resp>, Status> {
+        let api = &self.0;
+        let who = api.authenticate(&r)?;
+        let r = r.into_inner();
+        check_uid(&r.uid)?;
+        api.owned(&r.uid, &who, |_| ())?;
+        api.release_session(&r.uid)?;
+        info!(uid = %r.uid, subject = %who.subject, "release: session freed");
+        Ok(Response::new(Resp::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl Sessions for ApiHandle {
+    async fn list(&self, r: Request<ListRequest>) -> Result<Response<SessionList>, Status> {
+        let api = &self.0;
+        let who = api.authenticate(&r)?;
+        let st = api.sh.state();
+        let sessions = st
+            .sessions()
+            .filter(|s| s.record.owner == who.subject)
+            .map(|s| api.info(s))
+            .collect();
+        Ok(Response::new(SessionList { sessions }))
+    }
+
+    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<SessionInfo>, Status> {
+        let api = &self.0;
+        let who = api.authenticate(&r)?;
+        let uid = r.into_inner().uid;
+        check_uid(&uid)?;
+        let info = api.owned(&uid, &who, |s| api.info(s))?;
+        Ok(Response::new(info))
+    }
+}
+
+/// Serves the API until the task is aborted: TLS with the configured
+/// certificate unless `insecure`.
+pub async fn serve(sh: Arc<Shared>) -> anyhow::Result<()> {
+    let api = Api::new(sh)?;
+    let listen = SocketAddr::V4(api.cfg.listen);
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(3600))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
+    if api.cfg.insecure {
+        warn!(%listen, "the gRPC API runs WITHOUT TLS ([api] insecure = true): tokens and session data cross the network in clear");
+    } else {
+        let cert = std::fs::read(&api.cfg.cert)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", api.cfg.cert.display()))?;
+        let key = std::fs::read(&api.cfg.key)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", api.cfg.key.display()))?;
+        builder = builder.tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(cert, key)),
+        )?;
+    }
+    let handle = ApiHandle(Arc::new(api));
+    info!(%listen, "gRPC API (scistream.Control) listening");
+    builder
+        .add_service(ControlServer::new(handle.clone()))
+        .add_service(SessionsServer::new(handle))
+        .serve(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("gRPC API on {listen}: {e}"))
+}
