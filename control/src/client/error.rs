@@ -97,8 +97,9 @@ pub enum ClientError {
     Rpc {
         /// The RPC (`req`, `hello`, `update`, `release`, `list`, `status`).
         rpc: &'static str,
-        /// The status, from the server or from the transport.
-        status: tonic::Status,
+        /// The status, from the server or from the transport (boxed: a
+        /// status is large).
+        status: Box<tonic::Status>,
     },
     /// An RPC did not complete within the per-RPC timeout.
     #[error("{rpc}: DEADLINE_EXCEEDED: no answer within {}s", after.as_secs_f64())]
@@ -207,7 +208,7 @@ mod tests {
     fn server_status_is_a_refusal_with_its_code_name() {
         let err = ClientError::Rpc {
             rpc: "req",
-            status: tonic::Status::already_exists("uid x is taken"),
+            status: Box::new(tonic::Status::already_exists("uid x is taken")),
         };
         assert_eq!(err.code_name(), Some("ALREADY_EXISTS"));
         assert!(!err.is_transport());
@@ -218,7 +219,7 @@ mod tests {
     #[test]
     fn status_from_an_io_error_is_a_transport_failure() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-        let status = tonic::Status::from_error(Box::new(io));
+        let status = Box::new(tonic::Status::from_error(Box::new(io)));
         let err = ClientError::Rpc {
             rpc: "update",
             status,

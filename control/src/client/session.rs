@@ -21,6 +21,9 @@ pub const ROLE_PROD: &str = "PROD";
 /// The role of the consumer (outbound) side of a session.
 pub const ROLE_CONS: &str = "CONS";
 
+/// How much later than the local per-RPC timeout the server's deadline is.
+pub const SERVER_DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
 /// How `hello` is retried while the server has not seen the `req` yet (it
 /// answers `NOT_FOUND` for a uid it does not know).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +73,8 @@ pub struct S2ucClient {
 }
 
 impl S2ucClient {
-    /// A client over an open `channel`; each RPC is given `timeout` (sent as
-    /// `grpc-timeout` and enforced locally).
+    /// A client over an open `channel`; each RPC is given `timeout`
+    /// (enforced locally, and sent as `grpc-timeout`).
     pub fn new(channel: Channel, token: Option<BearerToken>, timeout: Duration) -> S2ucClient {
         S2ucClient {
             control: ControlClient::new(channel.clone()),
@@ -262,10 +265,13 @@ impl S2ucClient {
         self.call("update", control.update(self.request(msg))).await
     }
 
-    /// A request carrying `msg`, the token and the deadline.
+    /// A request carrying `msg`, the token and the deadline. The deadline
+    /// sent (`grpc-timeout`) is [`SERVER_DEADLINE_MARGIN`] later than the
+    /// one enforced here, so that the local `DEADLINE_EXCEEDED` is reported
+    /// rather than the server's cancellation.
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(msg);
-        request.set_timeout(self.timeout);
+        request.set_timeout(self.timeout.saturating_add(SERVER_DEADLINE_MARGIN));
         if let Some(token) = &self.token {
             request
                 .metadata_mut()
@@ -282,7 +288,10 @@ impl S2ucClient {
     ) -> Result<T, ClientError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(ClientError::Rpc { rpc, status }),
+            Ok(Err(status)) => Err(ClientError::Rpc {
+                rpc,
+                status: Box::new(status),
+            }),
             Err(_) => Err(ClientError::Timeout {
                 rpc,
                 after: self.timeout,
