@@ -109,8 +109,8 @@ pub struct ConnectOptions {
     pub server: ServerAddr,
     /// TLS or plaintext.
     pub security: Security,
-    /// Time allowed for TCP connect (the TLS handshake is bounded by the
-    /// per-RPC timeout of the caller).
+    /// Time allowed to set up the connection: TCP connect and, with TLS,
+    /// the handshake.
     pub connect_timeout: Duration,
 }
 
