@@ -47,7 +47,8 @@ pub fn unique(tag: &str) -> String {
 /// A running `s2cs`; stopped on drop, its region file removed.
 pub struct ControlPlane {
     child: Option<Child>,
-    ns: String,
+    /// The namespace it runs in (None: this process's).
+    ns: Option<String>,
     /// Its config file.
     pub config: PathBuf,
     /// Its log (stdout and stderr, appended across restarts).
@@ -67,6 +68,21 @@ impl ControlPlane {
     pub fn start(
         tb: &Testbed,
         node: Node,
+        gw: &str,
+        certs: &Path,
+        edit: impl FnOnce(&mut toml::Table),
+    ) -> ControlPlane {
+        Self::start_in(Some(tb.ns(node)), gw, certs, edit)
+    }
+
+    /// Like [`ControlPlane::start`], in this process's network namespace
+    /// (`edit` must then move the listen addresses to loopback).
+    pub fn start_local(gw: &str, certs: &Path, edit: impl FnOnce(&mut toml::Table)) -> ControlPlane {
+        Self::start_in(None, gw, certs, edit)
+    }
+
+    fn start_in(
+        ns: Option<String>,
         gw: &str,
         certs: &Path,
         edit: impl FnOnce(&mut toml::Table),
@@ -125,7 +141,7 @@ impl ControlPlane {
         std::fs::write(&config, toml::to_string(&t).unwrap()).unwrap();
         let mut c = ControlPlane {
             child: None,
-            ns: tb.ns(node),
+            ns,
             config,
             log: dir.join("s2cs.log"),
             admin,
@@ -143,9 +159,15 @@ impl ControlPlane {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(s2cs_bin())
+        let mut cmd = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(s2cs_bin());
+                c
+            }
+            None => Command::new(s2cs_bin()),
+        };
+        let child = cmd
             .arg("run")
             .arg(&self.config)
             .env("RUST_LOG", "info")
