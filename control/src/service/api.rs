@@ -207,6 +207,38 @@ impl Api {
     }
 }
 
+/// Releases a reservation whose `req` was cancelled by the client.
+struct CancelGuard {
+    api: Arc<Api>,
+    uid: Option<String>,
+}
+
+impl CancelGuard {
+    fn disarm(mut self) {
+        self.uid = None;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        let Some(uid) = self.uid.take() else {
+            return;
+        };
+        let api = self.api.clone();
+        // Drop runs inside the runtime: release from a task of its own.
+        tokio::spawn(async move {
+            let hello = api.sh.state().get(&uid).map(|s| s.hello.is_some());
+            if hello == Some(false) {
+                lock(&api.waiting).remove(&uid);
+                match api.release_session(&uid) {
+                    Ok(()) => warn!(uid = %uid, "req cancelled by the client before hello; ports released"),
+                    Err(e) => warn!(uid = %uid, error = %e, "releasing a cancelled req failed"),
+                }
+            }
+        });
+    }
+}
+
 /// A shared handle, so one `Api` serves both gRPC services.
 #[derive(Clone)]
 pub struct ApiHandle(Arc<Api>);
@@ -269,7 +301,14 @@ impl Control for ApiHandle {
             Ok(())
         })?;
         info!(uid = %r.uid, role = %r.role, num_conn = r.num_conn, rate = r.rate, subject = %who.subject, "req: ports reserved, waiting for hello");
+        // If the client goes away while we wait (tonic then drops this
+        // future), the reservation must not outlive it.
+        let guard = CancelGuard {
+            api: self.0.clone(),
+            uid: Some(r.uid.clone()),
+        };
         let waited = tokio::time::timeout(api.cfg.req_timeout, notify.notified()).await;
+        guard.disarm();
         lock(&api.waiting).remove(&r.uid);
         let answer = {
             let st = api.sh.state();

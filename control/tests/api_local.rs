@@ -1,0 +1,355 @@
+//! The northbound API of two `s2cs` on loopback (no data plane, no
+//! namespaces): authentication and authorization refusals, 20 concurrent
+//! sessions set up and released, a `req` without `hello`, and a second,
+//! independent client (Python grpcio) getting the same results as `s2uc`.
+//!
+//! The regions are written as usual; with no `s2ds` attached, publishing
+//! does not wait for workers. Needs root only for mlock of the regions
+//! (the default RLIMIT_MEMLOCK may be too small otherwise).
+
+#[path = "../../dataplane/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use scistream_control::auth::hash::{hash_token, token_file_entry};
+use scistream_control::proto::control_client::ControlClient;
+use scistream_control::proto::Request as Req;
+use scistream_dataplane::shm::ShmReader;
+use serde_json::Value;
+use support::control::{gen_certs, unique, ControlPlane};
+use support::gateway::workspace_bin;
+use support::netns::python;
+
+const TOKEN: &str = "tok-testuser-0123456789abcdef";
+const OTHER_TOKEN: &str = "tok-other-0123456789abcdef";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn s2uc_bin() -> PathBuf {
+    workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// Two s2cs on loopback with the testbed example configs: peer channel
+/// and API on free loopback ports, tokens for `testuser` (the example's
+/// allow rule) and `other` (no allow rule).
+struct Local {
+    a: ControlPlane,
+    b: ControlPlane,
+    api_a: String,
+    api_b: String,
+    certs: PathBuf,
+}
+
+impl Local {
+    fn up(req_timeout: u64) -> Local {
+        let certs = std::env::temp_dir().join(unique("s2cs-api-certs"));
+        gen_certs(&certs, &["gwa", "gwb"]);
+        let tokens = certs.join("tokens.toml");
+        let mut text = String::new();
+        for (id, tok) in [("testuser", TOKEN), ("other", OTHER_TOKEN)] {
+            text += &token_file_entry(id, &[], &hash_token(tok, 1000).unwrap());
+        }
+        std::fs::write(&tokens, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (peer_a, peer_b, api_a, api_b) = (free_port(), free_port(), free_port(), free_port());
+        let edit = |peer_listen: u16, peer_at: u16, api: u16| {
+            let tokens = tokens.clone();
+            move |t: &mut toml::Table| {
+                let c = t["control"].as_table_mut().unwrap();
+                c.insert("peer_listen".into(), format!("127.0.0.1:{peer_listen}").into());
+                let p = t["peers"].as_array_mut().unwrap()[0].as_table_mut().unwrap();
+                p.insert("control_address".into(), format!("127.0.0.1:{peer_at}").into());
+                let a = t["api"].as_table_mut().unwrap();
+                a.insert("listen".into(), format!("127.0.0.1:{api}").into());
+                a.insert("req_timeout_seconds".into(), (req_timeout as i64).into());
+                let au = t["auth"].as_table_mut().unwrap();
+                au.insert("token_file".into(), tokens.display().to_string().into());
+            }
+        };
+        let a = ControlPlane::start_local("gwa", &certs, edit(peer_a, peer_b, api_a));
+        let b = ControlPlane::start_local("gwb", &certs, edit(peer_b, peer_a, api_b));
+        Local {
+            a,
+            b,
+            api_a: format!("127.0.0.1:{api_a}"),
+            api_b: format!("127.0.0.1:{api_b}"),
+            certs,
+        }
+    }
+
+    /// Runs s2uc against `api` (server name `name`) with `args`.
+    fn s2uc(&self, api: &str, name: &str, token: Option<&str>, args: &[&str]) -> Output {
+        let mut c = Command::new(s2uc_bin());
+        c.args(args)
+            .args(["--s2cs", api, "--server_cert"])
+            .arg(self.certs.join("ca.pem"))
+            .args(["--server-name", name, "--timeout", "30"]);
+        if let Some(t) = token {
+            c.args(["--token", t]);
+        }
+        c.output().expect("run s2uc")
+    }
+
+    /// `s2uc ... --json` that must succeed; its JSON.
+    fn s2uc_ok(&self, api: &str, name: &str, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.s2uc(api, name, Some(TOKEN), &args);
+        assert!(
+            out.status.success(),
+            "s2uc {args:?}: {}\n{}\nA:\n{}\nB:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.a.log_text(),
+            self.b.log_text()
+        );
+        serde_json::from_slice(&out.stdout).expect("s2uc --json output")
+    }
+
+    fn inbound(&self, num_conn: usize, targets_port: u16) -> Value {
+        let ports: Vec<String> = (0..num_conn).map(|i| (targets_port + i as u16).to_string()).collect();
+        self.s2uc_ok(
+            &self.api_a,
+            "gwa",
+            &[
+                "inbound-request",
+                "--num_conn",
+                &num_conn.to_string(),
+                "--remote_ip",
+                "10.10.1.2",
+                "--receiver_ports",
+                &ports.join(","),
+            ],
+        )
+    }
+
+    fn outbound(&self, uid: &str, prod_listeners: &Value, num_conn: usize) -> Value {
+        let l: Vec<&str> = prod_listeners
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        self.s2uc_ok(
+            &self.api_b,
+            "gwb",
+            &["outbound-request", "--num_conn", &num_conn.to_string(), uid, &l.join(",")],
+        )
+    }
+
+    fn sessions(&self, api: &str, name: &str) -> Vec<Value> {
+        let v = self.s2uc_ok(api, name, &["list"]);
+        match v {
+            Value::Array(a) => a,
+            Value::Object(ref o) if o.contains_key("sessions") => {
+                v["sessions"].as_array().cloned().unwrap_or_default()
+            }
+            other => panic!("unexpected list output {other}"),
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.certs);
+    }
+}
+
+/// (SAs, listeners) in the region at `shm`.
+fn region_counts(shm: &Path) -> (usize, usize) {
+    let r = ShmReader::open(shm, 0).expect("attach");
+    let v = r.current();
+    (v.sas().len(), v.listeners().len())
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn refused_callers_set_up_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(3);
+    let inbound = |token: Option<&str>, ip: &str| {
+        l.s2uc(
+            &l.api_a,
+            "gwa",
+            token,
+            &["inbound-request", "--remote_ip", ip, "--receiver_ports", "5000"],
+        )
+    };
+    let cases = [
+        ("no token", inbound(None, "10.10.1.2"), "UNAUTHENTICATED"),
+        ("wrong token", inbound(Some("not-a-token"), "10.10.1.2"), "UNAUTHENTICATED"),
+        ("no allow rule", inbound(Some(OTHER_TOKEN), "10.10.1.2"), "PERMISSION_DENIED"),
+        ("target outside the allow-list", inbound(Some(TOKEN), "192.0.2.7"), "PERMISSION_DENIED"),
+    ];
+    for (what, out, code) in &cases {
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(out));
+        assert!(stderr(out).contains(code), "{what}: expected {code}: {}", stderr(out));
+    }
+    // A refused hello leaves the req's reservation behind only until the
+    // client goes away or the req times out (3 s here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !l.sessions(&l.api_a, "gwa").is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", l.sessions(&l.api_a, "gwa"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(region_counts(&l.a.shm), (0, 0));
+    assert!(l.a.log_text().contains("request refused"));
+}
+
+#[test]
+fn twenty_concurrent_sessions_leave_no_ports_or_sas_behind() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(30);
+    let setups: Vec<(Value, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let l = &l;
+                s.spawn(move || {
+                    let a = l.inbound(2, 6000 + 2 * i);
+                    let uid = a["uid"].as_str().unwrap().to_string();
+                    let b = l.outbound(&uid, &a["listeners"], 2);
+                    (a, b)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ports = std::collections::BTreeSet::new();
+    for (a, b) in &setups {
+        assert_eq!(a["uid"], b["uid"]);
+        for v in a["listeners"].as_array().unwrap() {
+            assert!(ports.insert(v.as_str().unwrap().to_string()), "port given twice: {v}");
+        }
+    }
+    assert_eq!(ports.len(), 40);
+    // Every session is keyed: each side has an outbound and an inbound SA
+    // per session, and its listeners.
+    let wait_counts = |shm: &Path, want: (usize, usize)| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = region_counts(shm);
+            if c == want || Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(wait_counts(&l.a.shm, (40, 40)), (40, 40));
+    assert_eq!(wait_counts(&l.b.shm, (40, 40)), (40, 40));
+
+    std::thread::scope(|s| {
+        for (a, _) in &setups {
+            let uid = a["uid"].as_str().unwrap().to_string();
+            let l = &l;
+            s.spawn(move || {
+                l.s2uc_ok(&l.api_a, "gwa", &["release", &uid]);
+                l.s2uc_ok(&l.api_b, "gwb", &["release", &uid]);
+            });
+        }
+    });
+    assert!(l.sessions(&l.api_a, "gwa").is_empty());
+    assert!(l.sessions(&l.api_b, "gwb").is_empty());
+    assert_eq!(region_counts(&l.a.shm), (0, 0));
+    assert_eq!(region_counts(&l.b.shm), (0, 0));
+    // Every port is free again: the whole range can be reserved at once.
+    let all = l.inbound(64, 7000);
+    assert_eq!(all["listeners"].as_array().unwrap().len(), 64);
+    assert_eq!(all["listeners"][0], "10.10.100.1:5100");
+    l.s2uc_ok(&l.api_a, "gwa", &["release", all["uid"].as_str().unwrap()]);
+}
+
+#[test]
+fn a_req_without_hello_times_out_and_frees_its_ports() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        // The API runs TLS: dial with s2uc's connector.
+        let opts = scistream_control::client::ConnectOptions {
+            server: l.api_a.parse().unwrap(),
+            security: scistream_control::client::Security::Tls {
+                server_cert: l.certs.join("ca.pem"),
+                server_name: Some("gwa".into()),
+            },
+            connect_timeout: Duration::from_secs(5),
+        };
+        let ch = scistream_control::client::connect::connect(&opts).await.unwrap();
+        let mut c = ControlClient::new(ch);
+        let mut r = tonic::Request::new(Req {
+            uid: "lonely".into(),
+            role: "PROD".into(),
+            num_conn: 3,
+            rate: 0,
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        let t0 = Instant::now();
+        let e = c.req(r).await.unwrap_err();
+        (e, t0.elapsed())
+    });
+    let (e, took) = status;
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "{took:?}");
+    assert!(l.sessions(&l.api_a, "gwa").is_empty());
+    // The three ports are free: a new session gets 5100..5102 again.
+    let s = l.inbound(3, 7000);
+    assert_eq!(s["listeners"][0], "10.10.100.1:5100");
+    assert_eq!(s["listeners"][2], "10.10.100.1:5102");
+}
+
+#[test]
+fn the_python_client_gets_the_same_results_as_s2uc() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(30);
+    let py = |api: &str, name: &str, args: &[&str]| -> Value {
+        let script = support::netns::repo_root().join("scripts/scistream_client.py");
+        let out = Command::new(python())
+            .arg(script)
+            .args(args)
+            .args(["--s2cs", api, "--server-cert"])
+            .arg(l.certs.join("ca.pem"))
+            .args(["--server-name", name, "--token", TOKEN])
+            .output()
+            .expect("run the python client");
+        assert!(
+            out.status.success(),
+            "python {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("python client JSON")
+    };
+    let targets = "10.10.1.2:5000,10.10.1.2:5001";
+    let p_in = py(&l.api_a, "gwa", &["inbound", "--uid", "py-1", "--num-conn", "2", "--targets", targets]);
+    let listeners: Vec<&str> = p_in["listeners"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let p_out = py(&l.api_b, "gwb", &["outbound", "--uid", "py-1", "--num-conn", "2", "--prod-listeners", &listeners.join(",")]);
+    // The session is keyed on both sides.
+    let st = l.s2uc_ok(&l.api_b, "gwb", &["status", "py-1"]);
+    assert_eq!(st["state"], "keyed", "{st}");
+    py(&l.api_a, "gwa", &["release", "--uid", "py-1"]);
+    py(&l.api_b, "gwb", &["release", "--uid", "py-1"]);
+
+    // The same requests through s2uc give the same answers (the freed
+    // ports are handed out again in the same order).
+    let s_in = l.inbound(2, 5000);
+    let s_out = l.outbound(s_in["uid"].as_str().unwrap(), &s_in["listeners"], 2);
+    assert_eq!(p_in["listeners"], s_in["listeners"]);
+    assert_eq!(p_in["prod_listeners"], s_in["prod_listeners"]);
+    assert_eq!(p_out["listeners"], s_out["listeners"]);
+    assert_eq!(p_in["prod_listeners"], serde_json::json!(["10.10.1.2:5000", "10.10.1.2:5001"]));
+}
