@@ -11,6 +11,7 @@
 //! - [`service`]: the running process (peer server, negotiation, admin
 //!   socket, timers).
 
+pub mod auth;
 pub mod config;
 pub mod peer;
 pub mod proto;
