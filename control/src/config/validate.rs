@@ -577,8 +577,26 @@ fn api(
     })
 }
 
+/// The value of `auth.mode`.
+enum ModeKind {
+    None,
+    TokenFile,
+    Jwt,
+}
+
 fn auth(a: &RawAuth, api: &ApiSection, base: &Path, doc: &Document<'_>) -> Res<AuthSection> {
     let mode_name = a.mode.as_str();
+    let kind = match mode_name {
+        "none" => ModeKind::None,
+        "token_file" => ModeKind::TokenFile,
+        "jwt" => ModeKind::Jwt,
+        other => {
+            return Err(doc.bad_value(
+                "auth.mode",
+                format!("unknown mode `{other}`; expected \"token_file\", \"jwt\" or \"none\""),
+            ))
+        }
+    };
     // Settings of the other modes are mistakes, not silently ignored.
     if a.token_file.is_some() && mode_name != "token_file" {
         return Err(doc.conflict(
@@ -592,8 +610,8 @@ fn auth(a: &RawAuth, api: &ApiSection, base: &Path, doc: &Document<'_>) -> Res<A
             format!("[auth.jwt] is set but auth.mode is \"{mode_name}\"; it is used only with mode \"jwt\""),
         ));
     }
-    let mode = match mode_name {
-        "none" => {
+    let mode = match kind {
+        ModeKind::None => {
             if !api.insecure {
                 return Err(doc.conflict(
                     "auth.mode",
@@ -605,7 +623,7 @@ fn auth(a: &RawAuth, api: &ApiSection, base: &Path, doc: &Document<'_>) -> Res<A
             }
             AuthMode::None
         }
-        "token_file" => {
+        ModeKind::TokenFile => {
             let Some(file) = &a.token_file else {
                 return Err(doc.missing(
                     "auth.token_file",
@@ -616,7 +634,7 @@ fn auth(a: &RawAuth, api: &ApiSection, base: &Path, doc: &Document<'_>) -> Res<A
             check_secret_file(&file, "token").map_err(|m| doc.bad_value("auth.token_file", m))?;
             AuthMode::TokenFile(file)
         }
-        "jwt" => {
+        ModeKind::Jwt => {
             let Some(jwt) = &a.jwt else {
                 return Err(doc.missing(
                     "auth.jwt",
@@ -624,12 +642,6 @@ fn auth(a: &RawAuth, api: &ApiSection, base: &Path, doc: &Document<'_>) -> Res<A
                 ));
             };
             AuthMode::Jwt(jwt_config(jwt, base, doc)?)
-        }
-        other => {
-            return Err(doc.bad_value(
-                "auth.mode",
-                format!("unknown mode `{other}`; expected \"token_file\", \"jwt\" or \"none\""),
-            ))
         }
     };
     if a.allow.is_empty() && mode != AuthMode::None {
