@@ -68,7 +68,10 @@ impl fmt::Debug for JwtVerifier {
 /// The claims we read after validation.
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    // Optional here so that a missing `sub` is reported by the claim
+    // validation ("missing claim `sub`"), which runs after this is parsed.
+    #[serde(default)]
+    sub: Option<String>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -336,9 +339,11 @@ impl Verifier for JwtVerifier {
         let data = jsonwebtoken::decode::<Claims>(bearer_token, &key.key, &validation)
             .map_err(|e| AuthError::Invalid(reason(e.kind())))?;
         let claims = data.claims;
-        if claims.sub.trim().is_empty() {
-            return Err(AuthError::Invalid("empty subject (sub)".into()));
-        }
+        let subject = match claims.sub {
+            Some(s) if !s.trim().is_empty() => s,
+            Some(_) => return Err(AuthError::Invalid("empty subject (sub)".into())),
+            None => return Err(AuthError::Invalid("missing claim `sub`".into())),
+        };
         let mut scopes: Vec<String> = claims
             .scope
             .as_deref()
@@ -358,10 +363,7 @@ impl Verifier for JwtVerifier {
                 self.required_scope
             )));
         }
-        Ok(Principal {
-            subject: claims.sub,
-            scopes,
-        })
+        Ok(Principal { subject, scopes })
     }
 }
 

@@ -157,6 +157,12 @@ pub trait Verifier: Send + Sync + std::fmt::Debug {
     /// ([`AuthError::Missing`] and [`AuthError::Malformed`] come from
     /// [`bearer`]).
     fn verify(&self, bearer_token: &str) -> Result<Principal, AuthError>;
+
+    /// False if every caller is accepted without a token ([`AllowAll`]);
+    /// [`authenticate`] then does not look for one.
+    fn requires_token(&self) -> bool {
+        true
+    }
 }
 
 /// The verifier of `auth.mode = "none"`: every token, and none, is accepted
@@ -178,6 +184,23 @@ impl Verifier for AllowAll {
     fn verify(&self, _bearer_token: &str) -> Result<Principal, AuthError> {
         Ok(AllowAll::principal())
     }
+
+    fn requires_token(&self) -> bool {
+        false
+    }
+}
+
+/// The principal behind a request's `metadata`: [`bearer`] then
+/// [`Verifier::verify`]; with a verifier that requires no token
+/// ([`AllowAll`]) the metadata is not looked at.
+pub fn authenticate(
+    metadata: &MetadataMap,
+    verifier: &dyn Verifier,
+) -> Result<Principal, AuthError> {
+    if !verifier.requires_token() {
+        return verifier.verify("");
+    }
+    verifier.verify(bearer(metadata)?)
 }
 
 /// The verifier `auth` configures. With `auth.mode = "none"` it logs a
@@ -279,5 +302,10 @@ mod tests {
         let p = AllowAll.verify("anything").expect("allowed");
         assert_eq!(p.subject, "anonymous");
         assert!(p.scopes.is_empty());
+        // No metadata needed.
+        assert_eq!(
+            authenticate(&md(None), &AllowAll),
+            Ok(AllowAll::principal())
+        );
     }
 }
