@@ -603,3 +603,89 @@ fn mode_none_allows_everything() {
     let who = authorize(&metadata(None), &*v, &p, &[target(192, 0, 2, 1, 1)]).expect("anonymous");
     assert_eq!(who.subject, "anonymous");
 }
+
+// ------------------------------------------------------------ s2cs hash-token
+
+/// Runs `s2cs hash-token ARGS` with `stdin`; (exit code, stdout, stderr).
+fn hash_token_cli(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s2cs"))
+        .arg("hash-token")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn s2cs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `entries` as a mode-0600 token file in `dir` and loads it.
+fn load_entries(dir: &Path, entries: &str) -> TokenFileVerifier {
+    let path = dir.join("tokens.toml");
+    fs::write(&path, entries).expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    TokenFileVerifier::load(&path).expect("load")
+}
+
+#[test]
+fn hash_token_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A token from stdin.
+    let (code, out, err) = hash_token_cli(
+        &[
+            "--identity",
+            "alice",
+            "--scope",
+            SCOPE,
+            "--iterations",
+            "1000",
+        ],
+        "my-secret-token\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !out.contains("my-secret-token") && err.is_empty(),
+        "{out}{err}"
+    );
+    assert!(out.starts_with("[[tokens]]\nidentity = \"alice\"\nhash = \"pbkdf2-sha256$1000$"));
+    let v = load_entries(dir.path(), &out);
+    let who = v.verify("my-secret-token").expect("verifies");
+    assert_eq!(
+        (who.subject.as_str(), who.scopes.as_slice()),
+        ("alice", &[SCOPE.to_owned()][..])
+    );
+    assert!(v.verify("my-secret-token\n").is_err());
+
+    // A generated token: on stderr alone, hashed on stdout.
+    let (code, out, err) = hash_token_cli(&["--identity", "bob", "--generate"], "");
+    assert_eq!(code, Some(0), "{err}");
+    let token = err.trim_end();
+    assert_eq!(token.len(), 43, "{err}");
+    assert!(!out.contains(token));
+    assert!(out.contains("pbkdf2-sha256$10000$"), "{out}");
+    let v = load_entries(dir.path(), &out);
+    assert_eq!(v.verify(token).expect("generated token").subject, "bob");
+
+    // Refusals.
+    let (code, _, err) = hash_token_cli(&["--identity", "x"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no token on stdin"), "{err}");
+    let (code, _, err) = hash_token_cli(&["--identity", "x", "--iterations", "10"], "t\n");
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = hash_token_cli(&["--identity", "x", "--scope", "a b"], "t\n");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("contains whitespace"), "{err}");
+}

@@ -356,8 +356,10 @@ impl Verifier for JwtVerifier {
             Some(ScopeClaim::One(s)) => scopes.extend(s.split_whitespace().map(str::to_owned)),
             None => {}
         }
-        scopes.dedup();
-        if !scopes.iter().any(|s| *s == self.required_scope) {
+        // Keep the first of repeated scopes, in claim order.
+        let mut seen = std::collections::HashSet::new();
+        scopes.retain(|s| seen.insert(s.clone()));
+        if !scopes.contains(&self.required_scope) {
             return Err(AuthError::MissingScope(format!(
                 "the token lacks the scope `{}`",
                 self.required_scope
