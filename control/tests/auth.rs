@@ -45,16 +45,20 @@ fn now() -> u64 {
 }
 
 /// What a gRPC handler does with a request: bearer token, verification,
-/// then the allow-list for each target; the status it would return.
+/// then the allow-list for each target; the status it would return (boxed:
+/// `tonic::Status` is large).
 fn authorize(
     md: &MetadataMap,
     verifier: &dyn Verifier,
     policy: &Policy,
     targets: &[SocketAddrV4],
-) -> Result<Principal, tonic::Status> {
-    let who = auth::authenticate(md, verifier)?;
-    policy.check_targets(&who, targets.iter().copied())?;
-    Ok(who)
+) -> Result<Principal, Box<tonic::Status>> {
+    let check = || -> Result<Principal, AuthError> {
+        let who = auth::authenticate(md, verifier)?;
+        policy.check_targets(&who, targets.iter().copied())?;
+        Ok(who)
+    };
+    check().map_err(|e| Box::new(e.into_status()))
 }
 
 fn metadata(authorization: Option<&str>) -> MetadataMap {
