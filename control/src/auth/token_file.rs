@@ -77,7 +77,17 @@ impl TokenFileVerifier {
 
     /// Parses token-file `text`; the error says what is wrong and where.
     fn from_toml(text: &str) -> Result<TokenFileVerifier, String> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| format!("invalid TOML: {e}"))?;
+        // Report the line but not its text: a misplaced plain token must not
+        // end up in logs.
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("invalid TOML at line {l}: {}", e.message()),
+                None => format!("invalid TOML: {}", e.message()),
+            }
+        })?;
         if raw.tokens.is_empty() {
             return Err("no [[tokens]] entry; add entries printed by `s2cs hash-token`".into());
         }
@@ -190,8 +200,9 @@ mod tests {
         let good = file(&[("alice", "t", &[])]);
         let cases = [
             ("".to_owned(), "no [[tokens]] entry"),
-            ("tokens = 3".to_owned(), "invalid TOML"),
-            (good.replace("scopes", "colour"), "invalid TOML"),
+            ("tokens = 3".to_owned(), "invalid TOML at line 1"),
+            (good.replace("scopes", "colour"), "invalid TOML at line 4"),
+            ("\n\nsecret-token-text".to_owned(), "invalid TOML at line 3"),
             (
                 good.replace("\"alice\"", "\"\""),
                 "tokens[0].identity is empty",
@@ -208,6 +219,7 @@ mod tests {
         for (text, want) in cases {
             let e = TokenFileVerifier::from_toml(&text).expect_err(&text);
             assert!(e.contains(want), "{text}\n=> {e}");
+            assert!(!e.contains("secret-token-text"), "{e}");
         }
     }
 }
