@@ -5,12 +5,16 @@
 //! reads.
 //!
 //! - [`config`]: the TOML configuration;
+//! - [`auth`]: who may call the northbound API, and with which targets;
+//! - [`client`]: the `s2uc` client of the northbound API;
+//! - [`proto`]: the gRPC messages and services;
 //! - [`registry`]: the persistent session registry (SQLite);
 //! - [`peer`]: the peer channel: mutual TLS, key derivation, messages;
 //! - [`state`]: sessions and their SAs, rendered into the region's tables;
 //! - [`service`]: the running process (peer server, negotiation, admin
-//!   socket, timers).
+//!   socket, timers, gRPC API).
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod peer;

@@ -1,10 +1,11 @@
 //! `s2cs`: the SciStream gateway control process.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use scistream_control::auth;
 use scistream_control::config::ControlConfig;
 use scistream_control::config::PeerTrust;
 
@@ -31,6 +32,28 @@ enum Command {
         /// The TOML configuration file.
         config: PathBuf,
     },
+    /// Print a `[[tokens]]` entry for the token file (`auth.token_file`):
+    /// the salted PBKDF2 hash of a token read from the first line of stdin,
+    /// or of a new random token with --generate (the token itself goes to
+    /// stderr, alone on its line, and is stored nowhere).
+    HashToken {
+        /// The identity the token authenticates (what `[[auth.allow]]
+        /// identity` rules match).
+        #[arg(long, value_name = "NAME")]
+        identity: String,
+        /// A scope the token carries (what `[[auth.allow]] scope` rules
+        /// match); repeat for several.
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// Generate a random 32-byte token (base64url) instead of reading
+        /// one from stdin.
+        #[arg(long)]
+        generate: bool,
+        /// PBKDF2-HMAC-SHA256 iterations.
+        #[arg(long, default_value_t = auth::DEFAULT_PBKDF2_ITERATIONS,
+              value_parser = clap::value_parser!(u32).range(i64::from(auth::MIN_PBKDF2_ITERATIONS)..=i64::from(auth::MAX_PBKDF2_ITERATIONS)))]
+        iterations: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,8 +68,21 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        Command::HashToken {
+            identity,
+            scopes,
+            generate,
+            iterations,
+        } => hash_token(&identity, &scopes, generate, iterations),
         Command::CheckConfig { config } => match ControlConfig::load(&config) {
             Ok(cfg) => {
+                // The token file or JWKS must also parse.
+                if let Some(a) = &cfg.auth {
+                    if let Err(e) = auth::verifier(a) {
+                        eprintln!("{}: {e}", config.display());
+                        return Ok(ExitCode::from(2));
+                    }
+                }
                 let pinned = cfg
                     .peers
                     .iter()
@@ -83,6 +119,48 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `s2cs hash-token`: prints the token-file entry on stdout.
+fn hash_token(
+    identity: &str,
+    scopes: &[String],
+    generate: bool,
+    iterations: u32,
+) -> anyhow::Result<ExitCode> {
+    if identity.trim().is_empty() {
+        anyhow::bail!("--identity must not be empty");
+    }
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        anyhow::bail!("--scope `{s}` is empty or contains whitespace");
+    }
+    let token = if generate {
+        auth::generate_token()?
+    } else {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!("s2cs: reading the token from stdin (one line)");
+        }
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| anyhow::anyhow!("reading the token from stdin: {e}"))?;
+        let token = line.trim_end_matches(['\r', '\n']).to_owned();
+        if token.is_empty() {
+            anyhow::bail!("no token on stdin (or use --generate)");
+        }
+        token
+    };
+    let hash = auth::hash_token(&token, iterations)?;
+    print!("{}", auth::token_file_entry(identity, scopes, &hash));
+    if generate {
+        eprintln!("{token}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs to stderr (coloured only on a terminal) with the configured filter; `RUST_LOG`, if set and valid,

@@ -9,8 +9,12 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use scistream_control::config::{ConfigError, ControlConfig, ErrorKind, PeerTrust};
+use scistream_control::auth;
+use scistream_control::config::{
+    AllowSubject, AuthMode, ConfigError, ControlConfig, ErrorKind, PeerTrust,
+};
 use scistream_dataplane::crypto::Algorithm;
 use tempfile::TempDir;
 
@@ -23,9 +27,18 @@ fn gwa_example() -> String {
     fs::read_to_string(configs_dir().join("control-testbed-gwa.toml")).expect("read example")
 }
 
+/// Writes `tokens.toml` (mode 0600) in `dir` with one entry: identity
+/// "testuser", token "testuser-token".
+fn write_tokens(dir: &Path) {
+    let hash = auth::hash_token("testuser-token", auth::MIN_PBKDF2_ITERATIONS).expect("hash");
+    let path = dir.join("tokens.toml");
+    fs::write(&path, auth::token_file_entry("testuser", &[], &hash)).expect("write tokens");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod tokens");
+}
+
 /// A temporary directory with `certs/ca.pem` and, for each name,
 /// `certs/NAME.pem` (SAN DNS:NAME, chain leaf + CA) and `certs/NAME.key`
-/// (mode 0600).
+/// (mode 0600), and a `tokens.toml` (see [`write_tokens`]).
 fn cert_dir(names: &[&str]) -> TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
@@ -50,6 +63,7 @@ fn cert_dir(names: &[&str]) -> TempDir {
         fs::write(&key_path, key.serialize_pem()).expect("write key");
         fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).expect("chmod key");
     }
+    write_tokens(dir.path());
     dir
 }
 
@@ -150,7 +164,7 @@ fn gwa_example_values() {
     assert_eq!(c.gateway.udp_port, 4500);
     assert_eq!(
         c.control.peer_listen,
-        SocketAddrV4::new(Ipv4Addr::new(10, 10, 100, 1), 5000)
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 5000)
     );
     assert_eq!(c.shm.path, Path::new("/dev/shm/scistream-testbed-gwa"));
     assert_eq!(c.shm.capacities().sas, 1024);
@@ -209,6 +223,7 @@ path = \"state/gwa.db\"
     assert_eq!(c.ports.listener_range, 5100..=5199);
     assert!(c.peers.is_empty());
     assert_eq!(c.logging.level, "info");
+    assert_eq!((c.api, c.auth), (None, None));
     // Relative paths are resolved against the file's directory.
     assert_eq!(c.control.admin_socket, dir.path().join("run/gwa.sock"));
     assert_eq!(c.registry.path, dir.path().join("state/gwa.db"));
@@ -436,8 +451,13 @@ fn bad_port_range() {
         ("ports.listener_range", ErrorKind::BadValue)
     );
 
-    // The peer channel listens on 5000 on our WAN address.
-    let clash = edit(&ex, range, "listener_range = [4900, 5100]");
+    // The peer channel listens on 5000 on every address.
+    let clash = edit(
+        &ex,
+        "peer_listen = \"10.99.0.1:5000\"",
+        "peer_listen = \"0.0.0.0:5000\"",
+    );
+    let clash = edit(&clash, range, "listener_range = [4900, 5100]");
     let (line, key, kind, msg) = reject(&clash);
     assert_eq!(
         (line, key.as_str(), kind),
@@ -536,8 +556,8 @@ fn value_rules() {
             ErrorKind::Conflict,
         ),
         (
-            "peer_listen = \"10.10.100.1:5000\"",
-            "peer_listen = \"10.10.100.1\"",
+            "peer_listen = \"10.99.0.1:5000\"",
+            "peer_listen = \"10.99.0.1\"",
             "control.peer_listen",
             ErrorKind::BadValue,
         ),
@@ -591,7 +611,7 @@ fn value_rules() {
             ErrorKind::Conflict,
         ),
         (
-            "control_address = \"10.10.200.1:5000\"",
+            "control_address = \"10.99.0.2:5000\"",
             "control_address = \"0.0.0.0:5000\"",
             "peers[0].control_address",
             ErrorKind::BadValue,
@@ -633,4 +653,429 @@ fn unreadable_file() {
     assert!(e
         .to_string()
         .starts_with("/nonexistent/s2cs.toml: cannot read"));
+}
+
+/// The text from `[api]` to just before `[logging]` in the gwa example.
+const API_AUTH_START: &str = "[api]";
+
+/// The gwa example with its [api] and [auth] sections replaced by `tail`.
+fn with_api_auth(tail: &str) -> String {
+    let ex = gwa_example();
+    let start = ex.find(API_AUTH_START).expect("[api] in the example");
+    let end = ex.find("[logging]").expect("[logging] in the example");
+    assert!(start < end, "[api] comes before [logging] in the example");
+    format!("{}{}\n{}", &ex[..start], tail, &ex[end..])
+}
+
+#[test]
+fn gwa_example_api_and_auth() {
+    let (dir, r) = load(&gwa_example());
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    let api = c.api.expect("[api]");
+    assert_eq!(
+        api.listen,
+        Some(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 5001))
+    );
+    // Defaults to the [identity] certificate and key.
+    assert_eq!(api.cert, dir.path().join("certs/gwa.pem"));
+    assert_eq!(api.key, dir.path().join("certs/gwa.key"));
+    assert!(!api.insecure);
+    assert_eq!(api.req_timeout, Duration::from_secs(180));
+    assert_eq!(api.max_num_conn, 64);
+    let auth = c.auth.expect("[auth]");
+    assert_eq!(
+        auth.mode,
+        AuthMode::TokenFile(dir.path().join("tokens.toml"))
+    );
+    assert_eq!(auth.allow.len(), 1);
+    let rule = &auth.allow[0];
+    assert_eq!(rule.subject, AllowSubject::Identity("testuser".into()));
+    let targets: Vec<String> = rule.targets.iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        targets,
+        [
+            "10.10.1.0/24",
+            "10.10.100.0/24",
+            "10.10.200.0/24",
+            "10.20.1.0/24"
+        ]
+    );
+    assert_eq!(rule.ports, vec![1..=65535]);
+    // The example's token file (written by the test) authenticates testuser,
+    // and the policy allows the producer app network but not elsewhere.
+    let verifier = auth::verifier(&auth).expect("verifier");
+    let who = verifier.verify("testuser-token").expect("testuser");
+    assert_eq!(who.subject, "testuser");
+    let policy = auth::Policy::new(&auth);
+    assert!(policy
+        .check_target(&who, SocketAddrV4::new(Ipv4Addr::new(10, 10, 1, 2), 6000))
+        .is_ok());
+    assert!(policy
+        .check_target(&who, SocketAddrV4::new(Ipv4Addr::new(10, 30, 1, 2), 6000))
+        .is_err());
+}
+
+#[test]
+fn gwb_example_api_listen() {
+    let text = fs::read_to_string(configs_dir().join("control-testbed-gwb.toml")).expect("read");
+    let (_dir, r) = load(&text);
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.api.expect("[api]").listen,
+        Some(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 5001))
+    );
+}
+
+#[test]
+fn api_defaults_and_explicit_cert() {
+    let text = with_api_auth(
+        "[api]\ncert = \"certs/gwb.pem\"\nkey = \"certs/gwb.key\"\n\n[auth]\nmode = \"token_file\"\ntoken_file = \"tokens.toml\"\n[[auth.allow]]\nscope = \"https://auth.globus.org/scopes/x/scistream\"\ntargets = [\"10.10.1.0/24\"]\nports = [[1024, 2047], [5000, 5000]]\n",
+    );
+    let (dir, r) = load(&text);
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    let api = c.api.expect("[api]");
+    assert_eq!(api.listen, None);
+    assert_eq!(api.cert, dir.path().join("certs/gwb.pem"));
+    assert_eq!(api.key, dir.path().join("certs/gwb.key"));
+    let rule = &c.auth.expect("[auth]").allow[0];
+    assert_eq!(
+        rule.subject,
+        AllowSubject::Scope("https://auth.globus.org/scopes/x/scistream".into())
+    );
+    assert_eq!(rule.ports, vec![1024..=2047, 5000..=5000]);
+}
+
+#[test]
+fn auth_mode_none_needs_insecure() {
+    let text = edit(
+        &gwa_example(),
+        "mode = \"token_file\"\ntoken_file = \"tokens.toml\"",
+        "mode = \"none\"",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "mode = \"none\""),
+            "auth.mode",
+            ErrorKind::Conflict
+        )
+    );
+    assert!(
+        msg.contains("auth.mode = \"none\"") && msg.contains("api.insecure = true"),
+        "{msg}"
+    );
+
+    let text = edit(&text, "insecure = false", "insecure = true");
+    let (_dir, r) = load(&text);
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.api.expect("[api]").insecure);
+    assert_eq!(c.auth.expect("[auth]").mode, AuthMode::None);
+}
+
+#[test]
+fn auth_and_api_come_together() {
+    // [auth] without [api].
+    let ex = gwa_example();
+    let api_start = ex.find("[api]").expect("[api]");
+    let auth_start = ex.find("[auth]").expect("[auth]");
+    let no_api = format!("{}{}", &ex[..api_start], &ex[auth_start..]);
+    let (line, key, kind, msg) = reject(&no_api);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (line_of(&no_api, "[auth]"), "auth", ErrorKind::Conflict)
+    );
+    assert!(msg.contains("there is no [api] section"), "{msg}");
+
+    // [api] without [auth].
+    let no_auth = with_api_auth("[api]\nlisten = \"10.99.0.1:5001\"\n");
+    let (line, key, kind, msg) = reject(&no_auth);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (line_of(&no_auth, "[api]"), "api", ErrorKind::MissingKey)
+    );
+    assert!(msg.contains("needs an [auth] section"), "{msg}");
+}
+
+#[test]
+fn token_file_checks() {
+    let text = edit(
+        &gwa_example(),
+        "token_file = \"tokens.toml\"",
+        "token_file = \"nope.toml\"",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "nope.toml"),
+            "auth.token_file",
+            ErrorKind::BadValue
+        )
+    );
+    assert!(msg.contains("nope.toml does not exist"), "{msg}");
+
+    let text = gwa_example();
+    let dir = cert_dir(&["gwa", "gwb"]);
+    fs::set_permissions(
+        dir.path().join("tokens.toml"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let path = dir.path().join("gw.toml");
+    fs::write(&path, &text).expect("write");
+    let e = ControlConfig::load(&path).expect_err("world-readable token file");
+    assert_eq!(e.key(), Some("auth.token_file"));
+    assert_eq!(e.line(), Some(line_of(&text, "token_file = ")));
+    assert!(e.to_string().contains("has mode 0644"), "{e}");
+
+    let text = edit(&gwa_example(), "token_file = \"tokens.toml\"", "");
+    let (line, key, kind, _) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "[auth]"),
+            "auth.token_file",
+            ErrorKind::MissingKey
+        )
+    );
+}
+
+#[test]
+fn jwt_section() {
+    let jwt = "[auth.jwt]\njwks = \"jwks.json\"\nissuer = \"https://auth.example.org\"\naudience = \"scistream-gwa\"\nrequired_scope = \"https://auth.globus.org/scopes/c42c0dac-0a52-408e-a04f-5d31bfe0aef8/scistream\"\n";
+    let text = edit(
+        &gwa_example(),
+        "mode = \"token_file\"\ntoken_file = \"tokens.toml\"",
+        &format!("mode = \"jwt\"\n{jwt}"),
+    );
+    // The JWKS file must exist.
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "jwks.json"),
+            "auth.jwt.jwks",
+            ErrorKind::BadValue
+        )
+    );
+    assert!(msg.contains("does not exist"), "{msg}");
+
+    let dir = cert_dir(&["gwa", "gwb"]);
+    fs::write(dir.path().join("jwks.json"), "{\"keys\": []}").expect("write jwks");
+    let path = dir.path().join("gw.toml");
+    let load_in = |t: &str| {
+        fs::write(&path, t).expect("write");
+        ControlConfig::load(&path)
+    };
+    let c = load_in(&text).unwrap_or_else(|e| panic!("{e}"));
+    let AuthMode::Jwt(j) = c.auth.expect("[auth]").mode else {
+        panic!("mode jwt")
+    };
+    assert_eq!(j.jwks, dir.path().join("jwks.json"));
+    assert_eq!(j.issuer, "https://auth.example.org");
+    assert_eq!(j.audience, "scistream-gwa");
+    assert!(j.required_scope.ends_with("/scistream"));
+    assert_eq!(j.leeway, Duration::from_secs(30));
+
+    let cases = [
+        (
+            "audience = \"scistream-gwa\"",
+            "audience = \"scistream-gwa\"\nleeway_seconds = 301",
+            "auth.jwt.leeway_seconds",
+            ErrorKind::BadValue,
+        ),
+        (
+            "issuer = \"https://auth.example.org\"",
+            "issuer = \"\"",
+            "auth.jwt.issuer",
+            ErrorKind::BadValue,
+        ),
+        (
+            "/scistream\"",
+            "/scistream other\"",
+            "auth.jwt.required_scope",
+            ErrorKind::BadValue,
+        ),
+        (
+            "mode = \"jwt\"",
+            "mode = \"jwt\"\ntoken_file = \"tokens.toml\"",
+            "auth.token_file",
+            ErrorKind::Conflict,
+        ),
+        (
+            "mode = \"jwt\"",
+            "mode = \"token_file\"",
+            "auth.jwt",
+            ErrorKind::Conflict,
+        ),
+    ];
+    for (from, to, want_key, want_kind) in cases {
+        let bad = edit(&text, from, to);
+        let e = load_in(&bad).expect_err(to);
+        assert_eq!(
+            (e.key(), e.kind()),
+            (Some(want_key), Some(want_kind)),
+            "{to}: {e}"
+        );
+    }
+    // [auth.jwt] missing in mode jwt.
+    let bad = edit(&text, jwt, "");
+    let e = load_in(&bad).expect_err("no [auth.jwt]");
+    assert_eq!(
+        (e.key(), e.kind()),
+        (Some("auth.jwt"), Some(ErrorKind::MissingKey)),
+        "{e}"
+    );
+}
+
+#[test]
+fn allow_rules() {
+    let ex = gwa_example();
+    let targets =
+        "targets = [\"10.10.1.0/24\", \"10.10.100.0/24\", \"10.10.200.0/24\", \"10.20.1.0/24\"]";
+    let cases: &[(&str, &str, &str, ErrorKind)] = &[
+        (
+            "identity = \"testuser\"",
+            "identity = \"testuser\"\nscope = \"s\"",
+            "auth.allow[0].scope",
+            ErrorKind::Conflict,
+        ),
+        (
+            "identity = \"testuser\"",
+            "",
+            "auth.allow[0].identity",
+            ErrorKind::MissingKey,
+        ),
+        (
+            "identity = \"testuser\"",
+            "identity = \" \"",
+            "auth.allow[0].identity",
+            ErrorKind::BadValue,
+        ),
+        (
+            targets,
+            "targets = [\"10.10.1.0/24\", \"10.10.1.1/24\"]",
+            "auth.allow[0].targets[1]",
+            ErrorKind::BadValue,
+        ),
+        (
+            targets,
+            "targets = [\"10.10.1.0\"]",
+            "auth.allow[0].targets[0]",
+            ErrorKind::BadValue,
+        ),
+        (
+            targets,
+            "targets = []",
+            "auth.allow[0].targets",
+            ErrorKind::BadValue,
+        ),
+        (
+            "ports = [[1, 65535]]",
+            "ports = [[2000, 1000]]",
+            "auth.allow[0].ports[0]",
+            ErrorKind::BadValue,
+        ),
+        (
+            "ports = [[1, 65535]]",
+            "ports = [[1, 65535], [0, 10]]",
+            "auth.allow[0].ports[1][0]",
+            ErrorKind::BadValue,
+        ),
+        (
+            "ports = [[1, 65535]]",
+            "ports = [[1, 65536]]",
+            "auth.allow[0].ports[0][1]",
+            ErrorKind::BadValue,
+        ),
+        (
+            "ports = [[1, 65535]]",
+            "ports = [[80]]",
+            "auth.allow[0].ports[0]",
+            ErrorKind::BadValue,
+        ),
+        (
+            "ports = [[1, 65535]]",
+            "ports = []",
+            "auth.allow[0].ports",
+            ErrorKind::BadValue,
+        ),
+        (
+            "mode = \"token_file\"",
+            "mode = \"kerberos\"",
+            "auth.mode",
+            ErrorKind::BadValue,
+        ),
+        (
+            "req_timeout_seconds = 180",
+            "req_timeout_seconds = 0",
+            "api.req_timeout_seconds",
+            ErrorKind::BadValue,
+        ),
+        (
+            "req_timeout_seconds = 180",
+            "req_timeout_seconds = 3601",
+            "api.req_timeout_seconds",
+            ErrorKind::BadValue,
+        ),
+        (
+            "max_num_conn = 64",
+            "max_num_conn = 1025",
+            "api.max_num_conn",
+            ErrorKind::BadValue,
+        ),
+        (
+            "listen = \"10.99.0.1:5001\"",
+            "listen = \"10.99.0.1:5000\"",
+            "api.listen",
+            ErrorKind::Conflict,
+        ),
+        (
+            "listen = \"10.99.0.1:5001\"",
+            "listen = \"0.0.0.0:5150\"",
+            "api.listen",
+            ErrorKind::Conflict,
+        ),
+        (
+            "listen = \"10.99.0.1:5001\"",
+            "listen = \"10.99.0.1\"",
+            "api.listen",
+            ErrorKind::BadValue,
+        ),
+    ];
+    for (from, to, want_key, want_kind) in cases {
+        let text = edit(&ex, from, to);
+        let (line, key, kind, msg) = reject(&text);
+        assert_eq!((key.as_str(), kind), (*want_key, *want_kind), "{to}: {msg}");
+        // Reported at the edited line, or at the [[auth.allow]] header for a
+        // missing key.
+        let at = ex.find(from).expect("present");
+        let edited = ex[..at].matches('\n').count() + 1;
+        if *want_kind == ErrorKind::MissingKey {
+            assert_eq!(line, line_of(&text, "[[auth.allow]]"), "{to}: {msg}");
+        } else {
+            assert!(
+                line >= edited && line <= edited + to.matches('\n').count(),
+                "{to}: line {line}, edited {edited}: {msg}"
+            );
+        }
+    }
+
+    // No rule at all.
+    let text = edit(
+        &ex,
+        &format!("[[auth.allow]]                 # testuser may use the testbed's app and gateway networks\nidentity = \"testuser\"\n{targets}\nports = [[1, 65535]]\n"),
+        "",
+    );
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            line_of(&text, "[auth]"),
+            "auth.allow",
+            ErrorKind::MissingKey
+        )
+    );
+    assert!(msg.contains("no [[auth.allow]] rule"), "{msg}");
 }

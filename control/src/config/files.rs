@@ -74,6 +74,38 @@ pub(crate) fn check_private_key(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that `path` is a regular file we can read (its contents are
+/// parsed later, by whatever uses it).
+pub(crate) fn check_readable_file(path: &Path, what: &str) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => format!("{what} file {} does not exist", path.display()),
+        _ => format!("cannot stat {what} file {}: {e}", path.display()),
+    })?;
+    if !meta.is_file() {
+        return Err(format!("{what} {} is not a regular file", path.display()));
+    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))
+}
+
+/// Checks that `path` is a readable regular file that neither group nor
+/// others can read (it holds secrets or their hashes).
+pub(crate) fn check_secret_file(path: &Path, what: &str) -> Result<(), String> {
+    check_readable_file(path, what)?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot stat {what} file {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{what} file {} has mode {mode:04o}, readable by group or others; restrict it with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +172,26 @@ mod tests {
         let cert = write(dir.path(), "c.pem", CERT, 0o600);
         let e = check_private_key(&cert).expect_err("not a key");
         assert!(e.contains("holds no PEM private key"), "{e}");
+    }
+
+    #[test]
+    fn secret_and_readable_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = write(dir.path(), "t.toml", "", 0o600);
+        assert_eq!(check_secret_file(&ok, "token"), Ok(()));
+        let open = write(dir.path(), "o.toml", "", 0o604);
+        let e = check_secret_file(&open, "token").expect_err("other-readable");
+        assert!(
+            e.contains("token file") && e.contains("has mode 0604"),
+            "{e}"
+        );
+        assert_eq!(check_readable_file(&open, "JWKS"), Ok(()));
+        let e = check_readable_file(&dir.path().join("absent.json"), "JWKS").expect_err("absent");
+        assert!(
+            e.starts_with("JWKS file ") && e.ends_with("does not exist"),
+            "{e}"
+        );
+        let e = check_readable_file(dir.path(), "JWKS").expect_err("directory");
+        assert!(e.contains("is not a regular file"), "{e}");
     }
 }

@@ -25,6 +25,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use scistream_dataplane::config::document::Document;
 use scistream_dataplane::crypto::Algorithm;
 use scistream_dataplane::shm::Capacities;
@@ -70,6 +71,18 @@ pub const DEFAULT_LISTENER_RANGE: RangeInclusive<u16> = 5100..=5199;
 pub const MIN_LISTENER_PORT: u16 = 1024;
 /// Default `logging.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default `api.req_timeout_seconds`.
+pub const DEFAULT_REQ_TIMEOUT_SECONDS: u32 = 180;
+/// Largest `api.req_timeout_seconds` (one hour).
+pub const MAX_REQ_TIMEOUT_SECONDS: u32 = 3600;
+/// Default `api.max_num_conn`.
+pub const DEFAULT_MAX_NUM_CONN: u32 = 64;
+/// Largest `api.max_num_conn`.
+pub const MAX_MAX_NUM_CONN: u32 = 1024;
+/// Default `auth.jwt.leeway_seconds`.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u32 = 30;
+/// Largest `auth.jwt.leeway_seconds` (five minutes).
+pub const MAX_JWT_LEEWAY_SECONDS: u32 = 300;
 /// Longest Unix socket path (`sun_path` is 108 bytes including the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
@@ -95,6 +108,12 @@ pub struct ControlConfig {
     pub peers: Vec<PeerConfig>,
     /// `[logging]`.
     pub logging: LoggingSection,
+    /// `[api]`: the northbound gRPC API, if configured. When present,
+    /// [`ControlConfig::auth`] is present too.
+    pub api: Option<ApiSection>,
+    /// `[auth]`: how API callers are authenticated and what they may use;
+    /// present exactly when [`ControlConfig::api`] is.
+    pub auth: Option<AuthSection>,
 }
 
 /// `[gateway]`: identity and addresses of this gateway.
@@ -263,6 +282,101 @@ impl Default for LoggingSection {
         LoggingSection {
             level: DEFAULT_LOG_LEVEL.to_owned(),
         }
+    }
+}
+
+/// `[api]`: the northbound gRPC API (`scistream.Control`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSection {
+    /// Where the gRPC server listens; `None`: no server is started.
+    pub listen: Option<SocketAddrV4>,
+    /// PEM file with the server certificate chain (default `[identity]
+    /// cert`); checked to hold at least one certificate.
+    pub cert: PathBuf,
+    /// PEM file with the server's private key (default `[identity] key`);
+    /// checked to be readable by its owner only.
+    pub key: PathBuf,
+    /// Serve plaintext gRPC instead of TLS (and allow `auth.mode = "none"`).
+    /// The service logs a warning at start when this is set.
+    pub insecure: bool,
+    /// How long `req` waits for the matching `hello`,
+    /// 1..=[`MAX_REQ_TIMEOUT_SECONDS`] seconds.
+    pub req_timeout: Duration,
+    /// Largest `num_conn` a request may ask for, 1..=[`MAX_MAX_NUM_CONN`].
+    pub max_num_conn: u32,
+}
+
+/// `[auth]`: authentication of API callers and the allow-list of what
+/// each may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSection {
+    /// How bearer tokens are checked.
+    pub mode: AuthMode,
+    /// `[[auth.allow]]` rules, in file order; at least one unless `mode` is
+    /// [`AuthMode::None`] (where they are ignored: everything is allowed).
+    pub allow: Vec<AllowRule>,
+}
+
+/// `auth.mode`: how bearer tokens are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No authentication: every caller is anonymous and allowed everything.
+    /// Only accepted together with `api.insecure = true`.
+    None,
+    /// Tokens are checked against salted PBKDF2 hashes in this TOML file
+    /// (checked to exist and to be readable by its owner only).
+    TokenFile(PathBuf),
+    /// Tokens are JWTs signed by a key of a JWKS file.
+    Jwt(JwtConfig),
+}
+
+/// `[auth.jwt]`: JWT/OIDC access-token verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// The JWKS file (RFC 7517) holding the issuer's public keys (checked
+    /// to exist).
+    pub jwks: PathBuf,
+    /// The required `iss` claim.
+    pub issuer: String,
+    /// The audience the `aud` claim must contain.
+    pub audience: String,
+    /// The scope the `scope` (space-separated) or `scp` claim must
+    /// contain; Globus-style scope URLs are fine. Non-empty, no whitespace.
+    pub required_scope: String,
+    /// Clock skew tolerated on `exp` and `nbf`,
+    /// 0..=[`MAX_JWT_LEEWAY_SECONDS`] seconds.
+    pub leeway: Duration,
+}
+
+/// Whom an `[[auth.allow]]` rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowSubject {
+    /// Callers whose authenticated identity (token-file `identity`, JWT
+    /// `sub`) is exactly this.
+    Identity(String),
+    /// Callers whose token carries exactly this scope.
+    Scope(String),
+}
+
+/// One `[[auth.allow]]` rule: which endpoints a set of callers may point
+/// the gateway at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    /// Whom the rule applies to.
+    pub subject: AllowSubject,
+    /// IPv4 prefixes (host bits zero) targets and remote listeners may lie
+    /// in; non-empty.
+    pub targets: Vec<Ipv4Net>,
+    /// Inclusive port ranges they may use; non-empty, each within 1..=65535
+    /// (default one range, 1..=65535).
+    pub ports: Vec<RangeInclusive<u16>>,
+}
+
+impl AllowRule {
+    /// True if this rule lets its subject use `target`.
+    pub fn permits(&self, target: SocketAddrV4) -> bool {
+        self.targets.iter().any(|net| net.contains(target.ip()))
+            && self.ports.iter().any(|r| r.contains(&target.port()))
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub peers: Vec<RawPeer>,
     #[serde(default)]
     pub logging: RawLogging,
+    pub api: Option<RawApi>,
+    pub auth: Option<RawAuth>,
 }
 
 /// `[gateway]`.
@@ -103,4 +105,48 @@ pub(crate) struct RawPeer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLogging {
     pub level: Option<String>,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub listen: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub insecure: Option<bool>,
+    pub req_timeout_seconds: Option<i64>,
+    pub max_num_conn: Option<i64>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub mode: String,
+    pub token_file: Option<String>,
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub allow: Vec<RawAllow>,
+}
+
+/// `[auth.jwt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub jwks: String,
+    pub issuer: String,
+    pub audience: String,
+    pub required_scope: String,
+    pub leeway_seconds: Option<i64>,
+}
+
+/// One `[[auth.allow]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub identity: Option<String>,
+    pub scope: Option<String>,
+    pub targets: Vec<String>,
+    pub ports: Option<Vec<Vec<i64>>>,
 }

@@ -9,10 +9,12 @@ use scistream_dataplane::config::document::Document;
 use scistream_dataplane::config::values::{check_gateway_name, parse_ipv4};
 use scistream_dataplane::crypto::Algorithm;
 
-use super::files::{check_certificates, check_private_key};
+use scistream_dataplane::config::values::parse_prefix;
+
+use super::files::{check_certificates, check_private_key, check_readable_file, check_secret_file};
 use super::raw::{
-    RawConfig, RawControl, RawGateway, RawIdentity, RawKeys, RawLogging, RawPeer, RawPorts,
-    RawRegistry, RawShm,
+    RawAllow, RawApi, RawAuth, RawConfig, RawControl, RawGateway, RawIdentity, RawJwt, RawKeys,
+    RawLogging, RawPeer, RawPorts, RawRegistry, RawShm,
 };
 use super::*;
 
@@ -30,6 +32,27 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
     let ports = ports(&raw.ports, &gateway, &control, doc)?;
     let peers = peers(&raw.peers, &gateway, &base, doc)?;
     let logging = logging(&raw.logging, doc)?;
+    let api = match &raw.api {
+        Some(a) => Some(api(a, &identity, &control, &ports, &gateway, &base, doc)?),
+        None => None,
+    };
+    let auth = match (&raw.auth, &api) {
+        (Some(a), Some(api)) => Some(auth(a, api, &base, doc)?),
+        (Some(_), None) => {
+            return Err(doc.conflict(
+                "auth",
+                "[auth] is set but there is no [api] section; authentication applies to the gRPC API only",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(doc.error(
+                "api",
+                ErrorKind::MissingKey,
+                "[api] needs an [auth] section (mode \"token_file\" or \"jwt\", and [[auth.allow]] rules)",
+            ))
+        }
+        (None, None) => None,
+    };
     Ok(ControlConfig {
         gateway,
         identity,
@@ -40,6 +63,8 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
         ports,
         peers,
         logging,
+        api,
+        auth,
     })
 }
 
@@ -467,6 +492,276 @@ fn logging(l: &RawLogging, doc: &Document<'_>) -> Res<LoggingSection> {
     Ok(LoggingSection {
         level: level.clone(),
     })
+}
+
+fn api(
+    a: &RawApi,
+    identity: &IdentitySection,
+    control: &ControlSection,
+    ports: &PortsSection,
+    gateway: &GatewaySection,
+    base: &Path,
+    doc: &Document<'_>,
+) -> Res<ApiSection> {
+    let listen = match &a.listen {
+        Some(s) => Some(socket_addr(doc, "api.listen", s, true)?),
+        None => None,
+    };
+    if let Some(listen) = listen {
+        let peer = control.peer_listen;
+        let same_ip =
+            listen.ip() == peer.ip() || listen.ip().is_unspecified() || peer.ip().is_unspecified();
+        if same_ip && listen.port() == peer.port() {
+            return Err(doc.conflict(
+                "api.listen",
+                format!(
+                    "{listen} collides with the peer channel's {peer} (control.peer_listen, line {})",
+                    doc.line_of("control.peer_listen")
+                ),
+            ));
+        }
+        let on_gateway_ip = listen.ip().is_unspecified()
+            || *listen.ip() == gateway.wan_address
+            || *listen.ip() == gateway.lan_address;
+        if on_gateway_ip && ports.listener_range.contains(&listen.port()) {
+            return Err(doc.conflict(
+                "api.listen",
+                format!(
+                    "port {} is inside the listener ports {}..={} (ports.listener_range)",
+                    listen.port(),
+                    ports.listener_range.start(),
+                    ports.listener_range.end()
+                ),
+            ));
+        }
+    }
+    let cert = match &a.cert {
+        Some(c) => {
+            let cert = path(doc, "api.cert", c, base)?;
+            check_certificates(&cert, "certificate").map_err(|m| doc.bad_value("api.cert", m))?;
+            cert
+        }
+        None => identity.cert.clone(),
+    };
+    let key = match &a.key {
+        Some(k) => {
+            let key = path(doc, "api.key", k, base)?;
+            check_private_key(&key).map_err(|m| doc.bad_value("api.key", m))?;
+            key
+        }
+        None => identity.key.clone(),
+    };
+    let req_timeout: u32 = int(
+        doc,
+        "api.req_timeout_seconds",
+        a.req_timeout_seconds,
+        1,
+        MAX_REQ_TIMEOUT_SECONDS,
+        DEFAULT_REQ_TIMEOUT_SECONDS,
+    )?;
+    let max_num_conn = int(
+        doc,
+        "api.max_num_conn",
+        a.max_num_conn,
+        1,
+        MAX_MAX_NUM_CONN,
+        DEFAULT_MAX_NUM_CONN,
+    )?;
+    Ok(ApiSection {
+        listen,
+        cert,
+        key,
+        insecure: a.insecure.unwrap_or(false),
+        req_timeout: Duration::from_secs(req_timeout.into()),
+        max_num_conn,
+    })
+}
+
+/// The value of `auth.mode`.
+enum ModeKind {
+    None,
+    TokenFile,
+    Jwt,
+}
+
+fn auth(a: &RawAuth, api: &ApiSection, base: &Path, doc: &Document<'_>) -> Res<AuthSection> {
+    let mode_name = a.mode.as_str();
+    let kind = match mode_name {
+        "none" => ModeKind::None,
+        "token_file" => ModeKind::TokenFile,
+        "jwt" => ModeKind::Jwt,
+        other => {
+            return Err(doc.bad_value(
+                "auth.mode",
+                format!("unknown mode `{other}`; expected \"token_file\", \"jwt\" or \"none\""),
+            ))
+        }
+    };
+    // Settings of the other modes are mistakes, not silently ignored.
+    if a.token_file.is_some() && mode_name != "token_file" {
+        return Err(doc.conflict(
+            "auth.token_file",
+            format!("auth.token_file is set but auth.mode is \"{mode_name}\"; it is used only with mode \"token_file\""),
+        ));
+    }
+    if a.jwt.is_some() && mode_name != "jwt" {
+        return Err(doc.conflict(
+            "auth.jwt",
+            format!("[auth.jwt] is set but auth.mode is \"{mode_name}\"; it is used only with mode \"jwt\""),
+        ));
+    }
+    let mode = match kind {
+        ModeKind::None => {
+            if !api.insecure {
+                return Err(doc.conflict(
+                    "auth.mode",
+                    format!(
+                        "auth.mode = \"none\" turns authentication off and needs api.insecure = true (line {}) to say so explicitly",
+                        doc.line_of("api.insecure")
+                    ),
+                ));
+            }
+            AuthMode::None
+        }
+        ModeKind::TokenFile => {
+            let Some(file) = &a.token_file else {
+                return Err(doc.missing(
+                    "auth.token_file",
+                    "auth.mode = \"token_file\" needs auth.token_file (a TOML file of token hashes; see `s2cs hash-token`)",
+                ));
+            };
+            let file = path(doc, "auth.token_file", file, base)?;
+            check_secret_file(&file, "token").map_err(|m| doc.bad_value("auth.token_file", m))?;
+            AuthMode::TokenFile(file)
+        }
+        ModeKind::Jwt => {
+            let Some(jwt) = &a.jwt else {
+                return Err(doc.missing(
+                    "auth.jwt",
+                    "auth.mode = \"jwt\" needs an [auth.jwt] section (jwks, issuer, audience, required_scope)",
+                ));
+            };
+            AuthMode::Jwt(jwt_config(jwt, base, doc)?)
+        }
+    };
+    if a.allow.is_empty() && mode != AuthMode::None {
+        return Err(doc.missing(
+            "auth.allow",
+            "no [[auth.allow]] rule: every request would be refused; add at least one rule with `identity` or `scope` and `targets`",
+        ));
+    }
+    let allow = a
+        .allow
+        .iter()
+        .enumerate()
+        .map(|(i, r)| allow_rule(i, r, doc))
+        .collect::<Res<Vec<_>>>()?;
+    Ok(AuthSection { mode, allow })
+}
+
+/// A string setting that must be non-empty.
+fn non_empty(doc: &Document<'_>, key: &str, s: &str) -> Res<String> {
+    if s.trim().is_empty() {
+        return Err(doc.bad_value(key, "empty value"));
+    }
+    Ok(s.to_owned())
+}
+
+fn jwt_config(j: &RawJwt, base: &Path, doc: &Document<'_>) -> Res<JwtConfig> {
+    let jwks = path(doc, "auth.jwt.jwks", &j.jwks, base)?;
+    check_readable_file(&jwks, "JWKS").map_err(|m| doc.bad_value("auth.jwt.jwks", m))?;
+    let issuer = non_empty(doc, "auth.jwt.issuer", &j.issuer)?;
+    let audience = non_empty(doc, "auth.jwt.audience", &j.audience)?;
+    let required_scope = non_empty(doc, "auth.jwt.required_scope", &j.required_scope)?;
+    if required_scope.chars().any(char::is_whitespace) {
+        return Err(doc.bad_value(
+            "auth.jwt.required_scope",
+            "a scope cannot contain whitespace (the `scope` claim is a space-separated list)",
+        ));
+    }
+    let leeway: u32 = int(
+        doc,
+        "auth.jwt.leeway_seconds",
+        j.leeway_seconds,
+        0,
+        MAX_JWT_LEEWAY_SECONDS,
+        DEFAULT_JWT_LEEWAY_SECONDS,
+    )?;
+    Ok(JwtConfig {
+        jwks,
+        issuer,
+        audience,
+        required_scope,
+        leeway: Duration::from_secs(leeway.into()),
+    })
+}
+
+fn allow_rule(i: usize, r: &RawAllow, doc: &Document<'_>) -> Res<AllowRule> {
+    let key = |k: &str| format!("auth.allow[{i}].{k}");
+    let subject = match (&r.identity, &r.scope) {
+        (Some(_), Some(_)) => {
+            return Err(doc.conflict(
+                &key("scope"),
+                "the rule sets both `identity` and `scope`; set exactly one",
+            ))
+        }
+        (None, None) => {
+            return Err(doc.missing(
+                &key("identity"),
+                "the rule needs `identity` (a user) or `scope` (a token scope)",
+            ))
+        }
+        (Some(id), None) => AllowSubject::Identity(non_empty(doc, &key("identity"), id)?),
+        (None, Some(scope)) => AllowSubject::Scope(non_empty(doc, &key("scope"), scope)?),
+    };
+    if r.targets.is_empty() {
+        return Err(doc.bad_value(
+            &key("targets"),
+            "no prefix; list the IPv4 prefixes this rule allows, like [\"10.10.1.0/24\"]",
+        ));
+    }
+    let targets = r
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(j, t)| parse_prefix(t).map_err(|m| doc.bad_value(&key(&format!("targets[{j}]")), m)))
+        .collect::<Res<Vec<_>>>()?;
+    let ports = match &r.ports {
+        None => vec![1..=u16::MAX],
+        Some(list) if list.is_empty() => return Err(doc.bad_value(
+            &key("ports"),
+            "no port range; omit `ports` to allow every port, or list ranges like [[1024, 65535]]",
+        )),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(j, pair)| port_range(doc, &key(&format!("ports[{j}]")), pair))
+            .collect::<Res<Vec<_>>>()?,
+    };
+    Ok(AllowRule {
+        subject,
+        targets,
+        ports,
+    })
+}
+
+/// A `[first, last]` inclusive port range within 1..=65535.
+fn port_range(doc: &Document<'_>, key: &str, pair: &[i64]) -> Res<RangeInclusive<u16>> {
+    let [first, last] = pair else {
+        return Err(doc.bad_value(
+            key,
+            format!(
+                "{} element(s); expected two ports [first, last] like [1024, 65535]",
+                pair.len()
+            ),
+        ));
+    };
+    let first: u16 = int(doc, &format!("{key}[0]"), Some(*first), 1, u16::MAX, 1)?;
+    let last: u16 = int(doc, &format!("{key}[1]"), Some(*last), 1, u16::MAX, 1)?;
+    if first > last {
+        return Err(doc.bad_value(key, format!("first port {first} is above last port {last}")));
+    }
+    Ok(first..=last)
 }
 
 #[cfg(test)]
