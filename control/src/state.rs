@@ -314,7 +314,11 @@ impl State {
             .values()
             .flat_map(|s| s.record.listeners.iter().map(|l| l.port))
             .collect();
-        let free: Vec<u16> = range.clone().filter(|p| !used.contains(p)).take(n).collect();
+        let free: Vec<u16> = range
+            .clone()
+            .filter(|p| !used.contains(p))
+            .take(n)
+            .collect();
         (free.len() == n).then_some(free)
     }
 

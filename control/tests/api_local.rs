@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use scistream_control::auth::hash::{hash_token, token_file_entry};
+use scistream_control::auth::{hash_token, token_file_entry};
 use scistream_control::proto::control_client::ControlClient;
 use scistream_control::proto::Request as Req;
 use scistream_dataplane::shm::ShmReader;
@@ -68,9 +68,17 @@ impl Local {
             let tokens = tokens.clone();
             move |t: &mut toml::Table| {
                 let c = t["control"].as_table_mut().unwrap();
-                c.insert("peer_listen".into(), format!("127.0.0.1:{peer_listen}").into());
-                let p = t["peers"].as_array_mut().unwrap()[0].as_table_mut().unwrap();
-                p.insert("control_address".into(), format!("127.0.0.1:{peer_at}").into());
+                c.insert(
+                    "peer_listen".into(),
+                    format!("127.0.0.1:{peer_listen}").into(),
+                );
+                let p = t["peers"].as_array_mut().unwrap()[0]
+                    .as_table_mut()
+                    .unwrap();
+                p.insert(
+                    "control_address".into(),
+                    format!("127.0.0.1:{peer_at}").into(),
+                );
                 let a = t["api"].as_table_mut().unwrap();
                 a.insert("listen".into(), format!("127.0.0.1:{api}").into());
                 a.insert("req_timeout_seconds".into(), (req_timeout as i64).into());
@@ -119,7 +127,9 @@ impl Local {
     }
 
     fn inbound(&self, num_conn: usize, targets_port: u16) -> Value {
-        let ports: Vec<String> = (0..num_conn).map(|i| (targets_port + i as u16).to_string()).collect();
+        let ports: Vec<String> = (0..num_conn)
+            .map(|i| (targets_port + i as u16).to_string())
+            .collect();
         self.s2uc_ok(
             &self.api_a,
             "gwa",
@@ -145,7 +155,13 @@ impl Local {
         self.s2uc_ok(
             &self.api_b,
             "gwb",
-            &["outbound-request", "--num_conn", &num_conn.to_string(), uid, &l.join(",")],
+            &[
+                "outbound-request",
+                "--num_conn",
+                &num_conn.to_string(),
+                uid,
+                &l.join(","),
+            ],
         )
     }
 
@@ -187,24 +203,50 @@ fn refused_callers_set_up_nothing() {
             &l.api_a,
             "gwa",
             token,
-            &["inbound-request", "--remote_ip", ip, "--receiver_ports", "5000"],
+            &[
+                "inbound-request",
+                "--remote_ip",
+                ip,
+                "--receiver_ports",
+                "5000",
+            ],
         )
     };
     let cases = [
         ("no token", inbound(None, "10.10.1.2"), "UNAUTHENTICATED"),
-        ("wrong token", inbound(Some("not-a-token"), "10.10.1.2"), "UNAUTHENTICATED"),
-        ("no allow rule", inbound(Some(OTHER_TOKEN), "10.10.1.2"), "PERMISSION_DENIED"),
-        ("target outside the allow-list", inbound(Some(TOKEN), "192.0.2.7"), "PERMISSION_DENIED"),
+        (
+            "wrong token",
+            inbound(Some("not-a-token"), "10.10.1.2"),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "no allow rule",
+            inbound(Some(OTHER_TOKEN), "10.10.1.2"),
+            "PERMISSION_DENIED",
+        ),
+        (
+            "target outside the allow-list",
+            inbound(Some(TOKEN), "192.0.2.7"),
+            "PERMISSION_DENIED",
+        ),
     ];
     for (what, out, code) in &cases {
         assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(out));
-        assert!(stderr(out).contains(code), "{what}: expected {code}: {}", stderr(out));
+        assert!(
+            stderr(out).contains(code),
+            "{what}: expected {code}: {}",
+            stderr(out)
+        );
     }
     // A refused hello leaves the req's reservation behind only until the
     // client goes away or the req times out (3 s here).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !l.sessions(&l.api_a, "gwa").is_empty() {
-        assert!(Instant::now() < deadline, "{:?}", l.sessions(&l.api_a, "gwa"));
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            l.sessions(&l.api_a, "gwa")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(region_counts(&l.a.shm), (0, 0));
@@ -233,7 +275,10 @@ fn twenty_concurrent_sessions_leave_no_ports_or_sas_behind() {
     for (a, b) in &setups {
         assert_eq!(a["uid"], b["uid"]);
         for v in a["listeners"].as_array().unwrap() {
-            assert!(ports.insert(v.as_str().unwrap().to_string()), "port given twice: {v}");
+            assert!(
+                ports.insert(v.as_str().unwrap().to_string()),
+                "port given twice: {v}"
+            );
         }
     }
     assert_eq!(ports.len(), 40);
@@ -288,7 +333,9 @@ fn a_req_without_hello_times_out_and_frees_its_ports() {
             },
             connect_timeout: Duration::from_secs(5),
         };
-        let ch = scistream_control::client::connect::connect(&opts).await.unwrap();
+        let ch = scistream_control::client::connect::connect(&opts)
+            .await
+            .unwrap();
         let mut c = ControlClient::new(ch);
         let mut r = tonic::Request::new(Req {
             uid: "lonely".into(),
@@ -304,7 +351,10 @@ fn a_req_without_hello_times_out_and_frees_its_ports() {
     });
     let (e, took) = status;
     assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
     assert!(l.sessions(&l.api_a, "gwa").is_empty());
     // The three ports are free: a new session gets 5100..5102 again.
     let s = l.inbound(3, 7000);
@@ -335,9 +385,38 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
         serde_json::from_slice(&out.stdout).expect("python client JSON")
     };
     let targets = "10.10.1.2:5000,10.10.1.2:5001";
-    let p_in = py(&l.api_a, "gwa", &["inbound", "--uid", "py-1", "--num-conn", "2", "--targets", targets]);
-    let listeners: Vec<&str> = p_in["listeners"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let p_out = py(&l.api_b, "gwb", &["outbound", "--uid", "py-1", "--num-conn", "2", "--prod-listeners", &listeners.join(",")]);
+    let p_in = py(
+        &l.api_a,
+        "gwa",
+        &[
+            "inbound",
+            "--uid",
+            "py-1",
+            "--num-conn",
+            "2",
+            "--targets",
+            targets,
+        ],
+    );
+    let listeners: Vec<&str> = p_in["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let p_out = py(
+        &l.api_b,
+        "gwb",
+        &[
+            "outbound",
+            "--uid",
+            "py-1",
+            "--num-conn",
+            "2",
+            "--prod-listeners",
+            &listeners.join(","),
+        ],
+    );
     // The session is keyed on both sides.
     let st = l.s2uc_ok(&l.api_b, "gwb", &["status", "py-1"]);
     assert_eq!(st["state"], "keyed", "{st}");
@@ -351,5 +430,8 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
     assert_eq!(p_in["listeners"], s_in["listeners"]);
     assert_eq!(p_in["prod_listeners"], s_in["prod_listeners"]);
     assert_eq!(p_out["listeners"], s_out["listeners"]);
-    assert_eq!(p_in["prod_listeners"], serde_json::json!(["10.10.1.2:5000", "10.10.1.2:5001"]));
+    assert_eq!(
+        p_in["prod_listeners"],
+        serde_json::json!(["10.10.1.2:5000", "10.10.1.2:5001"])
+    );
 }

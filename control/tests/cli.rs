@@ -39,6 +39,20 @@ fn setup() -> (TempDir, PathBuf) {
     );
     let config = dir.path().join("gw.toml");
     fs::copy(repo().join("configs/control-testbed-gwa.toml"), &config).expect("copy example");
+    // The example's token file: one entry, a hash only, mode 0600.
+    let hash = scistream_control::auth::hash_token(
+        "cli-test-token",
+        scistream_control::auth::MIN_PBKDF2_ITERATIONS,
+    )
+    .expect("hash");
+    let tokens = dir.path().join("tokens.toml");
+    fs::write(
+        &tokens,
+        scistream_control::auth::token_file_entry("testuser", &[], &hash),
+    )
+    .expect("write tokens.toml");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&tokens, fs::Permissions::from_mode(0o600)).expect("chmod");
     (dir, config)
 }
 
@@ -141,6 +155,10 @@ fn local_paths(dir: &Path, config: &Path) -> PathBuf {
     let text = fs::read_to_string(config)
         .expect("read config")
         .replace("10.99.0.1:5000", &format!("127.0.0.1:{port}"))
+        .replace(
+            "10.99.0.1:5001",
+            &format!("127.0.0.1:{}", port.wrapping_add(1).max(1024)),
+        )
         .replace(
             "/tmp/scistream-testbed/gwa.sock",
             &dir.join("admin/gwa.sock").display().to_string(),

@@ -139,7 +139,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Channel, ClientError> {
                 name,
                 tls: TlsConnector::from(Arc::new(config)),
             };
-            let endpoint = endpoint(&format!("https://{authority}"), opts)?;
+            // The dialer does TLS itself: tonic must see a plain "http" URI,
+            // or (with its own TLS compiled in for the server) it refuses
+            // an "https" endpoint that has no tonic TLS config.
+            let endpoint = endpoint(&format!("http://{authority}"), opts)?;
             endpoint
                 .connect_with_connector(dialer)
                 .await

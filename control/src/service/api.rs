@@ -8,8 +8,12 @@
 //! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED,
 //! DEADLINE_EXCEEDED, UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED.
 
+// Handlers return `tonic::Status` (tonic's own error type, 176 bytes);
+// the helpers here return it too rather than box and unbox it.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -78,7 +82,9 @@ fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddrV4>, Status> 
         })
         .map(|r| {
             r.and_then(|a| match a.port() == 0 || a.ip().is_unspecified() {
-                true => Err(Status::invalid_argument(format!("{field}: `{a}` is not usable"))),
+                true => Err(Status::invalid_argument(format!(
+                    "{field}: `{a}` is not usable"
+                ))),
                 false => Ok(a),
             })
         })
@@ -116,8 +122,7 @@ impl Api {
     }
 
     fn authenticate<T>(&self, r: &Request<T>) -> Result<Principal, Status> {
-        let token = auth::bearer(r.metadata()).map_err(|e| e.into_status())?;
-        self.verifier.verify(token).map_err(|e| {
+        auth::authenticate(r.metadata(), &*self.verifier).map_err(|e| {
             warn!(reason = %e, "request refused");
             e.into_status()
         })
@@ -231,7 +236,9 @@ impl Drop for CancelGuard {
             if hello == Some(false) {
                 lock(&api.waiting).remove(&uid);
                 match api.release_session(&uid) {
-                    Ok(()) => warn!(uid = %uid, "req cancelled by the client before hello; ports released"),
+                    Ok(()) => {
+                        warn!(uid = %uid, "req cancelled by the client before hello; ports released")
+                    }
                     Err(e) => warn!(uid = %uid, error = %e, "releasing a cancelled req failed"),
                 }
             }
@@ -258,13 +265,19 @@ impl Control for ApiHandle {
             )));
         }
         if r.rate < 0 {
-            return Err(Status::invalid_argument(format!("rate {} is negative", r.rate)));
+            return Err(Status::invalid_argument(format!(
+                "rate {} is negative",
+                r.rate
+            )));
         }
         let notify = Arc::new(Notify::new());
         tokio::task::block_in_place(|| -> Result<(), Status> {
             let mut st = api.sh.state();
             if st.get(&r.uid).is_some() {
-                return Err(Status::already_exists(format!("session `{}` exists", r.uid)));
+                return Err(Status::already_exists(format!(
+                    "session `{}` exists",
+                    r.uid
+                )));
             }
             let ports = st
                 .free_ports(&api.sh.cfg.ports.listener_range, r.num_conn as usize)
@@ -312,12 +325,8 @@ impl Control for ApiHandle {
         lock(&api.waiting).remove(&r.uid);
         let answer = {
             let st = api.sh.state();
-            st.get(&r.uid).map(|s| {
-                (
-                    s.hello.clone(),
-                    api.listener_strings(s),
-                )
-            })
+            st.get(&r.uid)
+                .map(|s| (s.hello.clone(), api.listener_strings(s)))
         };
         match (waited, answer) {
             (_, None) => Err(Status::aborted(format!("session `{}` was released", r.uid))),
@@ -387,7 +396,11 @@ impl Control for ApiHandle {
             (
                 s.record.role,
                 s.hello.is_some(),
-                s.record.listeners.iter().map(|l| l.port).collect::<Vec<u16>>(),
+                s.record
+                    .listeners
+                    .iter()
+                    .map(|l| l.port)
+                    .collect::<Vec<u16>>(),
             )
         })?;
         if !r.role.is_empty() && role_of(&r.role)? != role {
@@ -406,8 +419,9 @@ impl Control for ApiHandle {
         let remotes = endpoints("remote_listeners", &r.remote_listeners)?;
         api.check_targets(&who, &remotes)?;
         // Round-robin the given endpoints onto the reserved listeners.
-        let mapped: Vec<SocketAddrV4> =
-            (0..ports.len()).map(|i| remotes[i % remotes.len()]).collect();
+        let mapped: Vec<SocketAddrV4> = (0..ports.len())
+            .map(|i| remotes[i % remotes.len()])
+            .collect();
         let peer = match role {
             SessionRole::Outbound => {
                 let ip = *remotes[0].ip();
@@ -418,7 +432,9 @@ impl Control for ApiHandle {
                     )));
                 }
                 let p = api.sh.cfg.peer_by_wan_address(ip).ok_or_else(|| {
-                    Status::invalid_argument(format!("no configured peer gateway has WAN address {ip}"))
+                    Status::invalid_argument(format!(
+                        "no configured peer gateway has WAN address {ip}"
+                    ))
                 })?;
                 Some(p.name.clone())
             }
@@ -451,6 +467,12 @@ impl Control for ApiHandle {
         if role == SessionRole::Outbound {
             // Negotiate the keys now, so that the caller learns of a failure.
             negotiate::rekey(api.sh.clone(), r.uid.clone(), "update").await;
+            // A timer-started exchange may have been in flight: wait for it.
+            let deadline = tokio::time::Instant::now() + negotiate::EXCHANGE_TIMEOUT;
+            while lock(&api.sh.in_flight).contains(&r.uid) && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let st = api.sh.state();
             let s = st
                 .get(&r.uid)
@@ -505,32 +527,44 @@ impl Sessions for ApiHandle {
     }
 }
 
-/// Serves the API until the task is aborted: TLS with the configured
-/// certificate unless `insecure`.
-pub async fn serve(sh: Arc<Shared>) -> anyhow::Result<()> {
-    let api = Api::new(sh)?;
-    let listen = SocketAddr::V4(api.cfg.listen);
-    let mut builder = tonic::transport::Server::builder()
-        .timeout(Duration::from_secs(3600))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)));
-    if api.cfg.insecure {
-        warn!(%listen, "the gRPC API runs WITHOUT TLS ([api] insecure = true): tokens and session data cross the network in clear");
-    } else {
-        let cert = std::fs::read(&api.cfg.cert)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", api.cfg.cert.display()))?;
-        let key = std::fs::read(&api.cfg.key)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", api.cfg.key.display()))?;
-        builder = builder.tls_config(
-            tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(cert, key)),
-        )?;
+impl Api {
+    /// Binds the API's TCP listener (so a port clash fails `s2cs run`).
+    pub async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let listen = self
+            .cfg
+            .listen
+            .ok_or_else(|| anyhow::anyhow!("[api] has no listen address"))?;
+        tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the gRPC API on {listen}: {e}"))
     }
-    let handle = ApiHandle(Arc::new(api));
-    info!(%listen, "gRPC API (scistream.Control) listening");
-    builder
-        .add_service(ControlServer::new(handle.clone()))
-        .add_service(SessionsServer::new(handle))
-        .serve(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("gRPC API on {listen}: {e}"))
+
+    /// Serves the API on `listener` until the task is aborted: TLS with the
+    /// configured certificate unless `insecure`.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        let listen = listener.local_addr()?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let mut builder = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)));
+        if self.cfg.insecure {
+            warn!(%listen, "the gRPC API runs WITHOUT TLS ([api] insecure = true): tokens and session data cross the network in clear");
+        } else {
+            let cert = std::fs::read(&self.cfg.cert)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.cfg.cert.display()))?;
+            let key = std::fs::read(&self.cfg.key)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.cfg.key.display()))?;
+            builder = builder.tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )?;
+        }
+        let handle = ApiHandle(Arc::new(self));
+        info!(%listen, tls = !handle.0.cfg.insecure, "gRPC API (scistream.Control) listening");
+        builder
+            .add_service(ControlServer::new(handle.clone()))
+            .add_service(SessionsServer::new(handle))
+            .serve_with_incoming(incoming)
+            .await
+            .map_err(|e| anyhow::anyhow!("gRPC API on {listen}: {e}"))
+    }
 }

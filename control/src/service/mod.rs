@@ -13,6 +13,7 @@
 //! once our data plane has moved.
 
 pub mod admin;
+pub mod api;
 pub mod negotiate;
 pub mod peer_server;
 pub mod timers;
@@ -205,11 +206,20 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
         admin = %shared.cfg.control.admin_socket.display(),
         "s2cs ready"
     );
-    let tasks = [
+    let mut tasks = vec![
         tokio::spawn(peer_server::serve(shared.clone(), server)),
         tokio::spawn(admin::serve(shared.clone(), admin)),
         tokio::spawn(timers::run(shared.clone())),
     ];
+    if shared.cfg.api.as_ref().is_some_and(|a| a.listen.is_some()) {
+        let api = api::Api::new(shared.clone())?;
+        let listener = api.bind().await?;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = api.serve(listener).await {
+                tracing::error!(error = %format!("{e:#}"), "the gRPC API stopped");
+            }
+        }));
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),

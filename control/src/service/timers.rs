@@ -74,7 +74,9 @@ fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(Stri
     let limits = sh.limits;
     let mut out = Vec::new();
     for s in st.sessions() {
-        if in_flight.contains(&s.record.uid) {
+        // In flight, or not ready for keys: no peer yet (a session created
+        // through the API learns it from `update` or the first offer).
+        if in_flight.contains(&s.record.uid) || s.record.peer.is_empty() {
             continue;
         }
         let why = match (&s.outbound, s.switched_at) {

@@ -15,6 +15,39 @@ use super::netns::{repo_root, Node, Testbed};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The bearer token of user `testuser` (the example configs' allow rule)
+/// in the token file every [`ControlPlane`] gets.
+pub const TEST_TOKEN: &str = "s2-test-token-3f9a1c7e5b2d4860";
+
+/// Writes `dir/tokens.toml` (mode 0600) holding only the hash of
+/// [`TEST_TOKEN`] for `testuser`, made by `s2cs hash-token`.
+pub fn write_token_file(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut child = Command::new(s2cs_bin())
+        .args(["hash-token", "--identity", "testuser"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run s2cs hash-token");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(TEST_TOKEN.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "s2cs hash-token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, &out.stdout).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
 /// The path of the `s2cs` binary under test.
 pub fn s2cs_bin() -> PathBuf {
     workspace_bin(option_env!("CARGO_BIN_EXE_s2cs"), "s2cs")
@@ -77,7 +110,11 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`], in this process's network namespace
     /// (`edit` must then move the listen addresses to loopback).
-    pub fn start_local(gw: &str, certs: &Path, edit: impl FnOnce(&mut toml::Table)) -> ControlPlane {
+    pub fn start_local(
+        gw: &str,
+        certs: &Path,
+        edit: impl FnOnce(&mut toml::Table),
+    ) -> ControlPlane {
         Self::start_in(None, gw, certs, edit)
     }
 
@@ -127,6 +164,12 @@ impl ControlPlane {
             "path",
             dir.join("registry.db").display().to_string().into(),
         );
+        if let Some(auth) = t.get_mut("auth").and_then(|a| a.as_table_mut()) {
+            if auth.get("mode").and_then(|m| m.as_str()) == Some("token_file") {
+                let tokens = write_token_file(&dir);
+                auth.insert("token_file".into(), tokens.display().to_string().into());
+            }
+        }
         for p in t["peers"].as_array_mut().unwrap() {
             let p = p.as_table_mut().unwrap();
             if p.contains_key("ca") {

@@ -115,6 +115,12 @@ impl Drop for Umem {
 }
 
 /// A libxdp socket handle, deleted explicitly (inside its namespace) or on drop.
+/// How long `xsk_socket__create` is retried on EBUSY (a queue still held by
+/// the socket of a process that just exited).
+const BUSY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause between those retries.
+const BUSY_RETRY_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+
 struct Socket(*mut sys::xsk_socket);
 
 impl Socket {
@@ -224,22 +230,37 @@ impl XdpQueue {
             bind_flags: (copy_flag | sys::XDP_USE_NEED_WAKEUP) as u16,
         };
         let mut xsk_ptr = ptr::null_mut();
-        // SAFETY: the name is NUL-terminated, the UMEM handle is live, the
-        // rx/tx ring structs are heap-pinned and outlive the socket, and
-        // `scfg` is a valid config read during the call.
-        let rc = unsafe {
-            sys::xsk_socket__create(
-                &mut xsk_ptr,
-                name.as_cstr().as_ptr(),
-                u32::from(id),
-                umem.0,
-                rings.rx(),
-                rings.tx(),
-                &scfg,
-            )
-        };
-        if rc != 0 {
-            return Err(neg("xsk_socket__create", rc));
+        // A socket of a gateway that just died (SIGKILL) is released by the
+        // kernel asynchronously and keeps the queue busy for a moment:
+        // EBUSY is retried for up to BUSY_RETRY_FOR before it is an error.
+        let started = std::time::Instant::now();
+        let mut busy_logged = false;
+        loop {
+            // SAFETY: the name is NUL-terminated, the UMEM handle is live, the
+            // rx/tx ring structs are heap-pinned and outlive the socket, and
+            // `scfg` is a valid config read during the call.
+            let rc = unsafe {
+                sys::xsk_socket__create(
+                    &mut xsk_ptr,
+                    name.as_cstr().as_ptr(),
+                    u32::from(id),
+                    umem.0,
+                    rings.rx(),
+                    rings.tx(),
+                    &scfg,
+                )
+            };
+            match rc {
+                0 => break,
+                rc if rc == -libc::EBUSY && started.elapsed() < BUSY_RETRY_FOR => {
+                    if !busy_logged {
+                        tracing::info!(queue = id, "AF_XDP queue busy (a previous socket is still being released); retrying");
+                        busy_logged = true;
+                    }
+                    std::thread::sleep(BUSY_RETRY_STEP);
+                }
+                rc => return Err(neg("xsk_socket__create", rc)),
+            }
         }
         let xsk = Socket(xsk_ptr);
         // SAFETY: the socket handle is live.
