@@ -194,6 +194,11 @@ impl Policer {
         }
         let tau = self.tau.load(Ordering::Relaxed);
         let now = now_ns.saturating_mul(TICKS_PER_NS);
+        // The common case, the whole burst conforming, costs one sum.
+        let (n, total) = lens.clone().fold((0usize, 0u64), |(n, b), len| {
+            (n + 1, b.saturating_add(len as u64))
+        });
+        let total_cost = cost_of(total, cost_per_byte);
         let mut admitted = 0;
         // An error only means nothing conformed: the bucket is left alone.
         let _ = self
@@ -201,13 +206,17 @@ impl Policer {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
                 let start = tat.max(now);
                 let backlog = start - now;
+                // A packet larger than the whole depth goes alone, when the bucket is full.
+                let oversized_alone = |k: usize| k == 0 && backlog == 0;
+                if backlog.saturating_add(total_cost) <= tau || (n == 1 && oversized_alone(0)) {
+                    admitted = n;
+                    return (n > 0).then(|| start.saturating_add(total_cost));
+                }
                 let (mut k, mut bytes, mut cost) = (0usize, 0u64, 0u64);
                 for len in lens.clone() {
                     let b = bytes.saturating_add(len as u64);
                     let c = cost_of(b, cost_per_byte);
-                    // A packet larger than the whole depth goes alone, when the bucket is full.
-                    let oversized_alone = k == 0 && backlog == 0;
-                    if backlog.saturating_add(c) > tau && !oversized_alone {
+                    if backlog.saturating_add(c) > tau && !oversized_alone(k) {
                         break;
                     }
                     (k, bytes, cost) = (k + 1, b, c);
