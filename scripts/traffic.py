@@ -16,6 +16,22 @@ when it finishes (diagnostics go to stderr) and exits 0 on success, 1 on failure
       possible). Reports sent, bytes, seconds (plus send_errors: datagrams the kernel
       refused; exit 1 if any).
 
+  udp-serve --bind IP:PORT --count N --size BYTES [--rate PPS] [--pattern HEX]
+            [--timeout SECS] [--ready-file PATH]
+      Pull mode, producer side: wait (up to SECS, default 30) for one datagram, then send
+      N datagrams like udp-send back to its source, from the bound socket. For paths
+      where the consumer must speak first (a NAT or listener maps the flow on its first
+      packet). Repeated start datagrams are ignored. Reports peer, sent, bytes, seconds,
+      pps, enobufs, send_errors.
+
+  udp-pull --to IP:PORT --count N [--timeout SECS]
+      Pull mode, consumer side: send a start datagram to IP:PORT, again every 200 ms until
+      data arrives, then receive like udp-recv (stops after N distinct sequence numbers,
+      or after SECS without any datagram, before or after the first). Reports what
+      udp-recv reports plus first_ts and last_ts (wall-clock seconds of the first and the
+      last datagram) and rate_bps: the datagram bits received after the first one over
+      last_ts - first_ts (the first datagram marks the start of the interval).
+
   tcp-recv --bind IP:PORT [--ready-file PATH] [--timeout SECS]
       Accept one connection and read it to EOF. Reports bytes, sha256, seconds, mbps.
 
@@ -24,7 +40,7 @@ when it finishes (diagnostics go to stderr) and exits 0 on success, 1 on failure
       pseudo-random data (or HEX pattern repeated), half-close, wait for the peer to close.
       Reports bytes, sha256, seconds, mbps.
 
-The ready file (udp-recv, tcp-recv) is created atomically once the socket is bound
+The ready file (udp-recv, udp-serve, tcp-recv) is created atomically once the socket is bound
 (and listening), so a harness can start the sender without racing the receiver.
 """
 
@@ -41,6 +57,10 @@ import threading
 import time
 
 SEQ = struct.Struct("!Q")
+# The datagram udp-pull sends to ask udp-serve for the stream.
+PULL_START = b"SCISTREAM-PULL\n"
+# How often udp-pull repeats its start datagram until data arrives.
+PULL_RETRY = 0.2
 # Pseudo-random block streamed by tcp-send; its length is deliberately not a power of two
 # so that the repetition never lines up with buffer or segment boundaries.
 TCP_BLOCK_LEN = (4 << 20) + 13
@@ -135,8 +155,88 @@ def mbps(nbytes, seconds):
 # --- UDP ----------------------------------------------------------------------------------------
 
 
+class SeqReceiver:
+    """Accounts for a stream of sequence-numbered datagrams (udp-recv, udp-pull)."""
+
+    def __init__(self, count):
+        self.count = count
+        self.seen = bytearray(count)  # seen[seq] == 1 once seq in [0, count) has arrived
+        self.extra_seen = set()  # sequence numbers >= count (unexpected, but accounted for)
+        self.unique = self.duplicates = self.out_of_order = self.datagrams = self.nbytes = 0
+        self.runts = 0
+        self.highest = -1
+        self.first_seq = self.last_seq = None
+        self.t_first = self.t_last = None  # time.monotonic() of the first and last datagram
+        self.ts_first = self.ts_last = None  # time.time() of the same
+        self.first_len = 0
+
+    def done(self):
+        return self.unique >= self.count
+
+    def add(self, view, n):
+        """Accounts for one datagram of n bytes at the start of view."""
+        now = time.monotonic()
+        wall = time.time()
+        if self.t_first is None:
+            self.t_first, self.ts_first, self.first_len = now, wall, n
+        self.t_last, self.ts_last = now, wall
+        self.datagrams += 1
+        self.nbytes += n
+        if n < SEQ.size:
+            self.runts += 1
+            return
+        (seq,) = SEQ.unpack_from(view)
+        if self.first_seq is None:
+            self.first_seq = seq
+        self.last_seq = seq
+        if seq < self.count:
+            if self.seen[seq]:
+                self.duplicates += 1
+                return
+            self.seen[seq] = 1
+            self.unique += 1
+        else:
+            if seq in self.extra_seen:
+                self.duplicates += 1
+                return
+            self.extra_seen.add(seq)
+        if seq < self.highest:
+            self.out_of_order += 1
+        else:
+            self.highest = seq
+
+    def report(self, timed_out):
+        """The udp-recv report and whether it is a success."""
+        lost = self.count - self.unique
+        in_order = self.out_of_order == 0
+        seconds = (self.t_last - self.t_first) if self.t_first is not None else 0.0
+        report = {
+            "count": self.count,
+            "received": self.unique + len(self.extra_seen),
+            "datagrams": self.datagrams,
+            "lost": lost,
+            "duplicates": self.duplicates,
+            "out_of_order": self.out_of_order,
+            "in_order": in_order,
+            "unexpected_seq": len(self.extra_seen),
+            "runts": self.runts,
+            "bytes": self.nbytes,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "timed_out": timed_out,
+            "seconds": round(seconds, 6),
+        }
+        ok = lost == 0 and in_order and not self.extra_seen and self.runts == 0
+        return report, ok
+
+    def rate_bps(self):
+        """Bits received after the first datagram over the receive interval (0 if none)."""
+        if self.t_first is None or self.t_last <= self.t_first:
+            return 0.0
+        return round((self.nbytes - self.first_len) * 8 / (self.t_last - self.t_first), 1)
+
+
 def udp_recv(args):
-    count = args.count
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     big_buffers(sock)
@@ -144,18 +244,11 @@ def udp_recv(args):
     sock.settimeout(args.timeout)
     write_ready(args.ready_file, {"bound": "%s:%d" % sock.getsockname()})
 
-    seen = bytearray(count)  # seen[seq] == 1 once seq in [0, count) has arrived
-    extra_seen = set()  # sequence numbers >= count (unexpected, but accounted for)
+    rx = SeqReceiver(args.count)
     buf = bytearray(65536)
     view = memoryview(buf)
-    unique = duplicates = out_of_order = datagrams = nbytes = 0
-    runts = 0
-    highest = -1
-    first_seq = last_seq = None
     timed_out = False
-    t_first = t_last = None
-
-    while unique < count:
+    while not rx.done():
         try:
             n = sock.recv_into(buf)
         except socket.timeout:
@@ -163,71 +256,72 @@ def udp_recv(args):
             break
         except InterruptedError:
             continue
-        now = time.monotonic()
-        if t_first is None:
-            t_first = now
-        t_last = now
-        datagrams += 1
-        nbytes += n
-        if n < SEQ.size:
-            runts += 1
-            continue
-        (seq,) = SEQ.unpack_from(view)
-        if first_seq is None:
-            first_seq = seq
-        last_seq = seq
-        if seq < count:
-            if seen[seq]:
-                duplicates += 1
-                continue
-            seen[seq] = 1
-            unique += 1
-        else:
-            if seq in extra_seen:
-                duplicates += 1
-                continue
-            extra_seen.add(seq)
-        if seq < highest:
-            out_of_order += 1
-        else:
-            highest = seq
+        rx.add(view, n)
     sock.close()
-
-    lost = count - unique
-    in_order = out_of_order == 0
-    seconds = (t_last - t_first) if t_first is not None else 0.0
-    report = {
-        "count": count,
-        "received": unique + len(extra_seen),
-        "datagrams": datagrams,
-        "lost": lost,
-        "duplicates": duplicates,
-        "out_of_order": out_of_order,
-        "in_order": in_order,
-        "unexpected_seq": len(extra_seen),
-        "runts": runts,
-        "bytes": nbytes,
-        "first_seq": first_seq,
-        "last_seq": last_seq,
-        "timed_out": timed_out,
-        "seconds": round(seconds, 6),
-    }
-    ok = lost == 0 and in_order and not extra_seen and runts == 0
+    report, ok = rx.report(timed_out)
     return emit(report, ok)
 
 
-def udp_send(args):
-    if args.size < SEQ.size:
-        print(f"udp-send: --size {args.size} is smaller than the {SEQ.size}-byte sequence number",
-              file=sys.stderr)
-        return emit({"error": "size too small", "sent": 0, "bytes": 0, "seconds": 0.0}, False)
-    filler_len = args.size - SEQ.size
-    pattern = args.pattern if args.pattern is not None else bytes(range(256))
-    packet = bytearray(SEQ.size) + repeat_to(pattern, filler_len)
-
+def udp_pull(args):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     big_buffers(sock)
     sock.connect(args.to)
+    sock.settimeout(PULL_RETRY)
+
+    rx = SeqReceiver(args.count)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    timed_out = False
+    starts = 0
+    last_heard = time.monotonic()
+    next_start = last_heard
+    while not rx.done():
+        now = time.monotonic()
+        if rx.datagrams == 0 and now >= next_start:
+            try:
+                sock.send(PULL_START)
+                starts += 1
+            except OSError as exc:
+                # An ICMP error for an earlier start (the server is not up yet): try again.
+                if exc.errno not in ASYNC_SEND_ERRORS:
+                    raise
+            next_start = now + PULL_RETRY
+        if now - last_heard >= args.timeout:
+            timed_out = True
+            break
+        try:
+            n = sock.recv_into(buf)
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            if exc.errno in ASYNC_SEND_ERRORS:
+                continue  # an ICMP error for a start datagram, reported by recv
+            raise
+        last_heard = time.monotonic()
+        rx.add(view, n)
+    sock.close()
+    report, ok = rx.report(timed_out)
+    report["first_ts"] = round(rx.ts_first, 6) if rx.ts_first is not None else None
+    report["last_ts"] = round(rx.ts_last, 6) if rx.ts_last is not None else None
+    report["rate_bps"] = rx.rate_bps()
+    report["starts"] = starts
+    return emit(report, ok)
+
+
+def stream_packet(args):
+    """The datagram template of udp-send/udp-serve, or None if --size is too small."""
+    if args.size < SEQ.size:
+        return None
+    pattern = args.pattern if args.pattern is not None else bytes(range(256))
+    return bytearray(SEQ.size) + repeat_to(pattern, args.size - SEQ.size)
+
+
+def paced_send(sock, packet, count, rate):
+    """Sends `count` datagrams (the template with sequence numbers 0..count-1 written in)
+    on the connected `sock`, paced at `rate` per second (0 = as fast as possible).
+    Returns the report and whether every datagram was sent."""
     send = sock.send
     pack_into = SEQ.pack_into
 
@@ -235,10 +329,10 @@ def udp_send(args):
     enobufs = send_errors = 0
     last_error = None
     retried = False
-    interval = 1.0 / args.rate if args.rate > 0 else 0.0
+    interval = 1.0 / rate if rate > 0 else 0.0
     start = time.monotonic()
     seq = 0
-    while seq < args.count:
+    while seq < count:
         if interval:
             due = start + seq * interval
             now = time.monotonic()
@@ -267,15 +361,60 @@ def udp_send(args):
         seq += 1
         retried = False
     seconds = time.monotonic() - start
-    sock.close()
     report = {"sent": sent, "bytes": nbytes, "seconds": round(seconds, 6),
               "pps": round(sent / seconds, 1) if seconds > 0 else 0.0, "enobufs": enobufs,
               "send_errors": send_errors}
     if last_error:
         report["error"] = last_error
-        print(f"udp-send: {send_errors} datagram(s) not sent, last: {last_error}",
+    return report, send_errors == 0
+
+
+def udp_send(args):
+    packet = stream_packet(args)
+    if packet is None:
+        print(f"udp-send: --size {args.size} is smaller than the {SEQ.size}-byte sequence number",
               file=sys.stderr)
-    return emit(report, send_errors == 0)
+        return emit({"error": "size too small", "sent": 0, "bytes": 0, "seconds": 0.0}, False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    big_buffers(sock)
+    sock.connect(args.to)
+    report, ok = paced_send(sock, packet, args.count, args.rate)
+    sock.close()
+    if not ok:
+        print(f"udp-send: {report['send_errors']} datagram(s) not sent, last: {report['error']}",
+              file=sys.stderr)
+    return emit(report, ok)
+
+
+def udp_serve(args):
+    packet = stream_packet(args)
+    if packet is None:
+        print(f"udp-serve: --size {args.size} is smaller than the {SEQ.size}-byte sequence "
+              "number", file=sys.stderr)
+        return emit({"error": "size too small", "sent": 0, "bytes": 0, "seconds": 0.0}, False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    big_buffers(sock)
+    sock.bind(args.bind)
+    sock.settimeout(args.timeout)
+    write_ready(args.ready_file, {"bound": "%s:%d" % sock.getsockname()})
+    try:
+        _, peer = sock.recvfrom(65536)
+    except socket.timeout:
+        sock.close()
+        error = f"no start datagram within {args.timeout} s"
+        print(f"udp-serve: {error}", file=sys.stderr)
+        return emit({"error": error, "sent": 0, "bytes": 0, "seconds": 0.0}, False)
+    # Connected to the puller: replies leave from the bound address to its source, the
+    # flow its first datagram mapped; its repeated start datagrams are simply not read.
+    sock.connect(peer)
+    report, ok = paced_send(sock, packet, args.count, args.rate)
+    sock.close()
+    report["peer"] = "%s:%d" % peer
+    if not ok:
+        print(f"udp-serve: {report['send_errors']} datagram(s) not sent, last: "
+              f"{report['error']}", file=sys.stderr)
+    return emit(report, ok)
 
 
 # --- TCP ----------------------------------------------------------------------------------------
@@ -438,6 +577,27 @@ def build_parser():
                    help="datagrams per second, 0 = as fast as possible (default)")
     p.add_argument("--pattern", type=parse_hex, metavar="HEX", help="filler pattern")
     p.set_defaults(func=udp_send)
+
+    p = sub.add_parser("udp-serve", help="pull mode: wait for a start datagram, then send "
+                                         "a sequence-numbered UDP stream back to its source")
+    p.add_argument("--bind", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--count", type=non_negative, required=True, metavar="N")
+    p.add_argument("--size", type=non_negative, required=True, metavar="BYTES")
+    p.add_argument("--rate", type=non_negative, default=0, metavar="PPS",
+                   help="datagrams per second, 0 = as fast as possible (default)")
+    p.add_argument("--pattern", type=parse_hex, metavar="HEX", help="filler pattern")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
+                   help="wait this long for the start datagram (default 30)")
+    p.add_argument("--ready-file", metavar="PATH", help="created once the socket is bound")
+    p.set_defaults(func=udp_serve)
+
+    p = sub.add_parser("udp-pull", help="pull mode: ask udp-serve for its stream and "
+                                        "receive it")
+    p.add_argument("--to", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--count", type=non_negative, required=True, metavar="N")
+    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="SECS",
+                   help="stop after SECS without traffic (default 5)")
+    p.set_defaults(func=udp_pull)
 
     p = sub.add_parser("tcp-recv", help="accept TCP connections and read each to EOF")
     p.add_argument("--bind", type=parse_addr, required=True, metavar="IP:PORT")

@@ -67,6 +67,8 @@ pub enum DropReason {
     /// Blocked by tunnel policy: cleartext between LAN and WAN, or a
     /// decapsulated packet not bound for the LAN.
     Policy,
+    /// Over the session's rate: the outbound SA's policer refused it.
+    RateLimited,
 }
 
 impl From<crate::nat::NatError> for DropReason {
@@ -84,7 +86,7 @@ impl From<crate::nat::NatError> for DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -112,6 +114,7 @@ impl DropReason {
         DropReason::NatPoolExhausted,
         DropReason::NatUnsupported,
         DropReason::Policy,
+        DropReason::RateLimited,
     ];
 
     /// A stable snake_case name, used in stats output.
@@ -142,6 +145,7 @@ impl DropReason {
             DropReason::NatPoolExhausted => "nat_pool_exhausted",
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::Policy => "policy",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   inner packet, in place.
 //! - [`sa`]: outbound SAs (sequence numbers reserved a burst at a time by
 //!   one atomic operation shared by all workers) and inbound SAs.
+//! - [`policer`]: the per-SA token-bucket rate policer (one atomic update
+//!   per burst, shared by all workers).
 //! - [`replay`]: the RFC 6479 anti-replay window and RFC 4303 ESN inference.
 //!
 //! The byte layout is drawn in `docs/wire-format.md`. Nothing here allocates
@@ -17,11 +19,13 @@
 
 pub mod decap;
 pub mod encap;
+pub mod policer;
 pub mod replay;
 pub mod sa;
 
 pub use decap::{decap_finish, decap_parse, open_burst, EspView, OpenJob};
 pub use encap::{encap_prepare, seal_burst, Outer, SealJob};
+pub use policer::{Clock, ManualClock, MonotonicClock, Policer};
 pub use replay::ReplayWindow;
 pub use sa::{InboundSa, OutboundSa};
 

@@ -3,11 +3,11 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::EspError;
+use super::{EspError, Policer};
 use crate::crypto::SaKey;
 
-/// An outbound SA: SPI, prepared key and the sequence-number counter shared by
-/// every worker that sends on it.
+/// An outbound SA: SPI, prepared key, and the sequence-number counter and
+/// rate policer shared by every worker that sends on it.
 #[derive(Debug)]
 pub struct OutboundSa {
     /// The SPI the peer chose for this SA (never 0).
@@ -22,6 +22,8 @@ pub struct OutboundSa {
     bytes: AtomicU64,
     /// Hard packet lifetime: no sequence number above it is handed out.
     hard_packets: u64,
+    /// The session's rate limit (unlimited unless set).
+    policer: Policer,
 }
 
 impl OutboundSa {
@@ -41,6 +43,7 @@ impl OutboundSa {
             last: AtomicU64::new(next.saturating_sub(1)),
             bytes: AtomicU64::new(0),
             hard_packets: u64::MAX,
+            policer: Policer::default(),
         }
     }
 
@@ -50,6 +53,31 @@ impl OutboundSa {
     pub fn with_hard_packets(mut self, packets: u64) -> Self {
         self.hard_packets = if packets == 0 { u64::MAX } else { packets };
         self
+    }
+
+    /// Sets the rate limit in bits per second of inner packets (0: unlimited);
+    /// see [`Policer`].
+    pub fn with_rate(self, rate_bps: u64) -> Self {
+        self.policer.set_rate(rate_bps);
+        self
+    }
+
+    /// Changes the rate limit of an SA in use (0: unlimited), keeping its
+    /// sequence numbers and its bucket: a table rebuild that reuses the SA
+    /// applies a changed rate this way.
+    pub fn set_rate(&self, rate_bps: u64) {
+        self.policer.set_rate(rate_bps);
+    }
+
+    /// The rate limit in bits per second (0: unlimited).
+    pub fn rate_bps(&self) -> u64 {
+        self.policer.rate_bps()
+    }
+
+    /// The SA's policer, asked once per burst before [`OutboundSa::reserve`].
+    #[inline]
+    pub fn policer(&self) -> &Policer {
+        &self.policer
     }
 
     /// The highest sequence number this SA may use: 2^32 − 1 without ESN;
@@ -166,6 +194,23 @@ mod tests {
         }
         assert_eq!(expect - 1, asked);
         assert_eq!(sa.next_seq(), expect);
+    }
+
+    #[test]
+    fn a_rate_change_keeps_the_sequence_numbers() {
+        let sa = OutboundSa::new(0x100, key(), true);
+        assert_eq!(sa.rate_bps(), 0);
+        assert!(!sa.policer().is_limited());
+        let sa = sa.with_rate(1_000_000);
+        assert_eq!(sa.rate_bps(), 1_000_000);
+        assert!(sa.policer().is_limited());
+        assert_eq!(sa.reserve(5).unwrap(), 1..6);
+        sa.set_rate(2_000_000);
+        assert_eq!(sa.rate_bps(), 2_000_000);
+        assert_eq!(sa.reserve(1).unwrap(), 6..7);
+        sa.set_rate(0);
+        assert!(!sa.policer().is_limited());
+        assert_eq!(sa.next_seq(), 7);
     }
 
     #[test]

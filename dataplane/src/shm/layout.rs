@@ -18,7 +18,7 @@ use crate::crypto::Algorithm;
 /// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
 /// Layout version; bumped on every change to any type in this module.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Cache line size the per-worker blocks are aligned to.
 pub const CACHE_LINE: usize = 64;
 /// Longest key an SA entry holds (AES-256).
@@ -120,6 +120,8 @@ pub enum Counter {
     DropTxFull = 8,
     /// Bursts processed.
     Bursts = 9,
+    /// Packets dropped: over an outbound SA's rate limit.
+    DropRateLimited = 10,
 }
 
 /// One worker's counters: written by that worker only (Relaxed), read by
@@ -204,7 +206,7 @@ pub const ROLE_OUTBOUND: u8 = 0;
 /// [`ListenerEntry::role`]: inbound (producer side).
 pub const ROLE_INBOUND: u8 = 1;
 
-/// One security association. 104 bytes; addresses in host byte order.
+/// One security association. 112 bytes; addresses in host byte order.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaEntry {
@@ -242,6 +244,9 @@ pub struct SaEntry {
     pub soft_packets: u64,
     /// Hard lifetime in packets (0: none).
     pub hard_packets: u64,
+    /// Outbound: the session's rate limit in bits per second of inner
+    /// packets, enforced by the SA's policer (0: unlimited). Inbound: unused, 0.
+    pub rate_bps: u64,
 }
 
 impl SaEntry {
@@ -357,7 +362,7 @@ const _: () = {
     assert!(size_of::<StatsBlock>() == 128 && align_of::<StatsBlock>() == CACHE_LINE);
     assert!(size_of::<UsageEntry>() == 32 && align_of::<UsageEntry>() == 8);
     assert!(size_of::<CopyHeader>() == 64 && align_of::<CopyHeader>() == 64);
-    assert!(size_of::<SaEntry>() == 104 && align_of::<SaEntry>() == 8);
+    assert!(size_of::<SaEntry>() == 112 && align_of::<SaEntry>() == 8);
     assert!(size_of::<RouteEntry>() == 16 && align_of::<RouteEntry>() == 4);
     assert!(size_of::<ListenerEntry>() == 24 && align_of::<ListenerEntry>() == 4);
 };
@@ -491,12 +496,12 @@ mod tests {
         assert_eq!(l.usage, 64 + 2 * 64 + 2 * 128);
         assert_eq!(l.copies, l.usage + 3 * 32 + 32); // 96 → 128, cache-aligned
         assert_eq!(l.sa_off, 64);
-        assert_eq!(l.route_off, 384); // 64 + 3 * 104 = 376 → 384
-        assert_eq!(l.listener_off, 512); // 384 + 5 * 16 = 464 → 512
-        assert_eq!(l.copy_size, 704); // 512 + 7 * 24 = 680 → 704
-        assert_eq!(l.total, l.copies + 2 * 704);
-        assert_eq!(l.copy(1), l.copies + 704);
-        assert_eq!(l.table(1, Table::Route), (l.copies + 704 + 384, 5));
+        assert_eq!(l.route_off, 448); // 64 + 3 * 112 = 400 → 448
+        assert_eq!(l.listener_off, 576); // 448 + 5 * 16 = 528 → 576
+        assert_eq!(l.copy_size, 768); // 576 + 7 * 24 = 744 → 768
+        assert_eq!(l.total, l.copies + 2 * 768);
+        assert_eq!(l.copy(1), l.copies + 768);
+        assert_eq!(l.table(1, Table::Route), (l.copies + 768 + 448, 5));
     }
 
     #[test]
@@ -517,6 +522,7 @@ mod tests {
         assert_eq!(offset_of!(SaEntry, peer_port), 48);
         assert_eq!(offset_of!(SaEntry, soft_seconds), 56);
         assert_eq!(offset_of!(SaEntry, hard_packets), 96);
+        assert_eq!(offset_of!(SaEntry, rate_bps), 104);
         assert_eq!(offset_of!(RouteEntry, len), 4);
         assert_eq!(offset_of!(RouteEntry, sa_slot), 8);
         assert_eq!(offset_of!(ListenerEntry, port), 2);

@@ -4,7 +4,8 @@
 //! Every rebuild keeps what must survive a table change:
 //! - an outbound SA whose SPI and key are unchanged is the same
 //!   `Arc<OutboundEntry>`, so its sequence counter never restarts under the
-//!   same key (a restart would repeat GCM nonces);
+//!   same key (a restart would repeat GCM nonces); a changed rate limit is
+//!   applied to it in place, keeping its bucket;
 //! - an inbound listener keeps its index, so the producer-side NAT's
 //!   connections (which name their listener by index) survive other
 //!   sessions coming and going;
@@ -120,7 +121,11 @@ impl TunnelTables {
                         .find(|o| o.sa.spi == e.spi && o.fingerprint == fingerprint)
                         .cloned();
                     let entry = match reused {
-                        Some(o) => o,
+                        Some(o) => {
+                            // Same key, same SA and sequence counter; the rate may change.
+                            o.sa.set_rate(e.rate_bps);
+                            o
+                        }
                         None => {
                             report.installed += 1;
                             let sa = OutboundSa::new(
@@ -128,7 +133,8 @@ impl TunnelTables {
                                 SaKey::new(cx.engine, alg, key, e.salt)?,
                                 esn,
                             )
-                            .with_hard_packets(e.hard_packets);
+                            .with_hard_packets(e.hard_packets)
+                            .with_rate(e.rate_bps);
                             Arc::new(OutboundEntry {
                                 sa,
                                 outer: Outer {

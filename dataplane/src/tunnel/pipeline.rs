@@ -1,8 +1,9 @@
 //! The tunnel stages of a worker, each run once per receive burst:
 //!
-//! - encapsulation (LAN → WAN): strip Ethernet, decrement the inner TTL,
-//!   lay out ESP-in-UDP in place, seal the whole burst in one engine call,
-//!   add the outer Ethernet header toward the peer's next hop;
+//! - encapsulation (LAN → WAN): police each SA's packets against its rate,
+//!   strip Ethernet, decrement the inner TTL, lay out ESP-in-UDP in place,
+//!   seal the whole burst in one engine call, add the outer Ethernet header
+//!   toward the peer's next hop;
 //! - decapsulation (WAN → LAN): parse, look up the inbound SA by SPI, check
 //!   the replay window, open the whole burst in one engine call, record the
 //!   sequence numbers that authenticated, strip to the inner packet, route
@@ -18,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::backend::{Burst, PacketBuf, BURST};
 use crate::crypto;
-use crate::esp::{self, EspError, OpenJob, ReplayWindow, SealJob};
+use crate::esp::{self, Clock, EspError, MonotonicClock, OpenJob, ReplayWindow, SealJob};
 use crate::forward::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
@@ -86,13 +87,30 @@ pub fn drop_reason(e: EspError) -> DropReason {
 
 /// Encapsulates `bufs` (Ethernet frames, each with its outbound SA index in
 /// `sa_idx`) for the WAN. On return `bufs` holds the frames ready to send.
+/// Rate-limited SAs read the process's monotonic clock, once per burst.
 pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_idx: &[usize]) {
-    // One atomic reservation of sequence numbers per SA per burst.
-    // (SA index, packets, inner bytes, reserved numbers)
+    encap_burst_with_clock(cx, bufs, sa_idx, &MonotonicClock);
+}
+
+/// [`encap_burst`] with the time taken from `clock`, read at most once, and
+/// only if an SA of the burst has a rate limit.
+///
+/// Per SA, once per burst: its policer admits the longest prefix of the
+/// SA's packets (in burst order) that conforms; the later ones are dropped
+/// as [`DropReason::RateLimited`] and take no sequence number. Then one
+/// atomic reservation of sequence numbers covers the admitted packets.
+pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
+    cx: &mut StageCtx<'_>,
+    bufs: &mut Burst<B>,
+    sa_idx: &[usize],
+    clock: &C,
+) {
+    // (SA index, packets, inner bytes, reserved numbers: one per admitted packet)
     type Block = (usize, u64, u64, Result<std::ops::Range<u64>, EspError>);
+    let inner_len = |buf: &B| buf.len().saturating_sub(ETH_HLEN);
     let mut blocks: ArrayVec<Block, BURST> = ArrayVec::new();
     for (buf, &i) in bufs.iter().zip(sa_idx) {
-        let inner = buf.len().saturating_sub(ETH_HLEN) as u64;
+        let inner = inner_len(buf) as u64;
         match blocks.iter_mut().find(|b| b.0 == i) {
             Some(b) => {
                 b.1 += 1;
@@ -101,9 +119,23 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
             None => blocks.push((i, 1, inner, Ok(0..0))),
         }
     }
+    let mut now = None;
     for b in &mut blocks {
         let sa = &cx.tables.outbound(b.0).sa;
-        b.3 = sa.reserve(b.1);
+        let mut admitted = b.1;
+        if sa.policer().is_limited() {
+            let t = *now.get_or_insert_with(|| clock.now_ns());
+            let lens = bufs
+                .iter()
+                .zip(sa_idx)
+                .filter(|(_, &i)| i == b.0)
+                .map(|(buf, _)| inner_len(buf));
+            admitted = sa.policer().admit(t, lens.clone()) as u64;
+            if admitted < b.1 {
+                b.2 = lens.take(admitted as usize).map(|l| l as u64).sum();
+            }
+        }
+        b.3 = sa.reserve(admitted);
         if b.3.is_ok() {
             sa.account_bytes(b.2);
         }
@@ -121,7 +153,14 @@ pub fn encap_burst<B: PacketBuf>(cx: &mut StageCtx<'_>, bufs: &mut Burst<B>, sa_
             .expect("reserved above")
             .3;
         let seq = match block {
-            Ok(r) => r.next().expect("one number reserved per packet"),
+            Ok(r) => match r.next() {
+                Some(seq) => seq,
+                // The SA's admitted packets have all taken their numbers.
+                None => {
+                    cx.counts.drop(DropReason::RateLimited);
+                    continue;
+                }
+            },
             Err(e) => {
                 cx.counts.drop(drop_reason(*e));
                 continue;

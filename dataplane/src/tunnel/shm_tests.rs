@@ -1,6 +1,7 @@
 //! Tables from shared memory: rebuilds keep SAs (and their sequence
 //! counters) whose key is unchanged, keep inbound listener indexes, and
-//! workers' reports let the writer publish.
+//! workers' reports let the writer publish; a session's rate limit is
+//! enforced by the encapsulation stage.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -269,4 +270,219 @@ fn invalid_entries_are_skipped_and_counted() {
     assert_eq!((t.outbound_len(), t.inbound_len()), (1, 0));
     assert_eq!(t.listener_counts(), (0, 0));
     assert_eq!(src.changes().invalid, 4);
+}
+
+/// Rate limits through the encapsulation stage: a gateway's WAN side toward
+/// [`PEER`], with the tables of a region.
+mod rate {
+    use super::*;
+    use crate::backend::pool::PoolBuf;
+    use crate::backend::{Burst, PacketBuf};
+    use crate::esp::{Clock, ManualClock};
+    use crate::forward::Gateway;
+    use crate::neigh::Neighbors;
+    use crate::port::{PortAddr, PortId};
+    use crate::route::RouteTable;
+    use crate::stats::{Counters, DropReason};
+    use crate::tunnel::pipeline::{encap_burst_with_clock, StageCtx, Unresolved};
+    use crate::tunnel::TunnelTables;
+    use crate::wire::{checksum, ETH_HLEN};
+
+    const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 1];
+    const LIMITED_NET: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 0);
+    const FREE_NET: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 0);
+    const INNER: usize = 1000;
+    const SEC: u64 = 1_000_000_000;
+
+    fn gateway() -> Gateway {
+        let c = cx();
+        let port = |mac, ip| PortAddr {
+            mac,
+            ip,
+            prefix_len: 24,
+            mtu: 1500,
+        };
+        let ports = [
+            port([2, 0xaa, 0, 0, 0, 1], c.lan_ip),
+            port([2, 0xaa, 0, 0, 0, 2], c.wan_ip),
+        ];
+        Gateway {
+            routes: RouteTable::new(&ports, &[]),
+            ports,
+        }
+    }
+
+    /// An Ethernet frame with an IPv4/UDP packet of `INNER` bytes to `dst`.
+    fn frame(dst: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_HLEN + INNER];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[ETH_HLEN..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(INNER as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 1, 0, 5]);
+        ip[16..20].copy_from_slice(&dst.octets());
+        let c = checksum::of(&ip[..20]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    /// What the WAN saw of one SA: sealed frames, inner bytes, sequence numbers.
+    #[derive(Default)]
+    struct Sealed {
+        frames: u64,
+        inner_bytes: u64,
+        seqs: Vec<u32>,
+    }
+
+    /// Offers bursts of 32 frames, alternating between the limited and the
+    /// free SA, one burst every `interval` ns for `duration` ns of `clock`.
+    fn offer(
+        tables: &TunnelTables,
+        clock: &ManualClock,
+        interval: u64,
+        duration: u64,
+        counts: &mut Counters,
+    ) -> [Sealed; 2] {
+        let gw = gateway();
+        let neigh = Neighbors::with_static(&[(PEER, PEER_MAC, PortId::Wan)]);
+        let neigh = neigh.load();
+        let dsts = [Ipv4Addr::new(10, 2, 0, 9), Ipv4Addr::new(10, 3, 0, 9)];
+        let sa_of = |d: Ipv4Addr| tables.route(d).unwrap();
+        let mut out: [Sealed; 2] = Default::default();
+        let end = clock.now_ns() + duration;
+        while clock.now_ns() < end {
+            let mut bufs: Burst<PoolBuf> = Burst::new();
+            let mut sa_idx = Vec::new();
+            for k in 0..32 {
+                bufs.push(PoolBuf::from_slice(&frame(dsts[k % 2])).unwrap());
+                sa_idx.push(sa_of(dsts[k % 2]));
+            }
+            let mut unresolved = Unresolved::new();
+            let mut cx = StageCtx {
+                gw: &gw,
+                neigh: &neigh,
+                tables,
+                counts: &mut *counts,
+                unresolved: &mut unresolved,
+            };
+            encap_burst_with_clock(&mut cx, &mut bufs, &sa_idx, clock);
+            assert!(unresolved.is_empty());
+            for b in &bufs {
+                let d = b.data();
+                assert_eq!(&d[..6], &PEER_MAC);
+                let spi = u32::from_be_bytes(d[ETH_HLEN + 28..ETH_HLEN + 32].try_into().unwrap());
+                let seq = u32::from_be_bytes(d[ETH_HLEN + 32..ETH_HLEN + 36].try_into().unwrap());
+                let which = match spi {
+                    0x1000 => 0,
+                    0x1001 => 1,
+                    other => panic!("sealed with unknown SPI {other:#x}"),
+                };
+                out[which].frames += 1;
+                out[which].inner_bytes += INNER as u64;
+                out[which].seqs.push(seq);
+            }
+            clock.advance(interval);
+        }
+        out
+    }
+
+    fn publish_rate(w: &mut ShmWriter, rate_bps: u64) {
+        w.publish(|t| {
+            t.sas().clear();
+            t.routes().clear();
+            t.sas()
+                .push(SaEntry {
+                    rate_bps,
+                    ..sa(0x1000, DIR_OUT, 7)
+                })
+                .unwrap();
+            t.sas().push(sa(0x1001, DIR_OUT, 9)).unwrap();
+            for (slot, net) in [(0, LIMITED_NET), (1, FREE_NET)] {
+                t.routes()
+                    .push(RouteEntry {
+                        prefix: u32::from(net),
+                        len: 16,
+                        sa_slot: slot,
+                        ..RouteEntry::default()
+                    })
+                    .unwrap();
+            }
+        })
+        .unwrap();
+    }
+
+    /// Asserts `got` inner bytes are within 2 % of `rate_bps` over `ns`.
+    fn assert_rate(got: u64, rate_bps: u64, ns: u64) {
+        let want = rate_bps as f64 / 8.0 * ns as f64 / SEC as f64;
+        let err = (got as f64 - want).abs() / want;
+        assert!(
+            err < 0.02,
+            "sealed {got} B, the rate allows {want} B ({err:.4})"
+        );
+    }
+
+    #[test]
+    fn a_session_offered_twice_its_rate_gets_its_rate_and_the_rest_is_counted() {
+        const RATE: u64 = 100_000_000; // 12.5 MB/s
+        let r = TempRegion::new();
+        let (mut w, src, mut watcher) = setup(&r);
+        publish_rate(&mut w, RATE);
+        assert!(watcher.poll());
+        let t1 = src.load().clone();
+        workers_catch_up(&src);
+        assert_eq!(t1.outbound(0).sa.rate_bps(), RATE);
+        assert_eq!(t1.outbound(1).sa.rate_bps(), 0);
+
+        // 16 frames of 1000 B per SA per burst every 640 µs: 25 MB/s, twice the rate.
+        let clock = ManualClock::new(7 * SEC);
+        let interval = 640_000;
+        let mut counts = Counters::default();
+        let [limited, free] = offer(&t1, &clock, interval, SEC, &mut counts);
+        let offered = SEC.div_ceil(interval) * 16;
+        assert_rate(limited.inner_bytes, RATE, SEC);
+        assert_eq!(free.frames, offered, "the SA without a rate lost nothing");
+        assert_eq!(
+            counts.dropped(DropReason::RateLimited),
+            offered - limited.frames,
+            "every refused packet is counted"
+        );
+        assert_eq!(
+            counts.total_drops(),
+            counts.dropped(DropReason::RateLimited)
+        );
+        assert_eq!(counts.tunnel.encap_packets, limited.frames + free.frames);
+        // Refused packets take no sequence number: the sealed ones are 1, 2, 3, ...
+        let expect: Vec<u32> = (1..=limited.frames as u32).collect();
+        assert_eq!(limited.seqs, expect);
+        assert_eq!(
+            t1.outbound(0).sa.usage(),
+            (limited.frames, limited.inner_bytes)
+        );
+
+        // The control process halves the rate: same SA, same counter, new rate.
+        publish_rate(&mut w, RATE / 2);
+        assert!(watcher.poll());
+        let t2 = src.load().clone();
+        workers_catch_up(&src);
+        assert!(std::ptr::eq(&t1.outbound(0).sa, &t2.outbound(0).sa));
+        assert_eq!(t2.outbound(0).sa.rate_bps(), RATE / 2);
+        let [halved, _] = offer(&t2, &clock, interval, SEC, &mut Counters::default());
+        assert_rate(halved.inner_bytes, RATE / 2, SEC);
+        assert_eq!(
+            halved.seqs.first().copied(),
+            Some(limited.frames as u32 + 1)
+        );
+
+        // Rate 0: unlimited again.
+        publish_rate(&mut w, 0);
+        assert!(watcher.poll());
+        let t3 = src.load().clone();
+        let mut counts = Counters::default();
+        let [all, _] = offer(&t3, &clock, interval, SEC / 10, &mut counts);
+        assert_eq!(all.frames, (SEC / 10).div_ceil(interval) * 16);
+        assert_eq!(counts.total_drops(), 0);
+        assert!(clock.now_ns() > 9 * SEC);
+    }
 }
