@@ -511,23 +511,20 @@ def tcp_connect(addr, connect_timeout, io_timeout):
             time.sleep(0.1)
 
 
-def tcp_send(args):
-    if args.pattern is not None:
-        block = repeat_to(args.pattern, max(TCP_BLOCK_LEN - TCP_BLOCK_LEN % len(args.pattern),
-                                            len(args.pattern)))
-    else:
-        block = random.Random(args.seed).randbytes(TCP_BLOCK_LEN)
+def tcp_block(args):
+    """The block tcp-send / tcp-serve repeat: HEX repeated, or seeded pseudo-random bytes."""
+    if getattr(args, "pattern", None) is not None:
+        return repeat_to(args.pattern, max(TCP_BLOCK_LEN - TCP_BLOCK_LEN % len(args.pattern),
+                                           len(args.pattern)))
+    return random.Random(args.seed).randbytes(TCP_BLOCK_LEN)
+
+
+def tcp_write_all(sock, block, total, who):
+    """Writes `total` bytes of `block` repeated, half-closes, waits for the peer to close
+    (then every byte has been read), closes; returns (report, error)."""
     block_view = memoryview(block)
-
-    try:
-        sock = tcp_connect(args.to, args.connect_timeout, args.timeout)
-    except OSError as exc:
-        print(f"tcp-send: {exc}", file=sys.stderr)
-        return emit({"error": str(exc), "bytes": 0, "sha256": hashlib.sha256().hexdigest(),
-                     "seconds": 0.0, "mbps": 0.0}, False)
-
     digest = hashlib.sha256()
-    remaining = args.bytes
+    remaining = total
     nbytes = 0
     error = None
     start = time.monotonic()
@@ -539,7 +536,6 @@ def tcp_send(args):
             nbytes += len(chunk)
             remaining -= len(chunk)
         sock.shutdown(socket.SHUT_WR)
-        # Wait for the receiver to close: then every byte has been read by the peer.
         while sock.recv(4096):
             pass
     except OSError as exc:
@@ -550,7 +546,58 @@ def tcp_send(args):
               "mbps": mbps(nbytes, seconds)}
     if error:
         report["error"] = error
-        print(f"tcp-send: {error}", file=sys.stderr)
+        print(f"{who}: {error}", file=sys.stderr)
+    return report, error
+
+
+def tcp_send(args):
+    block = tcp_block(args)
+    try:
+        sock = tcp_connect(args.to, args.connect_timeout, args.timeout)
+    except OSError as exc:
+        print(f"tcp-send: {exc}", file=sys.stderr)
+        return emit({"error": str(exc), "bytes": 0, "sha256": hashlib.sha256().hexdigest(),
+                     "seconds": 0.0, "mbps": 0.0}, False)
+    report, error = tcp_write_all(sock, block, args.bytes, "tcp-send")
+    return emit(report, error is None)
+
+
+def tcp_serve(args):
+    """Pull mode, the producer side: accepts one connection and sends it N bytes (the
+    consumer connects through the gateways and receives the stream)."""
+    block = tcp_block(args)
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(args.bind)
+    lsock.listen(1)
+    lsock.settimeout(args.timeout)
+    write_ready(args.ready_file, {"bound": "%s:%d" % lsock.getsockname()})
+    try:
+        conn, peer = lsock.accept()
+    except socket.timeout:
+        lsock.close()
+        print(f"tcp-serve: no connection within {args.timeout} s", file=sys.stderr)
+        return emit({"error": "no connection", "bytes": 0,
+                     "sha256": hashlib.sha256().hexdigest()}, False)
+    lsock.close()
+    big_buffers(conn)
+    conn.settimeout(args.timeout)
+    report, error = tcp_write_all(conn, block, args.bytes, "tcp-serve")
+    report["peer"] = "%s:%d" % peer
+    return emit(report, error is None)
+
+
+def tcp_pull(args):
+    """Pull mode, the consumer side: connects and reads the stream to EOF."""
+    try:
+        sock = tcp_connect(args.to, args.connect_timeout, args.timeout)
+    except OSError as exc:
+        print(f"tcp-pull: {exc}", file=sys.stderr)
+        return emit({"error": str(exc), "bytes": 0, "sha256": hashlib.sha256().hexdigest(),
+                     "seconds": 0.0, "mbps": 0.0}, False)
+    report, error = tcp_read_all(sock, args.to, args.timeout)
+    if error:
+        print(f"tcp-pull: {error}", file=sys.stderr)
     return emit(report, error is None)
 
 
@@ -620,6 +667,25 @@ def build_parser():
     p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
                    help="per-operation socket timeout (default 30)")
     p.set_defaults(func=tcp_send)
+
+    p = sub.add_parser("tcp-serve", help="pull mode: accept one connection and send it N "
+                       "deterministic bytes")
+    p.add_argument("--bind", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--bytes", type=non_negative, required=True, metavar="N")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the pseudo-random data (default 0)")
+    p.add_argument("--ready-file", metavar="PATH", help="created once the socket listens")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
+                   help="accept / per-operation timeout (default 30)")
+    p.set_defaults(func=tcp_serve)
+
+    p = sub.add_parser("tcp-pull", help="pull mode: connect and read the stream to EOF")
+    p.add_argument("--to", type=parse_addr, required=True, metavar="IP:PORT")
+    p.add_argument("--connect-timeout", type=positive_float, default=5.0, metavar="SECS",
+                   help="keep retrying the connection this long (default 5)")
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="SECS",
+                   help="idle read timeout (default 30)")
+    p.set_defaults(func=tcp_pull)
     return parser
 
 

@@ -614,7 +614,13 @@ impl State {
             let Some(out) = &s.outbound else {
                 continue;
             };
-            let Ok(slot) = t.sas().push(out.entry(DIR_OUT, limits)) else {
+            let mut entry = out.entry(DIR_OUT, limits);
+            // The session's rate is policed on the instrument side: the
+            // producer gateway's outbound SA.
+            if s.record.role == SessionRole::Inbound {
+                entry.rate_bps = s.record.rate_bps;
+            }
+            let Ok(slot) = t.sas().push(entry) else {
                 continue;
             };
             for l in &s.record.listeners {

@@ -420,3 +420,162 @@ fn restarts_of_s2cs_and_s2ds_need_no_operator() {
     let a = p.gwa.settled_snapshot();
     assert_eq!(a.drops["esp_auth_failed"], 0);
 }
+
+/// Runs `s2uc` inside `node`'s namespace against that gateway's API on the
+/// management link, with the test token; returns its JSON output.
+fn s2uc(p: &Pair, node: Node, args: &[&str]) -> serde_json::Value {
+    let (api, name) = match node {
+        Node::GwA => ("10.99.0.1:5001", "gwa"),
+        _ => ("10.99.0.2:5001", "gwb"),
+    };
+    let bin = support::gateway::workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc");
+    let ca = p.certs.join("ca.pem").display().to_string();
+    let mut argv: Vec<&str> = vec![bin.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&[
+        "--s2cs",
+        api,
+        "--server_cert",
+        &ca,
+        "--server-name",
+        name,
+        "--token",
+        support::control::TEST_TOKEN,
+        "--json",
+    ]);
+    let out = p.tb.run(node, &argv);
+    assert!(
+        out.status.success(),
+        "s2uc {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.logs()
+    );
+    serde_json::from_slice(&out.stdout).expect("s2uc JSON")
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// SciStream's flow driven only by s2uc: inbound-request at A with the
+/// producer's endpoint, outbound-request at B with A's listeners; the
+/// consumer pulls 200 MB from the producer through B's listener; release
+/// on both sides frees the listeners and the ports.
+#[test]
+fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|_| {});
+    let inbound = s2uc(
+        &p,
+        Node::GwA,
+        &[
+            "inbound-request",
+            "--num_conn",
+            "1",
+            "--remote_ip",
+            "10.10.1.2",
+            "--receiver_ports",
+            "5100",
+        ],
+    );
+    let uid = inbound["uid"].as_str().unwrap().to_string();
+    assert_eq!(strings(&inbound["listeners"]), ["10.10.100.1:5100"]);
+    assert_eq!(strings(&inbound["prod_listeners"]), ["10.10.1.2:5100"]);
+    let outbound = s2uc(
+        &p,
+        Node::GwB,
+        &["outbound-request", &uid, "10.10.100.1:5100"],
+    );
+    assert_eq!(strings(&outbound["listeners"]), ["10.20.1.1:5100"]);
+    for (node, gw_ip) in [(Node::Cons, "10.20.1.1"), (Node::Prod, "10.10.1.1")] {
+        assert!(
+            (0..10).any(|_| p.tb.ping(node, gw_ip, 1)),
+            "{node:?} → {gw_ip}"
+        );
+    }
+
+    let r =
+        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 200_000_000);
+    assert_eq!(r.received_bytes, 200_000_000, "{r:?}\n{}", p.logs());
+    assert_eq!(r.sent_sha256, r.received_sha256);
+    let status = s2uc(&p, Node::GwB, &["status", &uid]);
+    assert_eq!(status["state"], "keyed", "{status}");
+
+    s2uc(&p, Node::GwB, &["release", &uid]);
+    s2uc(&p, Node::GwA, &["release", &uid]);
+    for gw in [&p.gwa, &p.gwb] {
+        let s = gw.settled_snapshot();
+        assert_eq!(s.sas, [0, 0, 0, 0], "SAs and listeners left: {:?}", s.sas);
+    }
+    // The listener no longer forwards: nothing reaches the producer.
+    let udp =
+        p.tb.udp_stream(Node::Cons, Node::Prod, "10.20.1.1:5100", 200, 100, 1000);
+    assert_eq!(udp.received, 0, "{udp:?}");
+    // And the port is free again.
+    let again = s2uc(
+        &p,
+        Node::GwA,
+        &[
+            "inbound-request",
+            "--remote_ip",
+            "10.10.1.2",
+            "--receiver_ports",
+            "5100",
+        ],
+    );
+    assert_eq!(strings(&again["listeners"]), ["10.10.100.1:5100"]);
+}
+
+/// A session with a rate: the producer offers twice the rate; the consumer
+/// receives within 10% of it, and the producer gateway counts the rest.
+#[test]
+fn the_session_rate_is_enforced_on_the_instrument_side() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|_| {});
+    const RATE: u64 = 20_000_000;
+    let inbound = s2uc(
+        &p,
+        Node::GwA,
+        &[
+            "inbound-request",
+            "--num_conn",
+            "1",
+            "--rate",
+            &RATE.to_string(),
+            "--remote_ip",
+            "10.10.1.2",
+            "--receiver_ports",
+            "5100",
+        ],
+    );
+    let uid = inbound["uid"].as_str().unwrap().to_string();
+    s2uc(
+        &p,
+        Node::GwB,
+        &["outbound-request", &uid, "10.10.100.1:5100"],
+    );
+    for (node, gw_ip) in [(Node::Cons, "10.20.1.1"), (Node::Prod, "10.10.1.1")] {
+        assert!(
+            (0..10).any(|_| p.tb.ping(node, gw_ip, 1)),
+            "{node:?} → {gw_ip}"
+        );
+    }
+    // 5000 datagrams of 1000 bytes per second: 40 Mb/s of payload, for 6 s.
+    let report =
+        p.tb.udp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 30_000, 1000, 5000);
+    let got = report["rate_bps"].as_f64().unwrap_or(0.0);
+    let limit = RATE as f64;
+    assert!(
+        (got - limit).abs() <= 0.1 * limit,
+        "received {got} b/s for a {limit} b/s limit: {report}\n{}",
+        p.logs()
+    );
+    let a = p.gwa.settled_snapshot();
+    assert!(a.drops["rate_limited"] > 5_000, "A drops: {:?}", a.drops);
+}

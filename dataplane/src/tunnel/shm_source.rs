@@ -306,6 +306,7 @@ fn mirror(b: &StatsBlock, c: &Counters) {
             d(DropReason::EspMalformed) + d(DropReason::Runt),
         ),
         (Counter::DropTxFull, d(DropReason::TxFull)),
+        (Counter::DropRateLimited, d(DropReason::RateLimited)),
     ];
     for (counter, v) in values {
         b.set(counter, v);

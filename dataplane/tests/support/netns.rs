@@ -783,6 +783,95 @@ impl Testbed {
         }
     }
 
+    /// Pull mode: `server` listens on `dst`'s port and sends `bytes`
+    /// deterministic bytes to whoever connects; `client` connects to `dst`
+    /// (through the gateways' listeners) and reads to EOF.
+    pub fn tcp_pull(&self, server: Node, client: Node, dst: &str, bytes: u64) -> TcpReport {
+        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
+        let ready = self.ready_file("tcp-serve");
+        let bytes_s = bytes.to_string();
+        let seed = format!("{}", self.seq.fetch_add(1, Ordering::Relaxed));
+        let serve_argv = [
+            "tcp-serve",
+            "--bind",
+            &bind,
+            "--bytes",
+            &bytes_s,
+            "--seed",
+            &seed,
+            "--timeout",
+            &idle,
+        ];
+        let sender = self.start_receiver(server, &serve_argv, &ready);
+        let deadline = Duration::from_secs(bytes / 1_000_000 + 2 * TCP_IDLE_TIMEOUT_SECS + 30);
+        let receiver = self.run_sender(
+            client,
+            &["tcp-pull", "--to", dst, "--timeout", &idle],
+            deadline,
+        );
+        let f = wait_deadline(sender, deadline);
+        let sender = self.report(&serve_argv, server, f);
+        let _ = fs::remove_file(&ready);
+        TcpReport {
+            sent_bytes: json_u64(&sender, "bytes", "tcp-serve"),
+            received_bytes: json_u64(&receiver, "bytes", "tcp-pull"),
+            sent_sha256: json_str(&sender, "sha256", "tcp-serve"),
+            received_sha256: json_str(&receiver, "sha256", "tcp-pull"),
+        }
+    }
+
+    /// Pull mode for UDP: `server` waits on `dst`'s port for a start
+    /// datagram, then sends `count` sequence-numbered datagrams of `size`
+    /// bytes at `rate_pps` back to its source; `client` asks through `dst`.
+    /// Returns the client's report (with `rate_bps`, the received rate).
+    pub fn udp_pull(
+        &self,
+        server: Node,
+        client: Node,
+        dst: &str,
+        count: u64,
+        size: usize,
+        rate_pps: u64,
+    ) -> Value {
+        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate_pps.to_string());
+        let ready = self.ready_file("udp-serve");
+        let idle = UDP_IDLE_TIMEOUT_SECS.to_string();
+        let serve_argv = [
+            "udp-serve",
+            "--bind",
+            &bind,
+            "--count",
+            &count_s,
+            "--size",
+            &size_s,
+            "--rate",
+            &rate_s,
+            "--timeout",
+            "30",
+        ];
+        let server_child = self.start_receiver(server, &serve_argv, &ready);
+        let deadline = Duration::from_secs(count / rate_pps.max(1) + 60);
+        let report = self.run_sender(
+            client,
+            &[
+                "udp-pull",
+                "--to",
+                dst,
+                "--count",
+                &count_s,
+                "--timeout",
+                &idle,
+            ],
+            deadline,
+        );
+        let f = wait_deadline(server_child, deadline);
+        let _ = self.report(&serve_argv, server, f);
+        let _ = fs::remove_file(&ready);
+        report
+    }
+
     /// Tracked children still alive inside one of this testbed's namespaces.
     fn live_children(&self) -> Vec<u32> {
         let ours: Vec<String> = self
