@@ -284,6 +284,21 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             us(l.max_ns)
         );
     }
+    if let Some(t) = &cur.tables {
+        let _ = writeln!(
+            out,
+            "keys from s2cs: {}, generation {}, SAs out/in {}/{}, listeners out/in {}/{}; SAs installed {}, removed {}, invalid entries {}",
+            if t.attached { "attached" } else { "waiting for the region" },
+            t.generation,
+            cur.sas[0],
+            cur.sas[1],
+            cur.sas[2],
+            cur.sas[3],
+            t.installed,
+            t.removed,
+            t.invalid
+        );
+    }
     if cur.nat_active > 0 {
         let _ = writeln!(out, "listener NAT: {} active connections", cur.nat_active);
     }

@@ -170,16 +170,23 @@ impl Api {
 
     /// Frees a session: state, registry, tables, and a waiting `req`.
     fn release_session(&self, uid: &str) -> Result<(), Status> {
-        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        let released = tokio::task::block_in_place(|| -> anyhow::Result<_> {
             let mut st = self.sh.state();
-            st.release(uid)?;
+            let s = st.release(uid)?;
             self.sh.registry().remove(uid)?;
             self.sh.publish_locked(&st)?;
-            Ok(())
+            Ok(s)
         })
         .map_err(|e| Status::internal(format!("{e:#}")))?;
         if let Some(n) = lock(&self.waiting).remove(uid) {
             n.notify_one();
+        }
+        if released.negotiated || released.outbound.is_some() {
+            tokio::spawn(negotiate::notify_release(
+                self.sh.clone(),
+                uid.to_string(),
+                released.record.peer.clone(),
+            ));
         }
         Ok(())
     }

@@ -175,3 +175,22 @@ pub async fn request_rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
         Err(_) => warn!(uid = %uid, why, "rekey request timed out"),
     }
 }
+
+/// Tells peer gateway `peer` that session `uid` was released here (best
+/// effort: the peer logs it; its own user releases its side).
+pub async fn notify_release(sh: Arc<Shared>, uid: String, peer: String) {
+    let Some(i) = sh.peer_index(&peer) else {
+        return;
+    };
+    let r = async {
+        let mut ch = connect(&sh, i).await?;
+        ch.send(&PeerMessage::Release { uid: uid.clone() }).await?;
+        let _ = ch.close().await;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(uid = %uid, %peer, error = %format!("{e:#}"), "telling the peer about the release failed"),
+        Err(_) => warn!(uid = %uid, %peer, "telling the peer about the release timed out"),
+    }
+}
