@@ -435,3 +435,117 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
         serde_json::json!(["10.10.1.2:5000", "10.10.1.2:5001"])
     );
 }
+
+/// s2cs with JWT authentication: an expired token, one for another
+/// audience, and one without the required scope each get their status
+/// through the running API, and none sets anything up.
+#[test]
+fn jwt_refusals_through_the_api_set_up_nothing() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    const ISSUER: &str = "https://auth.example.org";
+    const AUDIENCE: &str = "scistream-gwa";
+    const SCOPE: &str =
+        "https://auth.globus.org/scopes/c42c0dac-0a52-408e-a04f-5d31bfe0aef8/scistream";
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let certs = std::env::temp_dir().join(unique("s2cs-jwt-certs"));
+    gen_certs(&certs, &["gwa", "gwb"]);
+    let jwks = certs.join("jwks.json");
+    let jwks_doc = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "use": "sig", "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())}]});
+    std::fs::write(&jwks, jwks_doc.to_string()).unwrap();
+    let (peer_port, api_port) = (free_port(), free_port());
+    let a = ControlPlane::start_local("gwa", &certs, |t: &mut toml::Table| {
+        let c = t["control"].as_table_mut().unwrap();
+        c.insert(
+            "peer_listen".into(),
+            format!("127.0.0.1:{peer_port}").into(),
+        );
+        let api = t["api"].as_table_mut().unwrap();
+        api.insert("listen".into(), format!("127.0.0.1:{api_port}").into());
+        let auth = t["auth"].as_table_mut().unwrap();
+        auth.insert("mode".into(), "jwt".into());
+        auth.remove("token_file");
+        let mut jwt = toml::Table::new();
+        jwt.insert("jwks".into(), jwks.display().to_string().into());
+        jwt.insert("issuer".into(), ISSUER.into());
+        jwt.insert("audience".into(), AUDIENCE.into());
+        jwt.insert("required_scope".into(), SCOPE.into());
+        auth.insert("jwt".into(), toml::Value::Table(jwt));
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+    let token = |exp: i64, aud: &str, scope: &str| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some("k1".into());
+        let claims = serde_json::json!({"iss": ISSUER, "aud": aud, "sub": "testuser",
+            "iat": now - 10, "nbf": now - 10, "exp": exp, "scope": scope});
+        jsonwebtoken::encode(&h, &claims, &key).unwrap()
+    };
+    let good = token(now + 600, AUDIENCE, &format!("openid {SCOPE}"));
+    let api = format!("127.0.0.1:{api_port}");
+    let s2uc = |tok: &str, args: &[&str]| {
+        Command::new(s2uc_bin())
+            .args(args)
+            .args(["--s2cs", &api, "--server_cert"])
+            .arg(certs.join("ca.pem"))
+            .args(["--server-name", "gwa", "--timeout", "20", "--token", tok])
+            .output()
+            .unwrap()
+    };
+    let inbound = [
+        "inbound-request",
+        "--remote_ip",
+        "10.10.1.2",
+        "--receiver_ports",
+        "5000",
+    ];
+    let cases = [
+        (
+            "expired",
+            token(now - 3600, AUDIENCE, SCOPE),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "wrong audience",
+            token(now + 600, "another-gateway", SCOPE),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "missing scope",
+            token(now + 600, AUDIENCE, "openid email"),
+            "PERMISSION_DENIED",
+        ),
+    ];
+    for (what, tok, code) in &cases {
+        let out = s2uc(tok, &inbound);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(code),
+            "{what}: expected {code}: {}",
+            stderr(&out)
+        );
+        let list = s2uc(&good, &["list", "--json"]);
+        assert!(list.status.success(), "{}", stderr(&list));
+        let v: Value = serde_json::from_slice(&list.stdout).unwrap();
+        let n = v
+            .as_array()
+            .map(Vec::len)
+            .or_else(|| v["sessions"].as_array().map(Vec::len));
+        assert_eq!(n, Some(0), "{what} set something up: {v}");
+    }
+    // The valid token sets up a session (and the region holds nothing
+    // until keys exist).
+    let out = s2uc(&good, &[&inbound[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}\n{}", stderr(&out), a.log_text());
+    assert_eq!(region_counts(&a.shm), (0, 0));
+    let _ = std::fs::remove_dir_all(&certs);
+}

@@ -190,7 +190,9 @@ pub async fn notify_release(sh: Arc<Shared>, uid: String, peer: String) {
     };
     match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(uid = %uid, %peer, error = %format!("{e:#}"), "telling the peer about the release failed"),
+        Ok(Err(e)) => {
+            warn!(uid = %uid, %peer, error = %format!("{e:#}"), "telling the peer about the release failed")
+        }
         Err(_) => warn!(uid = %uid, %peer, "telling the peer about the release timed out"),
     }
 }
