@@ -571,6 +571,7 @@ fn the_session_rate_is_enforced_on_the_instrument_side() {
         p.tb.udp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 30_000, 1000, 5000);
     let got = report["rate_bps"].as_f64().unwrap_or(0.0);
     let limit = RATE as f64;
+    eprintln!("rate: offered 40 Mb/s, limit {limit} b/s, received {got:.0} b/s");
     assert!(
         (got - limit).abs() <= 0.1 * limit,
         "received {got} b/s for a {limit} b/s limit: {report}\n{}",
