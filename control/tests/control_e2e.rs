@@ -300,6 +300,24 @@ fn rekey_every_two_seconds_under_load_loses_nothing() {
 
     let (a, b) = (p.gwa.settled_snapshot(), p.gwb.settled_snapshot());
     let rekeys = p.b.status("s2")["rekeys"].as_u64().unwrap();
+    // How long each exchange took, end to end at the initiator (offer to
+    // committed, both publishes included): for docs/benchmarks.md.
+    let mut ms: Vec<u64> = p
+        .b
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("keys switched"))
+        .filter_map(|l| l.split("ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    ms.sort_unstable();
+    if !ms.is_empty() {
+        eprintln!(
+            "rekey under load: {} exchanges, median {} ms, max {} ms",
+            ms.len(),
+            ms[ms.len() / 2],
+            ms[ms.len() - 1]
+        );
+    }
     assert!(rekeys >= 8, "only {rekeys} rekeys\n{}", p.logs());
     for (name, before, after) in [("A", &before.0, &a), ("B", &before.1, &b)] {
         let t0 = before.tables.unwrap();
