@@ -577,12 +577,16 @@ fn listener_mode_round_trip_for_several_consumers() {
         assert_eq!(dst, SocketAddrV4::new([10, 20, 1, 2].into(), cport));
         assert_eq!(body, [0xee, cport as u8]);
     }
-    // A reply to an unmapped port is dropped and counted.
+    // A reply to a port of the pool that no connection maps is dropped and
+    // counted (slots are chosen by a keyed hash: pick one not in use).
+    let unmapped = (32768..)
+        .find(|p| !mapped.contains(p))
+        .expect("a free port");
     let stray = udp_frame_ck(
         a.mac[0],
         PROD,
         ([10, 10, 1, 2], 7000),
-        ([10, 10, 1, 1], 32768 + 999),
+        ([10, 10, 1, 1], unmapped),
         b"x",
     );
     a.worker.queue_mut(PortId::Lan).rx.push_back(stray);
