@@ -302,13 +302,19 @@ fn rekey_every_two_seconds_under_load_loses_nothing() {
     let rekeys = p.b.status("s2")["rekeys"].as_u64().unwrap();
     // How long each exchange took, end to end at the initiator (offer to
     // committed, both publishes included): for docs/benchmarks.md.
-    let mut ms: Vec<u64> = p
-        .b
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("keys switched"))
-        .filter_map(|l| l.split("ms=").nth(1)?.split_whitespace().next()?.parse().ok())
-        .collect();
+    let mut ms: Vec<u64> =
+        p.b.log_text()
+            .lines()
+            .filter(|l| l.contains("keys switched"))
+            .filter_map(|l| {
+                l.split("ms=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
     ms.sort_unstable();
     if !ms.is_empty() {
         eprintln!(
