@@ -549,3 +549,109 @@ fn jwt_refusals_through_the_api_set_up_nothing() {
     assert_eq!(region_counts(&a.shm), (0, 0));
     let _ = std::fs::remove_dir_all(&certs);
 }
+
+/// The real server's answers to bad requests, through our generated client:
+/// INVALID_ARGUMENT with a reason, NOT_FOUND, FAILED_PRECONDITION,
+/// ALREADY_EXISTS, and ABORTED for a `req` whose session is released.
+#[test]
+fn bad_requests_get_their_status_codes() {
+    use scistream_control::proto::{Hello, Release, UpdateTargets};
+    use tonic::Code;
+
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(30);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = scistream_control::client::ConnectOptions {
+            server: l.api_a.parse().unwrap(),
+            security: scistream_control::client::Security::Tls {
+                server_cert: l.certs.join("ca.pem"),
+                server_name: Some("gwa".into()),
+            },
+            connect_timeout: Duration::from_secs(5),
+        };
+        let ch = scistream_control::client::connect::connect(&opts)
+            .await
+            .unwrap();
+        let client = ControlClient::new(ch);
+        fn authed<T>(m: T) -> tonic::Request<T> {
+            let mut r = tonic::Request::new(m);
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+            r
+        }
+        let req = |uid: &str, role: &str, num_conn: i32| Req {
+            uid: uid.into(),
+            role: role.into(),
+            num_conn,
+            rate: 0,
+        };
+        fn expect<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), code, "{e:?}");
+            assert!(e.message().contains(needle), "{needle}: {e:?}");
+        }
+        let mut c = client.clone();
+        expect(
+            c.req(authed(req("u1", "BOGUS", 1))).await,
+            Code::InvalidArgument,
+            "role",
+        );
+        expect(
+            c.req(authed(req("u1", "PROD", 0))).await,
+            Code::InvalidArgument,
+            "num_conn",
+        );
+        expect(
+            c.req(authed(req("", "PROD", 1))).await,
+            Code::InvalidArgument,
+            "uid",
+        );
+        let hello = |uid: &str, l: &[&str]| Hello {
+            uid: uid.into(),
+            prod_listeners: l.iter().map(|s| s.to_string()).collect(),
+            role: "PROD".into(),
+        };
+        expect(
+            c.hello(authed(hello("nope", &["10.10.1.2:5000"]))).await,
+            Code::NotFound,
+            "nope",
+        );
+        expect(
+            c.release(authed(Release { uid: "nope".into() })).await,
+            Code::NotFound,
+            "nope",
+        );
+
+        // A req waiting for its hello.
+        let mut waiting = client.clone();
+        let pending = tokio::spawn(async move { waiting.req(authed(req("u1", "PROD", 2))).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        expect(
+            c.req(authed(req("u1", "PROD", 1))).await,
+            Code::AlreadyExists,
+            "u1",
+        );
+        let update = UpdateTargets {
+            uid: "u1".into(),
+            remote_listeners: vec!["10.10.1.2:5000".into()],
+            role: "PROD".into(),
+        };
+        expect(
+            c.update(authed(update)).await,
+            Code::FailedPrecondition,
+            "hello",
+        );
+        expect(
+            c.hello(authed(hello("u1", &["10.10.1.2"]))).await,
+            Code::InvalidArgument,
+            "ip:port",
+        );
+        c.release(authed(Release { uid: "u1".into() }))
+            .await
+            .unwrap();
+        let e = pending.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), Code::Aborted, "{e:?}");
+    });
+    assert!(l.sessions(&l.api_a, "gwa").is_empty());
+}
