@@ -103,7 +103,11 @@ impl Shared {
         let mut w = lock(&self.writer);
         state.check_fits(w.capacities())?;
         let limits = self.limits;
-        Ok(w.publish(|t| state.render(t, &limits))?)
+        let generation = w.publish(|t| state.render(t, &limits))?;
+        // Only once the workers use the new tables may the peer be told
+        // (a new inbound SA must be in use before the peer seals with it).
+        w.wait_until_seen()?;
+        Ok(generation)
     }
 
     /// [`Shared::publish_locked`] from async code.

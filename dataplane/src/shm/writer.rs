@@ -279,6 +279,15 @@ impl ShmWriter {
         Ok(next)
     }
 
+    /// Waits until every live worker has moved on to the last published
+    /// generation (or the grace time passes: [`ShmError::WorkerStuck`]).
+    /// After [`ShmWriter::publish`], this makes the new tables the ones in
+    /// use: a new inbound SA can be announced to the peer, a removed SA is
+    /// no longer used by any worker.
+    pub fn wait_until_seen(&self) -> Result<(), ShmError> {
+        self.wait_for_workers(self.generation)
+    }
+
     /// Waits until every live worker has seen `generation`.
     fn wait_for_workers(&self, generation: u64) -> Result<(), ShmError> {
         let start = Instant::now();

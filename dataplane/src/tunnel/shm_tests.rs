@@ -247,6 +247,15 @@ fn publishing_waits_for_every_worker_to_move_on() {
     );
     src.seen(1, &src.load());
     w.publish(|_| {}).unwrap();
+    // The new generation is not in use until the watcher rebuilt the tables
+    // and both workers moved on to them.
+    assert!(matches!(
+        w.wait_until_seen(),
+        Err(ShmError::WorkerStuck { worker: 0, .. })
+    ));
+    assert!(watcher.poll());
+    workers_catch_up(&src);
+    w.wait_until_seen().unwrap();
 }
 
 #[test]
