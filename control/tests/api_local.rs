@@ -167,13 +167,10 @@ impl Local {
 
     fn sessions(&self, api: &str, name: &str) -> Vec<Value> {
         let v = self.s2uc_ok(api, name, &["list"]);
-        match v {
-            Value::Array(a) => a,
-            Value::Object(ref o) if o.contains_key("sessions") => {
-                v["sessions"].as_array().cloned().unwrap_or_default()
-            }
-            other => panic!("unexpected list output {other}"),
-        }
+        v["sessions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("s2uc list --json without `sessions`: {v}"))
     }
 }
 
@@ -536,11 +533,11 @@ fn jwt_refusals_through_the_api_set_up_nothing() {
         let list = s2uc(&good, &["list", "--json"]);
         assert!(list.status.success(), "{}", stderr(&list));
         let v: Value = serde_json::from_slice(&list.stdout).unwrap();
-        let n = v
-            .as_array()
-            .map(Vec::len)
-            .or_else(|| v["sessions"].as_array().map(Vec::len));
-        assert_eq!(n, Some(0), "{what} set something up: {v}");
+        assert_eq!(
+            v["sessions"],
+            serde_json::json!([]),
+            "{what} set something up: {v}"
+        );
     }
     // The valid token sets up a session (and the region holds nothing
     // until keys exist).

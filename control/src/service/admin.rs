@@ -14,7 +14,6 @@ use std::fs;
 use std::net::SocketAddrV4;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -221,7 +220,7 @@ async fn handle(sh: &Arc<Shared>, req: AdminRequest) -> Value {
             Some(s) => json!({"ok": true, "session": status_of(s)}),
             None => err(format!("unknown session `{uid}`")),
         },
-        AdminRequest::Release { uid } => match release(sh, &uid) {
+        AdminRequest::Release { uid } => match sh.release_session(&uid) {
             Ok(()) => json!({"ok": true}),
             Err(e) => err(format!("{e:#}")),
         },
@@ -307,33 +306,11 @@ fn create(
         peer,
         epoch: 0,
         listeners: specs,
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created_unix: super::unix_now(),
         rate_bps: 0,
         owner: String::new(),
     };
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        let mut st = sh.state();
-        st.create(record.clone())?;
-        if let Err(e) = sh.registry().insert(&record) {
-            let _ = st.release(&record.uid);
-            return Err(e.into());
-        }
-        Ok(())
-    })?;
+    tokio::task::block_in_place(|| sh.register_locked(&mut sh.state(), record.clone()))?;
     info!(uid = %uid, role = role_name(role), peer = %record.peer, listeners = record.listeners.len(), "session created");
     Ok(uid)
-}
-
-fn release(sh: &Shared, uid: &str) -> anyhow::Result<()> {
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        let mut st = sh.state();
-        st.release(uid)?;
-        sh.registry().remove(uid)?;
-        sh.publish_locked(&st)?;
-        Ok(())
-    })?;
-    info!(uid = %uid, "session released; its SAs and listeners are gone from the workers' tables");
-    Ok(())
 }

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
@@ -91,12 +91,6 @@ fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddrV4>, Status> 
         .collect()
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Api {
     /// The service for `sh` (which must have `[api]` and `[auth]`).
     pub fn new(sh: Arc<Shared>) -> anyhow::Result<Api> {
@@ -170,23 +164,11 @@ impl Api {
 
     /// Frees a session: state, registry, tables, and a waiting `req`.
     fn release_session(&self, uid: &str) -> Result<(), Status> {
-        let released = tokio::task::block_in_place(|| -> anyhow::Result<_> {
-            let mut st = self.sh.state();
-            let s = st.release(uid)?;
-            self.sh.registry().remove(uid)?;
-            self.sh.publish_locked(&st)?;
-            Ok(s)
-        })
-        .map_err(|e| Status::internal(format!("{e:#}")))?;
+        self.sh
+            .release_session(uid)
+            .map_err(|e| Status::internal(format!("{e:#}")))?;
         if let Some(n) = lock(&self.waiting).remove(uid) {
             n.notify_one();
-        }
-        if released.negotiated || released.outbound.is_some() {
-            tokio::spawn(negotiate::notify_release(
-                self.sh.clone(),
-                uid.to_string(),
-                released.record.peer.clone(),
-            ));
         }
         Ok(())
     }
@@ -307,16 +289,16 @@ impl Control for ApiHandle {
                         target: None,
                     })
                     .collect(),
-                created_unix: unix_now(),
+                created_unix: super::unix_now(),
                 rate_bps: r.rate as u64,
                 owner: who.subject.clone(),
             };
-            st.create(record.clone())
-                .map_err(|e| Status::already_exists(e.to_string()))?;
-            if let Err(e) = api.sh.registry().insert(&record) {
-                let _ = st.release(&record.uid);
-                return Err(Status::internal(e.to_string()));
-            }
+            api.sh
+                .register_locked(&mut st, record)
+                .map_err(|e| match e {
+                    super::RegisterError::State(e) => Status::already_exists(e.to_string()),
+                    super::RegisterError::Registry(e) => Status::internal(e.to_string()),
+                })?;
             lock(&api.waiting).insert(r.uid.clone(), notify.clone());
             Ok(())
         })?;

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, ControlConfig};
 use crate::peer::tls::{self, Identity, TrustedPeer};
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionRecord};
 use crate::state::{Limits, State, StateError};
 
 /// How long a publish waits for the workers to move on.
@@ -55,6 +55,24 @@ pub struct Shared {
     pub limits: Limits,
     /// Grace period of superseded inbound SAs.
     pub grace: Duration,
+}
+
+/// Why a session could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The state refused it (duplicate uid, port in use).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Why publishing failed.
@@ -108,6 +126,44 @@ impl Shared {
         // (a new inbound SA must be in use before the peer seals with it).
         w.wait_until_seen()?;
         Ok(generation)
+    }
+
+    /// Adds `record` to the state `st` (locked by the caller, so that a
+    /// port reservation and the creation are one step) and to the
+    /// registry: both or neither.
+    pub fn register_locked(
+        &self,
+        st: &mut State,
+        record: SessionRecord,
+    ) -> Result<(), RegisterError> {
+        st.create(record.clone())?;
+        if let Err(e) = self.registry().insert(&record) {
+            let _ = st.release(&record.uid);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Releases session `uid`: removes it from the state and the registry,
+    /// publishes (its SAs and listeners are out of the workers' tables when
+    /// this returns) and, if it had keys, tells its peer. From async code.
+    pub fn release_session(self: &Arc<Self>, uid: &str) -> anyhow::Result<()> {
+        let released = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+            let mut st = self.state();
+            let s = st.release(uid)?;
+            self.registry().remove(uid)?;
+            self.publish_locked(&st)?;
+            Ok(s)
+        })?;
+        if released.negotiated || released.outbound.is_some() {
+            tokio::spawn(negotiate::notify_release(
+                self.clone(),
+                uid.to_string(),
+                released.record.peer.clone(),
+            ));
+        }
+        info!(uid = %uid, "session released; its SAs and listeners are gone from the workers' tables");
+        Ok(())
     }
 
     /// [`Shared::publish_locked`] from async code.

@@ -155,6 +155,20 @@ async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
     anyhow::bail!("peer {peer_name} kept refusing epochs as stale")
 }
 
+/// Sends one message to peer `i` over a fresh channel, within
+/// [`EXCHANGE_TIMEOUT`] (a notice that needs no answer).
+async fn notify(sh: &Shared, i: usize, m: PeerMessage) -> anyhow::Result<()> {
+    let r = async {
+        let mut ch = connect(sh, i).await?;
+        ch.send(&m).await?;
+        let _ = ch.close().await;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, r)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {EXCHANGE_TIMEOUT:?}")))
+}
+
 /// Asks the initiator (the peer) to rekey session `uid` (we are the
 /// responder and a limit was reached, or our keys were lost).
 pub async fn request_rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
@@ -162,17 +176,9 @@ pub async fn request_rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
     let Some(i) = peer.and_then(|p| sh.peer_index(&p)) else {
         return;
     };
-    let r = async {
-        let mut ch = connect(&sh, i).await?;
-        ch.send(&PeerMessage::RekeyRequest { uid: uid.clone() })
-            .await?;
-        let _ = ch.close().await;
-        anyhow::Ok(())
-    };
-    match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {
-        Ok(Ok(())) => info!(uid = %uid, why, "asked the peer to rekey"),
-        Ok(Err(e)) => warn!(uid = %uid, why, error = %format!("{e:#}"), "rekey request failed"),
-        Err(_) => warn!(uid = %uid, why, "rekey request timed out"),
+    match notify(&sh, i, PeerMessage::RekeyRequest { uid: uid.clone() }).await {
+        Ok(()) => info!(uid = %uid, why, "asked the peer to rekey"),
+        Err(e) => warn!(uid = %uid, why, error = %format!("{e:#}"), "rekey request failed"),
     }
 }
 
@@ -182,17 +188,7 @@ pub async fn notify_release(sh: Arc<Shared>, uid: String, peer: String) {
     let Some(i) = sh.peer_index(&peer) else {
         return;
     };
-    let r = async {
-        let mut ch = connect(&sh, i).await?;
-        ch.send(&PeerMessage::Release { uid: uid.clone() }).await?;
-        let _ = ch.close().await;
-        anyhow::Ok(())
-    };
-    match tokio::time::timeout(EXCHANGE_TIMEOUT, r).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            warn!(uid = %uid, %peer, error = %format!("{e:#}"), "telling the peer about the release failed")
-        }
-        Err(_) => warn!(uid = %uid, %peer, "telling the peer about the release timed out"),
+    if let Err(e) = notify(&sh, i, PeerMessage::Release { uid: uid.clone() }).await {
+        warn!(uid = %uid, %peer, error = %format!("{e:#}"), "telling the peer about the release failed");
     }
 }

@@ -87,7 +87,10 @@ fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(Stri
             (Some(_), None) => Some("keys adopted after a restart"),
             (Some(o), Some(at)) => {
                 let (packets, bytes) = usage.get(&o.spi).copied().unwrap_or((0, 0));
-                if now.duration_since(at) >= Duration::from_secs(limits.rekey_seconds) {
+                // Only the initiator rekeys on time: the responder runs the
+                // same clock, and asking too would double the exchanges.
+                let timed_out = now.duration_since(at) >= Duration::from_secs(limits.rekey_seconds);
+                if timed_out && s.is_initiator() {
                     Some("lifetime (seconds)")
                 } else if packets >= limits.rekey_packets {
                     Some("lifetime (packets)")
@@ -97,12 +100,6 @@ fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(Stri
                     None
                 }
             }
-        };
-        // The responder does not ask for a rekey on time: the initiator
-        // runs the same clock, and asking too would double the exchanges.
-        let why = match (s.is_initiator(), why) {
-            (false, Some("lifetime (seconds)")) => None,
-            (_, w) => w,
         };
         if let Some(why) = why {
             let action = match s.is_initiator() {

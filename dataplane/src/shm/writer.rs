@@ -133,10 +133,8 @@ impl ShmWriter {
     /// none attached yet).
     fn dataplane_alive(&self) -> bool {
         let pid = self.map.header().dataplane_pid.load(Ordering::Acquire);
-        match i32::try_from(pid) {
-            Ok(0) | Err(_) => pid == 0,
-            Ok(pid) => super::mapping::process_exists(pid),
-        }
+        // 0: no data plane attached yet, so none can have died.
+        pid == 0 || i32::try_from(pid).is_ok_and(super::mapping::process_exists)
     }
 
     fn build(path: &Path, tmp: &Path, layout: Layout) -> Result<ShmWriter, ShmError> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::gateway::workspace_bin;
+use super::gateway::{crash, terminate, workspace_bin};
 use super::netns::{repo_root, Node, Testbed};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -286,9 +286,8 @@ impl ControlPlane {
 
     /// Kills it with SIGKILL (a crash).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            crash(child);
         }
     }
 
@@ -300,22 +299,7 @@ impl ControlPlane {
 
     /// Stops it with SIGTERM; true if it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.child.take().is_none_or(terminate)
     }
 }
 

@@ -134,9 +134,8 @@ impl Gateway {
 
     /// Kills the gateway with SIGKILL (a crash: nothing is cleaned up).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            crash(child);
         }
     }
 
@@ -196,24 +195,33 @@ impl Gateway {
 
     /// Stops the gateway with SIGTERM and returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        // SAFETY-free: kill(2) through the `kill` command keeps tests free of unsafe.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.child.take().is_none_or(terminate)
     }
+}
+
+/// Stops `child` with SIGTERM (SIGKILL after 10 s); true if it exited
+/// cleanly.
+pub fn terminate(mut child: Child) -> bool {
+    // kill(2) through the `kill` command keeps tests free of unsafe.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.success();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Kills `child` with SIGKILL (a crash: nothing is cleaned up) and reaps it.
+pub fn crash(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Gateway {
