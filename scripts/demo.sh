@@ -75,7 +75,9 @@ scripts/testbed.sh up --prefix "$prefix" --gw-a "$mode" --gw-b "$mode" >/dev/nul
 
 # ---- s2cs: certificates, a user token, one control process per gateway ----------------
 if [[ "$keys" == control ]]; then
-    scripts/gen-certs.sh "$work/certs" gwa gwb >/dev/null
+    # Each certificate also names its gateway's management address, so s2uc
+    # (like SciStream's own client) verifies it by the IP it dials.
+    scripts/gen-certs.sh "$work/certs" gwa --ip 10.99.0.1 gwb --ip 10.99.0.2 >/dev/null
     # A random token for user "testuser"; the token file holds only its hash.
     "$bin/s2cs" hash-token --identity testuser --generate >"$work/tokens.toml" 2>"$work/token"
     chmod 600 "$work/tokens.toml" "$work/token"
@@ -134,7 +136,7 @@ if [[ "$keys" == control ]]; then
         local gw="$1"; shift
         local api; [[ "$gw" == gwa ]] && api=10.99.0.1:5001 || api=10.99.0.2:5001
         ns "$gw" "$bin/s2uc" "$@" --s2cs "$api" --server_cert "$work/certs/ca.pem" \
-            --server-name "$gw" --token-file "$work/token"
+            --token-file "$work/token"
     }
     echo "demo: s2uc inbound-request at gwA (producer app on 10.10.1.2:5100 and :5101)"
     s2uc gwa inbound-request --num_conn 2 --remote_ip 10.10.1.2 --receiver_ports 5100,5101 --json \

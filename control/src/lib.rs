@@ -10,6 +10,7 @@
 //! - [`proto`]: the gRPC messages and services;
 //! - [`registry`]: the persistent session registry (SQLite);
 //! - [`peer`]: the peer channel: mutual TLS, key derivation, messages;
+//! - [`uid`]: session ids (UUID strings of any version);
 //! - [`state`]: sessions and their SAs, rendered into the region's tables;
 //! - [`service`]: the running process (peer server, negotiation, admin
 //!   socket, timers, gRPC API).
@@ -22,5 +23,6 @@ pub mod proto;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod uid;
 
 pub use service::run;

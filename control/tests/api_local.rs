@@ -25,6 +25,12 @@ use support::gateway::workspace_bin;
 use support::netns::python;
 
 const TOKEN: &str = "tok-testuser-0123456789abcdef";
+/// Session ids: the API takes UUIDs of any version (these are version 1,
+/// as SciStream's client makes them, and 4).
+const U1: &str = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3";
+const NOPE: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+const LONELY: &str = "9d6f3a2e-1c4b-11ef-8a7d-0242ac120002";
+const PY1: &str = "e2b7c9d4-5a61-4f3e-9b08-7c1d2e3f4a5b";
 const OTHER_TOKEN: &str = "tok-other-0123456789abcdef";
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -53,8 +59,14 @@ struct Local {
 
 impl Local {
     fn up(req_timeout: u64) -> Local {
+        Local::up_with_certs(req_timeout, &["gwa", "gwb"])
+    }
+
+    /// Like [`Local::up`], with `gen-certs.sh` given `cert_args` (names and
+    /// their `--ip` options).
+    fn up_with_certs(req_timeout: u64, cert_args: &[&str]) -> Local {
         let certs = std::env::temp_dir().join(unique("s2cs-api-certs"));
-        gen_certs(&certs, &["gwa", "gwb"]);
+        gen_certs(&certs, cert_args);
         let tokens = certs.join("tokens.toml");
         let mut text = String::new();
         for (id, tok) in [("testuser", TOKEN), ("other", OTHER_TOKEN)] {
@@ -335,7 +347,7 @@ fn a_req_without_hello_times_out_and_frees_its_ports() {
             .unwrap();
         let mut c = ControlClient::new(ch);
         let mut r = tonic::Request::new(Req {
-            uid: "lonely".into(),
+            uid: LONELY.into(),
             role: "PROD".into(),
             num_conn: 3,
             rate: 0,
@@ -388,7 +400,7 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
         &[
             "inbound",
             "--uid",
-            "py-1",
+            PY1,
             "--num-conn",
             "2",
             "--targets",
@@ -407,7 +419,7 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
         &[
             "outbound",
             "--uid",
-            "py-1",
+            PY1,
             "--num-conn",
             "2",
             "--prod-listeners",
@@ -415,10 +427,10 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
         ],
     );
     // The session is keyed on both sides.
-    let st = l.s2uc_ok(&l.api_b, "gwb", &["status", "py-1"]);
+    let st = l.s2uc_ok(&l.api_b, "gwb", &["status", PY1]);
     assert_eq!(st["state"], "keyed", "{st}");
-    py(&l.api_a, "gwa", &["release", "--uid", "py-1"]);
-    py(&l.api_b, "gwb", &["release", "--uid", "py-1"]);
+    py(&l.api_a, "gwa", &["release", "--uid", PY1]);
+    py(&l.api_b, "gwb", &["release", "--uid", PY1]);
 
     // The same requests through s2uc give the same answers (the freed
     // ports are handed out again in the same order).
@@ -547,6 +559,151 @@ fn jwt_refusals_through_the_api_set_up_nothing() {
     let _ = std::fs::remove_dir_all(&certs);
 }
 
+/// A TLS channel to `api` with s2uc's connector, verifying `name`.
+async fn channel(l: &Local, api: &str, name: &str) -> tonic::transport::Channel {
+    let opts = scistream_control::client::ConnectOptions {
+        server: api.parse().unwrap(),
+        security: scistream_control::client::Security::Tls {
+            server_cert: l.certs.join("ca.pem"),
+            server_name: Some(name.into()),
+        },
+        connect_timeout: Duration::from_secs(5),
+    };
+    scistream_control::client::connect::connect(&opts)
+        .await
+        .unwrap()
+}
+
+/// `m` with metadata `authorization: value`.
+fn with_auth<T>(value: &str, m: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    r.metadata_mut().insert(
+        "authorization",
+        tonic::metadata::MetadataValue::try_from(value).expect("ascii"),
+    );
+    r
+}
+
+/// SciStream's client sends the token bare, ours as `Bearer <token>`:
+/// both set up a session. Another scheme, an empty value, or a token with
+/// a space inside are UNAUTHENTICATED, for req and hello alike, and set up
+/// nothing.
+#[test]
+fn bare_and_bearer_tokens_work_and_malformed_ones_set_up_nothing() {
+    use scistream_control::proto::{Hello, Release};
+    use tonic::Code;
+
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(30);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let req = |uid: &str| Req {
+        uid: uid.into(),
+        role: "PROD".into(),
+        num_conn: 1,
+        rate: 0,
+    };
+    let hello = |uid: &str| Hello {
+        uid: uid.into(),
+        prod_listeners: vec!["10.10.1.2:5000".into()],
+        role: "PROD".into(),
+    };
+    rt.block_on(async {
+        let client = ControlClient::new(channel(&l, &l.api_a, "gwa").await);
+        let mut c = client.clone();
+        for value in [
+            "Basic xyz".to_string(),
+            String::new(),
+            "   ".to_string(),
+            format!("Bearer {TOKEN} {TOKEN}"),
+            format!("{TOKEN} {TOKEN}"),
+            "Bearer tok-testuser 0123456789abcdef".to_string(),
+            "Bearer".to_string(),
+        ] {
+            let e = c.req(with_auth(&value, req(PY1))).await.unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated, "{value:?}: {e:?}");
+            assert!(
+                e.message().contains("malformed authorization"),
+                "{value:?}: {e:?}"
+            );
+            assert!(!e.message().contains(TOKEN), "the token is not echoed");
+            let e = c.hello(with_auth(&value, hello(PY1))).await.unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated, "{value:?}: {e:?}");
+        }
+        assert_eq!(region_counts(&l.a.shm), (0, 0), "nothing set up");
+
+        // Both forms (the scheme in any case) set up a session.
+        for (uid, value) in [
+            (U1, TOKEN.to_string()),
+            (NOPE, format!("Bearer {TOKEN}")),
+            (LONELY, format!("bEaReR   {TOKEN}")),
+        ] {
+            let mut waiting = client.clone();
+            let v = value.clone();
+            let pending = tokio::spawn(async move { waiting.req(with_auth(&v, req(uid))).await });
+            let mut tries = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match c.hello(with_auth(&value, hello(uid))).await {
+                    Ok(_) => break,
+                    Err(e) if e.code() == Code::NotFound && tries < 20 => tries += 1,
+                    Err(e) => panic!("hello with {value:?}: {e:?}"),
+                }
+            }
+            let resp = pending.await.unwrap().expect("req").into_inner();
+            assert_eq!(resp.listeners.len(), 1, "{value:?}: {resp:?}");
+            assert_eq!(resp.prod_listeners, ["10.10.1.2:5000"]);
+        }
+    });
+    let owners: Vec<Value> = l.sessions(&l.api_a, "gwa");
+    let mut uids: Vec<&str> = owners.iter().map(|s| s["uid"].as_str().unwrap()).collect();
+    uids.sort();
+    let mut want = vec![U1, NOPE, LONELY];
+    want.sort();
+    assert_eq!(uids, want, "the refused requests set up nothing");
+    assert!(owners.iter().all(|s| s["owner"] == "testuser"));
+    rt.block_on(async {
+        let mut c = ControlClient::new(channel(&l, &l.api_a, "gwa").await);
+        for uid in [U1, NOPE, LONELY] {
+            c.release(with_auth(TOKEN, Release { uid: uid.into() }))
+                .await
+                .expect("release with a bare token");
+        }
+    });
+    assert!(l.sessions(&l.api_a, "gwa").is_empty());
+}
+
+/// Dialled by IP without `--server-name`, s2uc checks the address against
+/// the certificate's IP addresses, as any TLS client does: gwa's
+/// certificate (made by gen-certs.sh with `--ip 127.0.0.1`) passes; gwb's,
+/// which names only `gwb`, fails with an error that names the address and
+/// the names the certificate holds.
+#[test]
+fn an_ip_address_is_verified_against_the_certificate_ip_sans() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up_with_certs(30, &["gwa", "--ip", "127.0.0.1", "gwb"]);
+    let s2uc = |api: &str| {
+        Command::new(s2uc_bin())
+            .args(["list", "--json", "--s2cs", api, "--server_cert"])
+            .arg(l.certs.join("ca.pem"))
+            .args(["--token", TOKEN])
+            .output()
+            .expect("run s2uc")
+    };
+    let ok = s2uc(&l.api_a);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let v: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["sessions"], serde_json::json!([]));
+    let refused = s2uc(&l.api_b);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let e = stderr(&refused);
+    assert!(
+        e.contains(&format!("connecting to {}", l.api_b))
+            && e.contains(r#"certificate not valid for name "127.0.0.1""#)
+            && e.contains(r#"DnsName("gwb")"#),
+        "{e}"
+    );
+}
+
 /// The real server's answers to bad requests, through our generated client:
 /// INVALID_ARGUMENT with a reason, NOT_FOUND, FAILED_PRECONDITION,
 /// ALREADY_EXISTS, and ABORTED for a `req` whose session is released.
@@ -590,47 +747,50 @@ fn bad_requests_get_their_status_codes() {
         }
         let mut c = client.clone();
         expect(
-            c.req(authed(req("u1", "BOGUS", 1))).await,
+            c.req(authed(req(U1, "BOGUS", 1))).await,
             Code::InvalidArgument,
             "role",
         );
         expect(
-            c.req(authed(req("u1", "PROD", 0))).await,
+            c.req(authed(req(U1, "PROD", 0))).await,
             Code::InvalidArgument,
             "num_conn",
         );
-        expect(
-            c.req(authed(req("", "PROD", 1))).await,
-            Code::InvalidArgument,
-            "uid",
-        );
+        for not_a_uuid in ["", "u1", "py-1", &U1[..35], &format!("{U1}0")] {
+            expect(
+                c.req(authed(req(not_a_uuid, "PROD", 1))).await,
+                Code::InvalidArgument,
+                "is not a UUID",
+            );
+        }
         let hello = |uid: &str, l: &[&str]| Hello {
             uid: uid.into(),
             prod_listeners: l.iter().map(|s| s.to_string()).collect(),
             role: "PROD".into(),
         };
         expect(
-            c.hello(authed(hello("nope", &["10.10.1.2:5000"]))).await,
+            c.hello(authed(hello(NOPE, &["10.10.1.2:5000"]))).await,
             Code::NotFound,
-            "nope",
+            NOPE,
         );
         expect(
-            c.release(authed(Release { uid: "nope".into() })).await,
+            c.release(authed(Release { uid: NOPE.into() })).await,
             Code::NotFound,
-            "nope",
+            NOPE,
         );
 
         // A req waiting for its hello.
         let mut waiting = client.clone();
-        let pending = tokio::spawn(async move { waiting.req(authed(req("u1", "PROD", 2))).await });
+        let pending = tokio::spawn(async move { waiting.req(authed(req(U1, "PROD", 2))).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // The same uuid in capitals names the same session.
         expect(
-            c.req(authed(req("u1", "PROD", 1))).await,
+            c.req(authed(req(&U1.to_uppercase(), "PROD", 1))).await,
             Code::AlreadyExists,
-            "u1",
+            U1,
         );
         let update = UpdateTargets {
-            uid: "u1".into(),
+            uid: U1.into(),
             remote_listeners: vec!["10.10.1.2:5000".into()],
             role: "PROD".into(),
         };
@@ -640,13 +800,11 @@ fn bad_requests_get_their_status_codes() {
             "hello",
         );
         expect(
-            c.hello(authed(hello("u1", &["10.10.1.2"]))).await,
+            c.hello(authed(hello(U1, &["10.10.1.2"]))).await,
             Code::InvalidArgument,
             "ip:port",
         );
-        c.release(authed(Release { uid: "u1".into() }))
-            .await
-            .unwrap();
+        c.release(authed(Release { uid: U1.into() })).await.unwrap();
         let e = pending.await.unwrap().unwrap_err();
         assert_eq!(e.code(), Code::Aborted, "{e:?}");
     });

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use scistream_control::auth;
 use scistream_control::config::{
-    AllowSubject, AuthMode, ConfigError, ControlConfig, ErrorKind, PeerTrust,
+    AllowSubject, AuthMode, ClientRate, ConfigError, ControlConfig, ErrorKind, PeerTrust,
+    RatePolicy,
 };
 use scistream_dataplane::crypto::Algorithm;
 use tempfile::TempDir;
@@ -682,6 +683,13 @@ fn gwa_example_api_and_auth() {
     assert!(!api.insecure);
     assert_eq!(api.req_timeout, Duration::from_secs(180));
     assert_eq!(api.max_num_conn, 64);
+    assert_eq!(
+        api.rate,
+        RatePolicy {
+            client: ClientRate::Enforce,
+            max_kbytes: 0
+        }
+    );
     let auth = c.auth.expect("[auth]");
     assert_eq!(
         auth.mode,
@@ -1023,6 +1031,24 @@ fn allow_rules() {
             "max_num_conn = 64",
             "max_num_conn = 1025",
             "api.max_num_conn",
+            ErrorKind::BadValue,
+        ),
+        (
+            "client_rate = \"enforce\"",
+            "client_rate = \"bits\"",
+            "api.client_rate",
+            ErrorKind::BadValue,
+        ),
+        (
+            "max_rate_kbytes = 0",
+            "max_rate_kbytes = -1",
+            "api.max_rate_kbytes",
+            ErrorKind::BadValue,
+        ),
+        (
+            "max_rate_kbytes = 0",
+            "max_rate_kbytes = 2147483648",
+            "api.max_rate_kbytes",
             ErrorKind::BadValue,
         ),
         (

@@ -46,7 +46,12 @@ impl Pair {
             mtu: 1500,
         });
         let certs = std::env::temp_dir().join(unique("s2cs-certs"));
-        gen_certs(&certs, &["gwa", "gwb"]);
+        // Each gateway's certificate names its management address too, so
+        // that clients dialling the API by IP verify it (SciStream's usage).
+        gen_certs(
+            &certs,
+            &["gwa", "--ip", "10.99.0.1", "gwb", "--ip", "10.99.0.2"],
+        );
         let a = ControlPlane::start(&tb, Node::GwA, "gwa", &certs, &edit);
         let b = ControlPlane::start(&tb, Node::GwB, "gwb", &certs, &edit);
         let gwa = Gateway::start(
@@ -445,13 +450,20 @@ fn restarts_of_s2cs_and_s2ds_need_no_operator() {
     assert_eq!(a.drops["esp_auth_failed"], 0);
 }
 
+/// The API address of `node`'s s2cs on the management link.
+fn api_of(node: Node) -> &'static str {
+    match node {
+        Node::GwA => "10.99.0.1:5001",
+        _ => "10.99.0.2:5001",
+    }
+}
+
 /// Runs `s2uc` inside `node`'s namespace against that gateway's API on the
-/// management link, with the test token; returns its JSON output.
+/// management link, with the test token; returns its JSON output. The
+/// certificate is verified against the IP address dialled (no
+/// `--server-name`).
 fn s2uc(p: &Pair, node: Node, args: &[&str]) -> serde_json::Value {
-    let (api, name) = match node {
-        Node::GwA => ("10.99.0.1:5001", "gwa"),
-        _ => ("10.99.0.2:5001", "gwb"),
-    };
+    let api = api_of(node);
     let bin = support::gateway::workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc");
     let ca = p.certs.join("ca.pem").display().to_string();
     let mut argv: Vec<&str> = vec![bin.to_str().unwrap()];
@@ -461,8 +473,6 @@ fn s2uc(p: &Pair, node: Node, args: &[&str]) -> serde_json::Value {
         api,
         "--server_cert",
         &ca,
-        "--server-name",
-        name,
         "--token",
         support::control::TEST_TOKEN,
         "--json",
@@ -555,23 +565,20 @@ fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
     assert_eq!(strings(&again["listeners"]), ["10.10.100.1:5100"]);
 }
 
-/// A session with a rate: the producer offers twice the rate; the consumer
-/// receives within 10% of it, and the producer gateway counts the rest.
-#[test]
-fn the_session_rate_is_enforced_on_the_instrument_side() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let p = Pair::up(|_| {});
-    const RATE: u64 = 20_000_000;
+/// Sets up a one-connection session at A (the producer app on
+/// 10.10.1.2:5100) and B with `s2uc --rate rate_kbytes`, and warms both
+/// LANs' neighbour entries; returns the uid.
+fn rated_session(p: &Pair, rate_kbytes: u32) -> String {
+    let rate = rate_kbytes.to_string();
     let inbound = s2uc(
-        &p,
+        p,
         Node::GwA,
         &[
             "inbound-request",
             "--num_conn",
             "1",
             "--rate",
-            &RATE.to_string(),
+            &rate,
             "--remote_ip",
             "10.10.1.2",
             "--receiver_ports",
@@ -580,7 +587,7 @@ fn the_session_rate_is_enforced_on_the_instrument_side() {
     );
     let uid = inbound["uid"].as_str().unwrap().to_string();
     s2uc(
-        &p,
+        p,
         Node::GwB,
         &["outbound-request", &uid, "10.10.100.1:5100"],
     );
@@ -590,12 +597,32 @@ fn the_session_rate_is_enforced_on_the_instrument_side() {
             "{node:?} → {gw_ip}"
         );
     }
-    // 5000 datagrams of 1000 bytes per second: 40 Mb/s of payload, for 6 s.
+    uid
+}
+
+/// The producer offers 40 Mb/s of UDP payload (5000 datagrams of 1000
+/// bytes per second for 6 s) through the session; the consumer's received
+/// rate in bit/s.
+fn pull_40_mbps(p: &Pair) -> (f64, serde_json::Value) {
     let report =
         p.tb.udp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 30_000, 1000, 5000);
-    let got = report["rate_bps"].as_f64().unwrap_or(0.0);
-    let limit = RATE as f64;
-    eprintln!("rate: offered 40 Mb/s, limit {limit} b/s, received {got:.0} b/s");
+    (report["rate_bps"].as_f64().unwrap_or(0.0), report)
+}
+
+/// A session with a rate, in SciStream's unit (kB/s): 2500 kB/s is
+/// 20 Mb/s. The producer offers twice that; the consumer receives within
+/// 10% of it, and the producer gateway counts the rest.
+#[test]
+fn the_session_rate_in_kilobytes_per_second_is_enforced_on_the_instrument_side() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|_| {});
+    let uid = rated_session(&p, 2500);
+    let status = s2uc(&p, Node::GwA, &["status", &uid]);
+    assert_eq!(status["rate_bps"], 20_000_000, "{status}");
+    let (got, report) = pull_40_mbps(&p);
+    let limit = 20_000_000.0;
+    eprintln!("rate: offered 40 Mb/s, limit 2500 kB/s = {limit} b/s, received {got:.0} b/s");
     assert!(
         (got - limit).abs() <= 0.1 * limit,
         "received {got} b/s for a {limit} b/s limit: {report}\n{}",
@@ -603,4 +630,130 @@ fn the_session_rate_is_enforced_on_the_instrument_side() {
     );
     let a = p.gwa.settled_snapshot();
     assert!(a.drops["rate_limited"] > 5_000, "A drops: {:?}", a.drops);
+}
+
+/// With `[api] client_rate = "ignore"` the same session's rate is not
+/// policed: the consumer receives what the producer offers.
+#[test]
+fn a_client_rate_is_not_policed_when_the_gateway_ignores_it() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|t| {
+        let api = t["api"].as_table_mut().unwrap();
+        api.insert("client_rate".into(), "ignore".into());
+    });
+    let uid = rated_session(&p, 2500);
+    let status = s2uc(&p, Node::GwA, &["status", &uid]);
+    assert_eq!(status["rate_bps"], 0, "{status}");
+    let (got, report) = pull_40_mbps(&p);
+    eprintln!("rate ignored: offered 40 Mb/s, received {got:.0} b/s");
+    assert!(
+        got > 30_000_000.0,
+        "received {got} b/s: policed although ignored? {report}\n{}",
+        p.logs()
+    );
+    let a = p.gwa.settled_snapshot();
+    assert_eq!(a.drops["rate_limited"], 0, "A drops: {:?}", a.drops);
+}
+
+/// SciStream's own client, as it behaves (scripts/scistream_client.py
+/// --as-scistream: bare token, uuid1 uid, req and hello from a thread pool
+/// with hello 0.5 s later, role PROD in the consumer-side hello, rate 10000
+/// kB/s by default, the certificate checked against the IP it dials, release
+/// at the end): a whole session on the testbed, 50 MB pulled through the
+/// listeners, then nothing left behind on either gateway.
+#[test]
+fn scistreams_own_client_works_unchanged() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|_| {});
+    let script = support::netns::repo_root().join("scripts/scistream_client.py");
+    let script = script.display().to_string();
+    let ca = p.certs.join("ca.pem").display().to_string();
+    let py = support::netns::python();
+    let scistream = |node: Node, args: &[&str]| -> serde_json::Value {
+        let mut argv: Vec<&str> = vec![&py, &script];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&[
+            "--as-scistream",
+            "--s2cs",
+            api_of(node),
+            "--server-cert",
+            &ca,
+            "--token",
+            support::control::TEST_TOKEN,
+        ]);
+        let out = p.tb.run(node, &argv);
+        assert!(
+            out.status.success(),
+            "SciStream client {args:?}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            p.logs()
+        );
+        serde_json::from_slice(&out.stdout).expect("client JSON")
+    };
+    let inbound = scistream(
+        Node::GwA,
+        &["inbound", "--num-conn", "1", "--targets", "10.10.1.2:5100"],
+    );
+    let uid = inbound["uid"].as_str().unwrap().to_string();
+    assert_eq!(&uid[14..15], "1", "a version-1 uuid: {uid}");
+    assert_eq!(strings(&inbound["listeners"]), ["10.10.100.1:5100"]);
+    let outbound = scistream(
+        Node::GwB,
+        &[
+            "outbound",
+            "--uid",
+            &uid,
+            "--num-conn",
+            "1",
+            "--prod-listeners",
+            "10.10.100.1:5100",
+        ],
+    );
+    assert_eq!(strings(&outbound["listeners"]), ["10.20.1.1:5100"]);
+    // SciStream's default rate, 10000 kB/s, is 80 Mb/s, not 10 kb/s.
+    let status = s2uc(&p, Node::GwA, &["status", &uid]);
+    assert_eq!(status["rate_bps"], 80_000_000, "{status}");
+    assert_eq!(s2uc(&p, Node::GwB, &["status", &uid])["state"], "keyed");
+    for (node, gw_ip) in [(Node::Cons, "10.20.1.1"), (Node::Prod, "10.10.1.1")] {
+        assert!(
+            (0..10).any(|_| p.tb.ping(node, gw_ip, 1)),
+            "{node:?} → {gw_ip}"
+        );
+    }
+    let r =
+        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 50_000_000);
+    assert_eq!(r.received_bytes, 50_000_000, "{r:?}\n{}", p.logs());
+    assert_eq!(r.sent_sha256, r.received_sha256);
+
+    for node in [Node::GwB, Node::GwA] {
+        let released = scistream(node, &["release", "--uid", &uid]);
+        assert_eq!(released["released"], true);
+    }
+    for gw in [&p.gwa, &p.gwb] {
+        let s = gw.settled_snapshot();
+        assert_eq!(s.sas, [0, 0, 0, 0], "SAs and listeners left: {:?}", s.sas);
+    }
+    for node in [Node::GwA, Node::GwB] {
+        let list = s2uc(&p, node, &["list"]);
+        assert_eq!(list["sessions"], serde_json::json!([]), "{node:?}: {list}");
+    }
+    // No port stays reserved: the whole listener range can be had again.
+    let all = s2uc(
+        &p,
+        Node::GwA,
+        &[
+            "inbound-request",
+            "--num_conn",
+            "64",
+            "--remote_ip",
+            "10.10.1.2",
+            "--receiver_ports",
+            "5100",
+        ],
+    );
+    assert_eq!(all["listeners"].as_array().unwrap().len(), 64);
+    assert_eq!(all["listeners"][0], "10.10.100.1:5100");
 }

@@ -1,7 +1,8 @@
 //! Authentication and authorization of northbound API callers.
 //!
 //! A caller sends a bearer token in the gRPC metadata `authorization`
-//! (`Bearer <token>`). [`bearer`] extracts it; a [`Verifier`] turns it into a
+//! (`Bearer <token>`, or the bare token as SciStream's clients send it).
+//! [`bearer`] extracts it; a [`Verifier`] turns it into a
 //! [`Principal`] (who is calling, with which scopes) or an [`AuthError`]; a
 //! [`Policy`] then decides whether that principal may point the gateway at a
 //! given endpoint.
@@ -71,9 +72,12 @@ impl Principal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `authorization` metadata.
-    #[error("missing bearer token: send metadata `authorization: Bearer <token>`")]
+    #[error(
+        "missing bearer token: send metadata `authorization: Bearer <token>` (or the bare token)"
+    )]
     Missing,
-    /// The `authorization` metadata is not `Bearer <token>`.
+    /// The `authorization` metadata is neither `Bearer <token>` nor a bare
+    /// token.
     #[error("malformed authorization metadata: {0}")]
     Malformed(String),
     /// The token is not accepted: unknown, bad signature, expired, not yet
@@ -218,25 +222,38 @@ pub fn verifier(auth: &AuthSection) -> Result<Arc<dyn Verifier>, AuthLoadError> 
     })
 }
 
-/// The bearer token in `metadata`'s `authorization` entry, which must be
-/// `Bearer <token>` (the scheme is case-insensitive).
+/// The bearer token in `metadata`'s `authorization` entry: either
+/// `Bearer <token>` (RFC 6750; the scheme in any case) or the bare token,
+/// as SciStream's own clients send it. Anything else (another scheme, an
+/// empty value, whitespace inside the token) is [`AuthError::Malformed`].
 pub fn bearer(metadata: &MetadataMap) -> Result<&str, AuthError> {
     let value = metadata.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
-    let value = value.to_str().map_err(|_| {
-        AuthError::Malformed("the value is not printable ASCII; expected `Bearer <token>`".into())
-    })?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(|| {
-        AuthError::Malformed("expected `Bearer <token>` (scheme, space, token)".into())
-    })?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::Malformed("the value is not printable ASCII".into()))?;
+    let value = value.trim();
+    let Some((first, rest)) = value.split_once(char::is_whitespace) else {
+        // One word: a bare token (SciStream's form), unless it is only the scheme.
+        return match value {
+            "" => Err(AuthError::Malformed(
+                "the value is empty; expected `Bearer <token>` or the token".into(),
+            )),
+            v if v.eq_ignore_ascii_case("bearer") => {
+                Err(AuthError::Malformed("`Bearer` without a token".into()))
+            }
+            v => Ok(v),
+        };
+    };
+    if !first.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Malformed(
-            "the scheme is not `Bearer`; expected `Bearer <token>`".into(),
+            "not `Bearer <token>` nor a bare token: another scheme, or whitespace inside the token"
+                .into(),
         ));
     }
-    let token = token.trim_start();
-    if token.is_empty() || token.contains(char::is_whitespace) {
+    let token = rest.trim_start();
+    if token.contains(char::is_whitespace) {
         return Err(AuthError::Malformed(
-            "expected exactly one token after `Bearer`".into(),
+            "whitespace inside the token after `Bearer`".into(),
         ));
     }
     Ok(token)
@@ -259,13 +276,21 @@ mod tests {
         assert_eq!(bearer(&md(Some("Bearer abc.def"))), Ok("abc.def"));
         assert_eq!(bearer(&md(Some("bearer   xyz"))), Ok("xyz"));
         assert_eq!(bearer(&md(Some("BEARER t "))), Ok("t"));
+        // SciStream's clients send the token bare.
+        assert_eq!(bearer(&md(Some("abc.def-123"))), Ok("abc.def-123"));
+        assert_eq!(bearer(&md(Some(" abc \t"))), Ok("abc"));
         assert_eq!(bearer(&md(None)), Err(AuthError::Missing));
         for bad in [
+            "",
+            "   ",
             "Bearer",
             "Bearer ",
+            "bearer\t",
             "Basic dXNlcjpwYXNz",
-            "abc",
+            "Basic xyz",
+            "abc def",
             "Bearer a b",
+            "Bearer a\tb",
         ] {
             let e = bearer(&md(Some(bad))).expect_err(bad);
             assert!(matches!(e, AuthError::Malformed(_)), "{bad}: {e:?}");

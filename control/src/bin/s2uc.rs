@@ -55,7 +55,7 @@ struct Global {
     )]
     server_cert: Option<PathBuf>,
     /// The name to verify the s2cs certificate for (default: the host of
-    /// --s2cs; required when that is an IP address).
+    /// --s2cs, a DNS name or an IP address the certificate must hold).
     #[arg(
         long = "server-name",
         visible_alias = "server_name",
@@ -104,9 +104,12 @@ struct StreamArgs {
         value_parser = clap::value_parser!(i32).range(1..)
     )]
     num_conn: i32,
-    /// Rate limit in bits per second, 0 = unlimited (the API field is a
-    /// 32-bit integer).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    /// Maximum data rate of the stream in kilobytes per second (1 kB =
+    /// 1000 bytes), SciStream's unit: 20000 is 20 MB/s (160 Mbit/s).
+    /// 0 = unlimited. The producer gateway polices it, within its own
+    /// ceiling (`[api] max_rate_kbytes`); `s2uc status` shows what applies.
+    #[arg(long, default_value_t = 0, value_name = "KB_PER_S",
+          value_parser = clap::value_parser!(i32).range(0..))]
     rate: i32,
 }
 

@@ -90,8 +90,8 @@ impl FromStr for ServerAddr {
 pub enum Security {
     /// TLS, trusting the certificates in `server_cert` (a CA, or the
     /// server's own self-signed certificate), and verifying the server's
-    /// certificate for `server_name` (default: the host of the address, which
-    /// must then be a DNS name).
+    /// certificate for `server_name` (default: the host of the address, a
+    /// DNS name or an IP address).
     Tls {
         /// PEM file with one or more trusted certificates.
         server_cert: PathBuf,
@@ -163,8 +163,9 @@ fn endpoint(uri: &str, opts: &ConnectOptions) -> Result<Endpoint, ClientError> {
 }
 
 /// The name the server certificate must be valid for: `--server-name` if
-/// given, else the host when it is a DNS name; an IP host without
-/// `--server-name` is refused (certificates for gateways name them by DNS).
+/// given, else the host of the address: a DNS name (checked against the
+/// certificate's DNS names) or an IP address (checked against its IP
+/// address names), as any TLS client does.
 pub fn verify_name(
     server: &ServerAddr,
     explicit: Option<&str>,
@@ -175,13 +176,15 @@ pub fn verify_name(
                 name: name.to_string(),
             })
         }
-        None if server.host_ip().is_some() => Err(ClientError::ServerNameRequired {
-            addr: server.authority(),
-        }),
-        None => ServerName::try_from(server.host.clone()).map_err(|_| ClientError::BadAddress {
-            addr: server.authority(),
-            reason: "the host is not a valid DNS name",
-        }),
+        None => match server.host_ip() {
+            Some(ip) => Ok(ServerName::IpAddress(ip.into())),
+            None => {
+                ServerName::try_from(server.host.clone()).map_err(|_| ClientError::BadAddress {
+                    addr: server.authority(),
+                    reason: "the host is not a valid DNS name",
+                })
+            }
+        },
     }
 }
 
@@ -305,9 +308,15 @@ mod tests {
             verify_name(&by_name, None).unwrap().to_str(),
             "gwa.example.org"
         );
+        // An IP host is verified against the certificate's IP addresses.
         assert!(matches!(
             verify_name(&by_ip, None),
-            Err(ClientError::ServerNameRequired { .. })
+            Ok(ServerName::IpAddress(ip)) if std::net::IpAddr::from(ip) == by_ip.host_ip().unwrap()
+        ));
+        let by_v6: ServerAddr = "[fd00::7]:5000".parse().unwrap();
+        assert!(matches!(
+            verify_name(&by_v6, None),
+            Ok(ServerName::IpAddress(_))
         ));
         assert_eq!(
             verify_name(&by_ip, Some("gwa.example.org"))

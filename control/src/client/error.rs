@@ -26,16 +26,6 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// TLS to an IP address needs the DNS name to verify the certificate
-    /// against.
-    #[error(
-        "--s2cs {addr}: the host is an IP address; give --server-name NAME, \
-         a name (or IP address) the server certificate holds"
-    )]
-    ServerNameRequired {
-        /// The address as given.
-        addr: String,
-    },
     /// `--server-name` is neither a DNS name nor an IP address.
     #[error("--server-name {name:?}: not a valid DNS name or IP address")]
     BadServerName {
@@ -145,7 +135,6 @@ impl ClientError {
             ClientError::Rpc { .. }
             | ClientError::Timeout { .. }
             | ClientError::BadAddress { .. }
-            | ClientError::ServerNameRequired { .. }
             | ClientError::BadServerName { .. }
             | ClientError::NoServerCert
             | ClientError::BadToken { .. }

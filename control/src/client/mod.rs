@@ -4,7 +4,7 @@
 //!
 //! - [`connect`]: `HOST:PORT`, TLS (rustls, ring) or plaintext;
 //! - [`token`]: the bearer token and where it comes from;
-//! - [`uid`]: random UUIDv4 session ids;
+//! - [`uid`]: session ids (re-exported from [`crate::uid`]);
 //! - [`endpoints`]: the `ip:port` lists the API carries;
 //! - [`session`]: [`S2ucClient`], the RPC sequences;
 //! - [`output`]: text and JSON rendering;
@@ -18,7 +18,8 @@ pub mod error;
 pub mod output;
 pub mod session;
 pub mod token;
-pub mod uid;
+
+pub use crate::uid;
 
 pub use connect::{ConnectOptions, Security, ServerAddr};
 pub use error::ClientError;

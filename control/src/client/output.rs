@@ -45,7 +45,7 @@ pub fn session_value(s: &SessionInfo) -> Value {
         "listeners": s.listeners,
         "targets": s.targets,
         "num_conn": s.num_conn,
-        "rate": s.rate,
+        "rate_bps": s.rate_bps,
         "peer": s.peer,
         "epoch": s.epoch,
         "rekeys": s.rekeys,
@@ -58,11 +58,10 @@ pub fn status(s: &SessionInfo, as_json: bool) -> String {
     if as_json {
         return session_value(s).to_string() + "\n";
     }
-    let rate = if s.rate == 0 {
-        "unlimited".to_string()
-    } else {
-        format!("{} bit/s", s.rate)
-    };
+    let mut rate = rate_text(s.rate_bps);
+    if s.role == "CONS" && s.rate_bps > 0 {
+        rate.push_str(", policed by the producer gateway");
+    }
     let mut out = String::new();
     let rows: [(&str, String); 11] = [
         ("uid", s.uid.clone()),
@@ -81,6 +80,36 @@ pub fn status(s: &SessionInfo, as_json: bool) -> String {
         let _ = writeln!(out, "{name}: {value}");
     }
     out
+}
+
+/// A policed rate for people: `unlimited`, or bits per second with an SI
+/// prefix and the same in SciStream's unit, `20 Mbit/s (2500 kB/s)`.
+pub fn rate_text(bps: i64) -> String {
+    if bps <= 0 {
+        return "unlimited".to_string();
+    }
+    let bits = bps as f64;
+    let (value, unit) = [
+        (1e12, "Tbit/s"),
+        (1e9, "Gbit/s"),
+        (1e6, "Mbit/s"),
+        (1e3, "kbit/s"),
+    ]
+    .into_iter()
+    .find(|(scale, _)| bits >= *scale)
+    .map(|(scale, unit)| (bits / scale, unit))
+    .unwrap_or((bits, "bit/s"));
+    format!(
+        "{} {unit} ({} kB/s)",
+        significant(value),
+        significant(bits / 8_000.0)
+    )
+}
+
+/// `x` with at most three decimals, trailing zeros dropped.
+fn significant(x: f64) -> String {
+    let text = format!("{x:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The sessions as an aligned table (`UID ROLE STATE PEER LISTENERS
@@ -149,7 +178,7 @@ mod tests {
             listeners: vec!["10.0.0.2:5200".to_string()],
             targets: vec!["10.0.0.1:5100".to_string(), "10.0.0.1:5101".to_string()],
             num_conn: 1,
-            rate: 0,
+            rate_bps: 0,
             peer: peer.to_string(),
             epoch: 3,
             rekeys: 2,
@@ -204,5 +233,25 @@ mod tests {
         let v: Value = serde_json::from_str(&status(&info("a", "gwb"), true)).unwrap();
         assert_eq!(v["owner"], "alice");
         assert!(status(&info("a", "gwb"), false).contains("rate: unlimited\n"));
+    }
+
+    #[test]
+    fn rates_name_their_units() {
+        assert_eq!(rate_text(0), "unlimited");
+        assert_eq!(rate_text(20_000_000), "20 Mbit/s (2500 kB/s)");
+        assert_eq!(rate_text(80_000_000), "80 Mbit/s (10000 kB/s)");
+        assert_eq!(rate_text(1_234_568_000), "1.235 Gbit/s (154321 kB/s)");
+        assert_eq!(rate_text(8_000), "8 kbit/s (1 kB/s)");
+        assert_eq!(rate_text(500), "500 bit/s (0.062 kB/s)");
+        let mut s = info("a", "gwb");
+        s.rate_bps = 20_000_000;
+        assert!(
+            status(&s, false)
+                .contains("rate: 20 Mbit/s (2500 kB/s), policed by the producer gateway\n"),
+            "{}",
+            status(&s, false)
+        );
+        let v: Value = serde_json::from_str(&status(&s, true)).unwrap();
+        assert_eq!(v["rate_bps"], 20_000_000);
     }
 }

@@ -79,6 +79,8 @@ pub const MAX_REQ_TIMEOUT_SECONDS: u32 = 3600;
 pub const DEFAULT_MAX_NUM_CONN: u32 = 64;
 /// Largest `api.max_num_conn`.
 pub const MAX_MAX_NUM_CONN: u32 = 1024;
+/// Largest `api.max_rate_kbytes` (the API's `rate` is a 32-bit integer).
+pub const MAX_MAX_RATE_KBYTES: u64 = i32::MAX as u64;
 /// Default `auth.jwt.leeway_seconds`.
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u32 = 30;
 /// Largest `auth.jwt.leeway_seconds` (five minutes).
@@ -304,6 +306,50 @@ pub struct ApiSection {
     pub req_timeout: Duration,
     /// Largest `num_conn` a request may ask for, 1..=[`MAX_MAX_NUM_CONN`].
     pub max_num_conn: u32,
+    /// What a request's `rate` becomes (`api.client_rate`,
+    /// `api.max_rate_kbytes`).
+    pub rate: RatePolicy,
+}
+
+/// `api.client_rate`: what `s2cs` does with the `rate` a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientRate {
+    /// Police the session at the client's rate (SciStream's meaning:
+    /// kilobytes per second, 0 = unlimited). The default.
+    #[default]
+    Enforce,
+    /// Disregard the client's rate; only the gateway's ceiling applies.
+    Ignore,
+}
+
+/// How a session's rate is chosen: the client's `rate` field (kB/s, 1 kB =
+/// 1000 bytes, as SciStream documents it), under `client`, capped at
+/// `max_kbytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RatePolicy {
+    /// Enforce or ignore the client's rate.
+    pub client: ClientRate,
+    /// The most any one session may have, kB/s; 0 = no ceiling. A session
+    /// that asks for unlimited (0), or whose rate is ignored, gets the
+    /// ceiling.
+    pub max_kbytes: u64,
+}
+
+impl RatePolicy {
+    /// The policer rate, in bits per second (0 = unlimited), of a session
+    /// whose client asked for `requested_kbytes` kB/s (0 = unlimited).
+    pub fn session_bps(&self, requested_kbytes: u32) -> u64 {
+        let asked = match self.client {
+            ClientRate::Enforce => u64::from(requested_kbytes),
+            ClientRate::Ignore => 0,
+        };
+        let kbytes = match (asked, self.max_kbytes) {
+            (0, ceiling) => ceiling,
+            (asked, 0) => asked,
+            (asked, ceiling) => asked.min(ceiling),
+        };
+        kbytes * 8_000
+    }
 }
 
 /// `[auth]`: authentication of API callers and the allow-list of what
@@ -407,5 +453,45 @@ impl ControlConfig {
     /// The peer whose WAN address is `ip` (the IP of a remote listener).
     pub fn peer_by_wan_address(&self, ip: Ipv4Addr) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.wan_address == ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_rate_is_kilobytes_per_second_under_the_policy() {
+        let enforce = RatePolicy::default();
+        // SciStream's 20000 kB/s is 20 MB/s, 160 Mbit/s; its default 10000 is 80 Mbit/s.
+        assert_eq!(enforce.session_bps(20_000), 160_000_000);
+        assert_eq!(enforce.session_bps(2_500), 20_000_000);
+        assert_eq!(enforce.session_bps(0), 0);
+        let ignore = RatePolicy {
+            client: ClientRate::Ignore,
+            max_kbytes: 0,
+        };
+        assert_eq!(ignore.session_bps(2_500), 0);
+        let capped = RatePolicy {
+            client: ClientRate::Enforce,
+            max_kbytes: 5_000,
+        };
+        assert_eq!(capped.session_bps(2_500), 20_000_000);
+        assert_eq!(capped.session_bps(10_000), 40_000_000);
+        assert_eq!(
+            capped.session_bps(0),
+            40_000_000,
+            "unlimited gets the ceiling"
+        );
+        let ignored_capped = RatePolicy {
+            client: ClientRate::Ignore,
+            max_kbytes: 5_000,
+        };
+        assert_eq!(ignored_capped.session_bps(1), 40_000_000);
+        // The largest rate the API can carry does not overflow.
+        assert_eq!(
+            enforce.session_bps(i32::MAX as u32),
+            i32::MAX as u64 * 8_000
+        );
     }
 }

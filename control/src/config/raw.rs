@@ -117,6 +117,8 @@ pub(crate) struct RawApi {
     pub insecure: Option<bool>,
     pub req_timeout_seconds: Option<i64>,
     pub max_num_conn: Option<i64>,
+    pub client_rate: Option<String>,
+    pub max_rate_kbytes: Option<i64>,
 }
 
 /// `[auth]`.

@@ -567,6 +567,24 @@ fn api(
         MAX_MAX_NUM_CONN,
         DEFAULT_MAX_NUM_CONN,
     )?;
+    let client = match a.client_rate.as_deref() {
+        None | Some("enforce") => ClientRate::Enforce,
+        Some("ignore") => ClientRate::Ignore,
+        Some(other) => {
+            return Err(doc.bad_value(
+                "api.client_rate",
+                format!("{other:?}: expected \"enforce\" or \"ignore\""),
+            ))
+        }
+    };
+    let max_kbytes = int(
+        doc,
+        "api.max_rate_kbytes",
+        a.max_rate_kbytes,
+        0,
+        MAX_MAX_RATE_KBYTES,
+        0,
+    )?;
     Ok(ApiSection {
         listen,
         cert,
@@ -574,6 +592,7 @@ fn api(
         insecure: a.insecure.unwrap_or(false),
         req_timeout: Duration::from_secs(req_timeout.into()),
         max_num_conn,
+        rate: RatePolicy { client, max_kbytes },
     })
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{lock, negotiate, Shared};
 use crate::auth::{self, Policy, Principal, Verifier};
@@ -30,9 +30,6 @@ use crate::proto::s2cs::{ListRequest, SessionInfo, SessionList, StatusRequest};
 use crate::proto::{AppResponse, Hello, Release, Request as Req, Response as Resp, UpdateTargets};
 use crate::registry::{ListenerSpec, SessionRecord, SessionRole};
 use crate::state::Session;
-
-/// Longest uid accepted.
-pub const MAX_UID_LEN: usize = 128;
 
 /// The API service state.
 pub struct Api {
@@ -61,13 +58,15 @@ fn role_name(r: SessionRole) -> &'static str {
     }
 }
 
-fn check_uid(uid: &str) -> Result<(), Status> {
-    if uid.is_empty() || uid.len() > MAX_UID_LEN || !uid.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Status::invalid_argument(format!(
-            "uid must be 1 to {MAX_UID_LEN} printable ASCII characters"
-        )));
-    }
-    Ok(())
+/// The session id `uid` in canonical form: a UUID string of any version
+/// (SciStream's client makes version-1 uuids); INVALID_ARGUMENT otherwise.
+fn check_uid(uid: &str) -> Result<String, Status> {
+    crate::uid::canonical_uid(uid).ok_or_else(|| {
+        let shown: String = uid.chars().take(64).collect();
+        Status::invalid_argument(format!(
+            "uid {shown:?} is not a UUID (expected a form like 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3)"
+        ))
+    })
 }
 
 fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddrV4>, Status> {
@@ -192,7 +191,7 @@ impl Api {
             listeners: self.listener_strings(s),
             targets,
             num_conn: s.record.listeners.len() as i32,
-            rate: s.record.rate_bps as i64,
+            rate_bps: s.record.rate_bps as i64,
             peer: s.record.peer.clone(),
             epoch: s.record.epoch,
             rekeys: s.rekeys,
@@ -244,8 +243,8 @@ impl Control for ApiHandle {
     async fn req(&self, r: Request<Req>) -> Result<Response<Resp>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
-        let r = r.into_inner();
-        check_uid(&r.uid)?;
+        let mut r = r.into_inner();
+        r.uid = check_uid(&r.uid)?;
         let role = role_of(&r.role)?;
         if r.num_conn < 1 || r.num_conn as u32 > api.cfg.max_num_conn {
             return Err(Status::invalid_argument(format!(
@@ -259,6 +258,9 @@ impl Control for ApiHandle {
                 r.rate
             )));
         }
+        // SciStream's unit: kilobytes per second (its client sends 10000
+        // when the user gives no --rate).
+        let rate_bps = api.cfg.rate.session_bps(r.rate as u32);
         let notify = Arc::new(Notify::new());
         tokio::task::block_in_place(|| -> Result<(), Status> {
             let mut st = api.sh.state();
@@ -290,7 +292,7 @@ impl Control for ApiHandle {
                     })
                     .collect(),
                 created_unix: super::unix_now(),
-                rate_bps: r.rate as u64,
+                rate_bps,
                 owner: who.subject.clone(),
             };
             api.sh
@@ -302,7 +304,7 @@ impl Control for ApiHandle {
             lock(&api.waiting).insert(r.uid.clone(), notify.clone());
             Ok(())
         })?;
-        info!(uid = %r.uid, role = %r.role, num_conn = r.num_conn, rate = r.rate, subject = %who.subject, "req: ports reserved, waiting for hello");
+        info!(uid = %r.uid, role = %r.role, num_conn = r.num_conn, rate_kbytes = r.rate, rate_policy = ?api.cfg.rate.client, rate_bps, subject = %who.subject, "req: ports reserved, waiting for hello");
         // If the client goes away while we wait (tonic then drops this
         // future), the reservation must not outlive it.
         let guard = CancelGuard {
@@ -338,16 +340,13 @@ impl Control for ApiHandle {
     async fn hello(&self, r: Request<Hello>) -> Result<Response<AppResponse>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
-        let r = r.into_inner();
-        check_uid(&r.uid)?;
-        let role = role_of(&r.role)?;
-        let session_role = api.owned(&r.uid, &who, |s| s.record.role)?;
-        if session_role != role {
-            return Err(Status::invalid_argument(format!(
-                "hello role {} differs from the session's {}",
-                r.role,
-                role_name(session_role)
-            )));
+        let mut r = r.into_inner();
+        r.uid = check_uid(&r.uid)?;
+        // The session's role comes from its req. SciStream's client sends
+        // its consumer-side hello with role PROD: the field is not checked.
+        let role = api.owned(&r.uid, &who, |s| s.record.role)?;
+        if r.role != role_name(role) {
+            debug!(uid = %r.uid, hello_role = %r.role, session_role = role_name(role), "hello: role differs from the session's (ignored; the req's role holds)");
         }
         let apps = match role {
             SessionRole::Inbound => {
@@ -379,8 +378,8 @@ impl Control for ApiHandle {
     async fn update(&self, r: Request<UpdateTargets>) -> Result<Response<Resp>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
-        let r = r.into_inner();
-        check_uid(&r.uid)?;
+        let mut r = r.into_inner();
+        r.uid = check_uid(&r.uid)?;
         let (role, hello, ports) = api.owned(&r.uid, &who, |s| {
             (
                 s.record.role,
@@ -483,8 +482,8 @@ impl Control for ApiHandle {
     async fn release(&self, r: Request<Release>) -> Result<Response<Resp>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
-        let r = r.into_inner();
-        check_uid(&r.uid)?;
+        let mut r = r.into_inner();
+        r.uid = check_uid(&r.uid)?;
         api.owned(&r.uid, &who, |_| ())?;
         api.release_session(&r.uid)?;
         info!(uid = %r.uid, subject = %who.subject, "release: session freed");
@@ -509,8 +508,7 @@ impl Sessions for ApiHandle {
     async fn status(&self, r: Request<StatusRequest>) -> Result<Response<SessionInfo>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
-        let uid = r.into_inner().uid;
-        check_uid(&uid)?;
+        let uid = check_uid(&r.into_inner().uid)?;
         let info = api.owned(&uid, &who, |s| api.info(s))?;
         Ok(Response::new(info))
     }
