@@ -133,6 +133,9 @@ fn token_file_verification() {
     // Again (served from the cache), with a lower-case scheme.
     let again = authorize(&metadata(Some("bearer alice-token")), &*v, &p, &[ok]).expect("again");
     assert_eq!(again, who);
+    // Bare, as SciStream's clients send it.
+    let bare = authorize(&metadata(Some("alice-token")), &*v, &p, &[ok]).expect("bare");
+    assert_eq!(bare, who);
 
     let cases: [(Option<&str>, Code, &str); 5] = [
         (None, Code::Unauthenticated, "missing bearer token"),
@@ -146,7 +149,7 @@ fn token_file_verification() {
             Code::Unauthenticated,
             "unknown token",
         ),
-        (Some("alice-token"), Code::Unauthenticated, "malformed"),
+        (Some("alice token"), Code::Unauthenticated, "malformed"),
         (
             Some("Basic alice-token"),
             Code::Unauthenticated,
