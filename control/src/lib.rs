@@ -15,6 +15,8 @@
 //! - [`service`]: the running process (peer server, negotiation, admin
 //!   socket, timers, gRPC API).
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -1,5 +1,7 @@
 //! `s2cs`: the SciStream gateway control process.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;

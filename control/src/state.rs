@@ -18,9 +18,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use scistream_dataplane::crypto::Algorithm;
-use scistream_dataplane::shm::layout::{DIR_IN, DIR_OUT, ROLE_INBOUND, ROLE_OUTBOUND};
-use scistream_dataplane::shm::{Capacities, ListenerEntry, SaEntry, TablesMut, TablesView};
+use scistream_region::{
+    Algorithm, Capacities, Direction, ListenerEntry, ListenerRole, SaEntry, SaKeys, TablesMut,
+    TablesView,
+};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::peer::keys::DirectionKeys;
@@ -92,24 +93,28 @@ impl Sa {
         })
     }
 
-    /// The region entry for this SA in direction `direction`
-    /// ([`DIR_IN`] or [`DIR_OUT`]), with hard lifetimes.
-    fn entry(&self, direction: u8, limits: &Limits) -> SaEntry {
-        SaEntry {
+    /// The region entry for this SA in direction `direction`, with its
+    /// lifetimes; an outbound SA is policed at `rate_bps` (0: unlimited).
+    fn entry(&self, direction: Direction, limits: &Limits, rate_bps: u64) -> SaEntry {
+        let keys = SaKeys {
             spi: self.spi,
-            direction,
-            algorithm: SaEntry::algorithm_code(self.algorithm),
-            key_len: self.key_len,
-            esn: 1,
-            key: *self.key,
+            algorithm: self.algorithm,
+            key: &self.key[..usize::from(self.key_len)],
             salt: self.salt,
-            peer_addr: u32::from(*self.peer.ip()),
-            peer_port: self.peer.port(),
+            esn: true,
+        };
+        let entry = match direction {
+            Direction::Out => SaEntry::outbound(&keys, self.peer, rate_bps),
+            Direction::In => SaEntry::inbound(&keys, self.peer),
+        };
+        // `key_len` fits `algorithm` by construction (from_keys, from_entry).
+        let entry = entry.expect("an SA's key fits its algorithm");
+        SaEntry {
             soft_seconds: limits.rekey_seconds,
             soft_packets: limits.rekey_packets,
             soft_bytes: limits.rekey_bytes,
             hard_packets: limits.hard_packets(),
-            ..SaEntry::default()
+            ..entry
         }
     }
 }
@@ -539,18 +544,18 @@ impl State {
         let mut outbound = 0;
         for s in self.sessions.values_mut() {
             let role = match s.record.role {
-                SessionRole::Inbound => ROLE_INBOUND,
-                SessionRole::Outbound => ROLE_OUTBOUND,
+                SessionRole::Inbound => ListenerRole::Inbound,
+                SessionRole::Outbound => ListenerRole::Outbound,
             };
             let slot = s.record.listeners.iter().find_map(|l| {
                 listeners
                     .iter()
-                    .find(|e| e.role == role && e.port == l.port)
+                    .find(|e| e.role() == Some(role) && e.port == l.port)
                     .map(|e| e.sa_slot as usize)
             });
             if let Some(sa) = slot
                 .and_then(|i| sas.get(i))
-                .filter(|e| e.direction == DIR_OUT)
+                .filter(|e| e.direction() == Some(Direction::Out))
                 .and_then(Sa::from_entry)
             {
                 s.outbound = Some(sa);
@@ -560,7 +565,7 @@ impl State {
         }
         self.adopted_inbound = sas
             .iter()
-            .filter(|e| e.direction == DIR_IN)
+            .filter(|e| e.direction() == Some(Direction::In))
             .filter_map(|e| Sa::from_entry(e).map(|sa| (Ipv4Addr::from(e.peer_addr), sa, None)))
             .collect();
         (outbound, self.adopted_inbound.len())
@@ -605,45 +610,36 @@ impl State {
     pub fn render(&self, t: &mut TablesMut<'_>, limits: &Limits) {
         t.clear();
         for (_, sa, _) in &self.adopted_inbound {
-            let _ = t.sas().push(sa.entry(DIR_IN, limits));
+            let _ = t.sas().push(sa.entry(Direction::In, limits, 0));
         }
         for s in self.sessions.values() {
             for i in &s.inbound {
-                let _ = t.sas().push(i.sa.entry(DIR_IN, limits));
+                let _ = t.sas().push(i.sa.entry(Direction::In, limits, 0));
             }
             let Some(out) = &s.outbound else {
                 continue;
             };
-            let mut entry = out.entry(DIR_OUT, limits);
             // The session's rate is policed on the instrument side: the
             // producer gateway's outbound SA.
-            if s.record.role == SessionRole::Inbound {
-                entry.rate_bps = s.record.rate_bps;
-            }
-            let Ok(slot) = t.sas().push(entry) else {
+            let rate = match s.record.role {
+                SessionRole::Inbound => s.record.rate_bps,
+                SessionRole::Outbound => 0,
+            };
+            let Ok(slot) = t.sas().push(out.entry(Direction::Out, limits, rate)) else {
                 continue;
             };
+            let slot = slot as u32;
             for l in &s.record.listeners {
-                let mut e = ListenerEntry {
-                    port: l.port,
-                    sa_slot: slot as u32,
-                    ..ListenerEntry::default()
+                let entry = match (s.record.role, l.remote, l.target) {
+                    (SessionRole::Outbound, Some(remote), _) => {
+                        ListenerEntry::outbound(l.port, remote, slot)
+                    }
+                    (SessionRole::Inbound, _, Some(target)) => {
+                        ListenerEntry::inbound(l.port, target, slot)
+                    }
+                    _ => continue,
                 };
-                match s.record.role {
-                    SessionRole::Outbound => {
-                        let Some(r) = l.remote else { continue };
-                        e.role = ROLE_OUTBOUND;
-                        e.remote_addr = u32::from(*r.ip());
-                        e.remote_port = r.port();
-                    }
-                    SessionRole::Inbound => {
-                        let Some(r) = l.target else { continue };
-                        e.role = ROLE_INBOUND;
-                        e.target_addr = u32::from(*r.ip());
-                        e.target_port = r.port();
-                    }
-                }
-                let _ = t.listeners().push(e);
+                let _ = t.listeners().push(entry);
             }
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use scistream_control::auth::{hash_token, token_file_entry};
 use scistream_control::proto::control_client::ControlClient;
 use scistream_control::proto::Request as Req;
-use scistream_dataplane::shm::ShmReader;
+use scistream_region::ShmReader;
 use serde_json::Value;
 use support::control::{gen_certs, unique, ControlPlane};
 use support::gateway::workspace_bin;

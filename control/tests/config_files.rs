@@ -16,7 +16,7 @@ use scistream_control::config::{
     AllowSubject, AuthMode, ClientRate, ConfigError, ControlConfig, ErrorKind, PeerTrust,
     RatePolicy,
 };
-use scistream_dataplane::crypto::Algorithm;
+use scistream_region::Algorithm;
 use tempfile::TempDir;
 
 /// The repository's `configs/` directory.

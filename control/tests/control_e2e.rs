@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use scistream_dataplane::shm::ShmReader;
+use scistream_region::ShmReader;
 use serde_json::json;
 use support::control::{gen_certs, keyed_by_control, unique, ControlPlane};
 use support::gateway::Gateway;

@@ -3,7 +3,7 @@
 
 use ring::rand::SystemRandom;
 use scistream_control::peer::keys::{Exchange, KeyError, SessionKeys, Side};
-use scistream_dataplane::crypto::Algorithm;
+use scistream_region::Algorithm;
 
 /// Runs both ends of one exchange with `exporter` (the same on both ends, as
 /// the TLS exporter of one connection is).

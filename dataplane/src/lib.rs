@@ -2,22 +2,40 @@
 //!
 //! Pinned poll-mode workers move frames between the instrument (LAN) port
 //! and the WAN port through one of the packet I/O [`backend`]s.
+//!
+//! `unsafe` lives only in [`backend`] (DPDK, AF_XDP and TAP I/O), each block
+//! with a `SAFETY:` comment; every other module forbids it.
 
 pub mod backend;
+#[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
 pub mod crypto;
+#[forbid(unsafe_code)]
 pub mod esp;
+#[forbid(unsafe_code)]
 pub mod forward;
+#[forbid(unsafe_code)]
 pub mod latency;
+#[forbid(unsafe_code)]
 pub mod nat;
+#[forbid(unsafe_code)]
 pub mod neigh;
+#[forbid(unsafe_code)]
 pub mod port;
+#[forbid(unsafe_code)]
 pub mod route;
+#[forbid(unsafe_code)]
 pub mod runtime;
-pub mod shm;
+#[forbid(unsafe_code)]
 pub mod slowpath;
+#[forbid(unsafe_code)]
 pub mod snapshot;
+#[forbid(unsafe_code)]
 pub mod stats;
+#[forbid(unsafe_code)]
 pub mod tunnel;
+#[forbid(unsafe_code)]
 pub mod wire;
+#[forbid(unsafe_code)]
 pub mod worker;

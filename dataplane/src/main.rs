@@ -1,5 +1,7 @@
 //! `s2ds`: the SciStream gateway data plane.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;

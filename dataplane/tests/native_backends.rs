@@ -32,10 +32,10 @@ fn unique(prefix: &str) -> String {
 }
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "native backend tests need root (namespaces, TAP, AF_XDP)"
     );
 }

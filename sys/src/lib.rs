@@ -15,7 +15,13 @@
     non_snake_case,
     dead_code
 )]
-#[allow(clippy::all, clippy::pedantic, unnecessary_transmutes)]
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unnecessary_transmutes,
+    unsafe_op_in_unsafe_fn
+)]
+#[allow(clippy::undocumented_unsafe_blocks)] // generated code carries no SAFETY comments
 pub mod xdp {
     include!(concat!(env!("OUT_DIR"), "/xdp.rs"));
 }
@@ -28,7 +34,13 @@ pub mod xdp {
     non_snake_case,
     dead_code
 )]
-#[allow(clippy::all, clippy::pedantic, unnecessary_transmutes)]
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unnecessary_transmutes,
+    unsafe_op_in_unsafe_fn
+)]
+#[allow(clippy::undocumented_unsafe_blocks)] // generated code carries no SAFETY comments
 pub mod dpdk {
     include!(concat!(env!("OUT_DIR"), "/dpdk.rs"));
 }

@@ -3,6 +3,8 @@
 //! releases them and inspects them, over s2cs's gRPC API. The logic is in
 //! `scistream_control::client`; this file is the command line.
 
+#![forbid(unsafe_code)]
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@
 //! text. Errors are [`ConfigError`]s that name the file, line, column and
 //! dotted key (`peers[1].ca`), produced by the same machinery as the data
 //! plane's configuration
-//! ([`scistream_dataplane::config::document::Document`]):
+//! ([`scistream_tomldoc::Document`]):
 //!
 //! 1. TOML parsing;
 //! 2. serde deserialization into the raw schema ([`raw`]), which rejects
@@ -26,11 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use scistream_dataplane::config::document::Document;
-use scistream_dataplane::crypto::Algorithm;
-use scistream_dataplane::shm::Capacities;
+use scistream_region::Algorithm;
+use scistream_region::Capacities;
+use scistream_tomldoc::Document;
 
-pub use scistream_dataplane::config::{ConfigError, ErrorKind, Location};
+pub use scistream_tomldoc::{ConfigError, ErrorKind, Location};
 
 /// Default `gateway.udp_port` and `peers[].udp_port` (RFC 3948 ESP-in-UDP).
 pub const DEFAULT_UDP_PORT: u16 = 4500;

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Component, Path, PathBuf};
 
-use scistream_dataplane::config::document::Document;
-use scistream_dataplane::config::values::{check_gateway_name, parse_ipv4};
-use scistream_dataplane::crypto::Algorithm;
+use scistream_region::Algorithm;
+use scistream_tomldoc::values::{check_gateway_name, parse_ipv4};
+use scistream_tomldoc::Document;
 
-use scistream_dataplane::config::values::parse_prefix;
+use scistream_tomldoc::values::parse_prefix;
 
 use super::files::{check_certificates, check_private_key, check_readable_file, check_secret_file};
 use super::raw::{

@@ -18,7 +18,7 @@ use std::fmt;
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::hkdf::{self, Prk, Salt, HKDF_SHA256};
 use ring::rand::SecureRandom;
-use scistream_dataplane::crypto::{Algorithm, SALT_LEN};
+use scistream_region::{Algorithm, SALT_LEN};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Length of an X25519 public key in bytes.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use scistream_dataplane::shm::{Capacities, ShmError, ShmWriter};
+use scistream_region::{Capacities, ShmError, ShmWriter};
 use tracing::{info, warn};
 
 use crate::config::{self, ControlConfig};

@@ -1,37 +1,32 @@
 //! The gateway's TOML configuration: typed, validated settings for the rest
 //! of `s2ds`.
 //!
-//! [`Config::load`] reads a file, [`Config::from_toml`] parses text. Loading
-//! happens in three steps, each reporting errors as a [`ConfigError`] that
-//! names the file, line, column and dotted key (`routes[1].via`):
+//! [`Config::load`] reads a file, [`Config::from_toml`] parses text,
+//! through the same [`scistream_tomldoc::Document`] as `s2cs`'s
+//! configuration, in three steps, each reporting errors as a
+//! [`ConfigError`] that names the file, line, column and dotted key
+//! (`routes[1].via`):
 //!
-//! 1. TOML parsing into a spanned document ([`locate`]);
-//! 2. serde deserialization into the raw schema ([`raw`]), which rejects
+//! 1. TOML parsing ([`Document::parse`]);
+//! 2. serde deserialization into the raw schema (`raw`), which rejects
 //!    unknown keys, missing keys and wrong types;
-//! 3. validation ([`validate`]), which turns raw values into the types here
+//! 3. validation (`validate`), which turns raw values into the types here
 //!    and checks every rule that relates keys to each other.
 //!
 //! The operator documentation of every key is `docs/configuration.md`.
 
-mod de_error;
-pub mod document;
-mod error;
-mod keypath;
-mod locate;
+pub mod dpdk_device;
 mod raw;
 pub mod tunnel;
 mod validate;
-pub mod values;
 
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use serde::Deserialize;
-use toml::de::DeTable;
 
-pub use error::{ConfigError, ErrorKind, Location};
+pub use scistream_tomldoc::{ConfigError, Document, ErrorKind, Location};
 
 /// Default `[dpdk] mempool_size`: mbufs per port (2^13 - 1, the optimum for DPDK's ring-based pools).
 pub const DEFAULT_MEMPOOL_SIZE: u32 = 8191;
@@ -367,14 +362,9 @@ impl Config {
 
     /// Parses and validates configuration `text`; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let parsed = DeTable::parse(text).map_err(|e| {
-            let (recovered, _) = DeTable::parse_recoverable(text);
-            de_error::syntax_error(origin, text, &e, &locate::Doc::new(recovered))
-        })?;
-        let doc = locate::Doc::new(parsed.clone());
-        let raw: raw::RawConfig = Deserialize::deserialize(toml::de::Deserializer::from(parsed))
-            .map_err(|e| de_error::schema_error(origin, text, &e, &doc))?;
-        validate::validate(raw, &validate::Ctx::new(origin, text, &doc))
+        let doc = Document::parse(text, origin)?;
+        let raw: raw::RawConfig = doc.deserialize()?;
+        validate::validate(raw, &doc)
     }
 
     /// Where the stats JSON goes: `gateway.stats_path`, or

@@ -32,11 +32,45 @@ pub(crate) struct RawConfig {
     pub listeners: Vec<RawListener>,
 }
 
+/// `[[listeners]] role` as written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawListenerRole {
+    Outbound,
+    Inbound,
+}
+
+impl From<RawListenerRole> for super::tunnel::ListenerRole {
+    fn from(r: RawListenerRole) -> Self {
+        match r {
+            RawListenerRole::Outbound => Self::Outbound,
+            RawListenerRole::Inbound => Self::Inbound,
+        }
+    }
+}
+
+/// `[[sas]] direction` as written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawDirection {
+    In,
+    Out,
+}
+
+impl From<RawDirection> for super::tunnel::Direction {
+    fn from(d: RawDirection) -> Self {
+        match d {
+            RawDirection::In => Self::In,
+            RawDirection::Out => Self::Out,
+        }
+    }
+}
+
 /// One `[[listeners]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListener {
-    pub role: super::tunnel::ListenerRole,
+    pub role: RawListenerRole,
     pub port: i64,
     pub remote: Option<String>,
     pub target: Option<String>,
@@ -69,7 +103,7 @@ pub(crate) struct RawPeer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSa {
     pub spi: i64,
-    pub direction: super::tunnel::Direction,
+    pub direction: RawDirection,
     pub peer: String,
     pub algorithm: String,
     pub key: Option<String>,

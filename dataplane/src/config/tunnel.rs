@@ -19,7 +19,10 @@ pub const DEFAULT_NAT_SLOTS: usize = 16384;
 /// Default UDP port of ESP-in-UDP (RFC 3948).
 pub const DEFAULT_UDP_PORT: u16 = 4500;
 /// SPIs 1..=255 are reserved by IANA (RFC 4303 §2.1); 0 is never an SPI.
-pub const MIN_SPI: u32 = 256;
+pub use scistream_region::MIN_SPI;
+/// Which way an SA protects traffic, and which side a listener serves:
+/// defined with the region's entries, which carry them.
+pub use scistream_region::{Direction, ListenerRole};
 
 /// Everything about the encrypted tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,16 +59,6 @@ pub enum Keying {
     },
 }
 
-/// Which side of a SciStream stream a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ListenerRole {
-    /// Consumer side (SciStream CONS): a LAN listener leading to the peer's listener.
-    Outbound,
-    /// Producer side (SciStream PROD): a listener reached through the tunnel, leading to a producer app.
-    Inbound,
-}
-
 /// One listener of listener mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
@@ -90,16 +83,6 @@ pub struct Peer {
     pub address: Ipv4Addr,
     /// Its ESP-in-UDP port.
     pub udp_port: u16,
-}
-
-/// Which way an SA protects traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// We receive and open with it.
-    In,
-    /// We seal and send with it.
-    Out,
 }
 
 /// One security association.

@@ -7,72 +7,22 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
-use super::de_error::{semantic_error, Anchor};
-use super::error::{ConfigError, ErrorKind};
-use super::keypath::KeyPath;
-use super::locate::Doc;
+use scistream_tomldoc::{ConfigError, Document, ErrorKind, KeyPath};
+
+use super::dpdk_device::parse_dpdk_device;
 use super::raw::{RawBackend, RawConfig, RawDpdk, RawNeighbor, RawPort, RawRoute, RawWorkers};
-use super::values::{
-    check_gateway_name, check_ifname, check_unicast_mac, parse_dpdk_device, parse_ipv4, parse_mac,
-    parse_port_address, parse_prefix,
-};
 use super::*;
+use scistream_tomldoc::values::{
+    check_gateway_name, check_ifname, check_unicast_mac, parse_ipv4, parse_mac, parse_port_address,
+    parse_prefix,
+};
 
 mod tunnel;
 
-/// What validation needs to locate errors.
-pub(crate) struct Ctx<'a> {
-    origin: &'a Path,
-    text: &'a str,
-    doc: &'a Doc<'a>,
-}
-
 type Res<T> = Result<T, ConfigError>;
 
-impl<'a> Ctx<'a> {
-    /// A context for `text` (named `origin`) parsed as `doc`.
-    pub(crate) fn new(origin: &'a Path, text: &'a str, doc: &'a Doc<'a>) -> Self {
-        Ctx { origin, text, doc }
-    }
-
-    fn err(&self, path: &KeyPath, anchor: Anchor, kind: ErrorKind, msg: String) -> ConfigError {
-        semantic_error(self.origin, self.text, self.doc, path, anchor, kind, msg)
-    }
-
-    /// A malformed or out-of-range value at `path`.
-    fn bad(&self, path: &KeyPath, msg: String) -> ConfigError {
-        self.err(path, Anchor::Value, ErrorKind::BadValue, msg)
-    }
-
-    /// A rule relating keys, broken at the value of `path`.
-    fn conflict(&self, path: &KeyPath, msg: String) -> ConfigError {
-        self.err(path, Anchor::Value, ErrorKind::Conflict, msg)
-    }
-
-    /// The line of `path` in the file, for cross-references in messages.
-    fn line_of(&self, path: &KeyPath) -> usize {
-        let span = self
-            .doc
-            .lookup(path)
-            .map_or_else(|| self.doc.header_of(path), |s| s.key);
-        Location::at_offset(self.origin, self.text, span.start).line
-    }
-
-    /// An integer at `path` that must lie in `lo..=hi`.
-    fn int<T>(&self, path: &KeyPath, v: i64, lo: T, hi: T) -> Res<T>
-    where
-        T: TryFrom<i64> + Into<i64> + Copy + fmt::Display,
-    {
-        if v < lo.into() || v > hi.into() {
-            return Err(self.bad(path, format!("{v} is out of range; expected {lo} to {hi}")));
-        }
-        T::try_from(v)
-            .map_err(|_| self.bad(path, format!("{v} is out of range; expected {lo} to {hi}")))
-    }
-}
-
 /// Checks `raw` and builds the typed configuration.
-pub(crate) fn validate(raw: RawConfig, cx: &Ctx<'_>) -> Res<Config> {
+pub(crate) fn validate(raw: RawConfig, cx: &Document<'_>) -> Res<Config> {
     let gateway = gateway(&raw, cx)?;
     let workers = workers(&raw.workers, cx)?;
     let dpdk = raw.dpdk.as_ref().map(|d| dpdk_section(d, cx)).transpose()?;
@@ -95,20 +45,17 @@ pub(crate) fn validate(raw: RawConfig, cx: &Ctx<'_>) -> Res<Config> {
     })
 }
 
-fn gateway(raw: &RawConfig, cx: &Ctx<'_>) -> Res<GatewaySection> {
+fn gateway(raw: &RawConfig, cx: &Document<'_>) -> Res<GatewaySection> {
     let g = &raw.gateway;
     let base = KeyPath::of(&["gateway"]);
-    check_gateway_name(&g.name).map_err(|m| cx.bad(&base.key("name"), m))?;
+    check_gateway_name(&g.name).map_err(|m| cx.bad_value(base.key("name"), m))?;
     let stats_path = match &g.stats_path {
         Some(p) if p.is_empty() => {
-            return Err(cx.bad(
-                &base.key("stats_path"),
-                "stats_path must not be empty".into(),
-            ));
+            return Err(cx.bad_value(base.key("stats_path"), "stats_path must not be empty"));
         }
         Some(p) if p.ends_with('/') => {
-            return Err(cx.bad(
-                &base.key("stats_path"),
+            return Err(cx.bad_value(
+                base.key("stats_path"),
                 format!("stats_path `{p}` names a directory; give a file path"),
             ));
         }
@@ -121,9 +68,9 @@ fn gateway(raw: &RawConfig, cx: &Ctx<'_>) -> Res<GatewaySection> {
     })
 }
 
-fn core_id(cx: &Ctx<'_>, path: &KeyPath, v: i64) -> Res<usize> {
+fn core_id(cx: &Document<'_>, path: &KeyPath, v: i64) -> Res<usize> {
     if !(0..MAX_CORES as i64).contains(&v) {
-        return Err(cx.bad(
+        return Err(cx.bad_value(
             path,
             format!("core {v} is out of range; expected 0 to {}", MAX_CORES - 1),
         ));
@@ -131,13 +78,13 @@ fn core_id(cx: &Ctx<'_>, path: &KeyPath, v: i64) -> Res<usize> {
     Ok(v as usize)
 }
 
-fn workers(w: &RawWorkers, cx: &Ctx<'_>) -> Res<WorkersSection> {
+fn workers(w: &RawWorkers, cx: &Document<'_>) -> Res<WorkersSection> {
     let base = KeyPath::of(&["workers"]);
     let cores_path = base.key("cores");
     if w.cores.is_empty() {
-        return Err(cx.bad(
+        return Err(cx.bad_value(
             &cores_path,
-            "cores must list at least one core (one worker per entry)".into(),
+            "cores must list at least one core (one worker per entry)",
         ));
     }
     let mut cores = Vec::with_capacity(w.cores.len());
@@ -164,7 +111,7 @@ fn workers(w: &RawWorkers, cx: &Ctx<'_>) -> Res<WorkersSection> {
         None => None,
     };
     let idle_sleep_us = match w.idle_sleep_us {
-        Some(v) => cx.int(&base.key("idle_sleep_us"), v, 0u32, MAX_IDLE_SLEEP_US)?,
+        Some(v) => cx.in_range(base.key("idle_sleep_us"), v, 0u32, MAX_IDLE_SLEEP_US)?,
         None => 0,
     };
     Ok(WorkersSection {
@@ -174,15 +121,15 @@ fn workers(w: &RawWorkers, cx: &Ctx<'_>) -> Res<WorkersSection> {
     })
 }
 
-fn dpdk_section(d: &RawDpdk, cx: &Ctx<'_>) -> Res<DpdkSection> {
+fn dpdk_section(d: &RawDpdk, cx: &Document<'_>) -> Res<DpdkSection> {
     let base = KeyPath::of(&["dpdk"]);
     let mempool_size = match d.mempool_size {
-        Some(v) => cx.int(&base.key("mempool_size"), v, 1u32, u32::MAX)?,
+        Some(v) => cx.in_range(base.key("mempool_size"), v, 1u32, u32::MAX)?,
         None => DEFAULT_MEMPOOL_SIZE,
     };
     let cache_path = base.key("mempool_cache");
     let mempool_cache = match d.mempool_cache {
-        Some(v) => cx.int(&cache_path, v, 0u32, MAX_MEMPOOL_CACHE)?,
+        Some(v) => cx.in_range(&cache_path, v, 0u32, MAX_MEMPOOL_CACHE)?,
         None => DEFAULT_MEMPOOL_CACHE,
     };
     // DPDK: cache_size * 1.5 must not exceed the pool size.
@@ -196,16 +143,16 @@ fn dpdk_section(d: &RawDpdk, cx: &Ctx<'_>) -> Res<DpdkSection> {
         ));
     }
     let rx_desc = match d.rx_desc {
-        Some(v) => cx.int(&base.key("rx_desc"), v, 1u16, MAX_RING_DESC)?,
+        Some(v) => cx.in_range(base.key("rx_desc"), v, 1u16, MAX_RING_DESC)?,
         None => DEFAULT_RING_DESC,
     };
     let tx_desc = match d.tx_desc {
-        Some(v) => cx.int(&base.key("tx_desc"), v, 1u16, MAX_RING_DESC)?,
+        Some(v) => cx.in_range(base.key("tx_desc"), v, 1u16, MAX_RING_DESC)?,
         None => DEFAULT_RING_DESC,
     };
     for (i, a) in d.eal_args.iter().enumerate() {
         if a.is_empty() {
-            return Err(cx.bad(&base.key("eal_args").index(i), "empty EAL argument".into()));
+            return Err(cx.bad_value(base.key("eal_args").index(i), "empty EAL argument"));
         }
     }
     Ok(DpdkSection {
@@ -250,16 +197,15 @@ fn present(p: &RawPort, key: &str) -> bool {
 }
 
 fn required<'r>(
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
     base: &KeyPath,
     key: &str,
     v: &'r Option<String>,
     backend: &str,
 ) -> Res<&'r str> {
     v.as_deref().ok_or_else(|| {
-        cx.err(
-            &base.key(key),
-            Anchor::Key,
+        cx.error_at_key(
+            base.key(key),
             ErrorKind::MissingKey,
             format!(
                 "missing required key `{key}` {} (required for backend \"{backend}\")",
@@ -269,7 +215,7 @@ fn required<'r>(
     })
 }
 
-fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
+fn port(id: PortId, p: &RawPort, cx: &Document<'_>) -> Res<PortConfig> {
     let base = KeyPath::of(&["ports", id.as_str()]);
     let word = backend_word(p.backend);
     for (key, allowed) in BACKEND_KEYS {
@@ -285,10 +231,8 @@ fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
                 }
                 _ => "",
             };
-            return Err(cx.err(
-                &base.key(key),
-                Anchor::Key,
-                ErrorKind::UnknownKey,
+            return Err(cx.error_at_key(
+            base.key(key), ErrorKind::UnknownKey,
                 format!(
                     "`{key}` is only valid with backend {}; this port uses backend \"{word}\"{hint}",
                     for_whom.join(" or ")
@@ -297,23 +241,26 @@ fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
         }
     }
 
-    let address = parse_port_address(&p.address).map_err(|m| cx.bad(&base.key("address"), m))?;
+    let address =
+        parse_port_address(&p.address).map_err(|m| cx.bad_value(base.key("address"), m))?;
 
     let backend = match p.backend {
         RawBackend::Dpdk => {
             let dev = required(cx, &base, "device", &p.device, word)?;
-            let device = parse_dpdk_device(dev).map_err(|m| cx.bad(&base.key("device"), m))?;
+            let device = parse_dpdk_device(dev).map_err(|m| cx.bad_value(base.key("device"), m))?;
             Backend::Dpdk { device }
         }
         RawBackend::AfXdp => {
             let ifname = required(cx, &base, "interface", &p.interface, word)?;
-            check_ifname(ifname).map_err(|m| cx.bad(&base.key("interface"), m))?;
+            check_ifname(ifname).map_err(|m| cx.bad_value(base.key("interface"), m))?;
             let frame_count = match p.frame_count {
                 Some(v) => {
                     let path = base.key("frame_count");
-                    let n = cx.int(&path, v, MIN_FRAME_COUNT, MAX_FRAME_COUNT)?;
+                    let n = cx.in_range(&path, v, MIN_FRAME_COUNT, MAX_FRAME_COUNT)?;
                     if !n.is_power_of_two() {
-                        return Err(cx.bad(&path, format!("frame_count {n} is not a power of two")));
+                        return Err(
+                            cx.bad_value(&path, format!("frame_count {n} is not a power of two"))
+                        );
                     }
                     n
                 }
@@ -328,12 +275,12 @@ fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
         }
         RawBackend::Tap => {
             let ifname = required(cx, &base, "interface", &p.interface, word)?;
-            check_ifname(ifname).map_err(|m| cx.bad(&base.key("interface"), m))?;
+            check_ifname(ifname).map_err(|m| cx.bad_value(base.key("interface"), m))?;
             let mac = match &p.mac {
                 Some(s) => {
                     let path = base.key("mac");
-                    let mac = parse_mac(s).map_err(|m| cx.bad(&path, m))?;
-                    check_unicast_mac(&mac).map_err(|m| cx.bad(&path, m))?;
+                    let mac = parse_mac(s).map_err(|m| cx.bad_value(&path, m))?;
+                    check_unicast_mac(&mac).map_err(|m| cx.bad_value(&path, m))?;
                     Some(mac)
                 }
                 None => None,
@@ -341,7 +288,7 @@ fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
             let bridge = match &p.bridge {
                 Some(b) => {
                     let path = base.key("bridge");
-                    check_ifname(b).map_err(|m| cx.bad(&path, m))?;
+                    check_ifname(b).map_err(|m| cx.bad_value(&path, m))?;
                     if b == ifname {
                         return Err(cx.conflict(
                             &path,
@@ -363,9 +310,9 @@ fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
     let mtu = match p.mtu {
         Some(v) => {
             let path = base.key("mtu");
-            let mtu = cx.int(&path, v, MIN_MTU, MAX_MTU)?;
+            let mtu = cx.in_range(&path, v, MIN_MTU, MAX_MTU)?;
             if p.backend == RawBackend::AfXdp && mtu > MAX_AF_XDP_MTU {
-                return Err(cx.bad(
+                return Err(cx.bad_value(
                     &path,
                     format!("mtu {mtu} is too large for backend \"af_xdp\": a 4096-byte UMEM frame carries at most mtu {MAX_AF_XDP_MTU}"),
                 ));
@@ -382,14 +329,14 @@ fn port(id: PortId, p: &RawPort, cx: &Ctx<'_>) -> Res<PortConfig> {
     })
 }
 
-fn ports(raw: &RawConfig, cx: &Ctx<'_>) -> Res<Ports> {
+fn ports(raw: &RawConfig, cx: &Document<'_>) -> Res<Ports> {
     let lan = port(PortId::Lan, &raw.ports.lan, cx)?;
     let wan = port(PortId::Wan, &raw.ports.wan, cx)?;
     let wan_path = |k: &str| KeyPath::of(&["ports", "wan", k]);
 
     if lan.backend.is_dpdk() != wan.backend.is_dpdk() {
         return Err(cx.conflict(
-            &wan_path("backend"),
+            wan_path("backend"),
             format!(
                 "ports.lan uses backend \"{}\" but ports.wan uses backend \"{}\"; mixing DPDK with a native backend (af_xdp, tap) in one gateway is not supported yet: use \"dpdk\" on both ports, or native backends on both",
                 lan.backend.name(),
@@ -400,17 +347,17 @@ fn ports(raw: &RawConfig, cx: &Ctx<'_>) -> Res<Ports> {
     let (lp, wp) = (lan.connected_prefix(), wan.connected_prefix());
     if lp.contains(&wp.network()) || wp.contains(&lp.network()) {
         return Err(cx.conflict(
-            &wan_path("address"),
+            wan_path("address"),
             format!(
                 "the wan connected prefix {wp} overlaps the lan connected prefix {lp} (ports.lan.address, line {}); the two ports must be on distinct networks",
-                cx.line_of(&KeyPath::of(&["ports", "lan", "address"]))
+                cx.line_of(KeyPath::of(&["ports", "lan", "address"]))
             ),
         ));
     }
     match (&lan.backend, &wan.backend) {
         (Backend::Dpdk { device: a }, Backend::Dpdk { device: b }) if a == b => {
             return Err(cx.conflict(
-                &wan_path("device"),
+                wan_path("device"),
                 format!("lan and wan use the same DPDK device `{}`", a.as_str()),
             ));
         }
@@ -419,7 +366,7 @@ fn ports(raw: &RawConfig, cx: &Ctx<'_>) -> Res<Ports> {
     if let (Some(a), Some(b)) = (lan.backend.interface(), wan.backend.interface()) {
         if a == b {
             return Err(cx.conflict(
-                &wan_path("interface"),
+                wan_path("interface"),
                 format!("lan and wan use the same interface `{a}`"),
             ));
         }
@@ -440,20 +387,20 @@ fn ports(raw: &RawConfig, cx: &Ctx<'_>) -> Res<Ports> {
         if let (Some(a), Some(b)) = (lb, wb) {
             if a == b {
                 return Err(cx.conflict(
-                    &wan_path("bridge"),
+                    wan_path("bridge"),
                     format!("lan and wan are both enslaved to bridge `{a}`; that would join the two networks"),
                 ));
             }
         }
         if lb.as_deref() == Some(wi.as_str()) {
             return Err(cx.conflict(
-                &KeyPath::of(&["ports", "lan", "bridge"]),
+                KeyPath::of(&["ports", "lan", "bridge"]),
                 format!("bridge `{wi}` is the wan TAP interface"),
             ));
         }
         if wb.as_deref() == Some(li.as_str()) {
             return Err(cx.conflict(
-                &wan_path("bridge"),
+                wan_path("bridge"),
                 format!("bridge `{li}` is the lan TAP interface"),
             ));
         }
@@ -466,19 +413,17 @@ fn dpdk_usage(
     dpdk: Option<DpdkSection>,
     ports: &Ports,
     workers: &WorkersSection,
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
 ) -> Res<Option<DpdkSection>> {
     if !ports.use_dpdk() {
         return Ok(None);
     }
     let Some(d) = dpdk else {
-        return Err(cx.err(
-            &KeyPath::of(&["dpdk"]),
-            Anchor::Key,
-            ErrorKind::MissingKey,
+        return Err(cx.error_at_key(
+            KeyPath::of(&["dpdk"]), ErrorKind::MissingKey,
             format!(
                 "missing table [dpdk]: it is required (and may be empty) when the ports use backend \"dpdk\" (ports.lan.backend, line {})",
-                cx.line_of(&KeyPath::of(&["ports", "lan", "backend"]))
+                cx.line_of(KeyPath::of(&["ports", "lan", "backend"]))
             ),
         ));
     };
@@ -487,7 +432,7 @@ fn dpdk_usage(
     let needed = workers.cores.len() as u64 * (u64::from(d.rx_desc) + u64::from(d.mempool_cache));
     if u64::from(d.mempool_size) < needed {
         return Err(cx.conflict(
-            &KeyPath::of(&["dpdk", "mempool_size"]),
+            KeyPath::of(&["dpdk", "mempool_size"]),
             format!(
                 "mempool_size {} is too small: {} worker(s) x (rx_desc {} + mempool_cache {}) = {needed} mbufs are needed to fill the RX rings",
                 d.mempool_size,
@@ -504,7 +449,7 @@ fn dpdk_usage(
             } = &ports.get(id).backend
             {
                 return Err(cx.conflict(
-                    &KeyPath::of(&["ports", id.as_str(), "device"]),
+                    KeyPath::of(&["ports", id.as_str(), "device"]),
                     format!("PCI device {pci} cannot be used: [dpdk] eal_args contains --no-pci"),
                 ));
             }
@@ -515,7 +460,7 @@ fn dpdk_usage(
 
 /// The port `ip` is on, checked against an explicit `port` key.
 fn resolve_port(
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
     ports: &Ports,
     ip: Ipv4Addr,
     ip_path: &KeyPath,
@@ -561,19 +506,19 @@ fn resolve_port(
     Ok(on)
 }
 
-fn routes(raw: &[RawRoute], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<Route>> {
+fn routes(raw: &[RawRoute], ports: &Ports, cx: &Document<'_>) -> Res<Vec<Route>> {
     let mut out: Vec<Route> = Vec::with_capacity(raw.len());
     let mut seen: HashMap<Ipv4Net, usize> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let base = KeyPath::of(&["routes"]).index(i);
         let prefix_path = base.key("prefix");
-        let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad(&prefix_path, m))?;
+        let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad_value(&prefix_path, m))?;
         if let Some(j) = seen.insert(prefix, i) {
             return Err(cx.conflict(
                 &prefix_path,
                 format!(
                     "duplicate route for {prefix} (also routes[{j}], line {})",
-                    cx.line_of(&KeyPath::of(&["routes"]).index(j).key("prefix"))
+                    cx.line_of(KeyPath::of(&["routes"]).index(j).key("prefix"))
                 ),
             ));
         }
@@ -586,7 +531,7 @@ fn routes(raw: &[RawRoute], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<Route>> {
             }
         }
         let via_path = base.key("via");
-        let via = parse_ipv4(&r.via).map_err(|m| cx.bad(&via_path, m))?;
+        let via = parse_ipv4(&r.via).map_err(|m| cx.bad_value(&via_path, m))?;
         let port = resolve_port(
             cx,
             ports,
@@ -601,19 +546,19 @@ fn routes(raw: &[RawRoute], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<Route>> {
     Ok(out)
 }
 
-fn neighbors(raw: &[RawNeighbor], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<Neighbor>> {
+fn neighbors(raw: &[RawNeighbor], ports: &Ports, cx: &Document<'_>) -> Res<Vec<Neighbor>> {
     let mut out: Vec<Neighbor> = Vec::with_capacity(raw.len());
     let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
     for (i, n) in raw.iter().enumerate() {
         let base = KeyPath::of(&["neighbors"]).index(i);
         let ip_path = base.key("ip");
-        let ip = parse_ipv4(&n.ip).map_err(|m| cx.bad(&ip_path, m))?;
+        let ip = parse_ipv4(&n.ip).map_err(|m| cx.bad_value(&ip_path, m))?;
         if let Some(j) = seen.insert(ip, i) {
             return Err(cx.conflict(
                 &ip_path,
                 format!(
                     "duplicate neighbour {ip} (also neighbors[{j}], line {})",
-                    cx.line_of(&KeyPath::of(&["neighbors"]).index(j).key("ip"))
+                    cx.line_of(KeyPath::of(&["neighbors"]).index(j).key("ip"))
                 ),
             ));
         }
@@ -627,8 +572,9 @@ fn neighbors(raw: &[RawNeighbor], ports: &Ports, cx: &Ctx<'_>) -> Res<Vec<Neighb
             "neighbour",
         )?;
         let mac_path = base.key("mac");
-        let mac = parse_mac(&n.mac).map_err(|m| cx.bad(&mac_path, m))?;
-        check_unicast_mac(&mac).map_err(|m| cx.bad(&mac_path, format!("neighbour {ip}: {m}")))?;
+        let mac = parse_mac(&n.mac).map_err(|m| cx.bad_value(&mac_path, m))?;
+        check_unicast_mac(&mac)
+            .map_err(|m| cx.bad_value(&mac_path, format!("neighbour {ip}: {m}")))?;
         out.push(Neighbor { ip, mac, port });
     }
     Ok(out)

@@ -24,46 +24,12 @@ pub use ring_engine::RingEngine;
 
 /// Length of the GCM authentication tag (the ESP ICV) in bytes (RFC 4106 §6: 16 is the one we use).
 pub const TAG_LEN: usize = 16;
-/// Length of the salt, the implicit part of the nonce (RFC 4106 §4).
-pub const SALT_LEN: usize = 4;
 /// Length of the GCM nonce: salt (4) ‖ explicit IV (8).
 pub const NONCE_LEN: usize = 12;
 
-/// An AEAD algorithm the tunnel supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// AES-128 in Galois/Counter Mode, 16-byte ICV (RFC 4106, IKEv2 transform ENCR_AES_GCM_16, 128-bit key).
-    Aes128Gcm,
-    /// AES-256 in Galois/Counter Mode, 16-byte ICV (RFC 4106, IKEv2 transform ENCR_AES_GCM_16, 256-bit key).
-    Aes256Gcm,
-}
-
-impl Algorithm {
-    /// Length of the AES key in bytes (16 or 32), not counting the salt.
-    pub const fn key_len(self) -> usize {
-        match self {
-            Algorithm::Aes128Gcm => 16,
-            Algorithm::Aes256Gcm => 32,
-        }
-    }
-
-    /// The algorithm whose AES key is `len` bytes long, if any.
-    pub const fn from_key_len(len: usize) -> Option<Algorithm> {
-        match len {
-            16 => Some(Algorithm::Aes128Gcm),
-            32 => Some(Algorithm::Aes256Gcm),
-            _ => None,
-        }
-    }
-
-    /// Name as written in configuration and logs ("aes128-gcm16", "aes256-gcm16", as strongSwan spells them).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Algorithm::Aes128Gcm => "aes128-gcm16",
-            Algorithm::Aes256Gcm => "aes256-gcm16",
-        }
-    }
-}
+/// The algorithm of an SA and the salt length: defined with the region's
+/// entries, which carry them.
+pub use scistream_region::{Algorithm, SALT_LEN};
 
 /// Which implementation performs the AEAD operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,7 +22,7 @@ use crate::crypto::{EngineKind, SaKey};
 use crate::esp::{InboundSa, OutboundSa, Outer};
 use crate::nat::{CoarseClock, ConnTable, InboundListener, Listeners, OutboundListener, Timeouts};
 use crate::port::prefix_mask;
-use crate::shm::TablesView;
+use scistream_region::TablesView;
 
 /// What the data plane contributes to tables built from shared memory:
 /// fixed for the life of the process.
@@ -93,7 +93,7 @@ impl TunnelTables {
                 report.invalid += 1;
                 continue;
             };
-            if e.spi < crate::config::tunnel::MIN_SPI || key.len() != alg.key_len() {
+            if !scistream_region::spi_is_usable(e.spi) || key.len() != alg.key_len() {
                 tracing::warn!(
                     slot,
                     spi = e.spi,

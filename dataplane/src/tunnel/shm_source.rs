@@ -22,8 +22,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::from_shm::{RebuildReport, ShmContext};
 use super::tables::{TableSource, TunnelTables};
-use crate::shm::{Counter, ShmError, ShmReader, StatsBlock};
 use crate::stats::{Counters, DropReason};
+use scistream_region::{Counter, ShmError, ShmReader, StatsBlock};
 
 /// How often the watcher looks for a new generation.
 pub const POLL_EVERY: Duration = Duration::from_millis(1);

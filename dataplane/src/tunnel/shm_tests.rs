@@ -4,35 +4,15 @@
 //! enforced by the encapsulation stage.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::EngineKind;
-use crate::shm::layout::{ALG_AES128_GCM, DIR_IN, DIR_OUT, ROLE_INBOUND, ROLE_OUTBOUND};
-use crate::shm::{Capacities, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmWriter};
+use scistream_region::layout::{ALG_AES128_GCM, DIR_IN, DIR_OUT, ROLE_INBOUND, ROLE_OUTBOUND};
+use scistream_region::testing::TempRegion;
+use scistream_region::{Capacities, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmWriter};
 
 use super::{ShmContext, ShmTableSource, ShmWatcher, TableSource};
-
-struct TempRegion(PathBuf);
-
-impl TempRegion {
-    fn new() -> TempRegion {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        TempRegion(PathBuf::from(format!(
-            "/dev/shm/scistream-tables-{}-{n}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempRegion {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 const CAPS: Capacities = Capacities {
     sas: 16,
@@ -82,9 +62,9 @@ fn inbound_listener(port: u16, target_port: u16, sa_slot: u32) -> ListenerEntry 
 
 /// A writer, a source and a watcher for 2 workers on a fresh region.
 fn setup(r: &TempRegion) -> (ShmWriter, Arc<ShmTableSource>, ShmWatcher) {
-    let w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let w = ShmWriter::create(r.path(), CAPS).unwrap();
     let src = Arc::new(ShmTableSource::new(&cx()));
-    let mut watcher = ShmWatcher::new(src.clone(), cx(), &r.0, 2);
+    let mut watcher = ShmWatcher::new(src.clone(), cx(), r.path(), 2);
     watcher.poll();
     assert!(src.changes().attached);
     (w, src, watcher)
@@ -99,7 +79,7 @@ fn workers_catch_up(src: &ShmTableSource) {
 
 #[test]
 fn unchanged_sas_keep_their_sequence_counter_and_changed_keys_restart() {
-    let r = TempRegion::new();
+    let r = TempRegion::new("tables");
     let (mut w, src, mut watcher) = setup(&r);
     assert_eq!(
         w.take_incarnation_change(),
@@ -162,7 +142,7 @@ fn unchanged_sas_keep_their_sequence_counter_and_changed_keys_restart() {
 
 #[test]
 fn release_removes_sas_and_listeners_and_indexes_stay_stable() {
-    let r = TempRegion::new();
+    let r = TempRegion::new("tables");
     let (mut w, src, mut watcher) = setup(&r);
     w.publish(|t| {
         t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
@@ -230,7 +210,7 @@ fn release_removes_sas_and_listeners_and_indexes_stay_stable() {
 
 #[test]
 fn publishing_waits_for_every_worker_to_move_on() {
-    let r = TempRegion::new();
+    let r = TempRegion::new("tables");
     let (mut w, src, mut watcher) = setup(&r);
     w.set_grace(Duration::from_millis(50));
     w.publish(|t| {
@@ -260,7 +240,7 @@ fn publishing_waits_for_every_worker_to_move_on() {
 
 #[test]
 fn invalid_entries_are_skipped_and_counted() {
-    let r = TempRegion::new();
+    let r = TempRegion::new("tables");
     let (mut w, src, mut watcher) = setup(&r);
     w.publish(|t| {
         t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
@@ -435,7 +415,7 @@ mod rate {
     #[test]
     fn a_session_offered_twice_its_rate_gets_its_rate_and_the_rest_is_counted() {
         const RATE: u64 = 100_000_000; // 12.5 MB/s
-        let r = TempRegion::new();
+        let r = TempRegion::new("tables");
         let (mut w, src, mut watcher) = setup(&r);
         publish_rate(&mut w, RATE);
         assert!(watcher.poll());

@@ -17,7 +17,7 @@ pub(super) fn tunnel(
     raw: &RawConfig,
     ports: &Ports,
     routes: &[Route],
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
 ) -> Res<Option<TunnelSection>> {
     let any = raw.tunnel.is_some()
         || !raw.peers.is_empty()
@@ -36,9 +36,8 @@ pub(super) fn tunnel(
         } else {
             "listeners"
         };
-        return Err(cx.err(
-            &KeyPath::of(&["tunnel"]),
-            Anchor::Key,
+        return Err(cx.error_at_key(
+            KeyPath::of(&["tunnel"]),
             ErrorKind::MissingKey,
             format!("[[{what}]] needs a [tunnel] section (engine, udp_port)"),
         ));
@@ -65,31 +64,30 @@ pub(super) fn tunnel(
 
 /// `keying` and `shm_path`: with keying "control" the SAs, routes and
 /// listeners come from s2cs, so the file must not define any.
-fn keying(t: &RawTunnel, raw: &RawConfig, cx: &Ctx<'_>) -> Res<Keying> {
+fn keying(t: &RawTunnel, raw: &RawConfig, cx: &Document<'_>) -> Res<Keying> {
     let base = KeyPath::of(&["tunnel"]);
     match t.keying.as_deref().unwrap_or("manual") {
         "manual" => {
             if t.shm_path.is_some() {
                 return Err(cx.conflict(
-                    &base.key("shm_path"),
-                    "`shm_path` needs `keying = \"control\"`".into(),
+                    base.key("shm_path"),
+                    "`shm_path` needs `keying = \"control\"`",
                 ));
             }
             Ok(Keying::Manual)
         }
         "control" => {
             let Some(p) = &t.shm_path else {
-                return Err(cx.err(
-                    &base.key("keying"),
-                    Anchor::Value,
+                return Err(cx.error(
+                    base.key("keying"),
                     ErrorKind::MissingKey,
-                    "keying \"control\" needs `shm_path`, the region s2cs writes".into(),
+                    "keying \"control\" needs `shm_path`, the region s2cs writes",
                 ));
             };
             let shm_path = std::path::PathBuf::from(p);
             if !shm_path.is_absolute() {
-                return Err(cx.bad(
-                    &base.key("shm_path"),
+                return Err(cx.bad_value(
+                    base.key("shm_path"),
                     format!("`{p}` is not an absolute path"),
                 ));
             }
@@ -100,7 +98,7 @@ fn keying(t: &RawTunnel, raw: &RawConfig, cx: &Ctx<'_>) -> Res<Keying> {
             ] {
                 if n > 0 {
                     return Err(cx.conflict(
-                        &KeyPath::of(&[what]).index(0),
+                        KeyPath::of(&[what]).index(0),
                         format!(
                             "[[{what}]] cannot be used with keying \"control\": s2cs provides them"
                         ),
@@ -109,27 +107,27 @@ fn keying(t: &RawTunnel, raw: &RawConfig, cx: &Ctx<'_>) -> Res<Keying> {
             }
             Ok(Keying::Control { shm_path })
         }
-        other => Err(cx.bad(
-            &base.key("keying"),
+        other => Err(cx.bad_value(
+            base.key("keying"),
             format!("unknown keying `{other}`; expected `manual` or `control`"),
         )),
     }
 }
 
-fn section(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(EngineKind, u16)> {
+fn section(t: &RawTunnel, cx: &Document<'_>) -> Res<(EngineKind, u16)> {
     let base = KeyPath::of(&["tunnel"]);
     let engine = match t.engine.as_deref().unwrap_or("ring") {
         "ring" => EngineKind::Ring,
         "aes-gcm" => EngineKind::AesGcm,
         other => {
-            return Err(cx.bad(
-                &base.key("engine"),
+            return Err(cx.bad_value(
+                base.key("engine"),
                 format!("unknown engine `{other}`; expected `ring` or `aes-gcm`"),
             ));
         }
     };
     let udp_port = match t.udp_port {
-        Some(p) => cx.int::<u16>(&base.key("udp_port"), p, 1, u16::MAX)?,
+        Some(p) => cx.in_range::<u16>(&base.key("udp_port"), p, 1, u16::MAX)?,
         None => DEFAULT_UDP_PORT,
     };
     Ok((engine, udp_port))
@@ -140,20 +138,20 @@ fn peers(
     default_port: u16,
     ports: &Ports,
     routes: &[Route],
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
 ) -> Res<Vec<Peer>> {
     let mut out: Vec<Peer> = Vec::new();
     for (i, p) in raw.iter().enumerate() {
         let base = KeyPath::of(&["peers"]).index(i);
-        check_gateway_name(&p.name).map_err(|m| cx.bad(&base.key("name"), m))?;
+        check_gateway_name(&p.name).map_err(|m| cx.bad_value(base.key("name"), m))?;
         if let Some(j) = out.iter().position(|q| q.name == p.name) {
             return Err(cx.conflict(
-                &base.key("name"),
+                base.key("name"),
                 format!("duplicate peer name `{}` (also peers[{j}])", p.name),
             ));
         }
         let addr_path = base.key("address");
-        let address = parse_ipv4(&p.address).map_err(|m| cx.bad(&addr_path, m))?;
+        let address = parse_ipv4(&p.address).map_err(|m| cx.bad_value(&addr_path, m))?;
         let via_wan = ports.connected_to(address) == Some(PortId::Wan)
             || routes
                 .iter()
@@ -168,7 +166,7 @@ fn peers(
             ));
         }
         let udp_port = match p.udp_port {
-            Some(v) => cx.int::<u16>(&base.key("udp_port"), v, 1, u16::MAX)?,
+            Some(v) => cx.in_range::<u16>(&base.key("udp_port"), v, 1, u16::MAX)?,
             None => default_port,
         };
         out.push(Peer {
@@ -180,30 +178,30 @@ fn peers(
     Ok(out)
 }
 
-fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
+fn sas(raw: &[RawSa], peers: &[Peer], cx: &Document<'_>) -> Res<Vec<SaConfig>> {
     let mut out: Vec<SaConfig> = Vec::new();
     let mut seen: HashMap<(u32, Direction), usize> = HashMap::new();
     for (i, s) in raw.iter().enumerate() {
         let base = KeyPath::of(&["sas"]).index(i);
         let spi_path = base.key("spi");
-        let spi = cx.int::<u32>(&spi_path, s.spi, MIN_SPI, u32::MAX)?;
-        if let Some(j) = seen.insert((spi, s.direction), i) {
+        let spi = cx.in_range::<u32>(&spi_path, s.spi, MIN_SPI, u32::MAX)?;
+        if let Some(j) = seen.insert((spi, Direction::from(s.direction)), i) {
             return Err(cx.conflict(
                 &spi_path,
                 format!(
                     "duplicate {} SPI {spi:#x} (also sas[{j}], line {})",
-                    if s.direction == Direction::In {
+                    if Direction::from(s.direction) == Direction::In {
                         "inbound"
                     } else {
                         "outbound"
                     },
-                    cx.line_of(&KeyPath::of(&["sas"]).index(j).key("spi"))
+                    cx.line_of(KeyPath::of(&["sas"]).index(j).key("spi"))
                 ),
             ));
         }
         let peer = peers.iter().position(|p| p.name == s.peer).ok_or_else(|| {
-            cx.bad(
-                &base.key("peer"),
+            cx.bad_value(
+                base.key("peer"),
                 format!("no [[peers]] entry is named `{}`", s.peer),
             )
         })?;
@@ -211,8 +209,8 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
             "aes-128-gcm" => Algorithm::Aes128Gcm,
             "aes-256-gcm" => Algorithm::Aes256Gcm,
             other => {
-                return Err(cx.bad(
-                    &base.key("algorithm"),
+                return Err(cx.bad_value(
+                    base.key("algorithm"),
                     format!("unknown algorithm `{other}`; expected `aes-128-gcm` or `aes-256-gcm`"),
                 ));
             }
@@ -220,9 +218,9 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
         let key = key(s, &base, algorithm, cx)?;
         let salt_path = base.key("salt");
         let salt_bytes =
-            parse_hex(&s.salt).map_err(|m| cx.bad(&salt_path, format!("salt: {m}")))?;
+            parse_hex(&s.salt).map_err(|m| cx.bad_value(&salt_path, format!("salt: {m}")))?;
         let salt: [u8; 4] = salt_bytes.as_slice().try_into().map_err(|_| {
-            cx.bad(
+            cx.bad_value(
                 &salt_path,
                 format!(
                     "salt is {} bytes; expected 4 (8 hex digits)",
@@ -232,7 +230,7 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
         })?;
         out.push(SaConfig {
             spi,
-            direction: s.direction,
+            direction: Direction::from(s.direction),
             peer,
             algorithm,
             key,
@@ -243,35 +241,38 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Ctx<'_>) -> Res<Vec<SaConfig>> {
     Ok(out)
 }
 
-fn key(s: &RawSa, base: &KeyPath, algorithm: Algorithm, cx: &Ctx<'_>) -> Res<Zeroizing<Vec<u8>>> {
+fn key(
+    s: &RawSa,
+    base: &KeyPath,
+    algorithm: Algorithm,
+    cx: &Document<'_>,
+) -> Res<Zeroizing<Vec<u8>>> {
     let (hex, path) = match (&s.key, &s.key_file) {
         (Some(_), Some(_)) => {
-            return Err(cx.conflict(
-                &base.key("key_file"),
-                "give `key` or `key_file`, not both".into(),
-            ));
+            return Err(cx.conflict(base.key("key_file"), "give `key` or `key_file`, not both"));
         }
         (None, None) => {
-            return Err(cx.err(
+            return Err(cx.error_at_key(
                 base,
-                Anchor::Key,
                 ErrorKind::MissingKey,
-                "an SA needs `key` (hex) or `key_file`".into(),
+                "an SA needs `key` (hex) or `key_file`",
             ));
         }
         (Some(k), None) => (Zeroizing::new(k.clone()), base.key("key")),
         (None, Some(f)) => {
             let p = base.key("key_file");
-            let file = cx.origin.parent().unwrap_or(Path::new(".")).join(f);
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| cx.bad(&p, format!("cannot read key file {}: {e}", file.display())))?;
+            let file = cx.origin().parent().unwrap_or(Path::new(".")).join(f);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                cx.bad_value(&p, format!("cannot read key file {}: {e}", file.display()))
+            })?;
             (Zeroizing::new(text.trim().to_string()), p)
         }
     };
-    let key = Zeroizing::new(parse_hex(&hex).map_err(|m| cx.bad(&path, format!("key: {m}")))?);
+    let key =
+        Zeroizing::new(parse_hex(&hex).map_err(|m| cx.bad_value(&path, format!("key: {m}")))?);
     let want = algorithm.key_len();
     if key.len() != want {
-        return Err(cx.bad(
+        return Err(cx.bad_value(
             &path,
             format!(
                 "key is {} bytes; {} needs {want} bytes ({} hex digits)",
@@ -288,13 +289,13 @@ fn tunnel_routes(
     raw: &[RawTunnelRoute],
     sas: &[SaConfig],
     ports: &Ports,
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
 ) -> Res<Vec<TunnelRoute>> {
     let mut out: Vec<TunnelRoute> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let base = KeyPath::of(&["tunnel_routes"]).index(i);
         let prefix_path = base.key("prefix");
-        let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad(&prefix_path, m))?;
+        let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad_value(&prefix_path, m))?;
         if let Some(j) = out.iter().position(|o| o.prefix == prefix) {
             return Err(cx.conflict(
                 &prefix_path,
@@ -311,27 +312,27 @@ fn tunnel_routes(
             }
         }
         let spi_path = base.key("sa");
-        let spi = cx.int::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
+        let spi = cx.in_range::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
         if !sas
             .iter()
             .any(|s| s.spi == spi && s.direction == Direction::Out)
         {
-            return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
+            return Err(cx.bad_value(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
         }
         out.push(TunnelRoute { prefix, spi });
     }
     Ok(out)
 }
 
-fn nat_pool(t: &RawTunnel, cx: &Ctx<'_>) -> Res<(u16, usize)> {
+fn nat_pool(t: &RawTunnel, cx: &Document<'_>) -> Res<(u16, usize)> {
     let base = KeyPath::of(&["tunnel"]);
     let port_base = match t.nat_port_base {
-        Some(v) => cx.int::<u16>(&base.key("nat_port_base"), v, 1024, u16::MAX)?,
+        Some(v) => cx.in_range::<u16>(&base.key("nat_port_base"), v, 1024, u16::MAX)?,
         None => DEFAULT_NAT_PORT_BASE,
     };
     let room = 65536 - usize::from(port_base);
     let slots = match t.nat_slots {
-        Some(v) => cx.int::<u32>(&base.key("nat_slots"), v, 64, room as u32)? as usize,
+        Some(v) => cx.in_range::<u32>(&base.key("nat_slots"), v, 64, room as u32)? as usize,
         None => DEFAULT_NAT_SLOTS.min(room),
     };
     Ok((port_base, slots))
@@ -343,24 +344,27 @@ fn listeners(
     ports: &Ports,
     nat_base: u16,
     nat_slots: usize,
-    cx: &Ctx<'_>,
+    cx: &Document<'_>,
 ) -> Res<Vec<ListenerConfig>> {
     let mut out: Vec<ListenerConfig> = Vec::new();
     for (i, l) in raw.iter().enumerate() {
         let base = KeyPath::of(&["listeners"]).index(i);
         let port_path = base.key("port");
-        let port = cx.int::<u16>(&port_path, l.port, 1, u16::MAX)?;
-        if let Some(j) = out.iter().position(|o| o.role == l.role && o.port == port) {
+        let port = cx.in_range::<u16>(&port_path, l.port, 1, u16::MAX)?;
+        if let Some(j) = out
+            .iter()
+            .position(|o| o.role == ListenerRole::from(l.role) && o.port == port)
+        {
             return Err(cx.conflict(
                 &port_path,
                 format!(
                     "listener port {port} overlaps listeners[{j}] (line {}): one {} listener per port",
-                    cx.line_of(&KeyPath::of(&["listeners"]).index(j).key("port")),
-                    if l.role == ListenerRole::Inbound { "inbound" } else { "outbound" }
+                    cx.line_of(KeyPath::of(&["listeners"]).index(j).key("port")),
+                    if ListenerRole::from(l.role) == ListenerRole::Inbound { "inbound" } else { "outbound" }
                 ),
             ));
         }
-        if l.role == ListenerRole::Outbound
+        if ListenerRole::from(l.role) == ListenerRole::Outbound
             && usize::from(port) >= usize::from(nat_base)
             && usize::from(port) < usize::from(nat_base) + nat_slots
         {
@@ -376,8 +380,8 @@ fn listeners(
             v.as_ref()
                 .map(|s| {
                     s.parse().map_err(|_| {
-                        cx.bad(
-                            &base.key(key),
+                        cx.bad_value(
+                            base.key(key),
                             format!(
                                 "`{s}` is not an IPv4 address with a port, like 10.10.1.2:5000"
                             ),
@@ -388,12 +392,12 @@ fn listeners(
         };
         let remote = addr("remote", &l.remote)?;
         let target = addr("target", &l.target)?;
-        match (l.role, &remote, &target) {
+        match (ListenerRole::from(l.role), &remote, &target) {
             (ListenerRole::Outbound, Some(_), None) => {}
             (ListenerRole::Inbound, None, Some(t)) => {
                 if ports.connected_to(*t.ip()) != Some(PortId::Lan) {
                     return Err(cx.conflict(
-                        &base.key("target"),
+                        base.key("target"),
                         format!(
                             "target {t} is not on the LAN prefix {}",
                             ports.lan.connected_prefix()
@@ -413,7 +417,7 @@ fn listeners(
                         "an outbound listener needs `remote` (the peer's listener)",
                     )
                 };
-                return Err(cx.err(&base.key(key), Anchor::Key, ErrorKind::Conflict, msg.into()));
+                return Err(cx.error_at_key(base.key(key), ErrorKind::Conflict, msg));
             }
             (ListenerRole::Inbound, _, _) => {
                 let (key, msg) = if remote.is_some() {
@@ -424,19 +428,19 @@ fn listeners(
                         "an inbound listener needs `target` (the producer application)",
                     )
                 };
-                return Err(cx.err(&base.key(key), Anchor::Key, ErrorKind::Conflict, msg.into()));
+                return Err(cx.error_at_key(base.key(key), ErrorKind::Conflict, msg));
             }
         }
         let spi_path = base.key("sa");
-        let spi = cx.int::<u32>(&spi_path, l.sa, MIN_SPI, u32::MAX)?;
+        let spi = cx.in_range::<u32>(&spi_path, l.sa, MIN_SPI, u32::MAX)?;
         if !sas
             .iter()
             .any(|s| s.spi == spi && s.direction == Direction::Out)
         {
-            return Err(cx.bad(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
+            return Err(cx.bad_value(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
         }
         out.push(ListenerConfig {
-            role: l.role,
+            role: ListenerRole::from(l.role),
             port,
             remote,
             target,

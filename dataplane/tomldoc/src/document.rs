@@ -1,21 +1,9 @@
-//! [`Document`]: the located-error TOML machinery of this module, offered to
-//! other configuration files (the control process `s2cs` has its own schema
-//! but reports errors exactly as `s2ds` does).
-//!
-//! Loading a schema `T` takes three steps, each failing with a
-//! [`ConfigError`] that names file, line, column and dotted key:
-//!
-//! 1. [`Document::parse`]: TOML syntax;
-//! 2. [`Document::deserialize`]: serde into raw structs (use
-//!    `#[serde(deny_unknown_fields)]`), which rejects unknown keys, missing
-//!    keys and wrong types;
-//! 3. the caller's validation, which reports each broken rule with
-//!    [`Document::bad_value`], [`Document::conflict`] or [`Document::error`]
-//!    naming the key as a dotted path (`peers[1].ca`).
+//! [`Document`]: a parsed file kept with its text and spans, so that errors
+//! found at any later stage are located.
 //!
 //! ```
 //! # use std::path::Path;
-//! # use scistream_dataplane::config::document::Document;
+//! # use scistream_tomldoc::Document;
 //! #[derive(serde::Deserialize)]
 //! #[serde(deny_unknown_fields)]
 //! struct Raw { port: i64 }
@@ -34,10 +22,56 @@ use serde::de::DeserializeOwned;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::de_error::{schema_error, semantic_error, syntax_error, Anchor};
-use super::error::{ConfigError, ErrorKind, Location};
-use super::keypath::KeyPath;
-use super::locate::Doc;
+use crate::de_error::{schema_error, semantic_error, syntax_error, Anchor};
+use crate::error::{ConfigError, ErrorKind, Location};
+use crate::keypath::KeyPath;
+use crate::locate::Doc;
+
+/// A key an error is about: a dotted string such as `gateway.name`,
+/// `peers[1].ca` or `ports.listener_range[0]` (quote a key containing
+/// dots: `a."b.c"`), or a [`KeyPath`] built step by step.
+pub trait Key {
+    /// The path, or `None` if a string does not parse as one.
+    fn path(&self) -> Option<KeyPath>;
+    /// The key as given, for an error about a path that does not parse.
+    fn shown(&self) -> String;
+}
+
+impl Key for &str {
+    fn path(&self) -> Option<KeyPath> {
+        parse_key(self)
+    }
+    fn shown(&self) -> String {
+        (*self).to_owned()
+    }
+}
+
+impl Key for &String {
+    fn path(&self) -> Option<KeyPath> {
+        parse_key(self)
+    }
+    fn shown(&self) -> String {
+        (*self).clone()
+    }
+}
+
+impl Key for &KeyPath {
+    fn path(&self) -> Option<KeyPath> {
+        Some((*self).clone())
+    }
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Key for KeyPath {
+    fn path(&self) -> Option<KeyPath> {
+        Some(self.clone())
+    }
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+}
 
 /// A parsed TOML file, kept with its text and spans so that errors found
 /// at any later stage can be located.
@@ -85,21 +119,41 @@ impl<'t> Document<'t> {
         self.text
     }
 
-    /// An error of class `kind` about `key`, a dotted path such as
-    /// `gateway.name`, `peers[1].ca` or `ports.listener_range[0]` (quote a
-    /// key containing dots: `a."b.c"`). It points at the key's value; a key
-    /// absent from the file is reported at the header of its nearest
-    /// enclosing table. A path that does not parse is reported at the start
-    /// of the file, still naming `key` as given.
-    pub fn error(&self, key: &str, kind: ErrorKind, message: impl Into<String>) -> ConfigError {
+    /// An error of class `kind` about `key` ([`Key`]: a dotted string or a
+    /// [`KeyPath`]). It points at the key's value; a key absent from the
+    /// file is reported at the header of its nearest enclosing table. A
+    /// string that does not parse as a path is reported at the start of
+    /// the file, still naming the key as given.
+    pub fn error(&self, key: impl Key, kind: ErrorKind, message: impl Into<String>) -> ConfigError {
+        self.error_anchored(key, Anchor::Value, kind, message)
+    }
+
+    /// Like [`Document::error`], pointing at the key itself rather than its
+    /// value (for a key that should not be there, or whose name is wrong).
+    pub fn error_at_key(
+        &self,
+        key: impl Key,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.error_anchored(key, Anchor::Key, kind, message)
+    }
+
+    fn error_anchored(
+        &self,
+        key: impl Key,
+        anchor: Anchor,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let message = message.into();
-        match parse_key(key) {
+        match key.path().filter(|p| !p.is_root()) {
             Some(path) => semantic_error(
                 &self.origin,
                 self.text,
                 &self.doc,
                 &path,
-                Anchor::Value,
+                anchor,
                 kind,
                 message,
             ),
@@ -107,7 +161,7 @@ impl<'t> Document<'t> {
                 &self.origin,
                 self.text,
                 0..0,
-                Some(key.to_owned()),
+                Some(key.shown()),
                 kind,
                 message,
             ),
@@ -115,32 +169,45 @@ impl<'t> Document<'t> {
     }
 
     /// A malformed or out-of-range value at `key` ([`ErrorKind::BadValue`]).
-    pub fn bad_value(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub fn bad_value(&self, key: impl Key, message: impl Into<String>) -> ConfigError {
         self.error(key, ErrorKind::BadValue, message)
     }
 
     /// A rule relating several keys, broken at `key` ([`ErrorKind::Conflict`]).
-    pub fn conflict(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub fn conflict(&self, key: impl Key, message: impl Into<String>) -> ConfigError {
         self.error(key, ErrorKind::Conflict, message)
     }
 
     /// A required key that is absent ([`ErrorKind::MissingKey`]), reported
     /// at the header of its table.
-    pub fn missing(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub fn missing(&self, key: impl Key, message: impl Into<String>) -> ConfigError {
         self.error(key, ErrorKind::MissingKey, message)
     }
 
-    /// True if `key` (a dotted path as for [`Document::error`]) is written
-    /// in the file.
-    pub fn contains(&self, key: &str) -> bool {
-        parse_key(key).is_some_and(|p| self.doc.lookup(&p).is_some())
+    /// The integer `v` at `key` as a `T`, if it lies in `lo..=hi`; else a
+    /// [`ErrorKind::BadValue`] saying the range.
+    pub fn in_range<T>(&self, key: impl Key, v: i64, lo: T, hi: T) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + Into<i128> + Copy + std::fmt::Display,
+    {
+        let fits = i128::from(v) >= lo.into() && i128::from(v) <= hi.into();
+        match T::try_from(v) {
+            Ok(t) if fits => Ok(t),
+            _ => Err(self.bad_value(key, format!("{v} is out of range; expected {lo} to {hi}"))),
+        }
+    }
+
+    /// True if `key` is written in the file.
+    pub fn contains(&self, key: impl Key) -> bool {
+        key.path()
+            .is_some_and(|p| !p.is_root() && self.doc.lookup(&p).is_some())
     }
 
     /// The 1-based line where `key` is written, or where its nearest
     /// enclosing table starts if it is absent; for cross-references in
     /// messages ("also used at line 12").
-    pub fn line_of(&self, key: &str) -> usize {
-        let span = match parse_key(key) {
+    pub fn line_of(&self, key: impl Key) -> usize {
+        let span = match key.path() {
             Some(p) => self
                 .doc
                 .lookup(&p)

@@ -1,18 +1,28 @@
-//! The shared-memory region between the control process (`s2cs`, the one
-//! writer) and the data plane (`s2ds`, whose workers read it).
+//! `scistream-region`: the shared-memory region between the control
+//! process (`s2cs`, the one writer) and the data plane (`s2ds`, whose
+//! workers read it). Both processes link this crate and nothing else of
+//! each other's; it depends on `libc` and `thiserror` alone.
 //!
-//! - [`layout`]: the one `#[repr(C)]` layout both processes use.
-//! - [`mapping`]: the fenced module that maps the file and touches it.
+//! - [`kinds`]: the enums the entries encode (direction, listener role,
+//!   algorithm) and the SPI rule.
+//! - [`layout`]: the one `#[repr(C)]` layout both processes use, with typed
+//!   constructors for its entries.
+//! - [`mapping`] (private): the fenced module that maps the file and touches it.
 //! - [`table`]: typed views of one table copy.
 //! - [`writer`]: [`ShmWriter`], creates the file and publishes tables QSBR style.
 //! - [`reader`]: [`ShmReader`], attaches, validates and reads.
+//! - `testing` (feature `testing`): `TempRegion`, a unique region path
+//!   removed on drop, for tests.
 //!
 //! The protocol and the offsets are described in `docs/shared-memory.md`.
 
+pub mod kinds;
 pub mod layout;
 mod mapping;
 pub mod reader;
 pub mod table;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod writer;
 
 #[cfg(test)]
@@ -22,8 +32,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use kinds::{spi_is_usable, Algorithm, Direction, ListenerRole, MIN_SPI, SALT_LEN};
 pub use layout::{
-    Capacities, Counter, ListenerEntry, RouteEntry, SaEntry, StatsBlock, STATS_COUNTERS,
+    Capacities, Counter, ListenerEntry, RouteEntry, SaEntry, SaKeys, StatsBlock, STATS_COUNTERS,
 };
 pub use reader::ShmReader;
 pub use table::{TableMut, TableView, TablesMut, TablesView};

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// One step of a [`KeyPath`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seg {
+pub enum Seg {
     /// A key of a table.
     Key(String),
     /// An element of an array (array of tables or inline array).
@@ -14,28 +14,28 @@ pub(crate) enum Seg {
 
 /// A path from the document root to a key or array element.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct KeyPath(Vec<Seg>);
+pub struct KeyPath(Vec<Seg>);
 
 impl KeyPath {
     /// The document root (the top-level table).
-    pub(crate) fn root() -> Self {
+    pub fn root() -> Self {
         KeyPath(Vec::new())
     }
 
     /// A path from dotted keys, e.g. `KeyPath::of(&["ports", "lan"])`.
-    pub(crate) fn of(keys: &[&str]) -> Self {
+    pub fn of(keys: &[&str]) -> Self {
         KeyPath(keys.iter().map(|k| Seg::Key((*k).to_owned())).collect())
     }
 
     /// This path extended by table key `k`.
-    pub(crate) fn key(&self, k: &str) -> Self {
+    pub fn key(&self, k: &str) -> Self {
         let mut p = self.clone();
         p.0.push(Seg::Key(k.to_owned()));
         p
     }
 
     /// This path extended by array index `i`.
-    pub(crate) fn index(&self, i: usize) -> Self {
+    pub fn index(&self, i: usize) -> Self {
         let mut p = self.clone();
         p.0.push(Seg::Index(i));
         p
@@ -52,7 +52,7 @@ impl KeyPath {
     }
 
     /// The steps.
-    pub(crate) fn segs(&self) -> &[Seg] {
+    pub fn segs(&self) -> &[Seg] {
         &self.0
     }
 
@@ -62,12 +62,12 @@ impl KeyPath {
     }
 
     /// True for the document root.
-    pub(crate) fn is_root(&self) -> bool {
+    pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 
     /// The path without its last step (the root stays the root).
-    pub(crate) fn parent(&self) -> Self {
+    pub fn parent(&self) -> Self {
         let mut p = self.clone();
         p.0.pop();
         p
@@ -75,7 +75,7 @@ impl KeyPath {
 
     /// Where a key of the table at this path sits, for messages:
     /// "in [ports.lan]", "in routes[1]", or "at the top level".
-    pub(crate) fn location_phrase(&self) -> String {
+    pub fn location_phrase(&self) -> String {
         match self.0.last() {
             None => "at the top level".to_owned(),
             Some(Seg::Index(_)) => format!("in {self}"),

@@ -5,40 +5,16 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scistream_dataplane::shm::layout::{MAGIC, ROLE_INBOUND, ROLE_OUTBOUND, VERSION};
-use scistream_dataplane::shm::{
+use scistream_region::layout::{MAGIC, ROLE_INBOUND, ROLE_OUTBOUND, VERSION};
+use scistream_region::{
     Capacities, Counter, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmReader, ShmWriter,
 };
 
-/// A unique region path under /dev/shm, removed on drop (also on panic).
-struct TempRegion(PathBuf);
-
-impl TempRegion {
-    fn new(tag: &str) -> TempRegion {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        TempRegion(PathBuf::from(format!(
-            "/dev/shm/scistream-test-{}-{n}-{tag}",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempRegion {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
+use scistream_region::testing::TempRegion;
 
 const CAPS: Capacities = Capacities {
     sas: 64,
@@ -147,7 +123,7 @@ fn listener_for(g: u64, i: usize) -> ListenerEntry {
     }
 }
 
-fn fill(t: &mut scistream_dataplane::shm::TablesMut<'_>, g: u64) {
+fn fill(t: &mut scistream_region::TablesMut<'_>, g: u64) {
     t.clear();
     for i in 0..sa_count(g) {
         t.sas().push(sa_for(g, i)).unwrap();

@@ -12,8 +12,7 @@ use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::config::tunnel::{Direction, ListenerRole};
-use crate::crypto::Algorithm;
+use crate::kinds::{Algorithm, Direction, ListenerRole, SALT_LEN};
 
 /// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
@@ -249,7 +248,68 @@ pub struct SaEntry {
     pub rate_bps: u64,
 }
 
+/// What an SA entry holds besides its direction and peer.
+#[derive(Clone, Copy)]
+pub struct SaKeys<'k> {
+    /// Security Parameter Index.
+    pub spi: u32,
+    /// The AEAD algorithm.
+    pub algorithm: Algorithm,
+    /// The AES key, `algorithm.key_len()` bytes.
+    pub key: &'k [u8],
+    /// The GCM salt.
+    pub salt: [u8; SALT_LEN],
+    /// 64-bit extended sequence numbers.
+    pub esn: bool,
+}
+
+impl std::fmt::Debug for SaKeys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaKeys")
+            .field("spi", &format_args!("{:#x}", self.spi))
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .field("esn", &self.esn)
+            .finish()
+    }
+}
+
 impl SaEntry {
+    /// An outbound SA: we seal with `keys` and send to `peer`, policed at
+    /// `rate_bps` bits per second of inner packets (0: unlimited). `None`
+    /// if the key's length does not fit the algorithm.
+    pub fn outbound(keys: &SaKeys<'_>, peer: SocketAddrV4, rate_bps: u64) -> Option<SaEntry> {
+        let mut e = Self::with_keys(keys, Direction::Out, peer)?;
+        e.rate_bps = rate_bps;
+        Some(e)
+    }
+
+    /// An inbound SA: we open with `keys` what `peer` sends. `None` if the
+    /// key's length does not fit the algorithm.
+    pub fn inbound(keys: &SaKeys<'_>, peer: SocketAddrV4) -> Option<SaEntry> {
+        Self::with_keys(keys, Direction::In, peer)
+    }
+
+    fn with_keys(keys: &SaKeys<'_>, direction: Direction, peer: SocketAddrV4) -> Option<SaEntry> {
+        if keys.key.len() != keys.algorithm.key_len() {
+            return None;
+        }
+        let mut key = [0u8; MAX_KEY_LEN];
+        key[..keys.key.len()].copy_from_slice(keys.key);
+        Some(SaEntry {
+            spi: keys.spi,
+            direction: Self::direction_code(direction),
+            algorithm: Self::algorithm_code(keys.algorithm),
+            key_len: keys.key.len() as u8,
+            esn: u8::from(keys.esn),
+            key,
+            salt: keys.salt,
+            peer_addr: u32::from(*peer.ip()),
+            peer_port: peer.port(),
+            ..SaEntry::default()
+        })
+    }
+
     /// The direction, or `None` for an unknown code.
     pub fn direction(&self) -> Option<Direction> {
         match self.direction {
@@ -311,6 +371,30 @@ pub struct RouteEntry {
     pub reserved1: u32,
 }
 
+impl RouteEntry {
+    /// Inner destinations in `prefix`/`len` go through the outbound SA in
+    /// slot `sa_slot`; host bits of `prefix` are cleared. `None` if `len`
+    /// exceeds 32.
+    pub fn new(prefix: Ipv4Addr, len: u8, sa_slot: u32) -> Option<RouteEntry> {
+        let mask = match len {
+            0 => 0,
+            1..=32 => u32::MAX << (32 - u32::from(len)),
+            _ => return None,
+        };
+        Some(RouteEntry {
+            prefix: u32::from(prefix) & mask,
+            len,
+            sa_slot,
+            ..RouteEntry::default()
+        })
+    }
+
+    /// The network address.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.prefix)
+    }
+}
+
 /// One stream listener. 24 bytes; addresses in host byte order, 0 = unset.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -336,6 +420,33 @@ pub struct ListenerEntry {
 }
 
 impl ListenerEntry {
+    /// A consumer-side listener: our LAN `port` leads to the peer's listener
+    /// `remote`, through the outbound SA in slot `sa_slot`.
+    pub fn outbound(port: u16, remote: SocketAddrV4, sa_slot: u32) -> ListenerEntry {
+        ListenerEntry {
+            role: ROLE_OUTBOUND,
+            port,
+            remote_addr: u32::from(*remote.ip()),
+            remote_port: remote.port(),
+            sa_slot,
+            ..ListenerEntry::default()
+        }
+    }
+
+    /// A producer-side listener: our WAN `port`, reached through the
+    /// tunnel, leads to the producer application `target`; replies go
+    /// through the outbound SA in slot `sa_slot`.
+    pub fn inbound(port: u16, target: SocketAddrV4, sa_slot: u32) -> ListenerEntry {
+        ListenerEntry {
+            role: ROLE_INBOUND,
+            port,
+            target_addr: u32::from(*target.ip()),
+            target_port: target.port(),
+            sa_slot,
+            ..ListenerEntry::default()
+        }
+    }
+
     /// The role, or `None` for an unknown code.
     pub fn role(&self) -> Option<ListenerRole> {
         match self.role {

@@ -1,33 +1,10 @@
 //! Unit tests of the writer's table editing and the entry helpers.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::layout::{ALG_AES256_GCM, DIR_OUT, ROLE_INBOUND};
 use super::*;
-use crate::config::tunnel::{Direction, ListenerRole};
-use crate::crypto::Algorithm;
-
-/// A unique region path under /dev/shm, removed on drop.
-struct TempRegion(PathBuf);
-
-impl TempRegion {
-    fn new() -> TempRegion {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        TempRegion(PathBuf::from(format!(
-            "/dev/shm/scistream-unit-{}-{n}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempRegion {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use crate::testing::TempRegion;
 
 const CAPS: Capacities = Capacities {
     sas: 2,
@@ -45,8 +22,8 @@ fn sa(spi: u32) -> SaEntry {
 
 #[test]
 fn full_table_and_bad_index_are_errors() {
-    let r = TempRegion::new();
-    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let r = TempRegion::new("unit");
+    let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
     let mut outcome = Vec::new();
     w.publish(|t| {
         let mut sas = t.sas();
@@ -66,7 +43,7 @@ fn full_table_and_bad_index_are_errors() {
         outcome[3],
         Err("shared memory: SA index 5 out of range (2 entries in use)".into())
     );
-    let rd = ShmReader::open(&r.0, 1).unwrap();
+    let rd = ShmReader::open(r.path(), 1).unwrap();
     let v = rd.current();
     assert_eq!(v.generation(), 1);
     assert_eq!(
@@ -78,9 +55,9 @@ fn full_table_and_bad_index_are_errors() {
 
 #[test]
 fn publish_starts_from_the_current_tables() {
-    let r = TempRegion::new();
-    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
-    let rd = ShmReader::open(&r.0, 1).unwrap();
+    let r = TempRegion::new("unit");
+    let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
+    let rd = ShmReader::open(r.path(), 1).unwrap();
     rd.attach_worker(0).unwrap();
     w.publish(|t| {
         t.sas().push(sa(256)).unwrap();
@@ -185,8 +162,8 @@ fn missing_region_names_the_path() {
 
 #[test]
 fn removed_entries_leave_no_key_behind() {
-    let r = TempRegion::new();
-    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let r = TempRegion::new("unit");
+    let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
     let keyed = |spi, b| SaEntry {
         spi,
         key: [b; 32],
@@ -203,7 +180,7 @@ fn removed_entries_leave_no_key_behind() {
     w.publish(|t| t.sas().truncate(1)).unwrap();
     w.publish(|t| t.sas().truncate(1)).unwrap();
     w.publish(|t| t.sas().truncate(1)).unwrap();
-    let bytes = std::fs::read(&r.0).unwrap();
+    let bytes = std::fs::read(r.path()).unwrap();
     assert!(
         bytes.windows(16).any(|win| win == [0xaa; 16]),
         "the SA in use is there"
@@ -217,8 +194,8 @@ fn removed_entries_leave_no_key_behind() {
 #[test]
 fn the_rate_is_the_last_field_of_a_version_3_sa_entry() {
     use std::io::{Seek, SeekFrom, Write};
-    let r = TempRegion::new();
-    let mut w = ShmWriter::create(&r.0, CAPS).unwrap();
+    let r = TempRegion::new("unit");
+    let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
     let rate: u64 = 0x0102_0304_0506_0708;
     w.publish(|t| {
         t.sas()
@@ -230,22 +207,25 @@ fn the_rate_is_the_last_field_of_a_version_3_sa_entry() {
             .unwrap();
     })
     .unwrap();
-    let rd = ShmReader::open(&r.0, 1).unwrap();
+    let rd = ShmReader::open(r.path(), 1).unwrap();
     let e = rd.current().sas().get(0).unwrap();
     assert_eq!((e.spi, e.hard_packets, e.rate_bps), (256, 77, rate));
     drop(rd);
     // In the file: bytes 104..112 of the entry, after the hard packet lifetime.
     let layout = layout::Layout::new(CAPS).unwrap();
     let (sa_off, _) = layout.table(1, layout::Table::Sa);
-    let bytes = std::fs::read(&r.0).unwrap();
+    let bytes = std::fs::read(r.path()).unwrap();
     assert_eq!(bytes[sa_off + 96..sa_off + 104], 77u64.to_ne_bytes());
     assert_eq!(bytes[sa_off + 104..sa_off + 112], rate.to_ne_bytes());
     // A region of the previous layout (version 2, 104-byte entries) is refused.
-    let mut f = std::fs::OpenOptions::new().write(true).open(&r.0).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(r.path())
+        .unwrap();
     f.seek(SeekFrom::Start(8)).unwrap();
     f.write_all(&2u32.to_ne_bytes()).unwrap();
     drop(f);
-    let e = ShmReader::open(&r.0, 1).unwrap_err();
+    let e = ShmReader::open(r.path(), 1).unwrap_err();
     assert!(
         matches!(
             e,
