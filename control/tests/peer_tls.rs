@@ -216,21 +216,19 @@ impl LogBuffer {
     }
 }
 
-/// Runs the tests of this file one at a time. Tracing caches, per
+/// Runs the tests of this file one at a time (an async lock: it is held
+/// across the handshakes' awaits). Tracing caches, per
 /// callsite and process-wide, whether any subscriber wants its events: a
 /// test that logs with no subscriber while another installs its capture
 /// can leave the capture's callsites switched off (a race inside tracing's
 /// interest cache), and the log assertions would then see nothing.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------- tests
 
 #[tokio::test]
 async fn ca_trusted_mutual_handshake_identifies_and_exports() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let other_ca = Ca::new("Other CA");
     let (gwa, gwb) = (ca.issue("gwa"), ca.issue("gwb"));
@@ -277,7 +275,7 @@ async fn ca_trusted_mutual_handshake_identifies_and_exports() {
 
 #[tokio::test]
 async fn identities_and_cas_load_from_pem_files() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let (gwa, gwb) = (ca.issue("gwa"), ca.issue("gwb"));
     let dir = TempDir::new();
@@ -323,7 +321,7 @@ async fn identities_and_cas_load_from_pem_files() {
 
 #[tokio::test]
 async fn pinned_keys_handshake_and_wrong_pins_are_refused() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let gwa = ca.issue("gwa");
     let gwp = Gateway::self_signed("gwp");
@@ -398,7 +396,7 @@ async fn pinned_keys_handshake_and_wrong_pins_are_refused() {
 
 #[tokio::test]
 async fn client_from_another_ca_is_refused_with_reason_logged() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let logs = LogBuffer::default();
     let _guard = logs.install();
     let ca = Ca::new("SciStream Test CA");
@@ -432,7 +430,7 @@ async fn client_from_another_ca_is_refused_with_reason_logged() {
 
 #[tokio::test]
 async fn certificate_for_the_wrong_name_is_refused() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let gwa = ca.issue("gwa");
     let gwc = ca.issue("gwc");
@@ -474,7 +472,7 @@ async fn certificate_for_the_wrong_name_is_refused() {
 
 #[tokio::test]
 async fn client_without_certificate_is_refused() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let gwa = ca.issue("gwa");
     let mut roots = rustls::RootCertStore::empty();
@@ -500,7 +498,7 @@ async fn client_without_certificate_is_refused() {
 
 #[test]
 fn configuration_errors_name_the_problem() {
-    let _serial = serial();
+    let _serial = SERIAL.blocking_lock();
     let ca = Ca::new("SciStream Test CA");
     let gwa = ca.issue("gwa").identity();
     let err = server_config(&gwa, &[]).unwrap_err();
@@ -552,7 +550,7 @@ where
 
 #[tokio::test]
 async fn key_exchange_over_the_channel_mirrors_keys() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let (gwa, gwb) = (ca.issue("gwa"), ca.issue("gwb"));
     let b_peer = peer("gwa", ca.trust());

@@ -1,40 +1,26 @@
-//! The per-packet forwarding decision for IPv4 routing between the two
-//! ports: validate, route, check TTL and MTU, resolve the next hop, then
-//! rewrite in place (MACs, TTL with an incremental checksum update).
+//! The per-packet decision, in two steps that every packet path shares:
+//!
+//! - [`classify`]: what a received frame is and where it goes: the
+//!   gateway's own ARP and ICMP (slow path), ESP-in-UDP for us
+//!   (decapsulate), a LAN packet for the tunnel (encapsulate; in listener
+//!   mode after its address translation), or a packet to route;
+//! - [`route_out`]: the one route-out step, for forwarded packets and for
+//!   decapsulated ones alike: route lookup, tunnel policy, TTL and MTU
+//!   (ICMP time exceeded and fragmentation needed through the slow path),
+//!   next-hop resolution, then the rewrite in place (MACs, TTL with an
+//!   incremental checksum update).
 //!
 //! Pure code over a byte slice: no I/O, no allocation, no lock.
 
 use std::net::Ipv4Addr;
 
+use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
-use crate::port::{PortAddr, PortId};
-use crate::route::RouteTable;
+use crate::port::PortId;
 use crate::stats::DropReason;
 use crate::tunnel::TunnelTables;
+use crate::wire::ipv4::Ipv4Info;
 use crate::wire::{ipv4, WireError, BROADCAST_MAC, ETH_HLEN};
-
-/// What the gateway is: its ports' addresses and its routes.
-#[derive(Debug, Clone)]
-pub struct Gateway {
-    /// Per port, indexed by [`PortId::index`].
-    pub ports: [PortAddr; 2],
-    /// The route table.
-    pub routes: RouteTable,
-}
-
-impl Gateway {
-    /// The port addresses of `port`.
-    #[inline]
-    pub fn port(&self, port: PortId) -> &PortAddr {
-        &self.ports[port.index()]
-    }
-
-    /// True if `ip` is one of the gateway's own addresses.
-    #[inline]
-    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
-        self.ports.iter().any(|p| p.ip == ip)
-    }
-}
 
 /// Why a frame goes to the slow path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +33,17 @@ pub enum SlowReason {
     TtlExceeded,
     /// Too big for the egress port with DF set: answer with ICMP frag-needed carrying this MTU.
     FragNeeded(u16),
+}
+
+/// Where the UDP datagram of an outer ESP-in-UDP packet lies in its IPv4
+/// packet: found by [`classify`], so the decapsulation stage does not parse
+/// the outer header again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OuterUdp {
+    /// Offset of the UDP header: the outer IPv4 header length.
+    pub udp_at: u16,
+    /// The outer IPv4 total length (bytes after it are link padding).
+    pub end: u16,
 }
 
 /// The outcome for one frame.
@@ -63,24 +60,33 @@ pub enum Verdict {
         /// The port it is on.
         port: PortId,
     },
-    /// Encapsulate with outbound SA `n` of the tunnel tables.
+    /// Encapsulate with outbound SA `n` of the tunnel tables (in listener
+    /// mode the addresses are already translated).
     Encap(usize),
     /// ESP-in-UDP for us: decapsulate.
-    Decap,
-    /// Listener mode: a consumer's packet to one of our LAN listeners, or a
-    /// producer's reply to a mapped port: translate, then encapsulate.
-    Nat,
+    Decap(OuterUdp),
     /// Drop and count.
     Drop(DropReason),
 }
 
+/// Where a packet handed to [`route_out`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// Received on a port, in clear.
+    Port(PortId),
+    /// Out of the tunnel, authenticated and decrypted.
+    Tunnel,
+}
+
 /// Decides what to do with `frame`, received on `in_port`, rewriting it in
-/// place when it is forwarded in clear. With `tunnel` tables, traffic
-/// between LAN and WAN goes only through the tunnel: LAN packets that match
-/// a tunnel route are encapsulated, ESP-in-UDP to our WAN address is
-/// decapsulated, and any other LAN↔WAN forwarding is dropped as `policy`.
+/// place when it is forwarded in clear or translated for the tunnel. With
+/// `tunnel` tables, traffic between LAN and WAN goes only through the
+/// tunnel: LAN packets that match a tunnel route are encapsulated, LAN
+/// packets to one of our listeners are translated and encapsulated,
+/// ESP-in-UDP to our WAN address is decapsulated, and any other LAN↔WAN
+/// forwarding is dropped as `policy`.
 #[inline]
-pub fn forward(
+pub fn classify(
     frame: &mut [u8],
     in_port: PortId,
     gw: &Gateway,
@@ -110,20 +116,8 @@ pub fn forward(
         Err(_) => return Verdict::Drop(DropReason::Ipv4Malformed),
     };
     if let Some(t) = tunnel {
-        if in_port == PortId::Wan
-            && ip.dst == gw.port(PortId::Wan).ip
-            && ip.protocol == 17
-            && !ip.is_later_fragment
-        {
-            let udp = &frame[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
-            if udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == t.udp_port {
-                return Verdict::Decap;
-            }
-        }
-    }
-    if let (Some(t), PortId::Lan) = (tunnel, in_port) {
-        if t.has_listeners() && ip.dst == gw.port(PortId::Lan).ip && nat_candidate(frame, &ip) {
-            return into_tunnel(&ip, gw, Verdict::Nat);
+        if let Some(v) = tunnel_ingress(frame, in_port, &ip, gw, t) {
+            return v;
         }
     }
     if gw.is_local(ip.dst) {
@@ -142,25 +136,91 @@ pub fn forward(
     }
     if let (Some(t), PortId::Lan) = (tunnel, in_port) {
         if let Some(sa) = t.route(ip.dst) {
-            return into_tunnel(&ip, gw, Verdict::Encap(sa));
+            return into_tunnel(&ip, gw).unwrap_or(Verdict::Encap(sa));
         }
     }
+    route_out(
+        frame,
+        &ip,
+        Ingress::Port(in_port),
+        tunnel.is_some(),
+        gw,
+        neigh,
+    )
+}
+
+/// The tunnel's own traffic: ESP-in-UDP to our WAN address, and in
+/// listener mode a LAN packet to one of our listeners (translated here, in
+/// place). `None` for anything else.
+fn tunnel_ingress(
+    frame: &mut [u8],
+    in_port: PortId,
+    ip: &Ipv4Info,
+    gw: &Gateway,
+    t: &TunnelTables,
+) -> Option<Verdict> {
+    match in_port {
+        PortId::Wan => {
+            let ours = ip.dst == gw.port(PortId::Wan).ip && ip.protocol == 17;
+            if !ours || ip.is_later_fragment {
+                return None;
+            }
+            let udp = &frame[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
+            let to_our_port = udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == t.udp_port;
+            to_our_port.then_some(Verdict::Decap(OuterUdp {
+                udp_at: ip.header_len as u16,
+                end: ip.total_len as u16,
+            }))
+        }
+        PortId::Lan => {
+            let to_listener =
+                t.has_listeners() && ip.dst == gw.port(PortId::Lan).ip && nat_candidate(frame, ip);
+            if !to_listener {
+                return None;
+            }
+            if let Some(v) = into_tunnel(ip, gw) {
+                return Some(v);
+            }
+            Some(match t.nat_from_lan(&mut frame[ETH_HLEN..]) {
+                Ok(sa) => Verdict::Encap(sa),
+                Err(e) => Verdict::Drop(e.into()),
+            })
+        }
+    }
+}
+
+/// The route-out step of every packet that leaves through a port: route
+/// lookup, policy (with `tunnel_policy`, a packet received in clear leaves
+/// by the port it came in on; a packet out of the tunnel goes onto the LAN,
+/// nowhere else), TTL and MTU ([`egress_check`]), next-hop resolution, and
+/// the rewrite of `frame` in place: MACs, TTL decremented with an
+/// incremental checksum update. `ip` describes the IPv4 packet after the
+/// frame's Ethernet header.
+#[inline]
+pub fn route_out(
+    frame: &mut [u8],
+    ip: &Ipv4Info,
+    from: Ingress,
+    tunnel_policy: bool,
+    gw: &Gateway,
+    neigh: &NeighborTable,
+) -> Verdict {
     let Some((out_port, next_hop)) = gw.routes.lookup(ip.dst) else {
-        return Verdict::Drop(DropReason::NoRoute);
+        return Verdict::Drop(match from {
+            Ingress::Port(_) => DropReason::NoRoute,
+            Ingress::Tunnel => DropReason::Policy,
+        });
     };
-    if tunnel.is_some() && out_port != in_port {
+    let allowed = match from {
+        Ingress::Port(in_port) => !tunnel_policy || out_port == in_port,
+        Ingress::Tunnel => out_port == PortId::Lan,
+    };
+    if !allowed {
         return Verdict::Drop(DropReason::Policy);
     }
-    if ip.ttl <= 1 {
-        return Verdict::Slow(SlowReason::TtlExceeded);
-    }
     let out = gw.port(out_port);
-    if ip.total_len > usize::from(out.mtu) {
-        return if ip.dont_frag {
-            Verdict::Slow(SlowReason::FragNeeded(out.mtu))
-        } else {
-            Verdict::Drop(DropReason::TooBig)
-        };
+    if let Some(v) = egress_check(ip, out.mtu) {
+        return v;
     }
     let Some(n) = neigh.get(next_hop, out_port) else {
         return Verdict::Unresolved {
@@ -174,83 +234,39 @@ pub fn forward(
     Verdict::Forward(out_port)
 }
 
-/// `then`, unless the packet cannot enter the tunnel: TTL expiring here
-/// (ICMP time exceeded), or larger than the inner MTU (ICMP frag-needed with
-/// the inner MTU if DF is set, else dropped as too big).
-fn into_tunnel(ip: &crate::wire::ipv4::Ipv4Info, gw: &Gateway, then: Verdict) -> Verdict {
+/// Whether a packet may leave through a link of `mtu` bytes after this
+/// hop: `None` if so; else TTL expiring here (ICMP time exceeded), or
+/// larger than `mtu` (ICMP fragmentation needed with `mtu` if DF is set,
+/// else dropped as too big: the gateway does not fragment).
+#[inline]
+pub fn egress_check(ip: &Ipv4Info, mtu: u16) -> Option<Verdict> {
     if ip.ttl <= 1 {
-        return Verdict::Slow(SlowReason::TtlExceeded);
+        return Some(Verdict::Slow(SlowReason::TtlExceeded));
     }
-    let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
-    if ip.total_len > usize::from(inner_mtu) {
-        return if ip.dont_frag {
-            Verdict::Slow(SlowReason::FragNeeded(inner_mtu))
+    if ip.total_len > usize::from(mtu) {
+        return Some(if ip.dont_frag {
+            Verdict::Slow(SlowReason::FragNeeded(mtu))
         } else {
             Verdict::Drop(DropReason::TooBig)
-        };
+        });
     }
-    then
+    None
+}
+
+/// [`egress_check`] against the tunnel's inner MTU, for a packet about to
+/// be encapsulated.
+fn into_tunnel(ip: &Ipv4Info, gw: &Gateway) -> Option<Verdict> {
+    egress_check(ip, crate::esp::inner_mtu(gw.port(PortId::Wan).mtu))
 }
 
 /// TCP, UDP and ICMP errors (destination unreachable, time exceeded,
 /// parameter problem) may belong to a listener-mode connection; ICMP echo to
 /// the gateway is the gateway's own.
-fn nat_candidate(frame: &[u8], ip: &crate::wire::ipv4::Ipv4Info) -> bool {
+fn nat_candidate(frame: &[u8], ip: &Ipv4Info) -> bool {
     match ip.protocol {
         6 | 17 => true,
         1 => matches!(frame.get(ETH_HLEN + ip.header_len), Some(3 | 11 | 12)),
         _ => false,
-    }
-}
-
-/// Unit-test fixtures shared by forwarding, slow path and worker tests:
-/// gateway A of the testbed.
-#[cfg(test)]
-pub(crate) mod fixtures {
-    use std::net::Ipv4Addr;
-
-    use super::Gateway;
-    use crate::neigh::Neighbors;
-    use crate::port::{PortAddr, PortId};
-    use crate::route::{Route, RouteTable};
-
-    pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    pub const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-    /// The producer host on the LAN.
-    pub const PROD_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-    /// The WAN router, next hop to 10.20.0.0/16.
-    pub const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0xfe];
-    pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 10, 100, 254);
-
-    /// LAN 10.10.1.1/24, WAN 10.10.100.1/24, MTU 1500, 10.20.0.0/16 via the WAN router.
-    pub fn gateway() -> Gateway {
-        let ports = [
-            PortAddr {
-                mac: LAN_MAC,
-                ip: Ipv4Addr::new(10, 10, 1, 1),
-                prefix_len: 24,
-                mtu: 1500,
-            },
-            PortAddr {
-                mac: WAN_MAC,
-                ip: Ipv4Addr::new(10, 10, 100, 1),
-                prefix_len: 24,
-                mtu: 1500,
-            },
-        ];
-        let via = Route {
-            net: Ipv4Addr::new(10, 20, 0, 0),
-            len: 16,
-            port: PortId::Wan,
-            via: Some(ROUTER_IP),
-        };
-        let routes = RouteTable::new(&ports, &[via]);
-        Gateway { ports, routes }
-    }
-
-    /// Neighbours with the WAN router resolved.
-    pub fn neighbors() -> Neighbors {
-        Neighbors::with_static(&[(ROUTER_IP, ROUTER_MAC, PortId::Wan)])
     }
 }
 
@@ -260,10 +276,10 @@ mod tests {
     use crate::neigh::Neighbors;
     use crate::wire::ipv4::tests::udp_packet;
 
-    use super::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
+    use crate::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
 
     fn gateway() -> (Gateway, Neighbors) {
-        (super::fixtures::gateway(), super::fixtures::neighbors())
+        (crate::fixtures::gateway(), crate::fixtures::neighbors())
     }
 
     fn frame(dst_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
@@ -280,7 +296,7 @@ mod tests {
         let ip = udp_packet(b"payload", 64);
         let mut f = frame(LAN_MAC, &ip);
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &n.load(), None),
+            classify(&mut f, PortId::Lan, &gw, &n.load(), None),
             Verdict::Forward(PortId::Wan)
         );
         assert_eq!(&f[0..6], &ROUTER_MAC);
@@ -333,7 +349,7 @@ mod tests {
         ];
         for (mut f, want) in cases {
             assert_eq!(
-                forward(&mut f, PortId::Lan, &gw, &t, None),
+                classify(&mut f, PortId::Lan, &gw, &t, None),
                 want,
                 "{f:02x?}"
             );
@@ -356,17 +372,17 @@ mod tests {
         let t = n.load();
         let mut f = frame(LAN_MAC, &with_dst([192, 0, 2, 1], 64, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Drop(DropReason::NoRoute)
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 20, 1, 2], 1, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::TtlExceeded)
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 20, 1, 2], 64, 1500));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::FragNeeded(1500))
         );
         let mut big = with_dst([10, 20, 1, 2], 64, 1500);
@@ -377,12 +393,12 @@ mod tests {
         big[10..12].copy_from_slice(&c.to_be_bytes());
         let mut f = frame(LAN_MAC, &big);
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Drop(DropReason::TooBig)
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 10, 100, 7], 64, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Unresolved {
                 next_hop: Ipv4Addr::new(10, 10, 100, 7),
                 port: PortId::Wan
@@ -390,7 +406,7 @@ mod tests {
         );
         let mut f = frame(LAN_MAC, &with_dst([10, 10, 1, 1], 64, 10));
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Drop(DropReason::LocalUnsupported)
         );
         let mut icmp = with_dst([10, 10, 100, 1], 64, 10);
@@ -401,14 +417,14 @@ mod tests {
         icmp[10..12].copy_from_slice(&c.to_be_bytes());
         let mut f = frame(LAN_MAC, &icmp);
         assert_eq!(
-            forward(&mut f, PortId::Lan, &gw, &t, None),
+            classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::LocalIcmp)
         );
         let mut arp = frame(BROADCAST_MAC, &[0u8; 28]);
         arp[12] = 0x08;
         arp[13] = 0x06;
         assert_eq!(
-            forward(&mut arp, PortId::Lan, &gw, &t, None),
+            classify(&mut arp, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::Arp)
         );
     }

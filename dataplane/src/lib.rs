@@ -13,8 +13,12 @@ pub mod config;
 pub mod crypto;
 #[forbid(unsafe_code)]
 pub mod esp;
+#[cfg(test)]
+mod fixtures;
 #[forbid(unsafe_code)]
 pub mod forward;
+#[forbid(unsafe_code)]
+pub mod gateway;
 #[forbid(unsafe_code)]
 pub mod latency;
 #[forbid(unsafe_code)]

@@ -16,7 +16,7 @@ use crate::backend::native::NativePort;
 use crate::backend::{afxdp, tap, PortInfo, PortQueue};
 use crate::config::tunnel::Keying;
 use crate::config::{Backend, Config};
-use crate::forward::Gateway;
+use crate::gateway::Gateway;
 use crate::latency::LatencyCollector;
 use crate::neigh::Neighbors;
 use crate::port::{PortAddr, PortId};
@@ -26,7 +26,7 @@ use crate::snapshot::{DeviceDrops, PortSnapshot, Snapshot, SNAPSHOT_VERSION};
 use crate::stats::Counters;
 use crate::stats::StatsRegistry;
 use crate::tunnel::{
-    ShmContext, ShmTableSource, ShmWatcher, StaticTables, TableSource, TunnelTables,
+    ShmTableSource, ShmWatcher, StaticTables, TableContext, TableSource, TunnelTables,
 };
 use crate::worker::{Worker, WorkerLinks};
 
@@ -211,7 +211,7 @@ where
             let Keying::Control { shm_path } = &t.keying else {
                 unreachable!("matched above")
             };
-            let cx = ShmContext {
+            let cx = TableContext {
                 engine: t.engine,
                 udp_port: t.udp_port,
                 lan_ip: addrs[PortId::Lan.index()].ip,

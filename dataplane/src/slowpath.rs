@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::forward::{Gateway, SlowReason};
+use crate::forward::SlowReason;
+use crate::gateway::Gateway;
 use crate::neigh::{NeighborKind, Neighbors};
 use crate::port::PortId;
 use crate::stats::{Counters, DropReason, StatsRegistry};
@@ -30,6 +31,20 @@ const NEIGH_EXPIRE: Duration = Duration::from_secs(180);
 /// How often the slow path runs its timers.
 const TICK: Duration = Duration::from_millis(200);
 
+/// How the slow path's answer to a frame leaves the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Out of the port the frame came in on.
+    Port,
+    /// Back through the tunnel, sealed with the outbound SA `spi`: the
+    /// frame came out of the tunnel (an ICMP error for a decapsulated
+    /// packet goes to its sender behind the peer gateway).
+    Tunnel {
+        /// The outbound SA's SPI.
+        spi: u32,
+    },
+}
+
 /// A message from a worker to the slow path.
 #[derive(Debug)]
 pub enum SlowMsg {
@@ -37,12 +52,15 @@ pub enum SlowMsg {
     Frame {
         /// The worker that received it (replies go back through it).
         worker: usize,
-        /// The port it came in on.
+        /// The port it came in on (the tunnel's frames: the WAN port; an
+        /// ICMP error's source address is that port's).
         port: PortId,
         /// Why it came here.
         reason: SlowReason,
         /// The frame bytes.
         frame: Vec<u8>,
+        /// Where the answer goes.
+        via: Via,
     },
     /// The worker dropped a packet whose next hop has no MAC yet.
     Resolve {
@@ -60,6 +78,8 @@ pub struct TxFrame {
     pub port: PortId,
     /// The whole Ethernet frame.
     pub frame: Vec<u8>,
+    /// [`Via::Tunnel`]: encapsulate it with that SA (then `port` is the WAN).
+    pub via: Via,
 }
 
 /// The slow path's state.
@@ -123,6 +143,7 @@ impl SlowPath {
                 port,
                 reason,
                 frame,
+                via,
             } => {
                 let me = *self.gw.port(port);
                 let reply = match reason {
@@ -147,7 +168,7 @@ impl SlowPath {
                     }
                 };
                 if let Some(frame) = reply {
-                    self.send(worker, TxFrame { port, frame });
+                    self.send(worker, TxFrame { port, frame, via });
                 }
             }
         }
@@ -203,6 +224,7 @@ impl SlowPath {
             TxFrame {
                 port,
                 frame: arp::request(me.mac, me.ip, ip),
+                via: Via::Port,
             },
         );
     }
@@ -253,7 +275,7 @@ impl SlowPath {
 mod tests {
     use super::*;
 
-    use crate::forward::fixtures::{LAN_MAC, PROD_MAC as HOST_MAC};
+    use crate::fixtures::{LAN_MAC, PROD_MAC as HOST_MAC};
 
     fn setup() -> (
         SlowPath,
@@ -262,7 +284,7 @@ mod tests {
         Arc<Neighbors>,
         Arc<StatsRegistry>,
     ) {
-        let gw = Arc::new(crate::forward::fixtures::gateway());
+        let gw = Arc::new(crate::fixtures::gateway());
         let neigh = Arc::new(Neighbors::default());
         let (tx, rx) = crossbeam_channel::bounded(16);
         let (wtx, wrx) = crossbeam_channel::bounded(16);
@@ -289,6 +311,7 @@ mod tests {
             port: PortId::Lan,
             reason: SlowReason::Arp,
             frame: req,
+            via: Via::Port,
         });
         let r = out.try_recv().unwrap();
         assert_eq!(r.port, PortId::Lan);
@@ -322,6 +345,7 @@ mod tests {
             port: PortId::Lan,
             reason: SlowReason::Arp,
             frame: other,
+            via: Via::Port,
         });
         let offlink = arp::request(
             HOST_MAC,
@@ -333,6 +357,7 @@ mod tests {
             port: PortId::Lan,
             reason: SlowReason::Arp,
             frame: offlink,
+            via: Via::Port,
         });
         assert!(out.try_recv().is_err());
         assert!(neigh.load().is_empty());
@@ -341,6 +366,7 @@ mod tests {
             port: PortId::Lan,
             reason: SlowReason::Arp,
             frame: vec![0; 20],
+            via: Via::Port,
         });
         assert_eq!(stats.sum().dropped(DropReason::BadControl), 1);
     }
@@ -365,6 +391,7 @@ mod tests {
             port: PortId::Wan,
             reason: SlowReason::Arp,
             frame: reply,
+            via: Via::Port,
         });
         assert_eq!(
             neigh

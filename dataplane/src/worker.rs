@@ -12,14 +12,15 @@ use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::backend::{Burst, PacketBuf, PortQueue, BURST};
-use crate::forward::{forward, Gateway, Verdict};
+use crate::forward::{classify, OuterUdp, Verdict};
+use crate::gateway::Gateway;
 use crate::latency::LatencyRecorder;
-use crate::neigh::Neighbors;
+use crate::neigh::{NeighborTable, Neighbors};
 use crate::port::PortId;
-use crate::slowpath::{SlowMsg, TxFrame};
+use crate::slowpath::{SlowMsg, TxFrame, Via};
 use crate::stats::{Counters, DropReason, StatsRegistry};
-use crate::tunnel::pipeline::{self, StageCtx, Unresolved, WorkerTunnel};
-use crate::tunnel::TableSource;
+use crate::tunnel::pipeline::{self, StageCtx, TunnelErrors, Unresolved, WorkerTunnel};
+use crate::tunnel::{TableSource, TunnelTables};
 
 /// Consecutive empty polls before an idle worker may sleep.
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
@@ -44,6 +45,16 @@ pub struct WorkerLinks {
     pub tunnel: Option<Arc<dyn TableSource>>,
     /// Where per-burst processing times go; None records nothing.
     pub latency: Option<LatencyRecorder>,
+}
+
+/// What one receive burst hands the tunnel stages.
+struct TunnelBatch<'a, B> {
+    /// Frames to encapsulate, and each one's outbound SA.
+    encap: &'a mut Burst<B>,
+    encap_sa: &'a [usize],
+    /// Frames to decapsulate, and where each one's UDP datagram lies.
+    decap: &'a mut Burst<B>,
+    decap_at: &'a [OuterUdp],
 }
 
 /// One worker and its two queues (LAN, WAN).
@@ -100,8 +111,9 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    /// One pass: a receive burst on each port, forwarding, slow-path replies,
-    /// transmit bursts. Returns the number of frames received.
+    /// One pass: a receive burst on each port, classification, the tunnel
+    /// stages, slow-path replies, transmit bursts. Returns the number of
+    /// frames received.
     pub fn poll_once(&mut self) -> usize {
         let neigh = self.links.neigh.load();
         let tables = self.links.tunnel.as_ref().map(|t| t.load());
@@ -130,24 +142,18 @@ impl<Q: PortQueue> Worker<Q> {
             let mut encap: Burst<Q::Buf> = Burst::new();
             let mut encap_sa: ArrayVec<usize, BURST> = ArrayVec::new();
             let mut decap: Burst<Q::Buf> = Burst::new();
+            let mut decap_at: ArrayVec<OuterUdp, BURST> = ArrayVec::new();
             for mut buf in rx.drain(..) {
                 self.counts.rx(in_port, buf.len());
-                match forward(buf.data_mut(), in_port, &self.links.gw, &neigh, tables) {
+                match classify(buf.data_mut(), in_port, &self.links.gw, &neigh, tables) {
                     Verdict::Forward(out) => self.queue_tx(out, &mut tx[out.index()], buf),
                     Verdict::Encap(sa) => {
                         encap.push(buf);
                         encap_sa.push(sa);
                     }
-                    Verdict::Decap => decap.push(buf),
-                    Verdict::Nat => {
-                        let t = tables.expect("a Nat verdict needs tunnel tables");
-                        match t.nat_from_lan(&mut buf.data_mut()[crate::wire::ETH_HLEN..]) {
-                            Ok(sa) => {
-                                encap.push(buf);
-                                encap_sa.push(sa);
-                            }
-                            Err(e) => self.counts.drop(e.into()),
-                        }
+                    Verdict::Decap(at) => {
+                        decap.push(buf);
+                        decap_at.push(at);
                     }
                     Verdict::Slow(reason) => {
                         let msg = SlowMsg::Frame {
@@ -155,6 +161,7 @@ impl<Q: PortQueue> Worker<Q> {
                             port: in_port,
                             reason,
                             frame: buf.data().to_vec(),
+                            via: Via::Port,
                         };
                         self.send_to_slowpath(msg);
                     }
@@ -166,10 +173,16 @@ impl<Q: PortQueue> Worker<Q> {
                 }
             }
             if let Some(t) = tables {
-                self.run_tunnel_stages(t, &neigh, &mut encap, &encap_sa, &mut decap, &mut tx);
+                let stage = TunnelBatch {
+                    encap: &mut encap,
+                    encap_sa: &encap_sa,
+                    decap: &mut decap,
+                    decap_at: &decap_at,
+                };
+                self.run_tunnel_stages(t, &neigh, stage, &mut tx);
             }
         }
-        self.take_replies(&mut tx);
+        self.take_replies(tables, &neigh, &mut tx);
         for port in PortId::ALL {
             self.transmit(port, &mut tx[port.index()]);
         }
@@ -182,42 +195,52 @@ impl<Q: PortQueue> Worker<Q> {
         received
     }
 
-    /// Encapsulates and decapsulates what this receive burst gave the tunnel,
-    /// queueing the results for transmission.
+    /// Encapsulates and decapsulates what a receive burst (or the slow
+    /// path's replies) gave the tunnel, queueing the results for
+    /// transmission and the ICMP errors for the slow path.
     fn run_tunnel_stages(
         &mut self,
-        tables: &crate::tunnel::TunnelTables,
-        neigh: &crate::neigh::NeighborTable,
-        encap: &mut Burst<Q::Buf>,
-        encap_sa: &[usize],
-        decap: &mut Burst<Q::Buf>,
+        tables: &TunnelTables,
+        neigh: &NeighborTable,
+        batch: TunnelBatch<'_, Q::Buf>,
         tx: &mut [Burst<Q::Buf>; 2],
     ) {
-        if encap.is_empty() && decap.is_empty() {
+        if batch.encap.is_empty() && batch.decap.is_empty() {
             return;
         }
         let mut unresolved = Unresolved::new();
+        let mut errors = TunnelErrors::new();
         let mut cx = StageCtx {
             gw: &self.links.gw,
             neigh,
             tables,
             counts: &mut self.counts,
             unresolved: &mut unresolved,
+            errors: &mut errors,
         };
-        if !encap.is_empty() {
-            pipeline::encap_burst(&mut cx, encap, encap_sa);
+        if !batch.encap.is_empty() {
+            pipeline::encap_burst(&mut cx, batch.encap, batch.encap_sa);
         }
-        if !decap.is_empty() {
-            pipeline::decap_burst(&mut cx, &mut self.tunnel, decap);
+        if !batch.decap.is_empty() {
+            pipeline::decap_burst(&mut cx, &mut self.tunnel, batch.decap, batch.decap_at);
         }
-        for buf in encap.drain(..) {
+        for buf in batch.encap.drain(..) {
             self.queue_tx(PortId::Wan, &mut tx[PortId::Wan.index()], buf);
         }
-        for buf in decap.drain(..) {
+        for buf in batch.decap.drain(..) {
             self.queue_tx(PortId::Lan, &mut tx[PortId::Lan.index()], buf);
         }
         for (hop, port) in unresolved {
             self.notice_unresolved(hop, port);
+        }
+        for e in errors {
+            self.send_to_slowpath(SlowMsg::Frame {
+                worker: self.id,
+                port: PortId::Wan,
+                reason: e.reason,
+                frame: e.frame,
+                via: Via::Tunnel { spi: e.reply_spi },
+            });
         }
     }
 
@@ -246,10 +269,34 @@ impl<Q: PortQueue> Worker<Q> {
         }
     }
 
-    fn take_replies(&mut self, tx: &mut [Burst<Q::Buf>; 2]) {
+    /// Sends the slow path's replies: out of their port, or, for replies to
+    /// packets that came out of the tunnel, back into it.
+    fn take_replies(
+        &mut self,
+        tables: Option<&TunnelTables>,
+        neigh: &NeighborTable,
+        tx: &mut [Burst<Q::Buf>; 2],
+    ) {
+        let mut encap: Burst<Q::Buf> = Burst::new();
+        let mut encap_sa: ArrayVec<usize, BURST> = ArrayVec::new();
         for _ in 0..REPLIES_PER_POLL {
             let Ok(reply) = self.links.replies.try_recv() else {
                 break;
+            };
+            let sa = match (reply.via, tables) {
+                (Via::Port, _) => None,
+                (Via::Tunnel { spi }, Some(t)) => match t.outbound_index(spi) {
+                    Some(i) => Some(i),
+                    // Rekeyed away meanwhile: the error is lost, and counted.
+                    None => {
+                        self.counts.drop(DropReason::EspUnknownSpi);
+                        continue;
+                    }
+                },
+                (Via::Tunnel { .. }, None) => {
+                    self.counts.drop(DropReason::Policy);
+                    continue;
+                }
             };
             let q = &mut self.queues[reply.port.index()];
             let Some(mut buf) = q.alloc() else {
@@ -261,7 +308,23 @@ impl<Q: PortQueue> Worker<Q> {
                 continue;
             }
             buf.data_mut().copy_from_slice(&reply.frame);
-            self.queue_tx(reply.port, &mut tx[reply.port.index()], buf);
+            match sa {
+                None => self.queue_tx(reply.port, &mut tx[reply.port.index()], buf),
+                Some(i) => {
+                    encap.push(buf);
+                    encap_sa.push(i);
+                }
+            }
+        }
+        if let (Some(t), false) = (tables, encap.is_empty()) {
+            let mut decap = Burst::new();
+            let batch = TunnelBatch {
+                encap: &mut encap,
+                encap_sa: &encap_sa,
+                decap: &mut decap,
+                decap_at: &[],
+            };
+            self.run_tunnel_stages(t, neigh, batch, tx);
         }
     }
 
@@ -294,7 +357,7 @@ mod tests {
     use crate::backend::mem::MemQueue;
     use crate::wire::{arp, ipv4, ETH_HLEN};
 
-    use crate::forward::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
+    use crate::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
 
     fn worker(
         tx_room: usize,
@@ -308,8 +371,8 @@ mod tests {
         let (reply_tx, replies) = crossbeam_channel::bounded(64);
         let stats = Arc::new(StatsRegistry::new(1));
         let links = WorkerLinks {
-            gw: Arc::new(crate::forward::fixtures::gateway()),
-            neigh: Arc::new(crate::forward::fixtures::neighbors()),
+            gw: Arc::new(crate::fixtures::gateway()),
+            neigh: Arc::new(crate::fixtures::neighbors()),
             to_slowpath: to_slow,
             replies,
             stats: stats.clone(),
@@ -399,6 +462,7 @@ mod tests {
             .send(TxFrame {
                 port: PortId::Lan,
                 frame: vec![0xab; 60],
+                via: Via::Port,
             })
             .unwrap();
         w.poll_once();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use scistream_dataplane::backend::dpdk::{DpdkQueue, Eal, RingPort};
-use scistream_dataplane::forward::Gateway;
+use scistream_dataplane::gateway::Gateway;
 use scistream_dataplane::neigh::Neighbors;
 use scistream_dataplane::port::{PortAddr, PortId};
 use scistream_dataplane::route::{Route, RouteTable};

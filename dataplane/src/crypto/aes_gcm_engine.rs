@@ -3,8 +3,7 @@
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::AeadInPlace;
 
-use super::key::Prepared;
-use super::{nonce, ring_engine, AeadEngine, EngineKind, OpenOp, SaKey, SealOp, TAG_LEN};
+use super::{dispatch_open, dispatch_seal, AeadEngine, EngineKind, OpenOp, SealOp, TAG_LEN};
 
 /// AES-GCM through RustCrypto's `aes-gcm` (AES-NI and CLMUL intrinsics chosen at
 /// run time; one packet at a time).
@@ -17,35 +16,25 @@ impl AeadEngine for AesGcmEngine {
     }
 
     fn seal_burst(&self, ops: &mut [SealOp<'_>]) {
-        for op in ops {
-            op.ok = seal(op.key, op.iv, op.aad, op.data, op.tag);
-        }
+        ops.iter_mut().for_each(dispatch_seal);
     }
 
     fn open_burst(&self, ops: &mut [OpenOp<'_>]) {
-        for op in ops {
-            op.ok = open(op.key, op.iv, op.aad, op.data, op.tag);
-        }
+        ops.iter_mut().for_each(dispatch_open);
     }
 }
 
-/// Seals one buffer with a key of any engine (aes-gcm keys here, ring keys by ring).
+/// Seals `data` in place under the cipher `c` (AES-128 or AES-256-GCM) and
+/// `nonce`, writing the tag.
 #[inline]
-pub(super) fn seal(
-    key: &SaKey,
-    iv: u64,
+pub(super) fn seal<C: AeadInPlace>(
+    c: &C,
+    nonce: [u8; 12],
     aad: &[u8],
     data: &mut [u8],
     tag: &mut [u8; TAG_LEN],
 ) -> bool {
-    let n = nonce(&key.salt, iv);
-    let n = GenericArray::from_slice(&n);
-    let t = match &key.prepared {
-        Prepared::Aes128(c) => c.encrypt_in_place_detached(n, aad, data),
-        Prepared::Aes256(c) => c.encrypt_in_place_detached(n, aad, data),
-        Prepared::Ring(_) => return ring_engine::seal(key, iv, aad, data, tag),
-    };
-    match t {
+    match c.encrypt_in_place_detached(GenericArray::from_slice(&nonce), aad, data) {
         Ok(t) => {
             tag.copy_from_slice(&t);
             true
@@ -54,15 +43,20 @@ pub(super) fn seal(
     }
 }
 
-/// Opens one buffer with a key of any engine.
+/// Verifies `tag` and decrypts `data` in place under `c` and `nonce`.
 #[inline]
-pub(super) fn open(key: &SaKey, iv: u64, aad: &[u8], data: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
-    let n = nonce(&key.salt, iv);
-    let n = GenericArray::from_slice(&n);
-    let t = GenericArray::from_slice(tag);
-    match &key.prepared {
-        Prepared::Aes128(c) => c.decrypt_in_place_detached(n, aad, data, t).is_ok(),
-        Prepared::Aes256(c) => c.decrypt_in_place_detached(n, aad, data, t).is_ok(),
-        Prepared::Ring(_) => ring_engine::open(key, iv, aad, data, tag),
-    }
+pub(super) fn open<C: AeadInPlace>(
+    c: &C,
+    nonce: [u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> bool {
+    c.decrypt_in_place_detached(
+        GenericArray::from_slice(&nonce),
+        aad,
+        data,
+        GenericArray::from_slice(tag),
+    )
+    .is_ok()
 }

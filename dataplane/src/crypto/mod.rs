@@ -19,6 +19,7 @@ mod key;
 mod ring_engine;
 
 pub use aes_gcm_engine::AesGcmEngine;
+use key::Prepared;
 pub use key::SaKey;
 pub use ring_engine::RingEngine;
 
@@ -168,6 +169,30 @@ pub trait AeadEngine: Send + Sync {
     fn seal_burst(&self, ops: &mut [SealOp<'_>]);
     /// Opens every operation in `ops`, setting each one's `ok`.
     fn open_burst(&self, ops: &mut [OpenOp<'_>]);
+}
+
+/// Carries out one seal with the implementation its key was prepared for
+/// (the engines' bursts share this, so a key of either kind works with
+/// either engine, with identical output).
+#[inline]
+fn dispatch_seal(op: &mut SealOp<'_>) {
+    let n = nonce(&op.key.salt, op.iv);
+    op.ok = match &op.key.prepared {
+        Prepared::Ring(k) => ring_engine::seal(k, n, op.aad, op.data, op.tag),
+        Prepared::Aes128(c) => aes_gcm_engine::seal(c, n, op.aad, op.data, op.tag),
+        Prepared::Aes256(c) => aes_gcm_engine::seal(c, n, op.aad, op.data, op.tag),
+    };
+}
+
+/// Carries out one open with the implementation its key was prepared for.
+#[inline]
+fn dispatch_open(op: &mut OpenOp<'_>) {
+    let n = nonce(&op.key.salt, op.iv);
+    op.ok = match &op.key.prepared {
+        Prepared::Ring(k) => ring_engine::open(k, n, op.aad, op.data, op.tag),
+        Prepared::Aes128(c) => aes_gcm_engine::open(c, n, op.aad, op.data, op.tag),
+        Prepared::Aes256(c) => aes_gcm_engine::open(c, n, op.aad, op.data, op.tag),
+    };
 }
 
 static RING: RingEngine = RingEngine;

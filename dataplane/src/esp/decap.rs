@@ -1,20 +1,13 @@
 //! Inbound: parse UDP-encapsulated ESP, open a burst, strip to the inner packet.
 
 use arrayvec::ArrayVec;
-use smoltcp::wire::UdpPacket;
 
 use super::encap::{build_aad, payload_and_icv};
-use super::{
-    EspError, InboundSa, ESP_HLEN, ICV_LEN, IV_LEN, NEXT_HEADER_IPV4, TRAILER_LEN, UDP_HLEN,
-};
+use super::{EspError, InboundSa, ICV_LEN, NEXT_HEADER_IPV4, TRAILER_LEN};
 use crate::backend::{PacketBuf, BURST};
 use crate::crypto::{AeadEngine, OpenOp, SaKey};
+use crate::wire::esp::{esp_in_udp, EspPacket, EspRepr, EspWireError};
 use crate::wire::IPV4_MIN_HLEN;
-
-/// The smallest encrypted part: pad length and next header, padded to 4 bytes.
-const MIN_ENCRYPTED: usize = 4;
-/// The NAT-keepalive payload (RFC 3948 §2.3).
-const NAT_KEEPALIVE: u8 = 0xff;
 
 /// Where the parts of a parsed ESP packet lie within the outer packet's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +33,23 @@ impl EspView {
     }
 }
 
-/// Parses an outer IPv4 packet (Ethernet header removed; header already
-/// validated, addressed to us) down to its ESP payload. Checks: IPv4 header
-/// and total length within `buf` (bytes after the total length, such as
-/// Ethernet padding, are ignored), protocol UDP, destination port `port`, UDP
-/// length equal to the IP payload length, not a NAT keepalive nor the IKE
-/// non-ESP marker (SPI 0), ESP header and IV present, room for the minimal
-/// trailer and the 16-byte ICV, and an encrypted part that is a multiple of 4
-/// bytes (RFC 4303 §2.4). The UDP checksum is not checked (RFC 3948 §3.1.2: ESP
-/// has its own integrity check), whether zero or not.
+impl From<EspWireError> for EspError {
+    fn from(e: EspWireError) -> Self {
+        match e {
+            EspWireError::Truncated => EspError::Truncated,
+            EspWireError::TruncatedIcv => EspError::TruncatedIcv,
+            EspWireError::BadLength => EspError::BadLength,
+            EspWireError::NotEsp => EspError::NotEsp,
+        }
+    }
+}
+
+/// Parses an outer IPv4 packet (Ethernet header removed) down to its ESP
+/// payload, checking its IPv4 lengths first: header and total length
+/// within `buf` (bytes after the total length, such as Ethernet padding,
+/// are ignored) and protocol UDP; then as [`decap_parse_at`]. The header
+/// checksum is not checked here (the classifier checks it on the packet
+/// path, before [`decap_parse_at`]).
 pub fn decap_parse(buf: &[u8], port: u16) -> Result<EspView, EspError> {
     if buf.len() < IPV4_MIN_HLEN {
         return Err(EspError::Truncated);
@@ -64,49 +65,36 @@ pub fn decap_parse(buf: &[u8], port: u16) -> Result<EspView, EspError> {
     if buf[9] != u8::from(smoltcp::wire::IpProtocol::Udp) {
         return Err(EspError::NotEsp);
     }
-    if total - ihl < UDP_HLEN {
-        return Err(EspError::Truncated);
-    }
-    let udp = UdpPacket::new_unchecked(&buf[ihl..total]);
-    if udp.dst_port() != port {
-        return Err(EspError::NotEsp);
-    }
-    if usize::from(udp.len()) != total - ihl {
-        return Err(EspError::BadLength);
-    }
-    let esp_offset = ihl + UDP_HLEN;
-    let esp = &buf[esp_offset..total];
-    if esp == [NAT_KEEPALIVE] {
-        return Err(EspError::NotEsp);
-    }
-    if esp.len() < 4 {
-        return Err(EspError::Truncated);
-    }
-    let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
-    if spi == 0 {
-        return Err(EspError::NotEsp);
-    }
-    if esp.len() < ESP_HLEN + IV_LEN {
-        return Err(EspError::Truncated);
-    }
-    let seq_low = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
-    let mut iv = [0u8; IV_LEN];
-    iv.copy_from_slice(&esp[ESP_HLEN..ESP_HLEN + IV_LEN]);
-    let rest = esp.len() - ESP_HLEN - IV_LEN;
-    if rest < MIN_ENCRYPTED + ICV_LEN {
-        return Err(EspError::TruncatedIcv);
-    }
-    let payload_len = rest - ICV_LEN;
-    if payload_len & 3 != 0 {
-        return Err(EspError::BadLength);
-    }
+    decap_parse_at(buf, ihl, total, port)
+}
+
+/// Parses the ESP-in-UDP datagram at `buf[udp_at..end]` of an outer IPv4
+/// packet whose header the caller has validated (`udp_at` is its header
+/// length, `end` its total length): UDP to `port` with a length equal to
+/// the datagram's, not a NAT keepalive nor the IKE non-ESP marker (SPI 0),
+/// ESP header and IV present, room for the minimal trailer and the 16-byte
+/// ICV, an encrypted part that is a multiple of 4 bytes (RFC 4303 §2.4).
+/// The UDP checksum is not checked (RFC 3948 §3.1.2: ESP has its own
+/// integrity check), whether zero or not.
+pub fn decap_parse_at(
+    buf: &[u8],
+    udp_at: usize,
+    end: usize,
+    port: u16,
+) -> Result<EspView, EspError> {
+    let udp = buf.get(udp_at..end).ok_or(EspError::Truncated)?;
+    let esp_range = esp_in_udp(udp, port)?;
+    let esp = EspPacket::new_checked(&udp[esp_range.clone()])?;
+    let header = EspRepr::parse(&esp);
+    let esp_offset = udp_at + esp_range.start;
+    let payload = esp.payload_range();
     Ok(EspView {
-        spi,
-        seq_low,
-        iv: u64::from_be_bytes(iv),
+        spi: header.spi,
+        seq_low: header.seq_low,
+        iv: header.iv,
         esp_offset,
-        payload_offset: esp_offset + ESP_HLEN + IV_LEN,
-        payload_len,
+        payload_offset: esp_offset + payload.start,
+        payload_len: payload.len(),
     })
 }
 

@@ -7,11 +7,12 @@ use arrayvec::ArrayVec;
 use smoltcp::wire::{IpProtocol, Ipv4Packet, UdpPacket};
 
 use super::{
-    pad_len, EspError, OutboundSa, ESP_HLEN, ESP_UDP_PORT, HEAD_LEN, ICV_LEN, IV_LEN,
-    NEXT_HEADER_IPV4, OUTER_IPV4_HLEN, TRAILER_LEN, UDP_HLEN,
+    pad_len, EspError, OutboundSa, ESP_UDP_PORT, HEAD_LEN, ICV_LEN, NEXT_HEADER_IPV4,
+    OUTER_IPV4_HLEN, TRAILER_LEN, UDP_HLEN,
 };
 use crate::backend::{PacketBuf, BURST};
 use crate::crypto::{AeadEngine, SaKey, SealOp, TAG_LEN};
+use crate::wire::esp::{EspPacket, EspRepr};
 
 /// Outer addressing for encapsulation: the tunnel endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,10 +183,12 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
     udp.set_checksum(0);
 
     let esp_at = udp_at + UDP_HLEN;
-    d[esp_at..esp_at + 4].copy_from_slice(&sa.spi.to_be_bytes());
-    d[esp_at + 4..esp_at + 8].copy_from_slice(&(seq as u32).to_be_bytes());
-    let iv_at = esp_at + ESP_HLEN;
-    d[iv_at..iv_at + IV_LEN].copy_from_slice(&iv.to_be_bytes());
+    EspRepr {
+        spi: sa.spi,
+        seq_low: seq as u32,
+        iv,
+    }
+    .emit(&mut EspPacket::new_unchecked(&mut d[esp_at..HEAD_LEN]));
 
     let trailer_at = HEAD_LEN + inner_len;
     for (i, b) in d[trailer_at..trailer_at + pad].iter_mut().enumerate() {

@@ -23,7 +23,7 @@ pub mod policer;
 pub mod replay;
 pub mod sa;
 
-pub use decap::{decap_finish, decap_parse, open_burst, EspView, OpenJob};
+pub use decap::{decap_finish, decap_parse, decap_parse_at, open_burst, EspView, OpenJob};
 pub use encap::{encap_prepare, seal_burst, Outer, SealJob};
 pub use policer::{Clock, ManualClock, MonotonicClock, Policer};
 pub use replay::ReplayWindow;
@@ -32,13 +32,15 @@ pub use sa::{InboundSa, OutboundSa};
 /// The IANA port for UDP-encapsulated ESP (RFC 3948 §2.1); configurable.
 pub const ESP_UDP_PORT: u16 = 4500;
 /// Length of the ESP integrity check value: the 16-byte GCM tag (RFC 4106 §6).
-pub const ICV_LEN: usize = crate::crypto::TAG_LEN;
+pub const ICV_LEN: usize = crate::wire::esp::ICV_LEN;
 /// Length of the explicit IV carried after the ESP header (RFC 4106 §3.1).
-pub const IV_LEN: usize = 8;
+pub const IV_LEN: usize = crate::wire::esp::IV_LEN;
 /// Length of the ESP header: SPI and sequence number (low 32 bits).
-pub const ESP_HLEN: usize = 8;
+pub const ESP_HLEN: usize = crate::wire::esp::HEADER_LEN;
 /// Length of a UDP header.
-pub const UDP_HLEN: usize = 8;
+pub const UDP_HLEN: usize = crate::wire::esp::UDP_HLEN;
+
+const _: () = assert!(ICV_LEN == crate::crypto::TAG_LEN);
 /// Length of the outer IPv4 header we write (no options).
 pub const OUTER_IPV4_HLEN: usize = 20;
 /// Bytes placed before the inner packet: outer IPv4 + UDP + ESP header + IV.

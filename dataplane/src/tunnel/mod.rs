@@ -3,6 +3,7 @@
 //! can stand in for the static configuration), and the encapsulation and
 //! decapsulation stages that run on whole bursts.
 
+pub mod build;
 pub mod from_shm;
 pub mod pipeline;
 pub mod shm_source;
@@ -13,6 +14,6 @@ mod shm_tests;
 #[cfg(test)]
 mod tests;
 
-pub use from_shm::{RebuildReport, ShmContext};
+pub use build::{RebuildReport, TableContext, TableSpec};
 pub use shm_source::{ChangeSnapshot, ShmTableSource, ShmWatcher};
 pub use tables::{InboundEntry, OutboundEntry, StaticTables, TableSource, TunnelTables};

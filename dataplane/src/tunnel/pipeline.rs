@@ -4,10 +4,13 @@
 //!   strip Ethernet, decrement the inner TTL, lay out ESP-in-UDP in place,
 //!   seal the whole burst in one engine call, add the outer Ethernet header
 //!   toward the peer's next hop;
-//! - decapsulation (WAN → LAN): parse, look up the inbound SA by SPI, check
-//!   the replay window, open the whole burst in one engine call, record the
-//!   sequence numbers that authenticated, strip to the inner packet, route
-//!   it onto the LAN.
+//! - decapsulation (WAN → LAN): parse the ESP-in-UDP datagram the
+//!   classifier found, look up the inbound SA by SPI, check the replay
+//!   window, open the whole burst in one engine call, record the sequence
+//!   numbers that authenticated, strip to the inner packet, and hand it to
+//!   the same route-out step as forwarded packets ([`route_out`]): TTL and
+//!   MTU give ICMP errors, which the slow path sends back through the
+//!   tunnel.
 //!
 //! No allocation in steady state (a replay window is created the first time
 //! a worker sees an SA), no lock, no copy of payloads.
@@ -20,16 +23,35 @@ use rustc_hash::FxHashMap;
 use crate::backend::{Burst, PacketBuf, BURST};
 use crate::crypto;
 use crate::esp::{self, Clock, EspError, MonotonicClock, OpenJob, ReplayWindow, SealJob};
-use crate::forward::Gateway;
+use crate::forward::{egress_check, route_out, Ingress, OuterUdp, SlowReason, Verdict};
+use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
 use crate::stats::{Counters, DropReason};
+use crate::wire::ipv4::Ipv4Info;
 use crate::wire::{ipv4, Mac, ETH_HLEN};
 
 use super::TunnelTables;
 
 /// Next hops a stage found unresolved, for the worker to report to the slow path.
 pub type Unresolved = ArrayVec<(Ipv4Addr, PortId), BURST>;
+
+/// A decapsulated packet that needs an ICMP error (time exceeded or
+/// fragmentation needed), for the worker to hand to the slow path: the
+/// error goes back to the sender through the tunnel, sealed with the
+/// outbound SA `reply_spi`.
+#[derive(Debug)]
+pub struct TunnelError {
+    /// Time exceeded, or fragmentation needed with the LAN MTU.
+    pub reason: SlowReason,
+    /// The inner packet as the sender sent it, behind an Ethernet header.
+    pub frame: Vec<u8>,
+    /// The outbound SA toward the sender's gateway.
+    pub reply_spi: u32,
+}
+
+/// ICMP errors a decapsulation stage produced (rare: allocated only then).
+pub type TunnelErrors = ArrayVec<TunnelError, BURST>;
 
 /// What a stage reads and counts into.
 pub struct StageCtx<'a> {
@@ -43,6 +65,8 @@ pub struct StageCtx<'a> {
     pub counts: &'a mut Counters,
     /// Unresolved next hops.
     pub unresolved: &'a mut Unresolved,
+    /// ICMP errors for packets out of the tunnel.
+    pub errors: &'a mut TunnelErrors,
 }
 
 /// A worker's own tunnel state: the replay windows of the inbound SAs it
@@ -213,22 +237,31 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
     }
 }
 
-/// Decapsulates `bufs` (Ethernet frames carrying ESP-in-UDP to us). On
-/// return `bufs` holds the inner frames ready to send on the LAN.
+/// Decapsulates `bufs` (Ethernet frames carrying ESP-in-UDP to us, each
+/// with the position of its UDP datagram in `outer`, as the classifier
+/// found it). On return `bufs` holds the inner frames ready to send on the
+/// LAN.
 pub fn decap_burst<B: PacketBuf>(
     cx: &mut StageCtx<'_>,
     state: &mut WorkerTunnel,
     bufs: &mut Burst<B>,
+    outer: &[OuterUdp],
 ) {
     let tables = cx.tables;
     let mut pending: Burst<B> = Burst::new();
     let mut jobs: ArrayVec<OpenJob<'_>, BURST> = ArrayVec::new();
-    for mut buf in bufs.drain(..) {
+    for (mut buf, o) in bufs.drain(..).zip(outer) {
         if !buf.adj(ETH_HLEN) {
             cx.counts.drop(DropReason::Runt);
             continue;
         }
-        let view = match esp::decap_parse(buf.data(), tables.udp_port) {
+        let parsed = esp::decap_parse_at(
+            buf.data(),
+            usize::from(o.udp_at),
+            usize::from(o.end),
+            tables.udp_port,
+        );
+        let view = match parsed {
             Ok(v) => v,
             Err(e) => {
                 cx.counts.drop(drop_reason(e));
@@ -253,7 +286,6 @@ pub fn decap_burst<B: PacketBuf>(
     }
     esp::open_burst(crypto::engine(tables.engine), &mut pending, &mut jobs);
 
-    let lan_mac = cx.gw.port(PortId::Lan).mac;
     for (mut buf, job) in pending.drain(..).zip(jobs.iter()) {
         if !job.verified() {
             cx.counts.drop(DropReason::EspAuthFailed);
@@ -269,52 +301,106 @@ pub fn decap_burst<B: PacketBuf>(
             cx.counts.drop(drop_reason(e));
             continue;
         }
-        let mut inner = match ipv4::parse(buf.data()) {
-            Ok(ip) => ip,
-            Err(_) => {
-                cx.counts.drop(DropReason::Ipv4Malformed);
-                continue;
-            }
-        };
-        if tables.has_listeners() {
-            // Listener mode rewrites addresses; route on the rewritten packet.
-            if let Err(e) = tables.nat_from_tunnel(buf.data_mut(), inner.dst) {
-                cx.counts.drop(e.into());
-                continue;
-            }
-            inner = match ipv4::parse(buf.data()) {
-                Ok(ip) => ip,
-                Err(_) => {
-                    cx.counts.drop(DropReason::Ipv4Malformed);
-                    continue;
-                }
-            };
-        }
-        // Policy: what comes out of the tunnel goes onto the LAN, nowhere else.
-        let Some((PortId::Lan, hop)) = cx.gw.routes.lookup(inner.dst) else {
-            cx.counts.drop(DropReason::Policy);
-            continue;
-        };
-        if inner.ttl <= 1 {
-            cx.counts.drop(DropReason::TtlExceeded);
-            continue;
-        }
-        if inner.total_len > usize::from(cx.gw.port(PortId::Lan).mtu) {
-            cx.counts.drop(DropReason::TooBig);
-            continue;
-        }
-        let Some(mac) = next_hop_mac(cx, hop, PortId::Lan) else {
-            continue;
-        };
-        ipv4::decrement_ttl(buf.data_mut());
-        let len = buf.len();
-        if !push_ethernet(&mut buf, mac, lan_mac) {
+        // Room for the Ethernet header the route-out step rewrites.
+        if !push_ethernet(&mut buf, [0; 6], [0; 6]) {
             cx.counts.drop(DropReason::NoBuffer);
             continue;
         }
-        cx.counts.tunnel.decap_packets += 1;
-        cx.counts.tunnel.decap_bytes += len as u64;
-        bufs.push(buf);
+        let spi = job.view().spi;
+        let len = buf.len() - ETH_HLEN;
+        match route_decapsulated(cx, &mut buf, spi) {
+            Verdict::Forward(_) => {
+                cx.counts.tunnel.decap_packets += 1;
+                cx.counts.tunnel.decap_bytes += len as u64;
+                bufs.push(buf);
+            }
+            Verdict::Unresolved { next_hop, port } => {
+                cx.counts.drop(DropReason::NoNeighbor);
+                note_unresolved(cx, next_hop, port);
+            }
+            Verdict::Drop(reason) => cx.counts.drop(reason),
+            // Errors were noted with the packet as it came out of the tunnel.
+            Verdict::Slow(_) | Verdict::Encap(_) | Verdict::Decap(_) => {}
+        }
+    }
+}
+
+/// Routes one decapsulated packet (`buf`: an Ethernet header, then the
+/// inner IPv4 packet) through the route-out step. In listener mode the
+/// address translation comes first; the TTL and MTU checks are made before
+/// it, so that an ICMP error quotes the packet as its sender sent it (the
+/// peer gateway translates such errors back to its consumer).
+fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32) -> Verdict {
+    let tables = cx.tables;
+    let inner = match ipv4::parse(&buf.data()[ETH_HLEN..]) {
+        Ok(ip) => ip,
+        Err(_) => return Verdict::Drop(DropReason::Ipv4Malformed),
+    };
+    let lan_mtu = cx.gw.port(PortId::Lan).mtu;
+    let inner = if tables.has_listeners() {
+        if let Some(v) = egress_check(&inner, lan_mtu) {
+            return tunnel_error(cx, v, buf.data(), &inner, spi);
+        }
+        if let Err(e) = tables.nat_from_tunnel(&mut buf.data_mut()[ETH_HLEN..], inner.dst) {
+            return Verdict::Drop(e.into());
+        }
+        match ipv4::parse(&buf.data()[ETH_HLEN..]) {
+            Ok(ip) => ip,
+            Err(_) => return Verdict::Drop(DropReason::Ipv4Malformed),
+        }
+    } else {
+        inner
+    };
+    match route_out(
+        buf.data_mut(),
+        &inner,
+        Ingress::Tunnel,
+        true,
+        cx.gw,
+        cx.neigh,
+    ) {
+        Verdict::Slow(reason) => tunnel_error(cx, Verdict::Slow(reason), buf.data(), &inner, spi),
+        v => v,
+    }
+}
+
+/// Notes the ICMP error `v` (a [`Verdict::Slow`]; any other verdict is
+/// returned as is) for the decapsulated packet `frame`, which came in
+/// through inbound SA `spi`: the error goes back through the tunnel with
+/// the outbound SA toward the sender ([`TunnelTables::reply_spi`]). Without
+/// one, or with no room left this burst, the packet is dropped and counted.
+fn tunnel_error(
+    cx: &mut StageCtx<'_>,
+    v: Verdict,
+    frame: &[u8],
+    inner: &Ipv4Info,
+    spi: u32,
+) -> Verdict {
+    let Verdict::Slow(reason) = v else {
+        return v;
+    };
+    let dropped = match reason {
+        SlowReason::FragNeeded(_) => DropReason::TooBig,
+        _ => DropReason::TtlExceeded,
+    };
+    let Some(reply_spi) = cx.tables.reply_spi(spi, inner.src) else {
+        return Verdict::Drop(dropped);
+    };
+    if cx.errors.is_full() {
+        return Verdict::Drop(dropped);
+    }
+    cx.errors.push(TunnelError {
+        reason,
+        frame: frame[..ETH_HLEN + inner.total_len].to_vec(),
+        reply_spi,
+    });
+    v
+}
+
+/// Counts a next hop found unresolved, once per burst.
+fn note_unresolved(cx: &mut StageCtx<'_>, hop: Ipv4Addr, port: PortId) {
+    if !cx.unresolved.iter().any(|u| u.0 == hop) {
+        let _ = cx.unresolved.try_push((hop, port));
     }
 }
 
@@ -331,9 +417,7 @@ fn next_hop_mac(cx: &mut StageCtx<'_>, dst: Ipv4Addr, port: PortId) -> Option<Ma
         Some(n) => Some(n.mac),
         None => {
             cx.counts.drop(DropReason::NoNeighbor);
-            if !cx.unresolved.iter().any(|u| u.0 == hop) {
-                let _ = cx.unresolved.try_push((hop, port));
-            }
+            note_unresolved(cx, hop, port);
             None
         }
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::from_shm::{RebuildReport, ShmContext};
+use super::build::{RebuildReport, TableContext};
 use super::tables::{TableSource, TunnelTables};
 use crate::stats::{Counters, DropReason};
 use scistream_region::{Counter, ShmError, ShmReader, StatsBlock};
@@ -83,7 +83,7 @@ impl std::fmt::Debug for ShmTableSource {
 impl ShmTableSource {
     /// Empty tables (everything between LAN and WAN dropped) until the
     /// watcher attaches.
-    pub fn new(cx: &ShmContext) -> Self {
+    pub fn new(cx: &TableContext) -> Self {
         ShmTableSource {
             current: ArcSwap::from_pointee(TunnelTables::empty(cx, 1)),
             reader: ArcSwapOption::empty(),
@@ -130,7 +130,7 @@ impl TableSource for ShmTableSource {
 /// The thread that keeps [`ShmTableSource`] in step with the region.
 pub struct ShmWatcher {
     source: Arc<ShmTableSource>,
-    cx: ShmContext,
+    cx: TableContext,
     path: PathBuf,
     workers: usize,
     /// (device, inode) of the mapped file.
@@ -142,7 +142,7 @@ pub struct ShmWatcher {
 
 impl ShmWatcher {
     /// A watcher for the region at `path`, serving `workers` workers.
-    pub fn new(source: Arc<ShmTableSource>, cx: ShmContext, path: &Path, workers: usize) -> Self {
+    pub fn new(source: Arc<ShmTableSource>, cx: TableContext, path: &Path, workers: usize) -> Self {
         ShmWatcher {
             source,
             cx,

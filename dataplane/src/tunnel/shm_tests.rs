@@ -12,7 +12,7 @@ use scistream_region::layout::{ALG_AES128_GCM, DIR_IN, DIR_OUT, ROLE_INBOUND, RO
 use scistream_region::testing::TempRegion;
 use scistream_region::{Capacities, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmWriter};
 
-use super::{ShmContext, ShmTableSource, ShmWatcher, TableSource};
+use super::{ShmTableSource, ShmWatcher, TableContext, TableSource};
 
 const CAPS: Capacities = Capacities {
     sas: 16,
@@ -23,8 +23,8 @@ const CAPS: Capacities = Capacities {
 
 const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
-fn cx() -> ShmContext {
-    ShmContext {
+fn cx() -> TableContext {
+    TableContext {
         engine: EngineKind::Ring,
         udp_port: 4500,
         lan_ip: Ipv4Addr::new(10, 1, 0, 1),
@@ -268,12 +268,12 @@ mod rate {
     use crate::backend::pool::PoolBuf;
     use crate::backend::{Burst, PacketBuf};
     use crate::esp::{Clock, ManualClock};
-    use crate::forward::Gateway;
+    use crate::gateway::Gateway;
     use crate::neigh::Neighbors;
     use crate::port::{PortAddr, PortId};
     use crate::route::RouteTable;
     use crate::stats::{Counters, DropReason};
-    use crate::tunnel::pipeline::{encap_burst_with_clock, StageCtx, Unresolved};
+    use crate::tunnel::pipeline::{encap_burst_with_clock, StageCtx, TunnelErrors, Unresolved};
     use crate::tunnel::TunnelTables;
     use crate::wire::{checksum, ETH_HLEN};
 
@@ -349,12 +349,14 @@ mod rate {
                 sa_idx.push(sa_of(dsts[k % 2]));
             }
             let mut unresolved = Unresolved::new();
+            let mut errors = TunnelErrors::new();
             let mut cx = StageCtx {
                 gw: &gw,
                 neigh: &neigh,
                 tables,
                 counts: &mut *counts,
                 unresolved: &mut unresolved,
+                errors: &mut errors,
             };
             encap_burst_with_clock(&mut cx, &mut bufs, &sa_idx, clock);
             assert!(unresolved.is_empty());

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 
+use zeroize::Zeroizing;
+
+use super::build::{ListenerSpec, RouteSpec, SaSpec, TableContext, TableSpec};
 use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
-use crate::crypto::{Algorithm, CryptoError, EngineKind, SaKey};
+use crate::crypto::{Algorithm, CryptoError, EngineKind};
 use crate::esp::{InboundSa, OutboundSa, Outer};
-use crate::nat::{
-    self, CoarseClock, ConnTable, InboundListener, Listeners, NatError, OutboundListener, Timeouts,
-};
-use crate::port::prefix_mask;
+use crate::nat::{self, CoarseClock, ConnTable, Listeners, NatError};
 
 /// An outbound SA and where its packets go.
 #[derive(Debug)]
@@ -82,104 +82,25 @@ pub struct TunnelTables {
 }
 
 impl TunnelTables {
-    /// Builds tables from the manually keyed configuration; `wan_ip` is the outer source.
+    /// Builds tables from the manually keyed configuration; `wan_ip` is the
+    /// outer source.
     pub fn from_config(
         t: &TunnelSection,
         lan_ip: Ipv4Addr,
         wan_ip: Ipv4Addr,
         generation: u64,
     ) -> Result<Self, TableError> {
-        let mut outbound: Vec<Arc<OutboundEntry>> = Vec::new();
-        let mut inbound = FxHashMap::default();
-        for s in &t.sas {
-            let peer = &t.peers[s.peer];
-            let key = SaKey::new(t.engine, s.algorithm, &s.key, s.salt)?;
-            let fingerprint = key_fingerprint(s.algorithm, &s.key, s.salt);
-            match s.direction {
-                Direction::Out => outbound.push(Arc::new(OutboundEntry {
-                    sa: OutboundSa::new(s.spi, key, s.esn),
-                    outer: Outer {
-                        src: wan_ip,
-                        dst: peer.address,
-                        sport: t.udp_port,
-                        dport: peer.udp_port,
-                        ttl: 64,
-                    },
-                    fingerprint,
-                })),
-                Direction::In => {
-                    let sa = InboundSa {
-                        spi: s.spi,
-                        key,
-                        esn: s.esn,
-                    };
-                    inbound.insert(
-                        s.spi,
-                        Arc::new(InboundEntry {
-                            sa,
-                            peer: peer.address,
-                            fingerprint,
-                        }),
-                    );
-                }
-            }
-        }
-        let sa_index = |spi: u32| {
-            outbound
-                .iter()
-                .position(|o| o.sa.spi == spi)
-                .ok_or(TableError::NoOutboundSa(spi))
-        };
-        let mut routes = Vec::new();
-        for r in &t.routes {
-            let mask = prefix_mask(r.prefix.prefix_len());
-            let net = u32::from(r.prefix.network()) & mask;
-            routes.push((net, mask, r.prefix.prefix_len(), sa_index(r.spi)?));
-        }
-        routes.sort_by_key(|r| std::cmp::Reverse(r.2));
-        let (mut outs, mut ins) = (Vec::new(), Vec::new());
-        for l in &t.listeners {
-            let sa = sa_index(l.spi)?;
-            match (l.role, l.remote, l.target) {
-                (ListenerRole::Outbound, Some(remote), _) => outs.push(OutboundListener {
-                    lan: SocketAddrV4::new(lan_ip, l.port),
-                    remote,
-                    sa,
-                }),
-                (ListenerRole::Inbound, _, Some(target)) => ins.push(InboundListener {
-                    listen: SocketAddrV4::new(wan_ip, l.port),
-                    target,
-                    sa,
-                }),
-                _ => return Err(TableError::Listener(l.port)),
-            }
-        }
-        let conntrack = match ins.is_empty() {
-            true => None,
-            false => Some(Arc::new(ConnTable::new(
-                lan_ip,
-                t.nat_port_base,
-                t.nat_slots,
-                Timeouts::default(),
-            )?)),
-        };
-        let listeners = match outs.is_empty() && ins.is_empty() {
-            true => None,
-            false => Some(Listeners::new(outs, ins)?),
-        };
-        Ok(TunnelTables {
-            generation,
-            shm_generation: 0,
+        let cx = TableContext {
             engine: t.engine,
             udp_port: t.udp_port,
-            outbound,
-            inbound,
-            routes,
-            listeners,
-            conntrack,
-            clock: Arc::new(CoarseClock::new()),
+            lan_ip,
             wan_ip,
-        })
+            nat_port_base: t.nat_port_base,
+            nat_slots: t.nat_slots,
+        };
+        let spec = spec_of_config(t)?;
+        let empty = TunnelTables::empty(&cx, generation);
+        TunnelTables::build(&spec, &cx, &empty, generation).map(|(tables, _)| tables)
     }
 
     /// True when listener mode is configured.
@@ -254,6 +175,27 @@ impl TunnelTables {
             .map(|r| r.3)
     }
 
+    /// The index of the outbound SA with `spi`, if it is still in the tables.
+    pub fn outbound_index(&self, spi: u32) -> Option<usize> {
+        self.outbound.iter().position(|o| o.sa.spi == spi)
+    }
+
+    /// The outbound SA (its SPI) that carries traffic back to `src`, the
+    /// sender of a packet that came in through inbound SA `inbound_spi`:
+    /// the tunnel route to `src` if there is one (routed mode), else an
+    /// outbound SA toward the same peer gateway (listener mode, where the
+    /// peer translates what comes back).
+    pub fn reply_spi(&self, inbound_spi: u32, src: Ipv4Addr) -> Option<u32> {
+        if let Some(i) = self.route(src) {
+            return Some(self.outbound[i].sa.spi);
+        }
+        let peer = self.inbound.get(&inbound_spi)?.peer;
+        self.outbound
+            .iter()
+            .find(|o| o.outer.dst == peer)
+            .map(|o| o.sa.spi)
+    }
+
     /// Outbound SA `idx`.
     #[inline]
     pub fn outbound(&self, idx: usize) -> &OutboundEntry {
@@ -297,6 +239,66 @@ impl TunnelTables {
     }
 }
 
+/// The spec of the manually keyed sections.
+fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
+    let sas: Vec<SaSpec> = t
+        .sas
+        .iter()
+        .map(|s| {
+            let peer = &t.peers[s.peer];
+            SaSpec {
+                spi: s.spi,
+                direction: s.direction,
+                algorithm: s.algorithm,
+                key: Zeroizing::new(s.key.to_vec()),
+                salt: s.salt,
+                esn: s.esn,
+                peer: SocketAddrV4::new(peer.address, peer.udp_port),
+                rate_bps: 0,
+                hard_packets: 0,
+            }
+        })
+        .collect();
+    let out = |spi: u32| {
+        sas.iter()
+            .position(|s| s.spi == spi && s.direction == Direction::Out)
+            .ok_or(TableError::NoOutboundSa(spi))
+    };
+    let routes = t
+        .routes
+        .iter()
+        .map(|r| {
+            Ok(RouteSpec {
+                prefix: r.prefix.network(),
+                len: r.prefix.prefix_len(),
+                sa: out(r.spi)?,
+            })
+        })
+        .collect::<Result<_, TableError>>()?;
+    let listeners = t
+        .listeners
+        .iter()
+        .map(|l| {
+            let to = match (l.role, l.remote, l.target) {
+                (ListenerRole::Outbound, Some(remote), _) => remote,
+                (ListenerRole::Inbound, _, Some(target)) => target,
+                _ => return Err(TableError::Listener(l.port)),
+            };
+            Ok(ListenerSpec {
+                role: l.role,
+                port: l.port,
+                to,
+                sa: out(l.spi)?,
+            })
+        })
+        .collect::<Result<_, TableError>>()?;
+    Ok(TableSpec {
+        sas,
+        routes,
+        listeners,
+    })
+}
+
 /// Why tables could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -309,6 +311,12 @@ pub enum TableError {
     /// A listener lacks its remote or target.
     #[error("listener on port {0} lacks its remote or target")]
     Listener(u16),
+    /// Two SAs of one direction share an SPI.
+    #[error("two SAs of one direction have SPI {0:#x}")]
+    DuplicateSpi(u32),
+    /// A route's prefix length exceeds 32.
+    #[error("route prefix length {0} exceeds 32")]
+    PrefixLength(u8),
     /// The listeners or the NAT pool are inconsistent.
     #[error(transparent)]
     Nat(#[from] nat::NatConfigError),

@@ -15,11 +15,11 @@ use crate::config::tunnel::{
     Direction, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
 };
 use crate::crypto::{Algorithm, EngineKind};
-use crate::forward::Gateway;
+use crate::gateway::Gateway;
 use crate::neigh::Neighbors;
 use crate::port::{PortAddr, PortId};
 use crate::route::{Route, RouteTable};
-use crate::slowpath::{SlowMsg, TxFrame};
+use crate::slowpath::{SlowMsg, SlowPath, TxFrame, Via};
 use crate::stats::{DropReason, StatsRegistry};
 use crate::tunnel::{StaticTables, TunnelTables};
 use crate::wire::{checksum, ipv4, l4, ETH_HLEN};
@@ -35,6 +35,8 @@ const PATTERN: &[u8] = b"SCISTREAM-SECRET";
 
 struct Gw {
     worker: Worker<MemQueue>,
+    gw: Arc<Gateway>,
+    neigh: Arc<Neighbors>,
     stats: Arc<StatsRegistry>,
     mac: [[u8; 6]; 2],
     /// The MAC of the WAN router on this gateway's WAN link.
@@ -57,6 +59,11 @@ fn gateway(a: bool, engine: EngineKind) -> Gw {
 
 /// Gateway `a` (true) or `b` with listener-mode `listeners`.
 fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> Gw {
+    gateway_mtu(a, engine, listeners, 1500)
+}
+
+/// Gateway `a` (true) or `b` with `listeners` and a LAN MTU of `lan_mtu`.
+fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_mtu: u16) -> Gw {
     let (lan, wan, far_wan, far_lan, hop, host, host_mac, router) = if a {
         (
             [10, 10, 1, 1],
@@ -86,7 +93,7 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
             mac: mac[0],
             ip: lan.into(),
             prefix_len: 24,
-            mtu: 1500,
+            mtu: lan_mtu,
         },
         PortAddr {
             mac: mac[1],
@@ -158,9 +165,11 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
     let stats = Arc::new(StatsRegistry::new(1));
     let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
     let (reply_tx, replies) = crossbeam_channel::bounded(64);
+    let gw = Arc::new(Gateway { ports, routes });
+    let neigh = Arc::new(neigh);
     let links = WorkerLinks {
-        gw: Arc::new(Gateway { ports, routes }),
-        neigh: Arc::new(neigh),
+        gw: gw.clone(),
+        neigh: neigh.clone(),
         to_slowpath: to_slow,
         replies,
         stats: stats.clone(),
@@ -170,6 +179,8 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
     let worker = Worker::new(0, MemQueue::new(), MemQueue::new(), links, Duration::ZERO);
     Gw {
         worker,
+        gw,
+        neigh,
         stats,
         mac,
         router,
@@ -232,6 +243,25 @@ fn across_wan(frames: Vec<Vec<u8>>, to: &Gw) -> Vec<Vec<u8>> {
             f
         })
         .collect()
+}
+
+/// Runs `g`'s slow path (the real one) on what its worker handed it, then
+/// lets the worker send the replies.
+fn slow_path_round(g: &mut Gw) -> usize {
+    let mut sp = SlowPath::new(
+        g.gw.clone(),
+        g.neigh.clone(),
+        g._slow.0.clone(),
+        vec![g._slow.1.clone()],
+        g.stats.clone(),
+    );
+    let mut handled = 0;
+    while let Ok(msg) = g._slow.0.try_recv() {
+        sp.handle(msg);
+        handled += 1;
+    }
+    poll_all(g);
+    handled
 }
 
 fn poll_all(g: &mut Gw) {
@@ -593,4 +623,255 @@ fn listener_mode_round_trip_for_several_consumers() {
     poll_all(&mut a);
     assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());
     assert_eq!(a.stats.sum().dropped(DropReason::NatNoMapping), 1);
+}
+
+/// The ICMP message (type, code, next-hop MTU, quoted IPv4 header) in the
+/// IPv4 packet of frame `f`, after checking the checksums.
+fn icmp_error_in(f: &[u8]) -> (Ipv4Addr, Ipv4Addr, u8, u8, u16, ipv4::Ipv4Info) {
+    let ip = ipv4::parse(&f[ETH_HLEN..]).expect("valid IPv4");
+    assert_eq!(ip.protocol, 1, "ICMP");
+    let icmp = &f[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
+    assert_eq!(checksum::of(icmp), 0, "ICMP checksum");
+    let quoted = ipv4::parse(&icmp[8..]).or_else(|_| {
+        // The quote holds the header and 8 bytes: parse the header alone
+        // (its total length then reads 20).
+        let mut h = icmp[8..28].to_vec();
+        let len = h.len() as u16;
+        h[2..4].copy_from_slice(&len.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::of(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        ipv4::parse(&h)
+    });
+    (
+        ip.src,
+        ip.dst,
+        icmp[0],
+        icmp[1],
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+        quoted.expect("a quoted IPv4 header"),
+    )
+}
+
+/// A's producer sends to the consumer with TTL 2: A seals it (TTL 1 inside),
+/// B opens it, and its route-out step finds the TTL spent. B's slow path
+/// answers with ICMP time exceeded from B's WAN address, which goes back
+/// through the tunnel (B seals it with its outbound SA) and reaches the
+/// producer through A, quoting the packet as B received it.
+#[test]
+fn ttl_expiring_after_decapsulation_gets_time_exceeded_through_the_tunnel() {
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    let mut f = udp_frame(a.mac[0], PROD, [10, 10, 1, 2], [10, 20, 1, 2], b"ttl");
+    f[ETH_HLEN + 8] = 2;
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = checksum::of(&f[ETH_HLEN..ETH_HLEN + 20]);
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    assert_eq!(wan.len(), 1, "A sealed it: {:?}", a.stats.sum().drops);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    assert!(
+        b.worker.queue_mut(PortId::Lan).take_tx().is_empty(),
+        "not delivered with TTL 1"
+    );
+    match b._slow.0.try_recv().expect("an error for the slow path") {
+        msg @ SlowMsg::Frame { .. } => {
+            let SlowMsg::Frame {
+                reason, via, port, ..
+            } = &msg
+            else {
+                unreachable!()
+            };
+            assert_eq!(*reason, crate::forward::SlowReason::TtlExceeded);
+            assert_eq!(*via, Via::Tunnel { spi: 0x2001 });
+            assert_eq!(*port, PortId::Wan);
+            // Put it back for the real slow path.
+            let mut sp = SlowPath::new(
+                b.gw.clone(),
+                b.neigh.clone(),
+                b._slow.0.clone(),
+                vec![b._slow.1.clone()],
+                b.stats.clone(),
+            );
+            sp.handle(msg);
+        }
+        other => panic!("{other:?}"),
+    }
+    poll_all(&mut b);
+    let back = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+    assert_eq!(
+        back.len(),
+        1,
+        "B sealed the error: {:?}",
+        b.stats.sum().drops
+    );
+    assert_eq!(b.stats.sum().control.icmp_errors, 1);
+    a.worker.queue_mut(PortId::Wan).rx.extend(back);
+    poll_all(&mut a);
+    let lan = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(
+        lan.len(),
+        1,
+        "A delivered the error: {:?}",
+        a.stats.sum().drops
+    );
+    assert_eq!(&lan[0][..6], &PROD);
+    let (src, dst, ty, code, _, quoted) = icmp_error_in(&lan[0]);
+    assert_eq!((ty, code), (11, 0), "time exceeded in transit");
+    assert_eq!(src, Ipv4Addr::new(10, 10, 200, 1), "from B's WAN address");
+    assert_eq!(dst, Ipv4Addr::new(10, 10, 1, 2));
+    assert_eq!(
+        (quoted.src, quoted.dst, quoted.ttl),
+        (Ipv4Addr::new(10, 10, 1, 2), Ipv4Addr::new(10, 20, 1, 2), 1)
+    );
+}
+
+/// B's LAN MTU is 1300: a 1400-byte packet with DF fits the tunnel (inner
+/// MTU 1438) but not B's LAN. B answers with fragmentation needed, next-hop
+/// MTU 1300, back through the tunnel to the producer.
+#[test]
+fn too_big_for_the_lan_after_decapsulation_gets_frag_needed_through_the_tunnel() {
+    let mut a = gateway(true, EngineKind::Ring);
+    let mut b = gateway_mtu(false, EngineKind::Ring, vec![], 1300);
+    let f = udp_frame(
+        a.mac[0],
+        PROD,
+        [10, 10, 1, 2],
+        [10, 20, 1, 2],
+        &payload(1, 1400 - 28),
+    );
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    assert_eq!(wan.len(), 1, "fits the tunnel: {:?}", a.stats.sum().drops);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    assert!(b.worker.queue_mut(PortId::Lan).take_tx().is_empty());
+    assert_eq!(slow_path_round(&mut b), 1);
+    let back = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+    assert_eq!(
+        back.len(),
+        1,
+        "B sealed the error: {:?}",
+        b.stats.sum().drops
+    );
+    a.worker.queue_mut(PortId::Wan).rx.extend(back);
+    poll_all(&mut a);
+    let lan = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(
+        lan.len(),
+        1,
+        "A delivered the error: {:?}",
+        a.stats.sum().drops
+    );
+    let (src, dst, ty, code, mtu, quoted) = icmp_error_in(&lan[0]);
+    assert_eq!(
+        (ty, code, mtu),
+        (3, 4, 1300),
+        "fragmentation needed, MTU 1300"
+    );
+    assert_eq!(src, Ipv4Addr::new(10, 10, 200, 1));
+    assert_eq!(dst, Ipv4Addr::new(10, 10, 1, 2));
+    // The quote is the header and 8 bytes; its total-length field says 1400.
+    let ip = ipv4::parse(&lan[0][ETH_HLEN..]).unwrap();
+    let at = ETH_HLEN + ip.header_len + 8 + 2;
+    assert_eq!(u16::from_be_bytes([lan[0][at], lan[0][at + 1]]), 1400);
+    assert_eq!(quoted.src, Ipv4Addr::new(10, 10, 1, 2));
+    // Without DF the gateway drops it (it never fragments) and counts it.
+    let mut f = udp_frame(
+        a.mac[0],
+        PROD,
+        [10, 10, 1, 2],
+        [10, 20, 1, 2],
+        &payload(2, 1400 - 28),
+    );
+    f[ETH_HLEN + 6] = 0;
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = checksum::of(&f[ETH_HLEN..ETH_HLEN + 20]);
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    assert!(b.worker.queue_mut(PortId::Lan).take_tx().is_empty());
+    assert_eq!(b.stats.sum().dropped(DropReason::TooBig), 1);
+    assert!(b._slow.0.try_recv().is_err(), "no error without DF");
+}
+
+/// Listener mode: a consumer's packet to B's listener with TTL 2 reaches A
+/// with TTL 1. A checks it before translating it, so its time exceeded
+/// (from A's WAN address, the listener's) quotes what the consumer sent;
+/// it goes back through the tunnel, and B translates it toward the
+/// consumer: from B's LAN address, quoting B's own listener.
+#[test]
+fn listener_mode_time_exceeded_reaches_the_consumer_translated() {
+    let mut a = gateway_with(
+        true,
+        EngineKind::Ring,
+        vec![ListenerConfig {
+            role: ListenerRole::Inbound,
+            port: 6100,
+            remote: None,
+            target: Some("10.10.1.2:7000".parse().unwrap()),
+            spi: 0x1001,
+        }],
+    );
+    let mut b = gateway_with(
+        false,
+        EngineKind::Ring,
+        vec![ListenerConfig {
+            role: ListenerRole::Outbound,
+            port: 5100,
+            remote: Some("10.10.100.1:6100".parse().unwrap()),
+            target: None,
+            spi: 0x2001,
+        }],
+    );
+    let mut f = udp_frame_ck(
+        b.mac[0],
+        CONS,
+        ([10, 20, 1, 2], 40001),
+        ([10, 20, 1, 1], 5100),
+        b"short-lived",
+    );
+    f[ETH_HLEN + 8] = 2;
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = checksum::of(&f[ETH_HLEN..ETH_HLEN + 20]);
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    b.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut b);
+    let wan = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+    assert_eq!(wan.len(), 1, "B sealed it: {:?}", b.stats.sum().drops);
+    a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut a);
+    assert!(a.worker.queue_mut(PortId::Lan).take_tx().is_empty());
+    assert_eq!(a.worker_tables_nat_active(), 0, "no connection for it");
+    assert_eq!(slow_path_round(&mut a), 1);
+    let back = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    assert_eq!(
+        back.len(),
+        1,
+        "A sealed the error: {:?}",
+        a.stats.sum().drops
+    );
+    b.worker.queue_mut(PortId::Wan).rx.extend(back);
+    poll_all(&mut b);
+    let lan = b.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(lan.len(), 1, "B delivered it: {:?}", b.stats.sum().drops);
+    assert_eq!(&lan[0][..6], &CONS);
+    let (src, dst, ty, code, _, quoted) = icmp_error_in(&lan[0]);
+    assert_eq!((ty, code), (11, 0));
+    assert_eq!(src, Ipv4Addr::new(10, 20, 1, 1), "from B's LAN address");
+    assert_eq!(dst, Ipv4Addr::new(10, 20, 1, 2));
+    assert_eq!(
+        (quoted.src, quoted.dst),
+        (Ipv4Addr::new(10, 20, 1, 2), Ipv4Addr::new(10, 20, 1, 1)),
+        "quoting the consumer's packet to B's listener"
+    );
 }

@@ -5,11 +5,13 @@
 //! re-implement a parser a trusted crate provides. This module adds what a
 //! router needs on top: a validated IPv4 parse that reports *why* a frame is
 //! bad ([`ipv4::parse`]), RFC 1624 incremental checksum updates
-//! ([`checksum`]), and builders for the frames the gateway originates
-//! ([`arp`], [`icmp`]).
+//! ([`checksum`]), builders for the frames the gateway originates
+//! ([`arp`], [`icmp`]), and the ESP-in-UDP view smoltcp lacks ([`esp`]:
+//! smoltcp's own covers the SPI and sequence number only).
 
 pub mod arp;
 pub mod checksum;
+pub mod esp;
 pub mod icmp;
 pub mod ipv4;
 pub mod l4;

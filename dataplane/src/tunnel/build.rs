@@ -1,0 +1,348 @@
+//! The one builder of [`TunnelTables`]. Both sources of tables describe
+//! what they hold as a neutral [`TableSpec`]: the manually keyed
+//! configuration ([`TunnelTables::from_config`]) and the control process's
+//! shared-memory region ([`TunnelTables::from_shm`]). [`TunnelTables::build`]
+//! turns a spec into tables and holds the rules of what a rebuild keeps:
+//!
+//! - an outbound SA whose SPI and key are unchanged is the same
+//!   `Arc<OutboundEntry>`, so its sequence counter never restarts under the
+//!   same key (a restart would repeat GCM nonces); a changed rate limit is
+//!   applied to it in place, keeping its bucket;
+//! - an inbound SA whose SPI and key are unchanged is kept too;
+//! - an inbound listener keeps its index, so the producer-side NAT's
+//!   connections (which name their listener by index) survive other
+//!   sessions coming and going;
+//! - the connection table and its clock are shared by all generations.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use zeroize::Zeroizing;
+
+use super::tables::{key_fingerprint, InboundEntry, OutboundEntry, TableError, TunnelTables};
+use crate::config::tunnel::{Direction, ListenerRole};
+use crate::crypto::{Algorithm, EngineKind, SaKey};
+use crate::esp::{InboundSa, OutboundSa, Outer};
+use crate::nat::{CoarseClock, ConnTable, InboundListener, Listeners, OutboundListener, Timeouts};
+use crate::port::prefix_mask;
+
+/// What the data plane itself contributes to its tables, fixed for the life
+/// of the process.
+#[derive(Debug, Clone)]
+pub struct TableContext {
+    /// The AEAD engine.
+    pub engine: EngineKind,
+    /// Our ESP-in-UDP port.
+    pub udp_port: u16,
+    /// Our LAN address (outbound listeners listen on it).
+    pub lan_ip: Ipv4Addr,
+    /// Our WAN address (outer source; inbound listeners listen on it).
+    pub wan_ip: Ipv4Addr,
+    /// First mapped port of the producer-side NAT.
+    pub nat_port_base: u16,
+    /// Connection-tracking slots.
+    pub nat_slots: usize,
+}
+
+/// One SA of a [`TableSpec`]. Debug never shows the key.
+pub struct SaSpec {
+    /// Security Parameter Index.
+    pub spi: u32,
+    /// In or out.
+    pub direction: Direction,
+    /// The AEAD algorithm.
+    pub algorithm: Algorithm,
+    /// The AES key; zeroized when the spec is dropped.
+    pub key: Zeroizing<Vec<u8>>,
+    /// The GCM salt.
+    pub salt: [u8; 4],
+    /// 64-bit extended sequence numbers.
+    pub esn: bool,
+    /// The peer gateway's WAN address and ESP-in-UDP port.
+    pub peer: SocketAddrV4,
+    /// Outbound: the policer's rate in bits per second (0: unlimited).
+    pub rate_bps: u64,
+    /// Outbound: the hard packet lifetime (0: none).
+    pub hard_packets: u64,
+}
+
+impl std::fmt::Debug for SaSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaSpec")
+            .field("spi", &format_args!("{:#x}", self.spi))
+            .field("direction", &self.direction)
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .field("peer", &self.peer)
+            .field("rate_bps", &self.rate_bps)
+            .finish()
+    }
+}
+
+/// Routed mode: inner destinations in `prefix/len` go through outbound SA
+/// `sa` (an index into [`TableSpec::sas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Network address.
+    pub prefix: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub len: u8,
+    /// Index of an outbound SA in [`TableSpec::sas`].
+    pub sa: usize,
+}
+
+/// Listener mode: one listener, leading to `to` (outbound: the peer's
+/// listener; inbound: the producer application), its traffic sealed with
+/// outbound SA `sa` (an index into [`TableSpec::sas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Consumer side (outbound) or producer side (inbound).
+    pub role: ListenerRole,
+    /// The listening port: on our LAN address (outbound) or WAN address (inbound).
+    pub port: u16,
+    /// Outbound: the remote listener; inbound: the target.
+    pub to: SocketAddrV4,
+    /// Index of an outbound SA in [`TableSpec::sas`].
+    pub sa: usize,
+}
+
+/// A neutral description of the tunnel tables.
+#[derive(Debug, Default)]
+pub struct TableSpec {
+    /// The SAs.
+    pub sas: Vec<SaSpec>,
+    /// Routed mode's routes.
+    pub routes: Vec<RouteSpec>,
+    /// Listener mode's listeners.
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// What a rebuild changed, for the counters and the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// SAs (either direction) that are new in this generation.
+    pub installed: u64,
+    /// SAs of the previous tables that are gone.
+    pub removed: u64,
+    /// Entries skipped because they were invalid (each is logged).
+    pub invalid: u64,
+}
+
+impl TunnelTables {
+    /// Tables with no SA, route or listener: everything between LAN and WAN
+    /// is dropped (`policy`) until a source provides tables.
+    pub fn empty(cx: &TableContext, generation: u64) -> TunnelTables {
+        TunnelTables {
+            generation,
+            shm_generation: 0,
+            engine: cx.engine,
+            udp_port: cx.udp_port,
+            outbound: Vec::new(),
+            inbound: FxHashMap::default(),
+            routes: Vec::new(),
+            listeners: None,
+            conntrack: None,
+            clock: Arc::new(CoarseClock::new()),
+            wan_ip: cx.wan_ip,
+        }
+    }
+
+    /// Builds tables from `spec`, keeping from `prev` what a rebuild keeps
+    /// (the module's rules). `report.invalid` is left at 0: the callers
+    /// count what they skip while making the spec.
+    pub fn build(
+        spec: &TableSpec,
+        cx: &TableContext,
+        prev: &TunnelTables,
+        generation: u64,
+    ) -> Result<(TunnelTables, RebuildReport), TableError> {
+        let mut report = RebuildReport::default();
+        let mut outbound: Vec<Arc<OutboundEntry>> = Vec::new();
+        let mut inbound: FxHashMap<u32, Arc<InboundEntry>> = FxHashMap::default();
+        // Spec SA index → index into `outbound`.
+        let mut out_index: FxHashMap<usize, usize> = FxHashMap::default();
+        for (i, s) in spec.sas.iter().enumerate() {
+            let fingerprint = key_fingerprint(s.algorithm, &s.key, s.salt);
+            match s.direction {
+                Direction::Out => {
+                    if outbound.iter().any(|o| o.sa.spi == s.spi) {
+                        return Err(TableError::DuplicateSpi(s.spi));
+                    }
+                    let reused = prev
+                        .outbound
+                        .iter()
+                        .find(|o| o.sa.spi == s.spi && o.fingerprint == fingerprint)
+                        .cloned();
+                    let entry = match reused {
+                        Some(o) => {
+                            // Same key, same SA and sequence counter; the rate may change.
+                            o.sa.set_rate(s.rate_bps);
+                            o
+                        }
+                        None => {
+                            report.installed += 1;
+                            let key = SaKey::new(cx.engine, s.algorithm, &s.key, s.salt)?;
+                            let sa = OutboundSa::new(s.spi, key, s.esn)
+                                .with_hard_packets(s.hard_packets)
+                                .with_rate(s.rate_bps);
+                            Arc::new(OutboundEntry {
+                                sa,
+                                outer: Outer {
+                                    src: cx.wan_ip,
+                                    dst: *s.peer.ip(),
+                                    sport: cx.udp_port,
+                                    dport: s.peer.port(),
+                                    ttl: 64,
+                                },
+                                fingerprint,
+                            })
+                        }
+                    };
+                    out_index.insert(i, outbound.len());
+                    outbound.push(entry);
+                }
+                Direction::In => {
+                    if inbound.contains_key(&s.spi) {
+                        return Err(TableError::DuplicateSpi(s.spi));
+                    }
+                    let entry = match prev.inbound.get(&s.spi) {
+                        Some(e) if e.fingerprint == fingerprint => e.clone(),
+                        _ => {
+                            report.installed += 1;
+                            let key = SaKey::new(cx.engine, s.algorithm, &s.key, s.salt)?;
+                            Arc::new(InboundEntry {
+                                sa: InboundSa::new(s.spi, key, s.esn),
+                                peer: *s.peer.ip(),
+                                fingerprint,
+                            })
+                        }
+                    };
+                    inbound.insert(s.spi, entry);
+                }
+            }
+        }
+        let kept_out = prev
+            .outbound
+            .iter()
+            .filter(|o| outbound.iter().any(|n| Arc::ptr_eq(n, o)))
+            .count();
+        let kept_in = prev
+            .inbound
+            .iter()
+            .filter(|(spi, o)| inbound.get(spi).is_some_and(|n| Arc::ptr_eq(n, o)))
+            .count();
+        report.removed = (prev.outbound.len() - kept_out + prev.inbound.len() - kept_in) as u64;
+
+        let sa_of = |i: usize| {
+            out_index.get(&i).copied().ok_or(TableError::NoOutboundSa(
+                spec.sas.get(i).map_or(0, |s| s.spi),
+            ))
+        };
+        let mut routes = Vec::with_capacity(spec.routes.len());
+        for r in &spec.routes {
+            if r.len > 32 {
+                return Err(TableError::PrefixLength(r.len));
+            }
+            let mask = prefix_mask(r.len);
+            routes.push((u32::from(r.prefix) & mask, mask, r.len, sa_of(r.sa)?));
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.2));
+
+        let mut outs = Vec::new();
+        let mut ins = Vec::new();
+        for l in &spec.listeners {
+            let sa = sa_of(l.sa)?;
+            match l.role {
+                ListenerRole::Outbound => outs.push(OutboundListener {
+                    lan: SocketAddrV4::new(cx.lan_ip, l.port),
+                    remote: l.to,
+                    sa,
+                }),
+                ListenerRole::Inbound => ins.push(InboundListener {
+                    listen: SocketAddrV4::new(cx.wan_ip, l.port),
+                    target: l.to,
+                    sa,
+                }),
+            }
+        }
+        let any_inbound = !ins.is_empty();
+        let listeners = match outs.is_empty() && ins.is_empty() {
+            true => None,
+            false => Some(Listeners::with_inbound_slots(
+                outs,
+                stable_inbound_slots(ins, prev),
+            )?),
+        };
+        let conntrack = match (&prev.conntrack, any_inbound) {
+            (Some(ct), _) => Some(ct.clone()),
+            (None, true) => Some(Arc::new(ConnTable::new(
+                cx.lan_ip,
+                cx.nat_port_base,
+                cx.nat_slots,
+                Timeouts::default(),
+            )?)),
+            (None, false) => None,
+        };
+        Ok((
+            TunnelTables {
+                generation,
+                shm_generation: 0,
+                engine: cx.engine,
+                udp_port: cx.udp_port,
+                outbound,
+                inbound,
+                routes,
+                listeners,
+                conntrack,
+                clock: prev.clock.clone(),
+                wan_ip: cx.wan_ip,
+            },
+            report,
+        ))
+    }
+}
+
+/// The inbound listeners in slots: each keeps the index it had in `prev`
+/// (by listen port), new ones take the lowest free index.
+fn stable_inbound_slots(
+    ins: Vec<InboundListener>,
+    prev: &TunnelTables,
+) -> Vec<Option<InboundListener>> {
+    let old: FxHashMap<u16, usize> = prev
+        .listeners
+        .as_ref()
+        .map(|l| {
+            (0..l.inbound_slots())
+                .filter_map(|i| l.get_inbound(i).map(|x| (x.listen.port(), i)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut slots: Vec<Option<InboundListener>> = Vec::new();
+    let mut fresh = Vec::new();
+    for l in ins {
+        match old.get(&l.listen.port()) {
+            Some(&i) => {
+                if slots.len() <= i {
+                    slots.resize(i + 1, None);
+                }
+                slots[i] = Some(l);
+            }
+            None => fresh.push(l),
+        }
+    }
+    let mut next_free = 0;
+    for l in fresh {
+        while next_free < slots.len() && slots[next_free].is_some() {
+            next_free += 1;
+        }
+        if next_free == slots.len() {
+            slots.push(None);
+        }
+        slots[next_free] = Some(l);
+    }
+    while slots.last().is_some_and(Option::is_none) {
+        slots.pop();
+    }
+    slots
+}
