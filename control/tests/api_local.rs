@@ -7,9 +7,6 @@
 //! does not wait for workers. Needs root only for mlock of the regions
 //! (the default RLIMIT_MEMLOCK may be too small otherwise).
 
-#[path = "../../dataplane/tests/support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -19,10 +16,10 @@ use scistream_control::auth::{hash_token, token_file_entry};
 use scistream_control::proto::control_client::ControlClient;
 use scistream_control::proto::Request as Req;
 use scistream_region::ShmReader;
+use scistream_testbed::control::{gen_certs, ControlPlane};
+use scistream_testbed::paths::{python, script, workspace_bin};
+use scistream_testbed::scratch::{free_port, ScratchDir};
 use serde_json::Value;
-use support::control::{gen_certs, unique, ControlPlane};
-use support::gateway::workspace_bin;
-use support::netns::python;
 
 const TOKEN: &str = "tok-testuser-0123456789abcdef";
 /// Session ids: the API takes UUIDs of any version (these are version 1,
@@ -39,13 +36,6 @@ fn s2uc_bin() -> PathBuf {
     workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
 /// Two s2cs on loopback with the testbed example configs: peer channel
 /// and API on free loopback ports, tokens for `testuser` (the example's
 /// allow rule) and `other` (no allow rule).
@@ -54,7 +44,7 @@ struct Local {
     b: ControlPlane,
     api_a: String,
     api_b: String,
-    certs: PathBuf,
+    certs: ScratchDir,
 }
 
 impl Local {
@@ -65,7 +55,7 @@ impl Local {
     /// Like [`Local::up`], with `gen-certs.sh` given `cert_args` (names and
     /// their `--ip` options).
     fn up_with_certs(req_timeout: u64, cert_args: &[&str]) -> Local {
-        let certs = std::env::temp_dir().join(unique("s2cs-api-certs"));
+        let certs = ScratchDir::new("s2cs-api-certs");
         gen_certs(&certs, cert_args);
         let tokens = certs.join("tokens.toml");
         let mut text = String::new();
@@ -183,12 +173,6 @@ impl Local {
             .as_array()
             .cloned()
             .unwrap_or_else(|| panic!("s2uc list --json without `sessions`: {v}"))
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.certs);
     }
 }
 
@@ -376,7 +360,7 @@ fn the_python_client_gets_the_same_results_as_s2uc() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let l = Local::up(30);
     let py = |api: &str, name: &str, args: &[&str]| -> Value {
-        let script = support::netns::repo_root().join("scripts/scistream_client.py");
+        let script = script("scistream_client.py");
         let out = Command::new(python())
             .arg(script)
             .args(args)
@@ -462,7 +446,7 @@ fn jwt_refusals_through_the_api_set_up_nothing() {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let certs = std::env::temp_dir().join(unique("s2cs-jwt-certs"));
+    let certs = ScratchDir::new("s2cs-jwt-certs");
     gen_certs(&certs, &["gwa", "gwb"]);
     let jwks = certs.join("jwks.json");
     let jwks_doc = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
@@ -556,7 +540,6 @@ fn jwt_refusals_through_the_api_set_up_nothing() {
     let out = s2uc(&good, &[&inbound[..], &["--json"]].concat());
     assert!(out.status.success(), "{}\n{}", stderr(&out), a.log_text());
     assert_eq!(region_counts(&a.shm), (0, 0));
-    let _ = std::fs::remove_dir_all(&certs);
 }
 
 /// A TLS channel to `api` with s2uc's connector, verifying `name`.

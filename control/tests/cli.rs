@@ -11,6 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use scistream_testbed::control::gen_certs;
+use scistream_testbed::paths::configs_dir;
+use scistream_testbed::scratch::free_port;
 use tempfile::TempDir;
 
 fn s2cs() -> Command {
@@ -19,26 +22,13 @@ fn s2cs() -> Command {
     c
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// A temporary directory holding `gw.toml` (the gwa testbed example) and
 /// `certs/` made by `scripts/gen-certs.sh DIR/certs gwa gwb`.
 fn setup() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(repo().join("scripts/gen-certs.sh"))
-        .arg(dir.path().join("certs"))
-        .args(["gwa", "gwb"])
-        .output()
-        .expect("run gen-certs.sh");
-    assert!(
-        out.status.success(),
-        "gen-certs.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gen_certs(&dir.path().join("certs"), &["gwa", "gwb"]);
     let config = dir.path().join("gw.toml");
-    fs::copy(repo().join("configs/control-testbed-gwa.toml"), &config).expect("copy example");
+    fs::copy(configs_dir().join("control-testbed-gwa.toml"), &config).expect("copy example");
     // The example's token file: one entry, a hash only, mode 0600.
     let hash = scistream_control::auth::hash_token(
         "cli-test-token",
@@ -147,10 +137,7 @@ impl Drop for ChildGuard {
 /// Points the example's sockets, region and registry at places this test
 /// owns: a free loopback port, the temp dir, a unique /dev/shm name.
 fn local_paths(dir: &Path, config: &Path) -> PathBuf {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let shm = PathBuf::from(format!("/dev/shm/scistream-cli-{}", std::process::id()));
     let text = fs::read_to_string(config)
         .expect("read config")

@@ -8,7 +8,7 @@
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use scistream_control::auth;
@@ -17,12 +17,8 @@ use scistream_control::config::{
     RatePolicy,
 };
 use scistream_region::Algorithm;
+use scistream_testbed::paths::configs_dir;
 use tempfile::TempDir;
-
-/// The repository's `configs/` directory.
-fn configs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
-}
 
 fn gwa_example() -> String {
     fs::read_to_string(configs_dir().join("control-testbed-gwa.toml")).expect("read example")

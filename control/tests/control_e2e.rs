@@ -10,19 +10,18 @@
 //! The tests share the testbed machinery and the CPU-heavy gateways, so
 //! they run one at a time.
 
-#[path = "../../dataplane/tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use scistream_region::ShmReader;
+use scistream_testbed::control::{gen_certs, keyed_by_control, ControlPlane, TEST_TOKEN};
+use scistream_testbed::gateway::Gateway;
+use scistream_testbed::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::paths::{python, script, workspace_bin};
+use scistream_testbed::scratch::ScratchDir;
 use serde_json::json;
-use support::control::{gen_certs, keyed_by_control, unique, ControlPlane};
-use support::gateway::Gateway;
-use support::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -33,7 +32,7 @@ struct Pair {
     b: ControlPlane,
     gwa: Gateway,
     gwb: Gateway,
-    certs: PathBuf,
+    certs: ScratchDir,
     tb: Testbed,
 }
 
@@ -45,7 +44,7 @@ impl Pair {
             gw_b: GwMode::None,
             mtu: 1500,
         });
-        let certs = std::env::temp_dir().join(unique("s2cs-certs"));
+        let certs = ScratchDir::new("s2cs-certs");
         // Each gateway's certificate names its management address too, so
         // that clients dialling the API by IP verify it (SciStream's usage).
         gen_certs(
@@ -112,12 +111,6 @@ impl Pair {
             self.gwa.log_text(),
             self.gwb.log_text()
         )
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.certs);
     }
 }
 
@@ -200,7 +193,7 @@ fn negotiated_session_carries_200_mb_and_strangers_are_refused() {
     );
 
     // A peer whose certificate comes from another CA is refused, with the reason.
-    let strangers = std::env::temp_dir().join(unique("s2cs-strangers"));
+    let strangers = ScratchDir::new("s2cs-strangers");
     gen_certs(&strangers, &["gwb"]);
     let out = p.tb.run(
         Node::GwB,
@@ -216,7 +209,7 @@ fn negotiated_session_carries_200_mb_and_strangers_are_refused() {
             &strangers.join("gwb.key").display().to_string(),
         ],
     );
-    let _ = std::fs::remove_dir_all(&strangers);
+    drop(strangers);
     drop(out); // s_client's exit status says little for TLS 1.3 client auth: A's log does.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !p.a.log_text().contains("matches no trusted peer") && Instant::now() < deadline {
@@ -464,7 +457,7 @@ fn api_of(node: Node) -> &'static str {
 /// `--server-name`).
 fn s2uc(p: &Pair, node: Node, args: &[&str]) -> serde_json::Value {
     let api = api_of(node);
-    let bin = support::gateway::workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc");
+    let bin = workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc");
     let ca = p.certs.join("ca.pem").display().to_string();
     let mut argv: Vec<&str> = vec![bin.to_str().unwrap()];
     argv.extend_from_slice(args);
@@ -474,7 +467,7 @@ fn s2uc(p: &Pair, node: Node, args: &[&str]) -> serde_json::Value {
         "--server_cert",
         &ca,
         "--token",
-        support::control::TEST_TOKEN,
+        TEST_TOKEN,
         "--json",
     ]);
     let out = p.tb.run(node, &argv);
@@ -667,10 +660,10 @@ fn scistreams_own_client_works_unchanged() {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let p = Pair::up(|_| {});
-    let script = support::netns::repo_root().join("scripts/scistream_client.py");
+    let script = script("scistream_client.py");
     let script = script.display().to_string();
     let ca = p.certs.join("ca.pem").display().to_string();
-    let py = support::netns::python();
+    let py = python();
     let scistream = |node: Node, args: &[&str]| -> serde_json::Value {
         let mut argv: Vec<&str> = vec![&py, &script];
         argv.extend_from_slice(args);
@@ -681,7 +674,7 @@ fn scistreams_own_client_works_unchanged() {
             "--server-cert",
             &ca,
             "--token",
-            support::control::TEST_TOKEN,
+            TEST_TOKEN,
         ]);
         let out = p.tb.run(node, &argv);
         assert!(
@@ -756,4 +749,44 @@ fn scistreams_own_client_works_unchanged() {
     );
     assert_eq!(all["listeners"].as_array().unwrap().len(), 64);
     assert_eq!(all["listeners"][0], "10.10.100.1:5100");
+}
+
+/// Packet-count rekeying: the control process reads each SA's packets from
+/// the data plane's stats segment (whose path the data plane announced in
+/// the region), so 20,000 datagrams over an SA good for 5,000 packets rekey
+/// it several times, with not one datagram lost.
+#[test]
+fn packet_lifetimes_read_from_the_stats_segment_trigger_rekeys() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("rekey_packets".into(), 5_000.into());
+        keys.insert("grace_seconds".into(), 1.into());
+    });
+    p.session("s3", 5100);
+    let udp = p.tb.udp_stream(
+        Node::Cons,
+        Node::Prod,
+        "10.20.1.1:5100",
+        20_000,
+        1000,
+        2_000,
+    );
+    assert_eq!(udp.lost, 0, "{udp:?}\n{}", p.logs());
+    assert_eq!(udp.received, 20_000, "{udp:?}");
+    let log = p.b.log_text();
+    let by_packets = log
+        .lines()
+        .filter(|l| l.contains("keys switched") && l.contains("lifetime (packets)"))
+        .count();
+    assert!(
+        by_packets >= 2,
+        "{by_packets} packet-triggered rekeys:\n{}",
+        p.logs()
+    );
+    assert!(
+        log.contains("reading SA usage from the data plane's stats segment"),
+        "{log}"
+    );
 }

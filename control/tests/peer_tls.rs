@@ -4,8 +4,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rcgen::{
@@ -21,6 +19,7 @@ use scistream_control::peer::tls::{
 };
 use scistream_control::peer::wire::{PeerMessage, PeerStream};
 use scistream_region::Algorithm;
+use scistream_testbed::scratch::ScratchDir;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
@@ -106,34 +105,6 @@ fn peer(name: &str, trust: PeerTrust) -> TrustedPeer {
     TrustedPeer {
         name: name.to_string(),
         trust,
-    }
-}
-
-/// A temporary directory removed on drop, unique per process and call.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("scistream-peer-tls-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::File::create(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -278,12 +249,12 @@ async fn identities_and_cas_load_from_pem_files() {
     let _serial = SERIAL.lock().await;
     let ca = Ca::new("SciStream Test CA");
     let (gwa, gwb) = (ca.issue("gwa"), ca.issue("gwb"));
-    let dir = TempDir::new();
-    let ca_path = dir.write("ca.pem", &ca.issuer.pem());
+    let dir = ScratchDir::new("scistream-peer-tls");
+    let ca_path = dir.write("ca.pem", ca.issuer.pem());
     let a_cert = dir.write("gwa.pem", &gwa.pem);
-    let a_key = dir.write("gwa.key", &gwa.key.serialize_pem());
+    let a_key = dir.write("gwa.key", gwa.key.serialize_pem());
     let b_cert = dir.write("gwb.pem", &gwb.pem);
-    let b_key = dir.write("gwb.key", &gwb.key.serialize_pem());
+    let b_key = dir.write("gwb.key", gwb.key.serialize_pem());
 
     let a_id = Identity::load(&a_cert, &a_key).unwrap();
     let b_id = Identity::load(&b_cert, &b_key).unwrap();
@@ -311,7 +282,7 @@ async fn identities_and_cas_load_from_pem_files() {
     let err = Identity::load(&a_cert, &b_key).unwrap_err();
     assert!(err.to_string().contains("private key is unusable"), "{err}");
     // A missing file names the file.
-    let missing = dir.0.join("absent.pem");
+    let missing = dir.join("absent.pem");
     let err = PeerTrust::load_ca(&missing).unwrap_err();
     assert!(err.to_string().contains("absent.pem"), "{err}");
     // A key file given as the CA holds no certificate.

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,8 @@ use scistream_control::proto::control_server::{Control, ControlServer};
 use scistream_control::proto::s2cs::sessions_server::{Sessions, SessionsServer};
 use scistream_control::proto::s2cs::{ListRequest, SessionInfo, SessionList, StatusRequest};
 use scistream_control::proto::{AppResponse, Hello, Release, Request, Response, UpdateTargets};
+use scistream_testbed::paths::script;
+use scistream_testbed::scratch::free_port;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -727,11 +729,7 @@ fn deadline_exits_2() {
 #[test]
 fn unreachable_server_exits_1() {
     // A port that was just free: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let r = run(s2uc().args(["list", "--insecure", "--s2cs", &format!("127.0.0.1:{port}")]));
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
@@ -1003,7 +1001,7 @@ fn bad_arguments_exit_2_without_connecting() {
 // ---- scripts/scistream_client.py: the same calls from outside our Rust types.
 
 fn python_client() -> Command {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/scistream_client.py");
+    let script = script("scistream_client.py");
     let mut c = Command::new("/usr/bin/python3");
     c.arg(script).env_remove("S2UC_TOKEN");
     c

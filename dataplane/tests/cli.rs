@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use scistream_testbed::paths::configs_dir;
+use scistream_testbed::scratch::ScratchDir;
+
 fn s2ds(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_s2ds"))
         .args(args)
@@ -12,8 +15,7 @@ fn s2ds(args: &[&str]) -> Output {
 }
 
 fn configs() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut v: Vec<PathBuf> = std::fs::read_dir(configs_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -46,8 +48,7 @@ fn check_config_accepts_every_example() {
 
 #[test]
 fn check_config_names_file_line_and_key() {
-    let dir = std::env::temp_dir().join(format!("s2ds-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = ScratchDir::new("s2ds-cli");
     let cases = [
         ("unknown.toml", "[gateway]\nname = \"gw\"\ncolour = \"red\"\n", ":3:1: key `gateway.colour`: unknown key `colour`"),
         (
@@ -78,7 +79,6 @@ fn check_config_names_file_line_and_key() {
     let out = s2ds(&["check-config", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml: cannot read"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -7,10 +7,8 @@ use std::path::{Path, PathBuf};
 use scistream_dataplane::config::{
     Backend, Config, ConfigError, DpdkDevice, ErrorKind, LogLevel, PortId, XdpMode,
 };
-
-fn configs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
-}
+use scistream_testbed::paths::configs_dir;
+use scistream_testbed::scratch::ScratchDir;
 
 fn load_example(name: &str) -> Config {
     let path = configs_dir().join(name);
@@ -713,9 +711,8 @@ fn tunnel_sections_need_the_tunnel_table() {
 
 #[test]
 fn tunnel_key_file_is_read_relative_to_the_config() {
-    let dir = std::env::temp_dir().join(format!("s2ds-keyfile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("out.hex"), "00112233445566778899aabbccddeeff\n").unwrap();
+    let dir = ScratchDir::new("s2ds-keyfile");
+    dir.write("out.hex", "00112233445566778899aabbccddeeff\n");
     let text = tunnel("").replacen(
         "key = \"000102030405060708090a0b0c0d0e0f\"",
         "key_file = \"out.hex\"",
@@ -728,7 +725,6 @@ fn tunnel_key_file_is_read_relative_to_the_config() {
         missing.to_string().contains("cannot read key file"),
         "{missing}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -7,10 +7,8 @@
 //! rate; a 50 MB TCP transfer arrives with the same SHA-256; the gateway's
 //! counters agree with what was sent.
 
-mod support;
-
-use support::gateway::Gateway;
-use support::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::gateway::Gateway;
+use scistream_testbed::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
 
 const UDP_COUNT: u64 = 10_000;
 const UDP_RATE: u64 = 5_000;

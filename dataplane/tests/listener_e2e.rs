@@ -7,10 +7,8 @@
 //! 10.10.1.2:5100..5103. The consumer only ever talks to B; the producer
 //! only ever sees A's LAN address.
 
-mod support;
-
-use support::gateway::Gateway;
-use support::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::gateway::Gateway;
+use scistream_testbed::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
 
 const NUM_CONN: u16 = 4;
 

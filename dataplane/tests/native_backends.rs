@@ -18,6 +18,8 @@ use scistream_dataplane::backend::afxdp::{
 use scistream_dataplane::backend::pool::PoolBuf;
 use scistream_dataplane::backend::tap::{TapConfig, TapError, TapPort, TapQueue};
 use scistream_dataplane::backend::{Burst, PacketBuf, PortQueue};
+use scistream_testbed::capture::{format_mac, parse_mac};
+use scistream_testbed::netns::require_root;
 
 // ---------------------------------------------------------------- harness
 
@@ -29,15 +31,6 @@ fn unique(prefix: &str) -> String {
     let name = format!("{prefix}{}x{n}", std::process::id());
     assert!(name.len() <= 15, "test interface name {name} too long");
     name
-}
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "native backend tests need root (namespaces, TAP, AF_XDP)"
-    );
 }
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
@@ -161,23 +154,6 @@ impl Drop for Netns {
             .args(["netns", "delete", &self.0])
             .status();
     }
-}
-
-fn parse_mac(s: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = s.split(':').collect();
-    assert_eq!(parts.len(), 6, "bad MAC {s:?}");
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).unwrap_or_else(|e| panic!("bad MAC {s:?}: {e}"));
-    }
-    mac
-}
-
-fn fmt_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 // ---------------------------------------------------------------- frames
@@ -391,7 +367,7 @@ fn tap_fixture(mtu: u16, queues: u16) -> TapFixture {
         "replace",
         &TAP_GATEWAY.to_string(),
         "lladdr",
-        &fmt_mac(GW_MAC),
+        &format_mac(&GW_MAC),
         "dev",
         &tap,
         "nud",
@@ -562,7 +538,7 @@ fn tap_is_enslaved_to_the_configured_bridge() {
     assert!(link.contains(&format!("master {br}")), "{link}");
     // A random MAC is locally administered unicast.
     let mac = port.info().mac;
-    assert_eq!(mac[0] & 0x03, 0x02, "{}", fmt_mac(mac));
+    assert_eq!(mac[0] & 0x03, 0x02, "{}", format_mac(&mac));
     drop(port);
 }
 
@@ -746,7 +722,7 @@ fn afxdp_carries_udp_both_ways_and_detaches_on_drop() {
         "replace",
         &XDP_GATEWAY.to_string(),
         "lladdr",
-        &fmt_mac(info.mac),
+        &format_mac(&info.mac),
         "dev",
         &v.peer_dev,
         "nud",
@@ -935,7 +911,7 @@ fn afxdp_moves_1000_frames_each_way() {
         "replace",
         &XDP_GATEWAY.to_string(),
         "lladdr",
-        &fmt_mac(mac),
+        &format_mac(&mac),
         "dev",
         &v.peer_dev,
         "nud",
@@ -978,7 +954,7 @@ fn afxdp_two_queues_share_the_program_and_detach_when_the_last_goes() {
         "replace",
         &XDP_GATEWAY.to_string(),
         "lladdr",
-        &fmt_mac(mac),
+        &format_mac(&mac),
         "dev",
         &v.peer_dev,
         "nud",
@@ -1022,7 +998,7 @@ fn afxdp_native_mode_carries_udp_both_ways() {
         "replace",
         &XDP_GATEWAY.to_string(),
         "lladdr",
-        &fmt_mac(mac),
+        &format_mac(&mac),
         "dev",
         &v.peer_dev,
         "nud",

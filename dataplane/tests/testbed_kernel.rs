@@ -4,14 +4,14 @@
 //!
 //! Needs root: `cargo test -p scistream-dataplane --no-default-features --test testbed_kernel`.
 
-mod support;
-
 use std::panic;
 use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::netns::{
+    require_root, GwMode, Node, TcpReport, Testbed, TestbedOpts, UdpReport,
+};
 
 /// SHA-256 of the empty input: a report carrying it moved no data.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -64,7 +64,7 @@ fn assert_killed(mut child: Child) {
     );
 }
 
-fn assert_complete_udp(r: &support::netns::UdpReport, count: u64, size: usize) {
+fn assert_complete_udp(r: &UdpReport, count: u64, size: usize) {
     assert_eq!(r.sent, count, "sender sent {r:?}");
     assert_eq!(r.received, count, "receiver got {r:?}");
     assert_eq!(r.lost, 0, "{r:?}");
@@ -74,7 +74,7 @@ fn assert_complete_udp(r: &support::netns::UdpReport, count: u64, size: usize) {
     assert_eq!(r.received_bytes, count * size as u64, "{r:?}");
 }
 
-fn assert_complete_tcp(r: &support::netns::TcpReport, bytes: u64) {
+fn assert_complete_tcp(r: &TcpReport, bytes: u64) {
     assert_eq!(r.sent_bytes, bytes, "{r:?}");
     assert_eq!(r.received_bytes, bytes, "{r:?}");
     assert_eq!(r.sent_sha256.len(), 64, "{r:?}");

@@ -17,12 +17,6 @@
 //! Two s2ds processes share the testbed VM's CPUs, so the tests in this file
 //! run one at a time (they take [`SERIAL`]).
 
-mod support;
-
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,13 +24,13 @@ use std::time::{Duration, Instant};
 use scistream_dataplane::snapshot::Snapshot;
 use serde_json::Value;
 
-use support::capture::{
-    contains, fix_checksums, inject, parse_mac, Capture, Frame, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-    ETH_HLEN,
+use scistream_testbed::capture::{
+    contains, fix_checksums, format_mac, inject, parse_mac, Capture, Frame, ETHERTYPE_ARP,
+    ETHERTYPE_IPV4, ETH_HLEN,
 };
-use support::gateway::Gateway;
-use support::netns::{last_json, python, require_root, traffic_script, wait_deadline};
-use support::netns::{GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::gateway::Gateway;
+use scistream_testbed::netns::{json_str, json_u64, require_root};
+use scistream_testbed::netns::{GwMode, Node, Testbed, TestbedOpts};
 
 /// Tests in this file run one at a time: each runs two gateways.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -66,14 +60,6 @@ const ANY_BACKEND: (&str, GwMode) = ("native-xdp", GwMode::None);
 /// IP protocol number of IGMP.
 const IPPROTO_IGMP: u8 = 2;
 
-/// "aa:bb:cc:dd:ee:ff".
-fn to_mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Takes the file-wide test lock, ignoring poisoning by a failed test.
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
@@ -97,7 +83,6 @@ struct Pair {
     a: Gateway,
     b: Gateway,
     tb: Testbed,
-    scratch: Scratch,
 }
 
 impl Pair {
@@ -122,12 +107,7 @@ impl Pair {
             &format!("testbed-gwb-{backend}.toml"),
             &edit,
         );
-        Pair {
-            a,
-            b,
-            tb,
-            scratch: Scratch::new(),
-        }
+        Pair { a, b, tb }
     }
 
     /// Pings cons from prod until it answers (the gateways resolve their
@@ -153,115 +133,13 @@ impl Pair {
     }
 }
 
-/// A temporary directory for ready files, deleted on drop.
-struct Scratch {
-    dir: PathBuf,
-    seq: AtomicU32,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "s2tun-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        Scratch {
-            dir,
-            seq: AtomicU32::new(0),
-        }
-    }
-
-    fn file(&self, what: &str) -> PathBuf {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.dir.join(format!("{what}-{n}.ready"))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `traffic.py ARGS...` as an argv.
-fn traffic_argv(args: &[&str]) -> Vec<String> {
-    let mut v = vec![python(), traffic_script().to_string_lossy().into_owned()];
-    v.extend(args.iter().map(|s| s.to_string()));
-    v
-}
-
-/// Starts a `traffic.py` receiver in `node` and waits for its ready file.
-fn start_receiver(tb: &Testbed, node: Node, args: &[&str], ready: &Path) -> Child {
-    let mut argv = traffic_argv(args);
-    argv.push("--ready-file".into());
-    argv.push(ready.to_string_lossy().into_owned());
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let mut child = tb.spawn_stdio(node, &argv, Stdio::piped(), Stdio::piped());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            let f = wait_deadline(child, Duration::from_secs(1));
-            panic!(
-                "receiver {argv:?} exited early ({status}): {}",
-                String::from_utf8_lossy(&f.output.stderr)
-            );
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("receiver {argv:?} not ready within 10 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
-
-/// Waits for a `traffic.py` process and returns its JSON report.
-fn finish(child: Child, timeout: Duration, what: &str) -> Value {
-    let f = wait_deadline(child, timeout);
-    assert!(!f.timed_out, "{what} hit its deadline of {timeout:?}");
-    last_json(&f.output.stdout).unwrap_or_else(|| {
-        panic!(
-            "{what} printed no report ({}):\n{}",
-            f.output.status,
-            String::from_utf8_lossy(&f.output.stderr)
-        )
-    })
-}
-
-/// Runs a `traffic.py` sender in `node` to completion.
-fn run_sender(tb: &Testbed, node: Node, args: &[&str], timeout: Duration) -> Value {
-    let argv = traffic_argv(args);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let child = tb.spawn_stdio(node, &argv, Stdio::piped(), Stdio::piped());
-    finish(child, timeout, &format!("sender {args:?}"))
-}
-
-fn int(v: &Value, key: &str) -> u64 {
-    v.get(key)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("report has no integer '{key}': {v}"))
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("report has no string '{key}': {v}"))
-        .to_string()
-}
-
 /// Sends `count` datagrams of `size` bytes filled with [`PATTERN_HEX`] from
 /// prod to cons:`port` at `rate` pps; returns (sender, receiver) reports.
 fn udp_pattern(p: &Pair, port: u16, count: u64, size: usize, rate: u64) -> (Value, Value) {
     let bind = format!("0.0.0.0:{port}");
     let to = format!("{CONS}:{port}");
     let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate.to_string());
-    let ready = p.scratch.file("udp");
-    let recv = start_receiver(
-        &p.tb,
+    let recv = p.tb.start_receiver(
         Node::Cons,
         &[
             "udp-recv",
@@ -272,10 +150,8 @@ fn udp_pattern(p: &Pair, port: u16, count: u64, size: usize, rate: u64) -> (Valu
             "--timeout",
             "5",
         ],
-        &ready,
     );
-    let sender = run_sender(
-        &p.tb,
+    let sender = p.tb.run_sender(
         Node::Prod,
         &[
             "udp-send",
@@ -292,7 +168,7 @@ fn udp_pattern(p: &Pair, port: u16, count: u64, size: usize, rate: u64) -> (Valu
         ],
         Duration::from_secs(count / rate.max(1) + 60),
     );
-    let receiver = finish(recv, Duration::from_secs(40), "udp-recv");
+    let receiver = p.tb.finish(recv, Duration::from_secs(40));
     (sender, receiver)
 }
 
@@ -302,16 +178,12 @@ fn tcp_pattern(p: &Pair, port: u16, bytes: u64) -> (Value, Value) {
     let bind = format!("0.0.0.0:{port}");
     let to = format!("{CONS}:{port}");
     let bytes_s = bytes.to_string();
-    let ready = p.scratch.file("tcp");
-    let recv = start_receiver(
-        &p.tb,
+    let recv = p.tb.start_receiver(
         Node::Cons,
         &["tcp-recv", "--bind", &bind, "--timeout", "30"],
-        &ready,
     );
     let deadline = Duration::from_secs(bytes / 1_000_000 + 90);
-    let sender = run_sender(
-        &p.tb,
+    let sender = p.tb.run_sender(
         Node::Prod,
         &[
             "tcp-send",
@@ -326,22 +198,26 @@ fn tcp_pattern(p: &Pair, port: u16, bytes: u64) -> (Value, Value) {
         ],
         deadline,
     );
-    let receiver = finish(recv, deadline, "tcp-recv");
+    let receiver = p.tb.finish(recv, deadline);
     (sender, receiver)
 }
 
 /// Asserts a UDP run delivered all `count` datagrams, in order, once each.
 fn assert_udp_complete(sender: &Value, receiver: &Value, count: u64) {
-    assert_eq!(int(sender, "sent"), count, "sender: {sender}");
+    assert_eq!(json_u64(sender, "sent"), count, "sender: {sender}");
     assert_eq!(
-        int(receiver, "received"),
+        json_u64(receiver, "received"),
         count,
         "no datagram lost: {receiver}"
     );
-    assert_eq!(int(receiver, "lost"), 0, "{receiver}");
-    assert_eq!(int(receiver, "duplicates"), 0, "{receiver}");
-    assert_eq!(int(receiver, "out_of_order"), 0, "in order: {receiver}");
-    assert_eq!(int(receiver, "unexpected_seq"), 0, "{receiver}");
+    assert_eq!(json_u64(receiver, "lost"), 0, "{receiver}");
+    assert_eq!(json_u64(receiver, "duplicates"), 0, "{receiver}");
+    assert_eq!(
+        json_u64(receiver, "out_of_order"),
+        0,
+        "in order: {receiver}"
+    );
+    assert_eq!(json_u64(receiver, "unexpected_seq"), 0, "{receiver}");
 }
 
 fn drop_count(s: &Snapshot, reason: &str) -> u64 {
@@ -427,16 +303,16 @@ fn census(frames: &[Vec<u8>], bridge_macs: &[[u8; 6]]) -> WanCensus {
                     }
                     _ => c.other.push(format!(
                         "#{i}: {} -> {}: IPv4 {src} -> {dst} proto {} ports {ports:?} esp {esp:?}",
-                        to_mac(&f.src_mac),
-                        to_mac(&f.dst_mac),
+                        format_mac(&f.src_mac),
+                        format_mac(&f.dst_mac),
                         ip.protocol
                     )),
                 }
             }
             (t, _) => c.other.push(format!(
                 "#{i}: {} -> {}: ethertype {t:#06x}",
-                to_mac(&f.src_mac),
-                to_mac(&f.dst_mac)
+                format_mac(&f.src_mac),
+                format_mac(&f.dst_mac)
             )),
         }
     }
@@ -473,8 +349,8 @@ fn tunnel_through(backend: &str, mode: GwMode) {
     let wan_stats = wan.stop();
 
     assert_udp_complete(&us, &ur, UDP_COUNT);
-    assert_eq!(int(&tr, "bytes"), TCP_PATTERN_BYTES, "{tr}");
-    assert_eq!(text(&ts, "sha256"), text(&tr, "sha256"));
+    assert_eq!(json_u64(&tr, "bytes"), TCP_PATTERN_BYTES, "{tr}");
+    assert_eq!(json_str(&ts, "sha256"), json_str(&tr, "sha256"));
     assert_eq!(tcp.sent_bytes, TCP_BYTES);
     assert_eq!(tcp.received_bytes, TCP_BYTES);
     assert_eq!(tcp.sent_sha256, tcp.received_sha256, "TCP stream intact");
@@ -614,9 +490,7 @@ fn inject_toward_gwb(
 ) -> (EspView, EspView, u64) {
     let before = EspView::of(&p.b.settled_snapshot());
     let bind = format!("0.0.0.0:{port}");
-    let ready = p.scratch.file("udp");
-    let recv = start_receiver(
-        &p.tb,
+    let recv = p.tb.start_receiver(
         Node::Cons,
         &[
             "udp-recv",
@@ -627,7 +501,6 @@ fn inject_toward_gwb(
             "--timeout",
             "2",
         ],
-        &ready,
     );
     inject(&p.tb, Node::Wan, "b0", &[frame.to_vec()]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -641,10 +514,10 @@ fn inject_toward_gwb(
         thread::sleep(Duration::from_millis(50));
         now = EspView::of(&p.b.snapshot());
     }
-    let report = finish(recv, Duration::from_secs(15), "udp-recv");
+    let report = p.tb.finish(recv, Duration::from_secs(15));
     // Let any later effect of the frame reach the counters too.
     let after = EspView::of(&p.b.settled_snapshot());
-    (before, after, int(&report, "datagrams"))
+    (before, after, json_u64(&report, "datagrams"))
 }
 
 /// Asserts that exactly one drop counter moved, by one, and nothing went
@@ -704,8 +577,7 @@ fn tamper_replay_and_unknown_spi() {
     );
     let mut cap = Capture::start(&p.tb, Node::Wan, "a0");
     let to = format!("{CONS}:{PORT}");
-    let sent = run_sender(
-        &p.tb,
+    let sent = p.tb.run_sender(
         Node::Prod,
         &[
             "udp-send",
@@ -722,7 +594,7 @@ fn tamper_replay_and_unknown_spi() {
         ],
         Duration::from_secs(30),
     );
-    assert_eq!(int(&sent, "sent"), 5);
+    assert_eq!(json_u64(&sent, "sent"), 5);
     cap.stop();
     let out =
         p.tb.ip(Node::Wan, &["route", "del", "blackhole", "10.10.200.1/32"]);
@@ -907,7 +779,7 @@ fn jumbo_9000() {
     const COUNT: u64 = 500;
     let (s, r) = udp_pattern(&p, 6201, COUNT, 8000, 500);
     assert_udp_complete(&s, &r, COUNT);
-    assert_eq!(int(&r, "bytes"), COUNT * 8000, "{r}");
+    assert_eq!(json_u64(&r, "bytes"), COUNT * 8000, "{r}");
     let (a, b) = p.settled();
     assert!(a.tunnel.encap_packets >= COUNT && b.tunnel.decap_packets >= COUNT);
     assert_eq!(drop_count(&a, "too_big"), 0, "{:?}", a.drops);

@@ -7,21 +7,23 @@
 //!   ends it with SIGINT so that it flushes its file. Dropping a `Capture`
 //!   kills tcpdump if it still runs and deletes the capture file, also while
 //!   unwinding from a failed assertion.
-//! - [`read_pcap`] parses a classic pcap file (what tcpdump writes) into
+//! - [`Capture::frames`] parses the classic pcap file tcpdump wrote into
 //!   frames; [`Frame`] classifies Ethernet/IPv4/UDP headers.
 //! - [`inject`] sends raw Ethernet frames out of an interface through an
 //!   `AF_PACKET` socket (python3's standard library, so no extra package).
-//! - [`contains`], [`fix_checksums`]: byte search and header repair.
+//! - [`contains`], [`fix_checksums`]: byte search and header repair;
+//!   [`parse_mac`], [`format_mac`]: MAC text as in the stats and `ip link`.
 
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::netns::{python, wait_deadline, Node, Testbed};
+use crate::netns::{signal, wait_deadline, Node, Testbed};
+use crate::paths::python;
 
 /// How long tcpdump may take to say it is listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +33,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// a few seconds of a busy veth fit while tcpdump writes its file.
 const BUFFER_KIB: &str = "65536";
 
+/// Counter behind each capture's directory name.
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// What tcpdump reported when it stopped.
@@ -93,6 +96,8 @@ impl Capture {
         cap
     }
 
+    /// Waits until tcpdump says it is listening; panics, with its stderr,
+    /// if it exits first or does not within [`START_TIMEOUT`].
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -119,6 +124,7 @@ impl Capture {
         }
     }
 
+    /// What tcpdump printed on stderr so far.
     fn stderr_text(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -133,7 +139,7 @@ impl Capture {
             panic!("{} already stopped", self.what);
         };
         thread::sleep(Duration::from_millis(1100));
-        signal(child.id(), "INT");
+        signal(&[child.id()], "INT");
         let f = wait_deadline(child, STOP_TIMEOUT);
         let text = self.stderr_text();
         assert!(
@@ -157,11 +163,6 @@ impl Capture {
         }
     }
 
-    /// The capture file (complete once [`Capture::stop`] returned).
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// The captured frames; call after [`Capture::stop`].
     pub fn frames(&self) -> Vec<Vec<u8>> {
         read_pcap(&self.file)
@@ -178,35 +179,24 @@ impl Drop for Capture {
     /// Kills tcpdump if it still runs and deletes the capture directory.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(child.id(), "KILL");
+            signal(&[child.id()], "KILL");
             let _ = child.wait();
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Sends `sig` to `pid` with kill(1): no unsafe FFI in test code.
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// Reads a classic pcap file (either byte order, micro- or nanosecond
 /// timestamps) and returns the captured bytes of each record. Panics with
 /// the file name on anything that is not a well-formed pcap file.
-pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let data =
         fs::read(path).unwrap_or_else(|e| panic!("cannot read pcap {}: {e}", path.display()));
     parse_pcap(&data).unwrap_or_else(|e| panic!("pcap {}: {e}", path.display()))
 }
 
 /// Parses the bytes of a classic pcap file into its records' bytes.
-pub fn parse_pcap(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+fn parse_pcap(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if data.len() < 24 {
         return Err(format!(
             "{} bytes, shorter than the 24-byte header",
@@ -339,6 +329,8 @@ impl Frame {
 }
 
 impl Ipv4Info {
+    /// Parses an IPv4 header (and the UDP ports of an unfragmented UDP
+    /// datagram); None if it is not a well-formed IPv4 header.
     fn parse(ip: &[u8]) -> Option<Ipv4Info> {
         if ip.len() < 20 || ip[0] >> 4 != 4 {
             return None;
@@ -380,6 +372,14 @@ pub fn parse_mac(text: &str) -> [u8; 6] {
     parts
         .try_into()
         .unwrap_or_else(|_| panic!("MAC '{text}' does not have 6 octets"))
+}
+
+/// Formats a MAC as "aa:bb:cc:dd:ee:ff" (as in the stats and `ip link`).
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The Internet checksum (RFC 1071) of `data`, folded, not inverted.
@@ -463,6 +463,97 @@ pub fn inject(tb: &Testbed, node: Node, ifname: &str, frames: &[Vec<u8>]) {
 }
 
 /// Lower-case hex of `bytes`.
-pub fn to_hex(bytes: &[u8]) -> String {
+fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pcap file (header, one record per frame) in either byte order.
+    fn pcap(frames: &[&[u8]], little: bool) -> Vec<u8> {
+        let u32b = |v: u32| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let mut f = u32b(0xa1b2_c3d4).to_vec();
+        f.extend_from_slice(&[0; 16]);
+        f.extend_from_slice(&u32b(1));
+        for fr in frames {
+            f.extend_from_slice(&[0; 8]);
+            f.extend_from_slice(&u32b(fr.len() as u32));
+            f.extend_from_slice(&u32b(fr.len() as u32));
+            f.extend_from_slice(fr);
+        }
+        f
+    }
+
+    /// An Ethernet/IPv4/UDP frame with zeroed checksums fields except UDP's
+    /// (non-zero, so that `fix_checksums` recomputes it).
+    fn udp_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&[0x13, 0x88, 0x11, 0x94]);
+        f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[0xde, 0xad]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn pcap_records_parse_in_both_byte_orders() {
+        let frames: [&[u8]; 2] = [&[1, 2, 3], &[4; 60]];
+        for little in [true, false] {
+            let got = parse_pcap(&pcap(&frames, little)).unwrap();
+            assert_eq!(got, frames.map(<[u8]>::to_vec));
+        }
+        let mut truncated = pcap(&frames, true);
+        truncated.pop();
+        assert!(parse_pcap(&truncated)
+            .unwrap_err()
+            .contains("runs past the end"));
+        assert!(parse_pcap(&[0; 24])
+            .unwrap_err()
+            .contains("not a pcap file"));
+    }
+
+    #[test]
+    fn contains_finds_patterns_anywhere_and_only_there() {
+        assert!(contains(b"abcabd", b"abd"));
+        assert!(contains(b"abd", b"abd"));
+        assert!(!contains(b"abcab", b"abd"));
+        assert!(!contains(b"ab", b"abd"));
+    }
+
+    #[test]
+    fn macs_round_trip() {
+        let mac = [0x02, 0x5c, 0x15, 0x00, 0xab, 0xff];
+        assert_eq!(format_mac(&mac), "02:5c:15:00:ab:ff");
+        assert_eq!(parse_mac("02:5C:15:00:ab:ff"), mac);
+    }
+
+    #[test]
+    fn fixed_checksums_verify() {
+        let mut f = udp_frame(b"hello, checksum");
+        fix_checksums(&mut f);
+        let info = Frame::parse(&f).unwrap().ipv4.unwrap();
+        assert_eq!(info.udp_ports, Some((5000, 4500)));
+        let ip = &f[ETH_HLEN..];
+        assert_eq!(ones_sum(&ip[..20], 0), 0xffff, "IPv4 header checksum");
+        let mut pseudo = ip[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
+        assert_eq!(
+            ones_sum(&ip[20..], ones_sum(&pseudo, 0)),
+            0xffff,
+            "UDP checksum"
+        );
+    }
 }

@@ -1,19 +1,21 @@
-//! Running `s2cs` (the control process) in a testbed namespace, with
-//! throwaway certificates, and talking to its admin socket.
+//! An `s2cs` (the control process) under test: started in a testbed
+//! namespace or in this process's namespace with one of the
+//! `configs/control-testbed-*.toml` examples made unique per test, driven
+//! through its admin socket. Also its throwaway certificates and token file,
+//! and the s2ds config edit that hands keying to it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::gateway::{crash, terminate, workspace_bin};
-use super::netns::{repo_root, Node, Testbed};
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
+use crate::gateway::{crash, terminate};
+use crate::netns::{Node, Testbed};
+use crate::paths::{configs_dir, script, workspace_bin};
+use crate::scratch::unique;
 
 /// The bearer token of user `testuser` (the example configs' allow rule)
 /// in the token file every [`ControlPlane`] gets.
@@ -21,7 +23,7 @@ pub const TEST_TOKEN: &str = "s2-test-token-3f9a1c7e5b2d4860";
 
 /// Writes `dir/tokens.toml` (mode 0600) holding only the hash of
 /// [`TEST_TOKEN`] for `testuser`, made by `s2cs hash-token`.
-pub fn write_token_file(dir: &Path) -> PathBuf {
+fn write_token_file(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let mut child = Command::new(s2cs_bin())
         .args(["hash-token", "--identity", "testuser"])
@@ -48,15 +50,16 @@ pub fn write_token_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// The path of the `s2cs` binary under test.
-pub fn s2cs_bin() -> PathBuf {
-    workspace_bin(option_env!("CARGO_BIN_EXE_s2cs"), "s2cs")
+/// The `s2cs` binary under test (see [`workspace_bin`]: cargo gives its path
+/// only to the control crate's own tests, and it is the same file).
+fn s2cs_bin() -> PathBuf {
+    workspace_bin(None, "s2cs")
 }
 
 /// A CA with certificates for `names` in `dir` (`ca.pem`, `NAME.pem`,
 /// `NAME.key`), made by scripts/gen-certs.sh.
 pub fn gen_certs(dir: &Path, names: &[&str]) {
-    let out = Command::new(repo_root().join("scripts/gen-certs.sh"))
+    let out = Command::new(script("gen-certs.sh"))
         .arg(dir)
         .args(names)
         .output()
@@ -66,15 +69,6 @@ pub fn gen_certs(dir: &Path, names: &[&str]) {
         "gen-certs.sh failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A unique id for file names of this test process.
-pub fn unique(tag: &str) -> String {
-    format!(
-        "{tag}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A running `s2cs`; stopped on drop, its region file removed.
@@ -118,6 +112,8 @@ impl ControlPlane {
         Self::start_in(None, gw, certs, edit)
     }
 
+    /// Writes the config and starts `s2cs` in `ns` (None: this process's
+    /// namespace).
     fn start_in(
         ns: Option<String>,
         gw: &str,
@@ -127,12 +123,9 @@ impl ControlPlane {
         let id = unique(gw);
         let dir = std::env::temp_dir().join(format!("s2cs-test-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let text = std::fs::read_to_string(
-            repo_root()
-                .join("configs")
-                .join(format!("control-testbed-{gw}.toml")),
-        )
-        .unwrap();
+        let path = configs_dir().join(format!("control-testbed-{gw}.toml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         let mut t: toml::Table = toml::from_str(&text).unwrap();
         let shm = PathBuf::from(format!("/dev/shm/scistream-test-{id}"));
         let admin = dir.join("admin").join("s2cs.sock");
@@ -195,6 +188,8 @@ impl ControlPlane {
         c
     }
 
+    /// Starts `s2cs run` (again), appending to its log, and waits until its
+    /// admin socket accepts connections (panics after 20 s, with the log).
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.admin);
         let out = std::fs::OpenOptions::new()
@@ -304,6 +299,8 @@ impl ControlPlane {
 }
 
 impl Drop for ControlPlane {
+    /// Stops it and removes its region; removes its directory, or on a panic
+    /// keeps it and prints the log.
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_file(&self.shm);

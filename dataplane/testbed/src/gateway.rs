@@ -1,6 +1,7 @@
-//! Running `s2ds` inside a testbed namespace with one of the example
-//! configurations from configs/, made unique per test (stats file, EAL file
-//! prefix) so that tests run in parallel.
+//! An `s2ds` under test: started inside a testbed namespace with one of the
+//! example configurations from `configs/`, made unique per test (stats file,
+//! EAL file prefix) so that tests run in parallel, and read through its stats
+//! snapshot. Also the SIGTERM/SIGKILL stops that [`crate::control`] shares.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use scistream_dataplane::snapshot::Snapshot;
 
-use super::netns::{repo_root, Node, Testbed};
+use crate::netns::{signal, Node, Testbed};
+use crate::paths::{configs_dir, workspace_bin};
 
+/// Counter behind each gateway's unique id (directory, EAL file prefix).
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A running `s2ds`; stopped with SIGTERM (then SIGKILL) on drop.
@@ -27,31 +30,10 @@ pub struct Gateway {
     ns: String,
 }
 
-/// The path of the `s2ds` binary under test.
-pub fn s2ds_bin() -> PathBuf {
-    workspace_bin(option_env!("CARGO_BIN_EXE_s2ds"), "s2ds")
-}
-
-/// A workspace binary: cargo's path when the test belongs to the binary's
-/// own package, otherwise the same target directory as this test
-/// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`), where
-/// `cargo test --workspace` builds every binary.
-pub fn workspace_bin(cargo_path: Option<&str>, name: &str) -> PathBuf {
-    if let Some(p) = cargo_path {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    bin
+/// The `s2ds` binary under test (see [`workspace_bin`]: cargo gives its path
+/// only to the data plane's own tests, and it is the same file).
+fn s2ds_bin() -> PathBuf {
+    workspace_bin(None, "s2ds")
 }
 
 impl Gateway {
@@ -72,7 +54,9 @@ impl Gateway {
         );
         let dir = std::env::temp_dir().join(format!("s2ds-test-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let text = std::fs::read_to_string(repo_root().join("configs").join(example)).unwrap();
+        let path = configs_dir().join(example);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         let mut t: toml::Table = toml::from_str(&text).unwrap();
         let stats = dir.join("stats.json");
         let gw = t["gateway"].as_table_mut().unwrap();
@@ -145,6 +129,8 @@ impl Gateway {
         self.spawn();
     }
 
+    /// Waits until the stats file shows the gateway running; panics, with
+    /// its log, if it exits first or `timeout` passes.
     fn wait_running(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -201,11 +187,8 @@ impl Gateway {
 
 /// Stops `child` with SIGTERM (SIGKILL after 10 s); true if it exited
 /// cleanly.
-pub fn terminate(mut child: Child) -> bool {
-    // kill(2) through the `kill` command keeps tests free of unsafe.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+pub(crate) fn terminate(mut child: Child) -> bool {
+    signal(&[child.id()], "TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Some(st) = child.try_wait().unwrap() {
@@ -219,12 +202,14 @@ pub fn terminate(mut child: Child) -> bool {
 }
 
 /// Kills `child` with SIGKILL (a crash: nothing is cleaned up) and reaps it.
-pub fn crash(mut child: Child) {
+pub(crate) fn crash(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
 impl Drop for Gateway {
+    /// Stops the gateway; removes its directory, or on a panic keeps it and
+    /// prints the log.
     fn drop(&mut self) {
         self.stop();
         if !std::thread::panicking() {

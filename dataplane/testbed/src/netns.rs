@@ -16,7 +16,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -24,6 +24,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::paths::{python, script};
 
 /// Deadline for `testbed.sh up` / `down`.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,52 +163,45 @@ pub fn require_root() {
         .unwrap_or_else(|| panic!("no effective uid in /proc/self/status"));
     assert!(
         euid == "0",
-        "this test needs root (network namespaces, veth, sysctl); run it as root (euid is {euid})"
+        "this test needs root (network namespaces, veth, TAP, AF_XDP, sysctl); run it as root (euid is {euid})"
     );
 }
 
-/// Root of the repository (the parent of the `dataplane` crate directory).
-pub fn repo_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
 /// Path of `scripts/testbed.sh`.
-pub fn testbed_script() -> PathBuf {
-    repo_root().join("scripts").join("testbed.sh")
+fn testbed_script() -> PathBuf {
+    script("testbed.sh")
 }
 
 /// Path of `scripts/traffic.py`.
-pub fn traffic_script() -> PathBuf {
-    repo_root().join("scripts").join("traffic.py")
-}
-
-/// Python interpreter for `traffic.py`: `$S2_PYTHON`, else `/usr/bin/python3`, else `python3`.
-pub fn python() -> String {
-    if let Ok(p) = std::env::var("S2_PYTHON") {
-        if !p.is_empty() {
-            return p;
-        }
-    }
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3".to_string()
-    } else {
-        "python3".to_string()
-    }
+fn traffic_script() -> PathBuf {
+    script("traffic.py")
 }
 
 /// Output of a child waited for with a deadline.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Exit status, stdout and stderr (stdout/stderr empty unless piped).
-    pub output: Output,
+    pub(crate) output: Output,
     /// The deadline expired and the child was killed.
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
+}
+
+/// A `traffic.py` receiver or server that [`Testbed::start_receiver`] started and saw
+/// bind. Collect its report with [`Testbed::finish`]; if it is dropped instead, the
+/// testbed kills it when it goes.
+#[derive(Debug)]
+pub struct Receiver {
+    child: Child,
+    node: Node,
+    /// Its `traffic.py` arguments, for messages.
+    args: Vec<String>,
+    /// Its ready file, removed by [`Testbed::finish`].
+    ready: PathBuf,
 }
 
 /// Wait for `child` until `timeout`, killing it when the deadline passes. Piped stdout and
 /// stderr are drained concurrently so a chatty child cannot block on a full pipe.
-pub fn wait_deadline(mut child: Child, timeout: Duration) -> Finished {
+pub(crate) fn wait_deadline(mut child: Child, timeout: Duration) -> Finished {
     let out_reader = child.stdout.take().map(|mut s| {
         thread::spawn(move || {
             let mut buf = Vec::new();
@@ -252,7 +247,7 @@ pub fn wait_deadline(mut child: Child, timeout: Duration) -> Finished {
 }
 
 /// The last line of `stdout` that is a JSON object, if any.
-pub fn last_json(stdout: &[u8]) -> Option<Value> {
+fn last_json(stdout: &[u8]) -> Option<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .rev()
@@ -260,16 +255,18 @@ pub fn last_json(stdout: &[u8]) -> Option<Value> {
         .find(Value::is_object)
 }
 
-fn json_u64(v: &Value, key: &str, what: &str) -> u64 {
+/// The integer `key` of a JSON report; panics, showing the report, if there is none.
+pub fn json_u64(v: &Value, key: &str) -> u64 {
     v.get(key)
         .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{what}: report has no integer '{key}': {v}"))
+        .unwrap_or_else(|| panic!("report has no integer '{key}': {v}"))
 }
 
-fn json_str(v: &Value, key: &str, what: &str) -> String {
+/// The string `key` of a JSON report; panics, showing the report, if there is none.
+pub fn json_str(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("{what}: report has no string '{key}': {v}"))
+        .unwrap_or_else(|| panic!("report has no string '{key}': {v}"))
         .to_string()
 }
 
@@ -285,6 +282,23 @@ fn port_of(dst: &str) -> &str {
     }
 }
 
+/// Send `sig` (`TERM`, `INT`, `KILL`...) to `pids` with kill(1): no unsafe FFI in test
+/// code. Errors are ignored (a process may be gone already).
+pub(crate) fn signal(pids: &[u32], sig: &str) {
+    if pids.is_empty() {
+        return;
+    }
+    let mut cmd = Command::new("kill");
+    cmd.arg(format!("-{sig}"))
+        .args(pids.iter().map(u32::to_string))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Ok(child) = cmd.spawn() {
+        let _ = wait_deadline(child, Duration::from_secs(5));
+    }
+}
+
 /// Network-namespace inode of process `pid`, if it is alive and not a zombie.
 fn pid_netns(pid: u32) -> Option<String> {
     let link = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
@@ -294,7 +308,6 @@ fn pid_netns(pid: u32) -> Option<String> {
 /// One running testbed (five network namespaces); torn down on drop.
 pub struct Testbed {
     prefix: String,
-    opts: TestbedOpts,
     /// Per-testbed scratch directory (ready files).
     scratch: PathBuf,
     /// Pids of the children spawned through [`Testbed::spawn`] and friends.
@@ -313,7 +326,6 @@ impl Testbed {
         // Build the guard before anything else, so that a failure below still tears down.
         let tb = Testbed {
             prefix,
-            opts,
             scratch,
             pids: Mutex::new(Vec::new()),
             seq: AtomicU32::new(0),
@@ -363,11 +375,6 @@ impl Testbed {
     /// Namespace prefix of this testbed.
     pub fn prefix(&self) -> &str {
         &self.prefix
-    }
-
-    /// Options the testbed was built with.
-    pub fn opts(&self) -> TestbedOpts {
-        self.opts
     }
 
     /// Name of the network namespace of `node`.
@@ -424,7 +431,7 @@ impl Testbed {
     }
 
     /// Like [`Testbed::spawn`] with explicit stdout/stderr (e.g. `Stdio::piped()`;
-    /// then drain them, for instance with [`wait_deadline`]).
+    /// then drain them, or the child may block on a full pipe).
     pub fn spawn_stdio(&self, node: Node, argv: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
         let mut cmd = self.command(node, argv);
         cmd.stdout(stdout).stderr(stderr);
@@ -525,14 +532,14 @@ impl Testbed {
         f.output
     }
 
-    /// A fresh ready-file path in this testbed's scratch directory.
-    fn ready_file(&self, what: &str) -> PathBuf {
+    /// Start `traffic.py ARGS... --ready-file FILE` (a receiver or server) in `node` and
+    /// wait until it has bound its socket (created `FILE`, in this testbed's scratch
+    /// directory). Panics if it exits first or is not ready within 10 s. Hand the result
+    /// to [`Testbed::finish`] for its report.
+    pub fn start_receiver(&self, node: Node, args: &[&str]) -> Receiver {
+        let what = args.first().copied().unwrap_or("receiver");
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.scratch.join(format!("{what}-{n}.ready"))
-    }
-
-    /// Start a `traffic.py` receiver in `node` and wait until its ready file exists.
-    fn start_receiver(&self, node: Node, args: &[&str], ready: &Path) -> Child {
+        let ready = self.scratch.join(format!("{what}-{n}.ready"));
         let py = python();
         let script = traffic_script();
         let script = script.to_string_lossy();
@@ -565,11 +572,33 @@ impl Testbed {
             }
             thread::sleep(POLL);
         }
-        child
+        Receiver {
+            child,
+            node,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ready,
+        }
     }
 
-    /// Run a `traffic.py` sender in `node` to completion and return its JSON report.
-    fn run_sender(&self, node: Node, args: &[&str], timeout: Duration) -> Value {
+    /// Wait up to `timeout` for a receiver from [`Testbed::start_receiver`] to finish and
+    /// return its JSON report (any exit status; its stderr, if any, is echoed). Panics if
+    /// it hit the deadline or printed no report.
+    pub fn finish(&self, receiver: Receiver, timeout: Duration) -> Value {
+        let Receiver {
+            child,
+            node,
+            args,
+            ready,
+        } = receiver;
+        let f = wait_deadline(child, timeout);
+        let _ = fs::remove_file(&ready);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.report(&args, node, f)
+    }
+
+    /// Run `traffic.py ARGS...` (a sender or client) in `node` to completion, up to
+    /// `timeout`, and return its JSON report; panics like [`Testbed::finish`].
+    pub fn run_sender(&self, node: Node, args: &[&str], timeout: Duration) -> Value {
         let py = python();
         let script = traffic_script();
         let script = script.to_string_lossy();
@@ -577,26 +606,31 @@ impl Testbed {
         argv.extend_from_slice(args);
         let child = self.spawn_stdio(node, &argv, Stdio::piped(), Stdio::piped());
         let f = wait_deadline(child, timeout);
-        self.report(&argv, node, f)
+        self.report(args, node, f)
     }
 
-    /// JSON report of a finished `traffic.py` run (any exit status); panics if it printed
-    /// none or was killed by its deadline.
-    fn report(&self, argv: &[&str], node: Node, f: Finished) -> Value {
+    /// JSON report of a finished `traffic.py ARGS...` run (any exit status); panics if it
+    /// printed none or was killed by its deadline.
+    fn report(&self, args: &[&str], node: Node, f: Finished) -> Value {
         let stderr = String::from_utf8_lossy(&f.output.stderr);
         assert!(
             !f.timed_out,
-            "'{}' in {} hit its deadline and was killed:\n{stderr}",
-            describe(argv),
+            "'traffic.py {}' in {} hit its deadline and was killed:\n{stderr}",
+            describe(args),
             self.ns(node)
         );
         if !stderr.trim().is_empty() {
-            eprintln!("[{}] {}: {}", self.ns(node), describe(argv), stderr.trim());
+            eprintln!(
+                "[{}] traffic.py {}: {}",
+                self.ns(node),
+                describe(args),
+                stderr.trim()
+            );
         }
         last_json(&f.output.stdout).unwrap_or_else(|| {
             panic!(
-                "'{}' in {} printed no JSON report ({}):\n{}{stderr}",
-                describe(argv),
+                "'traffic.py {}' in {} printed no JSON report ({}):\n{}{stderr}",
+                describe(args),
                 self.ns(node),
                 f.output.status,
                 String::from_utf8_lossy(&f.output.stdout)
@@ -619,17 +653,18 @@ impl Testbed {
         let bind = format!("0.0.0.0:{}", port_of(dst));
         let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate_pps.to_string());
         let idle = UDP_IDLE_TIMEOUT_SECS.to_string();
-        let ready = self.ready_file("udp");
-        let recv_argv = [
-            "udp-recv",
-            "--bind",
-            &bind,
-            "--count",
-            &count_s,
-            "--timeout",
-            &idle,
-        ];
-        let receiver = self.start_receiver(to, &recv_argv, &ready);
+        let receiver = self.start_receiver(
+            to,
+            &[
+                "udp-recv",
+                "--bind",
+                &bind,
+                "--count",
+                &count_s,
+                "--timeout",
+                &idle,
+            ],
+        );
 
         let send_secs = count.checked_div(rate_pps).unwrap_or(count / 10_000);
         let sender = self.run_sender(
@@ -640,29 +675,25 @@ impl Testbed {
             Duration::from_secs(send_secs + 60),
         );
         let recv_timeout = Duration::from_secs(UDP_IDLE_TIMEOUT_SECS + 30);
-        let f = wait_deadline(receiver, recv_timeout);
-        let receiver = self.report(&recv_argv, to, f);
-        let _ = fs::remove_file(&ready);
+        let receiver = self.finish(receiver, recv_timeout);
 
         UdpReport {
-            sent: json_u64(&sender, "sent", "udp-send"),
-            received: json_u64(&receiver, "received", "udp-recv"),
-            lost: json_u64(&receiver, "lost", "udp-recv"),
-            duplicates: json_u64(&receiver, "duplicates", "udp-recv"),
-            out_of_order: json_u64(&receiver, "out_of_order", "udp-recv"),
+            sent: json_u64(&sender, "sent"),
+            received: json_u64(&receiver, "received"),
+            lost: json_u64(&receiver, "lost"),
+            duplicates: json_u64(&receiver, "duplicates"),
+            out_of_order: json_u64(&receiver, "out_of_order"),
             in_order: receiver
                 .get("in_order")
                 .and_then(Value::as_bool)
                 .unwrap_or_else(|| panic!("udp-recv: report has no bool 'in_order': {receiver}")),
-            received_bytes: json_u64(&receiver, "bytes", "udp-recv"),
+            received_bytes: json_u64(&receiver, "bytes"),
         }
     }
 
-    /// Move `bytes` seeded pseudo-random bytes over one TCP connection from `from` to
-    /// `dst` (`IP:PORT`), accepted in `to` on `0.0.0.0:PORT`; both SHA-256 are returned.
-    /// `n` concurrent TCP connections from `from` to `dst`, each sending
-    /// `bytes` of its own seeded data, served by one receiver in `to` that
-    /// accepts all `n`. Returns one report per connection; received reports
+    /// `n` concurrent TCP connections from `from` to `dst` (`IP:PORT`), each sending
+    /// `bytes` of its own seeded data, served by one receiver in `to` (on `0.0.0.0:PORT`)
+    /// that accepts all `n`. Returns one report per connection; received reports
     /// are matched to senders by SHA-256 (the receiver cannot know which
     /// sender a connection came from), so a mismatch shows as an unmatched pair.
     pub fn tcp_transfers(
@@ -676,17 +707,18 @@ impl Testbed {
         let bind = format!("0.0.0.0:{}", port_of(dst));
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
         let n_s = n.to_string();
-        let ready = self.ready_file("tcpn");
-        let recv_argv = [
-            "tcp-recv",
-            "--bind",
-            &bind,
-            "--timeout",
-            &idle,
-            "--connections",
-            &n_s,
-        ];
-        let receiver = self.start_receiver(to, &recv_argv, &ready);
+        let receiver = self.start_receiver(
+            to,
+            &[
+                "tcp-recv",
+                "--bind",
+                &bind,
+                "--timeout",
+                &idle,
+                "--connections",
+                &n_s,
+            ],
+        );
         let bytes_s = bytes.to_string();
         let deadline =
             Duration::from_secs(n as u64 * bytes / 1_000_000 + 2 * TCP_IDLE_TIMEOUT_SECS + 30);
@@ -719,9 +751,7 @@ impl Testbed {
                 .map(|h| h.join().expect("sender thread"))
                 .collect()
         });
-        let f = wait_deadline(receiver, deadline);
-        let receiver = self.report(&recv_argv, to, f);
-        let _ = fs::remove_file(&ready);
+        let receiver = self.finish(receiver, deadline);
         let received: Vec<&Value> = receiver
             .get("connections")
             .and_then(Value::as_array)
@@ -730,27 +760,24 @@ impl Testbed {
             .collect();
         sent.iter()
             .map(|s| {
-                let sha = json_str(s, "sha256", "tcp-send");
-                let r = received
-                    .iter()
-                    .find(|r| json_str(r, "sha256", "tcp-recv") == sha);
+                let sha = json_str(s, "sha256");
+                let r = received.iter().find(|r| json_str(r, "sha256") == sha);
                 TcpReport {
-                    sent_bytes: json_u64(s, "bytes", "tcp-send"),
-                    received_bytes: r.map_or(0, |r| json_u64(r, "bytes", "tcp-recv")),
+                    sent_bytes: json_u64(s, "bytes"),
+                    received_bytes: r.map_or(0, |r| json_u64(r, "bytes")),
                     sent_sha256: sha,
-                    received_sha256: r
-                        .map_or_else(String::new, |r| json_str(r, "sha256", "tcp-recv")),
+                    received_sha256: r.map_or_else(String::new, |r| json_str(r, "sha256")),
                 }
             })
             .collect()
     }
 
+    /// Move `bytes` seeded pseudo-random bytes over one TCP connection from `from` to
+    /// `dst` (`IP:PORT`), accepted in `to` on `0.0.0.0:PORT`; both SHA-256 are returned.
     pub fn tcp_transfer(&self, from: Node, to: Node, dst: &str, bytes: u64) -> TcpReport {
         let bind = format!("0.0.0.0:{}", port_of(dst));
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
-        let ready = self.ready_file("tcp");
-        let recv_argv = ["tcp-recv", "--bind", &bind, "--timeout", &idle];
-        let receiver = self.start_receiver(to, &recv_argv, &ready);
+        let receiver = self.start_receiver(to, &["tcp-recv", "--bind", &bind, "--timeout", &idle]);
 
         let bytes_s = bytes.to_string();
         let seed = format!("{}", self.seq.fetch_add(1, Ordering::Relaxed));
@@ -771,15 +798,13 @@ impl Testbed {
             ],
             deadline,
         );
-        let f = wait_deadline(receiver, deadline);
-        let receiver = self.report(&recv_argv, to, f);
-        let _ = fs::remove_file(&ready);
+        let receiver = self.finish(receiver, deadline);
 
         TcpReport {
-            sent_bytes: json_u64(&sender, "bytes", "tcp-send"),
-            received_bytes: json_u64(&receiver, "bytes", "tcp-recv"),
-            sent_sha256: json_str(&sender, "sha256", "tcp-send"),
-            received_sha256: json_str(&receiver, "sha256", "tcp-recv"),
+            sent_bytes: json_u64(&sender, "bytes"),
+            received_bytes: json_u64(&receiver, "bytes"),
+            sent_sha256: json_str(&sender, "sha256"),
+            received_sha256: json_str(&receiver, "sha256"),
         }
     }
 
@@ -789,35 +814,34 @@ impl Testbed {
     pub fn tcp_pull(&self, server: Node, client: Node, dst: &str, bytes: u64) -> TcpReport {
         let bind = format!("0.0.0.0:{}", port_of(dst));
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
-        let ready = self.ready_file("tcp-serve");
         let bytes_s = bytes.to_string();
         let seed = format!("{}", self.seq.fetch_add(1, Ordering::Relaxed));
-        let serve_argv = [
-            "tcp-serve",
-            "--bind",
-            &bind,
-            "--bytes",
-            &bytes_s,
-            "--seed",
-            &seed,
-            "--timeout",
-            &idle,
-        ];
-        let sender = self.start_receiver(server, &serve_argv, &ready);
+        let sender = self.start_receiver(
+            server,
+            &[
+                "tcp-serve",
+                "--bind",
+                &bind,
+                "--bytes",
+                &bytes_s,
+                "--seed",
+                &seed,
+                "--timeout",
+                &idle,
+            ],
+        );
         let deadline = Duration::from_secs(bytes / 1_000_000 + 2 * TCP_IDLE_TIMEOUT_SECS + 30);
         let receiver = self.run_sender(
             client,
             &["tcp-pull", "--to", dst, "--timeout", &idle],
             deadline,
         );
-        let f = wait_deadline(sender, deadline);
-        let sender = self.report(&serve_argv, server, f);
-        let _ = fs::remove_file(&ready);
+        let sender = self.finish(sender, deadline);
         TcpReport {
-            sent_bytes: json_u64(&sender, "bytes", "tcp-serve"),
-            received_bytes: json_u64(&receiver, "bytes", "tcp-pull"),
-            sent_sha256: json_str(&sender, "sha256", "tcp-serve"),
-            received_sha256: json_str(&receiver, "sha256", "tcp-pull"),
+            sent_bytes: json_u64(&sender, "bytes"),
+            received_bytes: json_u64(&receiver, "bytes"),
+            sent_sha256: json_str(&sender, "sha256"),
+            received_sha256: json_str(&receiver, "sha256"),
         }
     }
 
@@ -836,22 +860,23 @@ impl Testbed {
     ) -> Value {
         let bind = format!("0.0.0.0:{}", port_of(dst));
         let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate_pps.to_string());
-        let ready = self.ready_file("udp-serve");
         let idle = UDP_IDLE_TIMEOUT_SECS.to_string();
-        let serve_argv = [
-            "udp-serve",
-            "--bind",
-            &bind,
-            "--count",
-            &count_s,
-            "--size",
-            &size_s,
-            "--rate",
-            &rate_s,
-            "--timeout",
-            "30",
-        ];
-        let server_child = self.start_receiver(server, &serve_argv, &ready);
+        let server_child = self.start_receiver(
+            server,
+            &[
+                "udp-serve",
+                "--bind",
+                &bind,
+                "--count",
+                &count_s,
+                "--size",
+                &size_s,
+                "--rate",
+                &rate_s,
+                "--timeout",
+                "30",
+            ],
+        );
         let deadline = Duration::from_secs(count / rate_pps.max(1) + 60);
         let report = self.run_sender(
             client,
@@ -866,9 +891,7 @@ impl Testbed {
             ],
             deadline,
         );
-        let f = wait_deadline(server_child, deadline);
-        let _ = self.report(&serve_argv, server, f);
-        let _ = fs::remove_file(&ready);
+        let _ = self.finish(server_child, deadline);
         report
     }
 
@@ -887,26 +910,10 @@ impl Testbed {
             .collect()
     }
 
-    /// Send `signal` to `pids` with kill(1) (no unsafe FFI in test code).
-    fn signal(pids: &[u32], signal: &str) {
-        if pids.is_empty() {
-            return;
-        }
-        let mut cmd = Command::new("kill");
-        cmd.arg(format!("-{signal}"))
-            .args(pids.iter().map(u32::to_string))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Ok(child) = cmd.spawn() {
-            let _ = wait_deadline(child, Duration::from_secs(5));
-        }
-    }
-
     /// SIGTERM every tracked child still inside the testbed, SIGKILL after a grace period.
     fn kill_children(&self) {
         let live = self.live_children();
-        Self::signal(&live, "TERM");
+        signal(&live, "TERM");
         let deadline = Instant::now() + KILL_GRACE;
         loop {
             let live = self.live_children();
@@ -914,7 +921,7 @@ impl Testbed {
                 return;
             }
             if Instant::now() >= deadline {
-                Self::signal(&live, "KILL");
+                signal(&live, "KILL");
                 return;
             }
             thread::sleep(POLL);
