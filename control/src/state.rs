@@ -109,18 +109,13 @@ impl Sa {
         };
         // `key_len` fits `algorithm` by construction (from_keys, from_entry).
         let entry = entry.expect("an SA's key fits its algorithm");
-        SaEntry {
-            soft_seconds: limits.rekey_seconds,
-            soft_packets: limits.rekey_packets,
-            soft_bytes: limits.rekey_bytes,
-            hard_packets: limits.hard_packets(),
-            ..entry
-        }
+        entry.with_hard_lifetime(limits.hard_seconds(), limits.hard_packets())
     }
 }
 
-/// Lifetimes written with each SA; the data plane enforces the hard packet
-/// limit, the control process rekeys at the soft ones.
+/// Lifetimes of each SA: the control process rekeys at these (soft)
+/// limits; the data plane enforces the hard ones written with each SA
+/// (twice the soft time and packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Soft lifetime in seconds.
@@ -136,6 +131,13 @@ impl Limits {
     /// has room, never beyond 2^40 (well inside AES-GCM's limits).
     pub fn hard_packets(&self) -> u64 {
         self.rekey_packets.saturating_mul(2).min(1 << 40)
+    }
+
+    /// The hard lifetime in seconds: twice the rekey interval, so a late
+    /// rekey still has room; past it the data plane stops using the SA
+    /// even if this process is gone.
+    pub fn hard_seconds(&self) -> u64 {
+        self.rekey_seconds.saturating_mul(2)
     }
 }
 
@@ -238,6 +240,22 @@ pub enum StateError {
         /// Epoch committed.
         epoch: u64,
     },
+    /// A key offer for a session bound to another peer gateway.
+    #[error("session `{uid}` is bound to peer `{bound}`; peer `{refused}` refused")]
+    PeerBound {
+        /// Session.
+        uid: String,
+        /// The peer the session is bound to.
+        bound: String,
+        /// The peer that was refused.
+        refused: String,
+    },
+    /// A key offer for a session whose exchanges this side initiates.
+    #[error("session `{0}` is initiated by this side")]
+    InitiatedHere(String),
+    /// An initiator-only change to a session whose exchanges the peer initiates.
+    #[error("session `{0}` is initiated by its peer, not by this side")]
+    NotInitiatedHere(String),
     /// An SPI is already used by another inbound SA.
     #[error("SPI {0:#010x} is already in use")]
     SpiInUse(u32),
@@ -259,6 +277,16 @@ pub enum StateError {
         /// Capacity.
         capacity: u32,
     },
+}
+
+/// What [`State::bind_responder_peer`] did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerBinding {
+    /// The session had no peer: it is now bound to this one (persist it).
+    Bound,
+    /// The session was already bound to this peer (a rekey): nothing changed.
+    AlreadyBound,
 }
 
 /// All sessions.
@@ -343,10 +371,69 @@ impl State {
         Ok(())
     }
 
-    /// Binds session `uid` to peer gateway `peer` (an inbound session
-    /// created through the API learns its peer from the first key offer).
+    /// Responder side: checks that authenticated peer gateway `peer` may
+    /// negotiate keys for session `uid`, and binds the session to it if it
+    /// has no peer yet, in one step (one `&mut self`, so one acquisition
+    /// of the lock around the state). An inbound session created through
+    /// the API learns its peer from the first key offer for its uid; every
+    /// later offer (a rekey) must come from that same peer.
+    ///
+    /// Refused: [`StateError::UnknownUid`] if there is no such session,
+    /// [`StateError::PeerBound`] if it is bound to another peer (the
+    /// binding never changes), [`StateError::InitiatedHere`] if this side
+    /// initiates its exchanges (an outbound session's peer comes from its
+    /// creator, see [`State::bind_peer`]).
+    pub fn bind_responder_peer(
+        &mut self,
+        uid: &str,
+        peer: &str,
+    ) -> Result<PeerBinding, StateError> {
+        let s = self.session_mut(uid)?;
+        if !s.record.peer.is_empty() && s.record.peer != peer {
+            return Err(StateError::PeerBound {
+                uid: uid.to_string(),
+                bound: s.record.peer.clone(),
+                refused: peer.to_string(),
+            });
+        }
+        if s.is_initiator() {
+            return Err(StateError::InitiatedHere(uid.to_string()));
+        }
+        if s.record.peer.is_empty() {
+            s.record.peer = peer.to_string();
+            Ok(PeerBinding::Bound)
+        } else {
+            Ok(PeerBinding::AlreadyBound)
+        }
+    }
+
+    /// Undoes a [`State::bind_responder_peer`] that returned
+    /// [`PeerBinding::Bound`] but could not be persisted: session `uid`
+    /// becomes unbound again, if it is still an inbound session bound to
+    /// `peer` (never anything else, so this cannot move a binding).
+    pub fn unbind_responder_peer(&mut self, uid: &str, peer: &str) {
+        if let Some(s) = self.sessions.get_mut(uid) {
+            if !s.is_initiator() && s.record.peer == peer {
+                s.record.peer.clear();
+            }
+        }
+    }
+
+    /// Initiator side, unconditional: sets the peer gateway of outbound
+    /// session `uid` to `peer`, replacing any earlier one. For the session's
+    /// owner only: the API's `update` of a CONS session, whose remote
+    /// listeners name the peer through its configured WAN address (a later
+    /// `update` may point the session at another gateway). This side starts
+    /// the key exchanges, so no key offer is involved and nothing is
+    /// checked. An inbound session is refused with
+    /// [`StateError::NotInitiatedHere`], leaving it unchanged: its peer is
+    /// only ever bound by the checked [`State::bind_responder_peer`].
     pub fn bind_peer(&mut self, uid: &str, peer: &str) -> Result<(), StateError> {
-        self.session_mut(uid)?.record.peer = peer.to_string();
+        let s = self.session_mut(uid)?;
+        if !s.is_initiator() {
+            return Err(StateError::NotInitiatedHere(uid.to_string()));
+        }
+        s.record.peer = peer.to_string();
         Ok(())
     }
 
@@ -842,6 +929,155 @@ mod tests {
                 capacity: 0
             })
         );
+    }
+
+    /// An inbound session as the API's `req` creates it: no peer yet.
+    fn unbound(uid: &str, port: u16) -> SessionRecord {
+        SessionRecord {
+            peer: String::new(),
+            ..record(uid, SessionRole::Inbound, port)
+        }
+    }
+
+    /// Two peers offer keys for the same unbound uid at the same moment,
+    /// each checking and binding under one acquisition of the lock, as the
+    /// responder does: exactly one wins, every time, and the binding seen
+    /// by either thread after its attempt is the winner's.
+    #[test]
+    fn racing_offers_bind_exactly_one_peer() {
+        use std::sync::{Barrier, Mutex};
+        for i in 0..1000 {
+            let st = Mutex::new(State::new());
+            st.lock().unwrap().create(unbound("u", 5100)).unwrap();
+            let barrier = Barrier::new(2);
+            let race = |peer: &'static str| {
+                barrier.wait();
+                let r = st.lock().unwrap().bind_responder_peer("u", peer);
+                let seen = st.lock().unwrap().get("u").unwrap().record.peer.clone();
+                (r, seen)
+            };
+            let (b, c) = std::thread::scope(|sc| {
+                let b = sc.spawn(|| race("gwb"));
+                let c = sc.spawn(|| race("gwc"));
+                (b.join().unwrap(), c.join().unwrap())
+            });
+            let winner = st.lock().unwrap().get("u").unwrap().record.peer.clone();
+            let (won, lost) = match winner.as_str() {
+                "gwb" => (b, c),
+                "gwc" => (c, b),
+                other => panic!("iteration {i}: bound to `{other}`"),
+            };
+            let loser = if winner == "gwb" { "gwc" } else { "gwb" };
+            assert_eq!(won.0, Ok(PeerBinding::Bound), "iteration {i}");
+            assert_eq!(
+                lost.0,
+                Err(StateError::PeerBound {
+                    uid: "u".into(),
+                    bound: winner.clone(),
+                    refused: loser.into(),
+                }),
+                "iteration {i}: exactly one offer wins"
+            );
+            assert_eq!((won.1, lost.1), (winner.clone(), winner), "iteration {i}");
+        }
+    }
+
+    /// Rekeys: the bound peer offers again and again; nothing changes, and
+    /// its offers are still installed.
+    #[test]
+    fn the_bound_peer_offers_again() {
+        let mut r = State::new();
+        r.create(unbound("u", 5100)).unwrap();
+        assert_eq!(r.bind_responder_peer("u", "gwb"), Ok(PeerBinding::Bound));
+        for epoch in 1..=3 {
+            assert_eq!(
+                r.bind_responder_peer("u", "gwb"),
+                Ok(PeerBinding::AlreadyBound)
+            );
+            let spi = 0x1000 + epoch as u32;
+            r.responder_offer("u", epoch, sa(spi, 1), sa(spi + 0x1000, 2))
+                .unwrap();
+            r.responder_commit("u", epoch, Instant::now(), GRACE)
+                .unwrap();
+        }
+        assert_eq!(r.get("u").unwrap().record.peer, "gwb");
+        assert_eq!(r.get("u").unwrap().record.epoch, 3);
+        // A session restored bound (from the registry, or created by the
+        // admin socket with its peer) is already bound.
+        r.create(record("v", SessionRole::Inbound, 5101)).unwrap();
+        assert_eq!(
+            r.bind_responder_peer("v", "gwb"),
+            Ok(PeerBinding::AlreadyBound)
+        );
+    }
+
+    #[test]
+    fn an_offer_for_a_session_bound_to_another_peer_is_refused() {
+        let mut r = State::new();
+        r.create(unbound("u", 5100)).unwrap();
+        assert_eq!(r.bind_responder_peer("u", "gwb"), Ok(PeerBinding::Bound));
+        let refused = StateError::PeerBound {
+            uid: "u".into(),
+            bound: "gwb".into(),
+            refused: "gwc".into(),
+        };
+        assert_eq!(r.bind_responder_peer("u", "gwc"), Err(refused.clone()));
+        assert_eq!(
+            r.bind_responder_peer("u", "gwc"),
+            Err(refused.clone()),
+            "every time"
+        );
+        assert_eq!(r.get("u").unwrap().record.peer, "gwb", "unchanged");
+        assert_eq!(
+            refused.to_string(),
+            "session `u` is bound to peer `gwb`; peer `gwc` refused"
+        );
+        // Undoing can only clear one's own binding.
+        r.unbind_responder_peer("u", "gwc");
+        assert_eq!(r.get("u").unwrap().record.peer, "gwb");
+        r.unbind_responder_peer("u", "gwb");
+        assert_eq!(r.get("u").unwrap().record.peer, "");
+        assert_eq!(
+            r.bind_responder_peer("nope", "gwb"),
+            Err(StateError::UnknownUid("nope".into()))
+        );
+    }
+
+    /// An outbound session's peer comes from its owner, never from an
+    /// offer; the unconditional path is for outbound sessions only.
+    #[test]
+    fn initiator_sessions_are_bound_by_their_owner_only() {
+        let mut r = State::new();
+        r.create(SessionRecord {
+            peer: String::new(),
+            ..record("o", SessionRole::Outbound, 5100)
+        })
+        .unwrap();
+        assert_eq!(
+            r.bind_responder_peer("o", "gwb"),
+            Err(StateError::InitiatedHere("o".into()))
+        );
+        assert_eq!(r.get("o").unwrap().record.peer, "");
+        r.bind_peer("o", "gwb").unwrap();
+        assert_eq!(
+            r.bind_responder_peer("o", "gwb"),
+            Err(StateError::InitiatedHere("o".into()))
+        );
+        assert!(matches!(
+            r.bind_responder_peer("o", "gwc"),
+            Err(StateError::PeerBound { .. })
+        ));
+        r.bind_peer("o", "gwc").unwrap();
+        assert_eq!(r.get("o").unwrap().record.peer, "gwc", "re-targeted");
+        r.unbind_responder_peer("o", "gwc");
+        assert_eq!(r.get("o").unwrap().record.peer, "gwc", "not an inbound one");
+
+        r.create(unbound("u", 5101)).unwrap();
+        assert_eq!(
+            r.bind_peer("u", "gwb"),
+            Err(StateError::NotInitiatedHere("u".into()))
+        );
+        assert_eq!(r.get("u").unwrap().record.peer, "", "still unbound");
     }
 
     #[test]

@@ -23,15 +23,17 @@ use crate::port::{PortAddr, PortId};
 use crate::route::{Route, RouteTable};
 use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
 use crate::snapshot::{DeviceDrops, PortSnapshot, Snapshot, SNAPSHOT_VERSION};
-use crate::stats::Counters;
 use crate::stats::StatsRegistry;
 use crate::tunnel::{
-    ShmTableSource, ShmWatcher, StaticTables, TableContext, TableSource, TunnelTables,
+    SaSlots, ShmTableSource, ShmWatcher, StaticTables, TableContext, TableSource, TunnelTables,
 };
 use crate::worker::{Worker, WorkerLinks};
 
 /// How often the stats snapshot is rewritten.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
+/// SA slots of the stats segment under keying "control": room for the SAs
+/// of many sessions and their rekeys (64 bytes per slot and block).
+const CONTROL_SA_SLOTS: u32 = 4096;
 
 /// Runs the gateway described by `cfg` until `stop` is set (the binary sets
 /// it from SIGINT/SIGTERM).
@@ -205,6 +207,18 @@ where
         info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
     }
 
+    let workers = pairs.len();
+    let segment = cfg.stats_segment_path();
+    let sa_slots = match &cfg.tunnel {
+        Some(t) if matches!(t.keying, Keying::Manual) => t.sas.len().max(1) as u32,
+        Some(_) => CONTROL_SA_SLOTS,
+        None => 0,
+    };
+    let stats = Arc::new(
+        StatsRegistry::create(Some(&segment), workers, sa_slots)
+            .with_context(|| format!("creating the stats segment {}", segment.display()))?,
+    );
+    let slots = (sa_slots > 0).then(|| Arc::new(SaSlots::new(stats.clone())));
     let mut shm: Option<(Arc<ShmTableSource>, ShmWatcher)> = None;
     let tunnel: Option<Arc<dyn TableSource>> = match &cfg.tunnel {
         Some(t) if matches!(t.keying, Keying::Control { .. }) => {
@@ -218,9 +232,10 @@ where
                 wan_ip: addrs[PortId::Wan.index()].ip,
                 nat_port_base: t.nat_port_base,
                 nat_slots: t.nat_slots,
+                sa_slots: slots.clone(),
             };
             let source = Arc::new(ShmTableSource::new(&cx));
-            let watcher = ShmWatcher::new(source.clone(), cx, shm_path, pairs.len());
+            let watcher = ShmWatcher::new(source.clone(), cx, shm_path, workers, Some(&segment));
             info!(
                 engine = ?t.engine,
                 udp_port = t.udp_port,
@@ -233,7 +248,7 @@ where
         }
         Some(t) => {
             let (lan_ip, wan_ip) = (addrs[PortId::Lan.index()].ip, addrs[PortId::Wan.index()].ip);
-            let tables = TunnelTables::from_config(t, lan_ip, wan_ip, 1)
+            let tables = TunnelTables::from_config(t, lan_ip, wan_ip, 1, slots.clone())
                 .context("preparing the tunnel tables")?;
             info!(
                 engine = ?t.engine,
@@ -247,8 +262,6 @@ where
         }
         None => None,
     };
-    let workers = pairs.len();
-    let stats = Arc::new(StatsRegistry::new(workers));
     let (mut latency, recorders) = LatencyCollector::new(workers);
     let mut recorders = recorders.into_iter();
     let (to_slow, slow_rx) = crossbeam_channel::bounded(SLOW_QUEUE_DEPTH);
@@ -338,14 +351,22 @@ where
         sas: [0; 4],
         latency: None,
         neighbors: vec![],
+        stats_segment: Some(segment.display().to_string()),
+        sa_counters: vec![],
     };
-    info!(stats = %path.display(), workers, "gateway running");
+    info!(stats = %path.display(), segment = %segment.display(), workers, "gateway running");
     let mut export_failed = false;
     while !stop.load(Ordering::Relaxed) && !threads.iter().any(|t| t.is_finished()) {
         std::thread::sleep(SNAPSHOT_EVERY);
         if let Some(t) = &tunnel {
             let tables = t.load();
             tables.housekeeping();
+            for spi in tables.expire(Instant::now()) {
+                warn!(
+                    spi = format_args!("{spi:#x}"),
+                    "SA past its hard lifetime without a rekey: it seals and opens no more"
+                );
+            }
             snap.nat_active = tables.nat_active() as u64;
             let (lo, li) = tables.listener_counts();
             snap.sas = [
@@ -356,14 +377,6 @@ where
             ];
         }
         if let Some(src) = &shm_source {
-            let per_worker: Vec<Counters> = (0..workers)
-                .map(|w| {
-                    let mut c = Counters::default();
-                    stats.worker(w).add_to(&mut c);
-                    c
-                })
-                .collect();
-            ShmWatcher::export(src, &per_worker);
             snap.tables = Some(src.changes());
         }
         for (p, d) in snap.ports.iter_mut().zip(device_drops()) {
@@ -415,6 +428,7 @@ fn export(
         .unwrap_or(0);
     snap.uptime_s = started.elapsed().as_secs_f64();
     snap.set_counts(&stats.sum());
+    snap.set_sa_counters(&stats.segment().sa_totals());
     snap.set_neighbors(&neigh.load(), Instant::now());
     match snap.write_atomic(path) {
         Ok(()) => *failed = false,

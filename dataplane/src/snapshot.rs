@@ -1,6 +1,9 @@
 //! The stats snapshot file: `s2ds run` rewrites it atomically a few times a
 //! second; `s2ds stats` reads it and shows per-second rates. JSON, so that
-//! operators' tools can read it too.
+//! operators' tools can read it too. Its counters are rendered from the
+//! stats segment (the one stats model, [`crate::stats`]); the rest is what
+//! only the running process knows: devices, neighbours, burst latency,
+//! table changes.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -48,6 +51,25 @@ pub struct DeviceDrops {
     pub rx_no_buffer: u64,
     /// Frames that failed to send.
     pub tx_errors: u64,
+}
+
+/// One SA's counters in a snapshot, summed over the stats segment's blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaSnapshot {
+    /// The SPI, `0x`-prefixed hexadecimal.
+    pub spi: String,
+    /// "in" or "out".
+    pub direction: String,
+    /// Packets sealed (out) or opened (in).
+    pub packets: u64,
+    /// Inner bytes sealed or opened.
+    pub bytes: u64,
+    /// In: ICV failures.
+    pub auth_failed: u64,
+    /// In: replay-window refusals.
+    pub replayed: u64,
+    /// Out: dropped over the SA's rate.
+    pub rate_limited: u64,
 }
 
 /// One neighbour in a snapshot.
@@ -103,6 +125,13 @@ pub struct Snapshot {
     pub latency: Option<crate::latency::LatencySummary>,
     /// The neighbour table.
     pub neighbors: Vec<NeighborSnapshot>,
+    /// The stats segment the counters come from (per-SA counters are read
+    /// there).
+    #[serde(default)]
+    pub stats_segment: Option<String>,
+    /// Every SA the stats segment counts.
+    #[serde(default)]
+    pub sa_counters: Vec<SaSnapshot>,
 }
 
 impl Snapshot {
@@ -117,6 +146,29 @@ impl Snapshot {
             .collect();
         self.control = sum.control;
         self.tunnel = sum.tunnel;
+    }
+
+    /// Fills the per-SA counters from the stats segment's `totals`.
+    pub fn set_sa_counters(&mut self, totals: &[scistream_region::SaTotals]) {
+        let mut v: Vec<SaSnapshot> = totals
+            .iter()
+            .map(|t| SaSnapshot {
+                spi: format!("{:#010x}", t.spi),
+                direction: match t.direction {
+                    Some(scistream_region::Direction::In) => "in",
+                    Some(scistream_region::Direction::Out) => "out",
+                    None => "?",
+                }
+                .to_string(),
+                packets: t.packets,
+                bytes: t.bytes,
+                auth_failed: t.auth_failed,
+                replayed: t.replayed,
+                rate_limited: t.rate_limited,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.direction, &a.spi).cmp(&(&b.direction, &b.spi)));
+        self.sa_counters = v;
     }
 
     /// Fills the neighbour list from `table`.
@@ -299,6 +351,38 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             t.invalid
         );
     }
+    for sa in &cur.sa_counters {
+        let before = prev
+            .sa_counters
+            .iter()
+            .find(|p| p.spi == sa.spi && p.direction == sa.direction);
+        let (p0, b0) = before.map_or((0, 0), |p| (p.packets, p.bytes));
+        let mut errors = Vec::new();
+        for (name, v) in [
+            ("auth failed", sa.auth_failed),
+            ("replayed", sa.replayed),
+            ("rate limited", sa.rate_limited),
+        ] {
+            if v > 0 {
+                errors.push(format!("{name} {v}"));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "sa {} {:<3} {:.0} pps {:.3} Gb/s ({} packets, {} bytes){}",
+            sa.spi,
+            sa.direction,
+            rate(p0, sa.packets),
+            rate(b0, sa.bytes) * 8.0 / 1e9,
+            sa.packets,
+            sa.bytes,
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", errors.join(", "))
+            }
+        );
+    }
     if cur.nat_active > 0 {
         let _ = writeln!(out, "listener NAT: {} active connections", cur.nat_active);
     }
@@ -362,6 +446,8 @@ mod tests {
             nat_active: 0,
             latency: None,
             neighbors: vec![],
+            stats_segment: None,
+            sa_counters: vec![],
         };
         let mut c = Counters::default();
         c.ports[0].rx_packets = rx;
@@ -378,6 +464,27 @@ mod tests {
         cur.ports[1].device_drops.rx_missed = 250;
         let text = render(&prev, &cur);
         assert!(text.contains("wan device rx_missed 250/s (250)"), "{text}");
+    }
+
+    #[test]
+    fn each_sa_gets_a_line_with_its_rate_and_errors() {
+        let t = |packets, auth| scistream_region::SaTotals {
+            direction: Some(scistream_region::Direction::In),
+            spi: 0x1001,
+            packets,
+            bytes: packets * 1000,
+            auth_failed: auth,
+            ..Default::default()
+        };
+        let mut prev = snap(1_000, 0, 0);
+        prev.set_sa_counters(&[t(100, 0)]);
+        let mut cur = snap(2_000, 0, 0);
+        cur.set_sa_counters(&[t(1100, 2)]);
+        let text = render(&prev, &cur);
+        assert!(
+            text.contains("sa 0x00001001 in  1000 pps 0.008 Gb/s (1100 packets, 1100000 bytes); auth failed 2"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,11 +1,19 @@
-//! Counters: per-worker blocks written by one thread and summed by readers.
+//! Counters, the one stats model: per-writer blocks in the stats segment
+//! ([`scistream_region::stats`]), written by one thread each and summed by
+//! readers that never block a writer, as in VPP's stats segment.
 //!
-//! Each worker counts into plain local integers and folds them once per
-//! burst into its own cache-line-aligned block of atomics with Relaxed
+//! Each worker counts into plain local integers ([`Counters`]) and folds
+//! them once per burst into its own cache-line-aligned block with Relaxed
 //! load+store (single writer: no locked instruction, no shared cache line
-//! on the fast path). Readers sum the blocks, as in VPP's stats segment.
+//! on the fast path). The slow path has a block of its own. Per-SA counts
+//! go to the same blocks' SA slots. `s2ds stats`, the JSON snapshot and
+//! `s2cs` all read the segment.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use scistream_region::stats::{add, SaCounters};
+use scistream_region::{ShmError, StatsSegment, StatsShape};
 
 use crate::port::PortId;
 
@@ -69,6 +77,9 @@ pub enum DropReason {
     Policy,
     /// Over the session's rate: the outbound SA's policer refused it.
     RateLimited,
+    /// The SA outlived its hard lifetime in seconds without a rekey (the
+    /// control process is gone or late): it seals and opens no more.
+    EspSaExpired,
 }
 
 impl From<crate::nat::NatError> for DropReason {
@@ -86,7 +97,7 @@ impl From<crate::nat::NatError> for DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -115,6 +126,7 @@ impl DropReason {
         DropReason::NatUnsupported,
         DropReason::Policy,
         DropReason::RateLimited,
+        DropReason::EspSaExpired,
     ];
 
     /// A stable snake_case name, used in stats output.
@@ -146,6 +158,7 @@ impl DropReason {
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::Policy => "policy",
             DropReason::RateLimited => "rate_limited",
+            DropReason::EspSaExpired => "esp_sa_expired",
         }
     }
 }
@@ -239,45 +252,65 @@ impl Counters {
 
 const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4;
 
-/// One writer's counters in shared memory: cache-line aligned so that two
-/// workers never write the same line.
-#[repr(align(64))]
-#[derive(Debug)]
-pub struct CounterBlock {
-    slots: [AtomicU64; SLOTS],
-}
-
-impl Default for CounterBlock {
-    fn default() -> Self {
-        CounterBlock {
-            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+/// The names of the counters of one block, in the segment's directory
+/// order: `lan.rx_packets` ... `wan.tx_bytes`, `drop.<reason>`,
+/// `slowpath.<count>`, `tunnel.<count>`.
+pub fn counter_names() -> Vec<String> {
+    let mut names = Vec::with_capacity(SLOTS);
+    for port in PortId::ALL {
+        for c in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"] {
+            names.push(format!("{}.{c}", port.name()));
         }
     }
+    names.extend(DropReason::ALL.iter().map(|r| format!("drop.{}", r.name())));
+    for c in ["arp_replies", "arp_requests", "echo_replies", "icmp_errors"] {
+        names.push(format!("slowpath.{c}"));
+    }
+    for c in [
+        "encap_packets",
+        "encap_bytes",
+        "decap_packets",
+        "decap_bytes",
+    ] {
+        names.push(format!("tunnel.{c}"));
+    }
+    names
 }
 
-impl CounterBlock {
+/// Counters as they lie in a block, from a reader's totals (in
+/// [`counter_names`] order); `None` if the segment has another set of
+/// counters (another build of s2ds).
+pub fn counters_from(values: &[u64]) -> Option<Counters> {
+    let v: &[u64; SLOTS] = values.try_into().ok()?;
+    Some(unflatten(v))
+}
+
+/// One writer's block in the stats segment.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterBlock<'a> {
+    slots: &'a [AtomicU64],
+}
+
+impl CounterBlock<'_> {
     /// Adds `local` into the block and zeroes it. Only the block's one
     /// writer may call this (a Relaxed load+store, not an atomic add).
     #[inline]
     pub fn fold(&self, local: &mut Counters) {
         for (slot, v) in self.slots.iter().zip(flatten(local)) {
             if v != 0 {
-                slot.store(slot.load(Relaxed) + v, Relaxed);
+                add(slot, v);
             }
         }
         *local = Counters::default();
     }
 
-    /// Adds this block's counts into `sum`.
-    pub fn add_to(&self, sum: &mut Counters) {
+    /// This block's counts.
+    pub fn get(&self) -> Counters {
         let mut v = [0u64; SLOTS];
-        for (d, s) in v.iter_mut().zip(&self.slots) {
+        for (d, s) in v.iter_mut().zip(self.slots) {
             *d = s.load(Relaxed);
         }
-        for (d, s) in v.iter_mut().zip(flatten(sum)) {
-            *d += s;
-        }
-        *sum = unflatten(&v);
+        unflatten(&v)
     }
 }
 
@@ -333,37 +366,71 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
     c
 }
 
-/// The counter blocks of every worker plus the slow path.
+/// SA slots per block of a registry made by [`StatsRegistry::new`].
+pub const DEFAULT_SA_SLOTS: u32 = 64;
+
+/// The stats segment of a running gateway: a block per worker plus one for
+/// the slow path (the last), each with its SA slots.
 #[derive(Debug)]
 pub struct StatsRegistry {
-    blocks: Box<[CounterBlock]>,
+    segment: StatsSegment,
+    workers: usize,
 }
 
 impl StatsRegistry {
-    /// Blocks for `workers` workers and one slow path (the last block).
+    /// Blocks for `workers` workers and one slow path, in anonymous memory
+    /// (no other process reads them: tests and tools).
     pub fn new(workers: usize) -> Self {
-        StatsRegistry {
-            blocks: (0..=workers).map(|_| CounterBlock::default()).collect(),
-        }
+        Self::create(None, workers, DEFAULT_SA_SLOTS).expect("anonymous stats segment")
+    }
+
+    /// The stats segment at `path` (`None`: anonymous) for `workers`
+    /// workers and one slow path, with `sa_slots` SA slots per block.
+    pub fn create(
+        path: Option<&Path>,
+        workers: usize,
+        sa_slots: u32,
+    ) -> Result<StatsRegistry, ShmError> {
+        let shape = StatsShape {
+            blocks: u32::try_from(workers + 1).unwrap_or(u32::MAX),
+            names: counter_names(),
+            sa_slots,
+        };
+        Ok(StatsRegistry {
+            segment: StatsSegment::create(path, &shape)?,
+            workers,
+        })
     }
 
     /// Worker `i`'s block.
-    pub fn worker(&self, i: usize) -> &CounterBlock {
-        &self.blocks[i]
+    pub fn worker(&self, i: usize) -> CounterBlock<'_> {
+        assert!(i < self.workers, "worker {i} of {}", self.workers);
+        CounterBlock {
+            slots: self.segment.counters(i),
+        }
     }
 
     /// The slow path's block.
-    pub fn slowpath(&self) -> &CounterBlock {
-        self.blocks.last().expect("at least the slow-path block")
+    pub fn slowpath(&self) -> CounterBlock<'_> {
+        CounterBlock {
+            slots: self.segment.counters(self.workers),
+        }
+    }
+
+    /// Worker `i`'s counters of SA slot `slot`.
+    #[inline]
+    pub fn sa(&self, i: usize, slot: usize) -> &SaCounters {
+        self.segment.sa(i, slot)
+    }
+
+    /// The segment (its SA slot directory is the table builder's to set).
+    pub fn segment(&self) -> &StatsSegment {
+        &self.segment
     }
 
     /// The sum over all blocks.
     pub fn sum(&self) -> Counters {
-        let mut s = Counters::default();
-        for b in self.blocks.iter() {
-            b.add_to(&mut s);
-        }
-        s
+        counters_from(&self.segment.totals()).expect("the segment has this build's counters")
     }
 }
 
@@ -396,6 +463,27 @@ mod tests {
         assert_eq!(s.dropped(DropReason::TxFull), 1);
         assert_eq!(s.total_drops(), 3);
         assert_eq!(s.control.arp_replies, 3);
+    }
+
+    #[test]
+    fn another_process_reads_the_same_counters_by_name() {
+        let path = std::env::temp_dir().join(format!("s2ds-stats-unit-{}", std::process::id()));
+        let reg = StatsRegistry::create(Some(&path), 2, 8).unwrap();
+        let mut a = Counters::default();
+        a.rx(PortId::Wan, 1500);
+        a.drop(DropReason::EspReplay);
+        reg.worker(1).fold(&mut a);
+        let r = scistream_region::StatsReader::open(&path).unwrap();
+        let names = r.names();
+        let totals = r.totals();
+        let at = |n: &str| totals[names.iter().position(|x| x == n).unwrap()];
+        assert_eq!(at("wan.rx_packets"), 1);
+        assert_eq!(at("wan.rx_bytes"), 1500);
+        assert_eq!(at("drop.esp_replay"), 1);
+        assert_eq!(counters_from(&totals), Some(reg.sum()));
+        assert_eq!(r.blocks(), 3, "two workers and the slow path");
+        drop(reg);
+        assert!(!path.exists());
     }
 
     #[test]
@@ -443,6 +531,8 @@ mod tests {
         let names: std::collections::HashSet<_> =
             DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), DropReason::COUNT);
-        assert_eq!(std::mem::align_of::<CounterBlock>(), 64);
+        assert_eq!(counter_names().len(), SLOTS);
+        let names: std::collections::HashSet<_> = counter_names().into_iter().collect();
+        assert_eq!(names.len(), SLOTS, "counter names are distinct");
     }
 }

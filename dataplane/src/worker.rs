@@ -217,6 +217,7 @@ impl<Q: PortQueue> Worker<Q> {
             counts: &mut self.counts,
             unresolved: &mut unresolved,
             errors: &mut errors,
+            sa_stats: Some((&self.links.stats, self.id)),
         };
         if !batch.encap.is_empty() {
             pipeline::encap_burst(&mut cx, batch.encap, batch.encap_sa);

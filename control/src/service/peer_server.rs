@@ -4,7 +4,7 @@
 //! A peer may only negotiate keys for a session that we hold too, created
 //! by one of our users, and whose peer is the gateway that authenticated.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ring::rand::SystemRandom;
@@ -17,7 +17,8 @@ use super::Shared;
 use crate::peer::keys::{algorithm_from_name, Exchange, Side};
 use crate::peer::tls;
 use crate::peer::wire::{PeerMessage, PeerStream, RefuseCode};
-use crate::state::{Sa, StateError};
+use crate::registry::RegistryError;
+use crate::state::{PeerBinding, Sa, State, StateError};
 
 type ServerChannel = PeerStream<TlsStream<TcpStream>>;
 
@@ -157,6 +158,62 @@ fn owned(sh: &Shared, peer: &str, uid: &str) -> Result<bool, String> {
     }
 }
 
+/// Why a key offer's peer could not be bound to its session.
+#[derive(Debug, thiserror::Error)]
+enum BindError {
+    /// The state refused the offer's peer.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A new binding could not be persisted (and was undone).
+    #[error("persisting the session's peer: {0}")]
+    Persist(#[from] RegistryError),
+}
+
+impl BindError {
+    /// The `Refused` code and reason for the offering peer. A session bound
+    /// to another peer is unknown to this one (the old wire answer), and
+    /// the reason does not name the other peer; the log has the full error.
+    fn refusal(&self) -> (RefuseCode, String) {
+        match self {
+            BindError::State(StateError::UnknownUid(uid)) => {
+                (RefuseCode::UnknownUid, format!("unknown session `{uid}`"))
+            }
+            BindError::State(StateError::PeerBound { uid, .. }) => (
+                RefuseCode::UnknownUid,
+                format!("session `{uid}` belongs to another peer"),
+            ),
+            BindError::State(StateError::InitiatedHere(uid)) => (
+                RefuseCode::BadMessage,
+                format!("session `{uid}` is initiated by this side"),
+            ),
+            other => (RefuseCode::Internal, other.to_string()),
+        }
+    }
+}
+
+/// Checks that authenticated peer `peer` may offer keys for session `uid`
+/// and binds the session to it if it had no peer yet
+/// ([`State::bind_responder_peer`]), under one acquisition of the state
+/// lock. A new binding is persisted by `persist` (the registry) under the
+/// same acquisition, and undone if that fails, so no other offer sees the
+/// session in between. Blocking: call through `block_in_place`.
+fn check_and_bind(
+    state: &Mutex<State>,
+    uid: &str,
+    peer: &str,
+    persist: impl FnOnce() -> Result<(), RegistryError>,
+) -> Result<PeerBinding, BindError> {
+    let mut st = super::lock(state);
+    let binding = st.bind_responder_peer(uid, peer)?;
+    if binding == PeerBinding::Bound {
+        if let Err(e) = persist() {
+            st.unbind_responder_peer(uid, peer);
+            return Err(e.into());
+        }
+    }
+    Ok(binding)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn offer(
     sh: &Shared,
@@ -174,31 +231,19 @@ fn offer(
     };
     // An inbound session created through the northbound API does not know
     // its peer until the first authenticated peer offers keys for its uid
-    // (a random id only the user and the two gateways know).
-    let unbound = sh
-        .state()
-        .get(&uid)
-        .is_some_and(|s| s.record.peer.is_empty() && !s.is_initiator());
-    if unbound {
-        let bound = tokio::task::block_in_place(|| -> anyhow::Result<()> {
-            sh.state().bind_peer(&uid, peer)?;
-            sh.registry().set_peer(&uid, peer)?;
-            Ok(())
-        });
-        if let Err(e) = bound {
-            return refuse(RefuseCode::Internal, format!("{e:#}"));
+    // (a random id only the user and the two gateways know); from then on
+    // only that peer may offer keys for it.
+    let binding = tokio::task::block_in_place(|| {
+        check_and_bind(&sh.state, &uid, peer, || sh.registry().set_peer(&uid, peer))
+    });
+    match binding {
+        Ok(PeerBinding::Bound) => info!(uid = %uid, %peer, "session bound to its peer gateway"),
+        Ok(PeerBinding::AlreadyBound) => {}
+        Err(e) => {
+            let (code, reason) = e.refusal();
+            warn!(uid = %uid, epoch, %peer, ?code, error = %e, "key offer refused");
+            return refused(Some(uid.clone()), Some(epoch), code, reason);
         }
-        info!(uid = %uid, %peer, "session bound to its peer gateway");
-    }
-    match owned(sh, peer, &uid) {
-        Ok(false) => {}
-        Ok(true) => {
-            return refuse(
-                RefuseCode::BadMessage,
-                format!("session `{uid}` is initiated by this side"),
-            )
-        }
-        Err(r) => return refuse(RefuseCode::UnknownUid, r),
     }
     let Some(alg) = algorithm_from_name(algorithm) else {
         return refuse(
@@ -277,5 +322,168 @@ fn commit(sh: &Shared, peer: &str, uid: String, epoch: u64) -> PeerMessage {
                 format!("{e:#}"),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Barrier, Mutex};
+
+    use super::*;
+    use crate::registry::{ListenerSpec, SessionRecord, SessionRole};
+
+    fn state_with(uid: &str, role: SessionRole, peer: &str) -> Mutex<State> {
+        let mut st = State::new();
+        st.create(SessionRecord {
+            uid: uid.into(),
+            role,
+            peer: peer.into(),
+            epoch: 0,
+            listeners: vec![ListenerSpec {
+                port: 5100,
+                remote: None,
+                target: None,
+            }],
+            created_unix: 0,
+            rate_bps: 0,
+            owner: String::new(),
+        })
+        .unwrap();
+        Mutex::new(st)
+    }
+
+    fn peer_of(st: &Mutex<State>, uid: &str) -> String {
+        st.lock().unwrap().get(uid).unwrap().record.peer.clone()
+    }
+
+    /// Two authenticated peers' first offers for one unbound uid, at the
+    /// same moment: exactly one is bound and persisted, every time; the
+    /// other is refused as for an unknown session, and the binding never
+    /// moves (a later offer from the loser is refused too).
+    #[test]
+    fn racing_first_offers_bind_and_persist_one_peer() {
+        for i in 0..1000 {
+            let st = state_with("u", SessionRole::Inbound, "");
+            let persisted = Mutex::new(Vec::new());
+            let barrier = Barrier::new(2);
+            let offer = |peer: &'static str| {
+                barrier.wait();
+                let r = check_and_bind(&st, "u", peer, || {
+                    persisted.lock().unwrap().push(peer);
+                    Ok(())
+                });
+                (r.map_err(|e| e.refusal()), peer_of(&st, "u"))
+            };
+            let (b, c) = std::thread::scope(|sc| {
+                let b = sc.spawn(|| offer("gwb"));
+                let c = sc.spawn(|| offer("gwc"));
+                (b.join().unwrap(), c.join().unwrap())
+            });
+            let winner = peer_of(&st, "u");
+            let (won, lost, loser) = match winner.as_str() {
+                "gwb" => (b, c, "gwc"),
+                "gwc" => (c, b, "gwb"),
+                other => panic!("iteration {i}: bound to `{other}`"),
+            };
+            assert_eq!(won.0, Ok(PeerBinding::Bound), "iteration {i}");
+            assert_eq!(
+                lost.0,
+                Err((
+                    RefuseCode::UnknownUid,
+                    "session `u` belongs to another peer".into()
+                )),
+                "iteration {i}: exactly one offer wins"
+            );
+            assert_eq!(
+                (won.1.as_str(), lost.1.as_str()),
+                (winner.as_str(), winner.as_str()),
+                "iteration {i}: the binding never moves"
+            );
+            assert_eq!(
+                *persisted.lock().unwrap(),
+                [winner.as_str()],
+                "iteration {i}"
+            );
+            let again = check_and_bind(&st, "u", loser, || panic!("not persisted"));
+            assert!(matches!(
+                again,
+                Err(BindError::State(StateError::PeerBound { .. }))
+            ));
+            assert_eq!(peer_of(&st, "u"), winner, "iteration {i}");
+        }
+    }
+
+    /// A rekey: the bound peer offers again; nothing is persisted again.
+    #[test]
+    fn the_bound_peer_offers_again() {
+        let st = state_with("u", SessionRole::Inbound, "");
+        let writes = AtomicUsize::new(0);
+        let persist = || {
+            writes.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        };
+        assert_eq!(
+            check_and_bind(&st, "u", "gwb", persist).unwrap(),
+            PeerBinding::Bound
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                check_and_bind(&st, "u", "gwb", persist).unwrap(),
+                PeerBinding::AlreadyBound
+            );
+        }
+        assert_eq!(writes.load(Ordering::Relaxed), 1);
+        assert_eq!(peer_of(&st, "u"), "gwb");
+    }
+
+    /// Refusals, and the codes the offering peer gets (the wire's existing
+    /// codes; the reason never names the peer the session is bound to).
+    #[test]
+    fn offers_the_state_refuses_are_refused() {
+        let never = || -> Result<(), RegistryError> { panic!("not persisted") };
+        let st = state_with("u", SessionRole::Inbound, "gwb");
+        let e = check_and_bind(&st, "u", "gwc", never).unwrap_err();
+        assert!(matches!(
+            &e,
+            BindError::State(StateError::PeerBound { uid, bound, refused })
+                if uid == "u" && bound == "gwb" && refused == "gwc"
+        ));
+        let (code, reason) = e.refusal();
+        assert_eq!(code, RefuseCode::UnknownUid);
+        assert!(!reason.contains("gwb"), "{reason}");
+        assert_eq!(peer_of(&st, "u"), "gwb");
+
+        let e = check_and_bind(&st, "nope", "gwb", never).unwrap_err();
+        assert_eq!(
+            e.refusal(),
+            (RefuseCode::UnknownUid, "unknown session `nope`".into())
+        );
+
+        let st = state_with("o", SessionRole::Outbound, "gwb");
+        let e = check_and_bind(&st, "o", "gwb", never).unwrap_err();
+        assert_eq!(
+            e.refusal(),
+            (
+                RefuseCode::BadMessage,
+                "session `o` is initiated by this side".into()
+            )
+        );
+    }
+
+    /// A binding that cannot be persisted is undone: the offer is refused
+    /// and the session is unbound again (so state and registry agree).
+    #[test]
+    fn a_binding_that_cannot_be_persisted_is_undone() {
+        let st = state_with("u", SessionRole::Inbound, "");
+        let e = check_and_bind(&st, "u", "gwb", || Err(RegistryError::NotFound("u".into())))
+            .unwrap_err();
+        assert!(matches!(e, BindError::Persist(_)));
+        assert_eq!(e.refusal().0, RefuseCode::Internal);
+        assert_eq!(peer_of(&st, "u"), "");
+        assert_eq!(
+            check_and_bind(&st, "u", "gwb", || Ok(())).unwrap(),
+            PeerBinding::Bound
+        );
     }
 }

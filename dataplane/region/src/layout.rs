@@ -4,26 +4,27 @@
 //! Every type here is `#[repr(C)]` with explicit padding and a compile-time
 //! size and alignment assertion, so both processes agree on every offset.
 //! Words that change while the other process is attached are atomics
-//! ([`Header`], [`WorkerSlot`], [`StatsBlock`]); table entries are plain
+//! ([`Header`], [`WorkerSlot`]); table entries are plain
 //! integers, written only while their copy is inactive and read only while
 //! it is active (the QSBR protocol in [`super::writer`]).
 
 use std::mem::{align_of, size_of};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::kinds::{Algorithm, Direction, ListenerRole, SALT_LEN};
 
 /// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
 /// Layout version; bumped on every change to any type in this module.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Cache line size the per-worker blocks are aligned to.
 pub const CACHE_LINE: usize = 64;
 /// Longest key an SA entry holds (AES-256).
 pub const MAX_KEY_LEN: usize = 32;
-/// Counters in one per-worker stats block (see [`Counter`]).
-pub const STATS_COUNTERS: usize = 16;
+/// Longest stats-segment path the data plane can announce in
+/// [`DataplaneInfo`].
+pub const MAX_STATS_PATH: usize = 248;
 
 /// How many entries each table holds and how many worker slots exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct Capacities {
     pub routes: u32,
     /// Listener table entries (per copy).
     pub listeners: u32,
-    /// Worker QSBR slots and stats blocks.
+    /// Worker QSBR slots.
     pub workers: u32,
 }
 
@@ -95,87 +96,56 @@ pub struct WorkerSlot {
     pub reserved: [u32; 13],
 }
 
-/// Named indexes into a [`StatsBlock`].
+/// What the attached data plane tells the control process about itself,
+/// written by `s2ds` when it attaches, before it bumps
+/// [`Header::incarnation`] (Release): a reader that sees the new
+/// incarnation (Acquire) reads a complete record. 256 bytes.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum Counter {
-    /// Packets received.
-    RxPackets = 0,
-    /// Bytes received.
-    RxBytes = 1,
-    /// Packets sent.
-    TxPackets = 2,
-    /// Bytes sent.
-    TxBytes = 3,
-    /// Packets dropped: no route or no SA.
-    DropNoRoute = 4,
-    /// Packets dropped: ESP authentication failed.
-    DropAuth = 5,
-    /// Packets dropped: replay window.
-    DropReplay = 6,
-    /// Packets dropped: malformed.
-    DropMalformed = 7,
-    /// Packets dropped: TX ring full.
-    DropTxFull = 8,
-    /// Bursts processed.
-    Bursts = 9,
-    /// Packets dropped: over an outbound SA's rate limit.
-    DropRateLimited = 10,
-}
-
-/// One worker's counters: written by that worker only (Relaxed), read by
-/// `s2cs` and `s2ds stats`. Two cache lines, never shared with another worker.
-#[repr(C, align(64))]
-#[derive(Debug)]
-pub struct StatsBlock {
-    /// The counters, indexed by [`Counter`]; the rest are reserved.
-    pub counters: [AtomicU64; STATS_COUNTERS],
-}
-
-impl StatsBlock {
-    /// Adds `n` to `c`. Only the owning worker calls this, so a load and a
-    /// store (no locked instruction) suffice.
-    #[inline]
-    pub fn add(&self, c: Counter, n: u64) {
-        let w = &self.counters[c as usize];
-        w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-    }
-
-    /// Sets `c` to `v` (a block mirrored by one thread from totals kept elsewhere).
-    #[inline]
-    pub fn set(&self, c: Counter, v: u64) {
-        self.counters[c as usize].store(v, Ordering::Relaxed);
-    }
-
-    /// The value of `c`.
-    #[inline]
-    pub fn get(&self, c: Counter) -> u64 {
-        self.counters[c as usize].load(Ordering::Relaxed)
-    }
-
-    /// All counters.
-    pub fn snapshot(&self) -> [u64; STATS_COUNTERS] {
-        std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
-    }
-}
-
-/// How much an outbound SA has carried, written by the data plane (about
-/// every 250 ms) for the control process's packet and byte rekey triggers.
-/// One entry per SA slot; `spi == 0` marks an unused entry. 32 bytes.
-#[repr(C, align(8))]
-#[derive(Debug)]
-pub struct UsageEntry {
-    /// The outbound SA's SPI (0: unused). Stored last with Release, loaded
-    /// first with Acquire: a reader checks it again after the counters.
-    pub spi: AtomicU32,
+pub struct DataplaneInfo {
+    /// Bytes of `stats_path` in use (0: the data plane publishes no stats
+    /// segment).
+    pub stats_path_len: u32,
     /// Reserved, zero.
-    pub reserved: AtomicU32,
-    /// Packets sealed (the last sequence number handed out).
-    pub packets: AtomicU64,
-    /// Inner bytes sealed.
-    pub bytes: AtomicU64,
-    /// Reserved, zero.
-    pub reserved1: AtomicU64,
+    pub reserved: u32,
+    /// The path of the data plane's stats segment (UTF-8, not terminated).
+    pub stats_path: [u8; MAX_STATS_PATH],
+}
+
+impl Default for DataplaneInfo {
+    fn default() -> Self {
+        DataplaneInfo {
+            stats_path_len: 0,
+            reserved: 0,
+            stats_path: [0; MAX_STATS_PATH],
+        }
+    }
+}
+
+impl DataplaneInfo {
+    /// A record naming `stats_path`; `None` if it is longer than
+    /// [`MAX_STATS_PATH`] bytes or not UTF-8.
+    pub fn with_stats_path(stats_path: &std::path::Path) -> Option<DataplaneInfo> {
+        let bytes = stats_path.to_str()?.as_bytes();
+        if bytes.len() > MAX_STATS_PATH {
+            return None;
+        }
+        let mut info = DataplaneInfo {
+            stats_path_len: bytes.len() as u32,
+            ..DataplaneInfo::default()
+        };
+        info.stats_path[..bytes.len()].copy_from_slice(bytes);
+        Some(info)
+    }
+
+    /// The stats segment's path, if one is announced (and well formed).
+    pub fn stats_path(&self) -> Option<std::path::PathBuf> {
+        let len = usize::try_from(self.stats_path_len).ok()?;
+        let bytes = self.stats_path.get(..len).filter(|b| !b.is_empty())?;
+        std::str::from_utf8(bytes)
+            .ok()
+            .map(std::path::PathBuf::from)
+    }
 }
 
 /// At the start of each table copy: how many entries are in use.
@@ -205,7 +175,7 @@ pub const ROLE_OUTBOUND: u8 = 0;
 /// [`ListenerEntry::role`]: inbound (producer side).
 pub const ROLE_INBOUND: u8 = 1;
 
-/// One security association. 112 bytes; addresses in host byte order.
+/// One security association. 80 bytes; addresses in host byte order.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaEntry {
@@ -231,17 +201,11 @@ pub struct SaEntry {
     pub reserved0: u16,
     /// Reserved, zero.
     pub reserved1: u32,
-    /// Soft lifetime in seconds (0: none).
-    pub soft_seconds: u64,
-    /// Hard lifetime in seconds (0: none).
+    /// Hard lifetime in seconds from installation (0: none): the data
+    /// plane stops using the SA after it, even if the control process is
+    /// gone (the control process rekeys well before it).
     pub hard_seconds: u64,
-    /// Soft lifetime in bytes (0: none).
-    pub soft_bytes: u64,
-    /// Hard lifetime in bytes (0: none).
-    pub hard_bytes: u64,
-    /// Soft lifetime in packets (0: none).
-    pub soft_packets: u64,
-    /// Hard lifetime in packets (0: none).
+    /// Hard lifetime in packets (0: none): an outbound SA seals no more.
     pub hard_packets: u64,
     /// Outbound: the session's rate limit in bits per second of inner
     /// packets, enforced by the SA's policer (0: unlimited). Inbound: unused, 0.
@@ -308,6 +272,15 @@ impl SaEntry {
             peer_port: peer.port(),
             ..SaEntry::default()
         })
+    }
+
+    /// This entry with hard lifetimes of `seconds` and `packets` (0: none).
+    pub fn with_hard_lifetime(self, seconds: u64, packets: u64) -> SaEntry {
+        SaEntry {
+            hard_seconds: seconds,
+            hard_packets: packets,
+            ..self
+        }
     }
 
     /// The direction, or `None` for an unknown code.
@@ -470,10 +443,9 @@ impl ListenerEntry {
 const _: () = {
     assert!(size_of::<Header>() == 64 && align_of::<Header>() == 64);
     assert!(size_of::<WorkerSlot>() == 64 && align_of::<WorkerSlot>() == CACHE_LINE);
-    assert!(size_of::<StatsBlock>() == 128 && align_of::<StatsBlock>() == CACHE_LINE);
-    assert!(size_of::<UsageEntry>() == 32 && align_of::<UsageEntry>() == 8);
+    assert!(size_of::<DataplaneInfo>() == 256 && align_of::<DataplaneInfo>() == 4);
     assert!(size_of::<CopyHeader>() == 64 && align_of::<CopyHeader>() == 64);
-    assert!(size_of::<SaEntry>() == 112 && align_of::<SaEntry>() == 8);
+    assert!(size_of::<SaEntry>() == 80 && align_of::<SaEntry>() == 8);
     assert!(size_of::<RouteEntry>() == 16 && align_of::<RouteEntry>() == 4);
     assert!(size_of::<ListenerEntry>() == 24 && align_of::<ListenerEntry>() == 4);
 };
@@ -496,10 +468,8 @@ pub struct Layout {
     pub caps: Capacities,
     /// First [`WorkerSlot`].
     pub slots: usize,
-    /// First [`StatsBlock`].
-    pub stats: usize,
-    /// First [`UsageEntry`] (`caps.sas` of them).
-    pub usage: usize,
+    /// The [`DataplaneInfo`].
+    pub info: usize,
     /// Copy A (copy B follows at `copies + copy_size`).
     pub copies: usize,
     /// Bytes per copy.
@@ -523,12 +493,8 @@ impl Layout {
     pub fn new(caps: Capacities) -> Option<Layout> {
         let n = |c: u32, sz: usize| (c as usize).checked_mul(sz);
         let slots = size_of::<Header>();
-        let stats = slots.checked_add(n(caps.workers, size_of::<WorkerSlot>())?)?;
-        let usage = stats.checked_add(n(caps.workers, size_of::<StatsBlock>())?)?;
-        let copies = align_up(
-            usage.checked_add(n(caps.sas, size_of::<UsageEntry>())?)?,
-            CACHE_LINE,
-        );
+        let info = slots.checked_add(n(caps.workers, size_of::<WorkerSlot>())?)?;
+        let copies = align_up(info.checked_add(size_of::<DataplaneInfo>())?, CACHE_LINE);
         let sa_off = size_of::<CopyHeader>();
         let route_off = align_up(
             sa_off.checked_add(n(caps.sas, size_of::<SaEntry>())?)?,
@@ -547,8 +513,7 @@ impl Layout {
         Some(Layout {
             caps,
             slots,
-            stats,
-            usage,
+            info,
             copies,
             copy_size,
             sa_off,
@@ -561,16 +526,6 @@ impl Layout {
     /// Offset of worker `w`'s QSBR slot.
     pub fn slot(&self, w: usize) -> usize {
         self.slots + w * size_of::<WorkerSlot>()
-    }
-
-    /// Offset of worker `w`'s stats block.
-    pub fn stats_block(&self, w: usize) -> usize {
-        self.stats + w * size_of::<StatsBlock>()
-    }
-
-    /// Offset of usage entry `i`.
-    pub fn usage_entry(&self, i: usize) -> usize {
-        self.usage + i * size_of::<UsageEntry>()
     }
 
     /// Offset of copy `c` (0 = A, 1 = B).
@@ -603,16 +558,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(l.slots, 64);
-        assert_eq!(l.stats, 64 + 2 * 64);
-        assert_eq!(l.usage, 64 + 2 * 64 + 2 * 128);
-        assert_eq!(l.copies, l.usage + 3 * 32 + 32); // 96 → 128, cache-aligned
+        assert_eq!(l.info, 64 + 2 * 64);
+        assert_eq!(l.copies, l.info + 256); // 448, cache-aligned
         assert_eq!(l.sa_off, 64);
-        assert_eq!(l.route_off, 448); // 64 + 3 * 112 = 400 → 448
-        assert_eq!(l.listener_off, 576); // 448 + 5 * 16 = 528 → 576
-        assert_eq!(l.copy_size, 768); // 576 + 7 * 24 = 744 → 768
-        assert_eq!(l.total, l.copies + 2 * 768);
-        assert_eq!(l.copy(1), l.copies + 768);
-        assert_eq!(l.table(1, Table::Route), (l.copies + 768 + 448, 5));
+        assert_eq!(l.route_off, 320); // 64 + 3 * 80 = 304 → 320
+        assert_eq!(l.listener_off, 448); // 320 + 5 * 16 = 400 → 448
+        assert_eq!(l.copy_size, 640); // 448 + 7 * 24 = 616 → 640
+        assert_eq!(l.total, l.copies + 2 * 640);
+        assert_eq!(l.copy(1), l.copies + 640);
+        assert_eq!(l.table(1, Table::Route), (l.copies + 640 + 320, 5));
     }
 
     #[test]
@@ -631,9 +585,10 @@ mod tests {
         assert_eq!(offset_of!(SaEntry, salt), 40);
         assert_eq!(offset_of!(SaEntry, peer_addr), 44);
         assert_eq!(offset_of!(SaEntry, peer_port), 48);
-        assert_eq!(offset_of!(SaEntry, soft_seconds), 56);
-        assert_eq!(offset_of!(SaEntry, hard_packets), 96);
-        assert_eq!(offset_of!(SaEntry, rate_bps), 104);
+        assert_eq!(offset_of!(SaEntry, hard_seconds), 56);
+        assert_eq!(offset_of!(SaEntry, hard_packets), 64);
+        assert_eq!(offset_of!(SaEntry, rate_bps), 72);
+        assert_eq!(offset_of!(DataplaneInfo, stats_path), 8);
         assert_eq!(offset_of!(RouteEntry, len), 4);
         assert_eq!(offset_of!(RouteEntry, sa_slot), 8);
         assert_eq!(offset_of!(ListenerEntry, port), 2);

@@ -11,6 +11,8 @@
 //! - [`table`]: typed views of one table copy.
 //! - [`writer`]: [`ShmWriter`], creates the file and publishes tables QSBR style.
 //! - [`reader`]: [`ShmReader`], attaches, validates and reads.
+//! - [`stats`]: the data plane's stats segment (per-worker counter blocks
+//!   and per-SA counters, with a directory of names), VPP style.
 //! - `testing` (feature `testing`): `TempRegion`, a unique region path
 //!   removed on drop, for tests.
 //!
@@ -20,6 +22,7 @@ pub mod kinds;
 pub mod layout;
 mod mapping;
 pub mod reader;
+pub mod stats;
 pub mod table;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -34,9 +37,10 @@ use std::time::Duration;
 
 pub use kinds::{spi_is_usable, Algorithm, Direction, ListenerRole, MIN_SPI, SALT_LEN};
 pub use layout::{
-    Capacities, Counter, ListenerEntry, RouteEntry, SaEntry, SaKeys, StatsBlock, STATS_COUNTERS,
+    Capacities, DataplaneInfo, ListenerEntry, RouteEntry, SaEntry, SaKeys, MAX_STATS_PATH,
 };
 pub use reader::ShmReader;
+pub use stats::{sa_tag, SaTotals, StatsReader, StatsSegment, StatsShape};
 pub use table::{TableMut, TableView, TablesMut, TablesView};
 pub use writer::ShmWriter;
 
@@ -111,6 +115,21 @@ pub enum ShmError {
         path: PathBuf,
         /// The capacities asked for (or found in the header).
         caps: Capacities,
+    },
+    /// A stats segment's shape is out of range (too many blocks, counters
+    /// or SA slots, or a size too large to map).
+    #[error(
+        "stats segment {path}: {blocks} blocks, {counters} counters, {sa_slots} SA slots: out of range"
+    )]
+    BadStatsShape {
+        /// The segment file.
+        path: PathBuf,
+        /// Writer blocks.
+        blocks: u32,
+        /// Counters per block.
+        counters: u32,
+        /// SA slots.
+        sa_slots: u32,
     },
     /// A worker index is beyond the region's worker slots.
     #[error(

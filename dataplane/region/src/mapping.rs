@@ -2,7 +2,7 @@
 //!
 //! [`Mapping`] owns one `MAP_SHARED` mapping of the region file. It hands
 //! out shared references to the atomic blocks ([`Header`], [`WorkerSlot`],
-//! [`StatsBlock`]) and copies plain table entries in and out with volatile
+//! the stats segment's counters) and copies plain table entries in and out with volatile
 //! accesses. Every offset it is given comes from a validated
 //! [`super::layout::Layout`] and is bounds- and alignment-checked here.
 
@@ -12,9 +12,12 @@ use std::mem::{align_of, size_of};
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 
+use std::sync::atomic::AtomicU64;
+
 use super::layout::{
-    CopyHeader, Header, ListenerEntry, RouteEntry, SaEntry, StatsBlock, UsageEntry, WorkerSlot,
+    CopyHeader, DataplaneInfo, Header, ListenerEntry, RouteEntry, SaEntry, WorkerSlot,
 };
+use super::stats::{CounterName, SaCounters, SaSlot, StatsHeader};
 
 /// Types made only of atomics, valid for any bit pattern, so a `&T` into
 /// memory another process writes is sound.
@@ -29,10 +32,15 @@ pub(crate) unsafe trait SharedBlock {}
 unsafe impl SharedBlock for Header {}
 // SAFETY: repr(C), an AtomicU64, an AtomicU32 and reserved integers.
 unsafe impl SharedBlock for WorkerSlot {}
-// SAFETY: repr(C), an array of AtomicU64.
-unsafe impl SharedBlock for StatsBlock {}
+// SAFETY: an atomic integer, valid for every bit pattern.
+unsafe impl SharedBlock for AtomicU64 {}
+// SAFETY: repr(C); the pid is atomic, the rest are integers written
+// before the file is renamed into place.
+unsafe impl SharedBlock for StatsHeader {}
 // SAFETY: repr(C), atomics only.
-unsafe impl SharedBlock for UsageEntry {}
+unsafe impl SharedBlock for SaCounters {}
+// SAFETY: repr(C), atomics only.
+unsafe impl SharedBlock for SaSlot {}
 
 /// Plain-old-data table types (public but unnameable outside `shm`, which
 /// seals [`super::table::Entry`]): `Copy`, no padding, valid for every bit
@@ -50,6 +58,10 @@ unsafe impl Plain for RouteEntry {}
 unsafe impl Plain for ListenerEntry {}
 // SAFETY: as above.
 unsafe impl Plain for CopyHeader {}
+// SAFETY: repr(C), a byte array and integers, no padding (size asserted).
+unsafe impl Plain for DataplaneInfo {}
+// SAFETY: repr(C), a byte array.
+unsafe impl Plain for CounterName {}
 
 /// One shared mapping of a region file; unmapped on drop.
 #[derive(Debug)]
@@ -82,6 +94,61 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// Maps `len` bytes of `file` read-only and shared (a stats segment's
+    /// readers: only loads go through such a mapping).
+    pub(crate) fn new_read_only(file: &File, len: usize) -> io::Result<Mapping> {
+        if len < size_of::<Header>() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: as in `new`, a fresh mapping of a valid fd, checked
+        // against MAP_FAILED. Read-only: the code that holds such a mapping
+        // only loads from it (a store would fault, never corrupt).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// Maps `len` bytes of fresh anonymous shared memory, zero-filled: a
+    /// stats segment that no other process reads (tests, or a gateway
+    /// that publishes no segment).
+    pub(crate) fn anonymous(len: usize) -> io::Result<Mapping> {
+        if len < size_of::<Header>() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: a fresh anonymous mapping (addr NULL, fd -1); the kernel
+        // picks the address, so no existing memory is affected. The result
+        // is checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
                 0,
             )
         };
@@ -135,6 +202,15 @@ impl Mapping {
         // all of its mutable state is atomic, so shared references are sound
         // while other threads or processes write it.
         unsafe { &*self.ptr.as_ptr().add(off).cast::<T>() }
+    }
+
+    /// `count` shared blocks (atomics only) in an array at `off`.
+    pub(crate) fn blocks<T: SharedBlock>(&self, off: usize, count: usize) -> &[T] {
+        self.check::<T>(off, count);
+        // SAFETY: in bounds and aligned (checked above, for all `count`);
+        // as for `block`, `T` is valid for any bit pattern and its mutable
+        // state is atomic; the mapping outlives the borrow of `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off).cast::<T>(), count) }
     }
 
     /// Copies the `i`-th `T` of the array at `off` out of the mapping.
@@ -212,6 +288,14 @@ impl Mapping {
         // reference into the mapping is alive in this process, and the file
         // is not yet visible under its final name to any other.
         unsafe { self.ptr.as_ptr().cast::<Header>().write_volatile(h) }
+    }
+
+    /// Writes the header of a stats segment nobody else has mapped yet.
+    pub(crate) fn init_stats_header(&mut self, h: StatsHeader) {
+        self.check::<StatsHeader>(0, 1);
+        // SAFETY: as for `init_header`: in bounds, aligned, no reference
+        // alive (`&mut self`), the file not yet under its final name.
+        unsafe { self.ptr.as_ptr().cast::<StatsHeader>().write_volatile(h) }
     }
 }
 

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    unpack_published, Capacities, Header, Layout, StatsBlock, UsageEntry, WorkerSlot, MAGIC,
-    VERSION,
+    unpack_published, Capacities, DataplaneInfo, Header, Layout, WorkerSlot, MAGIC, VERSION,
 };
 use super::mapping::Mapping;
 use super::table::TablesView;
@@ -151,44 +150,11 @@ impl ShmReader {
             .store(u64::from(pid), Ordering::Release);
     }
 
-    /// Publishes how much each outbound SA has carried: `(spi, packets,
-    /// bytes)` per SA, at most the SA capacity (the rest are ignored);
-    /// unused entries are cleared. Called by one thread only.
-    pub fn write_usage(&self, sas: impl IntoIterator<Item = (u32, u64, u64)>) {
-        let cap = self.layout.caps.sas as usize;
-        let mut n = 0;
-        for (spi, packets, bytes) in sas.into_iter().take(cap) {
-            let e: &UsageEntry = self.map.block(self.layout.usage_entry(n));
-            // A changed SPI is cleared first, so a concurrent reader that
-            // sees the same non-zero SPI before and after the counters never
-            // pairs one SA's SPI with another's counters.
-            if e.spi.load(Ordering::Relaxed) != spi {
-                e.spi.store(0, Ordering::Release);
-            }
-            e.packets.store(packets, Ordering::Release);
-            e.bytes.store(bytes, Ordering::Release);
-            e.spi.store(spi, Ordering::Release);
-            n += 1;
-        }
-        for i in n..cap {
-            let e: &UsageEntry = self.map.block(self.layout.usage_entry(i));
-            if e.spi.load(Ordering::Relaxed) == 0 {
-                break;
-            }
-            e.spi.store(0, Ordering::Release);
-        }
-    }
-
-    /// Worker `worker`'s stats block (written only by that worker).
-    pub fn stats(&self, worker: usize) -> Result<&StatsBlock, ShmError> {
-        match worker < self.workers as usize {
-            true => Ok(self.map.block(self.layout.stats_block(worker))),
-            false => Err(ShmError::NoSuchWorker {
-                path: self.path.clone(),
-                worker,
-                slots: self.workers,
-            }),
-        }
+    /// Announces what the control process should know about this data
+    /// plane (its stats segment). Call before [`ShmReader::bump_incarnation`],
+    /// which publishes it.
+    pub fn set_dataplane_info(&self, info: &DataplaneInfo) {
+        self.map.write(self.layout.info, 0, *info);
     }
 }
 

@@ -192,7 +192,7 @@ fn removed_entries_leave_no_key_behind() {
 }
 
 #[test]
-fn the_rate_is_the_last_field_of_a_version_3_sa_entry() {
+fn the_rate_is_the_last_field_of_a_version_4_sa_entry() {
     use std::io::{Seek, SeekFrom, Write};
     let r = TempRegion::new("unit");
     let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
@@ -211,27 +211,27 @@ fn the_rate_is_the_last_field_of_a_version_3_sa_entry() {
     let e = rd.current().sas().get(0).unwrap();
     assert_eq!((e.spi, e.hard_packets, e.rate_bps), (256, 77, rate));
     drop(rd);
-    // In the file: bytes 104..112 of the entry, after the hard packet lifetime.
+    // In the file: bytes 72..80 of the entry, after the hard packet lifetime.
     let layout = layout::Layout::new(CAPS).unwrap();
     let (sa_off, _) = layout.table(1, layout::Table::Sa);
     let bytes = std::fs::read(r.path()).unwrap();
-    assert_eq!(bytes[sa_off + 96..sa_off + 104], 77u64.to_ne_bytes());
-    assert_eq!(bytes[sa_off + 104..sa_off + 112], rate.to_ne_bytes());
-    // A region of the previous layout (version 2, 104-byte entries) is refused.
+    assert_eq!(bytes[sa_off + 64..sa_off + 72], 77u64.to_ne_bytes());
+    assert_eq!(bytes[sa_off + 72..sa_off + 80], rate.to_ne_bytes());
+    // A region of the previous layout (version 3, 112-byte entries) is refused.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(r.path())
         .unwrap();
     f.seek(SeekFrom::Start(8)).unwrap();
-    f.write_all(&2u32.to_ne_bytes()).unwrap();
+    f.write_all(&3u32.to_ne_bytes()).unwrap();
     drop(f);
     let e = ShmReader::open(r.path(), 1).unwrap_err();
     assert!(
         matches!(
             e,
             ShmError::BadVersion {
-                expected: 3,
-                found: 2,
+                expected: 4,
+                found: 3,
                 ..
             }
         ),

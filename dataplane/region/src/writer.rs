@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{
-    pack_published, unpack_published, Capacities, Header, Layout, StatsBlock, UsageEntry,
-    WorkerSlot, MAGIC, STATS_COUNTERS, VERSION,
+    pack_published, unpack_published, Capacities, DataplaneInfo, Header, Layout, WorkerSlot, MAGIC,
+    VERSION,
 };
 use super::mapping::Mapping;
 use super::reader::map_region;
@@ -108,25 +108,11 @@ impl ShmWriter {
         TablesView::new(&self.map, &self.layout, self.active, self.generation)
     }
 
-    /// What each outbound SA has carried, as the data plane last reported
-    /// it: `(spi, packets, bytes)`.
-    pub fn usage(&self) -> Vec<(u32, u64, u64)> {
-        let mut out = Vec::new();
-        for i in 0..self.layout.caps.sas as usize {
-            let e: &UsageEntry = self.map.block(self.layout.usage_entry(i));
-            let spi = e.spi.load(Ordering::Acquire);
-            if spi == 0 {
-                break;
-            }
-            let (packets, bytes) = (
-                e.packets.load(Ordering::Acquire),
-                e.bytes.load(Ordering::Acquire),
-            );
-            if e.spi.load(Ordering::Acquire) == spi {
-                out.push((spi, packets, bytes));
-            }
-        }
-        out
+    /// What the data plane that last attached announced about itself
+    /// (read it after [`ShmWriter::take_incarnation_change`] reports a new
+    /// incarnation: the incarnation's Acquire load orders the record).
+    pub fn dataplane_info(&self) -> DataplaneInfo {
+        self.map.read(self.layout.info, 0)
     }
 
     /// True if the data plane that last attached is still running (or
@@ -218,13 +204,6 @@ impl ShmWriter {
             self.known_incarnation = now;
             now
         })
-    }
-
-    /// A snapshot of worker `worker`'s counters.
-    pub fn stats(&self, worker: usize) -> Result<[u64; STATS_COUNTERS], ShmError> {
-        self.check_worker(worker)?;
-        let b: &StatsBlock = self.map.block(self.layout.stats_block(worker));
-        Ok(b.snapshot())
     }
 
     /// The generation worker `worker` last reported, and whether it is live.

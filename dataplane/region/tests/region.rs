@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use scistream_region::layout::{MAGIC, ROLE_INBOUND, ROLE_OUTBOUND, VERSION};
 use scistream_region::{
-    Capacities, Counter, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmReader, ShmWriter,
+    Capacities, DataplaneInfo, ListenerEntry, RouteEntry, SaEntry, ShmError, ShmReader, ShmWriter,
 };
 
 use scistream_region::testing::TempRegion;
@@ -62,12 +62,9 @@ fn sa_for(g: u64, i: usize) -> SaEntry {
         salt: (g as u32 ^ i as u32).to_le_bytes(),
         peer_addr: 0x0a00_0000 | (x as u32 & 0xffff),
         peer_port: 4500 + (i as u16),
-        soft_seconds: g,
         hard_seconds: g + 1,
-        soft_bytes: x,
-        hard_bytes: !x,
-        soft_packets: g ^ 0x5555,
         hard_packets: i as u64,
+        rate_bps: x,
         ..SaEntry::default()
     };
     let sum = sa_checksum(&e);
@@ -82,12 +79,9 @@ fn sa_checksum(e: &SaEntry) -> u64 {
         u64::from(e.esn),
         u64::from(u32::from_le_bytes(e.salt)),
         u64::from(e.peer_addr) | u64::from(e.peer_port) << 32,
-        e.soft_seconds,
         e.hard_seconds,
-        e.soft_bytes,
-        e.hard_bytes,
-        e.soft_packets,
         e.hard_packets,
+        e.rate_bps,
     ];
     w.extend(
         e.key[..24]
@@ -421,7 +415,7 @@ fn writer_waits_for_live_workers_only() {
 }
 
 #[test]
-fn incarnation_and_stats_cross_the_region() {
+fn incarnation_and_dataplane_info_cross_the_region() {
     let region = TempRegion::new("inc");
     let mut writer = ShmWriter::create(region.path(), CAPS).unwrap();
     assert_eq!(writer.take_incarnation_change(), None);
@@ -447,28 +441,18 @@ fn incarnation_and_stats_cross_the_region() {
     assert_eq!(writer.worker_state(0).unwrap(), (0, false));
     assert_eq!(writer.publish(|_| {}).unwrap(), 2);
 
-    let s = reader.stats(1).unwrap();
-    s.add(Counter::RxPackets, 5);
-    s.add(Counter::RxPackets, 2);
-    s.add(Counter::DropAuth, 1);
-    let snap = writer.stats(1).unwrap();
-    assert_eq!(snap[Counter::RxPackets as usize], 7);
-    assert_eq!(snap[Counter::DropAuth as usize], 1);
-    assert_eq!(writer.stats(0).unwrap(), [0; 16]);
-    assert!(matches!(
-        reader.stats(2),
-        Err(ShmError::NoSuchWorker {
-            worker: 2,
-            slots: 2,
-            ..
-        })
-    ));
-    assert!(matches!(
-        writer.stats(4),
-        Err(ShmError::NoSuchWorker {
-            worker: 4,
-            slots: 4,
-            ..
-        })
-    ));
+    // The data plane announces its stats segment; the control process
+    // reads it once the new incarnation is visible.
+    let info =
+        DataplaneInfo::with_stats_path(std::path::Path::new("/dev/shm/s2ds-gwa.stats")).unwrap();
+    reader.set_dataplane_info(&info);
+    assert_eq!(reader.bump_incarnation(), 3);
+    assert_eq!(writer.take_incarnation_change(), Some(3));
+    assert_eq!(
+        writer.dataplane_info().stats_path().as_deref(),
+        Some(std::path::Path::new("/dev/shm/s2ds-gwa.stats"))
+    );
+    let long = "/".repeat(scistream_region::MAX_STATS_PATH + 1);
+    assert!(DataplaneInfo::with_stats_path(std::path::Path::new(&long)).is_none());
+    assert_eq!(DataplaneInfo::default().stats_path(), None);
 }

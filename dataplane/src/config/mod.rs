@@ -367,6 +367,12 @@ impl Config {
         validate::validate(raw, &doc)
     }
 
+    /// Where the stats segment goes: next to the stats JSON, with the
+    /// extension `seg` (`/dev/shm/s2ds-<name>.stats.seg` by default).
+    pub fn stats_segment_path(&self) -> PathBuf {
+        self.stats_path().with_extension("seg")
+    }
+
     /// Where the stats JSON goes: `gateway.stats_path`, or
     /// `/dev/shm/s2ds-<name>.stats.json`.
     pub fn stats_path(&self) -> PathBuf {
@@ -415,6 +421,10 @@ address = "10.10.100.1/24"
     fn defaults_and_stats_path() {
         let c = ok(TAP);
         assert_eq!(c.stats_path(), PathBuf::from("/dev/shm/s2ds-t.stats.json"));
+        assert_eq!(
+            c.stats_segment_path(),
+            PathBuf::from("/dev/shm/s2ds-t.stats.seg")
+        );
         assert_eq!(
             c.workers,
             WorkersSection {

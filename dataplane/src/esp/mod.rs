@@ -93,6 +93,9 @@ pub enum EspError {
     /// The outbound SA's sequence numbers are used up: it must be rekeyed.
     #[error("outbound SA sequence numbers exhausted, rekey needed")]
     SeqExhausted,
+    /// The SA outlived its hard lifetime in seconds: it must be rekeyed.
+    #[error("SA past its hard lifetime, rekey needed")]
+    SaExpired,
     /// The buffer lacks the headroom or tailroom the ESP encapsulation needs.
     #[error("no headroom or tailroom for ESP encapsulation")]
     NoRoom,

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
 
+use super::sa_slots::SaSlots;
+use super::tables::Lifetime;
 use super::tables::{key_fingerprint, InboundEntry, OutboundEntry, TableError, TunnelTables};
 use crate::config::tunnel::{Direction, ListenerRole};
 use crate::crypto::{Algorithm, EngineKind, SaKey};
@@ -43,6 +45,8 @@ pub struct TableContext {
     pub nat_port_base: u16,
     /// Connection-tracking slots.
     pub nat_slots: usize,
+    /// The stats segment's SA slots (`None`: SAs are not counted one by one).
+    pub sa_slots: Option<Arc<SaSlots>>,
 }
 
 /// One SA of a [`TableSpec`]. Debug never shows the key.
@@ -65,6 +69,8 @@ pub struct SaSpec {
     pub rate_bps: u64,
     /// Outbound: the hard packet lifetime (0: none).
     pub hard_packets: u64,
+    /// The hard lifetime in seconds from installation (0: none).
+    pub hard_seconds: u64,
 }
 
 impl std::fmt::Debug for SaSpec {
@@ -187,6 +193,8 @@ impl TunnelTables {
                                 .with_hard_packets(s.hard_packets)
                                 .with_rate(s.rate_bps);
                             Arc::new(OutboundEntry {
+                                stats_slot: assign(cx, Direction::Out, s.spi),
+                                lifetime: Lifetime::new(s.hard_seconds),
                                 sa,
                                 outer: Outer {
                                     src: cx.wan_ip,
@@ -212,6 +220,8 @@ impl TunnelTables {
                             report.installed += 1;
                             let key = SaKey::new(cx.engine, s.algorithm, &s.key, s.salt)?;
                             Arc::new(InboundEntry {
+                                stats_slot: assign(cx, Direction::In, s.spi),
+                                lifetime: Lifetime::new(s.hard_seconds),
                                 sa: InboundSa::new(s.spi, key, s.esn),
                                 peer: *s.peer.ip(),
                                 fingerprint,
@@ -233,6 +243,21 @@ impl TunnelTables {
             .filter(|(spi, o)| inbound.get(spi).is_some_and(|n| Arc::ptr_eq(n, o)))
             .count();
         report.removed = (prev.outbound.len() - kept_out + prev.inbound.len() - kept_in) as u64;
+        if let Some(slots) = &cx.sa_slots {
+            let gone_out = prev
+                .outbound
+                .iter()
+                .filter(|o| !outbound.iter().any(|n| Arc::ptr_eq(n, o)))
+                .filter_map(|o| o.stats_slot);
+            let gone_in = prev
+                .inbound
+                .iter()
+                .filter(|(spi, o)| !inbound.get(spi).is_some_and(|n| Arc::ptr_eq(n, o)))
+                .filter_map(|(_, o)| o.stats_slot);
+            for slot in gone_out.chain(gone_in) {
+                slots.release(slot);
+            }
+        }
 
         let sa_of = |i: usize| {
             out_index.get(&i).copied().ok_or(TableError::NoOutboundSa(
@@ -301,6 +326,19 @@ impl TunnelTables {
             report,
         ))
     }
+}
+
+/// A stats slot for a new SA, if the context counts SAs and one is free.
+fn assign(cx: &TableContext, direction: Direction, spi: u32) -> Option<usize> {
+    let slot = cx.sa_slots.as_ref()?.assign(direction, spi);
+    if slot.is_none() {
+        tracing::warn!(
+            spi,
+            ?direction,
+            "no free SA slot in the stats segment: the SA is forwarded but not counted on its own"
+        );
+    }
+    slot
 }
 
 /// The inbound listeners in slots: each keeps the index it had in `prev`

@@ -86,6 +86,7 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
                 0
             },
             hard_packets: e.hard_packets,
+            hard_seconds: e.hard_seconds,
         });
     }
     for (i, r) in view.routes().iter().enumerate() {

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod from_shm;
 pub mod pipeline;
+pub mod sa_slots;
 pub mod shm_source;
 pub mod tables;
 
@@ -15,5 +16,6 @@ mod shm_tests;
 mod tests;
 
 pub use build::{RebuildReport, TableContext, TableSpec};
+pub use sa_slots::SaSlots;
 pub use shm_source::{ChangeSnapshot, ShmTableSource, ShmWatcher};
 pub use tables::{InboundEntry, OutboundEntry, StaticTables, TableSource, TunnelTables};

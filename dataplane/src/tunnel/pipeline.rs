@@ -27,9 +27,11 @@ use crate::forward::{egress_check, route_out, Ingress, OuterUdp, SlowReason, Ver
 use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
-use crate::stats::{Counters, DropReason};
+use crate::stats::{Counters, DropReason, StatsRegistry};
 use crate::wire::ipv4::Ipv4Info;
 use crate::wire::{ipv4, Mac, ETH_HLEN};
+use scistream_region::stats::{add, sa_tag, SaCounters};
+use scistream_region::Direction;
 
 use super::TunnelTables;
 
@@ -67,6 +69,20 @@ pub struct StageCtx<'a> {
     pub unresolved: &'a mut Unresolved,
     /// ICMP errors for packets out of the tunnel.
     pub errors: &'a mut TunnelErrors,
+    /// Where per-SA counts go: the stats registry and this worker's block
+    /// (`None`: not counted per SA).
+    pub sa_stats: Option<(&'a StatsRegistry, usize)>,
+}
+
+impl StageCtx<'_> {
+    /// This worker's counters of stats slot `slot`, claimed for SA `tag`.
+    #[inline]
+    fn sa_counters(&self, slot: Option<usize>, tag: u64) -> Option<&SaCounters> {
+        let (stats, block) = self.sa_stats?;
+        let c = stats.sa(block, slot?);
+        c.claim(tag);
+        Some(c)
+    }
 }
 
 /// A worker's own tunnel state: the replay windows of the inbound SAs it
@@ -104,6 +120,7 @@ pub fn drop_reason(e: EspError) -> DropReason {
             DropReason::EspBadTrailer
         }
         EspError::SeqExhausted => DropReason::EspSeqExhausted,
+        EspError::SaExpired => DropReason::EspSaExpired,
         EspError::NoRoom => DropReason::NoBuffer,
         _ => DropReason::EspMalformed,
     }
@@ -145,7 +162,12 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
     }
     let mut now = None;
     for b in &mut blocks {
-        let sa = &cx.tables.outbound(b.0).sa;
+        let entry = cx.tables.outbound(b.0);
+        let sa = &entry.sa;
+        if entry.lifetime.expired() {
+            b.3 = Err(EspError::SaExpired);
+            continue;
+        }
         let mut admitted = b.1;
         if sa.policer().is_limited() {
             let t = *now.get_or_insert_with(|| clock.now_ns());
@@ -162,6 +184,11 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
         b.3 = sa.reserve(admitted);
         if b.3.is_ok() {
             sa.account_bytes(b.2);
+            if let Some(c) = cx.sa_counters(entry.stats_slot, sa_tag(Direction::Out, sa.spi)) {
+                add(&c.packets, admitted);
+                add(&c.bytes, b.2);
+                add(&c.rate_limited, b.1 - admitted);
+            }
         }
     }
 
@@ -250,6 +277,7 @@ pub fn decap_burst<B: PacketBuf>(
     let tables = cx.tables;
     let mut pending: Burst<B> = Burst::new();
     let mut jobs: ArrayVec<OpenJob<'_>, BURST> = ArrayVec::new();
+    let mut slots: ArrayVec<Option<usize>, BURST> = ArrayVec::new();
     for (mut buf, o) in bufs.drain(..).zip(outer) {
         if !buf.adj(ETH_HLEN) {
             cx.counts.drop(DropReason::Runt);
@@ -272,13 +300,21 @@ pub fn decap_burst<B: PacketBuf>(
             cx.counts.drop(DropReason::EspUnknownSpi);
             continue;
         };
+        if entry.lifetime.expired() {
+            cx.counts.drop(DropReason::EspSaExpired);
+            continue;
+        }
         let window = state.replay.entry(view.spi).or_default();
         let seq = window.infer(view.seq_low, entry.sa.esn);
         if let Err(e) = window.check(seq) {
             cx.counts.drop(drop_reason(e));
+            if let Some(c) = cx.sa_counters(entry.stats_slot, sa_tag(Direction::In, view.spi)) {
+                add(&c.replayed, 1);
+            }
             continue;
         }
         jobs.push(OpenJob::new(&entry.sa, &view, seq));
+        slots.push(entry.stats_slot);
         pending.push(buf);
     }
     if pending.is_empty() {
@@ -286,20 +322,32 @@ pub fn decap_burst<B: PacketBuf>(
     }
     esp::open_burst(crypto::engine(tables.engine), &mut pending, &mut jobs);
 
-    for (mut buf, job) in pending.drain(..).zip(jobs.iter()) {
+    for ((mut buf, job), &slot) in pending.drain(..).zip(jobs.iter()).zip(&slots) {
+        let tag = sa_tag(Direction::In, job.view().spi);
         if !job.verified() {
             cx.counts.drop(DropReason::EspAuthFailed);
+            if let Some(c) = cx.sa_counters(slot, tag) {
+                add(&c.auth_failed, 1);
+            }
             continue;
         }
         let window = state.replay.entry(job.view().spi).or_default();
         // Checks again: two copies of one packet in this burst both passed the first check.
         if let Err(e) = window.accept(job.seq()) {
             cx.counts.drop(drop_reason(e));
+            if let Some(c) = cx.sa_counters(slot, tag) {
+                add(&c.replayed, 1);
+            }
             continue;
         }
+
         if let Err(e) = esp::decap_finish(&mut buf, job.view()) {
             cx.counts.drop(drop_reason(e));
             continue;
+        }
+        if let Some(c) = cx.sa_counters(slot, tag) {
+            add(&c.packets, 1);
+            add(&c.bytes, buf.len() as u64);
         }
         // Room for the Ethernet header the route-out step rewrites.
         if !push_ethernet(&mut buf, [0; 6], [0; 6]) {

@@ -8,9 +8,9 @@
 //! (QSBR): once `s2cs`'s publish returns, no worker uses the old tables.
 //!
 //! The watcher also announces a new data plane incarnation when it
-//! attaches (so `s2cs` renegotiates keys for this process), publishes how
-//! much each outbound SA has carried (for packet and byte rekeying) and
-//! mirrors the workers' counters into the region's stats blocks.
+//! attaches (so `s2cs` renegotiates keys for this process), with the path
+//! of the data plane's stats segment, where `s2cs` reads how much each SA
+//! has carried (for packet and byte rekeying).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::build::{RebuildReport, TableContext};
 use super::tables::{TableSource, TunnelTables};
-use crate::stats::{Counters, DropReason};
-use scistream_region::{Counter, ShmError, ShmReader, StatsBlock};
+use scistream_region::{DataplaneInfo, ShmError, ShmReader};
 
 /// How often the watcher looks for a new generation.
 pub const POLL_EVERY: Duration = Duration::from_millis(1);
@@ -133,6 +132,8 @@ pub struct ShmWatcher {
     cx: TableContext,
     path: PathBuf,
     workers: usize,
+    /// What the control process learns about us when we attach.
+    info: DataplaneInfo,
     /// (device, inode) of the mapped file.
     file_id: Option<(u64, u64)>,
     next_check: Instant,
@@ -141,13 +142,30 @@ pub struct ShmWatcher {
 }
 
 impl ShmWatcher {
-    /// A watcher for the region at `path`, serving `workers` workers.
-    pub fn new(source: Arc<ShmTableSource>, cx: TableContext, path: &Path, workers: usize) -> Self {
+    /// A watcher for the region at `path`, serving `workers` workers,
+    /// announcing the stats segment at `stats` to the control process.
+    pub fn new(
+        source: Arc<ShmTableSource>,
+        cx: TableContext,
+        path: &Path,
+        workers: usize,
+        stats: Option<&Path>,
+    ) -> Self {
+        let info = stats
+            .and_then(|p| {
+                let info = DataplaneInfo::with_stats_path(p);
+                if info.is_none() {
+                    tracing::warn!(stats = %p.display(), "the stats segment's path is too long to announce to s2cs; it rekeys by time only");
+                }
+                info
+            })
+            .unwrap_or_default();
         ShmWatcher {
             source,
             cx,
             path: path.to_path_buf(),
             workers,
+            info,
             file_id: None,
             next_check: Instant::now(),
             builds: 1,
@@ -184,6 +202,7 @@ impl ShmWatcher {
                 // A data plane that crashed may have left slots live.
                 r.detach_all();
                 r.set_dataplane_pid(std::process::id());
+                r.set_dataplane_info(&self.info);
                 let incarnation = r.bump_incarnation();
                 for w in 0..self.workers {
                     // In range: open checked the slots.
@@ -254,22 +273,6 @@ impl ShmWatcher {
         }
     }
 
-    /// Housekeeping (about every 250 ms, main thread): publishes each
-    /// outbound SA's usage and mirrors the workers' counters into the
-    /// region's stats blocks.
-    pub fn export(source: &ShmTableSource, per_worker: &[Counters]) {
-        let Some(reader) = source.reader.load_full() else {
-            return;
-        };
-        let tables = source.current.load();
-        reader.write_usage(tables.outbound_usage());
-        for (w, c) in per_worker.iter().enumerate() {
-            if let Ok(b) = reader.stats(w) {
-                mirror(b, c);
-            }
-        }
-    }
-
     /// Runs [`ShmWatcher::poll`] until `stop` is set.
     pub fn run(mut self, stop: &std::sync::atomic::AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
@@ -283,32 +286,4 @@ impl ShmWatcher {
 
 fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// Writes worker totals into its stats block (the watcher's thread is the
-/// only writer of the blocks).
-fn mirror(b: &StatsBlock, c: &Counters) {
-    let sum = |f: fn(&crate::stats::PortCounts) -> u64| c.ports.iter().map(f).sum::<u64>();
-    let d = |r: DropReason| c.drops[r as usize];
-    let values = [
-        (Counter::RxPackets, sum(|p| p.rx_packets)),
-        (Counter::RxBytes, sum(|p| p.rx_bytes)),
-        (Counter::TxPackets, sum(|p| p.tx_packets)),
-        (Counter::TxBytes, sum(|p| p.tx_bytes)),
-        (
-            Counter::DropNoRoute,
-            d(DropReason::NoRoute) + d(DropReason::Policy),
-        ),
-        (Counter::DropAuth, d(DropReason::EspAuthFailed)),
-        (Counter::DropReplay, d(DropReason::EspReplay)),
-        (
-            Counter::DropMalformed,
-            d(DropReason::EspMalformed) + d(DropReason::Runt),
-        ),
-        (Counter::DropTxFull, d(DropReason::TxFull)),
-        (Counter::DropRateLimited, d(DropReason::RateLimited)),
-    ];
-    for (counter, v) in values {
-        b.set(counter, v);
-    }
 }

@@ -31,6 +31,7 @@ fn cx() -> TableContext {
         wan_ip: Ipv4Addr::new(192, 0, 2, 1),
         nat_port_base: 40000,
         nat_slots: 64,
+        sa_slots: None,
     }
 }
 
@@ -62,9 +63,18 @@ fn inbound_listener(port: u16, target_port: u16, sa_slot: u32) -> ListenerEntry 
 
 /// A writer, a source and a watcher for 2 workers on a fresh region.
 fn setup(r: &TempRegion) -> (ShmWriter, Arc<ShmTableSource>, ShmWatcher) {
+    setup_with(r, cx(), None)
+}
+
+/// [`setup`] with the context `cx`, announcing the stats segment `stats`.
+fn setup_with(
+    r: &TempRegion,
+    cx: TableContext,
+    stats: Option<&std::path::Path>,
+) -> (ShmWriter, Arc<ShmTableSource>, ShmWatcher) {
     let w = ShmWriter::create(r.path(), CAPS).unwrap();
-    let src = Arc::new(ShmTableSource::new(&cx()));
-    let mut watcher = ShmWatcher::new(src.clone(), cx(), r.path(), 2);
+    let src = Arc::new(ShmTableSource::new(&cx));
+    let mut watcher = ShmWatcher::new(src.clone(), cx, r.path(), 2, stats);
     watcher.poll();
     assert!(src.changes().attached);
     (w, src, watcher)
@@ -132,12 +142,83 @@ fn unchanged_sas_keep_their_sequence_counter_and_changed_keys_restart() {
     assert_eq!(t3.outbound(0).sa.reserve(1).unwrap(), 1..2);
     assert_eq!(src.changes().installed, 4);
     assert_eq!(src.changes().removed, 1);
+}
 
-    // Usage goes out through the region.
-    ShmWatcher::export(&src, &[]);
-    let usage = w.usage();
-    assert!(usage.contains(&(0x1000, 1, 0)), "{usage:?}");
-    assert!(usage.contains(&(0x1001, 0, 0)), "{usage:?}");
+/// The watcher tells the control process where the stats segment is, and
+/// every SA of the tables has a slot there, named by its direction and
+/// SPI; a slot follows its SA across rebuilds and is freed with it.
+#[test]
+fn sas_are_counted_in_the_stats_segment_the_region_announces() {
+    use crate::stats::StatsRegistry;
+    use crate::tunnel::SaSlots;
+    use scistream_region::Direction;
+
+    let r = TempRegion::new("tables-stats");
+    let seg = TempRegion::new("tables-stats-seg");
+    let stats = Arc::new(StatsRegistry::create(Some(seg.path()), 2, 8).unwrap());
+    let cx = TableContext {
+        sa_slots: Some(Arc::new(SaSlots::new(stats.clone()))),
+        ..cx()
+    };
+    let (mut w, src, mut watcher) = setup_with(&r, cx, Some(seg.path()));
+    assert_eq!(w.take_incarnation_change(), Some(1));
+    assert_eq!(
+        w.dataplane_info().stats_path().as_deref(),
+        Some(seg.path()),
+        "the region names the stats segment"
+    );
+    w.publish(|t| {
+        t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
+        t.sas().push(sa(0x2000, DIR_IN, 8)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    let listed = |stats: &StatsRegistry| {
+        let mut v: Vec<(Option<Direction>, u32)> = stats
+            .segment()
+            .sa_totals()
+            .iter()
+            .map(|t| (t.direction, t.spi))
+            .collect();
+        v.sort_by_key(|x| x.1);
+        v
+    };
+    assert_eq!(
+        listed(&stats),
+        [
+            (Some(Direction::Out), 0x1000),
+            (Some(Direction::In), 0x2000)
+        ]
+    );
+    let slot = src.load().outbound(0).stats_slot.expect("a slot");
+    workers_catch_up(&src);
+    // A rebuild that keeps the SA keeps its slot; a rekeyed SA (new key,
+    // same SPI) gets a fresh one and the old one is freed.
+    w.publish(|t| {
+        t.sas().push(sa(0x1001, DIR_OUT, 9)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    assert_eq!(src.load().outbound(0).stats_slot, Some(slot));
+    workers_catch_up(&src);
+    w.publish(|t| {
+        t.sas().set(0, sa(0x1000, DIR_OUT, 0x42)).unwrap();
+        t.sas().set(1, sa(0x2001, DIR_IN, 8)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    assert_eq!(
+        listed(&stats),
+        [
+            (Some(Direction::Out), 0x1000),
+            (Some(Direction::Out), 0x1001),
+            (Some(Direction::In), 0x2001)
+        ],
+        "0x2000 left, its slot with it"
+    );
+    let t = src.load();
+    let (a, b) = (t.outbound(0).stats_slot, t.outbound(1).stats_slot);
+    assert!(a.is_some() && b.is_some() && a != b);
 }
 
 #[test]
@@ -357,6 +438,7 @@ mod rate {
                 counts: &mut *counts,
                 unresolved: &mut unresolved,
                 errors: &mut errors,
+                sa_stats: None,
             };
             encap_burst_with_clock(&mut cx, &mut bufs, &sa_idx, clock);
             assert!(unresolved.is_empty());

@@ -10,10 +10,50 @@ use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
 
 use super::build::{ListenerSpec, RouteSpec, SaSpec, TableContext, TableSpec};
+use super::sa_slots::SaSlots;
 use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
 use crate::crypto::{Algorithm, CryptoError, EngineKind};
 use crate::esp::{InboundSa, OutboundSa, Outer};
 use crate::nat::{self, CoarseClock, ConnTable, Listeners, NatError};
+
+/// When an SA must stop being used: its hard lifetime in seconds, counted
+/// from when this data plane installed it (kept across rebuilds that keep
+/// the SA). Checked by the housekeeping thread, which marks the SA expired.
+#[derive(Debug)]
+pub struct Lifetime {
+    installed: std::time::Instant,
+    hard: Option<std::time::Duration>,
+    expired: std::sync::atomic::AtomicBool,
+}
+
+impl Lifetime {
+    /// Installed now, expiring after `hard_seconds` (0: never).
+    pub fn new(hard_seconds: u64) -> Self {
+        Lifetime {
+            installed: std::time::Instant::now(),
+            hard: (hard_seconds > 0).then(|| std::time::Duration::from_secs(hard_seconds)),
+            expired: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// True once the SA outlived its hard lifetime (a Relaxed load, for the
+    /// packet path).
+    #[inline]
+    pub fn expired(&self) -> bool {
+        self.expired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks the SA expired if its lifetime ended by `now`; returns true if
+    /// it expired just now.
+    pub fn check(&self, now: std::time::Instant) -> bool {
+        let due = self
+            .hard
+            .is_some_and(|h| now.saturating_duration_since(self.installed) >= h);
+        due && !self
+            .expired
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// An outbound SA and where its packets go.
 #[derive(Debug)]
@@ -26,6 +66,10 @@ pub struct OutboundEntry {
     /// from the control process's tables is reused, sequence counter and
     /// all, only if its SPI and fingerprint are unchanged.
     pub fingerprint: KeyFingerprint,
+    /// Its SA slot in the stats segment (`None`: not counted on its own).
+    pub stats_slot: Option<usize>,
+    /// Its hard lifetime.
+    pub lifetime: Lifetime,
 }
 
 /// An inbound SA.
@@ -37,6 +81,10 @@ pub struct InboundEntry {
     pub peer: Ipv4Addr,
     /// Identifies the key material (see [`OutboundEntry::fingerprint`]).
     pub fingerprint: KeyFingerprint,
+    /// Its SA slot in the stats segment (`None`: not counted on its own).
+    pub stats_slot: Option<usize>,
+    /// Its hard lifetime.
+    pub lifetime: Lifetime,
 }
 
 /// A truncated SHA-256 over an SA's algorithm, key and salt: tells whether
@@ -83,12 +131,13 @@ pub struct TunnelTables {
 
 impl TunnelTables {
     /// Builds tables from the manually keyed configuration; `wan_ip` is the
-    /// outer source.
+    /// outer source; SAs are counted in `sa_slots`' segment.
     pub fn from_config(
         t: &TunnelSection,
         lan_ip: Ipv4Addr,
         wan_ip: Ipv4Addr,
         generation: u64,
+        sa_slots: Option<Arc<SaSlots>>,
     ) -> Result<Self, TableError> {
         let cx = TableContext {
             engine: t.engine,
@@ -97,6 +146,7 @@ impl TunnelTables {
             wan_ip,
             nat_port_base: t.nat_port_base,
             nat_slots: t.nat_slots,
+            sa_slots,
         };
         let spec = spec_of_config(t)?;
         let empty = TunnelTables::empty(&cx, generation);
@@ -208,12 +258,21 @@ impl TunnelTables {
         self.inbound.get(&spi).map(|e| &**e)
     }
 
-    /// `(spi, packets, bytes)` of each outbound SA: what it has sealed.
-    pub fn outbound_usage(&self) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
-        self.outbound.iter().map(|o| {
-            let (packets, bytes) = o.sa.usage();
-            (o.sa.spi, packets, bytes)
-        })
+    /// Marks every SA whose hard lifetime ended by `now` expired (the
+    /// housekeeping thread, about every 250 ms); returns the SPIs that
+    /// expired just now.
+    pub fn expire(&self, now: std::time::Instant) -> Vec<u32> {
+        let out = self
+            .outbound
+            .iter()
+            .filter(|o| o.lifetime.check(now))
+            .map(|o| o.sa.spi);
+        let inb = self
+            .inbound
+            .values()
+            .filter(|i| i.lifetime.check(now))
+            .map(|i| i.sa.spi);
+        out.chain(inb).collect()
     }
 
     /// Number of outbound SAs.
@@ -256,6 +315,7 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
                 peer: SocketAddrV4::new(peer.address, peer.udp_port),
                 rate_bps: 0,
                 hard_packets: 0,
+                hard_seconds: 0,
             }
         })
         .collect();

@@ -159,10 +159,11 @@ fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_
         nat_slots: 1024,
         keying: crate::config::tunnel::Keying::Manual,
     };
-    let tables = Arc::new(StaticTables::new(
-        TunnelTables::from_config(&section, lan.into(), wan.into(), 1).unwrap(),
-    ));
     let stats = Arc::new(StatsRegistry::new(1));
+    let slots = Arc::new(crate::tunnel::SaSlots::new(stats.clone()));
+    let tables = Arc::new(StaticTables::new(
+        TunnelTables::from_config(&section, lan.into(), wan.into(), 1, Some(slots)).unwrap(),
+    ));
     let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
     let (reply_tx, replies) = crossbeam_channel::bounded(64);
     let gw = Arc::new(Gateway { ports, routes });
@@ -874,4 +875,53 @@ fn listener_mode_time_exceeded_reaches_the_consumer_translated() {
         (Ipv4Addr::new(10, 20, 1, 2), Ipv4Addr::new(10, 20, 1, 1)),
         "quoting the consumer's packet to B's listener"
     );
+}
+
+/// Each SA is counted on its own in the stats segment: what A sealed with
+/// its outbound SA is what B opened with the matching inbound SA, packets
+/// and inner bytes; a tampered packet is B's SA's authentication failure.
+#[test]
+fn every_sa_is_counted_in_the_stats_segment() {
+    use scistream_region::Direction;
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    let mut inner = 0u64;
+    for i in 0..40 {
+        let f = udp_frame(
+            a.mac[0],
+            PROD,
+            [10, 10, 1, 2],
+            [10, 20, 1, 2],
+            &payload(i, 100 + i),
+        );
+        inner += (f.len() - ETH_HLEN) as u64;
+        a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    }
+    poll_all(&mut a);
+    let mut wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    assert_eq!(wan.len(), 40);
+    let last = wan.len() - 1;
+    let n = wan[last].len();
+    wan[last][n - 1] ^= 0x80; // the ICV's last byte
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    let sa = |g: &Gw, d: Direction| {
+        g.stats
+            .segment()
+            .sa_totals()
+            .into_iter()
+            .find(|t| t.direction == Some(d))
+            .expect("the SA is listed")
+    };
+    let out = sa(&a, Direction::Out);
+    assert_eq!((out.spi, out.packets, out.bytes), (0x1001, 40, inner));
+    let last_inner = (100 + 39 + 28) as u64;
+    let opened = sa(&b, Direction::In);
+    assert_eq!(
+        (opened.spi, opened.packets, opened.bytes, opened.auth_failed),
+        (0x1001, 39, inner - last_inner, 1)
+    );
+    assert_eq!(b.stats.sum().dropped(DropReason::EspAuthFailed), 1);
 }
