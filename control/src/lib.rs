@@ -12,6 +12,9 @@
 //! - [`peer`]: the peer channel: mutual TLS, key derivation, messages;
 //! - [`uid`]: session ids (UUID strings of any version);
 //! - [`state`]: sessions and their SAs, rendered into the region's tables;
+//! - [`tunnel`]: routed-mode tunnels from `[[tunnels]]`, sessions of their
+//!   own (uid `tunnel:<name>`, initiated by the gateway whose name sorts
+//!   first);
 //! - [`service`]: the running process (peer server, negotiation, admin
 //!   socket, timers, gRPC API).
 
@@ -25,6 +28,7 @@ pub mod proto;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod tunnel;
 pub mod uid;
 
 pub use service::run;

@@ -91,7 +91,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     .filter(|p| matches!(p.trust, PeerTrust::Pin(_)))
                     .count();
                 println!(
-                    "{}: ok (gateway {}, lan {}, wan {}, peer channel {}, {} peer(s) of which {} pinned, listener ports {}..={})",
+                    "{}: ok (gateway {}, lan {}, wan {}, peer channel {}, {} peer(s) of which {} pinned, listener ports {}..={}, {} tunnel(s))",
                     config.display(),
                     cfg.gateway.name,
                     cfg.gateway.lan_address,
@@ -101,6 +101,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     pinned,
                     cfg.ports.listener_range.start(),
                     cfg.ports.listener_range.end(),
+                    cfg.tunnels.len(),
                 );
                 Ok(ExitCode::SUCCESS)
             }

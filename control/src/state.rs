@@ -12,6 +12,11 @@
 //!    period;
 //! 3. on `Commit`, the responder switches its outbound SA to `e + 1`; its
 //!    inbound SA of `e` expires after the grace period.
+//!
+//! A session is either a listener-mode stream session (its outbound SA is
+//! named by its listener entries) or a routed-mode tunnel
+//! ([`crate::tunnel`]: its outbound SA is named by one route entry per
+//! remote prefix); both go through the same rekey steps.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,13 +24,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use scistream_region::{
-    Algorithm, Capacities, Direction, ListenerEntry, ListenerRole, SaEntry, SaKeys, TablesMut,
-    TablesView,
+    Algorithm, Capacities, Direction, ListenerEntry, ListenerRole, RouteEntry, SaEntry, SaKeys,
+    TablesMut, TablesView,
 };
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::peer::keys::DirectionKeys;
 use crate::registry::{SessionRecord, SessionRole};
+use crate::tunnel::Tunnel;
 
 /// One SA as the control process holds it. Debug never shows the key.
 pub struct Sa {
@@ -179,6 +185,9 @@ pub struct Session {
     /// Northbound API: the endpoints the application's `hello` gave (PROD:
     /// the producer app's listeners), once it arrived.
     pub hello: Option<Vec<SocketAddrV4>>,
+    /// Routed mode: the configured tunnel this session keys (None: a
+    /// listener-mode stream session).
+    pub tunnel: Option<Tunnel>,
 }
 
 impl Session {
@@ -195,11 +204,13 @@ impl Session {
             last_error: None,
             lost_keys: false,
             hello: None,
+            tunnel: None,
         }
     }
 
     /// True if this side starts key exchanges for the session (the outbound,
-    /// consumer side, which learns the remote listeners).
+    /// consumer side, which learns the remote listeners; for a tunnel, the
+    /// end whose gateway name sorts first, see [`crate::tunnel`]).
     pub fn is_initiator(&self) -> bool {
         self.record.role == SessionRole::Outbound
     }
@@ -256,6 +267,9 @@ pub enum StateError {
     /// An initiator-only change to a session whose exchanges the peer initiates.
     #[error("session `{0}` is initiated by its peer, not by this side")]
     NotInitiatedHere(String),
+    /// A change the configuration owns, asked of a configured tunnel.
+    #[error("session `{0}` is a configured tunnel; its peer and routes come from [[tunnels]]")]
+    Configured(String),
     /// An SPI is already used by another inbound SA.
     #[error("SPI {0:#010x} is already in use")]
     SpiInUse(u32),
@@ -270,13 +284,25 @@ pub enum StateError {
     /// The tables would not fit the region.
     #[error("the {table} table would need {needed} entries; the region holds {capacity}")]
     TooBig {
-        /// "SA" or "listener".
+        /// "SA", "route" or "listener".
         table: &'static str,
         /// Entries needed.
         needed: usize,
         /// Capacity.
         capacity: u32,
     },
+}
+
+/// How many entries of each table the state renders into
+/// ([`State::entry_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// SA entries (both directions, adopted inbound SAs included).
+    pub sas: usize,
+    /// Route entries (tunnels' remote prefixes).
+    pub routes: usize,
+    /// Listener entries.
+    pub listeners: usize,
 }
 
 /// What [`State::bind_responder_peer`] did.
@@ -329,6 +355,23 @@ impl State {
         }
         self.sessions
             .insert(record.uid.clone(), Session::new(record));
+        Ok(())
+    }
+
+    /// Adds the session of a configured tunnel (no keys yet): `record` as
+    /// [`crate::tunnel::session`] makes it, bound to its peer, with no
+    /// listeners.
+    pub fn create_tunnel(
+        &mut self,
+        record: SessionRecord,
+        tunnel: Tunnel,
+    ) -> Result<(), StateError> {
+        let uid = record.uid.clone();
+        self.create(SessionRecord {
+            listeners: Vec::new(),
+            ..record
+        })?;
+        self.session_mut(&uid)?.tunnel = Some(tunnel);
         Ok(())
     }
 
@@ -413,7 +456,7 @@ impl State {
     /// `peer` (never anything else, so this cannot move a binding).
     pub fn unbind_responder_peer(&mut self, uid: &str, peer: &str) {
         if let Some(s) = self.sessions.get_mut(uid) {
-            if !s.is_initiator() && s.record.peer == peer {
+            if !s.is_initiator() && s.tunnel.is_none() && s.record.peer == peer {
                 s.record.peer.clear();
             }
         }
@@ -427,9 +470,13 @@ impl State {
     /// the key exchanges, so no key offer is involved and nothing is
     /// checked. An inbound session is refused with
     /// [`StateError::NotInitiatedHere`], leaving it unchanged: its peer is
-    /// only ever bound by the checked [`State::bind_responder_peer`].
+    /// only ever bound by the checked [`State::bind_responder_peer`]. A
+    /// tunnel's peer never changes ([`StateError::Configured`]).
     pub fn bind_peer(&mut self, uid: &str, peer: &str) -> Result<(), StateError> {
         let s = self.session_mut(uid)?;
+        if s.tunnel.is_some() {
+            return Err(StateError::Configured(uid.to_string()));
+        }
         if !s.is_initiator() {
             return Err(StateError::NotInitiatedHere(uid.to_string()));
         }
@@ -622,24 +669,34 @@ impl State {
     }
 
     /// A restarted control process adopts the SAs the workers are using:
-    /// each session's outbound SA is found through its listeners, and every
-    /// inbound SA is kept until the sessions of its peer renegotiate.
+    /// each session's outbound SA is found through its listeners (a
+    /// tunnel's through the route entry of one of its remote prefixes), and
+    /// every inbound SA is kept until the sessions of its peer renegotiate.
     /// Returns (outbound SAs adopted, inbound SAs adopted).
     pub fn adopt(&mut self, view: &TablesView<'_>) -> (usize, usize) {
         let sas: Vec<SaEntry> = view.sas().iter().collect();
         let listeners: Vec<ListenerEntry> = view.listeners().iter().collect();
+        let routes: Vec<RouteEntry> = view.routes().iter().collect();
         let mut outbound = 0;
         for s in self.sessions.values_mut() {
             let role = match s.record.role {
                 SessionRole::Inbound => ListenerRole::Inbound,
                 SessionRole::Outbound => ListenerRole::Outbound,
             };
-            let slot = s.record.listeners.iter().find_map(|l| {
-                listeners
-                    .iter()
-                    .find(|e| e.role() == Some(role) && e.port == l.port)
-                    .map(|e| e.sa_slot as usize)
-            });
+            let slot = match &s.tunnel {
+                Some(t) => t.remote.iter().find_map(|net| {
+                    routes
+                        .iter()
+                        .find(|r| r.len == net.prefix_len() && r.network() == net.network())
+                        .map(|r| r.sa_slot as usize)
+                }),
+                None => s.record.listeners.iter().find_map(|l| {
+                    listeners
+                        .iter()
+                        .find(|e| e.role() == Some(role) && e.port == l.port)
+                        .map(|e| e.sa_slot as usize)
+                }),
+            };
             if let Some(sa) = slot
                 .and_then(|i| sas.get(i))
                 .filter(|e| e.direction() == Some(Direction::Out))
@@ -658,35 +715,37 @@ impl State {
         (outbound, self.adopted_inbound.len())
     }
 
-    /// Entries the tables need: (SAs, listeners).
-    pub fn entry_counts(&self) -> (usize, usize) {
-        let mut sas = self.adopted_inbound.len();
-        let mut listeners = 0;
+    /// Entries the tables need.
+    pub fn entry_counts(&self) -> EntryCounts {
+        let mut n = EntryCounts {
+            sas: self.adopted_inbound.len(),
+            ..EntryCounts::default()
+        };
         for s in self.sessions.values() {
-            sas += s.inbound.len() + usize::from(s.outbound.is_some());
+            n.sas += s.inbound.len() + usize::from(s.outbound.is_some());
             if s.outbound.is_some() {
-                listeners += s.record.listeners.len();
+                n.listeners += s.record.listeners.len();
+                n.routes += s.tunnel.as_ref().map_or(0, |t| t.remote.len());
             }
         }
-        (sas, listeners)
+        n
     }
 
     /// Checks that the tables fit the region's capacities.
     pub fn check_fits(&self, caps: Capacities) -> Result<(), StateError> {
-        let (sas, listeners) = self.entry_counts();
-        if sas > caps.sas as usize {
-            return Err(StateError::TooBig {
-                table: "SA",
-                needed: sas,
-                capacity: caps.sas,
-            });
-        }
-        if listeners > caps.listeners as usize {
-            return Err(StateError::TooBig {
-                table: "listener",
-                needed: listeners,
-                capacity: caps.listeners,
-            });
+        let n = self.entry_counts();
+        for (table, needed, capacity) in [
+            ("SA", n.sas, caps.sas),
+            ("route", n.routes, caps.routes),
+            ("listener", n.listeners, caps.listeners),
+        ] {
+            if needed > capacity as usize {
+                return Err(StateError::TooBig {
+                    table,
+                    needed,
+                    capacity,
+                });
+            }
         }
         Ok(())
     }
@@ -716,6 +775,13 @@ impl State {
                 continue;
             };
             let slot = slot as u32;
+            // Routed mode: each remote prefix of a tunnel leads to its
+            // outbound SA.
+            for net in s.tunnel.iter().flat_map(|tunnel| &tunnel.remote) {
+                if let Some(route) = RouteEntry::new(net.network(), net.prefix_len(), slot) {
+                    let _ = t.routes().push(route);
+                }
+            }
             for l in &s.record.listeners {
                 let entry = match (s.record.role, l.remote, l.target) {
                     (SessionRole::Outbound, Some(remote), _) => {
@@ -895,7 +961,11 @@ mod tests {
         i.forget_keys();
         let s = i.get("u").unwrap();
         assert!(s.outbound.is_none() && s.inbound.is_empty() && s.lost_keys);
-        assert_eq!(i.entry_counts(), (0, 0), "nothing to render");
+        assert_eq!(
+            i.entry_counts(),
+            EntryCounts::default(),
+            "nothing to render"
+        );
     }
 
     #[test]
@@ -905,7 +975,14 @@ mod tests {
         i.create(record("u", SessionRole::Outbound, 5100)).unwrap();
         i.initiator_switch("u", 1, sa(0x2001, 2), sa(0x1001, 1), t0)
             .unwrap();
-        assert_eq!(i.entry_counts(), (2, 1));
+        assert_eq!(
+            i.entry_counts(),
+            EntryCounts {
+                sas: 2,
+                routes: 0,
+                listeners: 1
+            }
+        );
         let caps = |sas, listeners| Capacities {
             sas,
             routes: 1,
@@ -1078,6 +1155,220 @@ mod tests {
             Err(StateError::NotInitiatedHere("u".into()))
         );
         assert_eq!(r.get("u").unwrap().record.peer, "", "still unbound");
+    }
+
+    /// The session of a tunnel to gwb routing two remote prefixes; this
+    /// side initiates if `initiator`.
+    fn tunnel_state(initiator: bool) -> State {
+        let cfg = crate::config::TunnelConfig {
+            name: "site".into(),
+            peer: "gwb".into(),
+            local: vec!["10.10.1.0/24".parse().unwrap()],
+            remote: vec![
+                "10.20.1.0/24".parse().unwrap(),
+                "10.30.0.0/16".parse().unwrap(),
+            ],
+        };
+        let own = if initiator { "gwa" } else { "gwz" };
+        let (record, tunnel) = crate::tunnel::session(&cfg, own, 0);
+        let mut st = State::new();
+        st.create_tunnel(record, tunnel).unwrap();
+        st
+    }
+
+    const LIMITS: Limits = Limits {
+        rekey_seconds: 3600,
+        rekey_packets: 1 << 31,
+        rekey_bytes: 1 << 38,
+    };
+
+    fn caps() -> Capacities {
+        Capacities {
+            sas: 16,
+            routes: 8,
+            listeners: 8,
+            workers: 1,
+        }
+    }
+
+    /// (SPI and direction of every SA, (prefix/len, SPI of the SA it names)
+    /// of every route) in the region's current tables.
+    type Rendered = (Vec<(u32, Option<Direction>)>, Vec<(String, u32)>);
+
+    fn rendered(w: &scistream_region::ShmWriter) -> Rendered {
+        let view = w.current();
+        let sas: Vec<SaEntry> = view.sas().iter().collect();
+        let routes = view
+            .routes()
+            .iter()
+            .map(|r| {
+                let spi = sas[r.sa_slot as usize].spi;
+                (format!("{}/{}", r.network(), r.len), spi)
+            })
+            .collect();
+        (sas.iter().map(|e| (e.spi, e.direction())).collect(), routes)
+    }
+
+    /// A tunnel renders as its inbound SAs, its outbound SA and one route
+    /// per remote prefix naming that SA; across a rekey the routes move to
+    /// the new outbound SA in the same publish, and the old inbound SA stays
+    /// through the grace period.
+    #[test]
+    fn a_tunnel_renders_routes_to_its_outbound_sa_across_rekeys() {
+        let region = scistream_region::testing::TempRegion::new("state-tunnel");
+        let mut w = scistream_region::ShmWriter::create(region.path(), caps()).unwrap();
+        let t0 = Instant::now();
+        let mut i = tunnel_state(true);
+        let uid = "tunnel:site";
+        assert!(i.get(uid).unwrap().is_initiator());
+        assert_eq!(
+            i.entry_counts(),
+            EntryCounts::default(),
+            "no keys, no routes"
+        );
+        i.initiator_switch(uid, 1, sa(0x2001, 2), sa(0x1001, 1), t0)
+            .unwrap();
+        assert_eq!(
+            i.entry_counts(),
+            EntryCounts {
+                sas: 2,
+                routes: 2,
+                listeners: 0
+            }
+        );
+        w.publish(|t| i.render(t, &LIMITS)).unwrap();
+        let routes = |spi| {
+            vec![
+                ("10.20.1.0/24".to_string(), spi),
+                ("10.30.0.0/16".to_string(), spi),
+            ]
+        };
+        assert_eq!(
+            rendered(&w),
+            (
+                vec![
+                    (0x2001, Some(Direction::In)),
+                    (0x1001, Some(Direction::Out))
+                ],
+                routes(0x1001)
+            )
+        );
+        i.committed(uid, 1, t0, GRACE);
+        i.initiator_switch(uid, 2, sa(0x2002, 4), sa(0x1002, 3), t0)
+            .unwrap();
+        i.committed(uid, 2, t0, GRACE);
+        w.publish(|t| i.render(t, &LIMITS)).unwrap();
+        let (sas, r) = rendered(&w);
+        assert_eq!(
+            sas,
+            [
+                (0x2001, Some(Direction::In)),
+                (0x2002, Some(Direction::In)),
+                (0x1002, Some(Direction::Out))
+            ]
+        );
+        assert_eq!(r, routes(0x1002), "the routes follow the new outbound SA");
+        assert!(i.expire(t0 + GRACE + Duration::from_millis(1), GRACE));
+        w.publish(|t| i.render(t, &LIMITS)).unwrap();
+        assert_eq!(rendered(&w).0.len(), 2);
+        assert_eq!(i.get(uid).unwrap().rekeys, 2);
+
+        // The route table is checked before publishing too.
+        let small = Capacities {
+            routes: 1,
+            ..caps()
+        };
+        assert_eq!(
+            i.check_fits(small),
+            Err(StateError::TooBig {
+                table: "route",
+                needed: 2,
+                capacity: 1
+            })
+        );
+    }
+
+    /// A restarted control process finds a tunnel's outbound SA through its
+    /// route entries (and keeps the inbound SAs as adopted ones).
+    #[test]
+    fn a_restart_adopts_a_tunnels_outbound_sa_through_its_routes() {
+        let region = scistream_region::testing::TempRegion::new("state-tunnel-adopt");
+        let mut w = scistream_region::ShmWriter::create(region.path(), caps()).unwrap();
+        let mut before = tunnel_state(false);
+        let uid = "tunnel:site";
+        // Another session's SAs come first, so the slot is not 0 or 1.
+        before
+            .create(record("u", SessionRole::Outbound, 5100))
+            .unwrap();
+        before
+            .initiator_switch("u", 1, sa(0x3001, 5), sa(0x4001, 6), Instant::now())
+            .unwrap();
+        before
+            .responder_offer(uid, 4, sa(0x1004, 1), sa(0x2004, 2))
+            .unwrap();
+        before
+            .responder_commit(uid, 4, Instant::now(), GRACE)
+            .unwrap();
+        w.publish(|t| before.render(t, &LIMITS)).unwrap();
+
+        let mut after = tunnel_state(false);
+        after
+            .create(record("u", SessionRole::Outbound, 5100))
+            .unwrap();
+        assert_eq!(after.adopt(&w.current()), (2, 2));
+        let t = after.get(uid).unwrap();
+        assert_eq!(t.outbound.as_ref().map(|o| o.spi), Some(0x2004));
+        assert!(
+            !t.negotiated && t.switched_at.is_none(),
+            "to be renegotiated"
+        );
+        assert_eq!(out_spi(&after, "u"), Some(0x4001));
+        // Rendered again, the adopted SA keeps its routes.
+        w.publish(|t| after.render(t, &LIMITS)).unwrap();
+        let (_, routes) = rendered(&w);
+        assert!(routes.iter().all(|(_, spi)| *spi == 0x2004), "{routes:?}");
+        assert_eq!(routes.len(), 2);
+    }
+
+    /// A tunnel is bound to its configured peer from the start: only that
+    /// peer may offer keys for it, and nothing rebinds it.
+    #[test]
+    fn a_tunnel_takes_offers_from_its_configured_peer_only() {
+        let mut r = tunnel_state(false);
+        let uid = "tunnel:site";
+        assert!(!r.get(uid).unwrap().is_initiator());
+        assert_eq!(
+            r.bind_responder_peer(uid, "gwb"),
+            Ok(PeerBinding::AlreadyBound)
+        );
+        assert_eq!(
+            r.bind_responder_peer(uid, "gwc"),
+            Err(StateError::PeerBound {
+                uid: uid.into(),
+                bound: "gwb".into(),
+                refused: "gwc".into()
+            })
+        );
+        r.unbind_responder_peer(uid, "gwb");
+        assert_eq!(r.get(uid).unwrap().record.peer, "gwb", "never unbound");
+        assert_eq!(
+            r.bind_peer(uid, "gwc"),
+            Err(StateError::Configured(uid.into()))
+        );
+        // The initiating end refuses offers altogether.
+        let mut i = tunnel_state(true);
+        assert_eq!(
+            i.bind_responder_peer(uid, "gwb"),
+            Err(StateError::InitiatedHere(uid.into()))
+        );
+        assert_eq!(
+            i.bind_peer(uid, "gwb"),
+            Err(StateError::Configured(uid.into()))
+        );
+        assert_eq!(
+            i.create(record(uid, SessionRole::Outbound, 5100)),
+            Err(StateError::Duplicate(uid.into()))
+        );
     }
 
     #[test]

@@ -1101,3 +1101,317 @@ fn allow_rules() {
     );
     assert!(msg.contains("no [[auth.allow]] rule"), "{msg}");
 }
+
+/// The gwa example with `tunnels` (one or more `[[tunnels]]` entries)
+/// appended.
+fn with_tunnels(tunnels: &str) -> String {
+    format!("{}\n{tunnels}", gwa_example())
+}
+
+/// gwA's side of the testbed's site-to-site tunnel.
+const SITE: &str = "\
+[[tunnels]]
+name = \"site\"
+peer = \"gwb\"
+local = [\"10.10.1.0/24\"]
+remote = [\"10.20.1.0/24\", \"10.30.0.0/16\"]
+";
+
+#[test]
+fn tunnels_load() {
+    let (_dir, r) = load(&with_tunnels(SITE));
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.tunnels.len(), 1);
+    let t = c.tunnel("site").expect("tunnel `site`");
+    assert_eq!(t.peer, "gwb");
+    assert_eq!(t.local, ["10.10.1.0/24".parse().unwrap()]);
+    assert_eq!(
+        t.remote,
+        [
+            "10.20.1.0/24".parse().unwrap(),
+            "10.30.0.0/16".parse().unwrap()
+        ]
+    );
+    // gwa sorts before gwb: this end initiates the tunnel's exchanges.
+    assert!(scistream_control::tunnel::initiates(
+        &c.gateway.name,
+        &t.peer
+    ));
+    // No [[tunnels]]: none (the examples declare none).
+    let (_dir, r) = load(&gwa_example());
+    assert!(r.unwrap_or_else(|e| panic!("{e}")).tunnels.is_empty());
+    // Two tunnels may share their local network.
+    let second = "\
+[[tunnels]]
+name = \"site-2\"
+peer = \"gwb\"
+local = [\"10.10.1.0/24\"]
+remote = [\"10.40.0.0/16\"]
+";
+    let (_dir, r) = load(&with_tunnels(&format!("{SITE}\n{second}")));
+    assert_eq!(r.unwrap_or_else(|e| panic!("{e}")).tunnels.len(), 2);
+}
+
+/// One rejected `[[tunnels]]` variant: the key and kind expected, and a
+/// piece of the message.
+struct Bad {
+    tunnels: String,
+    key: &'static str,
+    kind: ErrorKind,
+    says: &'static str,
+}
+
+fn bad(tunnels: &str, key: &'static str, kind: ErrorKind, says: &'static str) -> Bad {
+    Bad {
+        tunnels: tunnels.to_owned(),
+        key,
+        kind,
+        says,
+    }
+}
+
+#[test]
+fn tunnel_errors_name_the_key() {
+    let remote = "remote = [\"10.20.1.0/24\", \"10.30.0.0/16\"]";
+    let cases = [
+        bad(
+            &edit(SITE, "peer = \"gwb\"", "peer = \"gwc\""),
+            "tunnels[0].peer",
+            ErrorKind::BadValue,
+            "tunnel `site`: unknown peer `gwc`; a tunnel's peer must be a [[peers]] name (configured peers: `gwb`)",
+        ),
+        bad(
+            &edit(SITE, "name = \"site\"", "name = \"site one\""),
+            "tunnels[0].name",
+            ErrorKind::BadValue,
+            "invalid tunnel name `site one`",
+        ),
+        bad(
+            &edit(SITE, remote, "remote = [\"10.20.1.1/24\"]"),
+            "tunnels[0].remote[0]",
+            ErrorKind::BadValue,
+            "host bits set; did you mean 10.20.1.0/24?",
+        ),
+        bad(
+            &edit(SITE, remote, "remote = [\"10.20.1.0\"]"),
+            "tunnels[0].remote[0]",
+            ErrorKind::BadValue,
+            "10.20.1.0",
+        ),
+        bad(
+            &edit(SITE, "local = [\"10.10.1.0/24\"]", "local = [\"10.10.1.0/33\"]"),
+            "tunnels[0].local[0]",
+            ErrorKind::BadValue,
+            "10.10.1.0/33",
+        ),
+        bad(
+            &edit(SITE, "local = [\"10.10.1.0/24\"]", "local = []"),
+            "tunnels[0].local",
+            ErrorKind::BadValue,
+            "tunnel `site`: no prefix; list the IPv4 prefixes behind this gateway",
+        ),
+        bad(
+            &edit(SITE, remote, "remote = []"),
+            "tunnels[0].remote",
+            ErrorKind::BadValue,
+            "no prefix; list the IPv4 prefixes behind peer `gwb`",
+        ),
+        bad(
+            &edit(SITE, remote, "remote = [\"10.20.0.0/16\", \"10.20.1.0/24\"]"),
+            "tunnels[0].remote[1]",
+            ErrorKind::Conflict,
+            "10.20.1.0/24 overlaps 10.20.0.0/16 (tunnels[0].remote[0], line ",
+        ),
+        bad(
+            &edit(SITE, remote, "remote = [\"10.20.1.0/24\", \"10.20.1.0/24\"]"),
+            "tunnels[0].remote[1]",
+            ErrorKind::Conflict,
+            "10.20.1.0/24 is listed twice (also tunnels[0].remote[0], line ",
+        ),
+        bad(
+            &edit(SITE, remote, "remote = [\"10.10.1.128/25\"]"),
+            "tunnels[0].remote[0]",
+            ErrorKind::Conflict,
+            "a network cannot lie both behind this gateway and behind the peer",
+        ),
+        bad(
+            &edit(
+                SITE,
+                "local = [\"10.10.1.0/24\"]",
+                "local = [\"10.99.0.0/24\"]",
+            )
+            .replace(remote, "remote = [\"10.10.0.0/16\"]"),
+            "tunnels[0].remote[0]",
+            ErrorKind::Conflict,
+            "10.10.0.0/16 holds this gateway's own LAN address 10.10.1.1 (gateway.lan_address)",
+        ),
+        bad(
+            &edit(
+                SITE,
+                "local = [\"10.10.1.0/24\"]",
+                "local = [\"10.99.0.0/24\"]",
+            )
+            .replace(remote, "remote = [\"10.10.100.0/24\"]"),
+            "tunnels[0].remote[0]",
+            ErrorKind::Conflict,
+            "own WAN address 10.10.100.1 (gateway.wan_address)",
+        ),
+        bad(
+            &edit(SITE, "name = \"site\"\n", ""),
+            "tunnels[0].name",
+            ErrorKind::MissingKey,
+            "missing required key `name`",
+        ),
+        bad(
+            &edit(SITE, remote, &format!("{remote}\ncolour = \"red\"")),
+            "tunnels[0].colour",
+            ErrorKind::UnknownKey,
+            "unknown key `colour`",
+        ),
+    ];
+    for c in &cases {
+        let text = with_tunnels(&c.tunnels);
+        let (line, key, kind, msg) = reject(&text);
+        assert_eq!(
+            (key.as_str(), kind),
+            (c.key, c.kind),
+            "{}: {msg}",
+            c.tunnels
+        );
+        assert!(msg.contains(c.says), "{msg}");
+        // Reported at the offending line, or at the [[tunnels]] header for
+        // a missing key.
+        let want = match (kind, key.rsplit('.').next()) {
+            (ErrorKind::MissingKey, _) => last_line_starting(&text, "[[tunnels]]"),
+            (ErrorKind::UnknownKey, _) => line_of(&text, "colour"),
+            (_, Some(k)) => {
+                let field = k.split('[').next().unwrap_or(k);
+                last_line_starting(&text, &format!("{field} = "))
+            }
+            (_, None) => unreachable!(),
+        };
+        assert_eq!(line, want, "{}: {msg}", c.tunnels);
+    }
+}
+
+#[test]
+fn tunnels_conflict_with_each_other() {
+    let second = |name: &str, local: &str, remote: &str| {
+        format!(
+            "[[tunnels]]\nname = \"{name}\"\npeer = \"gwb\"\nlocal = [\"{local}\"]\nremote = [\"{remote}\"]\n"
+        )
+    };
+    let cases = [
+        (
+            second("site", "10.10.2.0/24", "10.40.0.0/16"),
+            "tunnels[1].name",
+            "tunnel name `site` is already used by tunnels[0] (line ",
+        ),
+        (
+            second("other", "10.10.2.0/24", "10.30.5.0/24"),
+            "tunnels[1].remote[0]",
+            "10.30.5.0/24 overlaps 10.30.0.0/16 (tunnels[0].remote[1], line ",
+        ),
+        (
+            second("other", "10.10.2.0/24", "10.30.5.0/24"),
+            "tunnels[1].remote[0]",
+            "tunnel `site` routes it already",
+        ),
+        (
+            second("other", "10.20.1.0/24", "10.40.0.0/16"),
+            "tunnels[1].local[0]",
+            "tunnel `site` puts it behind peer `gwb`, not behind this gateway",
+        ),
+        (
+            second("other", "10.10.2.0/24", "10.10.1.128/25"),
+            "tunnels[1].remote[0]",
+            "tunnel `site` puts it behind this gateway, not behind a peer",
+        ),
+    ];
+    for (tunnel, want_key, says) in cases {
+        let text = with_tunnels(&format!("{SITE}\n{tunnel}"));
+        let (line, key, kind, msg) = reject(&text);
+        assert_eq!(
+            (key.as_str(), kind),
+            (want_key, ErrorKind::Conflict),
+            "{msg}"
+        );
+        assert!(msg.contains(says), "{msg}");
+        let field = want_key
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .split('[')
+            .next()
+            .unwrap();
+        assert_eq!(
+            line,
+            last_line_starting(&text, &format!("{field} = ")),
+            "{msg}"
+        );
+        if want_key == "tunnels[1].name" {
+            let first = text
+                .lines()
+                .position(|l| l == "name = \"site\"")
+                .expect("present")
+                + 1;
+            assert!(msg.contains(&format!("(line {first})")), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn tunnel_routes_must_fit_the_region() {
+    let text = edit(&with_tunnels(SITE), "routes = 256", "routes = 1");
+    let (line, key, kind, msg) = reject(&text);
+    assert_eq!(
+        (line, key.as_str(), kind),
+        (
+            last_line_starting(&text, "remote = "),
+            "tunnels[0].remote",
+            ErrorKind::Conflict
+        )
+    );
+    let routes_line = line_of(&text, "routes = 1");
+    assert!(
+        msg.contains(&format!(
+            "the tunnels' remote prefixes need 2 route entries; the region holds 1 (shm.routes, line {routes_line})"
+        )),
+        "{msg}"
+    );
+}
+
+/// The examples' commented-out `[[tunnels]]` entries load once
+/// uncommented, and mirror each other.
+#[test]
+fn commented_tunnel_examples_load() {
+    let mut sides = Vec::new();
+    for gw in ["gwa", "gwb"] {
+        let text = fs::read_to_string(configs_dir().join(format!("control-testbed-{gw}.toml")))
+            .expect("read example");
+        let keys = [
+            "#[[tunnels]]",
+            "#name = ",
+            "#peer = ",
+            "#local = ",
+            "#remote = ",
+        ];
+        let uncommented: String = text
+            .lines()
+            .map(|l| match keys.iter().any(|k| l.starts_with(k)) {
+                true => &l[1..],
+                false => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, text.trim_end(), "{gw}: no commented tunnel");
+        let (_dir, r) = load(&uncommented);
+        let c = r.unwrap_or_else(|e| panic!("{gw}: {e}"));
+        assert_eq!(c.tunnels.len(), 1, "{gw}");
+        sides.push(c.tunnels[0].clone());
+    }
+    let (a, b) = (&sides[0], &sides[1]);
+    assert_eq!(a.name, b.name);
+    assert_eq!((a.peer.as_str(), b.peer.as_str()), ("gwb", "gwa"));
+    assert_eq!((&a.local, &a.remote), (&b.remote, &b.local));
+}

@@ -7,6 +7,11 @@
 //! 10.10.100.1:5100, which leads to the producer app on 10.10.1.2:5100.
 //! The control processes talk over the testbed's management link.
 //!
+//! A tunnel (routed mode, `[[tunnels]] name = "site"`): prod's network
+//! 10.10.1.0/24 behind gateway A and cons's 10.20.1.0/24 behind gateway B
+//! reach each other with their own addresses; A initiates (its name sorts
+//! first).
+//!
 //! The tests share the testbed machinery and the CPU-heavy gateways, so
 //! they run one at a time.
 
@@ -789,4 +794,241 @@ fn packet_lifetimes_read_from_the_stats_segment_trigger_rekeys() {
         log.contains("reading SA usage from the data plane's stats segment"),
         "{log}"
     );
+}
+
+/// The uid of the testbed's site-to-site tunnel (`[[tunnels]] name = "site"`).
+const SITE: &str = "tunnel:site";
+
+/// Adds the testbed's site-to-site tunnel to an s2cs config: prod's
+/// network 10.10.1.0/24 behind gwA, cons's 10.20.1.0/24 behind gwB, each
+/// side the other's mirror.
+fn site_tunnel(t: &mut toml::Table) {
+    let (peer, local, remote) = match t["gateway"]["name"].as_str() {
+        Some("gwa") => ("gwb", "10.10.1.0/24", "10.20.1.0/24"),
+        _ => ("gwa", "10.20.1.0/24", "10.10.1.0/24"),
+    };
+    let mut tunnel = toml::Table::new();
+    tunnel.insert("name".into(), "site".into());
+    tunnel.insert("peer".into(), peer.into());
+    tunnel.insert("local".into(), vec![toml::Value::from(local)].into());
+    tunnel.insert("remote".into(), vec![toml::Value::from(remote)].into());
+    t.insert("tunnels".into(), vec![toml::Value::Table(tunnel)].into());
+}
+
+impl Pair {
+    /// Waits for the site tunnel's first keys on both sides, and until prod
+    /// reaches cons through it (the gateways resolve the hosts' MACs on
+    /// the way).
+    fn wait_site(&self) {
+        self.a.wait_epoch(SITE, 1, Duration::from_secs(20));
+        self.b.wait_epoch(SITE, 1, Duration::from_secs(20));
+        assert!(
+            (0..10).any(|_| self.tb.ping(Node::Prod, "10.20.1.2", 1)),
+            "prod never reached cons through the tunnel\n{}",
+            self.logs()
+        );
+    }
+}
+
+/// Every route in the region at `shm`: (prefix/len, SPI of the outbound
+/// SA it names).
+fn routes_in(shm: &Path) -> Vec<(String, u32)> {
+    let r = ShmReader::open(shm, 0).expect("attach to the region");
+    let t = r.current();
+    let sas: Vec<_> = t.sas().iter().collect();
+    t.routes()
+        .iter()
+        .map(|e| {
+            let sa = &sas[e.sa_slot as usize];
+            assert_eq!(
+                sa.direction(),
+                Some(scistream_region::Direction::Out),
+                "a route names an outbound SA"
+            );
+            (format!("{}/{}", e.network(), e.len), sa.spi)
+        })
+        .collect()
+}
+
+/// Routed mode under s2cs: a `[[tunnels]]` entry on each side, no session
+/// and no listener. Prod sends straight to cons's address; gwA (the
+/// initiator: its name sorts first) seals what is routed to 10.20.1.0/24
+/// with the tunnel's outbound SA, gwB routes the decapsulated packets onto
+/// its LAN. With a rekey every 2 s, 20,000 datagrams and 100 MB of TCP
+/// arrive whole, and no key reaches a log.
+#[test]
+fn a_configured_tunnel_routes_prod_to_cons_through_key_switches() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("rekey_seconds".into(), 2.into());
+        keys.insert("grace_seconds".into(), 1.into());
+        site_tunnel(t);
+    });
+    p.wait_site();
+    let a = p.a.status(SITE);
+    assert_eq!(a["role"], "tunnel", "{a}");
+    assert_eq!(a["peer"], "gwb", "{a}");
+    assert_eq!(a["tunnel"]["initiator"], true, "{a}");
+    assert_eq!(a["tunnel"]["remote"], json!(["10.20.1.0/24"]), "{a}");
+    assert_eq!(p.b.status(SITE)["tunnel"]["initiator"], false);
+    // One route each way, to the tunnel's outbound SA.
+    for (cp, prefix) in [(&p.a, "10.20.1.0/24"), (&p.b, "10.10.1.0/24")] {
+        let routes = routes_in(&cp.shm);
+        assert_eq!(routes.len(), 1, "{routes:?}");
+        assert_eq!(routes[0].0, prefix);
+    }
+    let epochs = (
+        p.a.status(SITE)["epoch"].as_u64().unwrap(),
+        p.b.status(SITE)["epoch"].as_u64().unwrap(),
+    );
+    let before = (p.gwa.settled_snapshot(), p.gwb.settled_snapshot());
+    let mut keys = keys_in(&p.a.shm);
+
+    let (udp, tcp) = std::thread::scope(|s| {
+        let udp = s.spawn(|| {
+            p.tb.udp_stream(
+                Node::Prod,
+                Node::Cons,
+                "10.20.1.2:6100",
+                20_000,
+                1000,
+                1_000,
+            )
+        });
+        let tcp = s.spawn(|| {
+            p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6101", 100_000_000)
+        });
+        // Collect every key the rekeys install, for the log scan.
+        while !udp.is_finished() {
+            keys.extend(keys_in(&p.a.shm));
+            keys.extend(keys_in(&p.b.shm));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (udp.join().unwrap(), tcp.join().unwrap())
+    });
+    let drops = |g: &Gateway| {
+        g.settled_snapshot()
+            .drops
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        udp.lost,
+        0,
+        "{udp:?}\nA drops {:?}\nB drops {:?}\n{}",
+        drops(&p.gwa),
+        drops(&p.gwb),
+        p.logs()
+    );
+    assert_eq!(udp.received, 20_000, "{udp:?}");
+    assert_eq!(tcp.received_bytes, 100_000_000, "{tcp:?}\n{}", p.logs());
+    assert_eq!(tcp.sent_sha256, tcp.received_sha256);
+
+    // Rekeys happened, on both sides, and each switched the route to the
+    // new outbound SA.
+    let (sa, sb) = (p.a.status(SITE), p.b.status(SITE));
+    for (name, s, epoch) in [("A", &sa, epochs.0), ("B", &sb, epochs.1)] {
+        let now = s["epoch"].as_u64().unwrap();
+        assert!(now >= epoch + 2, "{name}: epoch {epoch} → {now}: {s}");
+        assert!(s["rekeys"].as_u64().unwrap() >= 3, "{name}: {s}");
+        assert!(s["last_error"].is_null(), "{name}: {s}");
+    }
+    let switched =
+        p.a.log_text()
+            .lines()
+            .filter(|l| l.contains("keys switched") && l.contains(SITE))
+            .count();
+    assert!(switched >= 3, "{switched} switches logged\n{}", p.logs());
+    eprintln!(
+        "tunnel: {} rekeys at A (epoch {}), {} at B (epoch {}), {switched} switches logged at A; UDP {udp:?}",
+        sa["rekeys"], sa["epoch"], sb["rekeys"], sb["epoch"]
+    );
+    for (name, cp, before, gw) in [
+        ("A", &p.a, &before.0, &p.gwa),
+        ("B", &p.b, &before.1, &p.gwb),
+    ] {
+        let routes = routes_in(&cp.shm);
+        let out = cp.status(SITE)["outbound_spi"].as_u64().unwrap() as u32;
+        assert_eq!(routes.len(), 1, "{name}: {routes:?}");
+        assert_eq!(routes[0].1, out, "{name}: the route names the current SA");
+        let after = gw.settled_snapshot();
+        let (t0, t1) = (before.tables.unwrap(), after.tables.unwrap());
+        assert!(
+            t1.installed - t0.installed >= 4 && t1.removed - t0.removed >= 4,
+            "{name}: SA changes {t0:?} → {t1:?}"
+        );
+        for counter in ["esp_auth_failed", "esp_unknown_spi", "esp_replay"] {
+            assert_eq!(after.drops[counter], 0, "{name}: {counter}");
+        }
+    }
+
+    // The tunnel is the configuration's: the admin socket neither releases
+    // it nor lets a session take a tunnel uid, and the API does not list it.
+    let r = p.a.admin(json!({"op": "release", "uid": SITE}));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("configured tunnel"),
+        "{r}"
+    );
+    let r = p.b.admin(json!({
+        "op": "create", "uid": "tunnel:other", "role": "outbound", "peer": "gwa",
+        "listeners": [{"port": 5100, "remote": "10.10.100.1:5100"}]
+    }));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("reserved"), "{r}");
+    assert_eq!(s2uc(&p, Node::GwA, &["list"])["sessions"], json!([]));
+
+    assert_no_keys(&keys, &p.logs());
+}
+
+/// A tunnel survives each s2cs being killed in the middle of a stream: the
+/// workers keep forwarding on the keys they hold, and the restarted
+/// process finds the tunnel's outbound SA through its route entry (a
+/// tunnel has no listener) and renegotiates, with nothing lost.
+#[test]
+fn a_tunnel_survives_s2cs_restarts() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("grace_seconds".into(), 2.into());
+        site_tunnel(t);
+    });
+    p.wait_site();
+    let udp = std::thread::scope(|s| {
+        let udp = s.spawn(|| {
+            p.tb.udp_stream(
+                Node::Prod,
+                Node::Cons,
+                "10.20.1.2:6102",
+                14_000,
+                1000,
+                1_000,
+            )
+        });
+        for which in ["A", "B"] {
+            std::thread::sleep(Duration::from_secs(2));
+            let cp = if which == "A" { &mut p.a } else { &mut p.b };
+            let epoch = cp.status(SITE)["epoch"].as_u64().unwrap();
+            cp.kill();
+            std::thread::sleep(Duration::from_secs(1));
+            cp.restart();
+            let log = cp.log_text();
+            let attached = log
+                .lines()
+                .rfind(|l| l.contains("attached to the existing region"))
+                .unwrap_or_else(|| panic!("{which}: not attached:\n{log}"));
+            assert!(attached.contains("outbound=1"), "{which}: {attached}");
+            let s = wait_renegotiated(cp, SITE, epoch);
+            assert!(s["outbound_spi"].is_u64(), "{which}: {s}");
+        }
+        udp.join().unwrap()
+    });
+    assert_eq!(udp.lost, 0, "{udp:?}\n{}", p.logs());
+    assert_eq!(udp.received, 14_000, "{udp:?}");
+    let a = p.gwa.settled_snapshot();
+    assert_eq!(a.drops["esp_auth_failed"], 0);
 }

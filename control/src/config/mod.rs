@@ -116,6 +116,9 @@ pub struct ControlConfig {
     /// `[auth]`: how API callers are authenticated and what they may use;
     /// present exactly when [`ControlConfig::api`] is.
     pub auth: Option<AuthSection>,
+    /// `[[tunnels]]`, in file order: routed-mode (site-to-site) tunnels
+    /// (names unique, peers configured, remote prefixes disjoint).
+    pub tunnels: Vec<TunnelConfig>,
 }
 
 /// `[gateway]`: identity and addresses of this gateway.
@@ -269,6 +272,28 @@ pub struct PeerConfig {
     pub udp_port: u16,
     /// Its peer-channel address (its `control.peer_listen`).
     pub control_address: SocketAddrV4,
+}
+
+/// One `[[tunnels]]` entry: a routed-mode (site-to-site) tunnel to a peer
+/// gateway. Inner destinations in `remote` are sealed with the tunnel's
+/// outbound SA; its keys are negotiated and rekeyed by the two control
+/// processes exactly as a session's are (see [`crate::tunnel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// The tunnel's name, `[A-Za-z0-9_-]{1,32}`, unique; the peer's entry
+    /// for the same tunnel carries the same name (the session uid on the
+    /// peer channel is `tunnel:<name>`).
+    pub name: String,
+    /// The `[[peers]]` name of the gateway at the other end.
+    pub peer: String,
+    /// IPv4 prefixes behind this gateway (the peer's `remote`); non-empty,
+    /// pairwise disjoint.
+    pub local: Vec<Ipv4Net>,
+    /// IPv4 prefixes behind the peer: one route entry each, toward the
+    /// tunnel's outbound SA. Non-empty, disjoint from each other, from
+    /// `local`, from every other tunnel's prefixes, and from our own
+    /// addresses.
+    pub remote: Vec<Ipv4Net>,
 }
 
 /// `[logging]`.
@@ -453,6 +478,11 @@ impl ControlConfig {
     /// The peer whose WAN address is `ip` (the IP of a remote listener).
     pub fn peer_by_wan_address(&self, ip: Ipv4Addr) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.wan_address == ip)
+    }
+
+    /// The tunnel named `name`.
+    pub fn tunnel(&self, name: &str) -> Option<&TunnelConfig> {
+        self.tunnels.iter().find(|t| t.name == name)
     }
 }
 

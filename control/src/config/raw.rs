@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub logging: RawLogging,
     pub api: Option<RawApi>,
     pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub tunnels: Vec<RawTunnel>,
 }
 
 /// `[gateway]`.
@@ -151,4 +153,14 @@ pub(crate) struct RawAllow {
     pub scope: Option<String>,
     pub targets: Vec<String>,
     pub ports: Option<Vec<Vec<i64>>>,
+}
+
+/// One `[[tunnels]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    pub name: String,
+    pub peer: String,
+    pub local: Vec<String>,
+    pub remote: Vec<String>,
 }

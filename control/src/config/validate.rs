@@ -1,6 +1,8 @@
 //! Validation: raw schema values -> [`ControlConfig`], checking every rule,
 //! each failure located at the key it concerns.
 
+mod tunnels;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Component, Path, PathBuf};
@@ -53,6 +55,7 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
         }
         (None, None) => None,
     };
+    let tunnels = tunnels::tunnels(&raw.tunnels, &gateway, &peers, &shm, doc)?;
     Ok(ControlConfig {
         gateway,
         identity,
@@ -65,6 +68,7 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
         logging,
         api,
         auth,
+        tunnels,
     })
 }
 

@@ -9,6 +9,11 @@
 //! Replies: `{"ok":true,...}` or `{"ok":false,"error":"..."}`. Nothing
 //! here ever includes key material. The northbound gRPC API replaces this
 //! for users; the socket stays for operators and tests.
+//!
+//! The configured tunnels are listed too (uid `tunnel:<name>`, role
+//! `"tunnel"`, and a `tunnel` object with their prefixes); `rekey` works on
+//! them, `release` does not (they come from the configuration), and
+//! `create` refuses uids starting with `tunnel:`.
 
 use std::fs;
 use std::net::SocketAddrV4;
@@ -24,6 +29,7 @@ use tracing::{info, warn};
 use super::{negotiate, Shared};
 use crate::registry::{ListenerSpec, SessionRecord, SessionRole};
 use crate::state::Session;
+use crate::tunnel;
 
 /// Longest request line.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -99,12 +105,38 @@ pub struct SessionStatus {
     pub negotiated: bool,
     /// The last negotiation error.
     pub last_error: Option<String>,
+    /// Routed mode: the configured tunnel this session keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelStatus>,
+}
+
+/// What `list` and `status` show of a configured tunnel.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TunnelStatus {
+    /// The `[[tunnels]]` name.
+    pub name: String,
+    /// True if this side initiates the exchanges (its name sorts first).
+    pub initiator: bool,
+    /// Prefixes behind this gateway.
+    pub local: Vec<String>,
+    /// Prefixes behind the peer, routed into the tunnel.
+    pub remote: Vec<String>,
 }
 
 fn status_of(s: &Session) -> SessionStatus {
+    let strings = |nets: &[ipnet::Ipv4Net]| nets.iter().map(|n| n.to_string()).collect();
+    let tunnel = s.tunnel.as_ref().map(|t| TunnelStatus {
+        name: t.name.clone(),
+        initiator: s.is_initiator(),
+        local: strings(&t.local),
+        remote: strings(&t.remote),
+    });
     SessionStatus {
         uid: s.record.uid.clone(),
-        role: role_name(s.record.role).into(),
+        role: match tunnel {
+            Some(_) => "tunnel".into(),
+            None => role_name(s.record.role).into(),
+        },
         peer: s.record.peer.clone(),
         epoch: s.record.epoch,
         rekeys: s.rekeys,
@@ -113,6 +145,7 @@ fn status_of(s: &Session) -> SessionStatus {
         ports: s.record.listeners.iter().map(|l| l.port).collect(),
         negotiated: s.negotiated,
         last_error: s.last_error.clone(),
+        tunnel,
     }
 }
 
@@ -220,6 +253,9 @@ async fn handle(sh: &Arc<Shared>, req: AdminRequest) -> Value {
             Some(s) => json!({"ok": true, "session": status_of(s)}),
             None => err(format!("unknown session `{uid}`")),
         },
+        AdminRequest::Release { uid } if tunnel::is_tunnel_uid(&uid) => err(format!(
+            "session `{uid}` is a configured tunnel: remove its [[tunnels]] entry and restart s2cs to remove it"
+        )),
         AdminRequest::Release { uid } => match sh.release_session(&uid) {
             Ok(()) => json!({"ok": true}),
             Err(e) => err(format!("{e:#}")),
@@ -258,6 +294,12 @@ fn create(
     };
     if uid.is_empty() || uid.len() > 128 || !uid.bytes().all(|b| b.is_ascii_graphic()) {
         anyhow::bail!("uid must be 1 to 128 printable ASCII characters");
+    }
+    if tunnel::is_tunnel_uid(&uid) {
+        anyhow::bail!(
+            "uid `{uid}`: uids starting with `{}` are reserved for the configured [[tunnels]]",
+            tunnel::UID_PREFIX
+        );
     }
     if sh.peer_index(&peer).is_none() {
         anyhow::bail!("peer `{peer}` is not configured");

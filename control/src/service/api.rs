@@ -141,7 +141,7 @@ impl Api {
     ) -> Result<R, Status> {
         let st = self.sh.state();
         match st.get(uid) {
-            Some(s) if s.record.owner == who.subject => Ok(f(s)),
+            Some(s) if s.tunnel.is_none() && s.record.owner == who.subject => Ok(f(s)),
             _ => Err(Status::not_found(format!("no session `{uid}`"))),
         }
     }
@@ -497,9 +497,11 @@ impl Sessions for ApiHandle {
         let api = &self.0;
         let who = api.authenticate(&r)?;
         let st = api.sh.state();
+        // A configured tunnel is the operator's, not an API user's: never
+        // listed (its uid is no UUID, so `status` cannot name it either).
         let sessions = st
             .sessions()
-            .filter(|s| s.record.owner == who.subject)
+            .filter(|s| s.tunnel.is_none() && s.record.owner == who.subject)
             .map(|s| api.info(s))
             .collect();
         Ok(Response::new(SessionList { sessions }))

@@ -8,6 +8,10 @@
 //! - [`admin`]: the local admin socket (create, list, status, release, rekey).
 //! - [`timers`]: rekey triggers, grace-period expiry, data plane restarts.
 //!
+//! The configured `[[tunnels]]` ([`crate::tunnel`]) are sessions created
+//! here at every start, before the registry's sessions are restored; they
+//! are never written to the registry.
+//!
 //! Every change to the SAs is published to the workers before the next
 //! protocol step ([`Shared::publish`]): the peer is only told to move on
 //! once our data plane has moved.
@@ -29,8 +33,9 @@ use tracing::{info, warn};
 
 use crate::config::{self, ControlConfig};
 use crate::peer::tls::{self, Identity, TrustedPeer};
-use crate::registry::{Registry, SessionRecord};
+use crate::registry::{Registry, RegistryError, SessionRecord};
 use crate::state::{Limits, State, StateError};
+use crate::tunnel;
 
 /// How long a publish waits for the workers to move on.
 pub const PUBLISH_GRACE: Duration = Duration::from_secs(2);
@@ -166,6 +171,18 @@ impl Shared {
         Ok(())
     }
 
+    /// Persists the key epoch of session `uid` after a switch. A tunnel's
+    /// session is not in the registry (the configuration recreates it at
+    /// start, and the peer channel recovers the epoch: a stale offer is
+    /// answered with the peer's epoch), so nothing is written for it.
+    /// Blocking: call from a blocking context.
+    pub fn persist_epoch(&self, uid: &str, epoch: u64) -> Result<(), RegistryError> {
+        if tunnel::is_tunnel_uid(uid) {
+            return Ok(());
+        }
+        self.registry().set_epoch(uid, epoch)
+    }
+
     /// [`Shared::publish_locked`] from async code.
     pub fn publish(&self) -> Result<u64, PublishError> {
         tokio::task::block_in_place(|| {
@@ -206,11 +223,31 @@ pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
     // The incarnation now in the region is the data plane we adopt from.
     let _ = writer.take_incarnation_change();
     let mut state = State::new();
+    for t in &cfg.tunnels {
+        let (record, routes) = tunnel::session(t, &cfg.gateway.name, unix_now());
+        let initiator = tunnel::initiates(&cfg.gateway.name, &t.peer);
+        let uid = record.uid.clone();
+        state
+            .create_tunnel(record, routes)
+            .with_context(|| format!("tunnel {}", t.name))?;
+        info!(
+            uid = %uid,
+            peer = %t.peer,
+            initiator,
+            local = ?t.local,
+            remote = ?t.remote,
+            "tunnel configured"
+        );
+    }
     for record in registry
         .load_all()
         .context("loading the session registry")?
     {
         let uid = record.uid.clone();
+        if tunnel::is_tunnel_uid(&uid) {
+            warn!(uid = %uid, "registry: a session with a tunnel's uid is not restored (tunnels come from [[tunnels]] only)");
+            continue;
+        }
         if let Err(e) = state.create(record) {
             warn!(uid = %uid, error = %e, "registry: session not restored");
         }

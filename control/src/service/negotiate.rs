@@ -132,7 +132,7 @@ async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
             sh.publish_locked(&st)?;
             Ok(())
         })?;
-        tokio::task::block_in_place(|| sh.registry().set_epoch(uid, epoch))?;
+        tokio::task::block_in_place(|| sh.persist_epoch(uid, epoch))?;
         ch.send(&PeerMessage::Commit {
             uid: uid.to_string(),
             epoch,

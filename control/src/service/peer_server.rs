@@ -2,7 +2,8 @@
 //! peers and answers their messages, one at a time per connection.
 //!
 //! A peer may only negotiate keys for a session that we hold too, created
-//! by one of our users, and whose peer is the gateway that authenticated.
+//! by one of our users (or a configured tunnel, bound to its configured
+//! peer from the start), and whose peer is the gateway that authenticated.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -305,7 +306,7 @@ fn commit(sh: &Shared, peer: &str, uid: String, epoch: u64) -> PeerMessage {
         st.responder_commit(&uid, epoch, Instant::now(), sh.grace)?;
         sh.publish_locked(&st)?;
         drop(st);
-        sh.registry().set_epoch(&uid, epoch)?;
+        sh.persist_epoch(&uid, epoch)?;
         Ok(())
     });
     match r {
@@ -469,6 +470,39 @@ mod tests {
                 "session `o` is initiated by this side".into()
             )
         );
+    }
+
+    /// A configured tunnel is bound to its configured peer from the start:
+    /// another authenticated peer's offer is refused as for an unknown
+    /// session, the configured peer's is taken, and neither writes to the
+    /// registry (a tunnel is not in it).
+    #[test]
+    fn a_tunnel_takes_offers_from_its_configured_peer_only() {
+        let never = || -> Result<(), RegistryError> { panic!("not persisted") };
+        let cfg = crate::config::TunnelConfig {
+            name: "site".into(),
+            peer: "gwa".into(),
+            local: vec!["10.20.1.0/24".parse().unwrap()],
+            remote: vec!["10.10.1.0/24".parse().unwrap()],
+        };
+        // gwb responds: "gwa" sorts first.
+        let (record, tunnel) = crate::tunnel::session(&cfg, "gwb", 0);
+        let mut st = State::new();
+        st.create_tunnel(record, tunnel).unwrap();
+        let st = Mutex::new(st);
+        let e = check_and_bind(&st, "tunnel:site", "gwc", never).unwrap_err();
+        assert_eq!(
+            e.refusal(),
+            (
+                RefuseCode::UnknownUid,
+                "session `tunnel:site` belongs to another peer".into()
+            )
+        );
+        assert_eq!(
+            check_and_bind(&st, "tunnel:site", "gwa", never).unwrap(),
+            PeerBinding::AlreadyBound
+        );
+        assert_eq!(peer_of(&st, "tunnel:site"), "gwa");
     }
 
     /// A binding that cannot be persisted is undone: the offer is refused
