@@ -15,19 +15,26 @@
 //! - [`tunnel`]: routed-mode tunnels from `[[tunnels]]`, sessions of their
 //!   own (uid `tunnel:<name>`, initiated by the gateway whose name sorts
 //!   first);
+//! - [`traffic`]: per-session traffic, from the data plane's per-SA
+//!   counters, summed across rekeys;
+//! - [`metrics`]: the Prometheus endpoint (data plane and control);
+//! - [`audit`]: the audit log of API calls and peer events;
 //! - [`service`]: the running process (peer server, negotiation, admin
 //!   socket, timers, gRPC API).
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod peer;
 pub mod proto;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod traffic;
 pub mod tunnel;
 pub mod uid;
 

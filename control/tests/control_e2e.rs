@@ -1032,3 +1032,481 @@ fn a_tunnel_survives_s2cs_restarts() {
     let a = p.gwa.settled_snapshot();
     assert_eq!(a.drops["esp_auth_failed"], 0);
 }
+
+/// The metrics port of both gateways' s2cs, on the management link.
+const METRICS_PORT: u16 = 9410;
+
+/// Serves metrics on each gateway's management address and writes its
+/// audit log beside its registry.
+fn observed(t: &mut toml::Table) {
+    let gw = t["gateway"]["name"].as_str().unwrap().to_string();
+    let ip = if gw == "gwa" {
+        "10.99.0.1"
+    } else {
+        "10.99.0.2"
+    };
+    let mut m = toml::Table::new();
+    m.insert("listen".into(), format!("{ip}:{METRICS_PORT}").into());
+    t.insert("metrics".into(), m.into());
+    let registry = t["registry"]["path"].as_str().unwrap().to_string();
+    let audit = Path::new(&registry).with_file_name("audit.log");
+    t["logging"]
+        .as_table_mut()
+        .unwrap()
+        .insert("audit_file".into(), audit.display().to_string().into());
+}
+
+/// The audit log of a control process started with [`observed`].
+fn audit_lines(cp: &ControlPlane) -> Vec<serde_json::Value> {
+    let registry = cp.dir_path().join("audit.log");
+    std::fs::read_to_string(&registry)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+        .collect()
+}
+
+/// GET `url` from inside `node`'s namespace; the body.
+fn http_get(tb: &Testbed, node: Node, url: &str) -> String {
+    const GET: &str = "import sys, urllib.request\n\
+        print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode(), end='')\n";
+    let py = python();
+    let out = tb.run(node, &[&py, "-c", GET, url]);
+    assert!(
+        out.status.success(),
+        "GET {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A Prometheus server (Debian's package) in gwB's namespace scraping
+/// both gateways every second, with a private data directory; stopped on
+/// drop.
+struct Prometheus {
+    child: std::process::Child,
+    _dir: ScratchDir,
+}
+
+const PROMETHEUS: &str = "10.99.0.2:19090";
+
+impl Prometheus {
+    fn start(tb: &Testbed) -> Prometheus {
+        let dir = ScratchDir::new("prometheus");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n\
+                 scrape_configs:\n  - job_name: s2cs\n    static_configs:\n      - targets: ['10.99.0.1:{METRICS_PORT}', '10.99.0.2:{METRICS_PORT}']\n"
+            ),
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        let data = dir.join("data").display().to_string();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let mut cmd = tb.command(
+            Node::GwB,
+            &[
+                "prometheus",
+                &format!("--config.file={config}"),
+                &format!("--storage.tsdb.path={data}"),
+                &format!("--web.listen-address={PROMETHEUS}"),
+                "--web.enable-lifecycle",
+            ],
+        );
+        cmd.stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(log));
+        let child = tb.spawn_cmd(Node::GwB, cmd);
+        let p = Prometheus { child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let py = python();
+            let ready = tb.run(
+                Node::GwB,
+                &[
+                    &py,
+                    "-c",
+                    "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)",
+                    &format!("http://{PROMETHEUS}/-/ready"),
+                ],
+            );
+            if ready.status.success() {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("prometheus not ready in 60 s");
+    }
+
+    /// An instant query's value (the sum over the result vector; `None`
+    /// if it is empty).
+    fn query(&self, tb: &Testbed, expr: &str) -> Option<f64> {
+        let url = format!(
+            "http://{PROMETHEUS}/api/v1/query?query={}",
+            url_encode(expr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&http_get(tb, Node::GwB, &url)).unwrap();
+        assert_eq!(v["status"], "success", "{expr}: {v}");
+        let result = v["data"]["result"].as_array().unwrap();
+        if result.is_empty() {
+            return None;
+        }
+        Some(
+            result
+                .iter()
+                .map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+                .sum(),
+        )
+    }
+
+    /// Waits until `expr` is `want` in Prometheus (it scrapes every
+    /// second); the last value seen.
+    fn wait_for(&self, tb: &Testbed, expr: &str, want: f64) -> Option<f64> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = self.query(tb, expr);
+            if last == Some(want) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        last
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query parameter (RFC 3986 unreserved characters kept).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// ESP-in-UDP frames from gwA's WAN address to gwB's with SPI `spi`,
+/// sequence numbers ahead of any sent, and garbage ciphertext: each fails
+/// gwB's ICV check once (the replay window only moves on authentic packets).
+fn forged_esp(p: &Pair, spi: u32, n: u32) -> Vec<Vec<u8>> {
+    use scistream_testbed::capture::{fix_checksums, parse_mac};
+    let dst = parse_mac(&p.gwb.mac("wan"));
+    let src = parse_mac(&p.tb.link_mac(Node::Wan, "b0").expect("b0 MAC"));
+    (0..n)
+        .map(|i| {
+            let esp_len = 4 + 4 + 8 + 64 + 16;
+            let udp_len = 8 + esp_len;
+            let ip_len = 20 + udp_len;
+            let mut f = Vec::with_capacity(14 + ip_len);
+            f.extend_from_slice(&dst);
+            f.extend_from_slice(&src);
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0]);
+            f.extend_from_slice(&[63, 17, 0, 0, 10, 10, 100, 1, 10, 10, 200, 1]);
+            f.extend_from_slice(&[0x11, 0x94, 0x11, 0x94]); // 4500 -> 4500
+            f.extend_from_slice(&[(udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+            f.extend_from_slice(&spi.to_be_bytes());
+            f.extend_from_slice(&(1_000_000 + i).to_be_bytes());
+            f.extend((0..8 + 64 + 16).map(|k| (k as u8).wrapping_mul(31) ^ i as u8));
+            fix_checksums(&mut f);
+            f
+        })
+        .collect()
+}
+
+/// Metric names a scrape exposes: its sample names (without labels), and
+/// the sample names of each declared family (`# TYPE`), which a family
+/// with no series yet (no authentication failure so far) still has.
+fn sample_names(scrape: &str) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect();
+    for l in scrape.lines() {
+        let mut w = l.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (w.next(), w.next(), w.next(), w.next())
+        {
+            let suffixes: &[&str] = match kind {
+                "counter" if name.ends_with("_total") => &[""],
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_count", "_sum"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        }
+    }
+    names
+}
+
+/// A real Prometheus scrapes both gateways during a session: the
+/// per-session bytes match what the producer sent, the authentication
+/// failure counter moves by exactly the number of forged frames, the
+/// key-exchange histogram counts every key switch, `promtool check
+/// metrics` accepts a scrape, the dashboard names only exported metrics,
+/// the audit log has one line per call with identity and code (and no
+/// token or key anywhere), and a released session's series are gone.
+#[test]
+fn prometheus_scrapes_session_traffic_drops_and_key_exchanges() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(observed);
+    let prom = Prometheus::start(&p.tb);
+    let uid = rated_session(&p, 0);
+    let a_metrics = format!("http://10.99.0.1:{METRICS_PORT}/metrics");
+    let b_metrics = format!("http://10.99.0.2:{METRICS_PORT}/metrics");
+
+    // Traffic: 10,000 datagrams of 1000 bytes from the producer; each is a
+    // 1028-byte IP packet inside the tunnel.
+    const COUNT: u64 = 10_000;
+    let report =
+        p.tb.udp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", COUNT, 1000, 2000);
+    eprintln!("udp pull: {report}");
+    let received = report["received"].as_u64().unwrap();
+    assert!(received >= COUNT * 99 / 100, "{report}\n{}", p.logs());
+    // Three key switches, started by B (the initiator) one after another.
+    let before = p.b.status(&uid)["epoch"].as_u64().unwrap();
+    for i in 1..=3 {
+        p.b.admin_ok(json!({"op": "rekey", "uid": uid}));
+        wait_renegotiated(&p.b, &uid, before + i - 1);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let inner = (COUNT * 1028) as f64;
+    let out_a = format!("s2cs_session_bytes_total{{instance=\"10.99.0.1:{METRICS_PORT}\",uid=\"{uid}\",direction=\"out\"}}");
+    let in_b = format!("s2cs_session_bytes_total{{instance=\"10.99.0.2:{METRICS_PORT}\",uid=\"{uid}\",direction=\"in\"}}");
+    for expr in [&out_a, &in_b] {
+        let mut v = 0.0;
+        for _ in 0..20 {
+            v = prom.query(&p.tb, expr).unwrap_or(0.0);
+            if (v - inner).abs() <= 0.01 * inner {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let scrapes: String = [&a_metrics, &b_metrics]
+            .iter()
+            .map(|u| http_get(&p.tb, Node::GwB, u))
+            .flat_map(|s| {
+                s.lines()
+                    .filter(|l| l.contains("bytes") && !l.starts_with('#'))
+                    .map(|l| format!("{l}\n"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            (v - inner).abs() <= 0.01 * inner,
+            "{expr} = {v}, sent {COUNT} x 1028 B = {inner}: {report}\n{scrapes}\n{}",
+            p.logs()
+        );
+    }
+
+    // Forged frames with the current inbound SPI at B: each one is an
+    // authentication failure, exactly.
+    let spi = p.b.status(&uid)["inbound_spis"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_u64()
+        .unwrap() as u32;
+    let drops = format!(
+        "s2ds_drops_total{{instance=\"10.99.0.2:{METRICS_PORT}\",reason=\"esp_auth_failed\"}}"
+    );
+    let direct = |gw: &Gateway| gw.settled_snapshot().drops["esp_auth_failed"] as f64;
+    let start = direct(&p.gwb);
+    assert_eq!(prom.wait_for(&p.tb, &drops, start), Some(start));
+    const FORGED: u32 = 25;
+    scistream_testbed::capture::inject(&p.tb, Node::Wan, "b0", &forged_esp(&p, spi, FORGED));
+    let want = start + f64::from(FORGED);
+    assert_eq!(
+        prom.wait_for(&p.tb, &drops, want),
+        Some(want),
+        "gwB counts {} directly\n{}",
+        direct(&p.gwb),
+        p.logs()
+    );
+    let session_auth = format!(
+        "s2cs_session_drops_total{{instance=\"10.99.0.2:{METRICS_PORT}\",uid=\"{uid}\",reason=\"auth_failed\"}}"
+    );
+    assert_eq!(
+        prom.wait_for(&p.tb, &session_auth, f64::from(FORGED)),
+        Some(f64::from(FORGED))
+    );
+
+    // Every completed exchange is in the histogram, on both sides.
+    for (cp, ip) in [(&p.a, "10.99.0.1"), (&p.b, "10.99.0.2")] {
+        let rekeys = cp.status(&uid)["rekeys"].as_u64().unwrap() as f64;
+        assert!(rekeys >= 4.0, "first keys and three switches: {rekeys}");
+        let expr = format!(
+            "sum(s2cs_key_exchange_duration_seconds_count{{instance=\"{ip}:{METRICS_PORT}\"}})"
+        );
+        assert_eq!(prom.wait_for(&p.tb, &expr, rekeys), Some(rekeys), "{expr}");
+    }
+
+    // A stranger's call is refused, counted and audited.
+    let bin = workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc");
+    let ca = p.certs.join("ca.pem").display().to_string();
+    let refused = p.tb.run(
+        Node::GwB,
+        &[
+            bin.to_str().unwrap(),
+            "list",
+            "--s2cs",
+            api_of(Node::GwB),
+            "--server_cert",
+            &ca,
+            "--token",
+            "not-a-token-of-ours",
+        ],
+    );
+    assert!(!refused.status.success());
+    let auth = format!(
+        "s2cs_auth_failures_total{{instance=\"10.99.0.2:{METRICS_PORT}\",reason=\"invalid\"}}"
+    );
+    assert_eq!(prom.wait_for(&p.tb, &auth, 1.0), Some(1.0), "{auth}");
+    assert!(
+        audit_lines(&p.b).iter().any(|l| l["method"] == "list"
+            && l["code"] == "UNAUTHENTICATED"
+            && l["identity"] == "-"),
+        "the refused call is audited"
+    );
+
+    // A scrape passes promtool, and holds every metric the dashboard uses.
+    let scrape = http_get(&p.tb, Node::GwB, &b_metrics);
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = sample_names(&scrape);
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let used = dashboard_metrics(&dashboard);
+    assert!(used.len() >= 10, "{used:?}");
+    let missing: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "dashboard metrics not exported: {missing:?}"
+    );
+
+    // Release on both sides: the session's series are gone.
+    let keys: BTreeSet<String> = keys_in(&p.a.shm)
+        .union(&keys_in(&p.b.shm))
+        .cloned()
+        .collect();
+    s2uc(&p, Node::GwB, &["status", &uid]);
+    s2uc(&p, Node::GwB, &["release", &uid]);
+    s2uc(&p, Node::GwA, &["release", &uid]);
+    for url in [&a_metrics, &b_metrics] {
+        let scrape = http_get(&p.tb, Node::GwB, url);
+        assert!(!scrape.contains(&uid), "{uid} still in a scrape of {url}");
+        assert!(
+            scrape.contains("s2cs_sessions{state=\"keyed\"} 0"),
+            "{scrape}"
+        );
+    }
+
+    // The audit log: one line per call, with identity and code.
+    for (cp, calls) in [
+        (&p.a, vec!["req", "hello", "update", "release"]),
+        (&p.b, vec!["req", "hello", "update", "status", "release"]),
+    ] {
+        let lines = audit_lines(cp);
+        let api: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["source"] == "api" && l["uid"] == uid.as_str())
+            .collect();
+        // In the order the calls completed (req answers after hello).
+        let mut methods: Vec<&str> = api.iter().map(|l| l["method"].as_str().unwrap()).collect();
+        methods.sort_unstable();
+        let mut calls = calls;
+        calls.sort_unstable();
+        assert_eq!(methods, calls, "{lines:?}");
+        for l in &api {
+            assert_eq!(l["identity"], "testuser", "{l}");
+            assert_eq!(l["code"], "OK", "{l}");
+            assert!(l["role"] == "PROD" || l["role"] == "CONS", "{l}");
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["source"] == "peer" && l["uid"] == uid.as_str()),
+            "peer events are audited: {lines:?}"
+        );
+        let text = std::fs::read_to_string(cp.dir_path().join("audit.log")).unwrap();
+        assert!(!text.contains(TEST_TOKEN) && !text.contains("not-a-token-of-ours"));
+        assert_no_keys(&keys, &text);
+        assert!(!cp.log_text().contains(TEST_TOKEN));
+        assert_no_keys(&keys, &cp.log_text());
+        assert_eq!(mode(&cp.dir_path().join("audit.log")), 0o600);
+    }
+}
+
+/// The metric names a Grafana dashboard's queries use (`s2ds_*`, `s2cs_*`).
+fn dashboard_metrics(json: &str) -> BTreeSet<String> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x.as_str()) {
+                        ("expr", Some(e)) => out.push(e.to_string()),
+                        _ => walk(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&v, &mut exprs);
+    let mut names = BTreeSet::new();
+    for e in exprs {
+        let b = e.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+            if boundary && (e[i..].starts_with("s2ds_") || e[i..].starts_with("s2cs_")) {
+                let end = e[i..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(e.len(), |n| i + n);
+                names.insert(e[i..end].to_string());
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    names
+}

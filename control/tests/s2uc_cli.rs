@@ -114,6 +114,9 @@ fn sample_session(uid: &str) -> SessionInfo {
         epoch: 4,
         rekeys: 3,
         owner: "alice".to_string(),
+        bytes_out: 5 << 20,
+        packets_out: 3_700,
+        ..SessionInfo::default()
     }
 }
 
@@ -786,19 +789,24 @@ fn release_list_status_output() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.stdout
-            .starts_with("uid: s-one\nrole: PROD\nstate: keyed\n"),
+            .starts_with("session: s-one\n  role: PROD (owner alice)\n  state: keyed\n"),
         "{}",
         r.stdout
     );
-    assert!(
-        r.stdout.contains("rate: 1 Mbit/s (125 kB/s)\n"),
-        "{}",
-        r.stdout
-    );
+    for want in [
+        "  rate: 1 Mbit/s (125 kB/s)\n",
+        "  transfer: 0 B (0 packets) received, 5.00 MiB (3700 packets) sent\n",
+        "  latest key exchange: none yet (epoch 4)\n",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} in\n{}", r.stdout);
+    }
     let r = run(s2uc()
         .args(["status", "s-one", "--json"])
         .args(server.conn_args()));
-    assert_eq!(json(&r.stdout)["owner"], "alice");
+    let v = json(&r.stdout);
+    assert_eq!(v["owner"], "alice");
+    assert_eq!(v["bytes_out"], 5 << 20);
+    assert_eq!(v["packets_out"], 3_700);
 }
 
 #[test]

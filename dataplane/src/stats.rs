@@ -202,6 +202,43 @@ pub struct TunnelCounts {
     pub decap_bytes: u64,
 }
 
+/// Upper bounds, in nanoseconds, of the burst-time buckets; one more
+/// bucket holds the bursts slower than the last bound. Readers (the
+/// metrics exporter) turn them into a Prometheus histogram.
+pub const BURST_BUCKETS_NS: [u64; 11] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 10_000_000,
+];
+/// Number of burst-time buckets ([`BURST_BUCKETS_NS`] and the overflow).
+pub const BURST_BUCKETS: usize = BURST_BUCKETS_NS.len() + 1;
+
+/// A worker's own work: how many polls found frames and how long their
+/// processing took (from the first non-empty receive to the end of the
+/// transmits), as a total and in buckets. The busy ratio is the rate of
+/// `busy_ns` over wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkCounts {
+    /// Polls that received at least one frame.
+    pub bursts: u64,
+    /// Nanoseconds spent processing them.
+    pub busy_ns: u64,
+    /// Bursts per time bucket ([`BURST_BUCKETS_NS`], then the overflow).
+    pub burst_buckets: [u64; BURST_BUCKETS],
+}
+
+impl WorkCounts {
+    /// Counts one burst that took `ns` nanoseconds.
+    #[inline]
+    pub fn burst(&mut self, ns: u64) {
+        self.bursts += 1;
+        self.busy_ns += ns;
+        let b = BURST_BUCKETS_NS
+            .iter()
+            .position(|&le| ns <= le)
+            .unwrap_or(BURST_BUCKETS_NS.len());
+        self.burst_buckets[b] += 1;
+    }
+}
+
 /// A plain (non-atomic) set of counters: a worker's per-burst accumulator,
 /// and the sum that readers compute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -214,6 +251,8 @@ pub struct Counters {
     pub control: ControlCounts,
     /// Tunnel work.
     pub tunnel: TunnelCounts,
+    /// The worker's bursts and busy time (zero in the slow path's block).
+    pub work: WorkCounts,
 }
 
 impl Counters {
@@ -250,11 +289,13 @@ impl Counters {
     }
 }
 
-const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4;
+const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4 + 2 + BURST_BUCKETS;
 
 /// The names of the counters of one block, in the segment's directory
 /// order: `lan.rx_packets` ... `wan.tx_bytes`, `drop.<reason>`,
-/// `slowpath.<count>`, `tunnel.<count>`.
+/// `slowpath.<count>`, `tunnel.<count>`, `worker.bursts`, `worker.busy_ns`,
+/// `latency.burst_le_<ns>` per bucket bound and `latency.burst_le_inf`
+/// (bucket counts, not cumulative).
 pub fn counter_names() -> Vec<String> {
     let mut names = Vec::with_capacity(SLOTS);
     for port in PortId::ALL {
@@ -274,6 +315,14 @@ pub fn counter_names() -> Vec<String> {
     ] {
         names.push(format!("tunnel.{c}"));
     }
+    names.push("worker.bursts".into());
+    names.push("worker.busy_ns".into());
+    names.extend(
+        BURST_BUCKETS_NS
+            .iter()
+            .map(|le| format!("latency.burst_le_{le}")),
+    );
+    names.push("latency.burst_le_inf".into());
     names
 }
 
@@ -330,12 +379,15 @@ fn flatten(c: &Counters) -> [u64; SLOTS] {
         k.icmp_errors,
     ]);
     let t = &c.tunnel;
-    v[base + 4..].copy_from_slice(&[
+    v[base + 4..base + 8].copy_from_slice(&[
         t.encap_packets,
         t.encap_bytes,
         t.decap_packets,
         t.decap_bytes,
     ]);
+    v[base + 8] = c.work.bursts;
+    v[base + 9] = c.work.busy_ns;
+    v[base + 10..].copy_from_slice(&c.work.burst_buckets);
     v
 }
 
@@ -363,6 +415,9 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
         decap_packets: k[6],
         decap_bytes: k[7],
     };
+    c.work.bursts = k[8];
+    c.work.busy_ns = k[9];
+    c.work.burst_buckets.copy_from_slice(&k[10..]);
     c
 }
 
@@ -487,6 +542,24 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_lands_in_the_first_bucket_whose_bound_holds_it() {
+        let mut w = WorkCounts::default();
+        for ns in [1, 1_000, 1_001, 10_000_000, 10_000_001, u64::MAX / 4] {
+            w.burst(ns);
+        }
+        let mut want = [0u64; BURST_BUCKETS];
+        want[0] = 2; // 1 and 1000 ns: le 1000
+        want[1] = 1; // 1001 ns: le 2000
+        want[BURST_BUCKETS - 2] = 1; // 10 ms exactly
+        want[BURST_BUCKETS - 1] = 2; // slower: the overflow bucket
+        assert_eq!(w.burst_buckets, want);
+        assert_eq!(w.bursts, 6);
+        let names = counter_names();
+        assert!(names.contains(&"latency.burst_le_1000".to_string()));
+        assert_eq!(names.last().unwrap(), "latency.burst_le_inf");
+    }
+
+    #[test]
     fn every_counter_survives_a_fold() {
         let mut c = Counters::default();
         let mut n = 1;
@@ -517,6 +590,11 @@ mod tests {
             decap_packets: next(),
             decap_bytes: next(),
         };
+        c.work.bursts = next();
+        c.work.busy_ns = next();
+        for b in &mut c.work.burst_buckets {
+            *b = next();
+        }
         let want = c;
         let reg = StatsRegistry::new(1);
         reg.worker(0).fold(&mut c);

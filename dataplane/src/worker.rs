@@ -135,7 +135,7 @@ impl<Q: PortQueue> Worker<Q> {
             if n == 0 {
                 continue;
             }
-            if started.is_none() && self.links.latency.is_some() {
+            if started.is_none() {
                 started = Some(std::time::Instant::now());
             }
             received += n;
@@ -186,11 +186,18 @@ impl<Q: PortQueue> Worker<Q> {
         for port in PortId::ALL {
             self.transmit(port, &mut tx[port.index()]);
         }
+        // One clock read at each end of a burst (never per packet): the
+        // burst time goes to the segment's buckets, the worker's busy time,
+        // and the optional percentile recorder.
+        if let Some(t0) = started {
+            let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.counts.work.burst(ns.max(1));
+            if let Some(l) = self.links.latency.as_mut() {
+                l.record(t0);
+            }
+        }
         if received > 0 || self.counts != Counters::default() {
             self.links.stats.worker(self.id).fold(&mut self.counts);
-        }
-        if let (Some(t0), Some(l)) = (started, self.links.latency.as_mut()) {
-            l.record(t0);
         }
         received
     }

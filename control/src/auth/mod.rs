@@ -107,6 +107,18 @@ impl AuthError {
         }
     }
 
+    /// The failure's kind as a metric label: `missing`, `malformed`,
+    /// `invalid`, `missing_scope` or `forbidden`.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::MissingScope(_) => "missing_scope",
+            AuthError::Forbidden(_) => "forbidden",
+        }
+    }
+
     /// The gRPC status to return: [`AuthError::code`] with this error's
     /// message.
     pub fn into_status(self) -> tonic::Status {

@@ -119,6 +119,16 @@ pub struct ControlConfig {
     /// `[[tunnels]]`, in file order: routed-mode (site-to-site) tunnels
     /// (names unique, peers configured, remote prefixes disjoint).
     pub tunnels: Vec<TunnelConfig>,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen` is set).
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSection {
+    /// Where `GET /metrics` is served (OpenMetrics text, data plane and
+    /// control metrics); `None`: no endpoint.
+    pub listen: Option<SocketAddrV4>,
 }
 
 /// `[gateway]`: identity and addresses of this gateway.
@@ -302,12 +312,16 @@ pub struct LoggingSection {
     /// A `tracing` env-filter directive ("info", "s2cs=debug,warn", ...),
     /// checked to parse; `RUST_LOG` overrides it at run time.
     pub level: String,
+    /// The audit log's file (JSON lines, mode 0600); audit records also
+    /// go to stderr.
+    pub audit_file: Option<PathBuf>,
 }
 
 impl Default for LoggingSection {
     fn default() -> Self {
         LoggingSection {
             level: DEFAULT_LOG_LEVEL.to_owned(),
+            audit_file: None,
         }
     }
 }

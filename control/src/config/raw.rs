@@ -26,6 +26,14 @@ pub(crate) struct RawConfig {
     pub auth: Option<RawAuth>,
     #[serde(default)]
     pub tunnels: Vec<RawTunnel>,
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 /// `[gateway]`.
@@ -107,6 +115,7 @@ pub(crate) struct RawPeer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLogging {
     pub level: Option<String>,
+    pub audit_file: Option<String>,
 }
 
 /// `[api]`.

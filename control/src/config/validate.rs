@@ -16,7 +16,7 @@ use scistream_tomldoc::values::parse_prefix;
 use super::files::{check_certificates, check_private_key, check_readable_file, check_secret_file};
 use super::raw::{
     RawAllow, RawApi, RawAuth, RawConfig, RawControl, RawGateway, RawIdentity, RawJwt, RawKeys,
-    RawLogging, RawPeer, RawPorts, RawRegistry, RawShm,
+    RawLogging, RawMetrics, RawPeer, RawPorts, RawRegistry, RawShm,
 };
 use super::*;
 
@@ -33,7 +33,7 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
     let keys = keys(&raw.keys, doc)?;
     let ports = ports(&raw.ports, &gateway, &control, doc)?;
     let peers = peers(&raw.peers, &gateway, &base, doc)?;
-    let logging = logging(&raw.logging, doc)?;
+    let logging = logging(&raw.logging, &base, doc)?;
     let api = match &raw.api {
         Some(a) => Some(api(a, &identity, &control, &ports, &gateway, &base, doc)?),
         None => None,
@@ -56,6 +56,7 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
         (None, None) => None,
     };
     let tunnels = tunnels::tunnels(&raw.tunnels, &gateway, &peers, &shm, doc)?;
+    let metrics = metrics(raw.metrics.as_ref(), &control, api.as_ref(), doc)?;
     Ok(ControlConfig {
         gateway,
         identity,
@@ -69,6 +70,47 @@ pub(super) fn validate(raw: RawConfig, doc: &Document<'_>) -> Res<ControlConfig>
         api,
         auth,
         tunnels,
+        metrics,
+    })
+}
+
+fn metrics(
+    m: Option<&RawMetrics>,
+    control: &ControlSection,
+    api: Option<&ApiSection>,
+    doc: &Document<'_>,
+) -> Res<MetricsSection> {
+    let Some(listen) = m.and_then(|m| m.listen.as_ref()) else {
+        return Ok(MetricsSection::default());
+    };
+    let listen = socket_addr(doc, "metrics.listen", listen, true)?;
+    let clash = |other: SocketAddrV4| {
+        (listen.ip() == other.ip() || listen.ip().is_unspecified() || other.ip().is_unspecified())
+            && listen.port() == other.port()
+    };
+    if clash(control.peer_listen) {
+        return Err(doc.conflict(
+            "metrics.listen",
+            format!(
+                "{listen} collides with the peer channel's {} (control.peer_listen, line {})",
+                control.peer_listen,
+                doc.line_of("control.peer_listen")
+            ),
+        ));
+    }
+    if let Some(api_listen) = api.and_then(|a| a.listen) {
+        if clash(api_listen) {
+            return Err(doc.conflict(
+                "metrics.listen",
+                format!(
+                    "{listen} collides with the gRPC API's {api_listen} (api.listen, line {})",
+                    doc.line_of("api.listen")
+                ),
+            ));
+        }
+    }
+    Ok(MetricsSection {
+        listen: Some(listen),
     })
 }
 
@@ -479,9 +521,28 @@ fn parse_pin(s: &str) -> Result<[u8; 32], String> {
     })
 }
 
-fn logging(l: &RawLogging, doc: &Document<'_>) -> Res<LoggingSection> {
+fn logging(l: &RawLogging, base: &Path, doc: &Document<'_>) -> Res<LoggingSection> {
+    let audit_file = match &l.audit_file {
+        Some(f) => {
+            let p = path(doc, "logging.audit_file", f, base)?;
+            if p.is_dir() {
+                return Err(doc.bad_value(
+                    "logging.audit_file",
+                    format!(
+                        "{} is a directory; name the log file inside it",
+                        p.display()
+                    ),
+                ));
+            }
+            Some(p)
+        }
+        None => None,
+    };
     let Some(level) = &l.level else {
-        return Ok(LoggingSection::default());
+        return Ok(LoggingSection {
+            audit_file,
+            ..LoggingSection::default()
+        });
     };
     tracing_subscriber::EnvFilter::builder()
         .parse(level)
@@ -495,6 +556,7 @@ fn logging(l: &RawLogging, doc: &Document<'_>) -> Res<LoggingSection> {
         })?;
     Ok(LoggingSection {
         level: level.clone(),
+        audit_file,
     })
 }
 

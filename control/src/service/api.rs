@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
 use super::{lock, negotiate, Shared};
+use crate::audit::{AuditRecord, Source};
 use crate::auth::{self, Policy, Principal, Verifier};
 use crate::config::ApiSection;
 use crate::proto::control_server::{Control, ControlServer};
@@ -117,6 +118,7 @@ impl Api {
     fn authenticate<T>(&self, r: &Request<T>) -> Result<Principal, Status> {
         auth::authenticate(r.metadata(), &*self.verifier).map_err(|e| {
             warn!(reason = %e, "request refused");
+            self.sh.metrics.auth_failure(e.reason_label());
             e.into_status()
         })
     }
@@ -125,6 +127,7 @@ impl Api {
         for t in targets {
             self.policy.check_target(who, *t).map_err(|e| {
                 warn!(subject = %who.subject, target = %t, reason = %e, "target refused");
+                self.sh.metrics.auth_failure(e.reason_label());
                 e.into_status()
             })?;
         }
@@ -184,6 +187,10 @@ impl Api {
             (Some(_), None) => "ready",
             (Some(_), Some(_)) => "keyed",
         };
+        let t = super::lock(&self.sh.traffic).session(&s.record.uid);
+        let last_key_exchange_unix = s.switched_at.map_or(0, |at| {
+            super::unix_now().saturating_sub(at.elapsed().as_secs())
+        });
         SessionInfo {
             uid: s.record.uid.clone(),
             role: role_name(s.record.role).into(),
@@ -196,6 +203,16 @@ impl Api {
             epoch: s.record.epoch,
             rekeys: s.rekeys,
             owner: s.record.owner.clone(),
+            last_key_exchange_unix,
+            packets_out: t.out.packets,
+            bytes_out: t.out.bytes,
+            packets_in: t.inbound.packets,
+            bytes_in: t.inbound.bytes,
+            rate_out_bps: t.out_bps,
+            rate_in_bps: t.in_bps,
+            drops_auth_failed: t.auth_failed,
+            drops_replayed: t.replayed,
+            drops_rate_limited: t.rate_limited,
         }
     }
 }
@@ -238,13 +255,18 @@ impl Drop for CancelGuard {
 #[derive(Clone)]
 pub struct ApiHandle(Arc<Api>);
 
-#[tonic::async_trait]
-impl Control for ApiHandle {
-    async fn req(&self, r: Request<Req>) -> Result<Response<Resp>, Status> {
+impl ApiHandle {
+    async fn req_call(
+        &self,
+        r: Request<Req>,
+        call: &mut AuditRecord,
+    ) -> Result<Response<Resp>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
+        call.identity = who.subject.clone();
         let mut r = r.into_inner();
         r.uid = check_uid(&r.uid)?;
+        call.uid = r.uid.clone();
         let role = role_of(&r.role)?;
         if r.num_conn < 1 || r.num_conn as u32 > api.cfg.max_num_conn {
             return Err(Status::invalid_argument(format!(
@@ -337,11 +359,17 @@ impl Control for ApiHandle {
         }
     }
 
-    async fn hello(&self, r: Request<Hello>) -> Result<Response<AppResponse>, Status> {
+    async fn hello_call(
+        &self,
+        r: Request<Hello>,
+        call: &mut AuditRecord,
+    ) -> Result<Response<AppResponse>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
+        call.identity = who.subject.clone();
         let mut r = r.into_inner();
         r.uid = check_uid(&r.uid)?;
+        call.uid = r.uid.clone();
         // The session's role comes from its req. SciStream's client sends
         // its consumer-side hello with role PROD: the field is not checked.
         let role = api.owned(&r.uid, &who, |s| s.record.role)?;
@@ -375,11 +403,17 @@ impl Control for ApiHandle {
         }))
     }
 
-    async fn update(&self, r: Request<UpdateTargets>) -> Result<Response<Resp>, Status> {
+    async fn update_call(
+        &self,
+        r: Request<UpdateTargets>,
+        call: &mut AuditRecord,
+    ) -> Result<Response<Resp>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
+        call.identity = who.subject.clone();
         let mut r = r.into_inner();
         r.uid = check_uid(&r.uid)?;
+        call.uid = r.uid.clone();
         let (role, hello, ports) = api.owned(&r.uid, &who, |s| {
             (
                 s.record.role,
@@ -479,23 +513,38 @@ impl Control for ApiHandle {
         }))
     }
 
-    async fn release(&self, r: Request<Release>) -> Result<Response<Resp>, Status> {
+    async fn release_call(
+        &self,
+        r: Request<Release>,
+        call: &mut AuditRecord,
+    ) -> Result<Response<Resp>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
+        call.identity = who.subject.clone();
         let mut r = r.into_inner();
         r.uid = check_uid(&r.uid)?;
-        api.owned(&r.uid, &who, |_| ())?;
+        call.uid = r.uid.clone();
+        let (role, peer) = api.owned(&r.uid, &who, |s| {
+            (role_name(s.record.role), s.record.peer.clone())
+        })?;
+        call.role = role.to_string();
+        call.peer = peer;
         api.release_session(&r.uid)?;
         info!(uid = %r.uid, subject = %who.subject, "release: session freed");
         Ok(Response::new(Resp::default()))
     }
 }
 
-#[tonic::async_trait]
-impl Sessions for ApiHandle {
-    async fn list(&self, r: Request<ListRequest>) -> Result<Response<SessionList>, Status> {
+impl ApiHandle {
+    async fn list_call(
+        &self,
+        r: Request<ListRequest>,
+        call: &mut AuditRecord,
+    ) -> Result<Response<SessionList>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
+        call.identity = who.subject.clone();
+        api.sh.sample_traffic();
         let st = api.sh.state();
         // A configured tunnel is the operator's, not an API user's: never
         // listed (its uid is no UUID, so `status` cannot name it either).
@@ -507,12 +556,107 @@ impl Sessions for ApiHandle {
         Ok(Response::new(SessionList { sessions }))
     }
 
-    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<SessionInfo>, Status> {
+    async fn status_call(
+        &self,
+        r: Request<StatusRequest>,
+        call: &mut AuditRecord,
+    ) -> Result<Response<SessionInfo>, Status> {
         let api = &self.0;
         let who = api.authenticate(&r)?;
+        call.identity = who.subject.clone();
         let uid = check_uid(&r.into_inner().uid)?;
+        call.uid = uid.clone();
+        api.sh.sample_traffic();
         let info = api.owned(&uid, &who, |s| api.info(s))?;
         Ok(Response::new(info))
+    }
+}
+
+/// Each call is counted (method, status code) and audited.
+macro_rules! audited {
+    ($self:ident, $method:literal, $r:ident, $call_fn:ident, $fill:expr) => {{
+        let mut call = AuditRecord::new(Source::Api, "-", $method);
+        let fill: &dyn Fn(&mut AuditRecord) = &$fill;
+        fill(&mut call);
+        let out = $self.$call_fn($r, &mut call).await;
+        $self.0.finish(call, &out);
+        out
+    }};
+}
+
+#[tonic::async_trait]
+impl Control for ApiHandle {
+    async fn req(&self, r: Request<Req>) -> Result<Response<Resp>, Status> {
+        let (uid, role) = (r.get_ref().uid.clone(), r.get_ref().role.clone());
+        audited!(self, "req", r, req_call, |c: &mut AuditRecord| {
+            c.uid = uid.clone();
+            c.role = role.clone();
+        })
+    }
+
+    async fn hello(&self, r: Request<Hello>) -> Result<Response<AppResponse>, Status> {
+        let (uid, role) = (r.get_ref().uid.clone(), r.get_ref().role.clone());
+        let targets = r.get_ref().prod_listeners.clone();
+        audited!(self, "hello", r, hello_call, |c: &mut AuditRecord| {
+            c.uid = uid.clone();
+            c.role = role.clone();
+            c.targets = targets.clone();
+        })
+    }
+
+    async fn update(&self, r: Request<UpdateTargets>) -> Result<Response<Resp>, Status> {
+        let (uid, role) = (r.get_ref().uid.clone(), r.get_ref().role.clone());
+        let targets = r.get_ref().remote_listeners.clone();
+        audited!(self, "update", r, update_call, |c: &mut AuditRecord| {
+            c.uid = uid.clone();
+            c.role = role.clone();
+            c.targets = targets.clone();
+        })
+    }
+
+    async fn release(&self, r: Request<Release>) -> Result<Response<Resp>, Status> {
+        let uid = r.get_ref().uid.clone();
+        audited!(self, "release", r, release_call, |c: &mut AuditRecord| {
+            c.uid = uid.clone();
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Sessions for ApiHandle {
+    async fn list(&self, r: Request<ListRequest>) -> Result<Response<SessionList>, Status> {
+        audited!(self, "list", r, list_call, |_: &mut AuditRecord| {})
+    }
+
+    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<SessionInfo>, Status> {
+        let uid = r.get_ref().uid.clone();
+        audited!(self, "status", r, status_call, |c: &mut AuditRecord| {
+            c.uid = uid.clone();
+        })
+    }
+}
+
+impl Api {
+    /// Counts a finished call and writes its audit record.
+    fn finish<T>(&self, mut call: AuditRecord, out: &Result<Response<T>, Status>) {
+        let code = match out {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.sh.metrics.api(&call.method, code);
+        call.code = crate::metrics::code_name(code).to_string();
+        if let Err(s) = out {
+            call.reason = s.message().to_string();
+        }
+        if call.role.is_empty() {
+            if let Some(s) = self.sh.state().get(&call.uid) {
+                call.role = role_name(s.record.role).to_string();
+                call.peer = s.record.peer.clone();
+            }
+        } else if let Some(s) = self.sh.state().get(&call.uid) {
+            call.peer = s.record.peer.clone();
+        }
+        self.sh.audit.record(call);
     }
 }
 

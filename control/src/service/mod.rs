@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod dataplane_stats;
 pub mod negotiate;
 pub mod peer_server;
 pub mod timers;
@@ -60,6 +61,25 @@ pub struct Shared {
     pub limits: Limits,
     /// Grace period of superseded inbound SAs.
     pub grace: Duration,
+    /// The data plane's stats segment.
+    pub dp_stats: Mutex<dataplane_stats::DataplaneStats>,
+    /// Per-session traffic, from the segment's per-SA counters.
+    pub traffic: Mutex<crate::traffic::Traffic>,
+    /// The control process's counters and histograms.
+    pub metrics: crate::metrics::ControlMetrics,
+    /// The audit log.
+    pub audit: crate::audit::AuditLog,
+    /// The last outcome of each peer's control channel, by peer name.
+    pub peer_health: Mutex<std::collections::HashMap<String, PeerHealth>>,
+}
+
+/// How the control channel with one peer last went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerHealth {
+    /// True if the last contact (either direction) succeeded.
+    pub up: bool,
+    /// When a contact last succeeded, seconds since the Unix epoch.
+    pub last_contact_unix: Option<u64>,
 }
 
 /// Why a session could not be registered.
@@ -91,7 +111,8 @@ pub enum PublishError {
     Shm(#[from] ShmError),
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`, whether or not a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock leaves consistent data here (every
     // mutation is a single call), so poisoning is not fatal.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -106,6 +127,16 @@ impl Shared {
     /// The registry, locked.
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
         lock(&self.registry)
+    }
+
+    /// Notes the outcome of a contact with peer `name`'s control channel.
+    pub fn peer_contact(&self, name: &str, up: bool) {
+        let mut h = lock(&self.peer_health);
+        let e = h.entry(name.to_string()).or_default();
+        e.up = up;
+        if up {
+            e.last_contact_unix = Some(unix_now());
+        }
     }
 
     /// Index of the peer named `name`.
@@ -123,6 +154,8 @@ impl Shared {
     /// worker uses it. Blocking (the QSBR wait): call from a blocking
     /// context (`block_in_place` or a plain thread).
     pub fn publish_locked(&self, state: &State) -> Result<u64, PublishError> {
+        // The SAs this publish drops are counted one last time.
+        self.sample_traffic_locked(state);
         let mut w = lock(&self.writer);
         state.check_fits(w.capacities())?;
         let limits = self.limits;
@@ -198,6 +231,17 @@ impl Shared {
 pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
     let identity = Identity::load(&cfg.identity.cert, &cfg.identity.key)
         .context("loading the identity certificate and key")?;
+    let audit =
+        crate::audit::AuditLog::open(cfg.logging.audit_file.as_deref()).with_context(|| {
+            format!(
+                "opening the audit log {}",
+                cfg.logging
+                    .audit_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )
+        })?;
     let mut peers = Vec::new();
     for p in &cfg.peers {
         let trust = match &p.trust {
@@ -284,6 +328,11 @@ pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
         in_flight: Mutex::new(HashSet::new()),
         limits,
         grace,
+        dp_stats: Mutex::default(),
+        traffic: Mutex::default(),
+        metrics: crate::metrics::ControlMetrics::default(),
+        audit,
+        peer_health: Mutex::default(),
     }))
 }
 
@@ -308,6 +357,15 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
         tokio::spawn(admin::serve(shared.clone(), admin)),
         tokio::spawn(timers::run(shared.clone())),
     ];
+    if let Some(listen) = shared.cfg.metrics.listen {
+        let listener = crate::metrics::bind(listen.into()).await?;
+        let sh = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(sh, listener).await {
+                tracing::error!(error = %format!("{e:#}"), "the metrics endpoint stopped");
+            }
+        }));
+    }
     if shared.cfg.api.as_ref().is_some_and(|a| a.listen.is_some()) {
         let api = api::Api::new(shared.clone())?;
         let listener = api.bind().await?;

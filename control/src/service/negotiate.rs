@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use tracing::{info, warn};
 
 use super::Shared;
+use crate::audit::{AuditRecord, Source};
 use crate::peer::keys::{Exchange, Side};
 use crate::peer::tls;
 use crate::peer::wire::{PeerMessage, PeerStream, RefuseCode};
@@ -29,6 +30,12 @@ pub type ClientChannel = PeerStream<TlsStream<TcpStream>>;
 
 /// Dials peer `i`: TCP, TLS 1.3 with both certificates checked, Hello.
 pub async fn connect(sh: &Shared, i: usize) -> anyhow::Result<ClientChannel> {
+    let r = dial(sh, i).await;
+    sh.peer_contact(&sh.peers[i].name, r.is_ok());
+    r
+}
+
+async fn dial(sh: &Shared, i: usize) -> anyhow::Result<ClientChannel> {
     let peer = &sh.peers[i];
     let addr = sh.cfg.peers[i].control_address;
     let config = tls::client_config(&sh.identity, peer)?;
@@ -60,19 +67,37 @@ pub async fn rekey(sh: Arc<Shared>, uid: String, why: &'static str) {
             return;
         }
     }
+    sh.metrics.rekey(why);
     let started = Instant::now();
     let r = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&sh, &uid)).await;
     super::lock(&sh.in_flight).remove(&uid);
     let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {EXCHANGE_TIMEOUT:?}")));
+    let peer = sh
+        .state()
+        .get(&uid)
+        .map(|s| s.record.peer.clone())
+        .unwrap_or_default();
+    let mut audit = AuditRecord::new(Source::Peer, &peer, "key_exchange");
+    audit.uid = uid.clone();
+    audit.peer = peer;
     match r {
         Ok(epoch) => {
-            info!(uid = %uid, epoch, why, ms = started.elapsed().as_millis() as u64, "keys switched")
+            let elapsed = started.elapsed();
+            sh.metrics
+                .exchange("initiator", true, elapsed.as_secs_f64());
+            audit.epoch = Some(epoch);
+            audit.reason = why.to_string();
+            info!(uid = %uid, epoch, why, ms = elapsed.as_millis() as u64, "keys switched")
         }
         Err(e) => {
+            sh.metrics.exchange("initiator", false, 0.0);
+            audit.code = "ERROR".to_string();
+            audit.reason = format!("{why}: {e:#}");
             warn!(uid = %uid, why, error = %format!("{e:#}"), "key exchange failed");
             sh.state().note_error(&uid, format!("{e:#}"));
         }
     }
+    sh.audit.record(audit);
 }
 
 async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use crate::audit::{AuditRecord, Source};
 use crate::peer::keys::{algorithm_from_name, Exchange, Side};
 use crate::peer::tls;
 use crate::peer::wire::{PeerMessage, PeerStream, RefuseCode};
@@ -88,6 +89,7 @@ pub async fn serve(sh: Arc<Shared>, listener: TcpListener) {
                 }
             }
             debug!(%remote, %peer, "peer channel up");
+            sh.peer_contact(&peer, true);
             if let Err(e) = session(&sh, &mut ch, &peer).await {
                 warn!(%remote, %peer, error = %format!("{e:#}"), "peer channel closed");
             }
@@ -97,7 +99,19 @@ pub async fn serve(sh: Arc<Shared>, listener: TcpListener) {
 
 async fn session(sh: &Arc<Shared>, ch: &mut ServerChannel, peer: &str) -> anyhow::Result<()> {
     let rng = SystemRandom::new();
+    // Offers accepted on this channel and when, for the exchange's duration.
+    let mut offered: Vec<(String, u64, Instant)> = Vec::new();
     while let Some(msg) = ch.recv().await? {
+        let (event, uid, epoch) = match &msg {
+            PeerMessage::KeyOffer { uid, epoch, .. } => ("key_offer", uid.clone(), Some(*epoch)),
+            PeerMessage::Commit { uid, epoch } => ("key_commit", uid.clone(), Some(*epoch)),
+            PeerMessage::RekeyRequest { uid } => ("rekey_request", uid.clone(), None),
+            PeerMessage::Release { uid } => ("release", uid.clone(), None),
+            other => (other.kind(), String::new(), None),
+        };
+        let mut audit = AuditRecord::new(Source::Peer, peer, event);
+        audit.uid = uid;
+        audit.peer = peer.to_string();
         let reply = match msg {
             PeerMessage::KeyOffer {
                 uid,
@@ -114,12 +128,18 @@ async fn session(sh: &Arc<Shared>, ch: &mut ServerChannel, peer: &str) -> anyhow
                     Ok(false) => {
                         debug!(uid = %uid, "rekey request for a session we do not initiate")
                     }
-                    Err(r) => warn!(uid = %uid, %peer, reason = %r, "rekey request refused"),
+                    Err(r) => {
+                        warn!(uid = %uid, %peer, reason = %r, "rekey request refused");
+                        audit.code = RefuseCode::UnknownUid.to_string();
+                        audit.reason = r;
+                    }
                 }
+                sh.audit.record(audit);
                 continue;
             }
             PeerMessage::Release { uid } => {
                 info!(uid = %uid, %peer, "the peer released the session");
+                sh.audit.record(audit);
                 continue;
             }
             other => refused(
@@ -129,6 +149,30 @@ async fn session(sh: &Arc<Shared>, ch: &mut ServerChannel, peer: &str) -> anyhow
                 format!("unexpected {}", other.kind()),
             ),
         };
+        match &reply {
+            PeerMessage::KeyAccept { uid, epoch, .. } => {
+                offered.retain(|(u, _, _)| u != uid);
+                offered.push((uid.clone(), *epoch, Instant::now()));
+            }
+            PeerMessage::Committed { uid, epoch } => {
+                let started = offered
+                    .iter()
+                    .position(|(u, e, _)| u == uid && e == epoch)
+                    .map(|i| offered.swap_remove(i).2);
+                let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                sh.metrics.exchange("responder", true, secs);
+            }
+            PeerMessage::Refused { code, reason, .. } => {
+                audit.code = code.to_string();
+                audit.reason = reason.clone();
+                if event == "key_commit" {
+                    sh.metrics.exchange("responder", false, 0.0);
+                }
+            }
+            _ => {}
+        }
+        audit.epoch = epoch;
+        sh.audit.record(audit);
         ch.send(&reply).await?;
     }
     Ok(())

@@ -7,12 +7,11 @@
 //! one stats model), whose path the data plane announces in the region.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scistream_region::{Direction, StatsReader};
-use tracing::{debug, info, warn};
+use scistream_region::Direction;
+use tracing::{info, warn};
 
 use super::negotiate;
 use super::Shared;
@@ -25,14 +24,13 @@ pub const RETRY: Duration = Duration::from_secs(2);
 /// Runs forever.
 pub async fn run(sh: Arc<Shared>) {
     let mut last_try: HashMap<String, Instant> = HashMap::new();
-    let mut stats = DataplaneStats::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = Instant::now();
         if dataplane_restart(&sh) {
-            stats = DataplaneStats::default();
+            super::lock(&sh.dp_stats).reset();
         }
         let expired = sh.state().expire(now, sh.grace);
         if expired {
@@ -40,7 +38,15 @@ pub async fn run(sh: Arc<Shared>) {
                 warn!(error = %e, "publishing expired SAs failed");
             }
         }
-        let usage = stats.usage(&sh, now);
+        // `spi → (packets, bytes)` of every outbound SA the data plane
+        // counts; empty while there is no segment to read (then only the
+        // time trigger rekeys).
+        let usage: HashMap<u32, (u64, u64)> = sh
+            .sample_traffic()
+            .into_iter()
+            .filter(|t| t.direction == Some(Direction::Out))
+            .map(|t| (t.spi, (t.packets, t.bytes)))
+            .collect();
         for (uid, action) in due(&sh, now, &usage) {
             if last_try
                 .get(&uid)
@@ -112,56 +118,6 @@ fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(Stri
         }
     }
     out
-}
-
-/// The data plane's stats segment, opened from the path it announced in
-/// the region (re-read after each data plane restart).
-#[derive(Debug, Default)]
-struct DataplaneStats {
-    reader: Option<StatsReader>,
-    next_try: Option<Instant>,
-    last_error: Option<String>,
-}
-
-/// How often a missing or unreadable stats segment is looked for again.
-const STATS_RETRY: Duration = Duration::from_secs(1);
-
-impl DataplaneStats {
-    /// `spi → (packets, bytes)` of every outbound SA the data plane
-    /// counts; empty while there is no segment to read (then only the
-    /// time trigger rekeys).
-    fn usage(&mut self, sh: &Shared, now: Instant) -> HashMap<u32, (u64, u64)> {
-        if self.reader.as_ref().is_some_and(|r| !r.owner_alive()) {
-            self.reader = None;
-        }
-        if self.reader.is_none() && self.next_try.is_none_or(|t| now >= t) {
-            self.next_try = Some(now + STATS_RETRY);
-            let path: Option<PathBuf> = super::lock(&sh.writer).dataplane_info().stats_path();
-            match path.map(StatsReader::open) {
-                Some(Ok(r)) => {
-                    info!(stats = %r.path().display(), "reading SA usage from the data plane's stats segment");
-                    self.reader = Some(r);
-                    self.last_error = None;
-                }
-                Some(Err(e)) => {
-                    let msg = e.to_string();
-                    if self.last_error.as_deref() != Some(&msg) {
-                        warn!(error = %msg, "cannot read the data plane's stats segment; packet and byte rekeying waits");
-                        self.last_error = Some(msg);
-                    }
-                }
-                None => debug!("the data plane announced no stats segment yet"),
-            }
-        }
-        let Some(r) = &self.reader else {
-            return HashMap::new();
-        };
-        r.sa_totals()
-            .into_iter()
-            .filter(|t| t.direction == Some(Direction::Out))
-            .map(|t| (t.spi, (t.packets, t.bytes)))
-            .collect()
-    }
 }
 
 /// A new data plane attached: the SAs it held are gone with it. Outbound

@@ -231,6 +231,11 @@ impl ControlPlane {
         panic!("s2cs not ready within 20 s:\n{}", self.log_text());
     }
 
+    /// The directory holding its configuration, registry and log.
+    pub fn dir_path(&self) -> &Path {
+        &self.dir
+    }
+
     /// Sends one admin request and returns the reply.
     pub fn admin(&self, request: Value) -> Value {
         let mut s = UnixStream::connect(&self.admin).expect("connect to the admin socket");
