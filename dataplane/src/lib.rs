@@ -20,6 +20,8 @@ pub mod forward;
 #[forbid(unsafe_code)]
 pub mod gateway;
 #[forbid(unsafe_code)]
+pub mod host_drops;
+#[forbid(unsafe_code)]
 pub mod latency;
 #[forbid(unsafe_code)]
 pub mod nat;

@@ -22,7 +22,7 @@ use crate::neigh::Neighbors;
 use crate::port::{PortAddr, PortId};
 use crate::route::{Route, RouteTable};
 use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
-use crate::snapshot::{DeviceDrops, PortSnapshot, Snapshot, SNAPSHOT_VERSION};
+use crate::snapshot::{PortSnapshot, Snapshot, SNAPSHOT_VERSION};
 use crate::stats::StatsRegistry;
 use crate::tunnel::{
     SaSlots, ShmTableSource, ShmWatcher, StaticTables, TableContext, TableSource, TunnelTables,
@@ -56,14 +56,7 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
         bail!("a port gave fewer queues than the {workers} workers");
     }
     let pairs: Vec<_> = lan.drain(..workers).zip(wan.drain(..workers)).collect();
-    serve(
-        cfg,
-        infos,
-        pairs,
-        || Ok(()),
-        || [DeviceDrops::default(); 2],
-        stop,
-    )
+    serve(cfg, infos, pairs, || Ok(()), stop)
 }
 
 #[cfg(feature = "dpdk")]
@@ -106,17 +99,6 @@ fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
             eal.register_thread()
                 .map(|_| ())
                 .context("registering worker with EAL")
-        },
-        || {
-            [0, 1].map(|i| {
-                let s = ports[i].stats();
-                DeviceDrops {
-                    rx_missed: s.imissed,
-                    rx_errors: s.ierrors,
-                    rx_no_buffer: s.rx_nombuf,
-                    tx_errors: s.oerrors,
-                }
-            })
         },
         stop,
     )
@@ -163,7 +145,6 @@ fn serve<Q>(
     infos: [PortInfo; 2],
     pairs: Vec<(Q, Q)>,
     on_worker_start: impl Fn() -> Result<()> + Send + Clone + 'static,
-    device_drops: impl Fn() -> [DeviceDrops; 2],
     stop: Arc<AtomicBool>,
 ) -> Result<()>
 where
@@ -340,7 +321,7 @@ where
                 mac: crate::wire::mac_to_string(&addrs[id.index()].mac),
                 address: cfg.ports.get(*id).address.to_string(),
                 counts: Default::default(),
-                device_drops: DeviceDrops::default(),
+                host_drops: Default::default(),
             })
             .collect(),
         drops: Default::default(),
@@ -378,9 +359,6 @@ where
         }
         if let Some(src) = &shm_source {
             snap.tables = Some(src.changes());
-        }
-        for (p, d) in snap.ports.iter_mut().zip(device_drops()) {
-            p.device_drops = d;
         }
         snap.latency = latency.collect();
         export(

@@ -34,23 +34,11 @@ pub struct PortSnapshot {
     pub address: String,
     /// Counters.
     pub counts: PortCounts,
-    /// What the device or driver itself dropped, before s2ds saw the frames.
+    /// What the host lost below the gateway on this port (AF_XDP socket,
+    /// NIC), by [`HostDrop`](crate::host_drops::HostDrop) name, every
+    /// reason present (zeros for what the backend does not report).
     #[serde(default)]
-    pub device_drops: DeviceDrops,
-}
-
-/// Drops counted by the device or its driver (DPDK `rte_eth_stats`); zero
-/// for backends that do not report them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceDrops {
-    /// Frames dropped because the receive queue was full (`imissed`).
-    pub rx_missed: u64,
-    /// Erroneous frames received.
-    pub rx_errors: u64,
-    /// Receive buffer allocation failures.
-    pub rx_no_buffer: u64,
-    /// Frames that failed to send.
-    pub tx_errors: u64,
+    pub host_drops: BTreeMap<String, u64>,
 }
 
 /// One SA's counters in a snapshot, summed over the stats segment's blocks.
@@ -139,6 +127,10 @@ impl Snapshot {
     pub fn set_counts(&mut self, sum: &Counters) {
         for p in &mut self.ports {
             p.counts = sum.ports[p.id.index()];
+            p.host_drops = crate::host_drops::HostDrop::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), sum.host[p.id.index()][*r as usize]))
+                .collect();
         }
         self.drops = DropReason::ALL
             .iter()
@@ -280,20 +272,13 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
         })
         .collect();
     for (p, q) in prev.ports.iter().zip(&cur.ports) {
-        let (a, b) = (&p.device_drops, &q.device_drops);
-        for (name, x, y) in [
-            ("rx_missed", a.rx_missed, b.rx_missed),
-            ("rx_errors", a.rx_errors, b.rx_errors),
-            ("rx_no_buffer", a.rx_no_buffer, b.rx_no_buffer),
-            ("tx_errors", a.tx_errors, b.tx_errors),
-        ] {
-            if y > 0 {
-                drops.push(format!(
-                    "{} device {name} {:.0}/s ({y})",
-                    q.id.name(),
-                    rate(x, y)
-                ));
-            }
+        for (name, &y) in q.host_drops.iter().filter(|(_, v)| **v > 0) {
+            let x = p.host_drops.get(name).copied().unwrap_or(0);
+            drops.push(format!(
+                "{} host {name} {:.0}/s ({y})",
+                q.id.name(),
+                rate(x, y)
+            ));
         }
     }
     let _ = writeln!(
@@ -435,7 +420,7 @@ mod tests {
                     mac: "02:00:00:00:00:01".into(),
                     address: "10.10.1.1/24".into(),
                     counts: PortCounts::default(),
-                    device_drops: DeviceDrops::default(),
+                    host_drops: BTreeMap::new(),
                 })
                 .collect(),
             drops: BTreeMap::new(),
@@ -458,12 +443,21 @@ mod tests {
     }
 
     #[test]
-    fn device_drops_are_shown_per_port() {
+    fn host_drops_are_shown_per_port() {
         let prev = snap(1_000, 0, 0);
         let mut cur = snap(2_000, 0, 0);
-        cur.ports[1].device_drops.rx_missed = 250;
+        let mut c = Counters::default();
+        c.host[1][crate::host_drops::HostDrop::XskRxRingFull as usize] = 250;
+        c.host[0][crate::host_drops::HostDrop::NicRxMissed as usize] = 3;
+        cur.set_counts(&c);
+        assert_eq!(cur.ports[1].host_drops["xsk_rx_ring_full"], 250);
+        assert_eq!(cur.ports[0].host_drops["nic_rx_errors"], 0);
         let text = render(&prev, &cur);
-        assert!(text.contains("wan device rx_missed 250/s (250)"), "{text}");
+        assert!(
+            text.contains("wan host xsk_rx_ring_full 250/s (250)"),
+            "{text}"
+        );
+        assert!(text.contains("lan host nic_rx_missed 3/s (3)"), "{text}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use scistream_region::stats::{add, SaCounters};
 use scistream_region::{ShmError, StatsSegment, StatsShape};
 
+use crate::host_drops::{HostDrop, HostDropCounts};
 use crate::port::PortId;
 
 /// Why a frame was dropped.
@@ -253,6 +254,10 @@ pub struct Counters {
     pub tunnel: TunnelCounts,
     /// The worker's bursts and busy time (zero in the slow path's block).
     pub work: WorkCounts,
+    /// Per port: what the host lost below the gateway, as the kernel or
+    /// the NIC counts it (cumulative; stored by [`CounterBlock::set_host`],
+    /// never folded).
+    pub host: [HostDropCounts; 2],
 }
 
 impl Counters {
@@ -289,7 +294,9 @@ impl Counters {
     }
 }
 
-const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4 + 2 + BURST_BUCKETS;
+const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4 + 2 + BURST_BUCKETS + 2 * HostDrop::COUNT;
+/// Where the host drop counters start in a block.
+const HOST_BASE: usize = SLOTS - 2 * HostDrop::COUNT;
 
 /// The names of the counters of one block, in the segment's directory
 /// order: `lan.rx_packets` ... `wan.tx_bytes`, `drop.<reason>`,
@@ -323,6 +330,13 @@ pub fn counter_names() -> Vec<String> {
             .map(|le| format!("latency.burst_le_{le}")),
     );
     names.push("latency.burst_le_inf".into());
+    for port in PortId::ALL {
+        names.extend(
+            HostDrop::ALL
+                .iter()
+                .map(|r| format!("{}.host_{}", port.name(), r.name())),
+        );
+    }
     names
 }
 
@@ -345,12 +359,27 @@ impl CounterBlock<'_> {
     /// writer may call this (a Relaxed load+store, not an atomic add).
     #[inline]
     pub fn fold(&self, local: &mut Counters) {
+        debug_assert_eq!(
+            local.host,
+            [[0; HostDrop::COUNT]; 2],
+            "host drops are stored, not folded"
+        );
         for (slot, v) in self.slots.iter().zip(flatten(local)) {
             if v != 0 {
                 add(slot, v);
             }
         }
         *local = Counters::default();
+    }
+
+    /// Stores `port`'s host drop counts (cumulative values from the kernel
+    /// or the NIC, summed over the caller's queues on that port). Only the
+    /// block's writer may call this.
+    pub fn set_host(&self, port: PortId, counts: &HostDropCounts) {
+        let base = HOST_BASE + port.index() * HostDrop::COUNT;
+        for (slot, v) in self.slots[base..base + HostDrop::COUNT].iter().zip(counts) {
+            slot.store(*v, Relaxed);
+        }
     }
 
     /// This block's counts.
@@ -387,7 +416,11 @@ fn flatten(c: &Counters) -> [u64; SLOTS] {
     ]);
     v[base + 8] = c.work.bursts;
     v[base + 9] = c.work.busy_ns;
-    v[base + 10..].copy_from_slice(&c.work.burst_buckets);
+    v[base + 10..base + 10 + BURST_BUCKETS].copy_from_slice(&c.work.burst_buckets);
+    for (i, h) in c.host.iter().enumerate() {
+        v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT]
+            .copy_from_slice(h);
+    }
     v
 }
 
@@ -417,7 +450,14 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
     };
     c.work.bursts = k[8];
     c.work.busy_ns = k[9];
-    c.work.burst_buckets.copy_from_slice(&k[10..]);
+    c.work
+        .burst_buckets
+        .copy_from_slice(&k[10..10 + BURST_BUCKETS]);
+    for (i, h) in c.host.iter_mut().enumerate() {
+        h.copy_from_slice(
+            &v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT],
+        );
+    }
     c
 }
 
@@ -556,7 +596,7 @@ mod tests {
         assert_eq!(w.bursts, 6);
         let names = counter_names();
         assert!(names.contains(&"latency.burst_le_1000".to_string()));
-        assert_eq!(names.last().unwrap(), "latency.burst_le_inf");
+        assert!(names.contains(&"latency.burst_le_inf".to_string()));
     }
 
     #[test]
@@ -595,10 +635,22 @@ mod tests {
         for b in &mut c.work.burst_buckets {
             *b = next();
         }
-        let want = c;
+        let mut want = c;
         let reg = StatsRegistry::new(1);
         reg.worker(0).fold(&mut c);
+        for port in PortId::ALL {
+            let mut h = [0u64; HostDrop::COUNT];
+            for x in &mut h {
+                *x = next();
+            }
+            reg.worker(0).set_host(port, &h);
+            // Stored, not added: a second store of the same values holds.
+            reg.worker(0).set_host(port, &h);
+            want.host[port.index()] = h;
+        }
         assert_eq!(reg.sum(), want);
+        let names = counter_names();
+        assert_eq!(names.last().unwrap(), "wan.host_xsk_tx_ring_empty");
     }
 
     #[test]

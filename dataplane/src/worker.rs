@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -28,6 +28,10 @@ const IDLE_POLLS_BEFORE_SLEEP: u32 = 64;
 const REPLIES_PER_POLL: usize = 32;
 /// Unresolved-next-hop notices: after the first for an address, one per this many drops.
 const UNRESOLVED_NOTICE_EVERY: u32 = 1024;
+/// Polls between two looks at the clock for the host drop counters.
+const POLLS_PER_HOST_CHECK: u32 = 4096;
+/// How often the queues' host drop counters are copied into the block.
+const HOST_DROPS_EVERY: Duration = Duration::from_millis(500);
 
 /// What a worker is connected to.
 pub struct WorkerLinks {
@@ -68,6 +72,8 @@ pub struct Worker<Q: PortQueue> {
     last_unresolved: Option<Ipv4Addr>,
     unresolved_drops: u32,
     tunnel: WorkerTunnel,
+    polls: u32,
+    host_read_at: Option<Instant>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -85,7 +91,22 @@ impl<Q: PortQueue> Worker<Q> {
             last_unresolved: None,
             unresolved_drops: 0,
             tunnel: WorkerTunnel::default(),
+            polls: 0,
+            host_read_at: None,
         }
+    }
+
+    /// Copies what the host lost on this worker's queues (kernel socket,
+    /// NIC) into the worker's block: a system or driver call per queue,
+    /// about twice a second.
+    pub fn read_host_drops(&mut self) {
+        let block = self.links.stats.worker(self.id);
+        for port in PortId::ALL {
+            if let Some(c) = self.queues[port.index()].host_drops() {
+                block.set_host(port, &c);
+            }
+        }
+        self.host_read_at = Some(Instant::now());
     }
 
     /// The worker's queue on `port` (for tests and tools that drive
@@ -96,7 +117,16 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Polls until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) {
+        self.read_host_drops();
         while !stop.load(Relaxed) {
+            self.polls = self.polls.wrapping_add(1);
+            if self.polls.is_multiple_of(POLLS_PER_HOST_CHECK)
+                && self
+                    .host_read_at
+                    .is_none_or(|t| t.elapsed() >= HOST_DROPS_EVERY)
+            {
+                self.read_host_drops();
+            }
             if self.poll_once() > 0 {
                 self.idle_polls = 0;
                 continue;
@@ -109,6 +139,7 @@ impl<Q: PortQueue> Worker<Q> {
                 std::thread::sleep(self.idle_sleep);
             }
         }
+        self.read_host_drops();
     }
 
     /// One pass: a receive burst on each port, classification, the tunnel

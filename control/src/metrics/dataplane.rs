@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `lan.rx_packets`, `wan.tx_bytes`, ... | `s2ds_port_rx_packets_total{port="lan"}`, ... |
 //! | `drop.<reason>` | `s2ds_drops_total{reason}` |
+//! | `lan.host_<reason>`, `wan.host_<reason>` | `s2ds_host_drops_total{port, reason}` |
 //! | `worker.busy_ns` | `s2ds_worker_busy_seconds_total` |
 //! | `latency.burst_le_<ns>`, `latency.burst_le_inf` | `s2ds_burst_duration_seconds` (histogram) |
 //! | `<group>.<name>` (any other) | `s2ds_<group>_<name>_total` |
@@ -58,6 +59,13 @@ fn target(dir_name: &str) -> Option<Target> {
         None => (counter.to_string(), 1.0),
     };
     let (name, extra) = match group {
+        "lan" | "wan" if counter.starts_with("host_") => (
+            "s2ds_host_drops".to_string(),
+            vec![
+                ("port".to_string(), group.to_string()),
+                ("reason".to_string(), counter["host_".len()..].to_string()),
+            ],
+        ),
         "lan" | "wan" => (
             format!("s2ds_port_{counter}"),
             vec![("port".to_string(), group.to_string())],
@@ -74,6 +82,9 @@ fn target(dir_name: &str) -> Option<Target> {
 fn help_of(name: &str) -> &'static str {
     match name {
         "s2ds_drops" => "Frames dropped by the gateway, by reason",
+        "s2ds_host_drops" => {
+            "Frames lost in the host below the gateway (AF_XDP socket, NIC), by port and reason"
+        }
         "s2ds_port_rx_packets" => "Frames received on a port",
         "s2ds_port_rx_bytes" => "Bytes received on a port (Ethernet frames, no FCS)",
         "s2ds_port_tx_packets" => "Frames transmitted on a port",
@@ -237,6 +248,14 @@ mod tests {
         assert_eq!(
             target("wan.xsk_rx_ring_full"),
             counter("s2ds_port_xsk_rx_ring_full", &[("port", "wan")], 1.0)
+        );
+        assert_eq!(
+            target("lan.host_xsk_rx_ring_full"),
+            counter(
+                "s2ds_host_drops",
+                &[("port", "lan"), ("reason", "xsk_rx_ring_full")],
+                1.0
+            )
         );
         assert_eq!(target("latency.burst_le_1000"), Some(Target::Bucket(1e-6)));
         assert_eq!(

@@ -40,7 +40,7 @@ impl DataplaneStats {
             self.next_try = Some(now + STATS_RETRY);
             match path.map(StatsReader::open) {
                 Some(Ok(r)) => {
-                    info!(stats = %r.path().display(), "reading the data plane's stats segment");
+                    info!(stats = %r.path().display(), "reading SA usage from the data plane's stats segment (rekeys, traffic counts)");
                     self.reader = Some(r);
                     self.last_error = None;
                 }

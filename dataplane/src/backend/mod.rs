@@ -104,4 +104,13 @@ pub trait PortQueue: Send {
     /// Does the housekeeping a backend needs when a worker is idle (e.g. a
     /// TX wakeup for AF_XDP). Default: nothing.
     fn idle(&mut self) {}
+
+    /// What the host lost on this queue below the gateway, cumulative
+    /// ([`HostDrop`](crate::host_drops::HostDrop) order): the AF_XDP
+    /// socket's statistics, or, on one queue of a DPDK port, the port's
+    /// drop counters. A system call or a driver call: called about twice
+    /// a second, never per packet. Default: nothing to report.
+    fn host_drops(&mut self) -> Option<crate::host_drops::HostDropCounts> {
+        None
+    }
 }

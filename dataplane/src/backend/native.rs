@@ -93,4 +93,11 @@ impl PortQueue for NativeQueue {
             NativeQueue::Tap(q) => q.idle(),
         }
     }
+
+    fn host_drops(&mut self) -> Option<crate::host_drops::HostDropCounts> {
+        match self {
+            NativeQueue::Xdp(q) => q.host_drops(),
+            NativeQueue::Tap(q) => q.host_drops(),
+        }
+    }
 }

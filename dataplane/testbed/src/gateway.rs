@@ -116,6 +116,21 @@ impl Gateway {
         self.wait_running(Duration::from_secs(30));
     }
 
+    /// Freezes the gateway's process (SIGSTOP): its workers stop polling
+    /// while the kernel side of its ports keeps receiving.
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            crate::netns::signal(&[c.id()], "STOP");
+        }
+    }
+
+    /// Lets a paused gateway run again (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            crate::netns::signal(&[c.id()], "CONT");
+        }
+    }
+
     /// Kills the gateway with SIGKILL (a crash: nothing is cleaned up).
     pub fn kill(&mut self) {
         if let Some(child) = self.child.take() {

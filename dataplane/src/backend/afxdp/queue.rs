@@ -16,6 +16,7 @@ use super::{XdpConfig, XdpError, FRAME_SIZE};
 use crate::backend::pool::{PoolBuf, CAPACITY, HEADROOM};
 use crate::backend::tap::netdev::IfName;
 use crate::backend::{Burst, PacketBuf, PortQueue};
+use crate::host_drops::{HostDrop, HostDropCounts};
 
 /// The four rings of one socket. libxdp keeps pointers to them from
 /// creation until deletion, so they live at a fixed heap address.
@@ -507,6 +508,35 @@ impl PortQueue for XdpQueue {
         self.kick_tx();
         self.refill();
         self.kick_rx();
+    }
+
+    /// The socket's `XDP_STATISTICS`; `None` if the kernel refuses.
+    fn host_drops(&mut self) -> Option<HostDropCounts> {
+        let mut st = sys::xdp_statistics::default();
+        let mut len = std::mem::size_of::<sys::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `fd` is this queue's live AF_XDP socket; `st` and `len`
+        // are valid out-pointers sized for the structure the kernel fills
+        // (it writes at most `len` bytes and updates `len`).
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_XDP,
+                sys::XDP_STATISTICS as libc::c_int,
+                (&mut st as *mut sys::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let mut c = [0u64; HostDrop::COUNT];
+        c[HostDrop::XskRxDropped as usize] = st.rx_dropped;
+        c[HostDrop::XskRxInvalid as usize] = st.rx_invalid_descs + self.rx_dropped;
+        c[HostDrop::XskTxInvalid as usize] = st.tx_invalid_descs;
+        c[HostDrop::XskRxRingFull as usize] = st.rx_ring_full;
+        c[HostDrop::XskFillRingEmpty as usize] = st.rx_fill_ring_empty_descs;
+        c[HostDrop::XskTxRingEmpty as usize] = st.tx_ring_empty_descs;
+        Some(c)
     }
 }
 

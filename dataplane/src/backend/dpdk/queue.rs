@@ -9,6 +9,7 @@ use scistream_sys::dpdk as sys;
 use super::mbuf::Mbuf;
 use super::port::PortShared;
 use crate::backend::{Burst, PortQueue};
+use crate::host_drops::{HostDrop, HostDropCounts};
 
 /// An owned handle for one queue pair; move it into the worker thread that
 /// polls it. It keeps the port open; dropping it gives the queue back.
@@ -162,5 +163,26 @@ impl PortQueue for DpdkQueue {
         // its pool outlives it unless the caller keeps it past the port (then
         // the pool is deliberately leaked, see DpdkPort).
         Some(unsafe { Mbuf::from_raw(m) })
+    }
+
+    /// Queue 0 reports the port's drop counters (`rte_eth_stats`: the
+    /// device counts per port, not per queue); the others nothing.
+    fn host_drops(&mut self) -> Option<HostDropCounts> {
+        if self.queue_id != 0 {
+            return None;
+        }
+        let mut st = sys::rte_eth_stats::default();
+        // SAFETY: a valid port id (the port outlives its queues) and a
+        // valid out-pointer; rte_eth_stats_get may run on any lcore.
+        let ret = unsafe { sys::rte_eth_stats_get(self.port_id, &mut st) };
+        if ret < 0 {
+            return None;
+        }
+        let mut c = [0u64; HostDrop::COUNT];
+        c[HostDrop::NicRxMissed as usize] = st.imissed;
+        c[HostDrop::NicRxErrors as usize] = st.ierrors;
+        c[HostDrop::NicRxNoBuffer as usize] = st.rx_nombuf;
+        c[HostDrop::NicTxErrors as usize] = st.oerrors;
+        Some(c)
     }
 }
