@@ -588,6 +588,12 @@ def measure(su: Setup, tester: Proc, kind: str, size: int, idx: int, warmup: flo
         start = tester.offset()
         tester.send("stop")
         tester.wait_for(r"Done\.", start, 10)
+        # s2ds removes its snapshot when it stops: read it while it runs
+        # (it is rewritten every 250 ms; the traffic has stopped).
+        snap = None
+        if kind == "s2ds":
+            time.sleep(0.5)
+            snap = json.loads((su.work / "s2ds.stats.json").read_text())
     finally:
         fwd.stop()
     r = Round(
@@ -602,8 +608,7 @@ def measure(su: Setup, tester: Proc, kind: str, size: int, idx: int, warmup: flo
         tester_cpu=tester_cpu,
         steal=steal,
     )
-    if kind == "s2ds":
-        snap = json.loads((su.work / "s2ds.stats.json").read_text())
+    if snap is not None:
         r.extra["s2ds_drops"] = {k: v for k, v in snap["drops"].items() if v}
         r.extra["s2ds_lan_rx"] = snap["ports"][0]["counts"]["rx_packets"]
         r.extra["s2ds_wan_tx"] = snap["ports"][1]["counts"]["tx_packets"]
@@ -690,7 +695,15 @@ def main() -> int:
     ap.add_argument("--quiet-wait", type=float, default=60,
                     help="before a round, wait up to this many seconds for other processes "
                          "to leave the CPUs idle")
+    ap.add_argument("--plot", type=Path,
+                    help="write the best rounds as a PNG bar chart here (default: OUT/forward.png)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one short round at 64 B per forwarder, no CPU checks: proves the bench "
+                         "still runs end to end (CI); fails if a forwarder delivered nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.sizes, args.rounds, args.duration, args.warmup = "64", 1, 1.0, 0.5
+        args.min_cpu, args.retries, args.quiet_wait, args.time_limit = 0.0, 0, 0.0, 300
 
     sizes = [int(x) for x in args.sizes.split(",") if x]
     if os.geteuid() != 0:
@@ -769,8 +782,38 @@ def main() -> int:
     (out / "summary.md").write_text(table)
     print()
     print(table)
+    plot_path = args.plot or out / "forward.png"
+    try:
+        plot(rounds, sizes, args, plot_path)
+        log(f"plot: {plot_path}")
+    except ImportError as e:
+        log(f"no plot ({e}; scripts/setup.sh installs python3-matplotlib)")
     log(f"done in {time.monotonic() - started:.0f} s; logs and rounds.json in {out}")
+    if args.smoke:
+        silent = sorted({r.forwarder for r in rounds if r.sink_frames == 0})
+        if silent or not rounds:
+            log(f"SMOKE FAILED: no frames at the sink from {silent or 'any forwarder'}")
+            return 1
+        log("smoke: every forwarder delivered frames")
     return 0
+
+
+def plot(rounds: list[Round], sizes: list[int], args, path: Path) -> None:
+    """The best clean round per forwarder and size, as a bar chart."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from plot import grouped_bars
+
+    series = {}
+    for kind in FORWARDERS:
+        vals = []
+        for size in sizes:
+            rs = [r for r in rounds if r.size == size and r.forwarder == kind]
+            clean = [r for r in rs if not r.disturbed(args.min_cpu)] or rs
+            vals.append(max((r.mpps for r in clean), default=0.0))
+        series[kind] = vals
+    grouped_bars(path, "DPDK forwarding over net_memif, one worker (best round)", "Mpps",
+                 [f"{s} B" for s in sizes], series,
+                 f"{args.rounds} rounds x {args.duration:g} s; benches/dpdk_forward.sh")
 
 
 def report_round(r: Round, min_cpu: float) -> None:

@@ -6,7 +6,7 @@
 #   sudo bash benches/dpdk_forward.sh [--sizes 64,1400] [--rounds 5]
 #        [--duration 5] [--warmup 2] [--profile] [--no-build]
 #        [--out DIR] [--fwd-core 1] [--tester-core 0] [--time-limit 900]
-#        [--min-cpu 0.97] [--retries 2] [--quiet-wait 60]
+#        [--min-cpu 0.97] [--retries 2] [--quiet-wait 60] [--plot PNG] [--smoke]
 #
 # Builds s2ds in release (unless --no-build), then runs
 # benches/dpdk_forward.py, which starts, measures and stops the DPDK
@@ -59,4 +59,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BENCH_PID_FILE="$pid_file" python3 "$here/dpdk_forward.py" --s2ds "$s2ds" "${pass[@]}"
+# Debian's interpreter (python3-matplotlib for the plot) before any other on PATH.
+py=/usr/bin/python3
+[[ -x "$py" ]] || py=python3
+BENCH_PID_FILE="$pid_file" "$py" "$here/dpdk_forward.py" --s2ds "$s2ds" "${pass[@]}"

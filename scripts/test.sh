@@ -2,8 +2,9 @@
 # Runs every test, on a fresh Debian 12 machine, as root (namespaces, AF_XDP,
 # TAP and DPDK vdevs need it). Installs what it needs first (scripts/setup.sh),
 # then: formatting, clippy with and without DPDK, the whole test suite with
-# the default features (DPDK + native backends), and the native backends again
-# in a build without DPDK (`--no-default-features`).
+# the default features (DPDK + native backends), the native backends again
+# in a build without DPDK (`--no-default-features`), and each benchmark's
+# `--smoke` mode (one short round, so that no bench can silently break).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,3 +28,8 @@ step "cargo test (default features)"
 cargo test --workspace --locked
 step "cargo test (no DPDK: native backends end to end, unit tests)"
 cargo test -p scistream-dataplane --no-default-features --locked --lib --test gateway_e2e --test config_files --test cli
+step "bench smoke: DPDK forwarding over memif, s2ds against testpmd (one short round)"
+cargo build --release --locked -p scistream-dataplane --bin s2ds
+bench_out="$(mktemp -d /tmp/s2ds-bench-smoke.XXXXXX)"
+bash benches/dpdk_forward.sh --smoke --no-build --out "$bench_out"
+rm -rf "$bench_out"

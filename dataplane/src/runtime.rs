@@ -249,6 +249,7 @@ where
     let mut reply_txs = Vec::new();
     let mut threads: Vec<JoinHandle<Result<()>>> = Vec::new();
     let idle_sleep = Duration::from_micros(u64::from(cfg.workers.idle_sleep_us));
+    let poll_mode = cfg.workers.poll_mode;
     for (i, (lan, wan)) in pairs.into_iter().enumerate() {
         let (reply_tx, replies) = crossbeam_channel::bounded(REPLY_QUEUE_DEPTH);
         reply_txs.push(reply_tx);
@@ -270,7 +271,9 @@ where
                 pin(core, &format!("worker {i}"));
                 on_start()?;
                 info!(worker = i, core, "worker polling");
-                Worker::new(i, lan, wan, links, idle_sleep).run(&stop);
+                Worker::new(i, lan, wan, links, idle_sleep)
+                    .with_poll_mode(poll_mode)
+                    .run(&stop);
                 Ok(())
             })?;
         threads.push(t);
@@ -327,6 +330,7 @@ where
         drops: Default::default(),
         control: Default::default(),
         tunnel: Default::default(),
+        work: Default::default(),
         nat_active: 0,
         tables: None,
         sas: [0; 4],

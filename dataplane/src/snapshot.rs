@@ -99,6 +99,9 @@ pub struct Snapshot {
     /// Tunnel work.
     #[serde(default)]
     pub tunnel: TunnelCounts,
+    /// The workers' bursts, busy time and idle sleeps, summed.
+    #[serde(default)]
+    pub work: crate::stats::WorkCounts,
     /// Connections the listener-mode NAT is tracking.
     #[serde(default)]
     pub nat_active: u64,
@@ -138,6 +141,7 @@ impl Snapshot {
             .collect();
         self.control = sum.control;
         self.tunnel = sum.tunnel;
+        self.work = sum.work;
     }
 
     /// Fills the per-SA counters from the stats segment's `totals`.
@@ -426,6 +430,7 @@ mod tests {
             drops: BTreeMap::new(),
             control: ControlCounts::default(),
             tunnel: TunnelCounts::default(),
+            work: Default::default(),
             tables: None,
             sas: [0; 4],
             nat_active: 0,

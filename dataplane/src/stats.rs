@@ -224,6 +224,9 @@ pub struct WorkCounts {
     pub busy_ns: u64,
     /// Bursts per time bucket ([`BURST_BUCKETS_NS`], then the overflow).
     pub burst_buckets: [u64; BURST_BUCKETS],
+    /// Times an idle worker slept (`poll_mode = "adaptive"`, or
+    /// `idle_sleep_us`).
+    pub sleeps: u64,
 }
 
 impl WorkCounts {
@@ -294,7 +297,7 @@ impl Counters {
     }
 }
 
-const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4 + 2 + BURST_BUCKETS + 2 * HostDrop::COUNT;
+const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4 + 3 + BURST_BUCKETS + 2 * HostDrop::COUNT;
 /// Where the host drop counters start in a block.
 const HOST_BASE: usize = SLOTS - 2 * HostDrop::COUNT;
 
@@ -324,6 +327,7 @@ pub fn counter_names() -> Vec<String> {
     }
     names.push("worker.bursts".into());
     names.push("worker.busy_ns".into());
+    names.push("worker.sleeps".into());
     names.extend(
         BURST_BUCKETS_NS
             .iter()
@@ -416,7 +420,8 @@ fn flatten(c: &Counters) -> [u64; SLOTS] {
     ]);
     v[base + 8] = c.work.bursts;
     v[base + 9] = c.work.busy_ns;
-    v[base + 10..base + 10 + BURST_BUCKETS].copy_from_slice(&c.work.burst_buckets);
+    v[base + 10] = c.work.sleeps;
+    v[base + 11..base + 11 + BURST_BUCKETS].copy_from_slice(&c.work.burst_buckets);
     for (i, h) in c.host.iter().enumerate() {
         v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT]
             .copy_from_slice(h);
@@ -450,9 +455,10 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
     };
     c.work.bursts = k[8];
     c.work.busy_ns = k[9];
+    c.work.sleeps = k[10];
     c.work
         .burst_buckets
-        .copy_from_slice(&k[10..10 + BURST_BUCKETS]);
+        .copy_from_slice(&k[11..11 + BURST_BUCKETS]);
     for (i, h) in c.host.iter_mut().enumerate() {
         h.copy_from_slice(
             &v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT],
@@ -632,6 +638,7 @@ mod tests {
         };
         c.work.bursts = next();
         c.work.busy_ns = next();
+        c.work.sleeps = next();
         for b in &mut c.work.burst_buckets {
             *b = next();
         }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use arrayvec::ArrayVec;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::backend::wait::wait_readable;
 use crate::backend::{Burst, PacketBuf, PortQueue, BURST};
+use crate::config::PollMode;
 use crate::forward::{classify, OuterUdp, Verdict};
 use crate::gateway::Gateway;
 use crate::latency::LatencyRecorder;
@@ -32,6 +34,12 @@ const UNRESOLVED_NOTICE_EVERY: u32 = 1024;
 const POLLS_PER_HOST_CHECK: u32 = 4096;
 /// How often the queues' host drop counters are copied into the block.
 const HOST_DROPS_EVERY: Duration = Duration::from_millis(500);
+/// Adaptive mode: the longest sleep in `poll()` (slow-path replies and the
+/// stop flag wait at most this long).
+const ADAPTIVE_WAIT: Duration = Duration::from_millis(1);
+/// Adaptive mode without descriptors: the first backoff sleep, doubled up
+/// to [`ADAPTIVE_WAIT`].
+const ADAPTIVE_BACKOFF: Duration = Duration::from_micros(10);
 
 /// What a worker is connected to.
 pub struct WorkerLinks {
@@ -74,6 +82,8 @@ pub struct Worker<Q: PortQueue> {
     tunnel: WorkerTunnel,
     polls: u32,
     host_read_at: Option<Instant>,
+    poll_mode: PollMode,
+    backoff: Duration,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -93,7 +103,31 @@ impl<Q: PortQueue> Worker<Q> {
             tunnel: WorkerTunnel::default(),
             polls: 0,
             host_read_at: None,
+            poll_mode: PollMode::Busy,
+            backoff: ADAPTIVE_BACKOFF,
         }
+    }
+
+    /// Sets how the worker waits when idle (default: busy, with the
+    /// `idle_sleep` given to [`Worker::new`]).
+    pub fn with_poll_mode(mut self, mode: PollMode) -> Self {
+        self.poll_mode = mode;
+        self
+    }
+
+    /// Adaptive mode: sleeps in `poll()` on the queues' descriptors until
+    /// one has frames (at most [`ADAPTIVE_WAIT`]), or, where a backend has
+    /// none, for a backoff that doubles up to the same bound.
+    fn wait_for_traffic(&mut self) {
+        let fds: ArrayVec<std::os::fd::RawFd, 2> =
+            self.queues.iter().filter_map(|q| q.wait_fd()).collect();
+        if fds.len() == self.queues.len() {
+            wait_readable(&fds, ADAPTIVE_WAIT);
+        } else {
+            std::thread::sleep(self.backoff);
+            self.backoff = (self.backoff * 2).min(ADAPTIVE_WAIT);
+        }
+        self.counts.work.sleeps += 1;
     }
 
     /// Copies what the host lost on this worker's queues (kernel socket,
@@ -129,14 +163,22 @@ impl<Q: PortQueue> Worker<Q> {
             }
             if self.poll_once() > 0 {
                 self.idle_polls = 0;
+                self.backoff = ADAPTIVE_BACKOFF;
                 continue;
             }
             for q in &mut self.queues {
                 q.idle();
             }
             self.idle_polls = self.idle_polls.saturating_add(1);
-            if !self.idle_sleep.is_zero() && self.idle_polls > IDLE_POLLS_BEFORE_SLEEP {
-                std::thread::sleep(self.idle_sleep);
+            if self.idle_polls > IDLE_POLLS_BEFORE_SLEEP {
+                match self.poll_mode {
+                    PollMode::Adaptive => self.wait_for_traffic(),
+                    PollMode::Busy if !self.idle_sleep.is_zero() => {
+                        std::thread::sleep(self.idle_sleep);
+                        self.counts.work.sleeps += 1;
+                    }
+                    PollMode::Busy => {}
+                }
             }
         }
         self.read_host_drops();
@@ -436,6 +478,25 @@ mod tests {
         f.extend_from_slice(&[0x08, 0x00]);
         f.extend_from_slice(&ipv4::tests::udp_packet(&seq.to_be_bytes(), 64));
         f
+    }
+
+    #[test]
+    fn an_idle_adaptive_worker_sleeps_and_counts_its_sleeps() {
+        let (w, _replies, _slow, stats) = worker(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = {
+            let stop = stop.clone();
+            std::thread::spawn(move || w.with_poll_mode(PollMode::Adaptive).run(&stop))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.sum().work.sleeps < 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Relaxed);
+        t.join().unwrap();
+        let work = stats.sum().work;
+        assert!(work.sleeps >= 10, "{work:?}");
+        assert_eq!(work.bursts, 0, "nothing was received: {work:?}");
     }
 
     #[test]

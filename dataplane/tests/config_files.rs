@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use scistream_dataplane::config::{
-    Backend, Config, ConfigError, DpdkDevice, ErrorKind, LogLevel, PortId, XdpMode,
+    Backend, Config, ConfigError, DpdkDevice, ErrorKind, LogLevel, PollMode, PortId, XdpMode,
 };
 use scistream_testbed::paths::configs_dir;
 use scistream_testbed::scratch::ScratchDir;
@@ -84,8 +84,13 @@ fn testbed_af_packet_example() {
         c.stats_path(),
         PathBuf::from("/dev/shm/s2ds-gwa.stats.json")
     );
-    assert_eq!(c.workers.cores, [1]);
-    assert_eq!(c.workers.idle_sleep_us, 50);
+    // The two gateways on different cores, sleeping when idle.
+    assert_eq!(c.workers.cores, [0]);
+    assert_eq!(c.workers.poll_mode, PollMode::Adaptive);
+    assert_eq!(
+        load_example("testbed-gwb-af_packet.toml").workers.cores,
+        [1]
+    );
     let d = c.dpdk.as_ref().expect("dpdk ports keep [dpdk]");
     assert!(d.eal_args.iter().any(|a| a == "--file-prefix=s2ds-gwa"));
     assert!(d.eal_args.iter().any(|a| a == "--no-huge"));

@@ -91,6 +91,9 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
     assert_eq!(tcp.sent_sha256, tcp.received_sha256);
 
     let s = gw.snapshot();
+    // poll_mode = "adaptive": the idle worker slept between the streams.
+    assert!(s.work.sleeps > 0, "{:?}", s.work);
+    assert!(s.work.bursts > 0 && s.work.busy_ns > 0, "{:?}", s.work);
     assert_eq!(s.drops["ipv4_bad_checksum"], 0);
     assert_eq!(s.drops["ipv4_malformed"], 0);
     assert!(

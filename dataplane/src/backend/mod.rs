@@ -19,6 +19,7 @@ pub mod dpdk;
 pub mod afxdp;
 pub mod native;
 pub mod tap;
+pub mod wait;
 
 use arrayvec::ArrayVec;
 
@@ -111,6 +112,13 @@ pub trait PortQueue: Send {
     /// drop counters. A system call or a driver call: called about twice
     /// a second, never per packet. Default: nothing to report.
     fn host_drops(&mut self) -> Option<crate::host_drops::HostDropCounts> {
+        None
+    }
+
+    /// A descriptor that becomes readable when this queue has frames to
+    /// receive (`poll_mode = "adaptive"` sleeps on it); `None` if the
+    /// backend has none (the worker then backs off with short sleeps).
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
 }

@@ -100,4 +100,11 @@ impl PortQueue for NativeQueue {
             NativeQueue::Tap(q) => q.host_drops(),
         }
     }
+
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            NativeQueue::Xdp(q) => q.wait_fd(),
+            NativeQueue::Tap(q) => q.wait_fd(),
+        }
+    }
 }

@@ -99,8 +99,25 @@ pub struct WorkersSection {
     /// Core for the slow-path thread (ARP, stats), not one of `cores`.
     pub slowpath_core: Option<usize>,
     /// 0: pure busy polling. Otherwise a worker sleeps this many microseconds
-    /// after 64 consecutive empty polls.
+    /// after 64 consecutive empty polls (`poll_mode = "busy"` only).
     pub idle_sleep_us: u32,
+    /// Busy polling, or sleeping in the kernel while the queues are idle.
+    pub poll_mode: PollMode,
+}
+
+/// How a worker waits when its queues are idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollMode {
+    /// Poll without pause (lowest latency; the core is always at 100 %),
+    /// or with `idle_sleep_us` sleeps after 64 empty polls.
+    #[default]
+    Busy,
+    /// After 64 empty polls, sleep in the kernel until a queue has traffic:
+    /// `poll()` on the AF_XDP socket or TAP descriptor (need_wakeup), a
+    /// backoff of 10 µs doubling to 1 ms where the backend has no
+    /// descriptor (DPDK).
+    Adaptive,
 }
 
 /// `[dpdk]`: EAL and ethdev settings, used when the ports use backend "dpdk".
@@ -430,7 +447,8 @@ address = "10.10.100.1/24"
             WorkersSection {
                 cores: vec![1],
                 slowpath_core: None,
-                idle_sleep_us: 0
+                idle_sleep_us: 0,
+                poll_mode: PollMode::Busy,
             }
         );
         assert_eq!(
@@ -504,6 +522,17 @@ address = "10.10.100.1/24"
         assert_eq!(
             err(&TAP.replace("cores = [1]", "cores = [1]\nidle_sleep_us = -5")),
             (6, "workers.idle_sleep_us".into(), ErrorKind::BadValue)
+        );
+        assert_eq!(
+            err(&TAP.replace(
+                "cores = [1]",
+                "cores = [1]\npoll_mode = \"adaptive\"\nidle_sleep_us = 50"
+            )),
+            (7, "workers.idle_sleep_us".into(), ErrorKind::Conflict)
+        );
+        assert_eq!(
+            err(&TAP.replace("cores = [1]", "cores = [1]\npoll_mode = \"lazy\"")).1,
+            "workers.poll_mode".to_string()
         );
     }
 

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{LogLevel, PortId, XdpMode};
+use super::{LogLevel, PollMode, PortId, XdpMode};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -144,6 +144,7 @@ pub(crate) struct RawWorkers {
     pub cores: Vec<i64>,
     pub slowpath_core: Option<i64>,
     pub idle_sleep_us: Option<i64>,
+    pub poll_mode: Option<PollMode>,
 }
 
 /// `[dpdk]`.

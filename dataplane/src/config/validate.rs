@@ -114,10 +114,18 @@ fn workers(w: &RawWorkers, cx: &Document<'_>) -> Res<WorkersSection> {
         Some(v) => cx.in_range(base.key("idle_sleep_us"), v, 0u32, MAX_IDLE_SLEEP_US)?,
         None => 0,
     };
+    let poll_mode = w.poll_mode.unwrap_or_default();
+    if poll_mode == PollMode::Adaptive && w.idle_sleep_us.is_some() {
+        return Err(cx.conflict(
+            &base.key("idle_sleep_us"),
+            "idle_sleep_us applies to poll_mode = \"busy\"; an adaptive worker sleeps until its queues have traffic".to_string(),
+        ));
+    }
     Ok(WorkersSection {
         cores,
         slowpath_core,
         idle_sleep_us,
+        poll_mode,
     })
 }
 

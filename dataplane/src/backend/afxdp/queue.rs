@@ -510,6 +510,13 @@ impl PortQueue for XdpQueue {
         self.kick_rx();
     }
 
+    /// The socket: readable when its RX ring has descriptors (the kernel
+    /// wakes a `poll()` on it; with need_wakeup, the poll also kicks the
+    /// driver's RX).
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.fd)
+    }
+
     /// The socket's `XDP_STATISTICS`; `None` if the kernel refuses.
     fn host_drops(&mut self) -> Option<HostDropCounts> {
         let mut st = sys::xdp_statistics::default();

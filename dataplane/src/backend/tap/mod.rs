@@ -269,6 +269,11 @@ impl TapQueue {
 impl PortQueue for TapQueue {
     type Buf = PoolBuf;
 
+    /// The TAP descriptor: readable when the kernel has a frame for us.
+    fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
     fn rx_burst(&mut self, out: &mut Burst<PoolBuf>) -> usize {
         let mut received = 0;
         while !out.is_full() {
