@@ -117,7 +117,7 @@ fn workers(w: &RawWorkers, cx: &Document<'_>) -> Res<WorkersSection> {
     let poll_mode = w.poll_mode.unwrap_or_default();
     if poll_mode == PollMode::Adaptive && w.idle_sleep_us.is_some() {
         return Err(cx.conflict(
-            &base.key("idle_sleep_us"),
+            base.key("idle_sleep_us"),
             "idle_sleep_us applies to poll_mode = \"busy\"; an adaptive worker sleeps until its queues have traffic".to_string(),
         ));
     }
