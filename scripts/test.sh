@@ -33,3 +33,7 @@ cargo build --release --locked -p scistream-dataplane --bin s2ds
 bench_out="$(mktemp -d /tmp/s2ds-bench-smoke.XXXXXX)"
 bash benches/dpdk_forward.sh --smoke --no-build --out "$bench_out"
 rm -rf "$bench_out"
+step "bench smoke: iperf3 through two gateways, s2ds on each backend against kernel, HAProxy, stunnel"
+bench_out="$(mktemp -d /tmp/s2-e2e-smoke.XXXXXX)"
+bash benches/e2e.sh --smoke --no-build --out "$bench_out"
+rm -rf "$bench_out"

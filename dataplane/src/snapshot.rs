@@ -276,7 +276,10 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
         })
         .collect();
     for (p, q) in prev.ports.iter().zip(&cur.ports) {
-        for (name, &y) in q.host_drops.iter().filter(|(_, v)| **v > 0) {
+        // `*_ring_empty` are events (the kernel found a ring empty), not
+        // lost frames: shown on their own line below.
+        let lost = |name: &str| !name.ends_with("_ring_empty");
+        for (name, &y) in q.host_drops.iter().filter(|(k, v)| **v > 0 && lost(k)) {
             let x = p.host_drops.get(name).copied().unwrap_or(0);
             drops.push(format!(
                 "{} host {name} {:.0}/s ({y})",
@@ -294,6 +297,19 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             drops.join(", ")
         }
     );
+    let events: Vec<String> = cur
+        .ports
+        .iter()
+        .flat_map(|q| {
+            q.host_drops
+                .iter()
+                .filter(|(k, v)| **v > 0 && k.ends_with("_ring_empty"))
+                .map(move |(k, v)| format!("{} {k} {v}", q.id.name()))
+        })
+        .collect();
+    if !events.is_empty() {
+        let _ = writeln!(out, "host ring events: {}", events.join(", "));
+    }
     let c = &cur.control;
     let _ = writeln!(
         out,
@@ -463,6 +479,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("lan host nic_rx_missed 3/s (3)"), "{text}");
+        let mut later = cur.clone();
+        let mut c2 = c;
+        c2.host[0][crate::host_drops::HostDrop::XskTxRingEmpty as usize] = 9;
+        later.set_counts(&c2);
+        let text = render(&cur, &later);
+        assert!(
+            !text.contains("host xsk_tx_ring_empty"),
+            "an event, not a drop: {text}"
+        );
+        assert!(
+            text.contains("host ring events: lan xsk_tx_ring_empty 9"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""End-to-end throughput through two gateways on the namespace testbed,
+s2ds against what SciStream uses today, in one run.
+
+prod (iperf3 server) -- gwA -- wan -- gwB -- cons (iperf3 client: the
+consumer opens the connections, as with SciStream's listeners), for each
+mode:
+
+  kernel          both gateways plain Linux routers (the ceiling)
+  haproxy         an HAProxy pair in TCP mode (SciStream's default proxies)
+  stunnel-tls13   a stunnel pair, TLS 1.3 (SciStream's encrypted mode)
+  stunnel-psk     a stunnel pair, TLS 1.2 PSK-NULL-SHA256 (authenticated, not
+                  encrypted: SciStream's other stunnel mode)
+  s2ds-native     s2ds on native AF_XDP, ESP-in-UDP AES-GCM tunnel (routed)
+  s2ds-af_packet  s2ds on DPDK net_af_packet
+  s2ds-af_xdp     s2ds on DPDK net_af_xdp
+  s2ds-tap        s2ds on TAP
+
+Per mode and round: iperf3 TCP with 1 and 4 streams (throughput, sender
+retransmits) and, where the path carries UDP (kernel and s2ds), iperf3 UDP
+with 1400-byte datagrams offered as fast as iperf3 can (throughput, loss).
+Writes a markdown table (medians and best rounds, ratios against HAProxy and
+stunnel TLS 1.3) and a PNG bar chart. Every namespace, process and file it
+made is removed on exit, also on failure or ^C.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TESTBED = REPO / "scripts" / "testbed.sh"
+MODES = ("kernel", "haproxy", "stunnel-tls13", "stunnel-psk",
+         "s2ds-native", "s2ds-af_packet", "s2ds-af_xdp", "s2ds-tap")
+S2DS_CONFIG = {
+    "s2ds-native": "native-xdp",
+    "s2ds-af_packet": "af_packet",
+    "s2ds-af_xdp": "af_xdp",
+    "s2ds-tap": "tap",
+}
+UDP_MODES = ("kernel",) + tuple(S2DS_CONFIG)
+PROD, CONS = "10.10.1.2", "10.20.1.2"
+GWA_WAN, GWB_LAN = "10.10.100.1", "10.20.1.1"
+PORT = 5201
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+class Testbed:
+    """One namespace testbed (scripts/testbed.sh) and the processes started in it."""
+
+    def __init__(self, prefix, gw_mode):
+        self.prefix = prefix
+        self.procs = []
+        run([str(TESTBED), "up", "--prefix", prefix, "--gw-a", gw_mode, "--gw-b", gw_mode])
+
+    def ns(self, node):
+        return f"{self.prefix}-{node}"
+
+    def cmd(self, node, argv):
+        return ["ip", "netns", "exec", self.ns(node), *argv]
+
+    def spawn(self, node, argv, log_path):
+        f = open(log_path, "ab")
+        p = subprocess.Popen(self.cmd(node, argv), stdout=f, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append((p, f))
+        return p
+
+    def run(self, node, argv, timeout):
+        return subprocess.run(self.cmd(node, argv), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def ping(self, node, ip):
+        return self.run(node, ["ping", "-c", "1", "-W", "1", ip], 5).returncode == 0
+
+    def close(self):
+        for p, f in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                    p.wait(10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            f.close()
+        self.procs.clear()
+        run([str(TESTBED), "down", "--prefix", self.prefix], check=False)
+
+
+def run(argv, check=True):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise BenchError(f"{' '.join(argv)}: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def wait_port(tb, node, ip, port, timeout=20):
+    """Until something accepts TCP connections at ip:port, seen from `node`."""
+    probe = ("import socket,sys\n"
+             "s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=1)\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if tb.run(node, [sys.executable, "-c", probe, ip, str(port)], 5).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise BenchError(f"nothing listens on {ip}:{port} (seen from {node})")
+
+
+def haproxy(tb, work):
+    for node, bind, to in (("gwa", f"{GWA_WAN}:{PORT}", f"{PROD}:{PORT}"),
+                           ("gwb", f"{GWB_LAN}:{PORT}", f"{GWA_WAN}:{PORT}")):
+        cfg = work / f"haproxy-{node}.cfg"
+        cfg.write_text(
+            "global\n  maxconn 1000\n"
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n"
+            "  timeout server 120s\n"
+            f"listen stream\n  bind {bind}\n  server far {to}\n")
+        tb.spawn(node, ["haproxy", "-db", "-f", str(cfg)], work / f"haproxy-{node}.log")
+    wait_port(tb, "cons", GWB_LAN, PORT)
+    return GWB_LAN
+
+
+def stunnel(tb, work, psk):
+    certs = work / "certs"
+    if not certs.exists():
+        run(["bash", str(REPO / "scripts" / "gen-certs.sh"), str(certs), "gwa"])
+    tls = ("sslVersion = TLSv1.2\nciphers = PSK-NULL-SHA256\nsecurityLevel = 0\n"
+           f"PSKsecrets = {work / 'psk.txt'}\n") if psk else "sslVersion = TLSv1.3\n"
+    if psk:
+        (work / "psk.txt").write_text("scistream:" + "k" * 32 + "\n")
+        os.chmod(work / "psk.txt", 0o600)
+    server = (f"foreground = yes\npid =\n[srv]\naccept = {GWA_WAN}:5443\n"
+              f"connect = {PROD}:{PORT}\n{tls}")
+    if not psk:
+        server += f"cert = {certs / 'gwa.pem'}\nkey = {certs / 'gwa.key'}\n"
+    client = (f"foreground = yes\npid =\n[cli]\nclient = yes\naccept = {GWB_LAN}:{PORT}\n"
+              f"connect = {GWA_WAN}:5443\n{tls}")
+    for node, text in (("gwa", server), ("gwb", client)):
+        cfg = work / f"stunnel-{node}.conf"
+        cfg.write_text(text)
+        tb.spawn(node, ["stunnel4", str(cfg)], work / f"stunnel-{node}.log")
+    wait_port(tb, "cons", GWB_LAN, PORT)
+    return GWB_LAN
+
+
+def s2ds_pair(tb, work, s2ds, kind):
+    for node in ("gwa", "gwb"):
+        src = REPO / "configs" / f"testbed-{node}-{kind}.toml"
+        text = src.read_text()
+        # Private stats files and DPDK runtime directories for this run.
+        text = text.replace(f'name = "{node}"',
+                            f'name = "{node}"\nstats_path = "{work / (node + ".stats.json")}"', 1)
+        text = text.replace(f"--file-prefix=s2ds-{node}", f"--file-prefix={tb.prefix}-{node}")
+        cfg = work / f"s2ds-{node}.toml"
+        cfg.write_text(text)
+        tb.spawn(node, [str(s2ds), "run", str(cfg)], work / f"s2ds-{node}.log")
+    for node in ("gwa", "gwb"):
+        stats = work / f"{node}.stats.json"
+        deadline = time.monotonic() + 30
+        while not stats.exists():
+            if time.monotonic() > deadline:
+                raise BenchError(f"s2ds in {node} did not start; see {work}/s2ds-{node}.log")
+            time.sleep(0.1)
+    # The link bounces when af_packet/af_xdp attach: wait until prod and
+    # cons reach each other through the tunnel.
+    deadline = time.monotonic() + 30
+    while not tb.ping("cons", PROD):
+        if time.monotonic() > deadline:
+            raise BenchError(f"cons does not reach prod through s2ds ({kind}); see {work}")
+    return PROD
+
+
+def iperf(tb, target, seconds, streams=1, udp=False):
+    argv = ["iperf3", "-c", target, "-p", str(PORT), "-t", str(seconds), "-J",
+            "-P", str(streams)]
+    if udp:
+        argv += ["-u", "-b", "0", "-l", "1400"]
+    r = tb.run("cons", argv, seconds + 60)
+    try:
+        j = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        raise BenchError(f"iperf3 {argv}: {r.stderr.strip() or r.stdout[:300]}") from None
+    if "error" in j:
+        raise BenchError(f"iperf3: {j['error']}")
+    end = j["end"]
+    if udp:
+        # What arrived (the receiver's side), and what was lost on the way.
+        s = end["sum"]
+        got = end.get("sum_received", s)
+        return {"gbps": got["bits_per_second"] / 1e9, "offered_gbps": s["bits_per_second"] / 1e9,
+                "loss_pct": s.get("lost_percent", 0.0), "lost": s.get("lost_packets", 0),
+                "packets": s.get("packets", 0)}
+    return {"gbps": end["sum_received"]["bits_per_second"] / 1e9,
+            "retransmits": end["sum_sent"].get("retransmits", 0)}
+
+
+def measure(mode, args, work, rnd):
+    base = os.environ.get("E2E_PREFIX", f"e2e{os.getpid() % 100000}")
+    prefix = f"{base}m{MODES.index(mode)}"
+    gw_mode = "kernel" if mode in ("kernel", "haproxy") or mode.startswith("stunnel") else (
+        "bridge" if mode == "s2ds-tap" else "none")
+    mwork = work / f"{mode}-r{rnd}"
+    mwork.mkdir(parents=True, exist_ok=True)
+    tb = Testbed(prefix, gw_mode)
+    try:
+        if gw_mode == "kernel":
+            # The testbed's routers reach each other's LANs; the proxies
+            # also need gwA to reach gwB's WAN address.
+            run(tb.cmd("gwa", ["ip", "route", "add", "10.10.200.0/24", "via", "10.10.100.254"]))
+        if mode == "kernel":
+            target = PROD
+        elif mode == "haproxy":
+            target = haproxy(tb, mwork)
+        elif mode.startswith("stunnel"):
+            target = stunnel(tb, mwork, psk=mode == "stunnel-psk")
+        else:
+            target = s2ds_pair(tb, mwork, args.s2ds, S2DS_CONFIG[mode])
+        tb.spawn("prod", ["iperf3", "-s", "-p", str(PORT)], mwork / "iperf3-server.log")
+        wait_port(tb, "prod", PROD, PORT)
+        out = {"mode": mode, "round": rnd}
+        out["tcp1"] = iperf(tb, target, args.duration, 1)
+        out["tcp4"] = iperf(tb, target, args.duration, 4)
+        if mode in UDP_MODES:
+            out["udp"] = iperf(tb, target, args.duration, 1, udp=True)
+        if mode.startswith("s2ds"):
+            # Where the lost datagrams went: each gateway's own drops and
+            # what its host lost below it.
+            for node in ("gwa", "gwb"):
+                snap = json.loads((mwork / f"{node}.stats.json").read_text())
+                out[f"{node}_drops"] = {k: v for k, v in snap["drops"].items() if v}
+                out[f"{node}_host_drops"] = {f"{p['id']}.{k}": v for p in snap["ports"]
+                                             for k, v in p.get("host_drops", {}).items() if v}
+            log(f"  gwB (sends) drops {out['gwb_drops']} host {out['gwb_host_drops']}; "
+                f"gwA drops {out['gwa_drops']} host {out['gwa_host_drops']}")
+        log(f"{mode} round {rnd}: TCP P=1 {out['tcp1']['gbps']:.2f} Gb/s "
+            f"({out['tcp1']['retransmits']} retr), P=4 {out['tcp4']['gbps']:.2f} Gb/s"
+            + (f", UDP {out['udp']['gbps']:.2f} Gb/s {out['udp']['loss_pct']:.1f} % lost"
+               if "udp" in out else ""))
+        return out
+    finally:
+        tb.close()
+
+
+def table(results, modes, args):
+    def pick(mode, key, field="gbps"):
+        v = [r[key][field] for r in results if r["mode"] == mode and key in r]
+        return (statistics.median(v), max(v)) if v else (None, None)
+
+    ref = {k: pick("haproxy", k)[0] for k in ("tcp1", "tcp4")}
+    tls = {k: pick("stunnel-tls13", k)[0] for k in ("tcp1", "tcp4")}
+    kern_udp = pick("kernel", "udp")[0]
+    lines = [
+        f"iperf3 through two gateways on the namespace testbed, cons sends to prod; "
+        f"{args.rounds} round(s) x {args.duration} s per test; median (best) in Gb/s.",
+        "",
+        "| mode | TCP P=1 | / HAProxy | / stunnel TLS 1.3 | retransmits | TCP P=4 | / HAProxy "
+        "| / stunnel TLS 1.3 | UDP 1400 B | / kernel | UDP loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if a is not None and b else "-"
+
+    for m in modes:
+        t1, b1 = pick(m, "tcp1")
+        t4, b4 = pick(m, "tcp4")
+        u, ub = pick(m, "udp")
+        retr = [r["tcp1"]["retransmits"] for r in results if r["mode"] == m]
+        loss = [r["udp"]["loss_pct"] for r in results if r["mode"] == m and "udp" in r]
+        lines.append(
+            f"| {m} | {t1:.2f} ({b1:.2f}) | {ratio(t1, ref['tcp1'])} | {ratio(t1, tls['tcp1'])} "
+            f"| {int(statistics.median(retr)) if retr else '-'} | {t4:.2f} ({b4:.2f}) "
+            f"| {ratio(t4, ref['tcp4'])} | {ratio(t4, tls['tcp4'])} | "
+            + (f"{u:.2f} ({ub:.2f}) | {ratio(u, kern_udp)} | {statistics.median(loss):.1f} % |"
+               if u is not None else "- | - | - |"))
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--s2ds", type=Path, required=True, help="the s2ds binary")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated, of: "
+                    + ", ".join(MODES))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per iperf3 test")
+    ap.add_argument("--out", type=Path, help="directory for logs and results")
+    ap.add_argument("--plot", type=Path, help="PNG bar chart (default OUT/e2e.png)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one 2-second round of every mode (CI): proves the bench runs")
+    args = ap.parse_args()
+    if args.smoke:
+        args.rounds, args.duration = 1, 2
+    modes = [m for m in args.modes.split(",") if m]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        print(f"e2e: unknown mode(s) {bad}; expected {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("e2e: run as root (namespaces)", file=sys.stderr)
+        return 2
+    for tool in ("iperf3", "haproxy", "stunnel4"):
+        if shutil.which(tool) is None:
+            print(f"e2e: {tool} not found (scripts/setup.sh installs it)", file=sys.stderr)
+            return 2
+    out = args.out or Path(f"/tmp/s2-e2e-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="s2-e2e-"))
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    results = []
+    try:
+        for rnd in range(1, args.rounds + 1):
+            # Alternate the order so that no mode always runs first.
+            for m in (modes if rnd % 2 else list(reversed(modes))):
+                results.append(measure(m, args, work, rnd))
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        shutil.copytree(work, out / "work", dirs_exist_ok=True)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    text = table(results, modes, args)
+    (out / "summary.md").write_text(text)
+    print()
+    print(text)
+    plot_path = args.plot or out / "e2e.png"
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from plot import grouped_bars
+
+        series = {}
+        for key, label in (("tcp1", "TCP P=1"), ("tcp4", "TCP P=4"), ("udp", "UDP 1400 B")):
+            series[label] = [
+                statistics.median([r[key]["gbps"] for r in results if r["mode"] == m and key in r])
+                if any(key in r for r in results if r["mode"] == m) else 0.0
+                for m in modes
+            ]
+        grouped_bars(plot_path, "iperf3 through two gateways (namespace testbed, median)",
+                     "Gb/s", modes, series,
+                     f"{args.rounds} round(s) x {args.duration} s; benches/e2e.sh")
+        log(f"plot: {plot_path}")
+    except ImportError as e:
+        log(f"no plot ({e}; scripts/setup.sh installs python3-matplotlib)")
+    log(f"results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

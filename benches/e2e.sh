@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# End-to-end benchmark on the namespace testbed: iperf3 TCP (1 and 4
+# streams) and UDP through two gateways, s2ds on each backend against kernel
+# forwarding, an HAProxy pair and two stunnel pairs (TLS 1.3; TLS 1.2
+# PSK-NULL), all in one run. See docs/benchmarks.md.
+#
+#   sudo bash benches/e2e.sh [--modes kernel,haproxy,...] [--rounds 3]
+#        [--duration 10] [--out DIR] [--plot PNG] [--smoke] [--no-build]
+#
+# Builds s2ds in release (unless --no-build), then runs benches/e2e.py,
+# which prints a markdown table and writes a PNG. Every namespace and
+# process it made is removed on exit, also on failure or ^C.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+build=1
+pass=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=0 ;;
+        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) pass+=("$a") ;;
+    esac
+done
+if [[ $EUID -ne 0 ]]; then
+    echo "e2e.sh: run as root (sudo bash benches/e2e.sh)" >&2
+    exit 2
+fi
+target="${CARGO_TARGET_DIR:-$repo/target}"
+if [[ $build -eq 1 ]]; then
+    echo "[e2e] cargo build --release -p scistream-dataplane --bin s2ds"
+    (cd "$repo" && cargo build --release -p scistream-dataplane --bin s2ds)
+fi
+s2ds="$target/release/s2ds"
+[[ -x "$s2ds" ]] || { echo "e2e.sh: $s2ds not built (drop --no-build)" >&2; exit 2; }
+
+# Fallback clean-up if the driver is killed outright: its testbeds are named
+# after this prefix.
+export E2E_PREFIX="e2e$$"
+cleanup() {
+    local ns
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${E2E_PREFIX}m[0-9]*-" || true); do
+        bash "$repo/scripts/testbed.sh" down --prefix "${ns%-*}" >/dev/null 2>&1 || true
+    done
+}
+trap cleanup EXIT
+py=/usr/bin/python3
+[[ -x "$py" ]] || py=python3
+"$py" "$here/e2e.py" --s2ds "$s2ds" "${pass[@]}"
