@@ -227,7 +227,7 @@ fn lengths_ok(aad: &[u8], data: &[u8]) -> bool {
 pub(super) fn seal(
     key: &IpsecMbKey,
     ctx: &mut Context,
-    nonce: [u8; NONCE_LEN],
+    nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     data: &mut [u8],
     tag: &mut [u8; TAG_LEN],
@@ -263,18 +263,33 @@ pub(super) fn seal(
 pub(super) fn open(
     key: &IpsecMbKey,
     ctx: &mut Context,
-    nonce: [u8; NONCE_LEN],
+    nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     data: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> bool {
+    let mut computed = [0u8; TAG_LEN];
+    decrypt(key, ctx, nonce, aad, data, &mut computed) && tags_match(&computed, tag)
+}
+
+/// Decrypts `data` in place under `key` and `nonce`, writing the tag it
+/// computes over `aad` and the ciphertext to `computed`. False if the library
+/// would refuse the lengths.
+#[inline]
+fn decrypt(
+    key: &IpsecMbKey,
+    ctx: &mut Context,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    data: &mut [u8],
+    computed: &mut [u8; TAG_LEN],
+) -> bool {
     if !lengths_ok(aad, data) {
         return false;
     }
-    let mut computed = [0u8; TAG_LEN];
     let p = data.as_mut_ptr();
     // SAFETY: as in `seal`, with `key.dec`, and the computed tag written to
-    // our own 16 bytes.
+    // the caller's 16 bytes.
     unsafe {
         (key.dec)(
             &*key.data,
@@ -289,7 +304,20 @@ pub(super) fn open(
             TAG_LEN as u64,
         )
     };
-    computed.ct_eq(tag).into()
+    true
+}
+
+/// Whether two tags are equal, in constant time (`subtle`, on the two 64-bit
+/// halves: two constant-time comparisons rather than sixteen; `subtle`'s
+/// byte-slice comparison measured 24 against 40 Mpps of raw open at 64 B).
+#[inline]
+fn tags_match(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> bool {
+    let half = |t: &[u8; TAG_LEN], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&t[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    (half(a, 0).ct_eq(&half(b, 0)) & half(a, 8).ct_eq(&half(b, 8))).into()
 }
 
 /// AES-GCM through intel-ipsec-mb's direct GCM API (AES-NI, AVX2, AVX-512 or
@@ -305,28 +333,47 @@ impl AeadEngine for IpsecMbEngine {
 
     fn seal_burst(&self, ops: &mut [SealOp<'_>]) {
         let mut ctx = Context::new();
-        for op in ops {
-            match &op.key.prepared {
-                Prepared::IpsecMb(k) => {
-                    let n = nonce(&op.key.salt, op.iv);
-                    op.ok = seal(k, &mut ctx, n, op.aad, op.data, op.tag);
+        let mut nonces = [[0u8; NONCE_LEN]; CHUNK];
+        for chunk in ops.chunks_mut(CHUNK) {
+            fill_nonces(&mut nonces, chunk.iter().map(|op| (&op.key.salt, op.iv)));
+            for (op, n) in chunk.iter_mut().zip(&nonces) {
+                match &op.key.prepared {
+                    Prepared::IpsecMb(k) => op.ok = seal(k, &mut ctx, n, op.aad, op.data, op.tag),
+                    _ => dispatch_seal(op),
                 }
-                _ => dispatch_seal(op),
             }
         }
     }
 
     fn open_burst(&self, ops: &mut [OpenOp<'_>]) {
         let mut ctx = Context::new();
-        for op in ops {
-            match &op.key.prepared {
-                Prepared::IpsecMb(k) => {
-                    let n = nonce(&op.key.salt, op.iv);
-                    op.ok = open(k, &mut ctx, n, op.aad, op.data, op.tag);
+        let mut nonces = [[0u8; NONCE_LEN]; CHUNK];
+        for chunk in ops.chunks_mut(CHUNK) {
+            fill_nonces(&mut nonces, chunk.iter().map(|op| (&op.key.salt, op.iv)));
+            for (op, n) in chunk.iter_mut().zip(&nonces) {
+                match &op.key.prepared {
+                    Prepared::IpsecMb(k) => op.ok = open(k, &mut ctx, n, op.aad, op.data, op.tag),
+                    _ => dispatch_open(op),
                 }
-                _ => dispatch_open(op),
             }
         }
+    }
+}
+
+/// Operations whose nonces are laid out together before the first call.
+const CHUNK: usize = 32;
+
+/// Writes the nonces of a chunk of operations, all before the library reads
+/// the first. Its IV loads cannot be forwarded from stores still in flight:
+/// a nonce written just before each call cost 40% of the speed at 64 B
+/// (measured: 22 against 39 Mpps of raw seal).
+#[inline]
+fn fill_nonces<'a>(
+    nonces: &mut [[u8; NONCE_LEN]; CHUNK],
+    ops: impl Iterator<Item = (&'a [u8; super::SALT_LEN], u64)>,
+) {
+    for (n, (salt, iv)) in nonces.iter_mut().zip(ops) {
+        *n = nonce(salt, iv);
     }
 }
 
@@ -357,6 +404,62 @@ mod tests {
     }
 
     #[test]
+    fn bursts_longer_than_a_chunk_match_ring_op_by_op() {
+        use crate::crypto::{engine, SaKey};
+        let n = 2 * CHUNK + 5;
+        let ours = SaKey::new(EngineKind::IpsecMb, Algorithm::Aes128Gcm, &[8; 16], [1; 4]).unwrap();
+        let ring = SaKey::new(EngineKind::Ring, Algorithm::Aes128Gcm, &[8; 16], [1; 4]).unwrap();
+        let mut a: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; i * 7]).collect();
+        let mut b = a.clone();
+        let (mut ta, mut tb) = (vec![[0u8; TAG_LEN]; n], vec![[0u8; TAG_LEN]; n]);
+        let mut ops: Vec<SealOp<'_>> = a
+            .iter_mut()
+            .zip(&mut ta)
+            .enumerate()
+            .map(|(i, (d, t))| SealOp::new(&ours, 100 + i as u64, b"ad", d, t))
+            .collect();
+        IpsecMbEngine.seal_burst(&mut ops);
+        assert!(ops.iter().all(|o| o.ok));
+        drop(ops);
+        let mut ops: Vec<SealOp<'_>> = b
+            .iter_mut()
+            .zip(&mut tb)
+            .enumerate()
+            .map(|(i, (d, t))| SealOp::new(&ring, 100 + i as u64, b"ad", d, t))
+            .collect();
+        engine(EngineKind::Ring).seal_burst(&mut ops);
+        drop(ops);
+        assert_eq!((&a, &ta), (&b, &tb));
+        tb[n - 1][3] ^= 1;
+        let mut ops: Vec<OpenOp<'_>> = a
+            .iter_mut()
+            .zip(&tb)
+            .enumerate()
+            .map(|(i, (d, t))| OpenOp::new(&ours, 100 + i as u64, b"ad", d, t))
+            .collect();
+        IpsecMbEngine.open_burst(&mut ops);
+        let ok: Vec<bool> = ops.iter().map(|o| o.ok).collect();
+        drop(ops);
+        assert!(ok[..n - 1].iter().all(|&o| o) && !ok[n - 1]);
+        for (i, d) in a.iter().enumerate().take(n - 1) {
+            assert_eq!(d, &vec![i as u8; i * 7]);
+        }
+    }
+
+    #[test]
+    fn tags_match_only_when_every_byte_does() {
+        let a = [0x5au8; TAG_LEN];
+        assert!(tags_match(&a, &a));
+        for i in 0..TAG_LEN {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!tags_match(&a, &b), "byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
     fn the_key_schedule_is_64_byte_aligned() {
         let k = IpsecMbKey::new(Algorithm::Aes128Gcm, &[1; 16]).unwrap();
         assert_eq!((&*k.data as *const imb::gcm_key_data as usize) % 64, 0);
@@ -366,7 +469,7 @@ mod tests {
     fn a_wrong_tag_fails_in_every_byte_and_empty_inputs_work() {
         let k = IpsecMbKey::new(Algorithm::Aes256Gcm, &[3; 32]).unwrap();
         let mut ctx = Context::new();
-        let n = [9u8; NONCE_LEN];
+        let n = &[9u8; NONCE_LEN];
         let mut data = [5u8; 33];
         let mut tag = [0u8; TAG_LEN];
         assert!(seal(&k, &mut ctx, n, b"aad", &mut data, &mut tag));

@@ -238,7 +238,7 @@ fn dispatch_seal(op: &mut SealOp<'_>) {
         #[cfg(feature = "ipsec-mb")]
         Prepared::IpsecMb(k) => {
             let mut ctx = ipsec_mb_engine::Context::new();
-            ipsec_mb_engine::seal(k, &mut ctx, n, op.aad, op.data, op.tag)
+            ipsec_mb_engine::seal(k, &mut ctx, &n, op.aad, op.data, op.tag)
         }
     };
 }
@@ -254,7 +254,7 @@ fn dispatch_open(op: &mut OpenOp<'_>) {
         #[cfg(feature = "ipsec-mb")]
         Prepared::IpsecMb(k) => {
             let mut ctx = ipsec_mb_engine::Context::new();
-            ipsec_mb_engine::open(k, &mut ctx, n, op.aad, op.data, op.tag)
+            ipsec_mb_engine::open(k, &mut ctx, &n, op.aad, op.data, op.tag)
         }
     };
 }
