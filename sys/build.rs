@@ -1,7 +1,10 @@
 //! Generates the FFI bindings with bindgen over the system headers:
-//! libxdp's AF_XDP socket API always, DPDK when the `dpdk` feature is on.
+//! libxdp's AF_XDP socket API always, DPDK when the `dpdk` feature is on,
+//! intel-ipsec-mb when the `ipsec-mb` feature is on.
 //! Static inline functions are wrapped with bindgen's `wrap_static_fns`;
-//! the few macros we need are exposed by `src/shim.c`.
+//! the few DPDK macros we need are exposed by `src/shim.c`. intel-ipsec-mb's
+//! API macros call through the `IMB_MGR` function pointers, which the bindings
+//! expose as struct fields, so it needs no shim.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -11,10 +14,17 @@ mod probe;
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    for f in ["build/probe.rs", "src/dpdk.h", "src/xdp.h", "src/shim.c"] {
+    for f in [
+        "build/probe.rs",
+        "src/dpdk.h",
+        "src/xdp.h",
+        "src/ipsec_mb.h",
+        "src/shim.c",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=IPSEC_MB_PREFIX");
 
     let xdp = probe::probe("libxdp", "1.2", true, probe::XDP_MISSING).unwrap_or_else(|m| fail(m));
     probe::probe("libbpf", "0.8", true, probe::XDP_MISSING).unwrap_or_else(|m| fail(m));
@@ -30,6 +40,10 @@ fn main() {
         &["xsk_.*", "xdp_.*"],
         &["XDP_.*", "XSK_.*"],
     );
+
+    if env::var_os("CARGO_FEATURE_IPSEC_MB").is_some() {
+        ipsec_mb(&out);
+    }
 
     if env::var_os("CARGO_FEATURE_DPDK").is_some() {
         let dpdk =
@@ -51,6 +65,57 @@ fn main() {
             println!("cargo:rustc-link-lib=dylib={lib}");
         }
     }
+}
+
+/// Bindings to intel-ipsec-mb: the manager (`IMB_MGR`, whose function
+/// pointers are the API), its set-up and the GCM key and context types.
+/// Found by looking for the header and library (Debian ships no .pc file).
+fn ipsec_mb(out: &Path) {
+    let mut prefixes: Vec<PathBuf> = env::var_os("IPSEC_MB_PREFIX")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    prefixes.extend(probe::IPSEC_MB_PREFIXES.iter().map(PathBuf::from));
+    let found = probe::probe_ipsec_mb(&prefixes).unwrap_or_else(|m| fail(m));
+    println!("cargo:rustc-link-search=native={}", found.lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=IPSec_MB");
+    println!(
+        "cargo:rustc-env=SCISTREAM_IPSEC_MB_HEADER_VERSION={}",
+        found.version
+    );
+    // The library is built with LINUX defined, which the header needs to give
+    // gcm_key_data its 64-byte alignment (the AVX-512 code uses aligned loads).
+    // NO_COMPAT_IMB_API_053 drops the pre-0.53 short macro names (`GCM`, ...),
+    // which would otherwise rename the job's `u.GCM` field.
+    let cflags = [
+        format!("-I{}", found.include_dir.display()),
+        "-DLINUX".to_string(),
+        "-DNO_COMPAT_IMB_API_053".to_string(),
+    ];
+    let bindings = bindgen::Builder::default()
+        .header("src/ipsec_mb.h")
+        .clang_args(&cflags)
+        .derive_default(true)
+        .derive_debug(false)
+        .layout_tests(true)
+        .generate_comments(false)
+        .prepend_enum_name(false)
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .allowlist_function("alloc_mb_mgr|free_mb_mgr|init_mb_mgr_auto")
+        .allowlist_function("imb_get_(version|version_str|errno|strerror|feature_flags)")
+        .allowlist_type("IMB_MGR|IMB_JOB|IMB_ARCH|gcm_key_data|gcm_context_data")
+        .allowlist_var("IMB_(VERSION_NUM|FEATURE_.*|FLAG_.*|MAX_BURST_SIZE)")
+        .allowlist_var("IMB_(ARCH|STATUS|CIPHER|DIR|AUTH|ORDER|KEY)_.*")
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .generate()
+        .unwrap_or_else(|e| {
+            fail(format!(
+                "scistream-sys: bindgen failed on src/ipsec_mb.h: {e}"
+            ))
+        });
+    bindings
+        .write_to_file(out.join("ipsec_mb.rs"))
+        .expect("write bindings");
 }
 
 fn fail(message: String) -> ! {

@@ -15,13 +15,20 @@
 //! reads the monotonic clock and updates the bucket once per burst, as
 //! `encap_burst` does.
 //!
+//! Then the engines against each other, for inner packets of 64 and 1400
+//! bytes: raw seal and raw open of every engine built in, the engines taking
+//! turns within each round, with the median and best of the rounds and the
+//! median per-round ratio to `ring`.
+//!
 //! Opening destroys the ciphertext, so open and decap restore their 32 buffers
 //! from a pristine copy before each burst, outside the timed region; those two
 //! are timed per burst (two clock reads per 32 packets).
 //!
-//! Run: `cargo bench -p scistream-dataplane --bench pipeline --no-default-features`
-//! (optionally with `RUSTFLAGS="-C target-cpu=native"`); append `-- policer`
-//! for the policer table alone. `BENCH_ROUND_MS`
+//! Run: `cargo bench -p scistream-dataplane --bench pipeline` (engines ring,
+//! aes-gcm and ipsec-mb; `--no-default-features` leaves out ipsec-mb, and DPDK,
+//! which the bench does not use), optionally with
+//! `RUSTFLAGS="-C target-cpu=native"`; append `-- policer` for the policer
+//! table alone, `-- engines` for the engine comparison alone. `BENCH_ROUND_MS`
 //! (default 100) sets the length of one measurement, `BENCH_ROUNDS` (default 11)
 //! how many are taken; medians are printed. Raw and pipeline runs alternate, and
 //! the ratio is taken per round, so load from other processes affects both alike.
@@ -270,8 +277,10 @@ fn decap(kind: EngineKind, inner_len: usize, round: Duration) -> (u64, Duration)
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `policer` runs the policer table alone.
+    // `cargo bench` passes `--bench`; `policer` runs the policer table alone,
+    // `engines` the engine comparison alone.
     let policer_only = std::env::args().skip(1).any(|a| a == "policer");
+    let engines_only = std::env::args().skip(1).any(|a| a == "engines");
     let round = Duration::from_millis(env_u64("BENCH_ROUND_MS", 100));
     let rounds = env_u64("BENCH_ROUNDS", 11).max(1);
     if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.last().copied()) {
@@ -290,11 +299,73 @@ fn main() {
         cfg!(target_feature = "vaes"),
         cfg!(target_feature = "avx512f"),
     );
+    for kind in EngineKind::ALL {
+        println!("engine {}: {}", kind.name(), kind.describe());
+    }
     println!();
+    if engines_only {
+        engine_table(rounds, round);
+        return;
+    }
     if !policer_only {
         pipeline_table(rounds, round);
     }
     policer_table(rounds, round);
+    if !policer_only {
+        println!();
+        engine_table(rounds, round);
+    }
+}
+
+/// Raw seal and open of every engine at 64 and 1400 B, the engines taking
+/// turns within each round; median, best, and median ratio to ring per round.
+fn engine_table(rounds: u64, round: Duration) {
+    println!("| op | inner B | engine | median Mpps | best Mpps | median GB/s | **median ratio to ring** |");
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    for (op, run) in [
+        (
+            "seal",
+            raw_seal as fn(EngineKind, usize, Duration) -> (u64, Duration),
+        ),
+        ("open", raw_open),
+    ] {
+        for &size in &POLICER_SIZES {
+            let payload = (size + pad_len(size) + 2) as f64;
+            for kind in EngineKind::ALL {
+                run(kind, size, round / 4); // warm up
+            }
+            let mut pps: Vec<Vec<f64>> = vec![Vec::new(); EngineKind::ALL.len()];
+            let mut ratio: Vec<Vec<f64>> = vec![Vec::new(); EngineKind::ALL.len()];
+            for _ in 0..rounds {
+                let this: Vec<f64> = EngineKind::ALL
+                    .iter()
+                    .map(|&kind| {
+                        let (pkts, t) = run(kind, size, round);
+                        pkts as f64 / t.as_secs_f64()
+                    })
+                    .collect();
+                let ring = this[0];
+                for (i, &p) in this.iter().enumerate() {
+                    pps[i].push(p);
+                    ratio[i].push(p / ring);
+                }
+            }
+            for (i, kind) in EngineKind::ALL.iter().enumerate() {
+                let best = pps[i].iter().copied().fold(0.0, f64::max);
+                let med = median(pps[i].clone());
+                println!(
+                    "| {op} | {size} | {} | {:.2} | {:.2} | {:.2} | **{:.2}** |",
+                    kind.name(),
+                    med / 1e6,
+                    best / 1e6,
+                    med * payload / 1e9,
+                    median(ratio[i].clone()),
+                );
+            }
+        }
+    }
+    println!();
+    println!("GB/s count ESP payload bytes (inner + padding + trailer); ratio: median over rounds of (engine pps / ring pps), all engines measured back to back in each round.");
 }
 
 /// Encap and decap against the raw engine, every size and engine.

@@ -218,7 +218,8 @@ where
             let source = Arc::new(ShmTableSource::new(&cx));
             let watcher = ShmWatcher::new(source.clone(), cx, shm_path, workers, Some(&segment));
             info!(
-                engine = ?t.engine,
+                engine = t.engine.name(),
+                engine_impl = %t.engine.describe(),
                 udp_port = t.udp_port,
                 shm = %shm_path.display(),
                 inner_mtu = crate::esp::inner_mtu(addrs[PortId::Wan.index()].mtu),
@@ -232,7 +233,8 @@ where
             let tables = TunnelTables::from_config(t, lan_ip, wan_ip, 1, slots.clone())
                 .context("preparing the tunnel tables")?;
             info!(
-                engine = ?t.engine,
+                engine = t.engine.name(),
+                engine_impl = %t.engine.describe(),
                 udp_port = t.udp_port,
                 sas = t.sas.len(),
                 routes = t.routes.len(),

@@ -707,6 +707,53 @@ fn tunnel_peer_and_route_rules() {
 }
 
 #[test]
+fn tunnel_engine_names_and_the_default() {
+    use scistream_dataplane::crypto::EngineKind;
+    let engine_of = |text: &str| {
+        Config::from_toml(text, Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .tunnel
+            .expect("tunnel section")
+            .engine
+    };
+    for kind in EngineKind::ALL {
+        let text = tunnel("").replace("\"aes-gcm\"", &format!("\"{}\"", kind.name()));
+        assert_eq!(engine_of(&text), kind);
+    }
+    // No `engine`: ipsec-mb when built in (and it initialises), else ring.
+    let text = tunnel("").replace("engine = \"aes-gcm\"\n", "");
+    assert_eq!(engine_of(&text), EngineKind::preferred());
+    #[cfg(feature = "ipsec-mb")]
+    assert_eq!(engine_of(&text), EngineKind::IpsecMb);
+    #[cfg(not(feature = "ipsec-mb"))]
+    {
+        assert_eq!(engine_of(&text), EngineKind::Ring);
+        // Named, but not built in: said so, on its line.
+        let text = tunnel("").replace("engine = \"aes-gcm\"", "engine = \"ipsec-mb\"");
+        assert_err(
+            &reject(&text),
+            18,
+            "tunnel.engine",
+            ErrorKind::BadValue,
+            "engine `ipsec-mb` is not built into this s2ds (cargo feature `ipsec-mb`)",
+        );
+    }
+    // The located error lists every accepted name.
+    let text = tunnel("").replace("engine = \"aes-gcm\"", "engine = \"openssl\"");
+    #[cfg(feature = "ipsec-mb")]
+    let expected = "unknown engine `openssl`; expected `ring`, `aes-gcm` or `ipsec-mb`";
+    #[cfg(not(feature = "ipsec-mb"))]
+    let expected = "unknown engine `openssl`; expected `ring` or `aes-gcm`";
+    assert_err(
+        &reject(&text),
+        18,
+        "tunnel.engine",
+        ErrorKind::BadValue,
+        expected,
+    );
+}
+
+#[test]
 fn tunnel_sections_need_the_tunnel_table() {
     let text = tunnel("").replace("[tunnel]\nengine = \"aes-gcm\"\n", "");
     let e = reject(&text);

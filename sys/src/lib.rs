@@ -2,9 +2,14 @@
 //!
 //! - [`xdp`]: libxdp's AF_XDP socket API (`xsk.h`), always built.
 //! - [`dpdk`]: DPDK 22.11 (EAL, ethdev, mbuf, mempool, ring), with the `dpdk` feature.
+//! - [`ipsec_mb`]: intel-ipsec-mb 1.3+ (the multi-buffer manager `IMB_MGR` and
+//!   the AES-GCM key and context types), with the `ipsec-mb` feature.
 //!
 //! Static inline functions are reachable through bindgen's generated wrappers
-//! (same names), and the macros we need through `scistream_*` shim functions.
+//! (same names), and the DPDK macros we need through `scistream_*` shim
+//! functions. intel-ipsec-mb's `IMB_*` API macros are calls through the
+//! function pointers of an initialised `IMB_MGR`, so they are called as its
+//! fields (`IMB_AES128_GCM_ENC(m, ...)` is `((*m).gcm128_enc.unwrap())(...)`).
 //! Nothing here is safe to call casually: the safe wrappers live in the
 //! `scistream-dataplane` crate's backends.
 
@@ -43,4 +48,26 @@ pub mod xdp {
 #[allow(clippy::undocumented_unsafe_blocks)] // generated code carries no SAFETY comments
 pub mod dpdk {
     include!(concat!(env!("OUT_DIR"), "/dpdk.rs"));
+}
+
+/// Raw intel-ipsec-mb bindings.
+#[cfg(feature = "ipsec-mb")]
+#[allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unnecessary_transmutes,
+    unsafe_op_in_unsafe_fn
+)]
+#[allow(clippy::undocumented_unsafe_blocks)] // generated code carries no SAFETY comments
+pub mod ipsec_mb {
+    include!(concat!(env!("OUT_DIR"), "/ipsec_mb.rs"));
+
+    /// `IMB_VERSION_STR` of the header the bindings were generated from.
+    pub const HEADER_VERSION: &str = env!("SCISTREAM_IPSEC_MB_HEADER_VERSION");
 }

@@ -19,15 +19,20 @@ pub(super) enum Prepared {
     Aes128(aes_gcm::Aes128Gcm),
     /// RustCrypto AES-256-GCM (round keys and GHASH key; wiped on drop).
     Aes256(aes_gcm::Aes256Gcm),
+    /// intel-ipsec-mb's expanded key (round keys and GHASH key powers, in
+    /// their own allocation; wiped on drop).
+    #[cfg(feature = "ipsec-mb")]
+    IpsecMb(super::ipsec_mb_engine::IpsecMbKey),
 }
 
 /// An AES-GCM key prepared once for one SA and one engine, plus the SA's
 /// 4-byte salt (the implicit part of the nonce, RFC 4106 §4 and §8.1).
 ///
 /// The raw key bytes are not kept: only the engine's expanded form. On drop the
-/// salt is zeroized and so is the `aes-gcm` engine's expanded key (its
-/// `zeroize` features). `ring` does not wipe its key schedule on drop; that is
-/// a limitation of `ring` itself. `Debug` prints the engine and algorithm only.
+/// salt is zeroized and so is the expanded key of the `aes-gcm` engine (its
+/// `zeroize` features) and of the `ipsec-mb` engine (our own memory). `ring`
+/// does not wipe its key schedule on drop; that is a limitation of `ring`
+/// itself. `Debug` prints the engine and algorithm only.
 pub struct SaKey {
     pub(super) prepared: Prepared,
     pub(super) salt: [u8; SALT_LEN],
@@ -67,6 +72,10 @@ impl SaKey {
             (EngineKind::AesGcm, Algorithm::Aes256Gcm) => {
                 Prepared::Aes256(aes_gcm::Aes256Gcm::new_from_slice(key).map_err(rejected)?)
             }
+            #[cfg(feature = "ipsec-mb")]
+            (EngineKind::IpsecMb, _) => {
+                Prepared::IpsecMb(super::ipsec_mb_engine::IpsecMbKey::new(algorithm, key)?)
+            }
         };
         Ok(SaKey {
             prepared,
@@ -80,6 +89,8 @@ impl SaKey {
         match self.prepared {
             Prepared::Ring(_) => EngineKind::Ring,
             Prepared::Aes128(_) | Prepared::Aes256(_) => EngineKind::AesGcm,
+            #[cfg(feature = "ipsec-mb")]
+            Prepared::IpsecMb(_) => EngineKind::IpsecMb,
         }
     }
 

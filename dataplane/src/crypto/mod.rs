@@ -11,14 +11,23 @@
 //! - [`EngineKind::Ring`]: `ring`'s AES-GCM (BoringSSL assembly: AES-NI, VAES/AVX-512).
 //! - [`EngineKind::AesGcm`]: RustCrypto `aes-gcm` (AES-NI and CLMUL intrinsics,
 //!   detected at run time; faster when built with `-C target-cpu=native`).
+//! - [`EngineKind::IpsecMb`] (cargo feature `ipsec-mb`, on by default):
+//!   intel-ipsec-mb's direct GCM API through our own bindings (SSE to
+//!   AVX-512/VAES code chosen by the library at run time); the default engine
+//!   when built in. Its key schedules are our memory, wiped on drop.
 //!
 //! Nothing here allocates, locks or logs per operation, and nothing prints key material.
 
 mod aes_gcm_engine;
+#[cfg(feature = "ipsec-mb")]
+#[allow(unsafe_code)] // FFI into intel-ipsec-mb; the only unsafe in `crypto`
+mod ipsec_mb_engine;
 mod key;
 mod ring_engine;
 
 pub use aes_gcm_engine::AesGcmEngine;
+#[cfg(feature = "ipsec-mb")]
+pub use ipsec_mb_engine::IpsecMbEngine;
 use key::Prepared;
 pub use key::SaKey;
 pub use ring_engine::RingEngine;
@@ -39,26 +48,68 @@ pub enum EngineKind {
     Ring,
     /// RustCrypto `aes-gcm` (configuration value `"aes-gcm"`).
     AesGcm,
+    /// intel-ipsec-mb (configuration value `"ipsec-mb"`; cargo feature `ipsec-mb`).
+    #[cfg(feature = "ipsec-mb")]
+    IpsecMb,
 }
 
 impl EngineKind {
-    /// Every engine, for tests and benchmarks that compare them.
+    /// Every engine built in, for tests and benchmarks that compare them.
+    #[cfg(feature = "ipsec-mb")]
+    pub const ALL: [EngineKind; 3] = [EngineKind::Ring, EngineKind::AesGcm, EngineKind::IpsecMb];
+    /// Every engine built in, for tests and benchmarks that compare them.
+    #[cfg(not(feature = "ipsec-mb"))]
     pub const ALL: [EngineKind; 2] = [EngineKind::Ring, EngineKind::AesGcm];
 
-    /// The name used in configuration files: `"ring"` or `"aes-gcm"`.
+    /// The name of an engine that a build may leave out: accepted by no
+    /// build without the cargo feature of the same name.
+    pub const IPSEC_MB_NAME: &'static str = "ipsec-mb";
+
+    /// The name used in configuration files: `"ring"`, `"aes-gcm"` or `"ipsec-mb"`.
     pub const fn name(self) -> &'static str {
         match self {
             EngineKind::Ring => "ring",
             EngineKind::AesGcm => "aes-gcm",
+            #[cfg(feature = "ipsec-mb")]
+            EngineKind::IpsecMb => Self::IPSEC_MB_NAME,
         }
     }
 
-    /// Parses a configuration name (`"ring"` or `"aes-gcm"`).
+    /// Parses a configuration name (one of [`EngineKind::ALL`]'s names).
     pub fn from_name(name: &str) -> Option<EngineKind> {
-        match name {
-            "ring" => Some(EngineKind::Ring),
-            "aes-gcm" => Some(EngineKind::AesGcm),
-            _ => None,
+        EngineKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this engine works on this machine: `ring` and `aes-gcm` always;
+    /// `ipsec-mb` once the library has initialised (it picks its code for
+    /// the CPU on first use).
+    pub fn is_available(self) -> bool {
+        match self {
+            EngineKind::Ring | EngineKind::AesGcm => true,
+            #[cfg(feature = "ipsec-mb")]
+            EngineKind::IpsecMb => ipsec_mb_engine::available(),
+        }
+    }
+
+    /// The engine used when the configuration names none: `ipsec-mb` when it
+    /// is built in and available, else `ring`.
+    pub fn preferred() -> EngineKind {
+        #[cfg(feature = "ipsec-mb")]
+        if EngineKind::IpsecMb.is_available() {
+            return EngineKind::IpsecMb;
+        }
+        EngineKind::Ring
+    }
+
+    /// What implements this engine on this machine, for logs and benchmarks,
+    /// e.g. `"intel-ipsec-mb 1.3.0, AVX512"`.
+    pub fn describe(self) -> String {
+        match self {
+            EngineKind::Ring => "ring (BoringSSL assembly)".to_string(),
+            EngineKind::AesGcm => "RustCrypto aes-gcm".to_string(),
+            #[cfg(feature = "ipsec-mb")]
+            EngineKind::IpsecMb => ipsec_mb_engine::describe()
+                .unwrap_or_else(|| "intel-ipsec-mb (not available)".to_string()),
         }
     }
 }
@@ -79,6 +130,9 @@ pub enum CryptoError {
     /// The crypto library refused the key.
     #[error("the {0:?} engine rejected the AES-GCM key")]
     KeyRejected(EngineKind),
+    /// The engine's library could not be initialised on this machine.
+    #[error("the {0:?} engine is not available on this machine")]
+    Unavailable(EngineKind),
 }
 
 /// One AEAD seal on disjoint slices of one packet buffer: encrypts `data` in
@@ -181,6 +235,11 @@ fn dispatch_seal(op: &mut SealOp<'_>) {
         Prepared::Ring(k) => ring_engine::seal(k, n, op.aad, op.data, op.tag),
         Prepared::Aes128(c) => aes_gcm_engine::seal(c, n, op.aad, op.data, op.tag),
         Prepared::Aes256(c) => aes_gcm_engine::seal(c, n, op.aad, op.data, op.tag),
+        #[cfg(feature = "ipsec-mb")]
+        Prepared::IpsecMb(k) => {
+            let mut ctx = ipsec_mb_engine::Context::new();
+            ipsec_mb_engine::seal(k, &mut ctx, &n, op.aad, op.data, op.tag)
+        }
     };
 }
 
@@ -192,11 +251,18 @@ fn dispatch_open(op: &mut OpenOp<'_>) {
         Prepared::Ring(k) => ring_engine::open(k, n, op.aad, op.data, op.tag),
         Prepared::Aes128(c) => aes_gcm_engine::open(c, n, op.aad, op.data, op.tag),
         Prepared::Aes256(c) => aes_gcm_engine::open(c, n, op.aad, op.data, op.tag),
+        #[cfg(feature = "ipsec-mb")]
+        Prepared::IpsecMb(k) => {
+            let mut ctx = ipsec_mb_engine::Context::new();
+            ipsec_mb_engine::open(k, &mut ctx, &n, op.aad, op.data, op.tag)
+        }
     };
 }
 
 static RING: RingEngine = RingEngine;
 static AES_GCM: AesGcmEngine = AesGcmEngine;
+#[cfg(feature = "ipsec-mb")]
+static IPSEC_MB: IpsecMbEngine = IpsecMbEngine;
 
 /// The engine of a kind: a static, so callers hold `&'static dyn AeadEngine`
 /// and nothing is allocated.
@@ -204,6 +270,8 @@ pub fn engine(kind: EngineKind) -> &'static dyn AeadEngine {
     match kind {
         EngineKind::Ring => &RING,
         EngineKind::AesGcm => &AES_GCM,
+        #[cfg(feature = "ipsec-mb")]
+        EngineKind::IpsecMb => &IPSEC_MB,
     }
 }
 
@@ -253,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn both_engines_match_the_nist_gcm_test_case() {
+    fn every_engine_matches_the_nist_gcm_test_case() {
         let (k, iv, pt, aad, ct, tag) = nist_case_4();
         let salt: [u8; 4] = iv[..4].try_into().unwrap();
         let explicit = u64::from_be_bytes(iv[4..].try_into().unwrap());
@@ -300,19 +368,37 @@ mod tests {
     }
 
     #[test]
-    fn a_key_prepared_for_one_engine_gives_the_same_bytes_through_the_other() {
+    fn a_key_prepared_for_one_engine_gives_the_same_bytes_through_the_others() {
         let k = [7u8; 32];
+        let mut reference = [9u8; 100];
+        let mut reference_tag = [0u8; 16];
         let ring_key =
             SaKey::new(EngineKind::Ring, Algorithm::Aes256Gcm, &k, [1, 2, 3, 4]).unwrap();
-        let rc_key =
-            SaKey::new(EngineKind::AesGcm, Algorithm::Aes256Gcm, &k, [1, 2, 3, 4]).unwrap();
-        let (mut a, mut b) = ([9u8; 100], [9u8; 100]);
-        let (mut ta, mut tb) = ([0u8; 16], [0u8; 16]);
-        // Deliberately crossed: the ring key through the aes-gcm engine and back.
-        engine(EngineKind::AesGcm)
-            .seal_burst(&mut [SealOp::new(&ring_key, 5, b"ad", &mut a, &mut ta)]);
-        engine(EngineKind::Ring).seal_burst(&mut [SealOp::new(&rc_key, 5, b"ad", &mut b, &mut tb)]);
-        assert_eq!((a, ta), (b, tb));
+        engine(EngineKind::Ring).seal_burst(&mut [SealOp::new(
+            &ring_key,
+            5,
+            b"ad",
+            &mut reference,
+            &mut reference_tag,
+        )]);
+        for prepared_for in EngineKind::ALL {
+            let key = SaKey::new(prepared_for, Algorithm::Aes256Gcm, &k, [1, 2, 3, 4]).unwrap();
+            // Deliberately crossed: the key through every engine's burst, and back.
+            for through in EngineKind::ALL {
+                let mut a = [9u8; 100];
+                let mut t = [0u8; 16];
+                engine(through).seal_burst(&mut [SealOp::new(&key, 5, b"ad", &mut a, &mut t)]);
+                assert_eq!(
+                    (a, t),
+                    (reference, reference_tag),
+                    "{prepared_for:?} via {through:?}"
+                );
+                let mut ops = [OpenOp::new(&key, 5, b"ad", &mut a, &t)];
+                engine(through).open_burst(&mut ops);
+                assert!(ops[0].ok, "{prepared_for:?} via {through:?}");
+                assert_eq!(a, [9u8; 100]);
+            }
+        }
     }
 
     #[test]
@@ -322,6 +408,12 @@ mod tests {
             assert_eq!(engine(kind).kind(), kind);
         }
         assert_eq!(EngineKind::from_name("openssl"), None);
+        assert!(EngineKind::ALL.iter().all(|k| k.is_available()));
+        assert!(EngineKind::ALL.contains(&EngineKind::preferred()));
+        #[cfg(feature = "ipsec-mb")]
+        assert_eq!(EngineKind::preferred(), EngineKind::IpsecMb);
+        #[cfg(not(feature = "ipsec-mb"))]
+        assert_eq!(EngineKind::preferred(), EngineKind::Ring);
         assert_eq!(Algorithm::from_key_len(16), Some(Algorithm::Aes128Gcm));
         assert_eq!(Algorithm::from_key_len(32), Some(Algorithm::Aes256Gcm));
         assert_eq!(Algorithm::from_key_len(24), None);

@@ -282,8 +282,8 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn bytes_cross_the_tunnel_exactly_with_both_engines() {
-    for engine in [EngineKind::Ring, EngineKind::AesGcm] {
+fn bytes_cross_the_tunnel_exactly_with_every_engine() {
+    for engine in EngineKind::ALL {
         let (mut a, mut b) = (gateway(true, engine), gateway(false, engine));
         // Sizes up to the inner MTU (1438 = 20 IP + 8 UDP + 1410 payload), more than one burst.
         let sizes: Vec<usize> = (0..100)

@@ -116,21 +116,47 @@ fn keying(t: &RawTunnel, raw: &RawConfig, cx: &Document<'_>) -> Res<Keying> {
 
 fn section(t: &RawTunnel, cx: &Document<'_>) -> Res<(EngineKind, u16)> {
     let base = KeyPath::of(&["tunnel"]);
-    let engine = match t.engine.as_deref().unwrap_or("ring") {
-        "ring" => EngineKind::Ring,
-        "aes-gcm" => EngineKind::AesGcm,
-        other => {
-            return Err(cx.bad_value(
-                base.key("engine"),
-                format!("unknown engine `{other}`; expected `ring` or `aes-gcm`"),
-            ));
-        }
+    let engine = match t.engine.as_deref() {
+        None => EngineKind::preferred(),
+        Some(name) => engine(name).map_err(|m| cx.bad_value(base.key("engine"), m))?,
     };
     let udp_port = match t.udp_port {
         Some(p) => cx.in_range::<u16>(&base.key("udp_port"), p, 1, u16::MAX)?,
         None => DEFAULT_UDP_PORT,
     };
     Ok((engine, udp_port))
+}
+
+/// The engine a configuration names, if this build has it and it works here.
+fn engine(name: &str) -> Result<EngineKind, String> {
+    match EngineKind::from_name(name) {
+        Some(kind) if kind.is_available() => Ok(kind),
+        Some(kind) => Err(format!(
+            "engine `{name}` cannot be used on this machine ({}); use `ring`",
+            kind.describe()
+        )),
+        None if name == EngineKind::IPSEC_MB_NAME => Err(format!(
+            "engine `{name}` is not built into this s2ds (cargo feature `ipsec-mb`); expected {}",
+            engine_names()
+        )),
+        None => Err(format!(
+            "unknown engine `{name}`; expected {}",
+            engine_names()
+        )),
+    }
+}
+
+/// The accepted engine names, for messages: "`ring`, `aes-gcm` or `ipsec-mb`".
+fn engine_names() -> String {
+    let names: Vec<String> = EngineKind::ALL
+        .iter()
+        .map(|k| format!("`{}`", k.name()))
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 fn peers(
