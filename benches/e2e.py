@@ -293,6 +293,21 @@ def table(results, modes, args):
     return "\n".join(lines) + "\n"
 
 
+def plot(results, modes, args, path):
+    """The medians as a bar chart: TCP P=1, TCP P=4 and UDP per mode."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from plot import grouped_bars
+
+    series = {}
+    for key, label in (("tcp1", "TCP P=1"), ("tcp4", "TCP P=4"), ("udp", "UDP 1400 B")):
+        series[label] = []
+        for m in modes:
+            v = [r[key]["gbps"] for r in results if r["mode"] == m and key in r]
+            series[label].append(statistics.median(v) if v else None)
+    grouped_bars(path, "iperf3 through two gateways (namespace testbed, median)", "Gb/s",
+                 modes, series, f"{args.rounds} round(s) x {args.duration} s; benches/e2e.sh")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--s2ds", type=Path, required=True, help="the s2ds binary")
@@ -347,19 +362,7 @@ def main():
     print(text)
     plot_path = args.plot or out / "e2e.png"
     try:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from plot import grouped_bars
-
-        series = {}
-        for key, label in (("tcp1", "TCP P=1"), ("tcp4", "TCP P=4"), ("udp", "UDP 1400 B")):
-            series[label] = [
-                statistics.median([r[key]["gbps"] for r in results if r["mode"] == m and key in r])
-                if any(key in r for r in results if r["mode"] == m) else 0.0
-                for m in modes
-            ]
-        grouped_bars(plot_path, "iperf3 through two gateways (namespace testbed, median)",
-                     "Gb/s", modes, series,
-                     f"{args.rounds} round(s) x {args.duration} s; benches/e2e.sh")
+        plot(results, modes, args, plot_path)
         log(f"plot: {plot_path}")
     except ImportError as e:
         log(f"no plot ({e}; scripts/setup.sh installs python3-matplotlib)")

@@ -17,7 +17,7 @@ from pathlib import Path
 def grouped_bars(path, title, ylabel, groups, series, note=""):
     """Writes a PNG at `path`: one group of bars per entry of `groups`, one
     bar per series (name -> one value per group), each labelled with its
-    value. Raises if matplotlib is missing (scripts/setup.sh installs it)."""
+    value (None: no bar). Raises if matplotlib is missing (scripts/setup.sh installs it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,14 +28,19 @@ def grouped_bars(path, title, ylabel, groups, series, note=""):
         if len(series[n]) != len(groups):
             raise ValueError(f"series {n!r} has {len(series[n])} values for {len(groups)} groups")
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(groups) * max(len(names), 1) / 2 + 2), 3.6),
-                           dpi=120)
+    fig, ax = plt.subplots(
+        figsize=(min(11.0, max(4.0, 0.55 * len(groups) * max(len(names), 1) + 2)), 4.0), dpi=120)
     for i, n in enumerate(names):
-        xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-        bars = ax.bar(xs, series[n], width, label=n)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        # A value of None is a measure that does not apply: no bar.
+        pts = [(g + (i - (len(names) - 1) / 2) * width, v)
+               for g, v in enumerate(series[n]) if v is not None]
+        if not pts:
+            continue
+        bars = ax.bar([x for x, _ in pts], [v for _, v in pts], width, label=n)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
     ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups)
+    ax.set_xticklabels(groups, rotation=20 if len(groups) > 5 else 0,
+                       ha="right" if len(groups) > 5 else "center", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
