@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 
-def grouped_bars(path, title, ylabel, groups, series, note=""):
+def grouped_bars(path, title, ylabel, groups, series, note="", figsize=None):
     """Writes a PNG at `path`: one group of bars per entry of `groups`, one
     bar per series (name -> one value per group), each labelled with its
-    value. Raises if matplotlib is missing (scripts/setup.sh installs it)."""
+    value; `figsize` (inches) overrides the size derived from the number of
+    bars. Raises if matplotlib is missing (scripts/setup.sh installs it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,8 +29,9 @@ def grouped_bars(path, title, ylabel, groups, series, note=""):
         if len(series[n]) != len(groups):
             raise ValueError(f"series {n!r} has {len(series[n])} values for {len(groups)} groups")
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(groups) * max(len(names), 1) / 2 + 2), 3.6),
-                           dpi=120)
+    if figsize is None:
+        figsize = (max(4.0, 1.6 * len(groups) * max(len(names), 1) / 2 + 2), 3.6)
+    fig, ax = plt.subplots(figsize=figsize, dpi=120)
     for i, n in enumerate(names):
         xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
         bars = ax.bar(xs, series[n], width, label=n)

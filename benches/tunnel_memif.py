@@ -384,7 +384,8 @@ def plot(rounds, sizes, algos, engines, args, path: Path) -> None:
         series[kind] = vals
     grouped_bars(path, "ESP sealing over net_memif, one worker (best round)", "Mpps",
                  groups, series,
-                 f"{args.rounds} rounds x {args.duration:g} s; benches/tunnel_memif.sh")
+                 f"{args.rounds} rounds x {args.duration:g} s; benches/tunnel_memif.sh",
+                 figsize=(max(5.0, 1.0 * len(groups) * len(series) / 2 + 2), 4.0))
 
 
 def report_round(r: TRound, min_cpu: float) -> None:
@@ -470,6 +471,7 @@ def main() -> int:
 
     kinds = kinds_of(engines, True)
     rounds: list[TRound] = []
+    failed = False
     started = time.monotonic()
     try:
         for algo in algos:
@@ -501,8 +503,10 @@ def main() -> int:
             finally:
                 tester.stop()
     except BenchError as e:
+        # Still write what was measured (e.g. when the time limit stops a
+        # long run on a busy machine), but exit non-zero.
         log(f"FAILED: {e}")
-        return 1
+        failed = True
     finally:
         signal.alarm(0)
         Proc.stop_all()
@@ -510,6 +514,8 @@ def main() -> int:
         for p in ("tst", "s2ds", "secgw"):
             shutil.rmtree(f"/var/run/dpdk/{tag}-{p}", ignore_errors=True)
 
+    if not rounds:
+        return 1
     (out / "rounds.json").write_text(json.dumps(
         [{"gateway": r.forwarder, "algorithm": r.algo, "size": r.size, "round": r.index,
           "seconds": r.seconds, "sink_frames": r.sink_frames, "offered": r.offered,
@@ -529,6 +535,9 @@ def main() -> int:
         if args.smoke:
             return 1
     log(f"done in {time.monotonic() - started:.0f} s; logs and rounds.json in {out}")
+    if failed:
+        log("FAILED: the table above is partial")
+        return 1
     if args.smoke:
         got = {r.forwarder for r in rounds if r.sink_frames > 0}
         missing = [k for k in kinds if k not in got]
