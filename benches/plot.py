@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 
 
-def grouped_bars(path, title, ylabel, groups, series, note=""):
+def grouped_bars(path, title, ylabel, groups, series, note="", figsize=None):
     """Writes a PNG at `path`: one group of bars per entry of `groups`, one
     bar per series (name -> one value per group), each labelled with its
-    value (None: no bar). Raises if matplotlib is missing (scripts/setup.sh installs it)."""
+    value (None: no bar); `figsize` (inches) overrides the size derived from
+    the number of bars. Raises if matplotlib is missing (scripts/setup.sh
+    installs it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,8 +30,9 @@ def grouped_bars(path, title, ylabel, groups, series, note=""):
         if len(series[n]) != len(groups):
             raise ValueError(f"series {n!r} has {len(series[n])} values for {len(groups)} groups")
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(
-        figsize=(min(11.0, max(4.0, 0.55 * len(groups) * max(len(names), 1) + 2)), 4.0), dpi=120)
+    if figsize is None:
+        figsize = (min(11.0, max(4.0, 0.55 * len(groups) * max(len(names), 1) + 2)), 4.0)
+    fig, ax = plt.subplots(figsize=figsize, dpi=120)
     for i, n in enumerate(names):
         # A value of None is a measure that does not apply: no bar.
         pts = [(g + (i - (len(names) - 1) / 2) * width, v)

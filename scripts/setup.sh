@@ -18,7 +18,7 @@ readonly PACKAGES=(
     libxdp-dev libbpf-dev xdp-tools iproute2 ethtool tcpdump
     iputils-ping python3 procps openssl
     protobuf-compiler python3-grpcio python3-protobuf
-    libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4
+    libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4 dpdk-doc make gcc
 )
 readonly HUGEPAGE_DIR=/dev/hugepages-s2
 readonly HUGEPAGE_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages

@@ -37,3 +37,7 @@ step "bench smoke: iperf3 through two gateways, s2ds on each backend against ker
 bench_out="$(mktemp -d /tmp/s2-e2e-smoke.XXXXXX)"
 bash benches/e2e.sh --smoke --no-build --out "$bench_out"
 rm -rf "$bench_out"
+step "bench smoke: ESP tunnel over memif, s2ds (ipsec-mb) against ipsec-secgw (one short round)"
+bench_out="$(mktemp -d /tmp/s2ds-tunnel-smoke.XXXXXX)"
+bash benches/tunnel_memif.sh --smoke --no-build --out "$bench_out"
+rm -rf "$bench_out"

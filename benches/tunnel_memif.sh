@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# ESP tunnel benchmark over net_memif: one s2ds worker sealing LAN -> WAN
+# (engines ipsec-mb, ring, aes-gcm) against DPDK's ipsec-secgw, same traffic,
+# same sink, AES-128-GCM and AES-256-GCM. See docs/benchmarks.md.
+#
+#   sudo bash benches/tunnel_memif.sh [--sizes 64,512,1400]
+#        [--algos aes-128-gcm,aes-256-gcm] [--engines ipsec-mb,ring,aes-gcm]
+#        [--rounds 3] [--duration 3] [--warmup 1] [--no-build] [--out DIR]
+#        [--fwd-core 1] [--tester-core 0] [--time-limit 1500] [--min-cpu 0.97]
+#        [--retries 1] [--quiet-wait 30] [--plot PNG] [--smoke]
+#
+# Builds s2ds in release (unless --no-build) and a patched copy of
+# ipsec-secgw from Debian's dpdk-doc sources in a temporary directory, then
+# runs benches/tunnel_memif.py, which prints a markdown table and writes a
+# PNG. Every process, socket and temporary directory is removed on exit,
+# also on failure or ^C.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+build=1
+pass=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=0 ;;
+        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) pass+=("$a") ;;
+    esac
+done
+
+if [[ $EUID -ne 0 ]]; then
+    echo "tunnel_memif.sh: run as root (sudo bash benches/tunnel_memif.sh)" >&2
+    exit 2
+fi
+for tool in dpdk-testpmd python3 pkg-config make cc; do
+    command -v "$tool" >/dev/null || { echo "tunnel_memif.sh: $tool not found (scripts/setup.sh installs it)" >&2; exit 2; }
+done
+secgw_src=/usr/share/dpdk/examples/ipsec-secgw
+[[ -d "$secgw_src" ]] || { echo "tunnel_memif.sh: $secgw_src missing (apt-get install dpdk-doc; scripts/setup.sh does)" >&2; exit 2; }
+
+target="${CARGO_TARGET_DIR:-$repo/target}"
+if [[ $build -eq 1 ]]; then
+    echo "[bench] cargo build --release -p scistream-dataplane"
+    (cd "$repo" && cargo build --release -p scistream-dataplane)
+fi
+s2ds="$target/release/s2ds"
+[[ -x "$s2ds" ]] || { echo "tunnel_memif.sh: $s2ds not built (drop --no-build)" >&2; exit 2; }
+
+# Fallback clean-up: the Python driver stops its children itself; if it is
+# killed outright, stop whatever it recorded as started and is still running,
+# and remove the ipsec-secgw build.
+pid_file="$(mktemp /tmp/s2ds-tunnel-pids.XXXXXX)"
+build_dir="$(mktemp -d /tmp/s2ds-secgw.XXXXXX)"
+cleanup() {
+    local pid
+    while read -r pid; do
+        [[ -n "$pid" ]] || continue
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -INT -- "-$pid" 2>/dev/null || true
+            sleep 1
+            kill -KILL -- "-$pid" 2>/dev/null || true
+        fi
+    done <"$pid_file"
+    rm -f "$pid_file"
+    rm -rf "$build_dir"
+}
+trap cleanup EXIT
+
+# ipsec-secgw, as shipped in dpdk-doc (22.11), built with its Makefile
+# (pkg-config libdpdk). One patch: its default port configuration asks for
+# RTE_ETH_RX_OFFLOAD_CHECKSUM, which virtual PMDs (net_memif) do not offer,
+# and port_init() then exits ("required RX offloads"); request none. The
+# checksum offload only sets mbuf flags; the library path does not need it.
+cp -r "$secgw_src" "$build_dir/"
+find "$build_dir/ipsec-secgw" -name '*.gz' -exec gunzip -f {} +
+sed -i 's|^\(\t\t\.offloads = \)RTE_ETH_RX_OFFLOAD_CHECKSUM,$|\10, /* tunnel_memif.sh: virtual PMDs lack RX checksum offload */|' \
+    "$build_dir/ipsec-secgw/ipsec-secgw.c"
+grep -q 'tunnel_memif.sh: virtual PMDs' "$build_dir/ipsec-secgw/ipsec-secgw.c" \
+    || { echo "tunnel_memif.sh: the RX offload line of ipsec-secgw.c was not found; update the patch" >&2; exit 2; }
+echo "[bench] building ipsec-secgw from $secgw_src (patched RX offloads) in $build_dir"
+make -s -C "$build_dir/ipsec-secgw" >"$build_dir/build.log" 2>&1 \
+    || { cat "$build_dir/build.log" >&2; echo "tunnel_memif.sh: ipsec-secgw build failed" >&2; exit 2; }
+secgw="$build_dir/ipsec-secgw/build/ipsec-secgw"
+
+# Debian's interpreter (python3-matplotlib for the plot) before any other on PATH.
+py=/usr/bin/python3
+[[ -x "$py" ]] || py=python3
+BENCH_PID_FILE="$pid_file" "$py" "$here/tunnel_memif.py" --s2ds "$s2ds" --secgw "$secgw" "${pass[@]}"
