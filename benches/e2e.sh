@@ -11,29 +11,10 @@
 # which prints a markdown table and writes a PNG. Every namespace and
 # process it made is removed on exit, also on failure or ^C.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-build=1
-pass=()
-for a in "$@"; do
-    case "$a" in
-        --no-build) build=0 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) pass+=("$a") ;;
-    esac
-done
-if [[ $EUID -ne 0 ]]; then
-    echo "e2e.sh: run as root (sudo bash benches/e2e.sh)" >&2
-    exit 2
-fi
-target="${CARGO_TARGET_DIR:-$repo/target}"
-if [[ $build -eq 1 ]]; then
-    echo "[e2e] cargo build --release -p scistream-dataplane --bin s2ds"
-    (cd "$repo" && cargo build --release -p scistream-dataplane --bin s2ds)
-fi
-s2ds="$target/release/s2ds"
-[[ -x "$s2ds" ]] || { echo "e2e.sh: $s2ds not built (drop --no-build)" >&2; exit 2; }
+bench_args e2e.sh "$@"
+bench_s2ds
 
 # Fallback clean-up if the driver is killed outright: its testbeds are named
 # after this prefix.
@@ -45,6 +26,5 @@ cleanup() {
     done
 }
 trap cleanup EXIT
-py=/usr/bin/python3
-[[ -x "$py" ]] || py=python3
+bench_python
 "$py" "$here/e2e.py" --s2ds "$s2ds" "${pass[@]}"

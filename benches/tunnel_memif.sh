@@ -15,36 +15,13 @@
 # PNG. Every process, socket and temporary directory is removed on exit,
 # also on failure or ^C.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-build=1
-pass=()
-for a in "$@"; do
-    case "$a" in
-        --no-build) build=0 ;;
-        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) pass+=("$a") ;;
-    esac
-done
-
-if [[ $EUID -ne 0 ]]; then
-    echo "tunnel_memif.sh: run as root (sudo bash benches/tunnel_memif.sh)" >&2
-    exit 2
-fi
-for tool in dpdk-testpmd python3 pkg-config make cc; do
-    command -v "$tool" >/dev/null || { echo "tunnel_memif.sh: $tool not found (scripts/setup.sh installs it)" >&2; exit 2; }
-done
+bench_args tunnel_memif.sh "$@"
+bench_need dpdk-testpmd python3 pkg-config make cc
 secgw_src=/usr/share/dpdk/examples/ipsec-secgw
 [[ -d "$secgw_src" ]] || { echo "tunnel_memif.sh: $secgw_src missing (apt-get install dpdk-doc; scripts/setup.sh does)" >&2; exit 2; }
-
-target="${CARGO_TARGET_DIR:-$repo/target}"
-if [[ $build -eq 1 ]]; then
-    echo "[bench] cargo build --release -p scistream-dataplane"
-    (cd "$repo" && cargo build --release -p scistream-dataplane)
-fi
-s2ds="$target/release/s2ds"
-[[ -x "$s2ds" ]] || { echo "tunnel_memif.sh: $s2ds not built (drop --no-build)" >&2; exit 2; }
+bench_s2ds
 
 # Fallback clean-up: the Python driver stops its children itself; if it is
 # killed outright, stop whatever it recorded as started and is still running,
@@ -52,16 +29,7 @@ s2ds="$target/release/s2ds"
 pid_file="$(mktemp /tmp/s2ds-tunnel-pids.XXXXXX)"
 build_dir="$(mktemp -d /tmp/s2ds-secgw.XXXXXX)"
 cleanup() {
-    local pid
-    while read -r pid; do
-        [[ -n "$pid" ]] || continue
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -INT -- "-$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL -- "-$pid" 2>/dev/null || true
-        fi
-    done <"$pid_file"
-    rm -f "$pid_file"
+    bench_kill_recorded "$pid_file"
     rm -rf "$build_dir"
 }
 trap cleanup EXIT
@@ -82,7 +50,5 @@ make -s -C "$build_dir/ipsec-secgw" >"$build_dir/build.log" 2>&1 \
     || { cat "$build_dir/build.log" >&2; echo "tunnel_memif.sh: ipsec-secgw build failed" >&2; exit 2; }
 secgw="$build_dir/ipsec-secgw/build/ipsec-secgw"
 
-# Debian's interpreter (python3-matplotlib for the plot) before any other on PATH.
-py=/usr/bin/python3
-[[ -x "$py" ]] || py=python3
+bench_python
 BENCH_PID_FILE="$pid_file" "$py" "$here/tunnel_memif.py" --s2ds "$s2ds" --secgw "$secgw" "${pass[@]}"
