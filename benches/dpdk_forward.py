@@ -688,6 +688,33 @@ def profile(su: Setup, tester: Proc, kinds: tuple[str, ...], seconds: float,
 # ---------------------------------------------------------------- main
 
 
+def begin_run(args, tag: str, stem: str) -> tuple[Path, Path, Setup]:
+    """What every memif bench does first: a work directory (removed by the
+    caller), the output directory, the shared set-up, clean stops on
+    SIGINT/SIGTERM/SIGHUP and the time limit as an exception."""
+    tag = f"{tag}{os.getpid()}"
+    work = Path(tempfile.mkdtemp(prefix=f"{stem}-"))
+    out = args.out or Path(f"/tmp/{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    Proc.pid_file = Path(os.environ.get("BENCH_PID_FILE", str(work / "pids")))
+    su = Setup(work, out, args.s2ds.resolve(), args.tester_core, args.fwd_core, tag,
+               quiet_wait=args.quiet_wait)
+
+    def on_signal(signum, _frame):
+        log(f"interrupted ({signal.Signals(signum).name}): stopping everything")
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    def on_alarm(_signum, _frame):
+        raise BenchError(f"time limit of {args.time_limit:.0f} s reached")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(args.time_limit))
+    return work, out, su
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--s2ds", required=True, type=Path, help="the s2ds binary")
@@ -728,25 +755,7 @@ def main() -> int:
         print("dpdk_forward: --fwd-core and --tester-core must differ", file=sys.stderr)
         return 2
 
-    tag = f"s2bench{os.getpid()}"
-    work = Path(tempfile.mkdtemp(prefix="s2ds-bench-"))
-    out = args.out or Path(f"/tmp/s2ds-bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    Proc.pid_file = Path(os.environ.get("BENCH_PID_FILE", str(work / "pids")))
-    su = Setup(work, out, args.s2ds.resolve(), args.tester_core, args.fwd_core, tag,
-               quiet_wait=args.quiet_wait)
-
-    def on_signal(signum, _frame):
-        log(f"interrupted ({signal.Signals(signum).name}): stopping everything")
-        raise SystemExit(128 + signum)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    def on_alarm(_signum, _frame):
-        raise BenchError(f"time limit of {args.time_limit:.0f} s reached")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.time_limit))
+    work, out, su = begin_run(args, "s2bench", "s2ds-bench")
 
     rounds: list[Round] = []
     started = time.monotonic()

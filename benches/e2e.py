@@ -102,6 +102,9 @@ class Testbed:
             f.close()
         self.procs.clear()
         run([str(TESTBED), "down", "--prefix", self.prefix], check=False)
+        # The DPDK runtime directories of s2ds's --file-prefix (s2ds_pair).
+        for node in ("gwa", "gwb"):
+            shutil.rmtree(f"/var/run/dpdk/{self.prefix}-{node}", ignore_errors=True)
 
 
 def run(argv, check=True):

@@ -58,6 +58,7 @@ from dpdk_forward import (  # noqa: E402  (the shared memif set-up)
     Proc,
     Round,
     Setup,
+    begin_run,
     fwd_stats,
     write_s2ds_config,
     log,
@@ -402,26 +403,7 @@ def main() -> int:
         print("tunnel_memif: --fwd-core and --tester-core must differ", file=sys.stderr)
         return 2
 
-    tag = f"s2tun{os.getpid()}"
-    work = Path(tempfile.mkdtemp(prefix="s2ds-tunnel-"))
-    out = args.out or Path(f"/tmp/s2ds-tunnel-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    Proc.pid_file = Path(os.environ.get("BENCH_PID_FILE", str(work / "pids")))
-    su = Setup(work, out, args.s2ds.resolve(), args.tester_core, args.fwd_core, tag,
-               quiet_wait=args.quiet_wait)
-
-    def on_signal(signum, _frame):
-        log(f"interrupted ({signal.Signals(signum).name}): stopping everything")
-        raise SystemExit(128 + signum)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-
-    def on_alarm(_signum, _frame):
-        raise BenchError(f"time limit of {args.time_limit:.0f} s reached")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.time_limit))
+    work, out, su = begin_run(args, "s2tun", "s2ds-tunnel")
 
     kinds = kinds_of(engines, True)
     rounds: list[TRound] = []
@@ -466,7 +448,7 @@ def main() -> int:
         Proc.stop_all()
         shutil.rmtree(work, ignore_errors=True)
         for p in ("tst", "s2ds", "secgw"):
-            shutil.rmtree(f"/var/run/dpdk/{tag}-{p}", ignore_errors=True)
+            shutil.rmtree(f"/var/run/dpdk/{su.tag}-{p}", ignore_errors=True)
 
     if not rounds:
         return 1
