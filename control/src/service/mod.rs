@@ -338,6 +338,9 @@ pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
 
 /// Runs the control process until SIGINT or SIGTERM.
 pub async fn run(cfg: ControlConfig) -> Result<()> {
+    // SIGTERM is handled from the start: once "s2cs ready" is logged, a
+    // service manager may stop us at any moment, and must see a clean exit.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shared = prepare(cfg)?;
     // Publish what we hold (adopted or restored) so that the tables match
     // our state from the start.
@@ -375,7 +378,6 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
             }
         }));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         _ = term.recv() => info!("SIGTERM: stopping"),
