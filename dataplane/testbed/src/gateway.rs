@@ -28,6 +28,9 @@ pub struct Gateway {
     dir: PathBuf,
     /// The namespace it runs in.
     ns: String,
+    /// DPDK's runtime directory for the gateway's `--file-prefix` (DPDK
+    /// backends), removed on drop.
+    dpdk_runtime: Option<PathBuf>,
 }
 
 /// The `s2ds` binary under test (see [`workspace_bin`]: cargo gives its path
@@ -61,6 +64,7 @@ impl Gateway {
         let stats = dir.join("stats.json");
         let gw = t["gateway"].as_table_mut().unwrap();
         gw.insert("stats_path".into(), stats.display().to_string().into());
+        let mut dpdk_runtime = None;
         if let Some(d) = t.get_mut("dpdk").and_then(|d| d.as_table_mut()) {
             let args: Vec<toml::Value> = d
                 .get("eal_args")
@@ -74,6 +78,7 @@ impl Gateway {
                 .unwrap_or_default();
             let mut args = args;
             args.push(format!("--file-prefix=s2t{id}").into());
+            dpdk_runtime = Some(PathBuf::from(format!("/var/run/dpdk/s2t{id}")));
             d.insert("eal_args".into(), toml::Value::Array(args));
         }
         edit(&mut t);
@@ -87,6 +92,7 @@ impl Gateway {
             log,
             dir,
             ns: tb.ns(node),
+            dpdk_runtime,
         };
         g.spawn();
         g
@@ -227,6 +233,9 @@ impl Drop for Gateway {
     /// prints the log.
     fn drop(&mut self) {
         self.stop();
+        if let Some(d) = &self.dpdk_runtime {
+            let _ = std::fs::remove_dir_all(d);
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
