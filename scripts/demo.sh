@@ -184,7 +184,7 @@ wait "$cpid" || true
 wait "$spid" || true
 
 python3 - "$work" <<'PY'
-import json, sys
+import json, sys, time
 w = sys.argv[1]
 def last(p):
     lines = [l for l in open(f"{w}/{p}").read().splitlines() if l.strip().startswith("{")]
@@ -195,7 +195,17 @@ print(f"UDP  sent {us['sent']}  received {ur['received']}  lost {ur['lost']}  in
 print(f"TCP  {tr['bytes']} bytes in {tr['seconds']:.2f} s ({tr['mbps']:.0f} Mb/s)")
 print(f"     sha256 sent     {ts['sha256']}")
 print(f"     sha256 received {tr['sha256']}  {'MATCH' if ts['sha256'] == tr['sha256'] else 'MISMATCH'}")
+# The gateways clamp the MSS of TCP SYNs crossing the tunnel, so the 1500-MTU
+# endpoints never send a segment the tunnel cannot carry: no ICMP
+# fragmentation-needed (or any other ICMP error) from either gateway.
+time.sleep(1.0)  # the stats files are rewritten twice a second
+gws = {g: json.load(open(f"{w}/{g}.stats.json")) for g in ("gwa", "gwb")}
+icmp = {g: s["control"]["icmp_errors"] for g, s in gws.items()}
+clamped = {g: s["tunnel"]["mss_clamped"] for g, s in gws.items()}
+print(f"ICMP errors sent (fragmentation needed, ...): gwA {icmp['gwa']}, gwB {icmp['gwb']}")
+print(f"TCP SYNs with the MSS clamped to the tunnel:  gwA {clamped['gwa']}, gwB {clamped['gwb']}")
 ok = ur["received"] == us["sent"] and ur["in_order"] and ts["sha256"] == tr["sha256"] and tr["bytes"] == ts["bytes"]
+ok = ok and sum(icmp.values()) == 0
 open(f"{w}/ok", "w").write("1" if ok else "0")
 PY
 if [[ "$keys" == control ]]; then

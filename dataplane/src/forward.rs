@@ -12,14 +12,16 @@
 //!
 //! Pure code over a byte slice: no I/O, no allocation, no lock.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
 use crate::stats::DropReason;
 use crate::tunnel::TunnelTables;
+use crate::wire::icmpv6::{self, ETHERTYPE_IPV6};
 use crate::wire::ipv4::Ipv4Info;
+use crate::wire::ipv6::{self, next_header, Ipv6Info};
 use crate::wire::{ipv4, WireError, BROADCAST_MAC, ETH_HLEN};
 
 /// Why a frame goes to the slow path.
@@ -27,11 +29,15 @@ use crate::wire::{ipv4, WireError, BROADCAST_MAC, ETH_HLEN};
 pub enum SlowReason {
     /// An ARP request or reply.
     Arp,
-    /// ICMP addressed to the gateway.
+    /// An IPv6 Neighbor Solicitation or Advertisement for the gateway.
+    Nd,
+    /// ICMP (or ICMPv6 echo) addressed to the gateway.
     LocalIcmp,
-    /// TTL ran out: answer with ICMP time exceeded.
+    /// TTL (hop limit) ran out: answer with ICMP (ICMPv6) time exceeded.
     TtlExceeded,
-    /// Too big for the egress port with DF set: answer with ICMP frag-needed carrying this MTU.
+    /// Too big for the egress port: with DF set, answer with ICMP
+    /// frag-needed carrying this MTU; IPv6 (never fragmented by routers):
+    /// Packet Too Big.
     FragNeeded(u16),
 }
 
@@ -56,7 +62,7 @@ pub enum Verdict {
     /// Next hop unresolved: drop, and ask the slow path to resolve `next_hop` on `port`.
     Unresolved {
         /// The next hop to resolve.
-        next_hop: Ipv4Addr,
+        next_hop: IpAddr,
         /// The port it is on.
         port: PortId,
     },
@@ -95,6 +101,9 @@ pub fn classify(
 ) -> Verdict {
     if frame.len() < ETH_HLEN {
         return Verdict::Drop(DropReason::Runt);
+    }
+    if frame[12..14] == ETHERTYPE_IPV6 {
+        return classify6(frame, in_port, gw, neigh, tunnel.is_some());
     }
     let me = gw.port(in_port);
     let dst_mac = &frame[0..6];
@@ -224,7 +233,7 @@ pub fn route_out(
     }
     let Some(n) = neigh.get(next_hop, out_port) else {
         return Verdict::Unresolved {
-            next_hop,
+            next_hop: next_hop.into(),
             port: out_port,
         };
     };
@@ -257,6 +266,118 @@ pub fn egress_check(ip: &Ipv4Info, mtu: u16) -> Option<Verdict> {
 /// be encapsulated.
 fn into_tunnel(ip: &Ipv4Info, gw: &Gateway) -> Option<Verdict> {
     egress_check(ip, crate::esp::inner_mtu(gw.port(PortId::Wan).mtu))
+}
+
+/// [`classify`] for an IPv6 frame: Neighbor Discovery to the gateway's
+/// solicited-node groups or to all nodes, ICMPv6 to the gateway's own
+/// addresses, else the route-out step. Packets from or to link-local
+/// addresses are never forwarded (RFC 4291 §2.5.6).
+fn classify6(
+    frame: &mut [u8],
+    in_port: PortId,
+    gw: &Gateway,
+    neigh: &NeighborTable,
+    tunnel_policy: bool,
+) -> Verdict {
+    let me = gw.port(in_port);
+    let multicast_frame = frame[0] == 0x33 && frame[1] == 0x33;
+    if !multicast_frame && frame[0..6] != me.mac {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    let ip = match ipv6::parse(&frame[ETH_HLEN..]) {
+        Ok(ip) => ip,
+        Err(_) => return Verdict::Drop(DropReason::Ipv6Malformed),
+    };
+    if ip.src.is_multicast() {
+        return Verdict::Drop(DropReason::Ipv6Malformed);
+    }
+    let icmp_type = (ip.protocol == next_header::ICMPV6 && !ip.is_later_fragment)
+        .then(|| frame.get(ETH_HLEN + ip.l4_at).copied())
+        .flatten();
+    let is_nd = matches!(icmp_type, Some(135 | 136));
+    if ip.dst.is_multicast() {
+        let ours = ip.dst == icmpv6::ALL_NODES
+            || ip.dst == icmpv6::solicited_node(me.link_local())
+            || me
+                .ip6
+                .is_some_and(|(own, _)| ip.dst == icmpv6::solicited_node(own));
+        return if ours && is_nd {
+            Verdict::Slow(SlowReason::Nd)
+        } else {
+            Verdict::Drop(DropReason::NotForUs)
+        };
+    }
+    if multicast_frame {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    if me.owns6(ip.dst) || gw.is_local6(ip.dst) {
+        return match icmp_type {
+            Some(135 | 136) => Verdict::Slow(SlowReason::Nd),
+            Some(128) => Verdict::Slow(SlowReason::LocalIcmp),
+            _ => Verdict::Drop(DropReason::LocalUnsupported),
+        };
+    }
+    if crate::port::is_link_local(ip.dst) || ip.dst.is_unspecified() {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    if crate::port::is_link_local(ip.src) || ip.src.is_unspecified() {
+        return Verdict::Drop(DropReason::Policy);
+    }
+    route_out6(frame, &ip, Ingress::Port(in_port), tunnel_policy, gw, neigh)
+}
+
+/// [`route_out`] for IPv6: route lookup, policy, hop limit and MTU
+/// ([`egress_check6`]), next-hop resolution, the rewrite (MACs, hop limit).
+#[inline]
+pub fn route_out6(
+    frame: &mut [u8],
+    ip: &Ipv6Info,
+    from: Ingress,
+    tunnel_policy: bool,
+    gw: &Gateway,
+    neigh: &NeighborTable,
+) -> Verdict {
+    let Some((out_port, next_hop)) = gw.routes.lookup6(ip.dst) else {
+        return Verdict::Drop(match from {
+            Ingress::Port(_) => DropReason::NoRoute,
+            Ingress::Tunnel => DropReason::Policy,
+        });
+    };
+    let allowed = match from {
+        Ingress::Port(in_port) => !tunnel_policy || out_port == in_port,
+        Ingress::Tunnel => out_port == PortId::Lan,
+    };
+    if !allowed {
+        return Verdict::Drop(DropReason::Policy);
+    }
+    let out = gw.port(out_port);
+    if let Some(v) = egress_check6(ip, out.mtu) {
+        return v;
+    }
+    let Some(n) = neigh.get(next_hop, out_port) else {
+        return Verdict::Unresolved {
+            next_hop: next_hop.into(),
+            port: out_port,
+        };
+    };
+    ipv6::decrement_hop_limit(&mut frame[ETH_HLEN..]);
+    frame[0..6].copy_from_slice(&n.mac);
+    frame[6..12].copy_from_slice(&out.mac);
+    Verdict::Forward(out_port)
+}
+
+/// [`egress_check`] for IPv6: hop limit expiring here (ICMPv6 time
+/// exceeded), or larger than `mtu` (Packet Too Big: IPv6 routers never
+/// fragment).
+#[inline]
+pub fn egress_check6(ip: &Ipv6Info, mtu: u16) -> Option<Verdict> {
+    if ip.hop_limit <= 1 {
+        return Some(Verdict::Slow(SlowReason::TtlExceeded));
+    }
+    if ip.total_len > usize::from(mtu) {
+        return Some(Verdict::Slow(SlowReason::FragNeeded(mtu)));
+    }
+    None
 }
 
 /// TCP, UDP and ICMP errors (destination unreachable, time exceeded,
@@ -324,11 +445,21 @@ mod tests {
             (
                 {
                     let mut f = frame(LAN_MAC, &ip);
+                    f[12] = 0x81; // VLAN
+                    f[13] = 0x00;
+                    f
+                },
+                Verdict::Drop(DropReason::UnsupportedEthertype),
+            ),
+            (
+                {
+                    // An IPv4 packet behind the IPv6 ethertype.
+                    let mut f = frame(LAN_MAC, &ip);
                     f[12] = 0x86;
                     f[13] = 0xdd;
                     f
                 },
-                Verdict::Drop(DropReason::UnsupportedEthertype),
+                Verdict::Drop(DropReason::Ipv6Malformed),
             ),
             (
                 frame(LAN_MAC, &ip[..15]),
@@ -400,7 +531,7 @@ mod tests {
         assert_eq!(
             classify(&mut f, PortId::Lan, &gw, &t, None),
             Verdict::Unresolved {
-                next_hop: Ipv4Addr::new(10, 10, 100, 7),
+                next_hop: std::net::Ipv4Addr::new(10, 10, 100, 7).into(),
                 port: PortId::Wan
             }
         );
@@ -427,5 +558,175 @@ mod tests {
             classify(&mut arp, PortId::Lan, &gw, &t, None),
             Verdict::Slow(SlowReason::Arp)
         );
+    }
+
+    mod ipv6_tests {
+        use super::*;
+        use crate::fixtures::{router_ip6, LAN_IP6, PROD_IP6};
+        use crate::wire::icmpv6::{multicast_mac, neighbor_solicit, solicited_node, ALL_NODES};
+        use crate::wire::ipv6::tests::packet;
+        use std::net::Ipv6Addr;
+
+        const FAR: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x20, 1, 0, 0, 0, 0, 2);
+
+        /// An Ethernet frame to `dst_mac` with an IPv6 UDP packet `src` → `dst`.
+        fn frame6(dst_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, hops: u8, len: usize) -> Vec<u8> {
+            let mut ip = packet(next_header::UDP, &[], &vec![0u8; len], hops);
+            ip[8..24].copy_from_slice(&src.octets());
+            ip[24..40].copy_from_slice(&dst.octets());
+            let mut f = dst_mac.to_vec();
+            f.extend_from_slice(&PROD_MAC);
+            f.extend_from_slice(&ETHERTYPE_IPV6);
+            f.extend_from_slice(&ip);
+            f
+        }
+
+        fn icmp6(dst_mac: [u8; 6], dst: Ipv6Addr, icmp_type: u8) -> Vec<u8> {
+            let mut f = frame6(dst_mac, PROD_IP6, dst, 255, 24);
+            f[ETH_HLEN + 6] = next_header::ICMPV6;
+            f[ETH_HLEN + 40] = icmp_type;
+            f
+        }
+
+        #[test]
+        fn forwards_ipv6_with_mac_rewrite_and_hop_limit_decrement() {
+            let (gw, n) = gateway();
+            let sent = frame6(LAN_MAC, PROD_IP6, FAR, 64, 100);
+            let mut f = sent.clone();
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &n.load(), None),
+                Verdict::Forward(PortId::Wan)
+            );
+            assert_eq!((&f[0..6], &f[6..12]), (&ROUTER_MAC[..], &WAN_MAC[..]));
+            let mut want = sent[ETH_HLEN..].to_vec();
+            want[7] = 63;
+            assert_eq!(&f[ETH_HLEN..], &want[..], "only the hop limit changes");
+        }
+
+        #[test]
+        fn ipv6_hop_limit_mtu_and_resolution() {
+            let (gw, n) = gateway();
+            let t = n.load();
+            let mut f = frame6(LAN_MAC, PROD_IP6, FAR, 1, 100);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Slow(SlowReason::TtlExceeded)
+            );
+            // 1501 bytes of IPv6 packet for a 1500-byte link: Packet Too Big, never fragmented.
+            let mut f = frame6(LAN_MAC, PROD_IP6, FAR, 64, 1501 - 40);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Slow(SlowReason::FragNeeded(1500))
+            );
+            let hop: Ipv6Addr = "fd00:10:100::7".parse().unwrap();
+            let mut f = frame6(LAN_MAC, PROD_IP6, hop, 64, 10);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Unresolved {
+                    next_hop: hop.into(),
+                    port: PortId::Wan
+                }
+            );
+            let mut f = frame6(LAN_MAC, PROD_IP6, "2001:db8::1".parse().unwrap(), 64, 10);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Drop(DropReason::NoRoute)
+            );
+            // Between LAN and WAN only through the tunnel.
+            let mut f = frame6(LAN_MAC, PROD_IP6, FAR, 64, 10);
+            assert_eq!(
+                classify6(&mut f, PortId::Lan, &gw, &t, true),
+                Verdict::Drop(DropReason::Policy)
+            );
+        }
+
+        #[test]
+        fn neighbor_discovery_and_echo_for_the_gateway() {
+            let (gw, n) = gateway();
+            let t = n.load();
+            let ns = neighbor_solicit(PROD_MAC, PROD_IP6, LAN_IP6);
+            let mut f = ns.clone();
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Slow(SlowReason::Nd)
+            );
+            // For our link-local address too.
+            let lla = gw.port(PortId::Lan).link_local();
+            let mut f = neighbor_solicit(PROD_MAC, PROD_IP6, lla);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Slow(SlowReason::Nd)
+            );
+            // Someone else's solicited-node group.
+            let mut f = neighbor_solicit(PROD_MAC, PROD_IP6, "fd00:10:1::99".parse().unwrap());
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Drop(DropReason::NotForUs)
+            );
+            let mut f = icmp6(LAN_MAC, LAN_IP6, 128);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Slow(SlowReason::LocalIcmp)
+            );
+            // Echo to the WAN address from the LAN: the gateway's own.
+            let mut f = icmp6(LAN_MAC, "fd00:10:100::1".parse().unwrap(), 128);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Slow(SlowReason::LocalIcmp)
+            );
+            // A router advertisement to all nodes: not ours to act on.
+            let mut f = icmp6(multicast_mac(ALL_NODES), ALL_NODES, 134);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Drop(DropReason::NotForUs)
+            );
+            let mut f = frame6(LAN_MAC, PROD_IP6, LAN_IP6, 64, 10);
+            assert_eq!(
+                classify(&mut f, PortId::Lan, &gw, &t, None),
+                Verdict::Drop(DropReason::LocalUnsupported)
+            );
+            assert_eq!(solicited_node(LAN_IP6).segments()[6], 0xff00);
+        }
+
+        #[test]
+        fn ipv6_never_forwards_link_local_or_malformed_packets() {
+            let (gw, n) = gateway();
+            let t = n.load();
+            let cases = [
+                (
+                    frame6(LAN_MAC, PROD_IP6, "fe80::99".parse().unwrap(), 64, 10),
+                    DropReason::NotForUs,
+                ),
+                (
+                    frame6(LAN_MAC, "fe80::2".parse().unwrap(), FAR, 64, 10),
+                    DropReason::Policy,
+                ),
+                (
+                    frame6(LAN_MAC, ALL_NODES, FAR, 64, 10),
+                    DropReason::Ipv6Malformed,
+                ),
+                (
+                    frame6([2, 9, 9, 9, 9, 9], PROD_IP6, FAR, 64, 10),
+                    DropReason::NotForUs,
+                ),
+                (
+                    // A unicast packet in a multicast frame.
+                    frame6(multicast_mac(ALL_NODES), PROD_IP6, FAR, 64, 10),
+                    DropReason::NotForUs,
+                ),
+                (
+                    frame6(LAN_MAC, PROD_IP6, FAR, 64, 10)[..ETH_HLEN + 30].to_vec(),
+                    DropReason::Ipv6Malformed,
+                ),
+            ];
+            for (mut f, want) in cases {
+                assert_eq!(
+                    classify(&mut f, PortId::Lan, &gw, &t, None),
+                    Verdict::Drop(want),
+                    "{f:02x?}"
+                );
+            }
+            assert_eq!(router_ip6().segments()[0], 0xfe80);
+        }
     }
 }

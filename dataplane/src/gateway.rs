@@ -2,7 +2,7 @@
 //! by the classifier, the route-out step, the tunnel stages and the slow
 //! path; built once from the configuration.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::port::{PortAddr, PortId};
 use crate::route::RouteTable;
@@ -27,5 +27,14 @@ impl Gateway {
     #[inline]
     pub fn is_local(&self, ip: Ipv4Addr) -> bool {
         self.ports.iter().any(|p| p.ip == ip)
+    }
+
+    /// True if `ip` is one of the gateway's own global IPv6 addresses
+    /// (link-local addresses belong to one port each: [`crate::port::PortAddr::owns6`]).
+    #[inline]
+    pub fn is_local6(&self, ip: Ipv6Addr) -> bool {
+        self.ports
+            .iter()
+            .any(|p| p.ip6.is_some_and(|(own, _)| own == ip))
     }
 }

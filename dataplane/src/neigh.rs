@@ -1,8 +1,9 @@
-//! The neighbour table (IPv4 → MAC), written by the slow path and read by the
+//! The neighbour table (IPv4 and IPv6 → MAC), written by the slow path (ARP
+//! and Neighbor Discovery) and read by the
 //! workers without locks: the slow path publishes a new immutable table
 //! through an `ArcSwap`; a worker loads the current one once per burst.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,18 +42,18 @@ pub struct NeighborTable {
     /// FxHash: the lookup runs once per forwarded frame, and the keys are
     /// addresses the slow path chose to learn (SipHash cost 17 % of a core
     /// at 64 B, see docs/benchmarks.md).
-    entries: FxHashMap<Ipv4Addr, Neighbor>,
+    entries: FxHashMap<IpAddr, Neighbor>,
 }
 
 impl NeighborTable {
     /// The neighbour for `ip` reachable on `port`.
     #[inline]
-    pub fn get(&self, ip: Ipv4Addr, port: PortId) -> Option<&Neighbor> {
-        self.entries.get(&ip).filter(|n| n.port == port)
+    pub fn get(&self, ip: impl Into<IpAddr>, port: PortId) -> Option<&Neighbor> {
+        self.entries.get(&ip.into()).filter(|n| n.port == port)
     }
 
     /// All entries.
-    pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Addr, &Neighbor)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&IpAddr, &Neighbor)> {
         self.entries.iter()
     }
 
@@ -75,13 +76,13 @@ pub struct Neighbors {
 
 impl Neighbors {
     /// A table holding the static entries `statics`.
-    pub fn with_static(statics: &[(Ipv4Addr, Mac, PortId)]) -> Self {
+    pub fn with_static<A: Into<IpAddr> + Copy>(statics: &[(A, Mac, PortId)]) -> Self {
         let now = Instant::now();
         let entries = statics
             .iter()
             .map(|&(ip, mac, port)| {
                 (
-                    ip,
+                    ip.into(),
                     Neighbor {
                         mac,
                         port,
@@ -104,7 +105,8 @@ impl Neighbors {
 
     /// Records that `ip` is at `mac` on `port`. A static entry is never
     /// overridden. Returns true if the table changed (beyond a refresh time).
-    pub fn learn(&self, ip: Ipv4Addr, mac: Mac, port: PortId) -> bool {
+    pub fn learn(&self, ip: impl Into<IpAddr>, mac: Mac, port: PortId) -> bool {
+        let ip = ip.into();
         let mut changed = false;
         self.current.rcu(|t| {
             let mut t = NeighborTable::clone(t);
@@ -150,6 +152,7 @@ impl Neighbors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn learns_updates_and_keeps_static_entries() {

@@ -1,7 +1,7 @@
 //! The gateway's two ports and their addresses.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::wire::Mac;
 
@@ -65,6 +65,10 @@ pub struct PortAddr {
     pub prefix_len: u8,
     /// IP MTU of the port.
     pub mtu: u16,
+    /// The gateway's global IPv6 address on the port and the length of its
+    /// connected prefix, if it has one. The port always has its link-local
+    /// address too ([`PortAddr::link_local`]).
+    pub ip6: Option<(Ipv6Addr, u8)>,
 }
 
 impl PortAddr {
@@ -72,6 +76,52 @@ impl PortAddr {
     pub fn on_link(&self, ip: Ipv4Addr) -> bool {
         let mask = prefix_mask(self.prefix_len);
         u32::from(ip) & mask == u32::from(self.ip) & mask
+    }
+
+    /// The port's IPv6 link-local address, formed from its MAC.
+    #[inline]
+    pub fn link_local(&self) -> Ipv6Addr {
+        crate::wire::icmpv6::link_local_from_mac(self.mac)
+    }
+
+    /// True if `ip` lies in one of this port's connected IPv6 prefixes
+    /// (link-local, or the global prefix).
+    pub fn on_link6(&self, ip: Ipv6Addr) -> bool {
+        is_link_local(ip)
+            || self.ip6.is_some_and(|(own, len)| {
+                u128::from(ip) & prefix_mask6(len) == u128::from(own) & prefix_mask6(len)
+            })
+    }
+
+    /// True if `ip` is one of the port's own IPv6 addresses.
+    #[inline]
+    pub fn owns6(&self, ip: Ipv6Addr) -> bool {
+        self.ip6.is_some_and(|(own, _)| own == ip) || ip == self.link_local()
+    }
+
+    /// The IPv6 source for what the gateway sends to `to` from this port:
+    /// the link-local address toward link-local peers, else the global one
+    /// (link-local if the port has none).
+    pub fn source6_for(&self, to: Ipv6Addr) -> Ipv6Addr {
+        match self.ip6 {
+            Some((own, _)) if !is_link_local(to) => own,
+            _ => self.link_local(),
+        }
+    }
+}
+
+/// True for fe80::/10.
+#[inline]
+pub fn is_link_local(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The IPv6 netmask for a prefix length (0..=128).
+pub const fn prefix_mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len as u32)
     }
 }
 

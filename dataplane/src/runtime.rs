@@ -2,7 +2,7 @@
 //! pinned worker per configured core and the slow-path thread, exports the
 //! stats snapshot, and stops cleanly on SIGINT/SIGTERM.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::latency::LatencyCollector;
 use crate::neigh::Neighbors;
 use crate::port::{PortAddr, PortId};
-use crate::route::{Route, RouteTable};
+use crate::route::{Route, Route6, RouteTable};
 use crate::slowpath::{SlowPath, REPLY_QUEUE_DEPTH, SLOW_QUEUE_DEPTH};
 use crate::snapshot::{PortSnapshot, Snapshot, SNAPSHOT_VERSION};
 use crate::stats::StatsRegistry;
@@ -158,6 +158,7 @@ where
             ip: p.ip(),
             prefix_len: p.address.prefix_len(),
             mtu: p.mtu,
+            ip6: p.address6.map(|a| (a.addr(), a.prefix_len())),
         }
     });
     let statics: Vec<Route> = cfg
@@ -170,21 +171,35 @@ where
             via: Some(r.via),
         })
         .collect();
+    let statics6: Vec<Route6> = cfg
+        .routes6
+        .iter()
+        .map(|r| Route6 {
+            net: r.prefix.network(),
+            len: r.prefix.prefix_len(),
+            port: r.port,
+            via: Some(r.via),
+        })
+        .collect();
     let gw = Arc::new(Gateway {
         ports: addrs,
-        routes: RouteTable::new(&addrs, &statics),
+        routes: RouteTable::new(&addrs, &statics).with_v6(&statics6),
     });
     let neigh = Arc::new(Neighbors::with_static(
         &cfg.neighbors
             .iter()
             .map(|n| (n.ip, n.mac, n.port))
-            .collect::<Vec<(Ipv4Addr, [u8; 6], PortId)>>(),
+            .collect::<Vec<(IpAddr, [u8; 6], PortId)>>(),
     ));
     for id in PortId::ALL {
         let (i, a) = (&infos[id.index()], &addrs[id.index()]);
-        info!(port = %id, device = %i.name, driver = %i.driver, mac = %crate::wire::mac_to_string(&a.mac), address = %cfg.ports.get(id).address, mtu = a.mtu, "port up");
+        let address6 = cfg.ports.get(id).address6.map(|a| a.to_string());
+        info!(port = %id, device = %i.name, driver = %i.driver, mac = %crate::wire::mac_to_string(&a.mac), address = %cfg.ports.get(id).address, address6 = address6.as_deref().unwrap_or("-"), link_local = %a.link_local(), mtu = a.mtu, "port up");
     }
     for r in gw.routes.routes() {
+        info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
+    }
+    for r in gw.routes.routes6() {
         info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
     }
 
@@ -214,6 +229,7 @@ where
                 nat_port_base: t.nat_port_base,
                 nat_slots: t.nat_slots,
                 sa_slots: slots.clone(),
+                tcp_mss: t.tcp_mss,
             };
             let source = Arc::new(ShmTableSource::new(&cx));
             let watcher = ShmWatcher::new(source.clone(), cx, shm_path, workers, Some(&segment));

@@ -1,10 +1,11 @@
-//! The slow-path thread: ARP for the gateway's addresses, neighbour
-//! resolution, ICMP echo replies and ICMP errors. Workers hand it copies of
+//! The slow-path thread: ARP and IPv6 Neighbor Discovery for the gateway's
+//! addresses, neighbour resolution, ICMP and ICMPv6 echo replies and
+//! errors. Workers hand it copies of
 //! frames over a bounded channel; it hands replies back to a worker, which
 //! sends them through its own TX queue. Never on the forwarding path.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use crate::gateway::Gateway;
 use crate::neigh::{NeighborKind, Neighbors};
 use crate::port::PortId;
 use crate::stats::{Counters, DropReason, StatsRegistry};
+use crate::wire::icmpv6::{self, Error6, Nd};
 use crate::wire::{arp, icmp, WireError};
 
 /// Depth of the worker → slow-path channel.
@@ -64,8 +66,8 @@ pub enum SlowMsg {
     },
     /// The worker dropped a packet whose next hop has no MAC yet.
     Resolve {
-        /// The next hop.
-        next_hop: Ipv4Addr,
+        /// The next hop (ARP for IPv4, a Neighbor Solicitation for IPv6).
+        next_hop: IpAddr,
         /// Its port.
         port: PortId,
     },
@@ -90,7 +92,7 @@ pub struct SlowPath {
     to_workers: Vec<Sender<TxFrame>>,
     stats: Arc<StatsRegistry>,
     counts: Counters,
-    last_request: HashMap<Ipv4Addr, Instant>,
+    last_request: HashMap<IpAddr, Instant>,
 }
 
 impl SlowPath {
@@ -146,8 +148,17 @@ impl SlowPath {
                 via,
             } => {
                 let me = *self.gw.port(port);
+                let v6 = is_ipv6(&frame);
                 let reply = match reason {
                     SlowReason::Arp => self.arp(port, &frame),
+                    SlowReason::Nd => self.nd(port, &frame),
+                    SlowReason::LocalIcmp if v6 => self.echo6(&frame, me.mac),
+                    SlowReason::TtlExceeded if v6 => {
+                        self.icmp6_error(port, &frame, Error6::TimeExceeded)
+                    }
+                    SlowReason::FragNeeded(mtu) if v6 => {
+                        self.icmp6_error(port, &frame, Error6::PacketTooBig(u32::from(mtu)))
+                    }
                     SlowReason::LocalIcmp => match icmp::echo_reply(&frame, me.mac) {
                         Ok(r) => {
                             self.counts.control.echo_replies += 1;
@@ -170,6 +181,81 @@ impl SlowPath {
                 if let Some(frame) = reply {
                     self.send(worker, TxFrame { port, frame, via });
                 }
+            }
+        }
+    }
+
+    fn echo6(&mut self, frame: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
+        match icmpv6::echo_reply(frame, mac) {
+            Ok(r) => {
+                self.counts.control.echo_replies += 1;
+                Some(r)
+            }
+            Err(WireError::Malformed) => {
+                self.counts.drop(DropReason::LocalUnsupported);
+                None
+            }
+            Err(_) => {
+                self.counts.drop(DropReason::BadControl);
+                None
+            }
+        }
+    }
+
+    /// An ICMPv6 error about `frame`, from the port's global address (or,
+    /// for a packet out of the tunnel on an IPv4-only WAN, the other
+    /// port's), else its link-local one.
+    fn icmp6_error(&mut self, port: PortId, frame: &[u8], kind: Error6) -> Option<Vec<u8>> {
+        let me = *self.gw.port(port);
+        let src = me
+            .ip6
+            .or(self.gw.port(port.other()).ip6)
+            .map_or_else(|| me.link_local(), |(ip, _)| ip);
+        let r = icmpv6::error_for(frame, me.mac, src, kind);
+        if r.is_some() {
+            self.counts.control.icmp_errors += 1;
+        }
+        r
+    }
+
+    /// Neighbor Discovery (RFC 4861 §7.2): a solicitation for one of our
+    /// addresses is answered, its sender learned; an advertisement is
+    /// learned if we asked for it or already know the neighbour.
+    fn nd(&mut self, port: PortId, frame: &[u8]) -> Option<Vec<u8>> {
+        let me = *self.gw.port(port);
+        let nd = match icmpv6::parse_nd(frame) {
+            Ok(nd) => nd,
+            Err(_) => {
+                self.counts.drop(DropReason::BadControl);
+                return None;
+            }
+        };
+        match nd {
+            Nd::Solicit {
+                src,
+                target,
+                lladdr,
+            } => {
+                if !me.owns6(target) {
+                    return None;
+                }
+                if let Some(mac) = lladdr {
+                    if !src.is_unspecified() && me.on_link6(src) && mac[0] & 1 == 0 {
+                        self.neigh.learn(src, mac, port);
+                    }
+                }
+                let to_mac = lladdr.unwrap_or_else(|| frame[6..12].try_into().expect("6 bytes"));
+                self.counts.control.nd_adverts += 1;
+                Some(icmpv6::neighbor_advert(me.mac, target, src, to_mac))
+            }
+            Nd::Advert { target, lladdr, .. } => {
+                let mac = lladdr?;
+                let asked = self.last_request.contains_key(&IpAddr::V6(target));
+                let known = self.neigh.load().get(target, port).is_some();
+                if (asked || known) && me.on_link6(target) && !me.owns6(target) && mac[0] & 1 == 0 {
+                    self.neigh.learn(target, mac, port);
+                }
+                None
             }
         }
     }
@@ -208,7 +294,7 @@ impl SlowPath {
         None
     }
 
-    fn resolve(&mut self, ip: Ipv4Addr, port: PortId, now: Instant) {
+    fn resolve(&mut self, ip: IpAddr, port: PortId, now: Instant) {
         if self
             .last_request
             .get(&ip)
@@ -218,12 +304,21 @@ impl SlowPath {
         }
         self.last_request.insert(ip, now);
         let me = *self.gw.port(port);
-        self.counts.control.arp_requests += 1;
+        let frame = match ip {
+            IpAddr::V4(ip) => {
+                self.counts.control.arp_requests += 1;
+                arp::request(me.mac, me.ip, ip)
+            }
+            IpAddr::V6(ip) => {
+                self.counts.control.nd_solicits += 1;
+                icmpv6::neighbor_solicit(me.mac, me.source6_for(ip), ip)
+            }
+        };
         self.send(
             0,
             TxFrame {
                 port,
-                frame: arp::request(me.mac, me.ip, ip),
+                frame,
                 via: Via::Port,
             },
         );
@@ -233,14 +328,18 @@ impl SlowPath {
     /// entries, expire dead ones.
     pub fn tick(&mut self, now: Instant) {
         let table = self.neigh.load();
-        let hops: Vec<(Ipv4Addr, PortId)> = self
-            .gw
-            .routes
+        let routes = &self.gw.routes;
+        let hops4 = routes
             .routes()
-            .filter_map(|r| r.via.map(|v| (v, r.port)))
+            .filter_map(|r| r.via.map(|v| (IpAddr::V4(v), r.port)));
+        let hops6 = routes
+            .routes6()
+            .filter_map(|r| r.via.map(|v| (IpAddr::V6(v), r.port)));
+        let hops: Vec<(IpAddr, PortId)> = hops4
+            .chain(hops6)
             .filter(|(v, p)| table.get(*v, *p).is_none())
             .collect();
-        let stale: Vec<(Ipv4Addr, PortId)> = table
+        let stale: Vec<(IpAddr, PortId)> = table
             .iter()
             .filter(|(_, n)| {
                 n.kind == NeighborKind::Dynamic && now.duration_since(n.updated) > NEIGH_REFRESH
@@ -271,11 +370,16 @@ impl SlowPath {
     }
 }
 
+/// True if `frame` is an Ethernet II frame carrying IPv6.
+fn is_ipv6(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&icmpv6::ETHERTYPE_IPV6[..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::fixtures::{LAN_MAC, PROD_MAC as HOST_MAC};
+    use crate::fixtures::{LAN_MAC, PROD_MAC as HOST_MAC, WAN_MAC};
 
     fn setup() -> (
         SlowPath,
@@ -377,9 +481,16 @@ mod tests {
         let now = Instant::now();
         sp.tick(now);
         sp.tick(now + Duration::from_millis(10));
+        // One ARP request for the IPv4 next hop, one solicitation for the IPv6 one.
         let r = out.try_recv().unwrap();
+        let ns = out.try_recv().unwrap();
         assert!(out.try_recv().is_err(), "one request per interval");
-        assert_eq!(r.port, PortId::Wan);
+        assert_eq!((r.port, ns.port), (PortId::Wan, PortId::Wan));
+        let router6 = crate::fixtures::router_ip6();
+        assert!(matches!(
+            icmpv6::parse_nd(&ns.frame),
+            Ok(Nd::Solicit { target, .. }) if target == router6
+        ));
         let a = arp::parse(&r.frame).unwrap();
         assert!(a.is_request);
         assert_eq!(a.target_ip, Ipv4Addr::new(10, 10, 100, 254));
@@ -401,7 +512,128 @@ mod tests {
                 .mac,
             router
         );
+        let na = icmpv6::neighbor_advert(router, router6, crate::fixtures::WAN_IP6, WAN_MAC);
+        sp.handle(SlowMsg::Frame {
+            worker: 0,
+            port: PortId::Wan,
+            reason: SlowReason::Nd,
+            frame: na,
+            via: Via::Port,
+        });
+        assert_eq!(neigh.load().get(router6, PortId::Wan).unwrap().mac, router);
         sp.tick(now + Duration::from_secs(5));
         assert!(out.try_recv().is_err(), "resolved hops are not asked again");
+    }
+
+    mod ipv6_tests {
+        use super::*;
+        use crate::fixtures::{LAN_IP6, PROD_IP6};
+        use crate::wire::{ipv6, ETH_HLEN};
+        use smoltcp::wire::{Icmpv6Packet, Icmpv6Repr};
+        use std::net::Ipv6Addr;
+
+        fn frame_msg(reason: SlowReason, frame: Vec<u8>) -> SlowMsg {
+            SlowMsg::Frame {
+                worker: 0,
+                port: PortId::Lan,
+                reason,
+                frame,
+                via: Via::Port,
+            }
+        }
+
+        /// The ICMPv6 message of a frame the slow path sent, parsed by smoltcp (checksum checked).
+        fn icmp_of(frame: &[u8]) -> (ipv6::Ipv6Info, Vec<u8>) {
+            let ip = ipv6::parse(&frame[ETH_HLEN..]).unwrap();
+            let body = frame[ETH_HLEN + ip.l4_at..ETH_HLEN + ip.total_len].to_vec();
+            let p = Icmpv6Packet::new_checked(&body[..]).unwrap();
+            assert!(p.verify_checksum(&ip.src, &ip.dst));
+            (ip, body)
+        }
+
+        #[test]
+        fn answers_solicitations_for_our_addresses_and_learns_the_sender() {
+            let (mut sp, _tx, out, neigh, stats) = setup();
+            let ns = icmpv6::neighbor_solicit(HOST_MAC, PROD_IP6, LAN_IP6);
+            sp.handle(frame_msg(SlowReason::Nd, ns));
+            let r = out.try_recv().unwrap();
+            assert_eq!((r.port, &r.frame[..6]), (PortId::Lan, &HOST_MAC[..]));
+            assert_eq!(
+                icmpv6::parse_nd(&r.frame),
+                Ok(Nd::Advert {
+                    target: LAN_IP6,
+                    lladdr: Some(LAN_MAC),
+                    solicited: true,
+                    override_: true
+                })
+            );
+            assert_eq!(
+                neigh.load().get(PROD_IP6, PortId::Lan).unwrap().mac,
+                HOST_MAC
+            );
+            // Not one of ours: no answer, nothing learned.
+            let other: Ipv6Addr = "fd00:10:1::99".parse().unwrap();
+            let ns = icmpv6::neighbor_solicit(HOST_MAC, "fd00:10:1::3".parse().unwrap(), other);
+            sp.handle(frame_msg(SlowReason::Nd, ns));
+            assert!(out.try_recv().is_err());
+            assert_eq!(neigh.load().len(), 1);
+            // An unsolicited advertisement for a neighbour we never asked about is not learned.
+            let na = icmpv6::neighbor_advert([2, 0, 0, 0, 1, 9], other, LAN_IP6, LAN_MAC);
+            sp.handle(frame_msg(SlowReason::Nd, na));
+            assert_eq!(neigh.load().len(), 1);
+            // A damaged message is counted.
+            let mut bad = icmpv6::neighbor_solicit(HOST_MAC, PROD_IP6, LAN_IP6);
+            let n = bad.len();
+            bad[n - 1] ^= 0x40;
+            sp.handle(frame_msg(SlowReason::Nd, bad));
+            let c = stats.sum();
+            assert_eq!(c.dropped(DropReason::BadControl), 1);
+            assert_eq!(c.control.nd_adverts, 1);
+        }
+
+        #[test]
+        fn echo6_and_errors_with_the_right_source_and_quote() {
+            let (mut sp, _tx, out, _neigh, stats) = setup();
+            let far: Ipv6Addr = "fd00:20:1::2".parse().unwrap();
+            let mut ip = ipv6::tests::packet(58, &[], &[128, 0, 0, 0, 0x12, 0x34, 0, 1], 64);
+            ip[8..24].copy_from_slice(&PROD_IP6.octets());
+            ip[24..40].copy_from_slice(&LAN_IP6.octets());
+            let mut echo = LAN_MAC.to_vec();
+            echo.extend_from_slice(&HOST_MAC);
+            echo.extend_from_slice(&icmpv6::ETHERTYPE_IPV6);
+            echo.extend_from_slice(&ip);
+            {
+                let mut p = Icmpv6Packet::new_unchecked(&mut echo[ETH_HLEN + 40..]);
+                p.fill_checksum(&PROD_IP6, &LAN_IP6);
+            }
+            sp.handle(frame_msg(SlowReason::LocalIcmp, echo));
+            let r = out.try_recv().unwrap();
+            let (rip, body) = icmp_of(&r.frame);
+            assert_eq!((rip.src, rip.dst, body[0]), (LAN_IP6, PROD_IP6, 129));
+
+            // A packet to a far host whose hop limit ran out, and one too big.
+            let mut fwd = ipv6::tests::packet(17, &[], &[0u8; 60], 1);
+            fwd[8..24].copy_from_slice(&PROD_IP6.octets());
+            fwd[24..40].copy_from_slice(&far.octets());
+            let mut f = LAN_MAC.to_vec();
+            f.extend_from_slice(&HOST_MAC);
+            f.extend_from_slice(&icmpv6::ETHERTYPE_IPV6);
+            f.extend_from_slice(&fwd);
+            sp.handle(frame_msg(SlowReason::TtlExceeded, f.clone()));
+            sp.handle(frame_msg(SlowReason::FragNeeded(1438), f.clone()));
+            for (want_type, mtu) in [(3u8, None), (2u8, Some(1438u32))] {
+                let r = out.try_recv().unwrap();
+                let (rip, body) = icmp_of(&r.frame);
+                assert_eq!((rip.src, rip.dst, body[0]), (LAN_IP6, PROD_IP6, want_type));
+                assert_eq!(&body[8..], &f[ETH_HLEN..], "the whole packet quoted");
+                let p = Icmpv6Packet::new_checked(&body[..]).unwrap();
+                let repr = Icmpv6Repr::parse(&rip.src, &rip.dst, &p, &Default::default()).unwrap();
+                if let Some(m) = mtu {
+                    assert!(matches!(repr, Icmpv6Repr::PktTooBig { mtu, .. } if mtu == m));
+                }
+            }
+            assert_eq!(stats.sum().control.icmp_errors, 2);
+            assert_eq!(stats.sum().control.echo_replies, 1);
+        }
     }
 }

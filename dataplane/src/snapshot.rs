@@ -313,8 +313,8 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
     let c = &cur.control;
     let _ = writeln!(
         out,
-        "slow path: arp replies {}, arp requests {}, echo replies {}, icmp errors {}",
-        c.arp_replies, c.arp_requests, c.echo_replies, c.icmp_errors
+        "slow path: arp replies {}, arp requests {}, nd adverts {}, nd solicits {}, echo replies {}, icmp errors {}",
+        c.arp_replies, c.arp_requests, c.nd_adverts, c.nd_solicits, c.echo_replies, c.icmp_errors
     );
     let (a, b) = (&prev.tunnel, &cur.tunnel);
     if b.encap_packets + b.decap_packets > 0 {
@@ -328,6 +328,9 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             rate(a.decap_bytes, b.decap_bytes) * 8.0 / 1e9,
             b.decap_packets
         );
+    }
+    if b.mss_clamped > 0 {
+        let _ = writeln!(out, "tcp mss clamped: {} syns", b.mss_clamped);
     }
     if let Some(l) = &cur.latency {
         let us = |ns: u64| ns as f64 / 1000.0;

@@ -26,12 +26,15 @@ pub enum DropReason {
     Runt,
     /// Unicast to a MAC that is not ours, or multicast/broadcast IP.
     NotForUs,
-    /// An EtherType we do not handle (IPv6, VLAN, ...).
+    /// An EtherType we do not handle (VLAN, ...).
     UnsupportedEthertype,
     /// Bad IPv4 version, header length or total length, or truncated.
     Ipv4Malformed,
     /// IPv4 header checksum does not verify.
     Ipv4BadChecksum,
+    /// Bad IPv6 version or payload length, a truncated or malformed
+    /// extension-header chain, or a multicast source.
+    Ipv6Malformed,
     /// No route to the destination.
     NoRoute,
     /// The next hop's MAC is not resolved yet (resolution was requested).
@@ -98,7 +101,7 @@ impl From<crate::nat::NatError> for DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -106,6 +109,7 @@ impl DropReason {
         DropReason::UnsupportedEthertype,
         DropReason::Ipv4Malformed,
         DropReason::Ipv4BadChecksum,
+        DropReason::Ipv6Malformed,
         DropReason::NoRoute,
         DropReason::NoNeighbor,
         DropReason::TtlExceeded,
@@ -138,6 +142,7 @@ impl DropReason {
             DropReason::UnsupportedEthertype => "unsupported_ethertype",
             DropReason::Ipv4Malformed => "ipv4_malformed",
             DropReason::Ipv4BadChecksum => "ipv4_bad_checksum",
+            DropReason::Ipv6Malformed => "ipv6_malformed",
             DropReason::NoRoute => "no_route",
             DropReason::NoNeighbor => "no_neighbor",
             DropReason::TtlExceeded => "ttl_exceeded",
@@ -186,8 +191,12 @@ pub struct ControlCounts {
     pub arp_requests: u64,
     /// ICMP echo replies sent.
     pub echo_replies: u64,
-    /// ICMP errors sent (time exceeded, frag needed).
+    /// ICMP errors sent (time exceeded, frag needed; ICMPv6 time exceeded, packet too big).
     pub icmp_errors: u64,
+    /// IPv6 Neighbor Advertisements sent for our addresses.
+    pub nd_adverts: u64,
+    /// IPv6 Neighbor Solicitations sent to resolve next hops.
+    pub nd_solicits: u64,
 }
 
 /// Counts of the tunnel's work.
@@ -201,6 +210,9 @@ pub struct TunnelCounts {
     pub decap_packets: u64,
     /// Inner bytes decapsulated (IP packets, after ESP).
     pub decap_bytes: u64,
+    /// TCP SYNs and SYN-ACKs whose MSS option was lowered to fit the
+    /// tunnel (either direction).
+    pub mss_clamped: u64,
 }
 
 /// Upper bounds, in nanoseconds, of the burst-time buckets; one more
@@ -297,7 +309,16 @@ impl Counters {
     }
 }
 
-const SLOTS: usize = 2 * 4 + DropReason::COUNT + 4 + 4 + 3 + BURST_BUCKETS + 2 * HostDrop::COUNT;
+/// Counters of [`ControlCounts`] and [`TunnelCounts`], in block order.
+const CONTROL_SLOTS: usize = 6;
+const TUNNEL_SLOTS: usize = 5;
+const SLOTS: usize = 2 * 4
+    + DropReason::COUNT
+    + CONTROL_SLOTS
+    + TUNNEL_SLOTS
+    + 3
+    + BURST_BUCKETS
+    + 2 * HostDrop::COUNT;
 /// Where the host drop counters start in a block.
 const HOST_BASE: usize = SLOTS - 2 * HostDrop::COUNT;
 
@@ -314,7 +335,14 @@ pub fn counter_names() -> Vec<String> {
         }
     }
     names.extend(DropReason::ALL.iter().map(|r| format!("drop.{}", r.name())));
-    for c in ["arp_replies", "arp_requests", "echo_replies", "icmp_errors"] {
+    for c in [
+        "arp_replies",
+        "arp_requests",
+        "echo_replies",
+        "icmp_errors",
+        "nd_adverts",
+        "nd_solicits",
+    ] {
         names.push(format!("slowpath.{c}"));
     }
     for c in [
@@ -322,6 +350,7 @@ pub fn counter_names() -> Vec<String> {
         "encap_bytes",
         "decap_packets",
         "decap_bytes",
+        "mss_clamped",
     ] {
         names.push(format!("tunnel.{c}"));
     }
@@ -405,23 +434,28 @@ fn flatten(c: &Counters) -> [u64; SLOTS] {
     v[8..8 + DropReason::COUNT].copy_from_slice(&c.drops);
     let k = &c.control;
     let base = 8 + DropReason::COUNT;
-    v[base..base + 4].copy_from_slice(&[
+    v[base..base + CONTROL_SLOTS].copy_from_slice(&[
         k.arp_replies,
         k.arp_requests,
         k.echo_replies,
         k.icmp_errors,
+        k.nd_adverts,
+        k.nd_solicits,
     ]);
     let t = &c.tunnel;
-    v[base + 4..base + 8].copy_from_slice(&[
+    let base = base + CONTROL_SLOTS;
+    v[base..base + TUNNEL_SLOTS].copy_from_slice(&[
         t.encap_packets,
         t.encap_bytes,
         t.decap_packets,
         t.decap_bytes,
+        t.mss_clamped,
     ]);
-    v[base + 8] = c.work.bursts;
-    v[base + 9] = c.work.busy_ns;
-    v[base + 10] = c.work.sleeps;
-    v[base + 11..base + 11 + BURST_BUCKETS].copy_from_slice(&c.work.burst_buckets);
+    let base = base + TUNNEL_SLOTS;
+    v[base] = c.work.bursts;
+    v[base + 1] = c.work.busy_ns;
+    v[base + 2] = c.work.sleeps;
+    v[base + 3..base + 3 + BURST_BUCKETS].copy_from_slice(&c.work.burst_buckets);
     for (i, h) in c.host.iter().enumerate() {
         v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT]
             .copy_from_slice(h);
@@ -446,19 +480,24 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
         arp_requests: k[1],
         echo_replies: k[2],
         icmp_errors: k[3],
+        nd_adverts: k[4],
+        nd_solicits: k[5],
     };
+    let t = &k[CONTROL_SLOTS..];
     c.tunnel = TunnelCounts {
-        encap_packets: k[4],
-        encap_bytes: k[5],
-        decap_packets: k[6],
-        decap_bytes: k[7],
+        encap_packets: t[0],
+        encap_bytes: t[1],
+        decap_packets: t[2],
+        decap_bytes: t[3],
+        mss_clamped: t[4],
     };
-    c.work.bursts = k[8];
-    c.work.busy_ns = k[9];
-    c.work.sleeps = k[10];
+    let w = &t[TUNNEL_SLOTS..];
+    c.work.bursts = w[0];
+    c.work.busy_ns = w[1];
+    c.work.sleeps = w[2];
     c.work
         .burst_buckets
-        .copy_from_slice(&k[11..11 + BURST_BUCKETS]);
+        .copy_from_slice(&w[3..3 + BURST_BUCKETS]);
     for (i, h) in c.host.iter_mut().enumerate() {
         h.copy_from_slice(
             &v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT],
@@ -629,12 +668,15 @@ mod tests {
             arp_requests: next(),
             echo_replies: next(),
             icmp_errors: next(),
+            nd_adverts: next(),
+            nd_solicits: next(),
         };
         c.tunnel = TunnelCounts {
             encap_packets: next(),
             encap_bytes: next(),
             decap_packets: next(),
             decap_bytes: next(),
+            mss_clamped: next(),
         };
         c.work.bursts = next();
         c.work.busy_ns = next();

@@ -3,7 +3,7 @@
 //! call per packet (frames for the slow path are copied; they are not on
 //! the forwarding path).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ pub struct Worker<Q: PortQueue> {
     counts: Counters,
     idle_sleep: Duration,
     idle_polls: u32,
-    last_unresolved: Option<Ipv4Addr>,
+    last_unresolved: Option<IpAddr>,
     unresolved_drops: u32,
     tunnel: WorkerTunnel,
     polls: u32,
@@ -419,7 +419,7 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Asks the slow path to resolve `next_hop`, without flooding it: the first
     /// drop for a new address, then one in every [`UNRESOLVED_NOTICE_EVERY`].
-    fn notice_unresolved(&mut self, next_hop: Ipv4Addr, port: PortId) {
+    fn notice_unresolved(&mut self, next_hop: IpAddr, port: PortId) {
         if self.last_unresolved == Some(next_hop) {
             self.unresolved_drops += 1;
             if self.unresolved_drops < UNRESOLVED_NOTICE_EVERY {
@@ -437,6 +437,7 @@ mod tests {
     use super::*;
     use crate::backend::mem::MemQueue;
     use crate::wire::{arp, ipv4, ETH_HLEN};
+    use std::net::Ipv4Addr;
 
     use crate::fixtures::{LAN_MAC, PROD_MAC, ROUTER_MAC, WAN_MAC};
 
@@ -587,7 +588,7 @@ mod tests {
         let msgs: Vec<_> = slow_rx.try_iter().collect();
         assert_eq!(msgs.len(), 1);
         assert!(
-            matches!(msgs[0], SlowMsg::Resolve { next_hop, port: PortId::Wan } if next_hop == Ipv4Addr::new(10, 10, 100, 9))
+            matches!(msgs[0], SlowMsg::Resolve { next_hop, port: PortId::Wan } if next_hop == IpAddr::V4(Ipv4Addr::new(10, 10, 100, 9)))
         );
     }
 }

@@ -831,3 +831,187 @@ fn listeners_load_and_overlaps_are_rejected() {
         "not an IPv4 address with a port",
     );
 }
+
+#[test]
+fn tcp_mss_clamping_defaults_to_the_inner_mtu_and_is_checked() {
+    let mss_of = |text: &str| {
+        Config::from_toml(text, Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .tunnel
+            .expect("tunnel section")
+            .tcp_mss
+    };
+    // WAN MTU 1500: inner MTU 1438, so IPv4 TCP segments of 1398 bytes.
+    assert_eq!(mss_of(&tunnel("")), Some(1398));
+    let with = |keys: &str| {
+        tunnel("").replace(
+            "engine = \"aes-gcm\"\n",
+            &format!("engine = \"aes-gcm\"\n{keys}\n"),
+        )
+    };
+    assert_eq!(mss_of(&with("tcp_mss = 1200")), Some(1200));
+    assert_eq!(mss_of(&with("tcp_mss_clamp = false")), None);
+    let jumbo = with("tcp_mss = 8898").replace(
+        "address = \"10.10.100.1/24\"",
+        "address = \"10.10.100.1/24\"\nmtu = 9000",
+    );
+    assert_eq!(mss_of(&jumbo), Some(8898), "inner MTU 8938 at WAN MTU 9000");
+    assert_err(
+        &reject(&with("tcp_mss = 1399")),
+        19,
+        "tunnel.tcp_mss",
+        ErrorKind::BadValue,
+        "tcp_mss 1399 does not fit the tunnel: the inner MTU is 1438 (WAN MTU 1500), so IPv4 TCP segments carry at most 1398 bytes",
+    );
+    assert_err(
+        &reject(&with("tcp_mss = 100")),
+        19,
+        "tunnel.tcp_mss",
+        ErrorKind::BadValue,
+        "536",
+    );
+    assert_err(
+        &reject(&with("tcp_mss_clamp = false\ntcp_mss = 1200")),
+        20,
+        "tunnel.tcp_mss",
+        ErrorKind::Conflict,
+        "`tcp_mss` needs `tcp_mss_clamp = true`",
+    );
+}
+
+/// TAP with an IPv6 address on each port (line 7: lan address; line 12: wan address).
+fn dual_stack(extra: &str) -> String {
+    let text = TAP
+        .replace(
+            "address = \"10.10.1.1/24\"",
+            "address = [\"10.10.1.1/24\", \"fd00:10:1::1/64\"]",
+        )
+        .replace(
+            "address = \"10.10.100.1/24\"",
+            "address = [\"fd00:10:100::1/64\", \"10.10.100.1/24\"]",
+        );
+    format!("{text}{extra}")
+}
+
+#[test]
+fn dual_stack_ports_routes_and_neighbors_load() {
+    use std::net::{IpAddr, Ipv6Addr};
+    let text = dual_stack(
+        r#"
+[[routes]]
+prefix = "fd00:20::/32"
+via = "fe80::1"
+port = "wan"
+
+[[routes]]
+prefix = "10.20.0.0/16"
+via = "10.10.100.254"
+
+[[routes]]
+prefix = "::/0"
+via = "fd00:10:1::fe"
+
+[[neighbors]]
+ip = "fe80::1"
+mac = "02:00:00:00:02:fe"
+port = "wan"
+"#,
+    );
+    let c = Config::from_toml(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    assert_eq!(c.ports.lan.address6.unwrap().addr(), v6("fd00:10:1::1"));
+    assert_eq!(c.ports.wan.address6.unwrap().prefix_len(), 64);
+    assert_eq!(c.ports.wan.ip(), Ipv4Addr::new(10, 10, 100, 1));
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes6.len(), 2);
+    assert_eq!(
+        (c.routes6[0].via, c.routes6[0].port),
+        (v6("fe80::1"), scistream_dataplane::port::PortId::Wan)
+    );
+    assert_eq!(
+        c.routes6[1].port,
+        scistream_dataplane::port::PortId::Lan,
+        "found by prefix"
+    );
+    assert_eq!(c.neighbors[0].ip, IpAddr::V6(v6("fe80::1")));
+}
+
+#[test]
+fn ipv6_config_errors_name_line_and_key() {
+    let route = |prefix: &str, via: &str, port: &str| {
+        dual_stack(&format!(
+            "\n[[routes]]\nprefix = \"{prefix}\"\nvia = \"{via}\"\n{port}\n"
+        ))
+    };
+    // The appended [[routes]] table is on line 17 (a missing key is reported there), its prefix on 18.
+    assert_err(
+        &reject(&route("fd00:20::/32", "fe80::1", "")),
+        17,
+        "routes[0].port",
+        ErrorKind::MissingKey,
+        "next hop fe80::1 is link-local: name its port",
+    );
+    assert_err(
+        &reject(&route("fd00:20::/32", "10.10.100.254", "")),
+        19,
+        "routes[0].via",
+        ErrorKind::BadValue,
+        "next hop `10.10.100.254` is not IPv6 but the prefix fd00:20::/32 is",
+    );
+    assert_err(
+        &reject(&route("fd00:20::/32", "fd00:99::1", "")),
+        19,
+        "routes[0].via",
+        ErrorKind::Conflict,
+        "not on a connected IPv6 prefix (lan fd00:10:1::/64, wan fd00:10:100::/64)",
+    );
+    assert_err(
+        &reject(&route("fd00:20::1/32", "fd00:10:100::fe", "")),
+        18,
+        "routes[0].prefix",
+        ErrorKind::BadValue,
+        "host bits set; did you mean fd00:20::/32?",
+    );
+    assert_err(
+        &reject(&route("fd00:10:1::/64", "fd00:10:100::fe", "")),
+        18,
+        "routes[0].prefix",
+        ErrorKind::Conflict,
+        "is the connected prefix of lan",
+    );
+    // Port addresses: link-local, two of one family, none of IPv4.
+    let with_lan =
+        |addr: &str| TAP.replace("address = \"10.10.1.1/24\"", &format!("address = {addr}"));
+    assert_err(
+        &reject(&with_lan("[\"10.10.1.1/24\", \"fe80::1/64\"]")),
+        10,
+        "ports.lan.address",
+        ErrorKind::BadValue,
+        "link-local; each port forms its link-local address from its MAC",
+    );
+    assert_err(
+        &reject(&with_lan(
+            "[\"10.10.1.1/24\", \"fd00::1/64\", \"fd01::1/64\"]",
+        )),
+        10,
+        "ports.lan.address",
+        ErrorKind::BadValue,
+        "two IPv6 addresses",
+    );
+    assert_err(
+        &reject(&with_lan("\"fd00::1/64\"")),
+        10,
+        "ports.lan.address",
+        ErrorKind::BadValue,
+        "IPv6-only ports are not supported yet",
+    );
+    // Overlapping IPv6 prefixes on the two ports.
+    let overlap = dual_stack("").replace("fd00:10:100::1/64", "fd00:10:1::2/64");
+    assert_err(
+        &reject(&overlap),
+        15,
+        "ports.wan.address",
+        ErrorKind::Conflict,
+        "overlaps the lan connected IPv6 prefix fd00:10:1::/64",
+    );
+}

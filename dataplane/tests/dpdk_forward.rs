@@ -64,12 +64,14 @@ fn rig(name: &str) -> Rig {
             ip: Ipv4Addr::new(10, 10, 1, 1),
             prefix_len: 24,
             mtu: 1500,
+            ip6: None,
         },
         PortAddr {
             mac: wan_mac,
             ip: Ipv4Addr::new(10, 10, 100, 1),
             prefix_len: 24,
             mtu: 1500,
+            ip6: None,
         },
     ];
     let routes = RouteTable::new(

@@ -105,4 +105,18 @@ fn listener_mode_tcp_and_udp_streams() {
         }
     }
     assert!(b.tunnel.encap_packets >= 5_000 && a.tunnel.decap_packets >= 5_000);
+    // MSS clamping: B lowers each consumer SYN as it seals it, A each
+    // producer SYN-ACK, so neither 1500-MTU endpoint sends a segment too
+    // big for the tunnel, and no gateway answers with fragmentation needed.
+    assert!(
+        b.tunnel.mss_clamped >= 3 && a.tunnel.mss_clamped >= 3,
+        "A {} B {}",
+        a.tunnel.mss_clamped,
+        b.tunnel.mss_clamped
+    );
+    assert_eq!(
+        (a.control.icmp_errors, b.control.icmp_errors),
+        (0, 0),
+        "no ICMP errors"
+    );
 }

@@ -20,10 +20,10 @@ mod raw;
 pub mod tunnel;
 mod validate;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 pub use scistream_tomldoc::{ConfigError, Document, ErrorKind, Location};
@@ -70,8 +70,10 @@ pub struct Config {
     pub dpdk: Option<DpdkSection>,
     /// `[ports.lan]` and `[ports.wan]`.
     pub ports: Ports,
-    /// `[[routes]]`, in file order.
+    /// `[[routes]]` with IPv4 prefixes, in file order.
     pub routes: Vec<Route>,
+    /// `[[routes]]` with IPv6 prefixes, in file order.
+    pub routes6: Vec<Route6>,
     /// `[[neighbors]]`, in file order.
     pub neighbors: Vec<Neighbor>,
     /// The encrypted tunnel (`[tunnel]`, `[[peers]]`, `[[sas]]`,
@@ -174,6 +176,15 @@ impl Ports {
             .find(|&p| self.get(p).connected_prefix().contains(&ip))
     }
 
+    /// The port whose connected IPv6 prefix holds `ip`, if any.
+    pub fn connected_to6(&self, ip: Ipv6Addr) -> Option<PortId> {
+        PortId::ALL.into_iter().find(|&p| {
+            self.get(p)
+                .connected_prefix6()
+                .is_some_and(|n| n.contains(&ip))
+        })
+    }
+
     /// True if both ports use backend "dpdk" (validation guarantees both or neither).
     pub fn use_dpdk(&self) -> bool {
         self.lan.backend.is_dpdk()
@@ -187,6 +198,9 @@ pub struct PortConfig {
     pub backend: Backend,
     /// The gateway's address on this port and the length of the connected prefix.
     pub address: Ipv4Net,
+    /// Its IPv6 address and connected prefix, if it has one (the port's
+    /// link-local address comes from its MAC).
+    pub address6: Option<Ipv6Net>,
     /// IP MTU (largest IP packet), 576..=9000 (af_xdp: ..=3498).
     pub mtu: u16,
 }
@@ -200,6 +214,11 @@ impl PortConfig {
     /// The connected prefix (`address` with host bits cleared).
     pub fn connected_prefix(&self) -> Ipv4Net {
         self.address.trunc()
+    }
+
+    /// The connected IPv6 prefix, if the port has an IPv6 address.
+    pub fn connected_prefix6(&self) -> Option<Ipv6Net> {
+        self.address6.map(|a| a.trunc())
     }
 }
 
@@ -308,11 +327,23 @@ pub struct Route {
     pub port: PortId,
 }
 
-/// A static ARP entry.
+/// A static IPv6 route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route6 {
+    /// Destination prefix (host bits zero).
+    pub prefix: Ipv6Net,
+    /// Next hop: on the connected IPv6 prefix of `port`, or link-local on it.
+    pub via: Ipv6Addr,
+    /// The port the next hop is on.
+    pub port: PortId,
+}
+
+/// A static neighbour (ARP or Neighbor Discovery entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Neighbor {
-    /// The neighbour's address, on the connected prefix of `port`.
-    pub ip: Ipv4Addr,
+    /// The neighbour's address, on the connected prefix of `port` (IPv6:
+    /// or link-local on it).
+    pub ip: IpAddr,
     /// Its unicast MAC.
     pub mac: [u8; 6],
     /// The port it is on.
@@ -572,7 +603,7 @@ address = "10.10.100.1/24"
         assert_eq!(
             c.neighbors,
             [Neighbor {
-                ip: Ipv4Addr::new(10, 10, 100, 254),
+                ip: Ipv4Addr::new(10, 10, 100, 254).into(),
                 mac: [2, 0, 0, 0, 1, 0xfe],
                 port: PortId::Wan
             }]

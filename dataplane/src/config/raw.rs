@@ -87,6 +87,8 @@ pub(crate) struct RawTunnel {
     pub nat_slots: Option<i64>,
     pub keying: Option<String>,
     pub shm_path: Option<String>,
+    pub tcp_mss_clamp: Option<bool>,
+    pub tcp_mss: Option<i64>,
 }
 
 /// One `[[peers]]` entry.
@@ -184,13 +186,31 @@ pub(crate) struct RawPort {
     pub backend: RawBackend,
     pub device: Option<String>,
     pub interface: Option<String>,
-    pub address: String,
+    pub address: RawAddresses,
     pub mtu: Option<i64>,
     pub mac: Option<String>,
     pub bridge: Option<String>,
     pub xdp_mode: Option<XdpMode>,
     pub zero_copy: Option<bool>,
     pub frame_count: Option<i64>,
+}
+
+/// `address` of a port: one prefix, or a list (one IPv4, at most one IPv6).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawAddresses {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawAddresses {
+    /// The addresses as written.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            RawAddresses::One(s) => std::slice::from_ref(s),
+            RawAddresses::Many(v) => v,
+        }
+    }
 }
 
 /// One `[[routes]]` entry.

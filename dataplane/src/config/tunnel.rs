@@ -45,6 +45,10 @@ pub struct TunnelSection {
     pub nat_slots: usize,
     /// Where the SAs, routes and listeners come from.
     pub keying: Keying,
+    /// TCP MSS clamping: the largest MSS a TCP SYN or SYN-ACK may carry
+    /// across the tunnel (in either direction), so that segments fit the
+    /// inner MTU; `None` when `tcp_mss_clamp = false`.
+    pub tcp_mss: Option<u16>,
 }
 
 /// `[tunnel] keying`: where the tunnel's SAs and flows come from.

@@ -2,10 +2,10 @@
 //! failure located at the key it concerns.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use scistream_tomldoc::{ConfigError, Document, ErrorKind, KeyPath};
 
@@ -13,8 +13,8 @@ use super::dpdk_device::parse_dpdk_device;
 use super::raw::{RawBackend, RawConfig, RawDpdk, RawNeighbor, RawPort, RawRoute, RawWorkers};
 use super::*;
 use scistream_tomldoc::values::{
-    check_gateway_name, check_ifname, check_unicast_mac, parse_ipv4, parse_mac, parse_port_address,
-    parse_prefix,
+    check_gateway_name, check_ifname, check_unicast_mac, looks_ipv6, parse_ipv4, parse_ipv6,
+    parse_mac, parse_port_address, parse_port_address6, parse_prefix, parse_prefix6,
 };
 
 mod tunnel;
@@ -28,7 +28,7 @@ pub(crate) fn validate(raw: RawConfig, cx: &Document<'_>) -> Res<Config> {
     let dpdk = raw.dpdk.as_ref().map(|d| dpdk_section(d, cx)).transpose()?;
     let ports = ports(&raw, cx)?;
     let dpdk = dpdk_usage(dpdk, &ports, &workers, cx)?;
-    let routes = routes(&raw.routes, &ports, cx)?;
+    let (routes, routes6) = routes(&raw.routes, &ports, cx)?;
     let neighbors = neighbors(&raw.neighbors, &ports, cx)?;
     let tunnel = tunnel::tunnel(&raw, &ports, &routes, cx)?;
     Ok(Config {
@@ -38,6 +38,7 @@ pub(crate) fn validate(raw: RawConfig, cx: &Document<'_>) -> Res<Config> {
         dpdk,
         ports,
         routes,
+        routes6,
         neighbors,
         logging: LoggingSection {
             level: raw.logging.level,
@@ -249,8 +250,7 @@ fn port(id: PortId, p: &RawPort, cx: &Document<'_>) -> Res<PortConfig> {
         }
     }
 
-    let address =
-        parse_port_address(&p.address).map_err(|m| cx.bad_value(base.key("address"), m))?;
+    let (address, address6) = port_addresses(p.address.as_slice(), &base.key("address"), cx)?;
 
     let backend = match p.backend {
         RawBackend::Dpdk => {
@@ -333,8 +333,50 @@ fn port(id: PortId, p: &RawPort, cx: &Document<'_>) -> Res<PortConfig> {
     Ok(PortConfig {
         backend,
         address,
+        address6,
         mtu,
     })
+}
+
+/// A port's `address`: one IPv4 port address (required for now) and at
+/// most one IPv6 one, in either order.
+fn port_addresses(
+    list: &[String],
+    path: &KeyPath,
+    cx: &Document<'_>,
+) -> Res<(Ipv4Net, Option<Ipv6Net>)> {
+    let mut v4: Option<Ipv4Net> = None;
+    let mut v6: Option<Ipv6Net> = None;
+    for s in list {
+        if looks_ipv6(s) {
+            let net = parse_port_address6(s).map_err(|m| cx.bad_value(path, m))?;
+            if let Some(first) = v6.replace(net) {
+                return Err(cx.bad_value(
+                    path,
+                    format!(
+                        "two IPv6 addresses ({first} and {net}); a port takes one of each family"
+                    ),
+                ));
+            }
+        } else {
+            let net = parse_port_address(s).map_err(|m| cx.bad_value(path, m))?;
+            if let Some(first) = v4.replace(net) {
+                return Err(cx.bad_value(
+                    path,
+                    format!(
+                        "two IPv4 addresses ({first} and {net}); a port takes one of each family"
+                    ),
+                ));
+            }
+        }
+    }
+    let Some(v4) = v4 else {
+        return Err(cx.bad_value(
+            path,
+            "no IPv4 address: a port needs one (with an optional IPv6 one, e.g. [\"10.10.1.1/24\", \"fd00:10:1::1/64\"]); IPv6-only ports are not supported yet",
+        ));
+    };
+    Ok((v4, v6))
 }
 
 fn ports(raw: &RawConfig, cx: &Document<'_>) -> Res<Ports> {
@@ -361,6 +403,17 @@ fn ports(raw: &RawConfig, cx: &Document<'_>) -> Res<Ports> {
                 cx.line_of(KeyPath::of(&["ports", "lan", "address"]))
             ),
         ));
+    }
+    if let (Some(lp), Some(wp)) = (lan.connected_prefix6(), wan.connected_prefix6()) {
+        if lp.contains(&wp.network()) || wp.contains(&lp.network()) {
+            return Err(cx.conflict(
+                wan_path("address"),
+                format!(
+                    "the wan connected IPv6 prefix {wp} overlaps the lan connected IPv6 prefix {lp} (ports.lan.address, line {}); the two ports must be on distinct networks",
+                    cx.line_of(KeyPath::of(&["ports", "lan", "address"]))
+                ),
+            ));
+        }
     }
     match (&lan.backend, &wan.backend) {
         (Backend::Dpdk { device: a }, Backend::Dpdk { device: b }) if a == b => {
@@ -514,12 +567,18 @@ fn resolve_port(
     Ok(on)
 }
 
-fn routes(raw: &[RawRoute], ports: &Ports, cx: &Document<'_>) -> Res<Vec<Route>> {
+fn routes(raw: &[RawRoute], ports: &Ports, cx: &Document<'_>) -> Res<(Vec<Route>, Vec<Route6>)> {
     let mut out: Vec<Route> = Vec::with_capacity(raw.len());
+    let mut out6: Vec<Route6> = Vec::new();
     let mut seen: HashMap<Ipv4Net, usize> = HashMap::new();
+    let mut seen6: HashMap<Ipv6Net, usize> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let base = KeyPath::of(&["routes"]).index(i);
         let prefix_path = base.key("prefix");
+        if looks_ipv6(&r.prefix) {
+            out6.push(route6(r, &base, ports, &mut seen6, i, cx)?);
+            continue;
+        }
         let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad_value(&prefix_path, m))?;
         if let Some(j) = seen.insert(prefix, i) {
             return Err(cx.conflict(
@@ -551,16 +610,134 @@ fn routes(raw: &[RawRoute], ports: &Ports, cx: &Document<'_>) -> Res<Vec<Route>>
         )?;
         out.push(Route { prefix, via, port });
     }
-    Ok(out)
+    Ok((out, out6))
+}
+
+/// One IPv6 `[[routes]]` entry: the next hop is on the connected IPv6
+/// prefix of a port, or link-local, with `port` naming the port.
+fn route6(
+    r: &RawRoute,
+    base: &KeyPath,
+    ports: &Ports,
+    seen: &mut HashMap<Ipv6Net, usize>,
+    i: usize,
+    cx: &Document<'_>,
+) -> Res<Route6> {
+    let prefix_path = base.key("prefix");
+    let prefix = parse_prefix6(&r.prefix).map_err(|m| cx.bad_value(&prefix_path, m))?;
+    if let Some(j) = seen.insert(prefix, i) {
+        return Err(cx.conflict(
+            &prefix_path,
+            format!(
+                "duplicate route for {prefix} (also routes[{j}], line {})",
+                cx.line_of(KeyPath::of(&["routes"]).index(j).key("prefix"))
+            ),
+        ));
+    }
+    for id in PortId::ALL {
+        if ports.get(id).connected_prefix6() == Some(prefix) {
+            return Err(cx.conflict(
+                &prefix_path,
+                format!("{prefix} is the connected prefix of {id}; it needs no route"),
+            ));
+        }
+    }
+    let via_path = base.key("via");
+    if !looks_ipv6(&r.via) {
+        return Err(cx.bad_value(
+            &via_path,
+            format!(
+                "next hop `{}` is not IPv6 but the prefix {prefix} is",
+                r.via
+            ),
+        ));
+    }
+    let via = parse_ipv6(&r.via).map_err(|m| cx.bad_value(&via_path, m))?;
+    let port = resolve_port6(
+        cx,
+        ports,
+        via,
+        &via_path,
+        r.port,
+        &base.key("port"),
+        "next hop",
+    )?;
+    Ok(Route6 { prefix, via, port })
+}
+
+/// The port an IPv6 next hop or neighbour `ip` is on: its connected IPv6
+/// prefix, or for a link-local address the `port` the entry names.
+fn resolve_port6(
+    cx: &Document<'_>,
+    ports: &Ports,
+    ip: Ipv6Addr,
+    ip_path: &KeyPath,
+    explicit: Option<PortId>,
+    port_path: &KeyPath,
+    what: &str,
+) -> Res<PortId> {
+    if ip.is_multicast() || ip.is_unspecified() || ip.is_loopback() {
+        return Err(cx.bad_value(ip_path, format!("{what} {ip} is not a unicast address")));
+    }
+    if ip.segments()[0] & 0xffc0 == 0xfe80 {
+        return explicit.ok_or_else(|| {
+            cx.error(
+                port_path,
+                ErrorKind::MissingKey,
+                format!(
+                    "{what} {ip} is link-local: name its port with `port = \"lan\"` or `\"wan\"`"
+                ),
+            )
+        });
+    }
+    let Some(on) = ports.connected_to6(ip) else {
+        let show = |id: PortId| {
+            ports
+                .get(id)
+                .connected_prefix6()
+                .map_or_else(|| "none".to_owned(), |n| n.to_string())
+        };
+        return Err(cx.conflict(
+            ip_path,
+            format!(
+                "{what} {ip} is not on a connected IPv6 prefix (lan {}, wan {})",
+                show(PortId::Lan),
+                show(PortId::Wan)
+            ),
+        ));
+    };
+    if let Some(p) = explicit {
+        if p != on {
+            return Err(cx.conflict(
+                port_path,
+                format!("port is \"{p}\" but {what} {ip} is on the {on} IPv6 prefix"),
+            ));
+        }
+    }
+    if ports.get(on).address6.is_some_and(|a| a.addr() == ip) {
+        return Err(cx.conflict(
+            ip_path,
+            format!("{what} {ip} is the gateway's own address on {on}"),
+        ));
+    }
+    Ok(on)
 }
 
 fn neighbors(raw: &[RawNeighbor], ports: &Ports, cx: &Document<'_>) -> Res<Vec<Neighbor>> {
     let mut out: Vec<Neighbor> = Vec::with_capacity(raw.len());
-    let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut seen: HashMap<IpAddr, usize> = HashMap::new();
     for (i, n) in raw.iter().enumerate() {
         let base = KeyPath::of(&["neighbors"]).index(i);
         let ip_path = base.key("ip");
-        let ip = parse_ipv4(&n.ip).map_err(|m| cx.bad_value(&ip_path, m))?;
+        let ip: IpAddr = if looks_ipv6(&n.ip) {
+            parse_ipv6(&n.ip)
+                .map_err(|m| cx.bad_value(&ip_path, m))?
+                .into()
+        } else {
+            parse_ipv4(&n.ip)
+                .map_err(|m| cx.bad_value(&ip_path, m))?
+                .into()
+        };
         if let Some(j) = seen.insert(ip, i) {
             return Err(cx.conflict(
                 &ip_path,
@@ -570,15 +747,26 @@ fn neighbors(raw: &[RawNeighbor], ports: &Ports, cx: &Document<'_>) -> Res<Vec<N
                 ),
             ));
         }
-        let port = resolve_port(
-            cx,
-            ports,
-            ip,
-            &ip_path,
-            n.port,
-            &base.key("port"),
-            "neighbour",
-        )?;
+        let port = match ip {
+            IpAddr::V4(ip) => resolve_port(
+                cx,
+                ports,
+                ip,
+                &ip_path,
+                n.port,
+                &base.key("port"),
+                "neighbour",
+            )?,
+            IpAddr::V6(ip) => resolve_port6(
+                cx,
+                ports,
+                ip,
+                &ip_path,
+                n.port,
+                &base.key("port"),
+                "neighbour",
+            )?,
+        };
         let mac_path = base.key("mac");
         let mac = parse_mac(&n.mac).map_err(|m| cx.bad_value(&mac_path, m))?;
         check_unicast_mac(&mac)

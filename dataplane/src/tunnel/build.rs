@@ -47,6 +47,8 @@ pub struct TableContext {
     pub nat_slots: usize,
     /// The stats segment's SA slots (`None`: SAs are not counted one by one).
     pub sa_slots: Option<Arc<SaSlots>>,
+    /// TCP MSS clamping's limit (`None`: off).
+    pub tcp_mss: Option<u16>,
 }
 
 /// One SA of a [`TableSpec`]. Debug never shows the key.
@@ -144,6 +146,7 @@ impl TunnelTables {
             shm_generation: 0,
             engine: cx.engine,
             udp_port: cx.udp_port,
+            tcp_mss: cx.tcp_mss,
             outbound: Vec::new(),
             inbound: FxHashMap::default(),
             routes: Vec::new(),
@@ -315,6 +318,7 @@ impl TunnelTables {
                 shm_generation: 0,
                 engine: cx.engine,
                 udp_port: cx.udp_port,
+                tcp_mss: cx.tcp_mss,
                 outbound,
                 inbound,
                 routes,

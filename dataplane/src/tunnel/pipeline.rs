@@ -15,7 +15,7 @@
 //! No allocation in steady state (a replay window is created the first time
 //! a worker sees an SA), no lock, no copy of payloads.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
@@ -29,14 +29,14 @@ use crate::neigh::NeighborTable;
 use crate::port::PortId;
 use crate::stats::{Counters, DropReason, StatsRegistry};
 use crate::wire::ipv4::Ipv4Info;
-use crate::wire::{ipv4, Mac, ETH_HLEN};
+use crate::wire::{ipv4, mss, Mac, ETH_HLEN};
 use scistream_region::stats::{add, sa_tag, SaCounters};
 use scistream_region::Direction;
 
 use super::TunnelTables;
 
 /// Next hops a stage found unresolved, for the worker to report to the slow path.
-pub type Unresolved = ArrayVec<(Ipv4Addr, PortId), BURST>;
+pub type Unresolved = ArrayVec<(IpAddr, PortId), BURST>;
 
 /// A decapsulated packet that needs an ICMP error (time exceeded or
 /// fragmentation needed), for the worker to hand to the slow path: the
@@ -223,6 +223,9 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
             continue;
         }
         ipv4::decrement_ttl(buf.data_mut());
+        if let Some(max) = tables.tcp_mss {
+            clamp_mss(cx.counts, buf.data_mut(), max);
+        }
         let len = buf.len();
         match esp::encap_prepare(&mut buf, &entry.sa, seq, &entry.outer) {
             Ok(job) => {
@@ -408,7 +411,23 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
         cx.neigh,
     ) {
         Verdict::Slow(reason) => tunnel_error(cx, Verdict::Slow(reason), buf.data(), &inner, spi),
+        Verdict::Forward(port) => {
+            if let Some(max) = tables.tcp_mss {
+                clamp_mss(cx.counts, &mut buf.data_mut()[ETH_HLEN..], max);
+            }
+            Verdict::Forward(port)
+        }
         v => v,
+    }
+}
+
+/// Lowers the MSS of a TCP SYN or SYN-ACK in `packet` (an inner IPv4
+/// packet) to `max`, counting it: the peer of a connection through the
+/// tunnel then never sends a segment the tunnel cannot carry.
+#[inline]
+fn clamp_mss(counts: &mut Counters, packet: &mut [u8], max: u16) {
+    if let mss::Clamp::Lowered { .. } = mss::clamp_ipv4(packet, max) {
+        counts.tunnel.mss_clamped += 1;
     }
 }
 
@@ -446,7 +465,7 @@ fn tunnel_error(
 }
 
 /// Counts a next hop found unresolved, once per burst.
-fn note_unresolved(cx: &mut StageCtx<'_>, hop: Ipv4Addr, port: PortId) {
+fn note_unresolved(cx: &mut StageCtx<'_>, hop: IpAddr, port: PortId) {
     if !cx.unresolved.iter().any(|u| u.0 == hop) {
         let _ = cx.unresolved.try_push((hop, port));
     }
@@ -465,7 +484,7 @@ fn next_hop_mac(cx: &mut StageCtx<'_>, dst: Ipv4Addr, port: PortId) -> Option<Ma
         Some(n) => Some(n.mac),
         None => {
             cx.counts.drop(DropReason::NoNeighbor);
-            note_unresolved(cx, hop, port);
+            note_unresolved(cx, hop.into(), port);
             None
         }
     }

@@ -32,6 +32,7 @@ fn cx() -> TableContext {
         nat_port_base: 40000,
         nat_slots: 64,
         sa_slots: None,
+        tcp_mss: Some(1398),
     }
 }
 
@@ -371,6 +372,7 @@ mod rate {
             ip,
             prefix_len: 24,
             mtu: 1500,
+            ip6: None,
         };
         let ports = [
             port([2, 0xaa, 0, 0, 0, 1], c.lan_ip),

@@ -116,6 +116,8 @@ pub struct TunnelTables {
     pub engine: EngineKind,
     /// Our ESP-in-UDP port.
     pub udp_port: u16,
+    /// The MSS limit of TCP SYNs crossing the tunnel (`None`: no clamping).
+    pub tcp_mss: Option<u16>,
     pub(super) outbound: Vec<Arc<OutboundEntry>>,
     pub(super) inbound: FxHashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
@@ -147,6 +149,7 @@ impl TunnelTables {
             nat_port_base: t.nat_port_base,
             nat_slots: t.nat_slots,
             sa_slots,
+            tcp_mss: t.tcp_mss,
         };
         let spec = spec_of_config(t)?;
         let empty = TunnelTables::empty(&cx, generation);

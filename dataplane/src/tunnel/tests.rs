@@ -64,6 +64,18 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
 
 /// Gateway `a` (true) or `b` with `listeners` and a LAN MTU of `lan_mtu`.
 fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_mtu: u16) -> Gw {
+    let clamp = crate::wire::mss::ipv4_mss_for(crate::esp::inner_mtu(1500));
+    gateway_full(a, engine, listeners, lan_mtu, Some(clamp))
+}
+
+/// [`gateway_mtu`] with TCP MSS clamping to `tcp_mss` (`None`: off).
+fn gateway_full(
+    a: bool,
+    engine: EngineKind,
+    listeners: Vec<ListenerConfig>,
+    lan_mtu: u16,
+    tcp_mss: Option<u16>,
+) -> Gw {
     let (lan, wan, far_wan, far_lan, hop, host, host_mac, router) = if a {
         (
             [10, 10, 1, 1],
@@ -94,12 +106,14 @@ fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_
             ip: lan.into(),
             prefix_len: 24,
             mtu: lan_mtu,
+            ip6: None,
         },
         PortAddr {
             mac: mac[1],
             ip: wan.into(),
             prefix_len: 24,
             mtu: 1500,
+            ip6: None,
         },
     ];
     let routes = RouteTable::new(
@@ -112,8 +126,8 @@ fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_
         }],
     );
     let neigh = Neighbors::with_static(&[
-        (hop.into(), router, PortId::Wan),
-        (host.into(), host_mac, PortId::Lan),
+        (Ipv4Addr::from(hop), router, PortId::Wan),
+        (Ipv4Addr::from(host), host_mac, PortId::Lan),
     ]);
     let peer = if a {
         [10, 10, 200, 1]
@@ -158,6 +172,7 @@ fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_
         nat_port_base: 32768,
         nat_slots: 1024,
         keying: crate::config::tunnel::Keying::Manual,
+        tcp_mss,
     };
     let stats = Arc::new(StatsRegistry::new(1));
     let slots = Arc::new(crate::tunnel::SaSlots::new(stats.clone()));
@@ -924,4 +939,195 @@ fn every_sa_is_counted_in_the_stats_segment() {
         (0x1001, 39, inner - last_inner, 1)
     );
     assert_eq!(b.stats.sum().dropped(DropReason::EspAuthFailed), 1);
+}
+
+/// An Ethernet frame with a TCP segment `src` → `dst` with `control` (SYN,
+/// or SYN-ACK when `ack` is set) announcing MSS `mss`, as Linux sends one
+/// (SACK permitted, timestamps, window scale), with a valid checksum.
+fn tcp_syn_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    ack: bool,
+    mss: u16,
+) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        IpAddress, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
+    };
+    let repr = TcpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: ack.then_some(TcpSeqNumber(7000)),
+        window_len: 64240,
+        window_scale: Some(7),
+        max_seg_size: Some(mss),
+        sack_permitted: true,
+        sack_ranges: [None; 3],
+        timestamp: Some(TcpTimestampRepr { tsval: 1, tsecr: 0 }),
+        payload: &[],
+    };
+    let tcp_len = repr.header_len();
+    let total = 20 + tcp_len;
+    let mut f = vec![0u8; ETH_HLEN + total];
+    f[..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&src_mac);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[ETH_HLEN..];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.ip().octets());
+    ip[16..20].copy_from_slice(&dst.ip().octets());
+    let c = checksum::of(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut ip[20..]),
+        &IpAddress::Ipv4(*src.ip()),
+        &IpAddress::Ipv4(*dst.ip()),
+        &ChecksumCapabilities::default(),
+    );
+    f
+}
+
+/// The MSS a delivered TCP frame announces, after checking its IPv4 and
+/// TCP checksums.
+fn delivered_mss(f: &[u8]) -> u16 {
+    use smoltcp::wire::TcpPacket;
+    let ip = ipv4::parse(&f[ETH_HLEN..]).expect("valid IPv4 header");
+    let seg = &f[ETH_HLEN + ip.header_len..ETH_HLEN + ip.total_len];
+    l4::check_tcp(&ip, seg).expect("valid TCP checksum");
+    let tcp = TcpPacket::new_checked(seg).unwrap();
+    assert!(tcp.syn());
+    tcp.options_summary()
+        .unwrap()
+        .max_segment_size
+        .expect("an MSS option")
+}
+
+#[test]
+fn tcp_syns_crossing_the_tunnel_have_their_mss_clamped_to_the_inner_mtu() {
+    let fits = 1438 - 40;
+    let prod = "10.10.1.2:40000".parse().unwrap();
+    let cons = "10.20.1.2:5201".parse().unwrap();
+    // Both gateways clamp: A lowers the producer's SYN as it seals it, B the consumer's SYN-ACK.
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    let syn = tcp_syn_frame(a.mac[0], PROD, prod, cons, false, 1460);
+    a.worker.queue_mut(PortId::Lan).rx.push_back(syn);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    let got = b.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(got.len(), 1, "{:?}", b.stats.sum().drops);
+    assert_eq!(delivered_mss(&got[0]), fits);
+    let syn_ack = tcp_syn_frame(b.mac[0], CONS, cons, prod, true, 8960);
+    b.worker.queue_mut(PortId::Lan).rx.push_back(syn_ack);
+    poll_all(&mut b);
+    let wan = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+    a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut a);
+    let got = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(got.len(), 1, "{:?}", a.stats.sum().drops);
+    assert_eq!(delivered_mss(&got[0]), fits);
+    assert_eq!(a.stats.sum().tunnel.mss_clamped, 1, "A: the SYN");
+    assert_eq!(b.stats.sum().tunnel.mss_clamped, 1, "B: the SYN-ACK");
+
+    // A peer that does not clamp (B off): A still lowers what comes out of
+    // the tunnel, so its producer never sends a segment too big for it.
+    let mut b = gateway_full(false, EngineKind::Ring, vec![], 1500, None);
+    let syn = tcp_syn_frame(b.mac[0], CONS, cons, prod, false, 1460);
+    b.worker.queue_mut(PortId::Lan).rx.push_back(syn);
+    poll_all(&mut b);
+    let wan = b.worker.queue_mut(PortId::Wan).take_tx();
+    assert_eq!(wan.len(), 1);
+    assert_eq!(b.stats.sum().tunnel.mss_clamped, 0, "B does not clamp");
+    let mut a = gateway(true, EngineKind::Ring);
+    let wan = across_wan(wan, &a);
+    a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut a);
+    let got = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(got.len(), 1, "{:?}", a.stats.sum().drops);
+    assert_eq!(delivered_mss(&got[0]), fits);
+    assert_eq!(
+        a.stats.sum().tunnel.mss_clamped,
+        1,
+        "A clamps on the way out of the tunnel"
+    );
+
+    // An MSS that fits passes as sent, and is not counted.
+    let mut a = gateway(true, EngineKind::Ring);
+    let mut b = gateway(false, EngineKind::Ring);
+    let syn = tcp_syn_frame(a.mac[0], PROD, prod, cons, false, 1200);
+    a.worker.queue_mut(PortId::Lan).rx.push_back(syn);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    let got = b.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(delivered_mss(&got[0]), 1200);
+    assert_eq!(
+        a.stats.sum().tunnel.mss_clamped + b.stats.sum().tunnel.mss_clamped,
+        0
+    );
+}
+
+#[test]
+fn listener_mode_syns_are_clamped_after_the_address_translation() {
+    // B: consumer side, listener 10.20.1.1:5100 -> A's 10.10.100.1:6100 -> prod 10.10.1.2:7000.
+    let mut a = gateway_with(
+        true,
+        EngineKind::Ring,
+        vec![ListenerConfig {
+            role: ListenerRole::Inbound,
+            port: 6100,
+            remote: None,
+            target: Some("10.10.1.2:7000".parse().unwrap()),
+            spi: 0x1001,
+        }],
+    );
+    let mut b = gateway_with(
+        false,
+        EngineKind::Ring,
+        vec![ListenerConfig {
+            role: ListenerRole::Outbound,
+            port: 5100,
+            remote: Some("10.10.100.1:6100".parse().unwrap()),
+            target: None,
+            spi: 0x2001,
+        }],
+    );
+    let consumer = "10.20.1.2:40001".parse().unwrap();
+    let syn = tcp_syn_frame(
+        b.mac[0],
+        CONS,
+        consumer,
+        "10.20.1.1:5100".parse().unwrap(),
+        false,
+        1460,
+    );
+    b.worker.queue_mut(PortId::Lan).rx.push_back(syn);
+    poll_all(&mut b);
+    let wan = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+    assert_eq!(wan.len(), 1, "{:?}", b.stats.sum().drops);
+    a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut a);
+    let got = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(got.len(), 1, "{:?}", a.stats.sum().drops);
+    let ip = ipv4::parse(&got[0][ETH_HLEN..]).unwrap();
+    assert_eq!(
+        ip.dst,
+        Ipv4Addr::new(10, 10, 1, 2),
+        "translated to the producer"
+    );
+    assert_eq!(delivered_mss(&got[0]), 1438 - 40);
+    assert_eq!(b.stats.sum().tunnel.mss_clamped, 1);
 }

@@ -6,15 +6,19 @@
 //! router needs on top: a validated IPv4 parse that reports *why* a frame is
 //! bad ([`ipv4::parse`]), RFC 1624 incremental checksum updates
 //! ([`checksum`]), builders for the frames the gateway originates
-//! ([`arp`], [`icmp`]), and the ESP-in-UDP view smoltcp lacks ([`esp`]:
-//! smoltcp's own covers the SPI and sequence number only).
+//! ([`arp`], [`icmp`]), the ESP-in-UDP view smoltcp lacks ([`esp`]:
+//! smoltcp's own covers the SPI and sequence number only), and TCP MSS
+//! clamping over smoltcp's option parser ([`mss`]).
 
 pub mod arp;
 pub mod checksum;
 pub mod esp;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod l4;
+pub mod mss;
 
 pub use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message,

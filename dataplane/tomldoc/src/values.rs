@@ -1,12 +1,12 @@
 //! Parsers and checks for single values both configurations use: MAC
-//! addresses, interface and gateway names, IPv4 addresses, port addresses
-//! and prefixes. Each returns a message for an operator on failure (the
+//! addresses, interface and gateway names, IPv4 and IPv6 addresses, port
+//! addresses and prefixes. Each returns a message for an operator on failure (the
 //! caller adds the location, with [`crate::Document::bad_value`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
@@ -153,9 +153,108 @@ pub fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
     Ok(net)
 }
 
+/// True if `s` is written as an IPv6 address or prefix (it has a colon):
+/// which parser of a dual-stack value applies.
+pub fn looks_ipv6(s: &str) -> bool {
+    s.contains(':')
+}
+
+/// Parses an IPv6 address in any RFC 4291 text form ("fd00:10:1::1").
+pub fn parse_ipv6(s: &str) -> Result<Ipv6Addr, String> {
+    Ipv6Addr::from_str(s)
+        .map_err(|_| format!("invalid IPv6 address `{s}`; expected a form like fd00:10:1::1"))
+}
+
+/// Parses "addr/len" for IPv6, insisting on the length.
+fn parse_cidr6(s: &str, example: &str) -> Result<Ipv6Net, String> {
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(format!(
+            "`{s}` has no prefix length; write it as address/length like {example}"
+        ));
+    };
+    let addr = parse_ipv6(addr)?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| format!("invalid prefix length in `{s}`; expected 0 to 128"))?;
+    Ipv6Net::new(addr, len)
+        .map_err(|_| format!("invalid prefix length in `{s}`; expected 0 to 128"))
+}
+
+/// Parses an IPv6 port address: the gateway's own global (or unique
+/// local) address and the length of the connected prefix
+/// ("fd00:10:1::1/64"). Link-local addresses are not configured: each
+/// port forms its own from its MAC.
+pub fn parse_port_address6(s: &str) -> Result<Ipv6Net, String> {
+    let net = parse_cidr6(s, "fd00:10:1::1/64")?;
+    let ip = net.addr();
+    if net.prefix_len() == 0 || net.prefix_len() == 128 {
+        return Err(format!(
+            "prefix length /{} in `{s}` leaves no connected network; use 1 to 127 (usually 64)",
+            net.prefix_len()
+        ));
+    }
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+        return Err(format!(
+            "{ip} cannot be a port address (unspecified, loopback or multicast)"
+        ));
+    }
+    if ip.segments()[0] & 0xffc0 == 0xfe80 {
+        return Err(format!(
+            "{ip} is link-local; each port forms its link-local address from its MAC, so configure a global or unique-local address"
+        ));
+    }
+    if ip == net.network() {
+        return Err(format!(
+            "{ip} is the subnet-router anycast address of {}; choose a host address",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses an IPv6 route prefix ("fd00:20::/32"); host bits must be zero.
+pub fn parse_prefix6(s: &str) -> Result<Ipv6Net, String> {
+    let net = parse_cidr6(s, "fd00:20::/32")?;
+    if net.addr() != net.network() {
+        return Err(format!(
+            "prefix `{s}` has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_values() {
+        assert!(looks_ipv6("fd00::1/64") && !looks_ipv6("10.0.0.1/8"));
+        assert_eq!(
+            parse_port_address6("fd00:10:1::1/64").unwrap().addr(),
+            "fd00:10:1::1".parse::<Ipv6Addr>().unwrap()
+        );
+        for (bad, needle) in [
+            ("fd00:10:1::1", "no prefix length"),
+            ("fd00:10:1::1/129", "expected 0 to 128"),
+            ("fd00:10:1::1/128", "leaves no connected network"),
+            ("fe80::1/64", "link-local"),
+            ("ff02::1/64", "multicast"),
+            ("fd00:10:1::/64", "subnet-router anycast"),
+            ("fd00:10:1::g/64", "invalid IPv6 address"),
+        ] {
+            let e = parse_port_address6(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        assert!(parse_prefix6("fd00:20::/32").is_ok());
+        assert!(parse_prefix6("fd00:20::1/32")
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(parse_prefix6("::/0").is_ok());
+    }
 
     #[test]
     fn macs() {

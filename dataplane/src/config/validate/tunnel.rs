@@ -49,6 +49,7 @@ pub(super) fn tunnel(
     let routes = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
     let (nat_port_base, nat_slots) = nat_pool(t, cx)?;
     let listeners = listeners(&raw.listeners, &sas, ports, nat_port_base, nat_slots, cx)?;
+    let tcp_mss = tcp_mss(t, ports, cx)?;
     Ok(Some(TunnelSection {
         engine,
         udp_port,
@@ -59,7 +60,42 @@ pub(super) fn tunnel(
         nat_port_base,
         nat_slots,
         keying,
+        tcp_mss,
     }))
+}
+
+/// `tcp_mss_clamp` (default on) and `tcp_mss`: the MSS limit is what fills
+/// the tunnel's inner MTU, or a lower value the operator sets (a path with
+/// a smaller MTU beyond the far gateway).
+fn tcp_mss(t: &RawTunnel, ports: &Ports, cx: &Document<'_>) -> Res<Option<u16>> {
+    let base = KeyPath::of(&["tunnel"]);
+    let inner_mtu = crate::esp::inner_mtu(ports.wan.mtu);
+    let fits = crate::wire::mss::ipv4_mss_for(inner_mtu);
+    match (t.tcp_mss_clamp.unwrap_or(true), t.tcp_mss) {
+        (false, Some(_)) => Err(cx.conflict(
+            base.key("tcp_mss"),
+            "`tcp_mss` needs `tcp_mss_clamp = true`",
+        )),
+        (false, None) => Ok(None),
+        (true, None) => Ok(Some(fits)),
+        (true, Some(v)) => {
+            if v > i64::from(fits) {
+                return Err(cx.bad_value(
+                    base.key("tcp_mss"),
+                    format!(
+                        "tcp_mss {v} does not fit the tunnel: the inner MTU is {inner_mtu} (WAN MTU {}), so IPv4 TCP segments carry at most {fits} bytes",
+                        ports.wan.mtu
+                    ),
+                ));
+            }
+            Ok(Some(cx.in_range::<u16>(
+                &base.key("tcp_mss"),
+                v,
+                536,
+                fits,
+            )?))
+        }
+    }
 }
 
 /// `keying` and `shm_path`: with keying "control" the SAs, routes and
