@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # testbed.sh - network-namespace testbed for SciStream gateways (s2ds).
 #
-# Usage: scripts/testbed.sh up|down|status [--prefix P] [--gw-a MODE] [--gw-b MODE] [--mtu N]
+# Usage: scripts/testbed.sh up|down|status [--prefix P] [--gw-a MODE] [--gw-b MODE] [--mtu N] [--family 4|6|dual]
 #
 # Topology (namespaces P-prod P-gwa P-wan P-gwb P-cons, default prefix "s2"):
 #
@@ -17,6 +17,19 @@
 #         10.10.1.0/24 via 10.10.100.1, 10.20.1.0/24 via 10.10.200.1
 #   cons  eth0 10.20.1.2/24, default via 10.20.1.1
 #
+# Address family (--family, default 4): "4" as drawn above, IPv6 disabled everywhere;
+# "dual" adds IPv6 beside IPv4; "6" has IPv6 only on the data path (the management
+# link keeps its IPv4 addresses). The IPv6 plan mirrors the IPv4 one:
+#   prod  eth0 fd00:10:1::2/64, default via fd00:10:1::1
+#   wan   a0 fd00:10:100::fe/64, b0 fd00:10:200::fe/64, forwarding=1,
+#         fd00:10:1::/64 via fd00:10:100::1, fd00:20:1::/64 via fd00:10:200::1
+#   cons  eth0 fd00:20:1::2/64, default via fd00:20:1::1
+#   kernel-mode gwA lan0 fd00:10:1::1/64, wan0 fd00:10:100::1/64, fd00:20::/32 via fd00:10:100::fe
+#   kernel-mode gwB wan0 fd00:10:200::1/64, lan0 fd00:20:1::1/64, fd00:10::/32 via fd00:10:200::fe
+# In modes none and bridge the gateway's lan0/wan0 keep IPv6 disabled, so the kernel
+# sends nothing (no router solicitations, no MLD) on links the gateway owns.
+# Addresses are added without duplicate address detection, so they work at once.
+#
 # Management link (always, whatever the gateway mode): veth mg0 between P-gwa
 # (10.99.0.1/30) and P-gwb (10.99.0.2/30), owned by the kernel. The control
 # processes (s2cs) talk over it, as they would over a management network,
@@ -31,7 +44,7 @@
 #   bridge  like none, plus bridges brlan (port lan0) and brwan (port wan0), up, no IPs,
 #           for the TAP backend which enslaves its taps to them.
 #
-# Every namespace: lo up, IPv6 disabled, tx checksum offload off on every veth (frames
+# Every namespace: lo up, IPv6 disabled unless --family asks for it, tx checksum offload off on every veth (frames
 # forwarded by a userspace gateway then carry complete checksums), MTU --mtu N (default 1500).
 # Veth pairs are created inside the namespaces, so interface names never collide between
 # testbeds with different prefixes.
@@ -48,7 +61,7 @@ log() { printf 'testbed: %s\n' "$*"; }
 die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo pipefail/{/^set /d;p}' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # --- arguments --------------------------------------------------------------------------------
@@ -65,15 +78,16 @@ prefix="s2"
 gw_a="kernel"
 gw_b="kernel"
 mtu=1500
+family=4
 while [[ $# -gt 0 ]]; do
     opt="$1"
     case "$opt" in
-        --prefix | --gw-a | --gw-b | --mtu)
+        --prefix | --gw-a | --gw-b | --mtu | --family)
             [[ $# -ge 2 ]] || die "$opt needs a value"
             val="$2"
             shift 2
             ;;
-        --prefix=* | --gw-a=* | --gw-b=* | --mtu=*)
+        --prefix=* | --gw-a=* | --gw-b=* | --mtu=* | --family=*)
             val="${opt#*=}"
             opt="${opt%%=*}"
             shift
@@ -86,6 +100,7 @@ while [[ $# -gt 0 ]]; do
         --gw-a) gw_a="$val" ;;
         --gw-b) gw_b="$val" ;;
         --mtu) mtu="$val" ;;
+        --family) family="$val" ;;
     esac
 done
 
@@ -97,6 +112,10 @@ for m in "$gw_a" "$gw_b"; do
         *) die "gateway mode '$m' unknown (expected kernel, none or bridge)" ;;
     esac
 done
+case "$family" in
+    4 | 6 | dual) ;;
+    *) die "--family '$family' unknown (expected 4, 6 or dual)" ;;
+esac
 [[ "$mtu" =~ ^[0-9]+$ && "$mtu" -ge 68 && "$mtu" -le 65535 ]] ||
     die "--mtu '$mtu' must be an integer between 68 and 65535"
 
@@ -176,15 +195,41 @@ veth_pair() {
     ip -n "$ns2" link set "$if2" up
 }
 
-# gateway_setup NS MODE LAN_CIDR WAN_CIDR ROUTE_DST ROUTE_VIA
+has_v4() { [[ "$family" != 6 ]]; }
+has_v6() { [[ "$family" != 4 ]]; }
+
+# enable_v6 NS IF...: turn IPv6 on for these interfaces (the namespace default is off).
+enable_v6() {
+    local ns="$1" i
+    shift
+    for i in "$@"; do
+        nsx "$ns" sysctl -qw "net.ipv6.conf.$i.disable_ipv6=0"
+    done
+}
+
+# addr4 NS CIDR DEV / addr6 NS CIDR DEV: add an address of that family if the testbed has it.
+addr4() { if has_v4; then ip -n "$1" addr add "$2" dev "$3"; fi; }
+addr6() { if has_v6; then ip -n "$1" -6 addr add "$2" dev "$3" nodad; fi; }
+route4() { if has_v4; then ip -n "$1" route add "$2" via "$3"; fi; }
+route6() { if has_v6; then ip -n "$1" -6 route add "$2" via "$3"; fi; }
+
+# gateway_setup NS MODE LAN_CIDR WAN_CIDR ROUTE_DST ROUTE_VIA LAN6 WAN6 DST6 VIA6
 gateway_setup() {
     local ns="$1" mode="$2" lan="$3" wan="$4" dst="$5" via="$6"
+    local lan6="$7" wan6="$8" dst6="$9" via6="${10}"
     case "$mode" in
         kernel)
-            ip -n "$ns" addr add "$lan" dev lan0
-            ip -n "$ns" addr add "$wan" dev wan0
-            ip -n "$ns" route add "$dst" via "$via"
+            addr4 "$ns" "$lan" lan0
+            addr4 "$ns" "$wan" wan0
+            route4 "$ns" "$dst" "$via"
             nsx "$ns" sysctl -qw net.ipv4.ip_forward=1
+            if has_v6; then
+                enable_v6 "$ns" lan0 wan0 all
+                nsx "$ns" sysctl -qw net.ipv6.conf.all.forwarding=1
+                addr6 "$ns" "$lan6" lan0
+                addr6 "$ns" "$wan6" wan0
+                route6 "$ns" "$dst6" "$via6"
+            fi
             ;;
         none) ;;
         bridge)
@@ -224,23 +269,39 @@ testbed_up() {
     ip -n "$NS_GWA" addr add 10.99.0.1/30 dev mg0
     ip -n "$NS_GWB" addr add 10.99.0.2/30 dev mg0
 
-    ip -n "$NS_PROD" addr add 10.10.1.2/24 dev eth0
-    ip -n "$NS_PROD" route add default via 10.10.1.1
+    if has_v6; then
+        enable_v6 "$NS_PROD" eth0 all
+        enable_v6 "$NS_WAN" a0 b0 all
+        enable_v6 "$NS_CONS" eth0 all
+        nsx "$NS_WAN" sysctl -qw net.ipv6.conf.all.forwarding=1
+    fi
+    addr4 "$NS_PROD" 10.10.1.2/24 eth0
+    route4 "$NS_PROD" default 10.10.1.1
+    addr6 "$NS_PROD" fd00:10:1::2/64 eth0
+    route6 "$NS_PROD" default fd00:10:1::1
 
-    ip -n "$NS_WAN" addr add 10.10.100.254/24 dev a0
-    ip -n "$NS_WAN" addr add 10.10.200.254/24 dev b0
-    ip -n "$NS_WAN" route add 10.10.1.0/24 via 10.10.100.1
-    ip -n "$NS_WAN" route add 10.20.1.0/24 via 10.10.200.1
+    addr4 "$NS_WAN" 10.10.100.254/24 a0
+    addr4 "$NS_WAN" 10.10.200.254/24 b0
+    route4 "$NS_WAN" 10.10.1.0/24 10.10.100.1
+    route4 "$NS_WAN" 10.20.1.0/24 10.10.200.1
     nsx "$NS_WAN" sysctl -qw net.ipv4.ip_forward=1
+    addr6 "$NS_WAN" fd00:10:100::fe/64 a0
+    addr6 "$NS_WAN" fd00:10:200::fe/64 b0
+    route6 "$NS_WAN" fd00:10:1::/64 fd00:10:100::1
+    route6 "$NS_WAN" fd00:20:1::/64 fd00:10:200::1
 
-    ip -n "$NS_CONS" addr add 10.20.1.2/24 dev eth0
-    ip -n "$NS_CONS" route add default via 10.20.1.1
+    addr4 "$NS_CONS" 10.20.1.2/24 eth0
+    route4 "$NS_CONS" default 10.20.1.1
+    addr6 "$NS_CONS" fd00:20:1::2/64 eth0
+    route6 "$NS_CONS" default fd00:20:1::1
 
-    gateway_setup "$NS_GWA" "$gw_a" 10.10.1.1/24 10.10.100.1/24 10.20.0.0/16 10.10.100.254
-    gateway_setup "$NS_GWB" "$gw_b" 10.20.1.1/24 10.10.200.1/24 10.10.0.0/16 10.10.200.254
+    gateway_setup "$NS_GWA" "$gw_a" 10.10.1.1/24 10.10.100.1/24 10.20.0.0/16 10.10.100.254 \
+        fd00:10:1::1/64 fd00:10:100::1/64 fd00:20::/32 fd00:10:100::fe
+    gateway_setup "$NS_GWB" "$gw_b" 10.20.1.1/24 10.10.200.1/24 10.10.0.0/16 10.10.200.254 \
+        fd00:20:1::1/64 fd00:10:200::1/64 fd00:10::/32 fd00:10:200::fe
 
     trap - EXIT
-    log "up: prefix $prefix: $NS_PROD $NS_GWA $NS_WAN $NS_GWB $NS_CONS (gw-a $gw_a, gw-b $gw_b, mtu $mtu)"
+    log "up: prefix $prefix: $NS_PROD $NS_GWA $NS_WAN $NS_GWB $NS_CONS (gw-a $gw_a, gw-b $gw_b, mtu $mtu, family $family)"
 }
 
 existing_namespaces() {

@@ -78,18 +78,35 @@ def emit(obj, ok):
 
 
 def parse_addr(text):
-    """Parse IP:PORT into (ip, port); raises argparse.ArgumentTypeError on bad input."""
-    host, sep, port = text.rpartition(":")
+    """Parse IPv4:PORT or [IPv6]:PORT into (ip, port); raises argparse.ArgumentTypeError on bad input."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        family, what = socket.AF_INET6, "[IPv6]:PORT"
+    else:
+        host, sep, port = text.rpartition(":")
+        family, what = socket.AF_INET, "IPv4:PORT"
     if not sep or not host:
-        raise argparse.ArgumentTypeError(f"address '{text}' is not IP:PORT")
+        raise argparse.ArgumentTypeError(f"address '{text}' is not IP:PORT or [IPv6]:PORT")
     try:
-        socket.inet_aton(host)
+        socket.inet_pton(family, host)
         value = int(port)
     except (OSError, ValueError):
-        raise argparse.ArgumentTypeError(f"address '{text}' is not IPv4:PORT") from None
+        raise argparse.ArgumentTypeError(f"address '{text}' is not {what}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} in '{text}' is out of range")
     return host, value
+
+
+def new_socket(addr, kind):
+    """A socket of the address family of addr (a parse_addr result)."""
+    family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+    return socket.socket(family, kind)
+
+
+def show_addr(sockname):
+    """ip:port (IPv4) or [ip]:port (IPv6) of a getsockname() result."""
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_hex(text):
@@ -237,12 +254,12 @@ class SeqReceiver:
 
 
 def udp_recv(args):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = new_socket(args.bind, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     big_buffers(sock)
     sock.bind(args.bind)
     sock.settimeout(args.timeout)
-    write_ready(args.ready_file, {"bound": "%s:%d" % sock.getsockname()})
+    write_ready(args.ready_file, {"bound": show_addr(sock.getsockname())})
 
     rx = SeqReceiver(args.count)
     buf = bytearray(65536)
@@ -263,7 +280,7 @@ def udp_recv(args):
 
 
 def udp_pull(args):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = new_socket(args.to, socket.SOCK_DGRAM)
     big_buffers(sock)
     sock.connect(args.to)
     sock.settimeout(PULL_RETRY)
@@ -375,7 +392,7 @@ def udp_send(args):
         print(f"udp-send: --size {args.size} is smaller than the {SEQ.size}-byte sequence number",
               file=sys.stderr)
         return emit({"error": "size too small", "sent": 0, "bytes": 0, "seconds": 0.0}, False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = new_socket(args.to, socket.SOCK_DGRAM)
     big_buffers(sock)
     sock.connect(args.to)
     report, ok = paced_send(sock, packet, args.count, args.rate)
@@ -392,12 +409,12 @@ def udp_serve(args):
         print(f"udp-serve: --size {args.size} is smaller than the {SEQ.size}-byte sequence "
               "number", file=sys.stderr)
         return emit({"error": "size too small", "sent": 0, "bytes": 0, "seconds": 0.0}, False)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = new_socket(args.bind, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     big_buffers(sock)
     sock.bind(args.bind)
     sock.settimeout(args.timeout)
-    write_ready(args.ready_file, {"bound": "%s:%d" % sock.getsockname()})
+    write_ready(args.ready_file, {"bound": show_addr(sock.getsockname())})
     try:
         _, peer = sock.recvfrom(65536)
     except socket.timeout:
@@ -410,7 +427,7 @@ def udp_serve(args):
     sock.connect(peer)
     report, ok = paced_send(sock, packet, args.count, args.rate)
     sock.close()
-    report["peer"] = "%s:%d" % peer
+    report["peer"] = show_addr(peer)
     if not ok:
         print(f"udp-serve: {report['send_errors']} datagram(s) not sent, last: "
               f"{report['error']}", file=sys.stderr)
@@ -448,7 +465,7 @@ def tcp_read_all(conn, peer, timeout):
     seconds = time.monotonic() - start
     conn.close()
     report = {"bytes": nbytes, "sha256": digest.hexdigest(), "seconds": round(seconds, 6),
-              "mbps": mbps(nbytes, seconds), "peer": "%s:%d" % peer}
+              "mbps": mbps(nbytes, seconds), "peer": show_addr(peer)}
     if error:
         report["error"] = error
     return report, error
@@ -457,12 +474,12 @@ def tcp_read_all(conn, peer, timeout):
 def tcp_recv(args):
     """Accepts --connections connections (concurrently served) and reads each to EOF.
     With one connection the report is that connection's; with more it lists them."""
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock = new_socket(args.bind, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(args.bind)
     lsock.listen(max(1, args.connections))
     lsock.settimeout(args.timeout)
-    write_ready(args.ready_file, {"bound": "%s:%d" % lsock.getsockname()})
+    write_ready(args.ready_file, {"bound": show_addr(lsock.getsockname())})
     results = [None] * args.connections
     threads = []
 
@@ -497,7 +514,7 @@ def tcp_connect(addr, connect_timeout, io_timeout):
     """Connect to addr, retrying refused/unreachable attempts until connect_timeout elapses."""
     deadline = time.monotonic() + connect_timeout
     while True:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = new_socket(addr, socket.SOCK_STREAM)
         big_buffers(sock)
         sock.settimeout(max(0.1, min(io_timeout, deadline - time.monotonic())))
         try:
@@ -566,12 +583,12 @@ def tcp_serve(args):
     """Pull mode, the producer side: accepts one connection and sends it N bytes (the
     consumer connects through the gateways and receives the stream)."""
     block = tcp_block(args)
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock = new_socket(args.bind, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(args.bind)
     lsock.listen(1)
     lsock.settimeout(args.timeout)
-    write_ready(args.ready_file, {"bound": "%s:%d" % lsock.getsockname()})
+    write_ready(args.ready_file, {"bound": show_addr(lsock.getsockname())})
     try:
         conn, peer = lsock.accept()
     except socket.timeout:
@@ -583,7 +600,7 @@ def tcp_serve(args):
     big_buffers(conn)
     conn.settimeout(args.timeout)
     report, error = tcp_write_all(conn, block, args.bytes, "tcp-serve")
-    report["peer"] = "%s:%d" % peer
+    report["peer"] = show_addr(peer)
     return emit(report, error is None)
 
 

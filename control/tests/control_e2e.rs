@@ -48,6 +48,7 @@ impl Pair {
             gw_a: GwMode::None,
             gw_b: GwMode::None,
             mtu: 1500,
+            ..TestbedOpts::default()
         });
         let certs = ScratchDir::new("s2cs-certs");
         // Each gateway's certificate names its management address too, so

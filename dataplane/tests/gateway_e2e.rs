@@ -8,7 +8,7 @@
 //! counters agree with what was sent.
 
 use scistream_testbed::gateway::Gateway;
-use scistream_testbed::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::netns::{require_root, Family, GwMode, Node, Testbed, TestbedOpts};
 
 const UDP_COUNT: u64 = 10_000;
 const UDP_RATE: u64 = 5_000;
@@ -36,6 +36,7 @@ fn through_gateway(example: &str, gw_mode: GwMode) {
         gw_a: gw_mode,
         gw_b: GwMode::Kernel,
         mtu: 1500,
+        ..TestbedOpts::default()
     });
     let mut gw = Gateway::start(&tb, Node::GwA, example, plain_router);
 
@@ -128,6 +129,150 @@ fn tap() {
     through_gateway("testbed-gwa-tap.toml", GwMode::Bridge);
 }
 
+/// [`plain_router`] for a dual-stack testbed: each port gets its IPv6
+/// address beside the IPv4 one, the far IPv6 LAN is routed through the
+/// WAN router, and the WAN port's MTU is 1400 (the veth's is 1500), so the
+/// gateway must answer larger packets with Packet Too Big.
+fn dual_stack_router(t: &mut toml::Table) {
+    plain_router(t);
+    let ports = t["ports"].as_table_mut().unwrap();
+    for (port, v6) in [("lan", "fd00:10:1::1/64"), ("wan", "fd00:10:100::1/64")] {
+        let p = ports[port].as_table_mut().unwrap();
+        let v4 = p["address"].as_str().unwrap().to_owned();
+        p.insert(
+            "address".into(),
+            toml::Value::Array(vec![v4.into(), v6.into()]),
+        );
+    }
+    ports["wan"]
+        .as_table_mut()
+        .unwrap()
+        .insert("mtu".into(), 1400.into());
+    let mut route = toml::Table::new();
+    route.insert("prefix".into(), "fd00:20::/32".into());
+    route.insert("via".into(), "fd00:10:100::fe".into());
+    t["routes"].as_array_mut().unwrap().push(route.into());
+}
+
+/// IPv6 beside IPv4 through gwA (s2ds) on a dual-stack testbed: Neighbor
+/// Discovery and ping6 of the gateway itself, next-hop resolution, hop
+/// limit expiry and Packet Too Big answered with ICMPv6, then 10,000
+/// sequence-numbered UDP datagrams and a 50 MB TCP transfer over IPv6.
+fn dual_stack_through_gateway(example: &str, gw_mode: GwMode) {
+    require_root();
+    let tb = Testbed::up(TestbedOpts {
+        gw_a: gw_mode,
+        family: Family::Dual,
+        ..TestbedOpts::default()
+    });
+    let gw = Gateway::start(&tb, Node::GwA, example, dual_stack_router);
+    assert!(
+        tb.ping(Node::Prod, "fd00:10:1::1", 3),
+        "gateway answers ping6\n{}",
+        gw.log_text()
+    );
+    assert_eq!(
+        tb.neigh_mac(Node::Prod, "fd00:10:1::1").as_deref(),
+        Some(gw.mac("lan").as_str()),
+        "the Neighbor Advertisement carries the gateway's MAC"
+    );
+    let reachable = (0..10).any(|_| tb.ping(Node::Prod, "fd00:20:1::2", 1));
+    assert!(reachable, "prod reaches cons over IPv6\n{}", gw.log_text());
+    assert!(tb.ping(Node::Prod, "10.20.1.2", 1), "IPv4 still forwarded");
+
+    // Hop limit 1: time exceeded from the gateway's LAN address.
+    let out = tb.run(
+        Node::Prod,
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-t",
+            "1",
+            "fd00:20:1::2",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("From fd00:10:1::1") && text.contains("Time exceeded"),
+        "{text}"
+    );
+    // 1452 bytes of ICMPv6 payload make a 1500-byte packet: too big for the 1400-byte WAN.
+    let out = tb.run(
+        Node::Prod,
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1452",
+            "fd00:20:1::2",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("From fd00:10:1::1") && text.contains("Packet too big: mtu=1400"),
+        "{text}"
+    );
+
+    let udp = tb.udp_stream(
+        Node::Prod,
+        Node::Cons,
+        "[fd00:20:1::2]:5001",
+        UDP_COUNT,
+        512,
+        UDP_RATE,
+    );
+    assert_eq!(udp.received, UDP_COUNT, "no datagram lost: {udp:?}");
+    assert!(udp.in_order && udp.duplicates == 0, "{udp:?}");
+    // TCP learns the 1400-byte path from the gateway's Packet Too Big.
+    let tcp = tb.tcp_transfer(Node::Prod, Node::Cons, "[fd00:20:1::2]:5002", TCP_BYTES);
+    assert_eq!(tcp.received_bytes, TCP_BYTES);
+    assert_eq!(tcp.sent_sha256, tcp.received_sha256);
+
+    let s = gw.settled_snapshot();
+    assert!(s.control.nd_adverts >= 1, "{:?}", s.control);
+    assert!(
+        s.control.nd_solicits >= 1,
+        "resolved fd00:10:100::fe itself: {:?}",
+        s.control
+    );
+    assert!(
+        s.control.echo_replies >= 3 && s.control.icmp_errors >= 2,
+        "{:?}",
+        s.control
+    );
+    assert_eq!(s.drops["ipv6_malformed"], 0);
+    assert!(
+        s.neighbors
+            .iter()
+            .any(|n| n.ip == "fd00:10:100::fe" && n.port.as_str() == "wan"),
+        "{:?}",
+        s.neighbors
+    );
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_af_packet_dual_stack() {
+    dual_stack_through_gateway("testbed-gwa-af_packet.toml", GwMode::None);
+}
+
+#[test]
+fn native_af_xdp_dual_stack() {
+    dual_stack_through_gateway("testbed-gwa-native-xdp.toml", GwMode::None);
+}
+
 /// No invisible loss: with the gateway's workers frozen (SIGSTOP) while
 /// the producer sends, the AF_XDP socket's rings overflow in the kernel.
 /// Once the gateway runs again, every datagram the consumer did not get is
@@ -140,6 +285,7 @@ fn native_af_xdp_counts_what_its_socket_drops_when_the_ring_overflows() {
         gw_a: GwMode::None,
         gw_b: GwMode::Kernel,
         mtu: 1500,
+        ..TestbedOpts::default()
     });
     let gw = Gateway::start(&tb, Node::GwA, "testbed-gwa-native-xdp.toml", plain_router);
     assert!(

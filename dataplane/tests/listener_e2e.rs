@@ -42,6 +42,7 @@ fn listener_mode_tcp_and_udp_streams() {
         gw_a: GwMode::None,
         gw_b: GwMode::None,
         mtu: 1500,
+        ..TestbedOpts::default()
     });
     let gwa = Gateway::start(
         &tb,

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use scistream_testbed::netns::{
-    require_root, GwMode, Node, TcpReport, Testbed, TestbedOpts, UdpReport,
+    require_root, Family, GwMode, Node, TcpReport, Testbed, TestbedOpts, UdpReport,
 };
 
 /// SHA-256 of the empty input: a report carrying it moved no data.
@@ -80,6 +80,23 @@ fn assert_complete_tcp(r: &TcpReport, bytes: u64) {
     assert_eq!(r.sent_sha256.len(), 64, "{r:?}");
     assert_ne!(r.sent_sha256, EMPTY_SHA256, "{r:?}");
     assert_eq!(r.received_sha256, r.sent_sha256, "{r:?}");
+}
+
+#[test]
+fn families_dual_and_6_route_ipv6_end_to_end() {
+    for (family, v4) in [(Family::Dual, true), (Family::V6, false)] {
+        let tb = Testbed::up(TestbedOpts {
+            family,
+            ..TestbedOpts::default()
+        });
+        assert!(
+            tb.ping(Node::Prod, "fd00:20:1::2", 3),
+            "{family:?}: prod cannot ping6 cons"
+        );
+        let tcp = tb.tcp_transfer(Node::Cons, Node::Prod, "[fd00:10:1::2]:5003", 5_000_000);
+        assert_eq!(tcp.sent_sha256, tcp.received_sha256, "{family:?}");
+        assert_eq!(tb.ping(Node::Prod, "10.20.1.2", 1), v4, "{family:?}: IPv4");
+    }
 }
 
 #[test]
@@ -259,6 +276,7 @@ fn panic_inside_a_test_still_tears_down() {
             gw_a: GwMode::Bridge,
             gw_b: GwMode::None,
             mtu: 1500,
+            ..TestbedOpts::default()
         });
         names = tb.namespaces();
         sleeper = Some(tb.spawn(Node::Wan, &["sleep", "600"]));
@@ -277,6 +295,7 @@ fn userspace_gateway_modes_leave_the_kernel_silent() {
         gw_a: GwMode::None,
         gw_b: GwMode::Bridge,
         mtu: 1500,
+        ..TestbedOpts::default()
     });
     for gw in [Node::GwA, Node::GwB] {
         let out = tb.ip(gw, &["-4", "-o", "addr", "show"]);

@@ -97,6 +97,7 @@ impl Pair {
             gw_a: mode,
             gw_b: mode,
             mtu,
+            ..TestbedOpts::default()
         });
         let a = Gateway::start(
             &tb,

@@ -107,6 +107,31 @@ pub struct TestbedOpts {
     pub gw_b: GwMode,
     /// MTU of every veth (and bridge).
     pub mtu: u16,
+    /// Address families of the data path.
+    pub family: Family,
+}
+
+/// Address families of the testbed's data path (`testbed.sh --family`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Family {
+    /// IPv4 only, IPv6 disabled everywhere.
+    #[default]
+    V4,
+    /// IPv6 only (the management link keeps IPv4).
+    V6,
+    /// Both.
+    Dual,
+}
+
+impl Family {
+    /// The `--family` argument.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Family::V4 => "4",
+            Family::V6 => "6",
+            Family::Dual => "dual",
+        }
+    }
 }
 
 impl Default for TestbedOpts {
@@ -116,6 +141,7 @@ impl Default for TestbedOpts {
             gw_a: GwMode::Kernel,
             gw_b: GwMode::Kernel,
             mtu: 1500,
+            family: Family::V4,
         }
     }
 }
@@ -275,6 +301,16 @@ fn describe(argv: &[&str]) -> String {
 }
 
 /// Port of an `IP:PORT` string (panics with the string on bad input: test-author error).
+/// The wildcard address of `dst`'s family with its port: `0.0.0.0:PORT`,
+/// or `[::]:PORT` for an `[IPv6]:PORT` destination.
+fn any_bind(dst: &str) -> String {
+    if dst.starts_with('[') {
+        format!("[::]:{}", port_of(dst))
+    } else {
+        format!("0.0.0.0:{}", port_of(dst))
+    }
+}
+
 fn port_of(dst: &str) -> &str {
     match dst.rsplit_once(':') {
         Some((ip, port)) if !ip.is_empty() && port.parse::<u16>().is_ok() => port,
@@ -343,6 +379,8 @@ impl Testbed {
                 opts.gw_b.as_arg(),
                 "--mtu",
                 &mtu,
+                "--family",
+                opts.family.as_arg(),
             ])
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", testbed_script().display()));
         assert!(
@@ -650,7 +688,7 @@ impl Testbed {
         size: usize,
         rate_pps: u64,
     ) -> UdpReport {
-        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let bind = any_bind(dst);
         let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate_pps.to_string());
         let idle = UDP_IDLE_TIMEOUT_SECS.to_string();
         let receiver = self.start_receiver(
@@ -704,7 +742,7 @@ impl Testbed {
         bytes: u64,
         n: usize,
     ) -> Vec<TcpReport> {
-        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let bind = any_bind(dst);
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
         let n_s = n.to_string();
         let receiver = self.start_receiver(
@@ -775,7 +813,7 @@ impl Testbed {
     /// Move `bytes` seeded pseudo-random bytes over one TCP connection from `from` to
     /// `dst` (`IP:PORT`), accepted in `to` on `0.0.0.0:PORT`; both SHA-256 are returned.
     pub fn tcp_transfer(&self, from: Node, to: Node, dst: &str, bytes: u64) -> TcpReport {
-        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let bind = any_bind(dst);
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
         let receiver = self.start_receiver(to, &["tcp-recv", "--bind", &bind, "--timeout", &idle]);
 
@@ -812,7 +850,7 @@ impl Testbed {
     /// deterministic bytes to whoever connects; `client` connects to `dst`
     /// (through the gateways' listeners) and reads to EOF.
     pub fn tcp_pull(&self, server: Node, client: Node, dst: &str, bytes: u64) -> TcpReport {
-        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let bind = any_bind(dst);
         let idle = TCP_IDLE_TIMEOUT_SECS.to_string();
         let bytes_s = bytes.to_string();
         let seed = format!("{}", self.seq.fetch_add(1, Ordering::Relaxed));
@@ -858,7 +896,7 @@ impl Testbed {
         size: usize,
         rate_pps: u64,
     ) -> Value {
-        let bind = format!("0.0.0.0:{}", port_of(dst));
+        let bind = any_bind(dst);
         let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate_pps.to_string());
         let idle = UDP_IDLE_TIMEOUT_SECS.to_string();
         let server_child = self.start_receiver(
