@@ -103,7 +103,7 @@ pub fn classify(
         return Verdict::Drop(DropReason::Runt);
     }
     if frame[12..14] == ETHERTYPE_IPV6 {
-        return classify6(frame, in_port, gw, neigh, tunnel.is_some());
+        return classify6(frame, in_port, gw, neigh, tunnel);
     }
     let me = gw.port(in_port);
     let dst_mac = &frame[0..6];
@@ -277,7 +277,7 @@ fn classify6(
     in_port: PortId,
     gw: &Gateway,
     neigh: &NeighborTable,
-    tunnel_policy: bool,
+    tunnel: Option<&TunnelTables>,
 ) -> Verdict {
     let me = gw.port(in_port);
     let multicast_frame = frame[0] == 0x33 && frame[1] == 0x33;
@@ -323,7 +323,14 @@ fn classify6(
     if crate::port::is_link_local(ip.src) || ip.src.is_unspecified() {
         return Verdict::Drop(DropReason::Policy);
     }
-    route_out6(frame, &ip, Ingress::Port(in_port), tunnel_policy, gw, neigh)
+    if let (Some(t), PortId::Lan) = (tunnel, in_port) {
+        if let Some(sa) = t.route6(ip.dst) {
+            let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
+            return egress_check6(&ip, inner_mtu).unwrap_or(Verdict::Encap(sa));
+        }
+    }
+    let policy = tunnel.is_some();
+    route_out6(frame, &ip, Ingress::Port(in_port), policy, gw, neigh)
 }
 
 /// [`route_out`] for IPv6: route lookup, policy, hop limit and MTU
@@ -634,8 +641,21 @@ mod tests {
             );
             // Between LAN and WAN only through the tunnel.
             let mut f = frame6(LAN_MAC, PROD_IP6, FAR, 64, 10);
+            let tables = crate::tunnel::TunnelTables::empty(
+                &crate::tunnel::TableContext {
+                    engine: crate::crypto::EngineKind::Ring,
+                    udp_port: 4500,
+                    lan_ip: gw.port(PortId::Lan).ip,
+                    wan_ip: gw.port(PortId::Wan).ip,
+                    nat_port_base: 40000,
+                    nat_slots: 64,
+                    sa_slots: None,
+                    tcp_mss: None,
+                },
+                1,
+            );
             assert_eq!(
-                classify6(&mut f, PortId::Lan, &gw, &t, true),
+                classify(&mut f, PortId::Lan, &gw, &t, Some(&tables)),
                 Verdict::Drop(DropReason::Policy)
             );
         }

@@ -1015,3 +1015,32 @@ fn ipv6_config_errors_name_line_and_key() {
         "overlaps the lan connected IPv6 prefix fd00:10:1::/64",
     );
 }
+
+#[test]
+fn ipv6_tunnel_routes_load_and_are_checked() {
+    let text = tunnel("\n[[tunnel_routes]]\nprefix = \"fd00:20::/32\"\nsa = 0x1001\n");
+    let c = Config::from_toml(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.tunnel.expect("tunnel section");
+    assert_eq!((t.routes.len(), t.routes6.len()), (1, 1));
+    assert_eq!(t.routes6[0].prefix.to_string(), "fd00:20::/32");
+    assert_eq!(t.routes6[0].spi, 0x1001);
+    // Through an inbound SA: refused on its key.
+    let text = tunnel("\n[[tunnel_routes]]\nprefix = \"fd00:20::/32\"\nsa = 0x2001\n");
+    let e = reject(&text);
+    assert_eq!(e.key(), Some("tunnel_routes[1].sa"), "{e}");
+    assert!(
+        e.to_string().contains("no outbound SA has SPI 0x2001"),
+        "{e}"
+    );
+    // Overlapping a port's own IPv6 prefix.
+    let text = dual_stack("")
+        + &tunnel("").replacen(TAP, "", 1)
+        + "\n[[tunnel_routes]]\nprefix = \"fd00:10::/32\"\nsa = 0x1001\n";
+    let e = reject(&text);
+    assert_eq!(e.key(), Some("tunnel_routes[1].prefix"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("overlaps the connected prefix fd00:10:1::/64 of lan"),
+        "{e}"
+    );
+}

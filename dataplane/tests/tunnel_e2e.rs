@@ -33,7 +33,7 @@ use scistream_testbed::capture::{
 };
 use scistream_testbed::gateway::Gateway;
 use scistream_testbed::netns::{json_str, json_u64, require_root};
-use scistream_testbed::netns::{GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::netns::{Family, GwMode, Node, Testbed, TestbedOpts};
 
 /// Tests in this file run one at a time: each runs two gateways.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -93,11 +93,22 @@ impl Pair {
     /// and starts `testbed-gw{a,b}-<backend>.toml` with `edit` applied to
     /// both configs.
     fn up(backend: &str, mode: GwMode, mtu: u16, edit: impl Fn(&mut toml::Table)) -> Pair {
+        Self::up_with(backend, mode, mtu, Family::V4, edit)
+    }
+
+    /// [`Pair::up`] on a testbed of address `family`.
+    fn up_with(
+        backend: &str,
+        mode: GwMode,
+        mtu: u16,
+        family: Family,
+        edit: impl Fn(&mut toml::Table),
+    ) -> Pair {
         let tb = Testbed::up(TestbedOpts {
             gw_a: mode,
             gw_b: mode,
             mtu,
-            ..TestbedOpts::default()
+            family,
         });
         let a = Gateway::start(
             &tb,
@@ -140,8 +151,29 @@ impl Pair {
 /// Sends `count` datagrams of `size` bytes filled with [`PATTERN_HEX`] from
 /// prod to cons:`port` at `rate` pps; returns (sender, receiver) reports.
 fn udp_pattern(p: &Pair, port: u16, count: u64, size: usize, rate: u64) -> (Value, Value) {
-    let bind = format!("0.0.0.0:{port}");
-    let to = format!("{CONS}:{port}");
+    udp_pattern_to(p, CONS, port, count, size, rate)
+}
+
+/// The receiver's wildcard bind and the sender's destination for `cons`
+/// (an IPv4 or IPv6 address) and `port`.
+fn endpoints(cons: &str, port: u16) -> (String, String) {
+    if cons.contains(':') {
+        (format!("[::]:{port}"), format!("[{cons}]:{port}"))
+    } else {
+        (format!("0.0.0.0:{port}"), format!("{cons}:{port}"))
+    }
+}
+
+/// [`udp_pattern`] to `cons`.
+fn udp_pattern_to(
+    p: &Pair,
+    cons: &str,
+    port: u16,
+    count: u64,
+    size: usize,
+    rate: u64,
+) -> (Value, Value) {
+    let (bind, to) = endpoints(cons, port);
     let (count_s, size_s, rate_s) = (count.to_string(), size.to_string(), rate.to_string());
     let recv = p.tb.start_receiver(
         Node::Cons,
@@ -179,8 +211,12 @@ fn udp_pattern(p: &Pair, port: u16, count: u64, size: usize, rate: u64) -> (Valu
 /// Sends `bytes` bytes of [`PATTERN_HEX`] over TCP from prod to cons:`port`;
 /// returns (sender, receiver) reports.
 fn tcp_pattern(p: &Pair, port: u16, bytes: u64) -> (Value, Value) {
-    let bind = format!("0.0.0.0:{port}");
-    let to = format!("{CONS}:{port}");
+    tcp_pattern_to(p, CONS, port, bytes)
+}
+
+/// [`tcp_pattern`] to `cons`.
+fn tcp_pattern_to(p: &Pair, cons: &str, port: u16, bytes: u64) -> (Value, Value) {
+    let (bind, to) = endpoints(cons, port);
     let bytes_s = bytes.to_string();
     let recv = p.tb.start_receiver(
         Node::Cons,
@@ -439,6 +475,127 @@ fn tunnel_through(backend: &str, mode: GwMode) {
         b.tunnel,
         nonzero(&b),
     );
+}
+
+/// Gives both testbed gateways their IPv6 addresses and the far IPv6 LAN
+/// as a tunnel route (through the same outbound SA as the IPv4 one).
+fn dual_stack_tunnel(t: &mut toml::Table) {
+    let a = t["gateway"]["name"].as_str() == Some("gwa");
+    let (lan6, wan6, far6, sa) = if a {
+        (
+            "fd00:10:1::1/64",
+            "fd00:10:100::1/64",
+            "fd00:20:1::/64",
+            SPI_A_TO_B,
+        )
+    } else {
+        (
+            "fd00:20:1::1/64",
+            "fd00:10:200::1/64",
+            "fd00:10:1::/64",
+            SPI_B_TO_A,
+        )
+    };
+    let ports = t["ports"].as_table_mut().unwrap();
+    for (port, v6) in [("lan", lan6), ("wan", wan6)] {
+        let p = ports[port].as_table_mut().unwrap();
+        let v4 = p["address"].as_str().unwrap().to_owned();
+        p.insert(
+            "address".into(),
+            toml::Value::Array(vec![v4.into(), v6.into()]),
+        );
+    }
+    let mut route = toml::Table::new();
+    route.insert("prefix".into(), far6.into());
+    route.insert("sa".into(), i64::from(sa).into());
+    t["tunnel_routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(route.into());
+}
+
+/// IPv6 inside the tunnel (next header 41), IPv4 outside, on a dual-stack
+/// testbed: ping6, 10,000 UDP datagrams and 50 MB of TCP from prod to cons
+/// intact, the MSS of the TCP SYNs clamped, and the WAN carrying nothing
+/// but ESP-in-UDP over IPv4 (and ARP) without a trace of the payload.
+fn ipv6_inside_the_tunnel(backend: &str) {
+    let _serial = serial();
+    require_root();
+    let p = Pair::up_with(backend, GwMode::None, 1500, Family::Dual, dual_stack_tunnel);
+    let cons6 = "fd00:20:1::2";
+    let reachable = (0..10).any(|_| p.tb.ping(Node::Prod, cons6, 1));
+    assert!(
+        reachable,
+        "prod never reached cons over IPv6\n--- gwA:\n{}\n--- gwB:\n{}",
+        p.a.log_text(),
+        p.b.log_text()
+    );
+    const UDP_COUNT: u64 = 10_000;
+    const TCP_BYTES: u64 = 50 * 1000 * 1000;
+    let mut wan = Capture::start(&p.tb, Node::Wan, "a0");
+    let (us, ur) = udp_pattern_to(&p, cons6, 6101, UDP_COUNT, 1000, 5_000);
+    let (ts, tr) = tcp_pattern_to(&p, cons6, 6102, 2_000_000);
+    let tcp =
+        p.tb.tcp_transfer(Node::Prod, Node::Cons, "[fd00:20:1::2]:6103", TCP_BYTES);
+    wan.stop();
+    assert_udp_complete(&us, &ur, UDP_COUNT);
+    assert_eq!(json_str(&ts, "sha256"), json_str(&tr, "sha256"));
+    assert_eq!(tcp.received_bytes, TCP_BYTES);
+    assert_eq!(tcp.sent_sha256, tcp.received_sha256, "TCP over IPv6 intact");
+
+    let c = census(&wan.frames(), &[]);
+    // The WAN router's kernel (IPv6 on) sends its own multicast listener
+    // reports on the link; the gateway sends nothing but the tunnel.
+    let router =
+        p.tb.link_mac(Node::Wan, "a0")
+            .expect("the WAN router's MAC");
+    let others: Vec<&String> = c
+        .other
+        .iter()
+        .filter(|d| !d.contains(&format!("{router} -> 33:33:")))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "{} frame(s) on the WAN other than ESP-in-UDP and ARP, first: {:?}",
+        others.len(),
+        &others[..others.len().min(10)]
+    );
+    assert!(c.esp_a_to_b >= UDP_COUNT, "{c:?}");
+    assert!(
+        !contains(&wan.bytes(), &pattern()),
+        "payload in clear on the WAN"
+    );
+
+    let (a, b) = p.settled();
+    assert!(a.tunnel.encap_packets >= UDP_COUNT && b.tunnel.decap_packets >= UDP_COUNT);
+    assert!(
+        a.tunnel.mss_clamped >= 2 && b.tunnel.mss_clamped >= 2,
+        "each SYN clamped where it entered the tunnel: A {:?} B {:?}",
+        a.tunnel,
+        b.tunnel
+    );
+    for (name, s) in [("gwA", &a), ("gwB", &b)] {
+        for reason in [
+            "esp_auth_failed",
+            "esp_replay",
+            "esp_bad_trailer",
+            "ipv6_malformed",
+        ] {
+            assert_eq!(drop_count(s, reason), 0, "{name} {reason}: {:?}", s.drops);
+        }
+        assert_eq!(s.control.icmp_errors, 0, "{name}: no Packet Too Big needed");
+    }
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn ipv6_inside_the_tunnel_af_packet() {
+    ipv6_inside_the_tunnel("af_packet");
+}
+
+#[test]
+fn ipv6_inside_the_tunnel_native() {
+    ipv6_inside_the_tunnel("native-xdp");
 }
 
 #[cfg(feature = "dpdk")]

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use zeroize::Zeroizing;
 
 use crate::crypto::{Algorithm, EngineKind};
@@ -35,8 +35,11 @@ pub struct TunnelSection {
     pub peers: Vec<Peer>,
     /// Manually keyed SAs.
     pub sas: Vec<SaConfig>,
-    /// Routed mode: inner prefixes sent through outbound SAs.
+    /// Routed mode: inner IPv4 prefixes sent through outbound SAs.
     pub routes: Vec<TunnelRoute>,
+    /// Routed mode: inner IPv6 prefixes sent through outbound SAs (next
+    /// header 41 in the ESP trailer).
+    pub routes6: Vec<TunnelRoute6>,
     /// Listener mode (SciStream): stream listeners.
     pub listeners: Vec<ListenerConfig>,
     /// First source port the producer-side gateway maps connections to.
@@ -127,6 +130,15 @@ impl fmt::Debug for SaConfig {
 pub struct TunnelRoute {
     /// Inner destination prefix.
     pub prefix: Ipv4Net,
+    /// SPI of an outbound SA.
+    pub spi: u32,
+}
+
+/// Routed mode, IPv6: an inner destination prefix sent through an outbound SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelRoute6 {
+    /// Inner destination prefix.
+    pub prefix: Ipv6Net,
     /// SPI of an outbound SA.
     pub spi: u32,
 }

@@ -3,7 +3,7 @@
 use arrayvec::ArrayVec;
 
 use super::encap::{build_aad, payload_and_icv};
-use super::{EspError, InboundSa, ICV_LEN, NEXT_HEADER_IPV4, TRAILER_LEN};
+use super::{EspError, InboundSa, ICV_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, TRAILER_LEN};
 use crate::backend::{PacketBuf, BURST};
 use crate::crypto::{AeadEngine, OpenOp, SaKey};
 use crate::wire::esp::{esp_in_udp, EspPacket, EspRepr, EspWireError};
@@ -199,11 +199,17 @@ pub fn open_burst<B: PacketBuf>(engine: &dyn AeadEngine, bufs: &mut [B], jobs: &
 /// after the outer packet, so `buf` holds exactly the inner packet. Checks that
 /// the pad length fits the payload ([`EspError::BadPadLength`]), that the
 /// padding is 1, 2, 3, ... ([`EspError::BadPadding`], RFC 4303 §2.4 default),
-/// and that the next header is 4, IPv4 ([`EspError::BadNextHeader`]; IPv6
-/// inner packets are not carried yet). Returns the next header. On error `buf`
-/// is unchanged.
+/// and that the next header is 4 (IPv4) or 41 (IPv6) and agrees with the
+/// inner packet's version ([`EspError::BadNextHeader`]). Returns the next
+/// header. On error `buf` is unchanged.
 pub fn decap_finish<B: PacketBuf>(buf: &mut B, view: &EspView) -> Result<u8, EspError> {
-    finish(buf, view, |nh| nh == NEXT_HEADER_IPV4)
+    let version = buf.data().get(view.payload_offset).map(|b| b >> 4);
+    finish(buf, view, |nh| {
+        matches!(
+            (nh, version),
+            (NEXT_HEADER_IPV4, Some(4)) | (NEXT_HEADER_IPV6, Some(6))
+        )
+    })
 }
 
 /// [`decap_finish`] accepting any next header, for known-answer tests against

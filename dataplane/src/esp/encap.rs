@@ -8,7 +8,7 @@ use smoltcp::wire::{IpProtocol, Ipv4Packet, UdpPacket};
 
 use super::{
     pad_len, EspError, OutboundSa, ESP_UDP_PORT, HEAD_LEN, ICV_LEN, NEXT_HEADER_IPV4,
-    OUTER_IPV4_HLEN, TRAILER_LEN, UDP_HLEN,
+    NEXT_HEADER_IPV6, OUTER_IPV4_HLEN, TRAILER_LEN, UDP_HLEN,
 };
 use crate::backend::{PacketBuf, BURST};
 use crate::crypto::{AeadEngine, SaKey, SealOp, TAG_LEN};
@@ -100,7 +100,8 @@ pub(super) fn build_aad(out: &mut [u8; 12], spi: u32, seq: u64, esn: bool) -> u8
 /// outer IPv4 (DF set, ident 0, header checksum filled, DSCP copied from the
 /// inner header, ECN not-ECT) + UDP (checksum 0, RFC 3948 §2.1) + ESP header
 /// (SPI, low 32 bits of `seq`) + IV (`seq`, 64-bit big-endian) go into the
-/// headroom; padding 1, 2, 3, ... + pad length + next header 4 + room for the
+/// headroom; padding 1, 2, 3, ... + pad length + next header (4 for an
+/// IPv4 inner packet, 41 for IPv6) + room for the
 /// ICV into the tailroom. The inner packet is not moved and nothing is
 /// allocated. Returns what [`seal_burst`] needs.
 ///
@@ -113,12 +114,13 @@ pub fn encap_prepare<'k, B: PacketBuf>(
     seq: u64,
     outer: &Outer,
 ) -> Result<SealJob<'k>, EspError> {
-    match buf.data().first() {
+    let next_header = match buf.data().first() {
         None => return Err(EspError::BadLength),
-        Some(b) if b >> 4 != 4 => return Err(EspError::BadNextHeader),
-        Some(_) => {}
-    }
-    encap_prepare_raw(buf, sa, seq, seq, NEXT_HEADER_IPV4, outer)
+        Some(b) if b >> 4 == 4 => NEXT_HEADER_IPV4,
+        Some(b) if b >> 4 == 6 => NEXT_HEADER_IPV6,
+        Some(_) => return Err(EspError::BadNextHeader),
+    };
+    encap_prepare_raw(buf, sa, seq, seq, next_header, outer)
 }
 
 /// [`encap_prepare`] with an explicit IV and next header, for known-answer tests
@@ -148,6 +150,10 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
     }
     let dscp = match buf.data() {
         [v, tos, ..] if next_header == NEXT_HEADER_IPV4 && v >> 4 == 4 => tos >> 2,
+        // IPv6: the traffic class spans the low nibble of byte 0 and the high one of byte 1.
+        [v, tc, ..] if next_header == NEXT_HEADER_IPV6 && v >> 4 == 6 => {
+            ((v & 0x0f) << 2) | (tc >> 6)
+        }
         _ => 0,
     };
     if !buf.prepend(HEAD_LEN) {

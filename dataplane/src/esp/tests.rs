@@ -267,19 +267,53 @@ fn no_room_leaves_the_buffer_unchanged() {
 }
 
 #[test]
-fn refuses_empty_and_non_ipv4_inner_packets() {
+fn refuses_empty_and_non_ip_inner_packets() {
     let (out, _) = sa_pair(EngineKind::Ring, Algorithm::Aes128Gcm, true);
     let mut empty = PoolBuf::new();
     assert_eq!(
         encap_prepare(&mut empty, &out, 1, &Outer::new(A, B)).unwrap_err(),
         EspError::BadLength
     );
-    let mut v6 = PoolBuf::from_slice(&[0x60; 40]).unwrap();
+    // Neither IPv4 nor IPv6: refused, untouched.
+    let mut v5 = PoolBuf::from_slice(&[0x50; 40]).unwrap();
     assert_eq!(
-        encap_prepare(&mut v6, &out, 1, &Outer::new(A, B)).unwrap_err(),
+        encap_prepare(&mut v5, &out, 1, &Outer::new(A, B)).unwrap_err(),
         EspError::BadNextHeader
     );
-    assert_eq!(v6.data(), &[0x60; 40]);
+    assert_eq!(v5.data(), &[0x50; 40]);
+}
+
+#[test]
+fn ipv6_inner_packets_carry_next_header_41_and_their_traffic_class() {
+    let (out, inb) = sa_pair(EngineKind::Ring, Algorithm::Aes128Gcm, true);
+    // Version 6, traffic class 0xb8 (DSCP 46, EF), then anything.
+    let mut inner = vec![0x6b, 0x80, 0, 0];
+    inner.extend_from_slice(&[0xab; 44]);
+    let sealed = seal_one(&out, &inner, 1);
+    assert_eq!(
+        sealed.data()[1] >> 2,
+        46,
+        "outer DSCP copied from the inner traffic class"
+    );
+    // decap_finish accepts next header 41 only with an IPv6 inner packet.
+    let mut window = ReplayWindow::default();
+    let got = receive(&inb, &mut window, sealed).unwrap();
+    assert_eq!(got.data(), &inner[..]);
+    // An IPv4 packet sealed, then its version nibble changed in flight would fail
+    // authentication; what the check refuses is a peer labelling IPv4 as 41.
+    let mut lying = inner.clone();
+    lying[0] = 0x45;
+    let mut buf = PoolBuf::from_slice(&lying).unwrap();
+    let job = encap::encap_prepare_raw(&mut buf, &out, 2, 2, NEXT_HEADER_IPV6, &Outer::new(A, B))
+        .unwrap();
+    let mut bufs = [buf];
+    let mut jobs = [job];
+    seal_burst(engine(EngineKind::Ring), &mut bufs, &mut jobs);
+    let [buf] = bufs;
+    assert_eq!(
+        receive(&inb, &mut window, buf).err(),
+        Some(EspError::BadNextHeader)
+    );
 }
 
 /// Rewrites the outer IPv4 total length and UDP length after a test changed

@@ -14,7 +14,7 @@
 //!   sessions coming and going;
 //! - the connection table and its clock are shared by all generations.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -27,7 +27,7 @@ use crate::config::tunnel::{Direction, ListenerRole};
 use crate::crypto::{Algorithm, EngineKind, SaKey};
 use crate::esp::{InboundSa, OutboundSa, Outer};
 use crate::nat::{CoarseClock, ConnTable, InboundListener, Listeners, OutboundListener, Timeouts};
-use crate::port::prefix_mask;
+use crate::port::{prefix_mask, prefix_mask6};
 
 /// What the data plane itself contributes to its tables, fixed for the life
 /// of the process.
@@ -100,6 +100,18 @@ pub struct RouteSpec {
     pub sa: usize,
 }
 
+/// Routed mode, IPv6: packets to `prefix/len` go through outbound SA `sa`
+/// (an index into [`TableSpec::sas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route6Spec {
+    /// Network address.
+    pub prefix: Ipv6Addr,
+    /// Prefix length, 0..=128.
+    pub len: u8,
+    /// Index of an outbound SA in [`TableSpec::sas`].
+    pub sa: usize,
+}
+
 /// Listener mode: one listener, leading to `to` (outbound: the peer's
 /// listener; inbound: the producer application), its traffic sealed with
 /// outbound SA `sa` (an index into [`TableSpec::sas`]).
@@ -122,6 +134,8 @@ pub struct TableSpec {
     pub sas: Vec<SaSpec>,
     /// Routed mode's routes.
     pub routes: Vec<RouteSpec>,
+    /// Routed mode's IPv6 routes.
+    pub routes6: Vec<Route6Spec>,
     /// Listener mode's listeners.
     pub listeners: Vec<ListenerSpec>,
 }
@@ -150,6 +164,7 @@ impl TunnelTables {
             outbound: Vec::new(),
             inbound: FxHashMap::default(),
             routes: Vec::new(),
+            routes6: Vec::new(),
             listeners: None,
             conntrack: None,
             clock: Arc::new(CoarseClock::new()),
@@ -276,6 +291,15 @@ impl TunnelTables {
             routes.push((u32::from(r.prefix) & mask, mask, r.len, sa_of(r.sa)?));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.2));
+        let mut routes6 = Vec::with_capacity(spec.routes6.len());
+        for r in &spec.routes6 {
+            if r.len > 128 {
+                return Err(TableError::PrefixLength(r.len));
+            }
+            let mask = prefix_mask6(r.len);
+            routes6.push((u128::from(r.prefix) & mask, mask, r.len, sa_of(r.sa)?));
+        }
+        routes6.sort_by_key(|r| std::cmp::Reverse(r.2));
 
         let mut outs = Vec::new();
         let mut ins = Vec::new();
@@ -322,6 +346,7 @@ impl TunnelTables {
                 outbound,
                 inbound,
                 routes,
+                routes6,
                 listeners,
                 conntrack,
                 clock: prev.clock.clone(),

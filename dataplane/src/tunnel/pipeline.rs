@@ -23,13 +23,16 @@ use rustc_hash::FxHashMap;
 use crate::backend::{Burst, PacketBuf, BURST};
 use crate::crypto;
 use crate::esp::{self, Clock, EspError, MonotonicClock, OpenJob, ReplayWindow, SealJob};
-use crate::forward::{egress_check, route_out, Ingress, OuterUdp, SlowReason, Verdict};
+use crate::forward::{egress_check, route_out, route_out6, Ingress, OuterUdp, SlowReason, Verdict};
 use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
 use crate::stats::{Counters, DropReason, StatsRegistry};
-use crate::wire::ipv4::Ipv4Info;
-use crate::wire::{ipv4, mss, Mac, ETH_HLEN};
+use crate::wire::icmpv6::ETHERTYPE_IPV6;
+use crate::wire::{ipv4, ipv6, mss, Mac, ETH_HLEN};
+
+/// Ethertype of IPv4.
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 use scistream_region::stats::{add, sa_tag, SaCounters};
 use scistream_region::Direction;
 
@@ -222,7 +225,7 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
             cx.counts.drop(DropReason::Runt);
             continue;
         }
-        ipv4::decrement_ttl(buf.data_mut());
+        decrement_hop(buf.data_mut());
         if let Some(max) = tables.tcp_mss {
             clamp_mss(cx.counts, buf.data_mut(), max);
         }
@@ -257,7 +260,7 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
         let Some(mac) = next_hop_mac(cx, peer, PortId::Wan) else {
             continue;
         };
-        if !push_ethernet(&mut buf, mac, wan_mac) {
+        if !push_ethernet(&mut buf, mac, wan_mac, ETHERTYPE_IPV4) {
             cx.counts.drop(DropReason::NoBuffer);
             continue;
         }
@@ -353,7 +356,11 @@ pub fn decap_burst<B: PacketBuf>(
             add(&c.bytes, buf.len() as u64);
         }
         // Room for the Ethernet header the route-out step rewrites.
-        if !push_ethernet(&mut buf, [0; 6], [0; 6]) {
+        let ethertype = match buf.data().first() {
+            Some(b) if b >> 4 == 6 => ETHERTYPE_IPV6,
+            _ => ETHERTYPE_IPV4,
+        };
+        if !push_ethernet(&mut buf, [0; 6], [0; 6], ethertype) {
             cx.counts.drop(DropReason::NoBuffer);
             continue;
         }
@@ -382,6 +389,9 @@ pub fn decap_burst<B: PacketBuf>(
 /// it, so that an ICMP error quotes the packet as its sender sent it (the
 /// peer gateway translates such errors back to its consumer).
 fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32) -> Verdict {
+    if buf.data()[12..14] == ETHERTYPE_IPV6 {
+        return route_decapsulated6(cx, buf, spi);
+    }
     let tables = cx.tables;
     let inner = match ipv4::parse(&buf.data()[ETH_HLEN..]) {
         Ok(ip) => ip,
@@ -390,7 +400,7 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
     let lan_mtu = cx.gw.port(PortId::Lan).mtu;
     let inner = if tables.has_listeners() {
         if let Some(v) = egress_check(&inner, lan_mtu) {
-            return tunnel_error(cx, v, buf.data(), &inner, spi);
+            return tunnel_error(cx, v, buf.data(), inner.src.into(), inner.total_len, spi);
         }
         if let Err(e) = tables.nat_from_tunnel(&mut buf.data_mut()[ETH_HLEN..], inner.dst) {
             return Verdict::Drop(e.into());
@@ -410,7 +420,14 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
         cx.gw,
         cx.neigh,
     ) {
-        Verdict::Slow(reason) => tunnel_error(cx, Verdict::Slow(reason), buf.data(), &inner, spi),
+        Verdict::Slow(reason) => tunnel_error(
+            cx,
+            Verdict::Slow(reason),
+            buf.data(),
+            inner.src.into(),
+            inner.total_len,
+            spi,
+        ),
         Verdict::Forward(port) => {
             if let Some(max) = tables.tcp_mss {
                 clamp_mss(cx.counts, &mut buf.data_mut()[ETH_HLEN..], max);
@@ -421,12 +438,66 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
     }
 }
 
-/// Lowers the MSS of a TCP SYN or SYN-ACK in `packet` (an inner IPv4
-/// packet) to `max`, counting it: the peer of a connection through the
-/// tunnel then never sends a segment the tunnel cannot carry.
+/// [`route_decapsulated`] for an inner IPv6 packet (next header 41):
+/// routed mode only (listener mode's translation is IPv4), through the
+/// IPv6 route-out step; hop limit and MTU errors go back through the
+/// tunnel as ICMPv6.
+fn route_decapsulated6<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32) -> Verdict {
+    let inner = match ipv6::parse(&buf.data()[ETH_HLEN..]) {
+        Ok(ip) => ip,
+        Err(_) => return Verdict::Drop(DropReason::Ipv6Malformed),
+    };
+    if inner.src.is_multicast() || inner.dst.is_multicast() {
+        return Verdict::Drop(DropReason::Ipv6Malformed);
+    }
+    match route_out6(
+        buf.data_mut(),
+        &inner,
+        Ingress::Tunnel,
+        true,
+        cx.gw,
+        cx.neigh,
+    ) {
+        Verdict::Slow(reason) => tunnel_error(
+            cx,
+            Verdict::Slow(reason),
+            buf.data(),
+            inner.src.into(),
+            inner.total_len,
+            spi,
+        ),
+        Verdict::Forward(port) => {
+            if let Some(max) = cx.tables.tcp_mss {
+                clamp_mss(cx.counts, &mut buf.data_mut()[ETH_HLEN..], max);
+            }
+            Verdict::Forward(port)
+        }
+        v => v,
+    }
+}
+
+/// Decrements the TTL (IPv4, with its checksum) or the hop limit (IPv6)
+/// of the inner packet at the start of `packet`, as a router does before
+/// sending it on; the classifier checked that it does not run out.
 #[inline]
-fn clamp_mss(counts: &mut Counters, packet: &mut [u8], max: u16) {
-    if let mss::Clamp::Lowered { .. } = mss::clamp_ipv4(packet, max) {
+fn decrement_hop(packet: &mut [u8]) {
+    match packet.first() {
+        Some(b) if b >> 4 == 6 => ipv6::decrement_hop_limit(packet),
+        _ => ipv4::decrement_ttl(packet),
+    }
+}
+
+/// Lowers the MSS of a TCP SYN or SYN-ACK in `packet` (an inner IPv4 or
+/// IPv6 packet) to `max_v4` (IPv6: 20 less, for its longer header),
+/// counting it: the peer of a connection through the tunnel then never
+/// sends a segment the tunnel cannot carry.
+#[inline]
+fn clamp_mss(counts: &mut Counters, packet: &mut [u8], max_v4: u16) {
+    let done = match packet.first() {
+        Some(b) if b >> 4 == 6 => mss::clamp_ipv6(packet, max_v4.saturating_sub(mss::IPV6_EXTRA)),
+        _ => mss::clamp_ipv4(packet, max_v4),
+    };
+    if let mss::Clamp::Lowered { .. } = done {
         counts.tunnel.mss_clamped += 1;
     }
 }
@@ -440,7 +511,8 @@ fn tunnel_error(
     cx: &mut StageCtx<'_>,
     v: Verdict,
     frame: &[u8],
-    inner: &Ipv4Info,
+    src: IpAddr,
+    total_len: usize,
     spi: u32,
 ) -> Verdict {
     let Verdict::Slow(reason) = v else {
@@ -450,7 +522,7 @@ fn tunnel_error(
         SlowReason::FragNeeded(_) => DropReason::TooBig,
         _ => DropReason::TtlExceeded,
     };
-    let Some(reply_spi) = cx.tables.reply_spi(spi, inner.src) else {
+    let Some(reply_spi) = cx.tables.reply_spi(spi, src) else {
         return Verdict::Drop(dropped);
     };
     if cx.errors.is_full() {
@@ -458,7 +530,7 @@ fn tunnel_error(
     }
     cx.errors.push(TunnelError {
         reason,
-        frame: frame[..ETH_HLEN + inner.total_len].to_vec(),
+        frame: frame[..ETH_HLEN + total_len].to_vec(),
         reply_spi,
     });
     v
@@ -490,14 +562,14 @@ fn next_hop_mac(cx: &mut StageCtx<'_>, dst: Ipv4Addr, port: PortId) -> Option<Ma
     }
 }
 
-/// Prepends an Ethernet II header for IPv4.
-fn push_ethernet<B: PacketBuf>(buf: &mut B, dst: Mac, src: Mac) -> bool {
+/// Prepends an Ethernet II header of `ethertype`.
+fn push_ethernet<B: PacketBuf>(buf: &mut B, dst: Mac, src: Mac, ethertype: [u8; 2]) -> bool {
     if !buf.prepend(ETH_HLEN) {
         return false;
     }
     let d = buf.data_mut();
     d[0..6].copy_from_slice(&dst);
     d[6..12].copy_from_slice(&src);
-    d[12..14].copy_from_slice(&[0x08, 0x00]);
+    d[12..14].copy_from_slice(&ethertype);
     true
 }

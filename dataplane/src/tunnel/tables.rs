@@ -1,7 +1,7 @@
 //! SA and tunnel-route tables: immutable snapshots published through an
 //! `ArcSwap`, loaded once per burst by each worker.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use zeroize::Zeroizing;
 
-use super::build::{ListenerSpec, RouteSpec, SaSpec, TableContext, TableSpec};
+use super::build::{ListenerSpec, Route6Spec, RouteSpec, SaSpec, TableContext, TableSpec};
 use super::sa_slots::SaSlots;
 use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
 use crate::crypto::{Algorithm, CryptoError, EngineKind};
@@ -122,6 +122,8 @@ pub struct TunnelTables {
     pub(super) inbound: FxHashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
     pub(super) routes: Vec<(u32, u32, u8, usize)>,
+    /// IPv6: (network, mask, prefix length, index into `outbound`), longest first.
+    pub(super) routes6: Vec<(u128, u128, u8, usize)>,
     /// Listener mode: the listeners (their `sa` is an index into `outbound`).
     pub(super) listeners: Option<Listeners>,
     /// Listener mode, producer side: the connection-tracking NAT.
@@ -228,6 +230,16 @@ impl TunnelTables {
             .map(|r| r.3)
     }
 
+    /// The outbound SA (an index) whose IPv6 tunnel route covers `dst`.
+    #[inline]
+    pub fn route6(&self, dst: Ipv6Addr) -> Option<usize> {
+        let d = u128::from(dst);
+        self.routes6
+            .iter()
+            .find(|(net, mask, _, _)| d & mask == *net)
+            .map(|r| r.3)
+    }
+
     /// The index of the outbound SA with `spi`, if it is still in the tables.
     pub fn outbound_index(&self, spi: u32) -> Option<usize> {
         self.outbound.iter().position(|o| o.sa.spi == spi)
@@ -238,8 +250,12 @@ impl TunnelTables {
     /// the tunnel route to `src` if there is one (routed mode), else an
     /// outbound SA toward the same peer gateway (listener mode, where the
     /// peer translates what comes back).
-    pub fn reply_spi(&self, inbound_spi: u32, src: Ipv4Addr) -> Option<u32> {
-        if let Some(i) = self.route(src) {
+    pub fn reply_spi(&self, inbound_spi: u32, src: IpAddr) -> Option<u32> {
+        let routed = match src {
+            IpAddr::V4(v4) => self.route(v4),
+            IpAddr::V6(v6) => self.route6(v6),
+        };
+        if let Some(i) = routed {
             return Some(self.outbound[i].sa.spi);
         }
         let peer = self.inbound.get(&inbound_spi)?.peer;
@@ -338,6 +354,17 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
             })
         })
         .collect::<Result<_, TableError>>()?;
+    let routes6 = t
+        .routes6
+        .iter()
+        .map(|r| {
+            Ok(Route6Spec {
+                prefix: r.prefix.network(),
+                len: r.prefix.prefix_len(),
+                sa: out(r.spi)?,
+            })
+        })
+        .collect::<Result<_, TableError>>()?;
     let listeners = t
         .listeners
         .iter()
@@ -358,6 +385,7 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
     Ok(TableSpec {
         sas,
         routes,
+        routes6,
         listeners,
     })
 }

@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::backend::mem::MemQueue;
 use crate::config::tunnel::{
-    Direction, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
+    Direction, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelRoute6,
+    TunnelSection,
 };
 use crate::crypto::{Algorithm, EngineKind};
 use crate::gateway::Gateway;
@@ -32,6 +33,9 @@ const ROUTER_B: [u8; 6] = [2, 0, 0, 0, 0xb0, 0xfe];
 const K_AB: [u8; 16] = *b"0123456789abcdef";
 const K_BA: [u8; 32] = *b"fedcba9876543210fedcba9876543210";
 const PATTERN: &[u8] = b"SCISTREAM-SECRET";
+/// The far side's IPv6 LAN prefix as seen from gateway A, and from B.
+const FAR6_A: &str = "fd00:20::/32";
+const FAR6_B: &str = "fd00:10::/32";
 
 struct Gw {
     worker: Worker<MemQueue>,
@@ -50,6 +54,11 @@ impl Gw {
         use crate::tunnel::TableSource;
         self.tables.load().nat_active()
     }
+}
+
+/// Host `n` of gateway A's (`a`) or B's IPv6 LAN: fd00:10:1::n or fd00:20:1::n.
+fn lan6(a: bool, n: u16) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, if a { 0x10 } else { 0x20 }, 1, 0, 0, 0, 0, n)
 }
 
 /// Gateway `a` (true) or `b`, with the ESP engine `engine`.
@@ -106,7 +115,7 @@ fn gateway_full(
             ip: lan.into(),
             prefix_len: 24,
             mtu: lan_mtu,
-            ip6: None,
+            ip6: Some((lan6(a, 1), 64)),
         },
         PortAddr {
             mac: mac[1],
@@ -126,8 +135,9 @@ fn gateway_full(
         }],
     );
     let neigh = Neighbors::with_static(&[
-        (Ipv4Addr::from(hop), router, PortId::Wan),
-        (Ipv4Addr::from(host), host_mac, PortId::Lan),
+        (std::net::IpAddr::from(hop), router, PortId::Wan),
+        (std::net::IpAddr::from(host), host_mac, PortId::Lan),
+        (lan6(a, 2).into(), host_mac, PortId::Lan),
     ]);
     let peer = if a {
         [10, 10, 200, 1]
@@ -166,6 +176,10 @@ fn gateway_full(
         sas: vec![out_sa, in_sa],
         routes: vec![TunnelRoute {
             prefix: ipnet::Ipv4Net::new(far_lan.into(), 16).unwrap(),
+            spi: out_spi,
+        }],
+        routes6: vec![TunnelRoute6 {
+            prefix: if a { FAR6_A } else { FAR6_B }.parse().unwrap(),
             spi: out_spi,
         }],
         listeners,
@@ -1130,4 +1144,216 @@ fn listener_mode_syns_are_clamped_after_the_address_translation() {
     );
     assert_eq!(delivered_mss(&got[0]), 1438 - 40);
     assert_eq!(b.stats.sum().tunnel.mss_clamped, 1);
+}
+
+/// An Ethernet frame with an IPv6 UDP packet `src` → `dst` (hop limit
+/// `hops`) carrying `payload`, with a valid UDP checksum.
+fn udp6_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    hops: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{IpAddress, UdpPacket, UdpRepr};
+    let repr = UdpRepr {
+        src_port: 40000,
+        dst_port: 5001,
+    };
+    let mut udp = vec![0u8; 8 + payload.len()];
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut udp[..]),
+        &IpAddress::Ipv6(src),
+        &IpAddress::Ipv6(dst),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
+    let mut ip = crate::wire::ipv6::tests::packet(17, &[], &udp, hops);
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&dst.octets());
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&crate::wire::icmpv6::ETHERTYPE_IPV6);
+    f.extend_from_slice(&ip);
+    f
+}
+
+#[test]
+fn ipv6_crosses_the_tunnel_inside_esp_with_next_header_41() {
+    for engine in EngineKind::ALL {
+        let (mut a, mut b) = (gateway(true, engine), gateway(false, engine));
+        let sent: Vec<Vec<u8>> = (0..40)
+            .map(|i| {
+                let len = [0, 17, 1000, 1438 - 48][i % 4];
+                udp6_frame(
+                    a.mac[0],
+                    PROD,
+                    lan6(true, 2),
+                    lan6(false, 2),
+                    64,
+                    &payload(i, len),
+                )
+            })
+            .collect();
+        a.worker
+            .queue_mut(PortId::Lan)
+            .rx
+            .extend(sent.iter().cloned());
+        poll_all(&mut a);
+        let wan = a.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(
+            wan.len(),
+            sent.len(),
+            "{engine:?}: {:?}",
+            a.stats.sum().drops
+        );
+        for f in &wan {
+            // Outer IPv4 ESP-in-UDP, the payload not visible.
+            assert_eq!(&f[12..14], &[0x08, 0x00]);
+            assert_eq!(&f[ETH_HLEN + 28..ETH_HLEN + 32], &0x1001u32.to_be_bytes());
+            assert!(!f.windows(PATTERN.len()).any(|w| w == PATTERN));
+        }
+        let wan = across_wan(wan, &b);
+        b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut b);
+        let out = b.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(
+            out.len(),
+            sent.len(),
+            "{engine:?}: {:?}",
+            b.stats.sum().drops
+        );
+        for (got, s) in out.iter().zip(&sent) {
+            let mut want = s.clone();
+            want[..6].copy_from_slice(&CONS);
+            want[6..12].copy_from_slice(&b.mac[0]);
+            want[ETH_HLEN + 7] -= 2; // one hop at each gateway
+            assert_eq!(got, &want, "{engine:?}");
+        }
+        assert_eq!(a.stats.sum().total_drops() + b.stats.sum().total_drops(), 0);
+        // And back.
+        let reply = udp6_frame(b.mac[0], CONS, lan6(false, 2), lan6(true, 2), 64, b"reply6");
+        b.worker.queue_mut(PortId::Lan).rx.push_back(reply);
+        poll_all(&mut b);
+        let wan = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+        a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut a);
+        let back = a.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(back.len(), 1);
+        assert!(back[0].ends_with(b"reply6") && back[0][..6] == PROD);
+    }
+}
+
+#[test]
+fn ipv6_too_big_for_the_tunnel_and_hop_limit_expiry_after_it_get_icmpv6() {
+    use smoltcp::wire::{Icmpv6Packet, Icmpv6Repr};
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    // One byte over the inner MTU: Packet Too Big with 1438, from A's slow path.
+    let big = udp6_frame(
+        a.mac[0],
+        PROD,
+        lan6(true, 2),
+        lan6(false, 2),
+        64,
+        &[7; 1439 - 48],
+    );
+    a.worker.queue_mut(PortId::Lan).rx.push_back(big);
+    poll_all(&mut a);
+    assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());
+    assert_eq!(slow_path_round(&mut a), 1);
+    let lan = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(lan.len(), 1);
+    let ip = crate::wire::ipv6::parse(&lan[0][ETH_HLEN..]).unwrap();
+    let body = &lan[0][ETH_HLEN + ip.l4_at..ETH_HLEN + ip.total_len];
+    let p = Icmpv6Packet::new_checked(body).unwrap();
+    let repr = Icmpv6Repr::parse(&ip.src, &ip.dst, &p, &Default::default()).unwrap();
+    assert!(
+        matches!(repr, Icmpv6Repr::PktTooBig { mtu: 1438, .. }),
+        "{repr:?}"
+    );
+    assert_eq!((ip.src, ip.dst), (lan6(true, 1), lan6(true, 2)));
+
+    // Hop limit 2: 1 after A, so B answers time exceeded through the tunnel.
+    let f = udp6_frame(a.mac[0], PROD, lan6(true, 2), lan6(false, 2), 2, b"hops");
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    assert!(b.worker.queue_mut(PortId::Lan).take_tx().is_empty());
+    assert_eq!(slow_path_round(&mut b), 1);
+    let back = across_wan(b.worker.queue_mut(PortId::Wan).take_tx(), &a);
+    assert_eq!(
+        back.len(),
+        1,
+        "B sealed the error: {:?}",
+        b.stats.sum().drops
+    );
+    a.worker.queue_mut(PortId::Wan).rx.extend(back);
+    poll_all(&mut a);
+    let lan = a.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(lan.len(), 1, "A delivered it: {:?}", a.stats.sum().drops);
+    let ip = crate::wire::ipv6::parse(&lan[0][ETH_HLEN..]).unwrap();
+    assert_eq!(
+        (ip.src, ip.dst),
+        (lan6(false, 1), lan6(true, 2)),
+        "from B's LAN address"
+    );
+    let body = &lan[0][ETH_HLEN + ip.l4_at..ETH_HLEN + ip.total_len];
+    let p = Icmpv6Packet::new_checked(body).unwrap();
+    assert!(p.verify_checksum(&ip.src, &ip.dst));
+    assert_eq!((body[0], body[1]), (3, 0), "time exceeded in transit");
+    assert_eq!(b.stats.sum().control.icmp_errors, 1);
+}
+
+#[test]
+fn ipv6_syns_are_clamped_to_the_inner_mtu_less_the_longer_header() {
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    // A SYN with MSS 1440 (fits a 1500 IPv6 MTU) behind a destination-options header.
+    let mut tcp = vec![0u8; 24];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    tcp[12] = 6 << 4;
+    tcp[13] = 0x02;
+    tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xa0]);
+    let (src, dst) = (lan6(true, 2), lan6(false, 2));
+    {
+        use smoltcp::wire::{IpAddress, TcpPacket};
+        let mut p = TcpPacket::new_unchecked(&mut tcp[..]);
+        p.fill_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst));
+    }
+    let dest_opts = [6u8, 0, 1, 4, 0, 0, 0, 0];
+    let mut ip = crate::wire::ipv6::tests::packet(60, &dest_opts, &tcp, 64);
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&dst.octets());
+    let mut f = a.mac[0].to_vec();
+    f.extend_from_slice(&PROD);
+    f.extend_from_slice(&crate::wire::icmpv6::ETHERTYPE_IPV6);
+    f.extend_from_slice(&ip);
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    let got = b.worker.queue_mut(PortId::Lan).take_tx();
+    assert_eq!(got.len(), 1, "{:?}", b.stats.sum().drops);
+    let seg = &got[0][ETH_HLEN + 48..];
+    assert_eq!(
+        &seg[20..24],
+        &[2, 4, 0x05, 0x62],
+        "MSS 1378 = 1438 - 40 - 20"
+    );
+    use smoltcp::wire::{IpAddress, TcpPacket};
+    let p = TcpPacket::new_checked(seg).unwrap();
+    assert!(p.verify_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst)));
+    assert_eq!(a.stats.sum().tunnel.mss_clamped, 1);
 }

@@ -21,7 +21,11 @@ const TCP_CHECKSUM_AT: usize = 16;
 /// difference between an IPv4 MTU and the MSS that fills it.
 pub const IPV4_TCP_OVERHEAD: u16 = 40;
 
-/// What [`clamp_ipv4`] did to a packet.
+/// How much longer the IPv6 header is than IPv4's: an IPv6 MSS limit is
+/// the IPv4 one less this.
+pub const IPV6_EXTRA: u16 = 20;
+
+/// What [`clamp_ipv4`] or [`clamp_ipv6`] did to a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clamp {
     /// Not a TCP SYN (or a later fragment): nothing to look at.
@@ -59,6 +63,40 @@ pub fn clamp_ipv4(packet: &mut [u8], max_mss: u16) -> Clamp {
         Some(segment) => clamp_segment(segment, max_mss),
         None => Clamp::NotSyn,
     }
+}
+
+/// Clamps the MSS of `packet` (an IPv6 packet) to `max_mss`, if it is a
+/// TCP SYN or SYN-ACK (in the first fragment). TCP right after the fixed
+/// header costs a few byte reads; extension headers are walked
+/// ([`super::ipv6::parse`]).
+#[inline]
+pub fn clamp_ipv6(packet: &mut [u8], max_mss: u16) -> Clamp {
+    use super::ipv6::{self, next_header};
+    match packet.get(6) {
+        Some(&next_header::TCP) => {
+            // The SYN flag, before anything else.
+            if packet
+                .get(ipv6::IPV6_HLEN + 13)
+                .is_none_or(|f| f & 0x02 == 0)
+            {
+                return Clamp::NotSyn;
+            }
+        }
+        Some(
+            &(next_header::HOP_BY_HOP
+            | next_header::ROUTING
+            | next_header::FRAGMENT
+            | next_header::DEST_OPTS),
+        ) => {}
+        _ => return Clamp::NotSyn,
+    }
+    let Ok(ip) = ipv6::parse(packet) else {
+        return Clamp::NotSyn;
+    };
+    if ip.protocol != next_header::TCP || ip.is_later_fragment {
+        return Clamp::NotSyn;
+    }
+    clamp_segment(&mut packet[ip.l4_at..ip.total_len], max_mss)
 }
 
 /// Clamps the MSS option of `segment` (a TCP header and what follows) to

@@ -7,8 +7,8 @@ use zeroize::Zeroizing;
 use super::*;
 use crate::config::raw::{RawListener, RawPeer, RawSa, RawTunnel, RawTunnelRoute};
 use crate::config::tunnel::{
-    Direction, Keying, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelSection,
-    DEFAULT_NAT_PORT_BASE, DEFAULT_NAT_SLOTS, DEFAULT_UDP_PORT, MIN_SPI,
+    Direction, Keying, ListenerConfig, ListenerRole, Peer, SaConfig, TunnelRoute, TunnelRoute6,
+    TunnelSection, DEFAULT_NAT_PORT_BASE, DEFAULT_NAT_SLOTS, DEFAULT_UDP_PORT, MIN_SPI,
 };
 use crate::crypto::{Algorithm, EngineKind};
 
@@ -46,7 +46,7 @@ pub(super) fn tunnel(
     let keying = keying(t, raw, cx)?;
     let peers = peers(&raw.peers, udp_port, ports, routes, cx)?;
     let sas = sas(&raw.sas, &peers, cx)?;
-    let routes = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
+    let (routes, routes6) = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
     let (nat_port_base, nat_slots) = nat_pool(t, cx)?;
     let listeners = listeners(&raw.listeners, &sas, ports, nat_port_base, nat_slots, cx)?;
     let tcp_mss = tcp_mss(t, ports, cx)?;
@@ -56,6 +56,7 @@ pub(super) fn tunnel(
         peers,
         sas,
         routes,
+        routes6,
         listeners,
         nat_port_base,
         nat_slots,
@@ -352,11 +353,45 @@ fn tunnel_routes(
     sas: &[SaConfig],
     ports: &Ports,
     cx: &Document<'_>,
-) -> Res<Vec<TunnelRoute>> {
+) -> Res<(Vec<TunnelRoute>, Vec<TunnelRoute6>)> {
     let mut out: Vec<TunnelRoute> = Vec::new();
+    let mut out6: Vec<TunnelRoute6> = Vec::new();
+    let outbound_spi = |r: &RawTunnelRoute, base: &KeyPath| -> Res<u32> {
+        let spi_path = base.key("sa");
+        let spi = cx.in_range::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
+        if !sas
+            .iter()
+            .any(|s| s.spi == spi && s.direction == Direction::Out)
+        {
+            return Err(cx.bad_value(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
+        }
+        Ok(spi)
+    };
     for (i, r) in raw.iter().enumerate() {
         let base = KeyPath::of(&["tunnel_routes"]).index(i);
         let prefix_path = base.key("prefix");
+        if looks_ipv6(&r.prefix) {
+            let prefix = parse_prefix6(&r.prefix).map_err(|m| cx.bad_value(&prefix_path, m))?;
+            if let Some(j) = out6.iter().position(|o| o.prefix == prefix) {
+                return Err(cx.conflict(
+                    &prefix_path,
+                    format!("duplicate tunnel route for {prefix} (also tunnel_routes[{j}])"),
+                ));
+            }
+            for id in PortId::ALL {
+                if let Some(own) = ports.get(id).connected_prefix6() {
+                    if own.contains(&prefix.network()) || prefix.contains(&own.network()) {
+                        return Err(cx.conflict(
+                            &prefix_path,
+                            format!("{prefix} overlaps the connected prefix {own} of {id}; a tunnel route must lead elsewhere"),
+                        ));
+                    }
+                }
+            }
+            let spi = outbound_spi(r, &base)?;
+            out6.push(TunnelRoute6 { prefix, spi });
+            continue;
+        }
         let prefix = parse_prefix(&r.prefix).map_err(|m| cx.bad_value(&prefix_path, m))?;
         if let Some(j) = out.iter().position(|o| o.prefix == prefix) {
             return Err(cx.conflict(
@@ -373,17 +408,10 @@ fn tunnel_routes(
                 ));
             }
         }
-        let spi_path = base.key("sa");
-        let spi = cx.in_range::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
-        if !sas
-            .iter()
-            .any(|s| s.spi == spi && s.direction == Direction::Out)
-        {
-            return Err(cx.bad_value(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
-        }
+        let spi = outbound_spi(r, &base)?;
         out.push(TunnelRoute { prefix, spi });
     }
-    Ok(out)
+    Ok((out, out6))
 }
 
 fn nat_pool(t: &RawTunnel, cx: &Document<'_>) -> Res<(u16, usize)> {
