@@ -19,7 +19,8 @@
 #
 # Address family (--family, default 4): "4" as drawn above, IPv6 disabled everywhere;
 # "dual" adds IPv6 beside IPv4; "6" has IPv6 only on the data path (the management
-# link keeps its IPv4 addresses). The IPv6 plan mirrors the IPv4 one:
+# link keeps its IPv4 addresses, and gets fd00:99::1/64 (gwa) and fd00:99::2/64 (gwb)).
+# The IPv6 plan mirrors the IPv4 one:
 #   prod  eth0 fd00:10:1::2/64, default via fd00:10:1::1
 #   wan   a0 fd00:10:100::fe/64, b0 fd00:10:200::fe/64, forwarding=1,
 #         fd00:10:1::/64 via fd00:10:100::1, fd00:20:1::/64 via fd00:10:200::1
@@ -268,6 +269,13 @@ testbed_up() {
     veth_pair "$NS_GWA" mg0 "$NS_GWB" mg0
     ip -n "$NS_GWA" addr add 10.99.0.1/30 dev mg0
     ip -n "$NS_GWB" addr add 10.99.0.2/30 dev mg0
+    if has_v6; then
+        # lo too: traffic to the namespace's own IPv6 addresses goes through it.
+        enable_v6 "$NS_GWA" lo mg0
+        enable_v6 "$NS_GWB" lo mg0
+        addr6 "$NS_GWA" fd00:99::1/64 mg0
+        addr6 "$NS_GWB" fd00:99::2/64 mg0
+    fi
 
     if has_v6; then
         enable_v6 "$NS_PROD" eth0 all

@@ -161,7 +161,7 @@ fn gwa_example_values() {
     assert_eq!(c.gateway.udp_port, 4500);
     assert_eq!(
         c.control.peer_listen,
-        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 5000)
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 5000).into()
     );
     assert_eq!(c.shm.path, Path::new("/dev/shm/scistream-testbed-gwa"));
     assert_eq!(c.shm.capacities().sas, 1024);
@@ -671,7 +671,7 @@ fn gwa_example_api_and_auth() {
     let api = c.api.expect("[api]");
     assert_eq!(
         api.listen,
-        Some(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 5001))
+        Some(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 5001).into())
     );
     // Defaults to the [identity] certificate and key.
     assert_eq!(api.cert, dir.path().join("certs/gwa.pem"));
@@ -726,7 +726,7 @@ fn gwb_example_api_listen() {
     let c = r.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         c.api.expect("[api]").listen,
-        Some(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 5001))
+        Some(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 2), 5001).into())
     );
 }
 
@@ -1414,4 +1414,51 @@ fn commented_tunnel_examples_load() {
     assert_eq!(a.name, b.name);
     assert_eq!((a.peer.as_str(), b.peer.as_str()), ("gwb", "gwa"));
     assert_eq!((&a.local, &a.remote), (&b.remote, &b.local));
+}
+
+#[test]
+fn control_sockets_take_ipv6_addresses() {
+    let ex = gwa_example();
+    let v6 = edit(
+        &edit(
+            &edit(
+                &ex,
+                "peer_listen = \"10.99.0.1:5000\"",
+                "peer_listen = \"[fd00:99::1]:5000\"",
+            ),
+            "control_address = \"10.99.0.2:5000\"",
+            "control_address = \"[fd00:99::2]:5000\"",
+        ),
+        "listen = \"10.99.0.1:5001\"",
+        "listen = \"[::]:5001\"",
+    );
+    let (_dir, c) = load(&v6);
+    let c = c.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.control.peer_listen, "[fd00:99::1]:5000".parse().unwrap());
+    assert_eq!(
+        c.peers[0].control_address,
+        "[fd00:99::2]:5000".parse().unwrap()
+    );
+    assert_eq!(
+        c.api.as_ref().unwrap().listen,
+        Some("[::]:5001".parse().unwrap())
+    );
+    // A peer's address must be a host, and the brackets are required.
+    for (bad, needle) in [
+        ("\"[::]:5000\"", "not a unicast address"),
+        ("\"[ff02::1]:5000\"", "not a unicast address"),
+        (
+            "\"fd00:99::2:5000\"",
+            "like 10.10.100.1:5000 or [fd00:10:100::1]:5000",
+        ),
+    ] {
+        let text = edit(&v6, "\"[fd00:99::2]:5000\"", bad);
+        let (_, key, kind, msg) = reject(&text);
+        assert_eq!(
+            (key.as_str(), kind),
+            ("peers[0].control_address", ErrorKind::BadValue),
+            "{msg}"
+        );
+        assert!(msg.contains(needle), "{bad}: {msg}");
+    }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use scistream_region::ShmReader;
 use scistream_testbed::control::{gen_certs, keyed_by_control, ControlPlane, TEST_TOKEN};
 use scistream_testbed::gateway::Gateway;
-use scistream_testbed::netns::{require_root, GwMode, Node, Testbed, TestbedOpts};
+use scistream_testbed::netns::{require_root, Family, GwMode, Node, Testbed, TestbedOpts};
 use scistream_testbed::paths::{python, script, workspace_bin};
 use scistream_testbed::scratch::ScratchDir;
 use serde_json::json;
@@ -44,18 +44,34 @@ struct Pair {
 impl Pair {
     /// Everything up; `edit` adjusts both s2cs configs.
     fn up(edit: impl Fn(&mut toml::Table)) -> Pair {
+        Self::up_with(Family::V4, edit)
+    }
+
+    /// [`Pair::up`] on a testbed of address `family`.
+    fn up_with(family: Family, edit: impl Fn(&mut toml::Table)) -> Pair {
         let tb = Testbed::up(TestbedOpts {
             gw_a: GwMode::None,
             gw_b: GwMode::None,
             mtu: 1500,
-            ..TestbedOpts::default()
+            family,
         });
         let certs = ScratchDir::new("s2cs-certs");
-        // Each gateway's certificate names its management address too, so
+        // Each gateway's certificate names its management addresses too, so
         // that clients dialling the API by IP verify it (SciStream's usage).
         gen_certs(
             &certs,
-            &["gwa", "--ip", "10.99.0.1", "gwb", "--ip", "10.99.0.2"],
+            &[
+                "gwa",
+                "--ip",
+                "10.99.0.1",
+                "--ip",
+                "fd00:99::1",
+                "gwb",
+                "--ip",
+                "10.99.0.2",
+                "--ip",
+                "fd00:99::2",
+            ],
         );
         let a = ControlPlane::start(&tb, Node::GwA, "gwa", &certs, &edit);
         let b = ControlPlane::start(&tb, Node::GwB, "gwb", &certs, &edit);
@@ -462,7 +478,11 @@ fn api_of(node: Node) -> &'static str {
 /// certificate is verified against the IP address dialled (no
 /// `--server-name`).
 fn s2uc(p: &Pair, node: Node, args: &[&str]) -> serde_json::Value {
-    let api = api_of(node);
+    s2uc_at(p, node, api_of(node), args)
+}
+
+/// [`s2uc`] against the API at `api`.
+fn s2uc_at(p: &Pair, node: Node, api: &str, args: &[&str]) -> serde_json::Value {
     let bin = workspace_bin(option_env!("CARGO_BIN_EXE_s2uc"), "s2uc");
     let ca = p.certs.join("ca.pem").display().to_string();
     let mut argv: Vec<&str> = vec![bin.to_str().unwrap()];
@@ -562,6 +582,68 @@ fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
         ],
     );
     assert_eq!(strings(&again["listeners"]), ["10.10.100.1:5100"]);
+}
+
+/// Moves both s2cs's peer channel and API onto the management link's IPv6
+/// addresses (fd00:99::1 for gwa, fd00:99::2 for gwb), IPv4 nowhere.
+fn control_over_ipv6(t: &mut toml::Table) {
+    let a = t["gateway"]["name"].as_str() == Some("gwa");
+    let (me, peer) = if a {
+        ("fd00:99::1", "fd00:99::2")
+    } else {
+        ("fd00:99::2", "fd00:99::1")
+    };
+    t["control"]["peer_listen"] = format!("[{me}]:5000").into();
+    t["api"]["listen"] = format!("[{me}]:5001").into();
+    for p in t["peers"].as_array_mut().unwrap() {
+        p["control_address"] = format!("[{peer}]:5000").into();
+    }
+}
+
+/// The two control processes peer, and serve s2uc, over IPv6 only: a
+/// session set up with s2uc at [fd00:99::1]:5001 and [fd00:99::2]:5001 gets
+/// its keys over the IPv6 peer channel and carries 50 MB intact.
+#[test]
+fn s2cs_peers_and_serves_s2uc_over_ipv6() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up_with(Family::Dual, control_over_ipv6);
+    let inbound = s2uc_at(
+        &p,
+        Node::GwA,
+        "[fd00:99::1]:5001",
+        &[
+            "inbound-request",
+            "--num_conn",
+            "1",
+            "--remote_ip",
+            "10.10.1.2",
+            "--receiver_ports",
+            "5100",
+        ],
+    );
+    let uid = inbound["uid"].as_str().unwrap().to_string();
+    let outbound = s2uc_at(
+        &p,
+        Node::GwB,
+        "[fd00:99::2]:5001",
+        &["outbound-request", &uid, "10.10.100.1:5100"],
+    );
+    assert_eq!(strings(&outbound["listeners"]), ["10.20.1.1:5100"]);
+    for (node, gw_ip) in [(Node::Cons, "10.20.1.1"), (Node::Prod, "10.10.1.1")] {
+        assert!(
+            (0..10).any(|_| p.tb.ping(node, gw_ip, 1)),
+            "{node:?} → {gw_ip}"
+        );
+    }
+    let r =
+        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 50_000_000);
+    assert_eq!(r.received_bytes, 50_000_000, "{r:?}\n{}", p.logs());
+    assert_eq!(r.sent_sha256, r.received_sha256);
+    let status = s2uc_at(&p, Node::GwB, "[fd00:99::2]:5001", &["status", &uid]);
+    assert_eq!(status["state"], "keyed", "{status}");
+    // Keyed: the two s2cs exchanged keys over their peer channel, whose
+    // only addresses (peer_listen, control_address) are IPv6.
 }
 
 /// Sets up a one-connection session at A (the producer app on

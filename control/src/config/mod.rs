@@ -20,7 +20,7 @@ mod files;
 mod raw;
 mod validate;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -127,8 +127,8 @@ pub struct ControlConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsSection {
     /// Where `GET /metrics` is served (OpenMetrics text, data plane and
-    /// control metrics); `None`: no endpoint.
-    pub listen: Option<SocketAddrV4>,
+    /// control metrics), IPv4 or IPv6; `None`: no endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[gateway]`: identity and addresses of this gateway.
@@ -159,8 +159,8 @@ pub struct IdentitySection {
 /// `[control]`: the sockets `s2cs` listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlSection {
-    /// Address of the mutual-TLS peer channel (port non-zero).
-    pub peer_listen: SocketAddrV4,
+    /// Address of the mutual-TLS peer channel (port non-zero), IPv4 or IPv6.
+    pub peer_listen: SocketAddr,
     /// Path of the local admin Unix socket (created mode 0600).
     pub admin_socket: PathBuf,
 }
@@ -280,8 +280,8 @@ pub struct PeerConfig {
     pub wan_address: Ipv4Addr,
     /// Its ESP-in-UDP port (default [`DEFAULT_UDP_PORT`]).
     pub udp_port: u16,
-    /// Its peer-channel address (its `control.peer_listen`).
-    pub control_address: SocketAddrV4,
+    /// Its peer-channel address (its `control.peer_listen`), IPv4 or IPv6.
+    pub control_address: SocketAddr,
 }
 
 /// One `[[tunnels]]` entry: a routed-mode (site-to-site) tunnel to a peer
@@ -329,8 +329,8 @@ impl Default for LoggingSection {
 /// `[api]`: the northbound gRPC API (`scistream.Control`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiSection {
-    /// Where the gRPC server listens; `None`: no server is started.
-    pub listen: Option<SocketAddrV4>,
+    /// Where the gRPC server listens, IPv4 or IPv6; `None`: no server is started.
+    pub listen: Option<SocketAddr>,
     /// PEM file with the server certificate chain (default `[identity]
     /// cert`); checked to hold at least one certificate.
     pub cert: PathBuf,

@@ -4,7 +4,7 @@
 mod tunnels;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 
 use scistream_region::Algorithm;
@@ -84,7 +84,7 @@ fn metrics(
         return Ok(MetricsSection::default());
     };
     let listen = socket_addr(doc, "metrics.listen", listen, true)?;
-    let clash = |other: SocketAddrV4| {
+    let clash = |other: SocketAddr| {
         (listen.ip() == other.ip() || listen.ip().is_unspecified() || other.ip().is_unspecified())
             && listen.port() == other.port()
     };
@@ -166,19 +166,21 @@ fn unicast(doc: &Document<'_>, key: &str, s: &str) -> Res<Ipv4Addr> {
     Ok(ip)
 }
 
-/// An "a.b.c.d:port" address with a non-zero port; `any_ok` allows 0.0.0.0.
-fn socket_addr(doc: &Document<'_>, key: &str, s: &str, any_ok: bool) -> Res<SocketAddrV4> {
-    let a: SocketAddrV4 = s.parse().map_err(|_| {
+/// An "a.b.c.d:port" or "[v6]:port" address with a non-zero port; `any_ok`
+/// allows the unspecified address (0.0.0.0 or [::]).
+fn socket_addr(doc: &Document<'_>, key: &str, s: &str, any_ok: bool) -> Res<SocketAddr> {
+    let a: SocketAddr = s.parse().map_err(|_| {
         doc.bad_value(
             key,
-            format!("invalid address `{s}`; expected IPv4 address and port like 10.10.100.1:5000"),
+            format!("invalid address `{s}`; expected an address and port like 10.10.100.1:5000 or [fd00:10:100::1]:5000"),
         )
     })?;
     if a.port() == 0 {
         return Err(doc.bad_value(key, format!("port 0 in `{s}`; a fixed port is required")));
     }
-    let ip = *a.ip();
-    if (ip.is_unspecified() && !any_ok) || ip.is_broadcast() || ip.is_multicast() {
+    let ip = a.ip();
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if (ip.is_unspecified() && !any_ok) || broadcast || ip.is_multicast() {
         return Err(doc.bad_value(
             key,
             format!("{ip} is not a unicast address; a host address is required"),
@@ -401,8 +403,8 @@ fn ports(
     }
     let listen = control.peer_listen;
     let shares_ip = listen.ip().is_unspecified()
-        || *listen.ip() == gateway.wan_address
-        || *listen.ip() == gateway.lan_address;
+        || listen.ip() == std::net::IpAddr::V4(gateway.wan_address)
+        || listen.ip() == std::net::IpAddr::V4(gateway.lan_address);
     if shares_ip && listener_range.contains(&listen.port()) {
         return Err(doc.conflict(
             KEY,
@@ -587,8 +589,8 @@ fn api(
             ));
         }
         let on_gateway_ip = listen.ip().is_unspecified()
-            || *listen.ip() == gateway.wan_address
-            || *listen.ip() == gateway.lan_address;
+            || listen.ip() == std::net::IpAddr::V4(gateway.wan_address)
+            || listen.ip() == std::net::IpAddr::V4(gateway.lan_address);
         if on_gateway_ip && ports.listener_range.contains(&listen.port()) {
             return Err(doc.conflict(
                 "api.listen",

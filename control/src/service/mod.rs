@@ -361,7 +361,7 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
         tokio::spawn(timers::run(shared.clone())),
     ];
     if let Some(listen) = shared.cfg.metrics.listen {
-        let listener = crate::metrics::bind(listen.into()).await?;
+        let listener = crate::metrics::bind(listen).await?;
         let sh = shared.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = crate::metrics::serve(sh, listener).await {
