@@ -214,7 +214,35 @@ pub fn route_out(
     gw: &Gateway,
     neigh: &NeighborTable,
 ) -> Verdict {
-    let Some((out_port, next_hop)) = gw.routes.lookup(ip.dst) else {
+    route_out_via(
+        frame,
+        gw.routes.lookup(ip.dst),
+        from,
+        tunnel_policy,
+        gw,
+        neigh,
+        |mtu| egress_check(ip, mtu),
+        ipv4::decrement_ttl,
+    )
+}
+
+/// The family-neutral part of [`route_out`] and [`route_out6`]: `route`
+/// is the lookup's egress port and next hop, `check` the TTL (hop limit)
+/// and MTU check against the egress MTU, `decrement` the TTL (hop limit)
+/// update of the IP header.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn route_out_via<A: Copy + Into<IpAddr>>(
+    frame: &mut [u8],
+    route: Option<(PortId, A)>,
+    from: Ingress,
+    tunnel_policy: bool,
+    gw: &Gateway,
+    neigh: &NeighborTable,
+    check: impl FnOnce(u16) -> Option<Verdict>,
+    decrement: fn(&mut [u8]),
+) -> Verdict {
+    let Some((out_port, next_hop)) = route else {
         return Verdict::Drop(match from {
             Ingress::Port(_) => DropReason::NoRoute,
             Ingress::Tunnel => DropReason::Policy,
@@ -228,7 +256,7 @@ pub fn route_out(
         return Verdict::Drop(DropReason::Policy);
     }
     let out = gw.port(out_port);
-    if let Some(v) = egress_check(ip, out.mtu) {
+    if let Some(v) = check(out.mtu) {
         return v;
     }
     let Some(n) = neigh.get(next_hop, out_port) else {
@@ -237,7 +265,7 @@ pub fn route_out(
             port: out_port,
         };
     };
-    ipv4::decrement_ttl(&mut frame[ETH_HLEN..]);
+    decrement(&mut frame[ETH_HLEN..]);
     frame[0..6].copy_from_slice(&n.mac);
     frame[6..12].copy_from_slice(&out.mac);
     Verdict::Forward(out_port)
@@ -344,33 +372,16 @@ pub fn route_out6(
     gw: &Gateway,
     neigh: &NeighborTable,
 ) -> Verdict {
-    let Some((out_port, next_hop)) = gw.routes.lookup6(ip.dst) else {
-        return Verdict::Drop(match from {
-            Ingress::Port(_) => DropReason::NoRoute,
-            Ingress::Tunnel => DropReason::Policy,
-        });
-    };
-    let allowed = match from {
-        Ingress::Port(in_port) => !tunnel_policy || out_port == in_port,
-        Ingress::Tunnel => out_port == PortId::Lan,
-    };
-    if !allowed {
-        return Verdict::Drop(DropReason::Policy);
-    }
-    let out = gw.port(out_port);
-    if let Some(v) = egress_check6(ip, out.mtu) {
-        return v;
-    }
-    let Some(n) = neigh.get(next_hop, out_port) else {
-        return Verdict::Unresolved {
-            next_hop: next_hop.into(),
-            port: out_port,
-        };
-    };
-    ipv6::decrement_hop_limit(&mut frame[ETH_HLEN..]);
-    frame[0..6].copy_from_slice(&n.mac);
-    frame[6..12].copy_from_slice(&out.mac);
-    Verdict::Forward(out_port)
+    route_out_via(
+        frame,
+        gw.routes.lookup6(ip.dst),
+        from,
+        tunnel_policy,
+        gw,
+        neigh,
+        |mtu| egress_check6(ip, mtu),
+        ipv6::decrement_hop_limit,
+    )
 }
 
 /// [`egress_check`] for IPv6: hop limit expiring here (ICMPv6 time

@@ -159,20 +159,10 @@ impl SlowPath {
                     SlowReason::FragNeeded(mtu) if v6 => {
                         self.icmp6_error(port, &frame, Error6::PacketTooBig(u32::from(mtu)))
                     }
-                    SlowReason::LocalIcmp => match icmp::echo_reply(&frame, me.mac) {
-                        Ok(r) => {
-                            self.counts.control.echo_replies += 1;
-                            Some(r)
-                        }
-                        Err(WireError::Malformed) => {
-                            self.counts.drop(DropReason::LocalUnsupported);
-                            None
-                        }
-                        Err(_) => {
-                            self.counts.drop(DropReason::BadControl);
-                            None
-                        }
-                    },
+                    SlowReason::LocalIcmp => {
+                        let r = icmp::echo_reply(&frame, me.mac);
+                        self.echo_outcome(r)
+                    }
                     SlowReason::TtlExceeded => self.icmp_error(&frame, me.mac, me.ip, None),
                     SlowReason::FragNeeded(mtu) => {
                         self.icmp_error(&frame, me.mac, me.ip, Some(mtu))
@@ -186,7 +176,14 @@ impl SlowPath {
     }
 
     fn echo6(&mut self, frame: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
-        match icmpv6::echo_reply(frame, mac) {
+        let r = icmpv6::echo_reply(frame, mac);
+        self.echo_outcome(r)
+    }
+
+    /// Counts an echo reply built, or why none was: not an echo request
+    /// (`local_unsupported`), or a damaged one (`bad_control`).
+    fn echo_outcome(&mut self, r: Result<Vec<u8>, WireError>) -> Option<Vec<u8>> {
+        match r {
             Ok(r) => {
                 self.counts.control.echo_replies += 1;
                 Some(r)

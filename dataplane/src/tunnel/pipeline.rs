@@ -412,30 +412,15 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
     } else {
         inner
     };
-    match route_out(
+    let v = route_out(
         buf.data_mut(),
         &inner,
         Ingress::Tunnel,
         true,
         cx.gw,
         cx.neigh,
-    ) {
-        Verdict::Slow(reason) => tunnel_error(
-            cx,
-            Verdict::Slow(reason),
-            buf.data(),
-            inner.src.into(),
-            inner.total_len,
-            spi,
-        ),
-        Verdict::Forward(port) => {
-            if let Some(max) = tables.tcp_mss {
-                clamp_mss(cx.counts, &mut buf.data_mut()[ETH_HLEN..], max);
-            }
-            Verdict::Forward(port)
-        }
-        v => v,
-    }
+    );
+    after_route_out(cx, v, buf, inner.src.into(), inner.total_len, spi)
 }
 
 /// [`route_decapsulated`] for an inner IPv6 packet (next header 41):
@@ -450,22 +435,30 @@ fn route_decapsulated6<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u3
     if inner.src.is_multicast() || inner.dst.is_multicast() {
         return Verdict::Drop(DropReason::Ipv6Malformed);
     }
-    match route_out6(
+    let v = route_out6(
         buf.data_mut(),
         &inner,
         Ingress::Tunnel,
         true,
         cx.gw,
         cx.neigh,
-    ) {
-        Verdict::Slow(reason) => tunnel_error(
-            cx,
-            Verdict::Slow(reason),
-            buf.data(),
-            inner.src.into(),
-            inner.total_len,
-            spi,
-        ),
+    );
+    after_route_out(cx, v, buf, inner.src.into(), inner.total_len, spi)
+}
+
+/// What follows the route-out step of a decapsulated packet (`src` its
+/// sender, `total_len` its length): an ICMP error goes back through the
+/// tunnel ([`tunnel_error`]); a forwarded TCP SYN has its MSS clamped.
+fn after_route_out<B: PacketBuf>(
+    cx: &mut StageCtx<'_>,
+    v: Verdict,
+    buf: &mut B,
+    src: IpAddr,
+    total_len: usize,
+    spi: u32,
+) -> Verdict {
+    match v {
+        Verdict::Slow(_) => tunnel_error(cx, v, buf.data(), src, total_len, spi),
         Verdict::Forward(port) => {
             if let Some(max) = cx.tables.tcp_mss {
                 clamp_mss(cx.counts, &mut buf.data_mut()[ETH_HLEN..], max);

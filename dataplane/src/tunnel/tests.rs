@@ -532,11 +532,11 @@ fn udp_addrs(f: &[u8]) -> (std::net::SocketAddrV4, std::net::SocketAddrV4, Vec<u
     )
 }
 
-#[test]
-fn listener_mode_round_trip_for_several_consumers() {
-    use std::net::SocketAddrV4;
-    // A: producer side, listener 10.10.100.1:6100 -> prod 10.10.1.2:7000.
-    let mut a = gateway_with(
+/// Listener mode's two sides: A the producer side (listener
+/// 10.10.100.1:6100 -> prod 10.10.1.2:7000), B the consumer side (listener
+/// 10.20.1.1:5100 -> A's 10.10.100.1:6100).
+fn listener_pair() -> (Gw, Gw) {
+    let a = gateway_with(
         true,
         EngineKind::Ring,
         vec![ListenerConfig {
@@ -547,8 +547,7 @@ fn listener_mode_round_trip_for_several_consumers() {
             spi: 0x1001,
         }],
     );
-    // B: consumer side, listener 10.20.1.1:5100 -> A's 10.10.100.1:6100.
-    let mut b = gateway_with(
+    let b = gateway_with(
         false,
         EngineKind::Ring,
         vec![ListenerConfig {
@@ -559,6 +558,13 @@ fn listener_mode_round_trip_for_several_consumers() {
             spi: 0x2001,
         }],
     );
+    (a, b)
+}
+
+#[test]
+fn listener_mode_round_trip_for_several_consumers() {
+    use std::net::SocketAddrV4;
+    let (mut a, mut b) = listener_pair();
     let listener_b = SocketAddrV4::new([10, 20, 1, 1].into(), 5100);
     let target = SocketAddrV4::new([10, 10, 1, 2].into(), 7000);
     let consumers: Vec<u16> = vec![40001, 40002, 40003];
@@ -841,28 +847,7 @@ fn too_big_for_the_lan_after_decapsulation_gets_frag_needed_through_the_tunnel()
 /// consumer: from B's LAN address, quoting B's own listener.
 #[test]
 fn listener_mode_time_exceeded_reaches_the_consumer_translated() {
-    let mut a = gateway_with(
-        true,
-        EngineKind::Ring,
-        vec![ListenerConfig {
-            role: ListenerRole::Inbound,
-            port: 6100,
-            remote: None,
-            target: Some("10.10.1.2:7000".parse().unwrap()),
-            spi: 0x1001,
-        }],
-    );
-    let mut b = gateway_with(
-        false,
-        EngineKind::Ring,
-        vec![ListenerConfig {
-            role: ListenerRole::Outbound,
-            port: 5100,
-            remote: Some("10.10.100.1:6100".parse().unwrap()),
-            target: None,
-            spi: 0x2001,
-        }],
-    );
+    let (mut a, mut b) = listener_pair();
     let mut f = udp_frame_ck(
         b.mac[0],
         CONS,
@@ -1096,29 +1081,7 @@ fn tcp_syns_crossing_the_tunnel_have_their_mss_clamped_to_the_inner_mtu() {
 
 #[test]
 fn listener_mode_syns_are_clamped_after_the_address_translation() {
-    // B: consumer side, listener 10.20.1.1:5100 -> A's 10.10.100.1:6100 -> prod 10.10.1.2:7000.
-    let mut a = gateway_with(
-        true,
-        EngineKind::Ring,
-        vec![ListenerConfig {
-            role: ListenerRole::Inbound,
-            port: 6100,
-            remote: None,
-            target: Some("10.10.1.2:7000".parse().unwrap()),
-            spi: 0x1001,
-        }],
-    );
-    let mut b = gateway_with(
-        false,
-        EngineKind::Ring,
-        vec![ListenerConfig {
-            role: ListenerRole::Outbound,
-            port: 5100,
-            remote: Some("10.10.100.1:6100".parse().unwrap()),
-            target: None,
-            spi: 0x2001,
-        }],
-    );
+    let (mut a, mut b) = listener_pair();
     let consumer = "10.20.1.2:40001".parse().unwrap();
     let syn = tcp_syn_frame(
         b.mac[0],
