@@ -154,6 +154,14 @@ fn dual_stack_router(t: &mut toml::Table) {
     t["routes"].as_array_mut().unwrap().push(route.into());
 }
 
+/// One ping6 from prod to cons with the extra ping `options`; its output.
+fn ping6_once(tb: &Testbed, options: &[&str]) -> String {
+    let mut argv = vec!["ping", "-6", "-n", "-c", "1", "-W", "2"];
+    argv.extend_from_slice(options);
+    argv.push("fd00:20:1::2");
+    String::from_utf8_lossy(&tb.run(Node::Prod, &argv).stdout).into_owned()
+}
+
 /// IPv6 beside IPv4 through gwA (s2ds) on a dual-stack testbed: Neighbor
 /// Discovery and ping6 of the gateway itself, next-hop resolution, hop
 /// limit expiry and Packet Too Big answered with ICMPv6, then 10,000
@@ -181,45 +189,13 @@ fn dual_stack_through_gateway(example: &str, gw_mode: GwMode) {
     assert!(tb.ping(Node::Prod, "10.20.1.2", 1), "IPv4 still forwarded");
 
     // Hop limit 1: time exceeded from the gateway's LAN address.
-    let out = tb.run(
-        Node::Prod,
-        &[
-            "ping",
-            "-6",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-t",
-            "1",
-            "fd00:20:1::2",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = ping6_once(&tb, &["-t", "1"]);
     assert!(
         text.contains("From fd00:10:1::1") && text.contains("Time exceeded"),
         "{text}"
     );
     // 1452 bytes of ICMPv6 payload make a 1500-byte packet: too big for the 1400-byte WAN.
-    let out = tb.run(
-        Node::Prod,
-        &[
-            "ping",
-            "-6",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1452",
-            "fd00:20:1::2",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = ping6_once(&tb, &["-M", "do", "-s", "1452"]);
     assert!(
         text.contains("From fd00:10:1::1") && text.contains("Packet too big: mtu=1400"),
         "{text}"
