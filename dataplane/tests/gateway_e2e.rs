@@ -14,6 +14,15 @@ const UDP_COUNT: u64 = 10_000;
 const UDP_RATE: u64 = 5_000;
 const TCP_BYTES: u64 = 50 * 1000 * 1000;
 
+/// The tests in this file run one at a time: each streams at a set rate
+/// through a gateway, and seven of them at once oversubscribe two CPUs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the file-wide test lock, ignoring poisoning by a failed test.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Turns a testbed tunnel config into a plain router: no tunnel sections,
 /// and a cleartext route to the far LAN through the WAN router.
 fn plain_router(t: &mut toml::Table) {
@@ -31,6 +40,7 @@ fn plain_router(t: &mut toml::Table) {
 }
 
 fn through_gateway(example: &str, gw_mode: GwMode) {
+    let _one = serial();
     require_root();
     let tb = Testbed::up(TestbedOpts {
         gw_a: gw_mode,
@@ -154,6 +164,10 @@ fn dual_stack_router(t: &mut toml::Table) {
     t["routes"].as_array_mut().unwrap().push(route.into());
 }
 
+/// The dual-stack tests' UDP rate: 2,000 datagrams per second (the IPv6
+/// path is checked for loss, not for speed; benches measure that).
+const UDP6_RATE: u64 = 2_000;
+
 /// One ping6 from prod to cons with the extra ping `options`; its output.
 fn ping6_once(tb: &Testbed, options: &[&str]) -> String {
     let mut argv = vec!["ping", "-6", "-n", "-c", "1", "-W", "2"];
@@ -167,6 +181,7 @@ fn ping6_once(tb: &Testbed, options: &[&str]) -> String {
 /// limit expiry and Packet Too Big answered with ICMPv6, then 10,000
 /// sequence-numbered UDP datagrams and a 50 MB TCP transfer over IPv6.
 fn dual_stack_through_gateway(example: &str, gw_mode: GwMode) {
+    let _one = serial();
     require_root();
     let tb = Testbed::up(TestbedOpts {
         gw_a: gw_mode,
@@ -207,7 +222,7 @@ fn dual_stack_through_gateway(example: &str, gw_mode: GwMode) {
         "[fd00:20:1::2]:5001",
         UDP_COUNT,
         512,
-        UDP_RATE,
+        UDP6_RATE,
     );
     assert_eq!(udp.received, UDP_COUNT, "no datagram lost: {udp:?}");
     assert!(udp.in_order && udp.duplicates == 0, "{udp:?}");
@@ -256,6 +271,7 @@ fn native_af_xdp_dual_stack() {
 /// `xsk_rx_dropped`), and `s2ds stats` names them.
 #[test]
 fn native_af_xdp_counts_what_its_socket_drops_when_the_ring_overflows() {
+    let _one = serial();
     require_root();
     let tb = Testbed::up(TestbedOpts {
         gw_a: GwMode::None,
