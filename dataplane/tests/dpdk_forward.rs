@@ -235,8 +235,11 @@ fn drops_malformed_frames_by_reason_and_forwards_the_rest() {
     let runt = good[..10].to_vec();
     let other_mac = udp_frame([0x02, 9, 9, 9, 9, 9], [10, 20, 1, 2], 64, b"x");
     let no_route = udp_frame(r.lan_mac, [192, 0, 2, 1], 64, b"x");
+    // An IPv4 packet behind the IPv6 ethertype, and a VLAN tag (unsupported).
     let mut ipv6 = good.clone();
     ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let mut vlan = good.clone();
+    vlan[12..14].copy_from_slice(&[0x81, 0x00]);
     let frames = [
         &good,
         &bad_csum,
@@ -247,6 +250,7 @@ fn drops_malformed_frames_by_reason_and_forwards_the_rest() {
         &other_mac,
         &no_route,
         &ipv6,
+        &vlan,
         &good,
     ];
     for f in frames {
@@ -264,9 +268,10 @@ fn drops_malformed_frames_by_reason_and_forwards_the_rest() {
     assert_eq!(s.dropped(DropReason::Runt), 1);
     assert_eq!(s.dropped(DropReason::NotForUs), 1);
     assert_eq!(s.dropped(DropReason::NoRoute), 1);
+    assert_eq!(s.dropped(DropReason::Ipv6Malformed), 1);
     assert_eq!(s.dropped(DropReason::UnsupportedEthertype), 1);
-    assert_eq!(s.total_drops(), 8);
-    assert_eq!(s.ports[0].rx_packets, 10);
+    assert_eq!(s.total_drops(), 9);
+    assert_eq!(s.ports[0].rx_packets, 11);
 }
 
 #[test]
