@@ -71,7 +71,31 @@ wan_stats() { vm_ssh wan bash "$GUEST_REPO/scripts/vm/netem.sh" stats "$1"; }
 netem() { vm_ssh wan bash "$GUEST_REPO/scripts/vm/netem.sh" "$@"; }
 
 # ---- 1. sessions ---------------------------------------------------------------------
-sessions() {
+# Routed mode: the tunnel s2cs negotiated from [[tunnels]] at start. Checked
+# with ping before any listener session exists: once gwB holds listeners, its
+# NAT refuses ICMP echo arriving through the tunnel (drop reason
+# nat_unsupported), also on the routed SA, so later routed checks use UDP.
+routed_check() {
+    local ok=0
+    for _ in $(seq 30); do
+        vm_ssh gen ip netns exec prod ping -c1 -W2 10.20.1.2 >/dev/null 2>&1 && { ok=1; break; }
+        sleep 1
+    done
+    [[ $ok -eq 1 ]] || vdie "routed tunnel: prod cannot ping cons (10.20.1.2)"
+    vm_ssh gen ip netns exec prod ping -c3 -W2 10.20.1.2 >"$RES/routed-ping.txt"
+    vlog "routed tunnel up: prod pings cons (10.20.1.2) through gwA, wan, gwB"
+    # The gateways' ports as s2ds logged them: PCI address and PMD.
+    local gw
+    for gw in gwa gwb; do
+        vm_ssh "$gw" "sed 's/\x1b\[[0-9;]*m//g' $STATE/s2ds.log | grep -E 'DPDK port started|initialising DPDK EAL'" \
+            >"$RES/$gw-s2ds-ports.log" || true
+        vlog "$gw: $(grep -c 'DPDK port started' "$RES/$gw-s2ds-ports.log") DPDK ports: $(grep -o 'ethdev=[^ ]* driver=[^ ]*' "$RES/$gw-s2ds-ports.log" | tr '\n' ' ')"
+    done
+}
+
+# Listener mode, the SciStream way: inbound-request at gwA for the producer
+# app's endpoints, outbound-request at gwB with gwA's listeners.
+listener_session() {
     vlog "session: s2uc inbound-request at gwA (producer app 10.10.1.2:5100,5101)"
     s2uc gwa inbound-request --num_conn 2 --remote_ip 10.10.1.2 --receiver_ports 5100,5101 --json \
         >"$RES/inbound.json"
@@ -82,22 +106,7 @@ sessions() {
     LSTN_TCP="$(jget listeners.0 <"$RES/outbound.json")"
     LSTN_UDP="$(jget listeners.1 <"$RES/outbound.json")"
     vlog "consumer listeners at gwB: $LSTN_TCP (TCP), $LSTN_UDP (UDP)"
-    # Routed mode: the tunnel s2cs negotiated from [[tunnels]]; a few pings warm ARP.
-    local ok=0
-    for _ in $(seq 30); do
-        vm_ssh gen ip netns exec prod ping -c1 -W2 10.20.1.2 >/dev/null 2>&1 && { ok=1; break; }
-        sleep 1
-    done
-    [[ $ok -eq 1 ]] || vdie "routed tunnel: prod cannot ping cons (10.20.1.2)"
     vm_ssh gen ip netns exec cons ping -c3 -W2 10.20.1.1 >/dev/null
-    vlog "routed tunnel up: prod pings cons through gwA, wan, gwB"
-    # The gateways' ports as s2ds logged them: PCI address and PMD.
-    local gw
-    for gw in gwa gwb; do
-        vm_ssh "$gw" "sed 's/\x1b\[[0-9;]*m//g' $STATE/s2ds.log | grep -E 'DPDK port started|initialising DPDK EAL'" \
-            >"$RES/$gw-s2ds-ports.log" || true
-        vlog "$gw: $(grep -c 'DPDK port started' "$RES/$gw-s2ds-ports.log") DPDK ports: $(grep -o 'ethdev=[^ ]* driver=[^ ]*' "$RES/$gw-s2ds-ports.log" | tr '\n' ' ')"
-    done
 }
 
 # ---- 3..5. impairment checks ---------------------------------------------------------
@@ -154,23 +163,32 @@ PY
 
 throughput() {
     vlog "throughput: NDR/PDR search with kernel pktgen (${TPUT_ARGS[*]})"
-    vm_ssh gen /usr/bin/python3 "$GUEST_REPO/benches/vm_throughput.py" search "${TPUT_ARGS[@]}" \
+    vm_ssh gen ip netns exec prod /usr/bin/python3 "$GUEST_REPO/benches/vm_throughput.py" search "${TPUT_ARGS[@]}" \
         --dst-mac "$GWA_LAN_MAC" >"$RES/throughput.json"
     /usr/bin/python3 benches/vm_throughput.py report "$RES/throughput.json" --png "$RES/throughput.png" \
         | tee "$RES/throughput.txt" >&2
 }
 
+# The session is released whatever ends the suite, so a rerun starts clean.
+release_session() {
+    [[ -n "${UID_:-}" ]] || return 0
+    s2uc gwb release "$UID_" >/dev/null 2>&1 || true
+    s2uc gwa release "$UID_" >/dev/null 2>&1 || true
+    UID_=""
+}
+
 main() {
+    trap release_session EXIT
     # shellcheck source=topology.env
     source scripts/vm/topology.env
     local t0=$SECONDS fail=0
-    sessions
-    if [[ -e benches/vm_throughput.py ]]; then throughput || fail=1; fi
+    routed_check
+    listener_session
+    throughput || fail=1
     tcp_check || fail=1
     udp_check loss delay 10ms reorder 5% loss 1% || fail=1
     udp_check dup delay 10ms reorder 5% duplicate 1% || fail=1
-    s2uc gwb release "$UID_" >/dev/null || true
-    s2uc gwa release "$UID_" >/dev/null || true
+    release_session
     [[ -n "$out" ]] && { mkdir -p "$out"; cp -r "$RES"/. "$out"/; }
     vlog "suite done in $((SECONDS - t0)) s ($(cat "$RUN/accel")); results in ${out:-$RES}"
     [[ $fail -eq 0 ]] || vdie "suite: a check failed"
