@@ -246,12 +246,12 @@ def report(args):
     print(f"RFC 2544-style search: {data['flows']} flows, {data['trial_seconds']} s trials, "
           f"{data['iterations']} iterations, PDR <= {data['pdr_loss_pct']} % loss")
     print(f"{'frame':>6} {'max kpps':>9} {'NDR kpps':>9} {'NDR Mb/s':>9} {'PDR kpps':>9} {'PDR Mb/s':>9} "
-          f"{'p50 us':>8} {'p99 us':>8} {'max us':>8}")
+          f"{'p50 us':>8} {'p99 us':>8} {'max us':>8} {'probes':>9}")
     for r in rows:
         lat = r["latency_at_ndr"]
         print(f"{r['size']:>6} {r['max_offered_pps'] / 1e3:9.1f} {r['ndr_pps'] / 1e3:9.1f} {r['ndr_mbps']:9.1f} "
               f"{r['pdr_pps'] / 1e3:9.1f} {r['pdr_mbps']:9.1f} {lat['p50_us'] or 0:8.0f} {lat['p99_us'] or 0:8.0f} "
-              f"{lat['max_us'] or 0:8.0f}")
+              f"{lat['max_us'] or 0:8.0f} {lat['probes_received']:>4}/{lat['probes']:<4}")
     if args.png:
         import matplotlib
         matplotlib.use("Agg")

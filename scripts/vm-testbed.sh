@@ -2,7 +2,9 @@
 # vm-testbed.sh - the VM testbed with qemu directly (no Vagrant, no libvirt, no bridge).
 #
 # Usage: sudo scripts/vm-testbed.sh up   [--name N] [--accel auto|kvm|tcg] [--no-build]
-#        sudo scripts/vm-testbed.sh run  [--name N] [--smoke] [--out DIR]
+#        sudo scripts/vm-testbed.sh run  [--name N] [--smoke] [--sizes LIST] [--out DIR]
+#        sudo scripts/vm-testbed.sh run  --vagrant [...]   (the VMs of `vagrant up`)
+#        sudo scripts/vm-testbed.sh ssh  ROLE [--name N] [COMMAND...]
 #        sudo scripts/vm-testbed.sh down [--name N] [--purge]
 #        sudo scripts/vm-testbed.sh ci   [--accel ...] [--no-build] [--out DIR]
 #                                        (up + run --smoke + down, cleaned up on any exit)
@@ -33,6 +35,8 @@ accel="${S2VM_ACCEL:-auto}"
 build=1
 smoke=0
 purge=0
+vagrant=0
+sizes=""
 out=""
 
 # shellcheck source=vm/topology.env
@@ -40,7 +44,7 @@ source scripts/vm/topology.env
 # shellcheck source=vm/lib.sh
 source scripts/vm/lib.sh
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 
 parse_args() {
     cmd="${1:-}"; [[ $# -gt 0 ]] && shift
@@ -50,6 +54,8 @@ parse_args() {
             --accel) accel="$2"; shift 2 ;;
             --no-build) build=0; shift ;;
             --smoke) smoke=1; shift ;;
+            --sizes) sizes="$2"; shift 2 ;;
+            --vagrant) vagrant=1; name=vagrant; shift ;;
             --purge) purge=1; shift ;;
             --out) out="$2"; shift 2 ;;
             -h | --help) usage; exit 0 ;;
@@ -130,7 +136,10 @@ pick_accel() {
             timeout 20 qemu-system-x86_64 -machine pc,accel=kvm -cpu max -m 256 -smp 1 \
                 -kernel "$img/vmlinuz" -initrd "$img/initrd" -append "console=ttyS0 panic=-1 rdinit=/bin/false" \
                 -display none -serial "file:$log" -monitor none -no-reboot -nodefaults >/dev/null 2>&1 || true
-            grep -q 'Run /bin/false as init process\|Kernel panic' "$log" 2>/dev/null && accel=kvm
+            # Any sign of the kernel reaching its init stage (the command, its
+            # failure or the panic that follows) counts as booted.
+            grep -qE 'as init process|Failed to execute|Kernel panic|Freeing unused kernel' "$log" 2>/dev/null \
+                && accel=kvm
         fi
     fi
     vlog "accelerator: $accel"
@@ -245,10 +254,24 @@ cmd_down() {
     vlog "down ($name)"
 }
 
+# A run directory for the VMs of `vagrant up`: their ssh configuration, and
+# the marker that makes vm_ssh use sudo and the guests' paths /vagrant/...
+vagrant_run_dir() {
+    command -v vagrant >/dev/null || vdie "vagrant not installed"
+    rm -rf "$RUN"; mkdir -p "$RUN"; chmod 700 "$RUN"
+    touch "$RUN/vagrant"
+    guest_paths
+    vagrant ssh-config "${S2VM_ROLES[@]}" >"$RUN/ssh_config" || vdie "vagrant ssh-config failed (vagrant up first)"
+    echo kvm >"$RUN/accel"
+    touch "$RUN/up"
+}
+
 cmd_run() {
+    [[ $vagrant -eq 1 ]] && vagrant_run_dir
     [[ -e "$RUN/up" ]] || vdie "testbed $name is not up (scripts/vm-testbed.sh up --name $name)"
     local args=(--run "$RUN")
     [[ $smoke -eq 1 ]] && args+=(--smoke)
+    [[ -n "$sizes" ]] && args+=(--sizes "$sizes")
     [[ -n "$out" ]] && args+=(--out "$out")
     bash scripts/vm/suite.sh "${args[@]}"
 }

@@ -26,6 +26,14 @@ def replay_drops(d):
     return load(d, "gwb1.json")["drops"]["esp_replay"] - load(d, "gwb0.json")["drops"]["esp_replay"]
 
 
+def port_delta(d, gw, port, key):
+    """A port counter's change over the test in gateway gw's snapshots."""
+    def at(i):
+        snap = load(d, f"{gw}{i}.json")
+        return next(p["counts"][key] for p in snap["ports"] if p["id"] == port)
+    return at(1) - at(0)
+
+
 def rekeyed(d):
     return int((d / "epoch1").read_text()) > int((d / "epoch0").read_text())
 
@@ -52,7 +60,10 @@ def check_udp(d, kind):
     base = {"test": f"udp-{kind}", "count": p["count"], "received": pull.get("received"),
             "lost": pull.get("lost"), "consumer_duplicates": pull.get("duplicates"),
             "out_of_order": pull.get("out_of_order"), "netem_in": esp_in, "netem_dropped": dropped,
-            "netem_duplicated": dups, "gwb_replay_drops": replays, "rekeyed": rekeyed(d), **p}
+            "netem_duplicated": dups, "gwb_replay_drops": replays, "rekeyed": rekeyed(d),
+            # Where datagrams went before the WAN, to tell a loss upstream of netem.
+            "gwa_lan_rx": port_delta(d, "gwa", "lan", "rx_packets"),
+            "gwa_wan_tx": port_delta(d, "gwa", "wan", "tx_packets"), **p}
     if kind == "loss":
         ok = (pull.get("lost") == dropped and dropped > 0 and replays == 0 and dups == 0
               and pull.get("duplicates") == 0 and esp_in == p["count"] and rekeyed(d))
@@ -64,6 +75,9 @@ def check_udp(d, kind):
         msg = (f"UDP duplication: {p['count']} sent, netem duplicated {dups}, gwB replay drops {replays}, "
                f"consumer lost {pull.get('lost')} and saw {pull.get('duplicates')} duplicates")
     base["ok"] = ok
+    if esp_in != p["count"]:
+        msg += (f"; only {esp_in} of {p['count']} reached netem (gwA received {base['gwa_lan_rx']} on LAN, "
+                f"sent {base['gwa_wan_tx']} on WAN)")
     return base, msg + f", rekey {'yes' if rekeyed(d) else 'NO'}"
 
 
