@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - helpers shared by scripts/vm-testbed.sh and scripts/vm/suite.sh
 # (sourced, host side). Needs RUN (the run directory) set by the caller.
 #
@@ -5,6 +6,7 @@
 # the qemu runner from its port forwards, or from `vagrant ssh-config` for a
 # Vagrant testbed (then RUN/vagrant exists and commands go through sudo).
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 readonly S2VM_ROLES=(gen gwa gwb wan)
 
 vlog() { printf 'vm-testbed: %s\n' "$*" >&2; }
@@ -18,6 +20,7 @@ vm_ssh() {
 
 # Sets GUEST_REPO and GUEST_RUN, the repository and the run directory as the
 # guests see them: the 9p mounts of the qemu runner, or Vagrant's synced folder.
+# shellcheck disable=SC2034  # used by the scripts that source this file
 guest_paths() {
     if [[ -e "$RUN/vagrant" ]]; then
         GUEST_REPO=/vagrant

@@ -169,7 +169,7 @@ provision_gw() {
     # Binaries and credentials are copied: 9p is read-only and the key file
     # must be a local 0600 file.
     install -m 755 "$RUN/bin/s2ds" "$RUN/bin/s2cs" "$RUN/bin/s2uc" /usr/local/bin/
-    rm -rf "$STATE/etc"
+    rm -rf "${STATE:?}/etc"
     mkdir -p "$STATE/etc/certs"
     install -m 644 "$RUN/certs/ca.pem" "$RUN/certs/$ROLE.pem" "$STATE/etc/certs/"
     install -m 600 "$RUN/certs/$ROLE.key" "$STATE/etc/certs/"
@@ -209,4 +209,4 @@ case "$ROLE" in
     gwa | gwb) provision_gw ;;
     *) die "unknown role $ROLE" ;;
 esac
-log done
+log finished
