@@ -19,6 +19,7 @@ readonly PACKAGES=(
     iputils-ping python3 procps openssl
     protobuf-compiler python3-grpcio python3-protobuf
     libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4 dpdk-doc make gcc
+    debootstrap qemu-utils openssh-client e2fsprogs vagrant vagrant-libvirt
 )
 readonly HUGEPAGE_DIR=/dev/hugepages-s2
 readonly HUGEPAGE_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
