@@ -3,8 +3,9 @@
 # TAP and DPDK vdevs need it). Installs what it needs first (scripts/setup.sh),
 # then: formatting, clippy with and without DPDK, the whole test suite with
 # the default features (DPDK + native backends), the native backends again
-# in a build without DPDK (`--no-default-features`), and each benchmark's
-# `--smoke` mode (one short round, so that no bench can silently break).
+# in a build without DPDK (`--no-default-features`), each benchmark's
+# `--smoke` mode (one short round, so that no bench can silently break), and
+# the VM testbed's short suite (scripts/vm-test.sh, docs/vm-testbed.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,3 +42,5 @@ step "bench smoke: ESP tunnel over memif, s2ds (ipsec-mb) against ipsec-secgw (o
 bench_out="$(mktemp -d /tmp/s2ds-tunnel-smoke.XXXXXX)"
 bash benches/tunnel_memif.sh --smoke --no-build --out "$bench_out"
 rm -rf "$bench_out"
+step "VM testbed: four qemu VMs, s2ds on DPDK's virtio PMD over PCI NICs, netem WAN, pktgen NDR/PDR (short form)"
+bash scripts/vm-test.sh
