@@ -514,18 +514,16 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// SciStream's flow driven only by s2uc: inbound-request at A with the
-/// producer's endpoint, outbound-request at B with A's listeners; the
-/// consumer pulls 200 MB from the producer through B's listener; release
-/// on both sides frees the listeners and the ports.
-#[test]
-fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let p = Pair::up(|_| {});
-    let inbound = s2uc(
-        &p,
+/// SciStream's flow driven only by s2uc against the APIs `apis` (A's,
+/// B's): inbound-request at A for the producer app 10.10.1.2:5100,
+/// outbound-request at B with A's listener; the consumer pulls `bytes`
+/// through B's listener with matching SHA-256, and the session is keyed.
+/// Returns its uid.
+fn s2uc_stream(p: &Pair, apis: [&str; 2], bytes: u64) -> String {
+    let inbound = s2uc_at(
+        p,
         Node::GwA,
+        apis[0],
         &[
             "inbound-request",
             "--num_conn",
@@ -539,9 +537,10 @@ fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
     let uid = inbound["uid"].as_str().unwrap().to_string();
     assert_eq!(strings(&inbound["listeners"]), ["10.10.100.1:5100"]);
     assert_eq!(strings(&inbound["prod_listeners"]), ["10.10.1.2:5100"]);
-    let outbound = s2uc(
-        &p,
+    let outbound = s2uc_at(
+        p,
         Node::GwB,
+        apis[1],
         &["outbound-request", &uid, "10.10.100.1:5100"],
     );
     assert_eq!(strings(&outbound["listeners"]), ["10.20.1.1:5100"]);
@@ -551,13 +550,25 @@ fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
             "{node:?} → {gw_ip}"
         );
     }
-
     let r =
-        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 200_000_000);
-    assert_eq!(r.received_bytes, 200_000_000, "{r:?}\n{}", p.logs());
+        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", bytes);
+    assert_eq!(r.received_bytes, bytes, "{r:?}\n{}", p.logs());
     assert_eq!(r.sent_sha256, r.received_sha256);
-    let status = s2uc(&p, Node::GwB, &["status", &uid]);
+    let status = s2uc_at(p, Node::GwB, apis[1], &["status", &uid]);
     assert_eq!(status["state"], "keyed", "{status}");
+    uid
+}
+
+/// SciStream's flow driven only by s2uc: inbound-request at A with the
+/// producer's endpoint, outbound-request at B with A's listeners; the
+/// consumer pulls 200 MB from the producer through B's listener; release
+/// on both sides frees the listeners and the ports.
+#[test]
+fn s2uc_sets_up_a_stream_that_carries_200_mb_and_release_frees_it() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|_| {});
+    let uid = s2uc_stream(&p, [api_of(Node::GwA), api_of(Node::GwB)], 200_000_000);
 
     s2uc(&p, Node::GwB, &["release", &uid]);
     s2uc(&p, Node::GwA, &["release", &uid]);
@@ -608,40 +619,7 @@ fn s2cs_peers_and_serves_s2uc_over_ipv6() {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let p = Pair::up_with(Family::Dual, control_over_ipv6);
-    let inbound = s2uc_at(
-        &p,
-        Node::GwA,
-        "[fd00:99::1]:5001",
-        &[
-            "inbound-request",
-            "--num_conn",
-            "1",
-            "--remote_ip",
-            "10.10.1.2",
-            "--receiver_ports",
-            "5100",
-        ],
-    );
-    let uid = inbound["uid"].as_str().unwrap().to_string();
-    let outbound = s2uc_at(
-        &p,
-        Node::GwB,
-        "[fd00:99::2]:5001",
-        &["outbound-request", &uid, "10.10.100.1:5100"],
-    );
-    assert_eq!(strings(&outbound["listeners"]), ["10.20.1.1:5100"]);
-    for (node, gw_ip) in [(Node::Cons, "10.20.1.1"), (Node::Prod, "10.10.1.1")] {
-        assert!(
-            (0..10).any(|_| p.tb.ping(node, gw_ip, 1)),
-            "{node:?} → {gw_ip}"
-        );
-    }
-    let r =
-        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", 50_000_000);
-    assert_eq!(r.received_bytes, 50_000_000, "{r:?}\n{}", p.logs());
-    assert_eq!(r.sent_sha256, r.received_sha256);
-    let status = s2uc_at(&p, Node::GwB, "[fd00:99::2]:5001", &["status", &uid]);
-    assert_eq!(status["state"], "keyed", "{status}");
+    s2uc_stream(&p, ["[fd00:99::1]:5001", "[fd00:99::2]:5001"], 50_000_000);
     // Keyed: the two s2cs exchanged keys over their peer channel, whose
     // only addresses (peer_listen, control_address) are IPv6.
 }

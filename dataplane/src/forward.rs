@@ -19,10 +19,10 @@ use crate::neigh::NeighborTable;
 use crate::port::PortId;
 use crate::stats::DropReason;
 use crate::tunnel::TunnelTables;
-use crate::wire::icmpv6::{self, ETHERTYPE_IPV6};
+use crate::wire::icmpv6;
 use crate::wire::ipv4::Ipv4Info;
 use crate::wire::ipv6::{self, next_header, Ipv6Info};
-use crate::wire::{ipv4, WireError, BROADCAST_MAC, ETH_HLEN};
+use crate::wire::{ipv4, WireError, BROADCAST_MAC, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HLEN};
 
 /// Why a frame goes to the slow path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub fn classify(
     }
     match [frame[12], frame[13]] {
         [0x08, 0x06] => return Verdict::Slow(SlowReason::Arp),
-        [0x08, 0x00] => {}
+        ETHERTYPE_IPV4 => {}
         _ => return Verdict::Drop(DropReason::UnsupportedEthertype),
     }
     if broadcast {
@@ -353,8 +353,7 @@ fn classify6(
     }
     if let (Some(t), PortId::Lan) = (tunnel, in_port) {
         if let Some(sa) = t.route6(ip.dst) {
-            let inner_mtu = crate::esp::inner_mtu(gw.port(PortId::Wan).mtu);
-            return egress_check6(&ip, inner_mtu).unwrap_or(Verdict::Encap(sa));
+            return into_tunnel6(&ip, gw).unwrap_or(Verdict::Encap(sa));
         }
     }
     let policy = tunnel.is_some();
@@ -396,6 +395,12 @@ pub fn egress_check6(ip: &Ipv6Info, mtu: u16) -> Option<Verdict> {
         return Some(Verdict::Slow(SlowReason::FragNeeded(mtu)));
     }
     None
+}
+
+/// [`egress_check6`] against the tunnel's inner MTU, for an IPv6 packet
+/// about to be encapsulated.
+fn into_tunnel6(ip: &Ipv6Info, gw: &Gateway) -> Option<Verdict> {
+    egress_check6(ip, crate::esp::inner_mtu(gw.port(PortId::Wan).mtu))
 }
 
 /// TCP, UDP and ICMP errors (destination unreachable, time exceeded,

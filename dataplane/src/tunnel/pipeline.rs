@@ -28,11 +28,7 @@ use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
 use crate::stats::{Counters, DropReason, StatsRegistry};
-use crate::wire::icmpv6::ETHERTYPE_IPV6;
-use crate::wire::{ipv4, ipv6, mss, Mac, ETH_HLEN};
-
-/// Ethertype of IPv4.
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+use crate::wire::{ipv4, ipv6, mss, Mac, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HLEN};
 use scistream_region::stats::{add, sa_tag, SaCounters};
 use scistream_region::Direction;
 

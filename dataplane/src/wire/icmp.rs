@@ -115,7 +115,7 @@ fn ip_header_frame(
     let mut out = vec![0u8; (ETH_HLEN + total).max(60)];
     out[..6].copy_from_slice(&dst_mac);
     out[6..12].copy_from_slice(&src_mac);
-    out[12..14].copy_from_slice(&[0x08, 0x00]);
+    out[12..14].copy_from_slice(&super::ETHERTYPE_IPV4);
     let h = &mut out[ETH_HLEN..ETH_HLEN + 20];
     h[0] = 0x45;
     h[2..4].copy_from_slice(&(total as u16).to_be_bytes());

@@ -18,8 +18,7 @@ use smoltcp::wire::{
 use super::ipv6::{self, next_header, Ipv6Info, IPV6_HLEN};
 use super::{Mac, WireError, ETH_HLEN};
 
-/// Ethertype of IPv6.
-pub const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
+pub use super::ETHERTYPE_IPV6;
 /// Hop limit of the packets the gateway originates (other than ND).
 pub const DEFAULT_HOP_LIMIT: u8 = 64;
 /// Neighbor Discovery messages carry hop limit 255, so a receiver knows

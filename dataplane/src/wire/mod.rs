@@ -27,6 +27,10 @@ pub use smoltcp::wire::{
 
 /// Length of an Ethernet II header.
 pub const ETH_HLEN: usize = 14;
+/// Ethertype of IPv4.
+pub const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+/// Ethertype of IPv6.
+pub const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
 /// Smallest IPv4 header.
 pub const IPV4_MIN_HLEN: usize = 20;
 
