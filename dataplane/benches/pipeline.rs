@@ -34,7 +34,7 @@
 //! the ratio is taken per round, so load from other processes affects both alike.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
@@ -54,7 +54,10 @@ const FAR_ABOVE_BPS: u64 = 10_000_000_000_000;
 const KEY: [u8; 16] = [0x42; 16];
 const SALT: [u8; 4] = [1, 2, 3, 4];
 const SPI: u32 = 0x0102_0304;
-const OUTER: Outer = Outer::new(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+const OUTER: Outer = Outer::new(
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -42,14 +42,17 @@ pub enum SlowReason {
 }
 
 /// Where the UDP datagram of an outer ESP-in-UDP packet lies in its IPv4
-/// packet: found by [`classify`], so the decapsulation stage does not parse
-/// the outer header again.
+/// or IPv6 packet: found by [`classify`], so the decapsulation stage does
+/// not parse the outer header again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OuterUdp {
-    /// Offset of the UDP header: the outer IPv4 header length.
+    /// Offset of the UDP header: the outer IPv4 header length, or the IPv6
+    /// header and its extension headers.
     pub udp_at: u16,
-    /// The outer IPv4 total length (bytes after it are link padding).
+    /// The outer packet's total length (bytes after it are link padding).
     pub end: u16,
+    /// An IPv6 outer header: the decapsulation stage checks the UDP checksum.
+    pub ipv6: bool,
 }
 
 /// The outcome for one frame.
@@ -145,7 +148,7 @@ pub fn classify(
     }
     if let (Some(t), PortId::Lan) = (tunnel, in_port) {
         if let Some(sa) = t.route(ip.dst) {
-            return into_tunnel(&ip, gw).unwrap_or(Verdict::Encap(sa));
+            return into_tunnel(&ip, t).unwrap_or(Verdict::Encap(sa));
         }
     }
     route_out(
@@ -179,6 +182,7 @@ fn tunnel_ingress(
             to_our_port.then_some(Verdict::Decap(OuterUdp {
                 udp_at: ip.header_len as u16,
                 end: ip.total_len as u16,
+                ipv6: false,
             }))
         }
         PortId::Lan => {
@@ -187,7 +191,7 @@ fn tunnel_ingress(
             if !to_listener {
                 return None;
             }
-            if let Some(v) = into_tunnel(ip, gw) {
+            if let Some(v) = into_tunnel(ip, t) {
                 return Some(v);
             }
             Some(match t.nat_from_lan(&mut frame[ETH_HLEN..]) {
@@ -292,8 +296,8 @@ pub fn egress_check(ip: &Ipv4Info, mtu: u16) -> Option<Verdict> {
 
 /// [`egress_check`] against the tunnel's inner MTU, for a packet about to
 /// be encapsulated.
-fn into_tunnel(ip: &Ipv4Info, gw: &Gateway) -> Option<Verdict> {
-    egress_check(ip, crate::esp::inner_mtu(gw.port(PortId::Wan).mtu))
+fn into_tunnel(ip: &Ipv4Info, t: &TunnelTables) -> Option<Verdict> {
+    egress_check(ip, t.inner_mtu())
 }
 
 /// [`classify`] for an IPv6 frame: Neighbor Discovery to the gateway's
@@ -338,6 +342,13 @@ fn classify6(
     if multicast_frame {
         return Verdict::Drop(DropReason::NotForUs);
     }
+    if let (Some(t), PortId::Wan, Some((wan6, _))) = (tunnel, in_port, me.ip6) {
+        if ip.dst == wan6 {
+            if let Some(v) = tunnel_ingress6(frame, &ip, t) {
+                return v;
+            }
+        }
+    }
     if me.owns6(ip.dst) || gw.is_local6(ip.dst) {
         return match icmp_type {
             Some(135 | 136) => Verdict::Slow(SlowReason::Nd),
@@ -353,7 +364,7 @@ fn classify6(
     }
     if let (Some(t), PortId::Lan) = (tunnel, in_port) {
         if let Some(sa) = t.route6(ip.dst) {
-            return into_tunnel6(&ip, gw).unwrap_or(Verdict::Encap(sa));
+            return into_tunnel6(&ip, t).unwrap_or(Verdict::Encap(sa));
         }
     }
     let policy = tunnel.is_some();
@@ -399,8 +410,23 @@ pub fn egress_check6(ip: &Ipv6Info, mtu: u16) -> Option<Verdict> {
 
 /// [`egress_check6`] against the tunnel's inner MTU, for an IPv6 packet
 /// about to be encapsulated.
-fn into_tunnel6(ip: &Ipv6Info, gw: &Gateway) -> Option<Verdict> {
-    egress_check6(ip, crate::esp::inner_mtu(gw.port(PortId::Wan).mtu))
+fn into_tunnel6(ip: &Ipv6Info, t: &TunnelTables) -> Option<Verdict> {
+    egress_check6(ip, t.inner_mtu())
+}
+
+/// ESP-in-UDP over IPv6 to our WAN address and ESP port: decapsulate
+/// (the decapsulation stage checks the UDP checksum).
+fn tunnel_ingress6(frame: &[u8], ip: &Ipv6Info, t: &TunnelTables) -> Option<Verdict> {
+    if ip.protocol != next_header::UDP || ip.is_later_fragment {
+        return None;
+    }
+    let udp = &frame[ETH_HLEN + ip.l4_at..ETH_HLEN + ip.total_len];
+    let to_our_port = udp.len() >= 8 && u16::from_be_bytes([udp[2], udp[3]]) == t.udp_port;
+    to_our_port.then_some(Verdict::Decap(OuterUdp {
+        udp_at: ip.l4_at as u16,
+        end: ip.total_len as u16,
+        ipv6: true,
+    }))
 }
 
 /// TCP, UDP and ICMP errors (destination unreachable, time exceeded,
@@ -663,6 +689,8 @@ mod tests {
                     udp_port: 4500,
                     lan_ip: gw.port(PortId::Lan).ip,
                     wan_ip: gw.port(PortId::Wan).ip,
+                    wan_ip6: None,
+                    wan_mtu: 1500,
                     nat_port_base: 40000,
                     nat_slots: 64,
                     sa_slots: None,

@@ -221,16 +221,12 @@ where
             let Keying::Control { shm_path } = &t.keying else {
                 unreachable!("matched above")
             };
-            let cx = TableContext {
-                engine: t.engine,
-                udp_port: t.udp_port,
-                lan_ip: addrs[PortId::Lan.index()].ip,
-                wan_ip: addrs[PortId::Wan.index()].ip,
-                nat_port_base: t.nat_port_base,
-                nat_slots: t.nat_slots,
-                sa_slots: slots.clone(),
-                tcp_mss: t.tcp_mss,
-            };
+            let cx = TableContext::new(
+                t,
+                &addrs[PortId::Lan.index()],
+                &addrs[PortId::Wan.index()],
+                slots.clone(),
+            );
             let source = Arc::new(ShmTableSource::new(&cx));
             let watcher = ShmWatcher::new(source.clone(), cx, shm_path, workers, Some(&segment));
             info!(
@@ -238,23 +234,30 @@ where
                 engine_impl = %t.engine.describe(),
                 udp_port = t.udp_port,
                 shm = %shm_path.display(),
-                inner_mtu = crate::esp::inner_mtu(addrs[PortId::Wan.index()].mtu),
+                inner_mtu_ipv4_outer = crate::esp::inner_mtu(addrs[PortId::Wan.index()].mtu),
+                inner_mtu_ipv6_outer = crate::esp::inner_mtu6(addrs[PortId::Wan.index()].mtu),
                 "tunnel up (keys from s2cs); no cleartext between LAN and WAN"
             );
             shm = Some((source.clone(), watcher));
             Some(source)
         }
         Some(t) => {
-            let (lan_ip, wan_ip) = (addrs[PortId::Lan.index()].ip, addrs[PortId::Wan.index()].ip);
-            let tables = TunnelTables::from_config(t, lan_ip, wan_ip, 1, slots.clone())
-                .context("preparing the tunnel tables")?;
+            let cx = TableContext::new(
+                t,
+                &addrs[PortId::Lan.index()],
+                &addrs[PortId::Wan.index()],
+                slots.clone(),
+            );
+            let tables =
+                TunnelTables::from_config(t, &cx, 1).context("preparing the tunnel tables")?;
             info!(
                 engine = t.engine.name(),
                 engine_impl = %t.engine.describe(),
                 udp_port = t.udp_port,
                 sas = t.sas.len(),
                 routes = t.routes.len(),
-                inner_mtu = crate::esp::inner_mtu(addrs[PortId::Wan.index()].mtu),
+                routes6 = t.routes6.len(),
+                inner_mtu = tables.inner_mtu(),
                 "tunnel up (manual keys); no cleartext between LAN and WAN"
             );
             Some(Arc::new(StaticTables::new(tables)))

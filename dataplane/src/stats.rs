@@ -84,6 +84,8 @@ pub enum DropReason {
     /// The SA outlived its hard lifetime in seconds without a rekey (the
     /// control process is gone or late): it seals and opens no more.
     EspSaExpired,
+    /// ESP-in-UDP over IPv6 whose UDP checksum is zero or wrong (RFC 8200 §8.1).
+    EspUdpChecksum,
 }
 
 impl From<crate::nat::NatError> for DropReason {
@@ -101,7 +103,7 @@ impl From<crate::nat::NatError> for DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 29;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
@@ -132,6 +134,7 @@ impl DropReason {
         DropReason::Policy,
         DropReason::RateLimited,
         DropReason::EspSaExpired,
+        DropReason::EspUdpChecksum,
     ];
 
     /// A stable snake_case name, used in stats output.
@@ -165,6 +168,7 @@ impl DropReason {
             DropReason::Policy => "policy",
             DropReason::RateLimited => "rate_limited",
             DropReason::EspSaExpired => "esp_sa_expired",
+            DropReason::EspUdpChecksum => "esp_udp_checksum",
         }
     }
 }

@@ -579,7 +579,10 @@ fn tunnel_sections_load() {
     let t = c.tunnel.expect("tunnel section");
     assert_eq!(t.engine, EngineKind::AesGcm);
     assert_eq!(t.udp_port, 4500);
-    assert_eq!(t.peers[0].address, Ipv4Addr::new(10, 10, 100, 9));
+    assert_eq!(
+        t.peers[0].address,
+        std::net::IpAddr::from(Ipv4Addr::new(10, 10, 100, 9))
+    );
     assert_eq!(t.sas.len(), 2);
     assert_eq!(
         (t.sas[0].spi, t.sas[0].direction, t.sas[0].algorithm),
@@ -703,6 +706,48 @@ fn tunnel_peer_and_route_rules() {
         "sas[0].key_file",
         ErrorKind::Conflict,
         "not both",
+    );
+}
+
+#[test]
+fn ipv6_peers_need_an_ipv6_wan_address_on_their_prefix() {
+    let v6_peer = tunnel("").replace("address = \"10.10.100.9\"", "address = \"fd00:10:100::9\"");
+    assert_err(
+        &reject(&v6_peer),
+        22,
+        "peers[0].address",
+        ErrorKind::Conflict,
+        "ports.wan has no IPv6 address to send from",
+    );
+    let dual_wan = v6_peer.replace(
+        "address = \"10.10.100.1/24\"",
+        "address = [\"10.10.100.1/24\", \"fd00:10:100::1/64\"]",
+    );
+    let c = Config::from_toml(&dual_wan, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.tunnel.expect("tunnel section");
+    assert_eq!(
+        t.peers[0].address,
+        "fd00:10:100::9".parse::<std::net::IpAddr>().unwrap()
+    );
+    let off_link = dual_wan.replace("fd00:10:100::9", "fd00:10:200::9");
+    assert_err(
+        &reject(&off_link),
+        22,
+        "peers[0].address",
+        ErrorKind::Conflict,
+        "peer fd00:10:200::9 is not reachable through the WAN port: it is neither on fd00:10:100::/64",
+    );
+    let routed = format!(
+        "{off_link}\n[[routes]]\nprefix = \"fd00:10:200::/64\"\nvia = \"fd00:10:100::fe\"\nport = \"wan\"\n"
+    );
+    Config::from_toml(&routed, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let bad = tunnel("").replace("address = \"10.10.100.9\"", "address = \"fd00:10:100::zz\"");
+    assert_err(
+        &reject(&bad),
+        22,
+        "peers[0].address",
+        ErrorKind::BadValue,
+        "invalid IPv6 address `fd00:10:100::zz`",
     );
 }
 

@@ -4,7 +4,7 @@
 //! feature), the ESP encapsulation and the ESP decapsulation, and round trips
 //! between every pair of engines.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use scistream_dataplane::backend::pool::PoolBuf;
 use scistream_dataplane::backend::PacketBuf;
@@ -224,7 +224,7 @@ fn encapsulation_produces_the_published_esp_packet() {
                 c.seq,
                 c.iv,
                 next_header,
-                &Outer::new(SRC, DST),
+                &Outer::new(IpAddr::V4(SRC), IpAddr::V4(DST)),
             )
             .unwrap();
             assert_eq!(job.aad(), &c.aad[..], "case {}", c.number);

@@ -12,6 +12,10 @@
 //! - `df_too_big_gets_frag_needed`: a DF packet too big for the tunnel gets
 //!   an ICMP "fragmentation needed" naming the tunnel's inner MTU.
 //! - `jumbo_9000`: 8000-byte datagrams through the tunnel on a 9000-byte MTU.
+//! - `ipv6_inside_the_tunnel_*`: inner IPv6 (next header 41) over an IPv4 tunnel.
+//! - `tunnel_over_ipv6_*`: the tunnel itself over IPv6 (UDP checksums
+//!   filled and checked), carrying inner IPv4 and IPv6: with the tests
+//!   above, all four inner/outer family combinations.
 //! - `aes_gcm_engine`: the same data path with the `aes-gcm` AEAD engine.
 //! - `ipsec_mb_engine_against_ring_*`: gwA on the `ipsec-mb` engine, gwB on
 //!   `ring`, over DPDK's net_af_packet and over native AF_XDP: each engine
@@ -585,6 +589,185 @@ fn ipv6_inside_the_tunnel(backend: &str) {
         }
         assert_eq!(s.control.icmp_errors, 0, "{name}: no Packet Too Big needed");
     }
+}
+
+/// [`dual_stack_tunnel`], and the tunnel itself over IPv6: each peer is
+/// the other gateway's IPv6 WAN address, reached through the WAN router.
+fn tunnel_over_ipv6(t: &mut toml::Table) {
+    dual_stack_tunnel(t);
+    let a = t["gateway"]["name"].as_str() == Some("gwa");
+    let (peer, far_wan, router) = if a {
+        (GWB_WAN6, "fd00:10:200::/64", "fd00:10:100::fe")
+    } else {
+        (GWA_WAN6, "fd00:10:100::/64", "fd00:10:200::fe")
+    };
+    t["peers"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("address".into(), peer.into());
+    let mut route = toml::Table::new();
+    route.insert("prefix".into(), far_wan.into());
+    route.insert("via".into(), router.into());
+    t["routes"].as_array_mut().unwrap().push(route.into());
+}
+
+/// gwA's IPv6 WAN address, the outer source of its ESP over IPv6.
+const GWA_WAN6: &str = "fd00:10:100::1";
+/// gwB's IPv6 WAN address.
+const GWB_WAN6: &str = "fd00:10:200::1";
+
+/// What a WAN capture of a tunnel over IPv6 holds.
+#[derive(Debug, Default)]
+struct WanCensus6 {
+    esp_a_to_b: u64,
+    esp_b_to_a: u64,
+    /// Neighbor Discovery and multicast listener reports (ICMPv6).
+    nd_and_mld: u64,
+    /// Every other frame, described (must stay empty): any IPv4, ARP
+    /// included, since nothing on this WAN needs IPv4.
+    other: Vec<String>,
+}
+
+/// Sorts the frames of a WAN capture of a tunnel over IPv6.
+fn census6(frames: &[Vec<u8>]) -> WanCensus6 {
+    use scistream_dataplane::wire::ipv6;
+    let (a, b): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        (GWA_WAN6.parse().unwrap(), GWB_WAN6.parse().unwrap());
+    let mut c = WanCensus6::default();
+    for (i, bytes) in frames.iter().enumerate() {
+        let what = format!("#{i} ({} bytes)", bytes.len());
+        let Some(f) = Frame::parse(bytes) else {
+            c.other.push(format!("{what}: runt"));
+            continue;
+        };
+        if f.ethertype != 0x86dd {
+            c.other
+                .push(format!("{what}: ethertype {:#06x}", f.ethertype));
+            continue;
+        }
+        let Ok(ip) = ipv6::parse(&bytes[ETH_HLEN..]) else {
+            c.other.push(format!("{what}: malformed IPv6"));
+            continue;
+        };
+        let l4 = &bytes[ETH_HLEN + ip.l4_at..];
+        match ip.protocol {
+            58 if matches!(l4.first(), Some(133..=136 | 143)) => c.nd_and_mld += 1,
+            17 if l4.len() >= 16 && l4[0..4] == [0x11, 0x94, 0x11, 0x94] => {
+                let spi = u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]);
+                match (ip.src, ip.dst, spi) {
+                    (s, d, SPI_A_TO_B) if s == a && d == b => c.esp_a_to_b += 1,
+                    (s, d, SPI_B_TO_A) if s == b && d == a => c.esp_b_to_a += 1,
+                    _ => c
+                        .other
+                        .push(format!("{what}: ESP {} -> {} SPI {spi:#x}", ip.src, ip.dst)),
+                }
+            }
+            p => c.other.push(format!(
+                "{what}: IPv6 {} -> {} protocol {p}",
+                ip.src, ip.dst
+            )),
+        }
+    }
+    c
+}
+
+/// The tunnel over IPv6 (ESP-in-UDP with UDP checksums) on a dual-stack
+/// testbed, carrying both inner families: 10,000 UDP datagrams of each
+/// arrive in order with none lost, 20 MB of TCP over each arrives intact,
+/// and the WAN carries nothing but ESP-in-UDP over IPv6 between the two
+/// gateways (and ICMPv6 neighbour discovery), never the payload.
+fn tunnel_over_ipv6_both_inner_families(backend: &str) {
+    let _serial = serial();
+    require_root();
+    let p = Pair::up_with(backend, GwMode::None, 1500, Family::Dual, tunnel_over_ipv6);
+    let cons6 = "fd00:20:1::2";
+    for cons in [CONS, cons6] {
+        let reachable = (0..10).any(|_| p.tb.ping(Node::Prod, cons, 1));
+        assert!(
+            reachable,
+            "prod never reached {cons} through the tunnel over IPv6\n--- gwA:\n{}\n--- gwB:\n{}",
+            p.a.log_text(),
+            p.b.log_text()
+        );
+    }
+    const UDP_COUNT: u64 = 10_000;
+    const TCP_BYTES: u64 = 20 * 1000 * 1000;
+    let mut wan = Capture::start(&p.tb, Node::Wan, "a0");
+    let (us4, ur4) = udp_pattern_to(&p, CONS, 6201, UDP_COUNT, 1000, 5_000);
+    let (us6, ur6) = udp_pattern_to(&p, cons6, 6202, UDP_COUNT, 1000, 5_000);
+    let tcp4 =
+        p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6203", TCP_BYTES);
+    let tcp6 =
+        p.tb.tcp_transfer(Node::Prod, Node::Cons, "[fd00:20:1::2]:6204", TCP_BYTES);
+    wan.stop();
+    assert_udp_complete(&us4, &ur4, UDP_COUNT);
+    assert_udp_complete(&us6, &ur6, UDP_COUNT);
+    for (family, tcp) in [("IPv4", &tcp4), ("IPv6", &tcp6)] {
+        assert_eq!(tcp.received_bytes, TCP_BYTES, "inner {family}");
+        assert_eq!(
+            tcp.sent_sha256, tcp.received_sha256,
+            "inner {family} TCP intact"
+        );
+    }
+
+    let frames = wan.frames();
+    let c = census6(&frames);
+    // The WAN router's kernel sends its own ICMPv6 (router solicitations
+    // and reports); the gateways send nothing but the tunnel and ND.
+    assert!(
+        c.other.is_empty(),
+        "{} frame(s) on the WAN other than ESP-in-UDP over IPv6 and ND, first: {:?}",
+        c.other.len(),
+        &c.other[..c.other.len().min(10)]
+    );
+    assert!(c.esp_a_to_b >= 2 * UDP_COUNT, "{c:?}");
+    assert!(c.esp_b_to_a > 0, "TCP acknowledgements come back: {c:?}");
+    assert!(
+        !contains(&wan.bytes(), &pattern()),
+        "payload in clear on the WAN"
+    );
+
+    let (a, b) = p.settled();
+    assert!(a.tunnel.encap_packets >= 2 * UDP_COUNT && b.tunnel.decap_packets >= 2 * UDP_COUNT);
+    for (name, s) in [("gwA", &a), ("gwB", &b)] {
+        for reason in [
+            "esp_auth_failed",
+            "esp_replay",
+            "esp_udp_checksum",
+            "esp_malformed",
+            "ipv6_malformed",
+        ] {
+            assert_eq!(drop_count(s, reason), 0, "{name} {reason}: {:?}", s.drops);
+        }
+        assert_eq!(
+            s.control.icmp_errors, 0,
+            "{name}: the MSS clamp (inner MTU 1418) spared TCP any Packet Too Big"
+        );
+    }
+    assert!(
+        a.tunnel.mss_clamped >= 2 && b.tunnel.mss_clamped >= 2,
+        "A {:?} B {:?}",
+        a.tunnel,
+        b.tunnel
+    );
+    eprintln!(
+        "tunnel over IPv6 ({backend}): WAN {} frames: {} ESP a->b, {} b->a, {} ND/MLD",
+        frames.len(),
+        c.esp_a_to_b,
+        c.esp_b_to_a,
+        c.nd_and_mld
+    );
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn tunnel_over_ipv6_af_packet() {
+    tunnel_over_ipv6_both_inner_families("af_packet");
+}
+
+#[test]
+fn tunnel_over_ipv6_native() {
+    tunnel_over_ipv6_both_inner_families("native-xdp");
 }
 
 #[cfg(feature = "dpdk")]

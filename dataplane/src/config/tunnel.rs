@@ -4,7 +4,7 @@
 //! outbound SA).
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use zeroize::Zeroizing;
@@ -86,8 +86,9 @@ pub struct ListenerConfig {
 pub struct Peer {
     /// Its name, referred to by SAs.
     pub name: String,
-    /// Its WAN address: the outer destination of packets to it.
-    pub address: Ipv4Addr,
+    /// Its WAN address: the outer destination of packets to it, IPv4 or
+    /// IPv6 (the outer family of its SAs).
+    pub address: std::net::IpAddr,
     /// Its ESP-in-UDP port.
     pub udp_port: u16,
 }

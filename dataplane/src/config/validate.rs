@@ -30,7 +30,7 @@ pub(crate) fn validate(raw: RawConfig, cx: &Document<'_>) -> Res<Config> {
     let dpdk = dpdk_usage(dpdk, &ports, &workers, cx)?;
     let (routes, routes6) = routes(&raw.routes, &ports, cx)?;
     let neighbors = neighbors(&raw.neighbors, &ports, cx)?;
-    let tunnel = tunnel::tunnel(&raw, &ports, &routes, cx)?;
+    let tunnel = tunnel::tunnel(&raw, &ports, &routes, &routes6, cx)?;
     Ok(Config {
         tunnel,
         gateway,

@@ -7,7 +7,8 @@ use super::{EspError, InboundSa, ICV_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, TR
 use crate::backend::{PacketBuf, BURST};
 use crate::crypto::{AeadEngine, OpenOp, SaKey};
 use crate::wire::esp::{esp_in_udp, EspPacket, EspRepr, EspWireError};
-use crate::wire::IPV4_MIN_HLEN;
+use crate::wire::{ipv6, IPV4_MIN_HLEN};
+use smoltcp::wire::{IpAddress, Ipv6Packet, UdpPacket};
 
 /// Where the parts of a parsed ESP packet lie within the outer packet's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct EspView {
     pub seq_low: u32,
     /// The explicit IV.
     pub iv: u64,
-    /// Offset of the ESP header (outer IPv4 header + UDP header).
+    /// Offset of the ESP header (outer IP header + UDP header).
     pub esp_offset: usize,
     /// Offset of the encrypted payload (after the IV).
     pub payload_offset: usize,
@@ -44,13 +45,25 @@ impl From<EspWireError> for EspError {
     }
 }
 
-/// Parses an outer IPv4 packet (Ethernet header removed) down to its ESP
-/// payload, checking its IPv4 lengths first: header and total length
-/// within `buf` (bytes after the total length, such as Ethernet padding,
-/// are ignored) and protocol UDP; then as [`decap_parse_at`]. The header
-/// checksum is not checked here (the classifier checks it on the packet
-/// path, before [`decap_parse_at`]).
+/// Parses an outer IPv4 or IPv6 packet (Ethernet header removed) down to
+/// its ESP payload. IPv4: its lengths first (header and total length within
+/// `buf`; bytes after the total length, such as Ethernet padding, are
+/// ignored) and protocol UDP; the header checksum is not checked here (the
+/// classifier checks it on the packet path, before [`decap_parse_at`]).
+/// IPv6: the header and extension headers walked by [`ipv6::parse`], UDP
+/// after them, and the UDP checksum ([`udp6_checksum_ok`]). Then as
+/// [`decap_parse_at`].
 pub fn decap_parse(buf: &[u8], port: u16) -> Result<EspView, EspError> {
+    if buf.first().is_some_and(|b| b >> 4 == 6) {
+        let ip = ipv6::parse(buf).map_err(|_| EspError::Truncated)?;
+        if ip.protocol != u8::from(smoltcp::wire::IpProtocol::Udp) || ip.is_later_fragment {
+            return Err(EspError::NotEsp);
+        }
+        if !udp6_checksum_ok(buf, ip.l4_at, ip.total_len) {
+            return Err(EspError::BadUdpChecksum);
+        }
+        return decap_parse_at(buf, ip.l4_at, ip.total_len, port);
+    }
     if buf.len() < IPV4_MIN_HLEN {
         return Err(EspError::Truncated);
     }
@@ -69,13 +82,14 @@ pub fn decap_parse(buf: &[u8], port: u16) -> Result<EspView, EspError> {
 }
 
 /// Parses the ESP-in-UDP datagram at `buf[udp_at..end]` of an outer IPv4
-/// packet whose header the caller has validated (`udp_at` is its header
-/// length, `end` its total length): UDP to `port` with a length equal to
+/// or IPv6 packet whose headers the caller has validated (`udp_at` is where
+/// its UDP header starts, `end` its total length; over IPv6 the caller
+/// also checks [`udp6_checksum_ok`]): UDP to `port` with a length equal to
 /// the datagram's, not a NAT keepalive nor the IKE non-ESP marker (SPI 0),
 /// ESP header and IV present, room for the minimal trailer and the 16-byte
 /// ICV, an encrypted part that is a multiple of 4 bytes (RFC 4303 §2.4).
-/// The UDP checksum is not checked (RFC 3948 §3.1.2: ESP has its own
-/// integrity check), whether zero or not.
+/// The UDP checksum is not checked here (over IPv4, RFC 3948 §3.1.2: ESP
+/// has its own integrity check), whether zero or not.
 pub fn decap_parse_at(
     buf: &[u8],
     udp_at: usize,
@@ -96,6 +110,30 @@ pub fn decap_parse_at(
         payload_offset: esp_offset + payload.start,
         payload_len: payload.len(),
     })
+}
+
+/// Whether the UDP datagram at `packet[udp_at..end]` of the IPv6 packet
+/// `packet` carries a non-zero, correct checksum over RFC 8200 §8.1's
+/// pseudo-header (the addresses from the fixed header: the gateway takes
+/// no routing header to be the final destination). An IPv6 receiver
+/// discards UDP with a zero checksum (RFC 8200 §8.1; RFC 6936's exception
+/// is for tunnels that both ends configure, and ESP carries no such
+/// agreement). The sum is smoltcp's.
+pub fn udp6_checksum_ok(packet: &[u8], udp_at: usize, end: usize) -> bool {
+    let (Some(header), Some(datagram)) = (packet.get(..40), packet.get(udp_at..end)) else {
+        return false;
+    };
+    let ip = Ipv6Packet::new_unchecked(header);
+    let Ok(udp) = UdpPacket::new_checked(datagram) else {
+        return false;
+    };
+    if udp.checksum() == 0 || usize::from(udp.len()) != datagram.len() {
+        return false;
+    }
+    udp.verify_checksum(
+        &IpAddress::Ipv6(ip.src_addr()),
+        &IpAddress::Ipv6(ip.dst_addr()),
+    )
 }
 
 /// A parsed packet waiting to be opened by [`open_burst`].
@@ -195,7 +233,7 @@ pub fn open_burst<B: PacketBuf>(engine: &dyn AeadEngine, bufs: &mut [B], jobs: &
 }
 
 /// After a successful open: checks the trailer and strips, in place, the outer
-/// IPv4 and UDP headers, ESP header, IV, padding, trailer, ICV and anything
+/// IP and UDP headers, ESP header, IV, padding, trailer, ICV and anything
 /// after the outer packet, so `buf` holds exactly the inner packet. Checks that
 /// the pad length fits the payload ([`EspError::BadPadLength`]), that the
 /// padding is 1, 2, 3, ... ([`EspError::BadPadding`], RFC 4303 §2.4 default),

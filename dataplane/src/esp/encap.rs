@@ -1,43 +1,61 @@
 //! Outbound: ESP tunnel-mode encapsulation in UDP, in place, and burst sealing.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Range;
 
 use arrayvec::ArrayVec;
-use smoltcp::wire::{IpProtocol, Ipv4Packet, UdpPacket};
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use super::{
-    pad_len, EspError, OutboundSa, ESP_UDP_PORT, HEAD_LEN, ICV_LEN, NEXT_HEADER_IPV4,
-    NEXT_HEADER_IPV6, OUTER_IPV4_HLEN, TRAILER_LEN, UDP_HLEN,
+    pad_len, EspError, OutboundSa, ESP_UDP_PORT, HEAD_LEN, HEAD_LEN6, ICV_LEN, NEXT_HEADER_IPV4,
+    NEXT_HEADER_IPV6, OUTER_IPV4_HLEN, OUTER_IPV6_HLEN, TRAILER_LEN, UDP_HLEN,
 };
 use crate::backend::{PacketBuf, BURST};
 use crate::crypto::{AeadEngine, SaKey, SealOp, TAG_LEN};
 use crate::wire::esp::{EspPacket, EspRepr};
 
-/// Outer addressing for encapsulation: the tunnel endpoints.
+/// Outer addressing for encapsulation: the tunnel endpoints, both IPv4 or
+/// both IPv6 (the table builder guarantees it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outer {
     /// Our WAN address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// The peer gateway's WAN address.
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     /// UDP source port (4500 unless configured otherwise).
     pub sport: u16,
     /// UDP destination port (4500 unless configured otherwise).
     pub dport: u16,
-    /// Outer TTL (64).
+    /// Outer TTL or hop limit (64).
     pub ttl: u8,
 }
 
 impl Outer {
     /// Endpoints `src` → `dst` on port 4500 both ways, TTL 64.
-    pub const fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+    pub const fn new(src: IpAddr, dst: IpAddr) -> Self {
         Outer {
             src,
             dst,
             sport: ESP_UDP_PORT,
             dport: ESP_UDP_PORT,
             ttl: 64,
+        }
+    }
+
+    /// True for an IPv6 outer header.
+    #[inline]
+    pub const fn is_ipv6(&self) -> bool {
+        matches!(self.dst, IpAddr::V6(_))
+    }
+
+    /// The bytes placed before the inner packet: [`HEAD_LEN`] over IPv4,
+    /// [`HEAD_LEN6`] over IPv6.
+    #[inline]
+    pub const fn head_len(&self) -> usize {
+        if self.is_ipv6() {
+            HEAD_LEN6
+        } else {
+            HEAD_LEN
         }
     }
 }
@@ -52,6 +70,8 @@ pub struct SealJob<'k> {
     aad_len: u8,
     payload_start: usize,
     payload_len: usize,
+    /// Over IPv6: the UDP checksum is filled after sealing.
+    outer_ipv6: bool,
     sealed: bool,
 }
 
@@ -96,14 +116,19 @@ pub(super) fn build_aad(out: &mut [u8; 12], spi: u32, seq: u64, esn: bool) -> u8
     }
 }
 
-/// Encapsulates the inner IPv4 packet that is exactly `buf`'s data, in place:
-/// outer IPv4 (DF set, ident 0, header checksum filled, DSCP copied from the
-/// inner header, ECN not-ECT) + UDP (checksum 0, RFC 3948 §2.1) + ESP header
-/// (SPI, low 32 bits of `seq`) + IV (`seq`, 64-bit big-endian) go into the
-/// headroom; padding 1, 2, 3, ... + pad length + next header (4 for an
-/// IPv4 inner packet, 41 for IPv6) + room for the
-/// ICV into the tailroom. The inner packet is not moved and nothing is
-/// allocated. Returns what [`seal_burst`] needs.
+/// Encapsulates the inner IPv4 or IPv6 packet that is exactly `buf`'s data,
+/// in place. Into the headroom go the outer header, by the family of
+/// `outer`: IPv4 (DF set, ident 0, header checksum filled, DSCP copied
+/// from the inner header, ECN not-ECT) with UDP checksum 0 (RFC 3948
+/// §2.1), or IPv6 (traffic class from the inner DSCP, ECN not-ECT, flow
+/// label 0) whose UDP checksum [`seal_burst`] fills once the payload is
+/// sealed (RFC 8200 §8.1 requires one; RFC 6935's zero checksum is for
+/// tunnels whose both ends opt in, and Linux peers do not); then UDP, the
+/// ESP header (SPI, low 32 bits of `seq`) and the IV (`seq`, 64-bit
+/// big-endian). Into the tailroom go padding 1, 2, 3, ... + pad length +
+/// next header (4 for an IPv4 inner packet, 41 for IPv6) + room for the
+/// ICV. The inner packet is not moved and nothing is allocated. Returns
+/// what [`seal_burst`] needs.
 ///
 /// `seq` comes from [`OutboundSa::reserve`]; 0, or a number beyond 2^32 − 1
 /// on an SA without ESN, is refused ([`EspError::SeqExhausted`]). On error
@@ -138,14 +163,15 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
     if seq == 0 || (!sa.esn && seq > u64::from(u32::MAX)) {
         return Err(EspError::SeqExhausted);
     }
+    let head = outer.head_len();
     let inner_len = buf.len();
     let pad = pad_len(inner_len);
     let tail = pad + TRAILER_LEN + ICV_LEN;
-    let total = HEAD_LEN + inner_len + tail;
+    let total = head + inner_len + tail;
     if total > usize::from(u16::MAX) {
         return Err(EspError::BadLength);
     }
-    if buf.headroom() < HEAD_LEN || buf.tailroom() < tail {
+    if buf.headroom() < head || buf.tailroom() < tail {
         return Err(EspError::NoRoom);
     }
     let dscp = match buf.data() {
@@ -156,36 +182,59 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
         }
         _ => 0,
     };
-    if !buf.prepend(HEAD_LEN) {
+    if !buf.prepend(head) {
         return Err(EspError::NoRoom);
     }
     if !buf.append(tail) {
-        buf.adj(HEAD_LEN);
+        buf.adj(head);
         return Err(EspError::NoRoom);
     }
     let d = buf.data_mut();
 
-    let mut ip = Ipv4Packet::new_unchecked(&mut d[..OUTER_IPV4_HLEN]);
-    ip.set_version(4);
-    ip.set_header_len(OUTER_IPV4_HLEN as u8);
-    ip.set_dscp(dscp);
-    ip.set_ecn(0);
-    ip.set_total_len(total as u16);
-    ip.set_ident(0);
-    ip.clear_flags();
-    ip.set_dont_frag(true);
-    ip.set_frag_offset(0);
-    ip.set_hop_limit(outer.ttl);
-    ip.set_next_header(IpProtocol::Udp);
-    ip.set_src_addr(outer.src);
-    ip.set_dst_addr(outer.dst);
-    ip.fill_checksum();
+    let udp_at = match (outer.src, outer.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut d[..OUTER_IPV4_HLEN]);
+            ip.set_version(4);
+            ip.set_header_len(OUTER_IPV4_HLEN as u8);
+            ip.set_dscp(dscp);
+            ip.set_ecn(0);
+            ip.set_total_len(total as u16);
+            ip.set_ident(0);
+            ip.clear_flags();
+            ip.set_dont_frag(true);
+            ip.set_frag_offset(0);
+            ip.set_hop_limit(outer.ttl);
+            ip.set_next_header(IpProtocol::Udp);
+            ip.set_src_addr(src);
+            ip.set_dst_addr(dst);
+            ip.fill_checksum();
+            OUTER_IPV4_HLEN
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut d[..OUTER_IPV6_HLEN]);
+            ip.set_version(6);
+            ip.set_traffic_class(dscp << 2);
+            ip.set_flow_label(0);
+            ip.set_payload_len((total - OUTER_IPV6_HLEN) as u16);
+            ip.set_next_header(IpProtocol::Udp);
+            ip.set_hop_limit(outer.ttl);
+            ip.set_src_addr(src);
+            ip.set_dst_addr(dst);
+            OUTER_IPV6_HLEN
+        }
+        // Mixed families: the table builder never makes such an SA.
+        _ => {
+            buf.adj(head);
+            buf.trim(tail);
+            return Err(EspError::BadLength);
+        }
+    };
+    let d = buf.data_mut();
 
-    let udp_at = OUTER_IPV4_HLEN;
     let mut udp = UdpPacket::new_unchecked(&mut d[udp_at..udp_at + UDP_HLEN]);
     udp.set_src_port(outer.sport);
     udp.set_dst_port(outer.dport);
-    udp.set_len((total - OUTER_IPV4_HLEN) as u16);
+    udp.set_len((total - udp_at) as u16);
     udp.set_checksum(0);
 
     let esp_at = udp_at + UDP_HLEN;
@@ -194,9 +243,9 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
         seq_low: seq as u32,
         iv,
     }
-    .emit(&mut EspPacket::new_unchecked(&mut d[esp_at..HEAD_LEN]));
+    .emit(&mut EspPacket::new_unchecked(&mut d[esp_at..head]));
 
-    let trailer_at = HEAD_LEN + inner_len;
+    let trailer_at = head + inner_len;
     for (i, b) in d[trailer_at..trailer_at + pad].iter_mut().enumerate() {
         *b = i as u8 + 1;
     }
@@ -210,8 +259,9 @@ pub fn encap_prepare_raw<'k, B: PacketBuf>(
         iv,
         aad,
         aad_len,
-        payload_start: HEAD_LEN,
+        payload_start: head,
         payload_len: inner_len + pad + TRAILER_LEN,
+        outer_ipv6: outer.is_ipv6(),
         sealed: false,
     })
 }
@@ -229,9 +279,11 @@ pub(super) fn payload_and_icv(
 }
 
 /// Seals prepared packets: `jobs[i]` belongs to `bufs[i]`. Each group of up to
-/// [`BURST`] packets is one engine call. Afterwards [`SealJob::sealed`] tells
-/// which packets are ready to send; a job without a matching buffer, or whose
-/// offsets do not fit its buffer, is left unsealed.
+/// [`BURST`] packets is one engine call; then a packet with an IPv6 outer
+/// header gets its UDP checksum, computed over the sealed datagram.
+/// Afterwards [`SealJob::sealed`] tells which packets are ready to send; a
+/// job without a matching buffer, or whose offsets do not fit its buffer,
+/// is left unsealed.
 pub fn seal_burst<B: PacketBuf>(engine: &dyn AeadEngine, bufs: &mut [B], jobs: &mut [SealJob<'_>]) {
     for (bufs, jobs) in bufs.chunks_mut(BURST).zip(jobs.chunks_mut(BURST)) {
         for job in jobs.iter_mut() {
@@ -256,10 +308,30 @@ pub fn seal_burst<B: PacketBuf>(engine: &dyn AeadEngine, bufs: &mut [B], jobs: &
             }
         }
         for (i, ok) in results {
-            jobs[i].sealed = ok;
+            jobs[i].sealed = ok && (!jobs[i].outer_ipv6 || fill_udp6_checksum(bufs[i].data_mut()));
         }
     }
     for job in jobs.iter_mut().skip(bufs.len()) {
         job.sealed = false;
     }
+}
+
+/// Fills the UDP checksum of the IPv6 packet `packet` (an outer header
+/// without extension headers, as [`encap_prepare`] writes it): RFC 8200
+/// §8.1's pseudo-header and the whole datagram, by smoltcp's code. False if
+/// the packet is too short for the lengths it claims.
+fn fill_udp6_checksum(packet: &mut [u8]) -> bool {
+    let Some(header) = packet.get(..OUTER_IPV6_HLEN) else {
+        return false;
+    };
+    let ip = Ipv6Packet::new_unchecked(header);
+    let (src, dst): (Ipv6Addr, Ipv6Addr) = (ip.src_addr(), ip.dst_addr());
+    let Some(datagram) = packet.get_mut(OUTER_IPV6_HLEN..) else {
+        return false;
+    };
+    let Ok(mut udp) = UdpPacket::new_checked(datagram) else {
+        return false;
+    };
+    udp.fill_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst));
+    true
 }

@@ -1,9 +1,10 @@
 //! ESP tunnel mode (RFC 4303) in UDP (RFC 3948) with AES-GCM (RFC 4106):
 //! the pure, I/O-free core of the encrypted tunnel.
 //!
-//! - [`encap`]: lays out outer IPv4 + UDP + ESP header + IV before an inner
-//!   packet and padding + trailer + ICV room after it, in place, then seals a
-//!   burst with one engine call.
+//! - [`encap`]: lays out the outer IPv4 or IPv6 header + UDP + ESP header +
+//!   IV before an inner packet and padding + trailer + ICV room after it, in
+//!   place, then seals a burst with one engine call (and, over IPv6, fills
+//!   the UDP checksum over the sealed datagram).
 //! - [`decap`]: parses an outer packet down to the ESP payload, opens a burst
 //!   with one engine call, checks the trailer and strips everything but the
 //!   inner packet, in place.
@@ -23,6 +24,7 @@ pub mod policer;
 pub mod replay;
 pub mod sa;
 
+pub use decap::udp6_checksum_ok;
 pub use decap::{decap_finish, decap_parse, decap_parse_at, open_burst, EspView, OpenJob};
 pub use encap::{encap_prepare, seal_burst, Outer, SealJob};
 pub use policer::{Clock, ManualClock, MonotonicClock, Policer};
@@ -43,8 +45,12 @@ pub const UDP_HLEN: usize = crate::wire::esp::UDP_HLEN;
 const _: () = assert!(ICV_LEN == crate::crypto::TAG_LEN);
 /// Length of the outer IPv4 header we write (no options).
 pub const OUTER_IPV4_HLEN: usize = 20;
+/// Length of the outer IPv6 header we write (no extension headers).
+pub const OUTER_IPV6_HLEN: usize = 40;
 /// Bytes placed before the inner packet: outer IPv4 + UDP + ESP header + IV.
 pub const HEAD_LEN: usize = OUTER_IPV4_HLEN + UDP_HLEN + ESP_HLEN + IV_LEN;
+/// Bytes placed before the inner packet with an IPv6 outer header: 20 more.
+pub const HEAD_LEN6: usize = OUTER_IPV6_HLEN + UDP_HLEN + ESP_HLEN + IV_LEN;
 /// ESP next-header value for an inner IPv4 packet (IP-in-IP, protocol 4).
 pub const NEXT_HEADER_IPV4: u8 = 4;
 /// ESP next-header value for an inner IPv6 packet (protocol 41).
@@ -71,9 +77,14 @@ pub enum EspError {
     /// The decrypted padding bytes are not 1, 2, 3, ... (RFC 4303 §2.4 default).
     #[error("ESP padding bytes not 1, 2, 3, ...")]
     BadPadding,
-    /// The next header is not one we carry (4, IPv4), or the inner packet is not IPv4.
-    #[error("ESP next header not IPv4")]
+    /// The next header is not one we carry (4, IPv4; 41, IPv6), or it does
+    /// not agree with the inner packet's version.
+    #[error("ESP next header not IPv4 or IPv6, or not the inner packet's version")]
     BadNextHeader,
+    /// Over IPv6, the UDP checksum is zero or wrong (RFC 8200 §8.1: an IPv6
+    /// receiver discards UDP with a zero checksum).
+    #[error("ESP-in-UDP over IPv6 with a zero or wrong UDP checksum")]
+    BadUdpChecksum,
     /// Not an ESP packet: UDP to another port, a NAT keepalive (one 0xFF byte),
     /// or the non-ESP marker (SPI 0) of IKE on port 4500.
     #[error("UDP packet is not ESP (keepalive, IKE non-ESP marker or other port)")]
@@ -116,12 +127,29 @@ pub const fn overhead(inner_len: usize) -> usize {
     HEAD_LEN + pad_len(inner_len) + TRAILER_LEN + ICV_LEN
 }
 
-/// The largest inner IPv4 packet that fits in one outer packet of at most
+/// [`overhead`] with an IPv6 outer header: 40 instead of 20, i.e. 82 to 85.
+#[inline]
+pub const fn overhead6(inner_len: usize) -> usize {
+    HEAD_LEN6 + pad_len(inner_len) + TRAILER_LEN + ICV_LEN
+}
+
+/// The largest inner packet that fits in one outer IPv4 packet of at most
 /// `wan_mtu` bytes: the inner MTU the gateway enforces (1438 for 1500, 8938 for 9000).
 /// Zero if the WAN MTU cannot carry any ESP packet.
 pub const fn inner_mtu(wan_mtu: u16) -> u16 {
+    inner_mtu_after(wan_mtu, HEAD_LEN)
+}
+
+/// [`inner_mtu`] with an IPv6 outer header: 20 bytes less (1418 for 1500,
+/// 8918 for 9000).
+pub const fn inner_mtu6(wan_mtu: u16) -> u16 {
+    inner_mtu_after(wan_mtu, HEAD_LEN6)
+}
+
+/// The inner MTU when `head_len` bytes of headers precede the inner packet.
+const fn inner_mtu_after(wan_mtu: u16, head_len: usize) -> u16 {
     let wan = wan_mtu as usize;
-    let fixed = HEAD_LEN + ICV_LEN;
+    let fixed = head_len + ICV_LEN;
     if wan < fixed + 4 {
         return 0;
     }
@@ -173,6 +201,22 @@ mod arithmetic_tests {
             let m = usize::from(inner_mtu(wan));
             assert!(m + overhead(m) <= usize::from(wan), "wan {wan}");
             assert!(m + 1 + overhead(m + 1) > usize::from(wan), "wan {wan}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_outer_header_costs_20_bytes_more() {
+        assert_eq!(inner_mtu6(1500), 1418);
+        assert_eq!(inner_mtu6(9000), 8918);
+        assert_eq!(inner_mtu6(83), 0);
+        assert_eq!(inner_mtu6(84), 2);
+        for len in 0..100 {
+            assert_eq!(overhead6(len), overhead(len) + 20);
+        }
+        for wan in 84..3000u16 {
+            let m = usize::from(inner_mtu6(wan));
+            assert!(m + overhead6(m) <= usize::from(wan), "wan {wan}");
+            assert!(m + 1 + overhead6(m + 1) > usize::from(wan), "wan {wan}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Encapsulation and decapsulation tests: layout, round trips, malformed input.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 use crate::backend::pool::{PoolBuf, CAPACITY};
@@ -36,7 +36,13 @@ fn inner(len: usize) -> Vec<u8> {
 /// Encapsulates and seals `inner` with `seq`; returns the outer packet's buffer.
 fn seal_one(sa: &OutboundSa, inner: &[u8], seq: u64) -> PoolBuf {
     let mut bufs = [PoolBuf::from_slice(inner).unwrap()];
-    let job = encap_prepare(&mut bufs[0], sa, seq, &Outer::new(A, B)).unwrap();
+    let job = encap_prepare(
+        &mut bufs[0],
+        sa,
+        seq,
+        &Outer::new(IpAddr::V4(A), IpAddr::V4(B)),
+    )
+    .unwrap();
     let mut jobs = [job];
     seal_burst(engine(sa.key.engine()), &mut bufs, &mut jobs);
     assert!(jobs[0].sealed());
@@ -72,7 +78,7 @@ fn layout_of_an_encapsulated_packet() {
         let outer = Outer {
             ttl: 33,
             sport: 40000,
-            ..Outer::new(A, B)
+            ..Outer::new(IpAddr::V4(A), IpAddr::V4(B))
         };
         let job = encap_prepare(&mut buf, &out, seq, &outer).unwrap();
         let d = buf.data();
@@ -118,10 +124,15 @@ fn layout_of_an_encapsulated_packet() {
 fn aad_without_esn_is_spi_and_low_half() {
     let (out, _) = sa_pair(EngineKind::Ring, Algorithm::Aes128Gcm, false);
     let mut buf = PoolBuf::from_slice(&inner(40)).unwrap();
-    let job = encap_prepare(&mut buf, &out, 0x1_0000_0007, &Outer::new(A, B));
+    let job = encap_prepare(
+        &mut buf,
+        &out,
+        0x1_0000_0007,
+        &Outer::new(IpAddr::V4(A), IpAddr::V4(B)),
+    );
     // Without ESN the sequence space ends at 2^32 - 1.
     assert_eq!(job.unwrap_err(), EspError::SeqExhausted);
-    let job = encap_prepare(&mut buf, &out, 7, &Outer::new(A, B)).unwrap();
+    let job = encap_prepare(&mut buf, &out, 7, &Outer::new(IpAddr::V4(A), IpAddr::V4(B))).unwrap();
     assert_eq!(job.aad(), &[0x12, 0x34, 0x56, 0x78, 0, 0, 0, 7]);
 }
 
@@ -176,7 +187,7 @@ fn every_engine_produces_the_same_bytes_and_opens_every_other() {
 fn a_burst_of_mixed_sas_seals_and_opens_in_one_call_each() {
     let (out1, in1) = sa_pair(EngineKind::Ring, Algorithm::Aes128Gcm, true);
     let (out2, in2) = sa_pair(EngineKind::Ring, Algorithm::Aes256Gcm, false);
-    let outer = Outer::new(A, B);
+    let outer = Outer::new(IpAddr::V4(A), IpAddr::V4(B));
     let mut bufs: Vec<PoolBuf> = (0..40)
         .map(|i| PoolBuf::from_slice(&inner(20 + i)).unwrap())
         .collect();
@@ -229,7 +240,7 @@ fn jobs_without_buffers_stay_unsealed() {
     ];
     let mut jobs: Vec<SealJob<'_>> = bufs
         .iter_mut()
-        .map(|b| encap_prepare(b, &out, 5, &Outer::new(A, B)).unwrap())
+        .map(|b| encap_prepare(b, &out, 5, &Outer::new(IpAddr::V4(A), IpAddr::V4(B))).unwrap())
         .collect();
     seal_burst(engine(EngineKind::Ring), &mut bufs[..1], &mut jobs);
     assert!(jobs[0].sealed() && !jobs[1].sealed());
@@ -250,7 +261,13 @@ fn no_room_leaves_the_buffer_unchanged() {
     assert!(small.set_range(43, 143)); // headroom 43 < 44
     small.data_mut().copy_from_slice(&pkt);
     assert_eq!(
-        encap_prepare(&mut small, &out, 1, &Outer::new(A, B)).unwrap_err(),
+        encap_prepare(
+            &mut small,
+            &out,
+            1,
+            &Outer::new(IpAddr::V4(A), IpAddr::V4(B))
+        )
+        .unwrap_err(),
         EspError::NoRoom
     );
     assert_eq!(small.data(), &pkt[..]);
@@ -259,11 +276,17 @@ fn no_room_leaves_the_buffer_unchanged() {
     assert!(tail.set_range(end - 100, end));
     tail.data_mut().copy_from_slice(&pkt);
     assert_eq!(
-        encap_prepare(&mut tail, &out, 1, &Outer::new(A, B)).unwrap_err(),
+        encap_prepare(
+            &mut tail,
+            &out,
+            1,
+            &Outer::new(IpAddr::V4(A), IpAddr::V4(B))
+        )
+        .unwrap_err(),
         EspError::NoRoom
     );
     assert_eq!((tail.data(), tail.headroom()), (&pkt[..], end - 100));
-    assert!(encap_prepare(&mut b, &out, 1, &Outer::new(A, B)).is_ok());
+    assert!(encap_prepare(&mut b, &out, 1, &Outer::new(IpAddr::V4(A), IpAddr::V4(B))).is_ok());
 }
 
 #[test]
@@ -271,13 +294,19 @@ fn refuses_empty_and_non_ip_inner_packets() {
     let (out, _) = sa_pair(EngineKind::Ring, Algorithm::Aes128Gcm, true);
     let mut empty = PoolBuf::new();
     assert_eq!(
-        encap_prepare(&mut empty, &out, 1, &Outer::new(A, B)).unwrap_err(),
+        encap_prepare(
+            &mut empty,
+            &out,
+            1,
+            &Outer::new(IpAddr::V4(A), IpAddr::V4(B))
+        )
+        .unwrap_err(),
         EspError::BadLength
     );
     // Neither IPv4 nor IPv6: refused, untouched.
     let mut v5 = PoolBuf::from_slice(&[0x50; 40]).unwrap();
     assert_eq!(
-        encap_prepare(&mut v5, &out, 1, &Outer::new(A, B)).unwrap_err(),
+        encap_prepare(&mut v5, &out, 1, &Outer::new(IpAddr::V4(A), IpAddr::V4(B))).unwrap_err(),
         EspError::BadNextHeader
     );
     assert_eq!(v5.data(), &[0x50; 40]);
@@ -304,8 +333,15 @@ fn ipv6_inner_packets_carry_next_header_41_and_their_traffic_class() {
     let mut lying = inner.clone();
     lying[0] = 0x45;
     let mut buf = PoolBuf::from_slice(&lying).unwrap();
-    let job = encap::encap_prepare_raw(&mut buf, &out, 2, 2, NEXT_HEADER_IPV6, &Outer::new(A, B))
-        .unwrap();
+    let job = encap::encap_prepare_raw(
+        &mut buf,
+        &out,
+        2,
+        2,
+        NEXT_HEADER_IPV6,
+        &Outer::new(IpAddr::V4(A), IpAddr::V4(B)),
+    )
+    .unwrap();
     let mut bufs = [buf];
     let mut jobs = [job];
     seal_burst(engine(EngineKind::Ring), &mut bufs, &mut jobs);
@@ -412,7 +448,13 @@ fn malformed_headers_each_have_their_own_error() {
 fn sealed_with_trailer(len: usize, alter: impl Fn(&mut [u8], usize)) -> (PoolBuf, InboundSa) {
     let (out, inb) = sa_pair(EngineKind::Ring, Algorithm::Aes128Gcm, true);
     let mut bufs = [PoolBuf::from_slice(&inner(len)).unwrap()];
-    let job = encap_prepare(&mut bufs[0], &out, 1, &Outer::new(A, B)).unwrap();
+    let job = encap_prepare(
+        &mut bufs[0],
+        &out,
+        1,
+        &Outer::new(IpAddr::V4(A), IpAddr::V4(B)),
+    )
+    .unwrap();
     let trailer_end = job.payload().end;
     alter(bufs[0].data_mut(), trailer_end);
     let mut jobs = [job];

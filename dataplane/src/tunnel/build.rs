@@ -14,7 +14,7 @@
 //!   sessions coming and going;
 //! - the connection table and its clock are shared by all generations.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -39,16 +39,80 @@ pub struct TableContext {
     pub udp_port: u16,
     /// Our LAN address (outbound listeners listen on it).
     pub lan_ip: Ipv4Addr,
-    /// Our WAN address (outer source; inbound listeners listen on it).
+    /// Our WAN address (outer source toward IPv4 peers; inbound listeners
+    /// listen on it).
     pub wan_ip: Ipv4Addr,
+    /// Our global IPv6 WAN address, if the WAN port has one: the outer
+    /// source toward IPv6 peers.
+    pub wan_ip6: Option<Ipv6Addr>,
+    /// The WAN port's MTU: the inner MTU follows from it and the outer
+    /// family of each SA.
+    pub wan_mtu: u16,
     /// First mapped port of the producer-side NAT.
     pub nat_port_base: u16,
     /// Connection-tracking slots.
     pub nat_slots: usize,
     /// The stats segment's SA slots (`None`: SAs are not counted one by one).
     pub sa_slots: Option<Arc<SaSlots>>,
-    /// TCP MSS clamping's limit (`None`: off).
+    /// TCP MSS clamping's limit (`None`: off); lowered to what the inner
+    /// MTU allows when an SA has an IPv6 outer header.
     pub tcp_mss: Option<u16>,
+}
+
+impl TableContext {
+    /// The context of `tunnel` on a gateway whose ports have `lan` and
+    /// `wan` addresses; SAs are counted in `sa_slots`' segment.
+    pub fn new(
+        tunnel: &crate::config::tunnel::TunnelSection,
+        lan: &crate::port::PortAddr,
+        wan: &crate::port::PortAddr,
+        sa_slots: Option<Arc<SaSlots>>,
+    ) -> Self {
+        TableContext {
+            engine: tunnel.engine,
+            udp_port: tunnel.udp_port,
+            lan_ip: lan.ip,
+            wan_ip: wan.ip,
+            wan_ip6: wan.ip6.map(|(ip, _)| ip),
+            wan_mtu: wan.mtu,
+            nat_port_base: tunnel.nat_port_base,
+            nat_slots: tunnel.nat_slots,
+            sa_slots,
+            tcp_mss: tunnel.tcp_mss,
+        }
+    }
+
+    /// Our WAN address of `peer`'s family: the outer source toward it.
+    pub fn outer_source(&self, peer: IpAddr) -> Option<IpAddr> {
+        match peer {
+            IpAddr::V4(_) => Some(self.wan_ip.into()),
+            IpAddr::V6(_) => self.wan_ip6.map(IpAddr::from),
+        }
+    }
+
+    /// The tunnel's inner MTU without SAs (IPv4 outer headers).
+    fn default_inner_mtu(&self) -> u16 {
+        crate::esp::inner_mtu(self.wan_mtu)
+    }
+}
+
+/// The inner MTU of tables whose outbound SAs are `outbound`: the smallest
+/// over their outer families (an IPv6 outer header takes 20 bytes more),
+/// so that a packet that fits one SA fits them all.
+fn tunnel_inner_mtu(cx: &TableContext, outbound: &[Arc<OutboundEntry>]) -> u16 {
+    let any_ipv6 = outbound.iter().any(|o| o.outer.is_ipv6());
+    if any_ipv6 {
+        crate::esp::inner_mtu6(cx.wan_mtu)
+    } else {
+        cx.default_inner_mtu()
+    }
+}
+
+/// The MSS limit for tables of inner MTU `inner_mtu`: the configured one,
+/// lowered to what an IPv4 segment of that MTU carries.
+fn clamp_limit(cx: &TableContext, inner_mtu: u16) -> Option<u16> {
+    cx.tcp_mss
+        .map(|m| m.min(crate::wire::mss::ipv4_mss_for(inner_mtu)))
 }
 
 /// One SA of a [`TableSpec`]. Debug never shows the key.
@@ -65,8 +129,9 @@ pub struct SaSpec {
     pub salt: [u8; 4],
     /// 64-bit extended sequence numbers.
     pub esn: bool,
-    /// The peer gateway's WAN address and ESP-in-UDP port.
-    pub peer: SocketAddrV4,
+    /// The peer gateway's WAN address (IPv4 or IPv6: the outer family) and
+    /// ESP-in-UDP port.
+    pub peer: SocketAddr,
     /// Outbound: the policer's rate in bits per second (0: unlimited).
     pub rate_bps: u64,
     /// Outbound: the hard packet lifetime (0: none).
@@ -160,7 +225,8 @@ impl TunnelTables {
             shm_generation: 0,
             engine: cx.engine,
             udp_port: cx.udp_port,
-            tcp_mss: cx.tcp_mss,
+            tcp_mss: clamp_limit(cx, cx.default_inner_mtu()),
+            inner_mtu: cx.default_inner_mtu(),
             outbound: Vec::new(),
             inbound: FxHashMap::default(),
             routes: Vec::new(),
@@ -206,6 +272,9 @@ impl TunnelTables {
                         }
                         None => {
                             report.installed += 1;
+                            let src = cx
+                                .outer_source(s.peer.ip())
+                                .ok_or(TableError::NoWanAddress(s.spi))?;
                             let key = SaKey::new(cx.engine, s.algorithm, &s.key, s.salt)?;
                             let sa = OutboundSa::new(s.spi, key, s.esn)
                                 .with_hard_packets(s.hard_packets)
@@ -215,8 +284,8 @@ impl TunnelTables {
                                 lifetime: Lifetime::new(s.hard_seconds),
                                 sa,
                                 outer: Outer {
-                                    src: cx.wan_ip,
-                                    dst: *s.peer.ip(),
+                                    src,
+                                    dst: s.peer.ip(),
                                     sport: cx.udp_port,
                                     dport: s.peer.port(),
                                     ttl: 64,
@@ -241,7 +310,7 @@ impl TunnelTables {
                                 stats_slot: assign(cx, Direction::In, s.spi),
                                 lifetime: Lifetime::new(s.hard_seconds),
                                 sa: InboundSa::new(s.spi, key, s.esn),
-                                peer: *s.peer.ip(),
+                                peer: s.peer.ip(),
                                 fingerprint,
                             })
                         }
@@ -336,13 +405,15 @@ impl TunnelTables {
             )?)),
             (None, false) => None,
         };
+        let inner_mtu = tunnel_inner_mtu(cx, &outbound);
         Ok((
             TunnelTables {
                 generation,
                 shm_generation: 0,
                 engine: cx.engine,
                 udp_port: cx.udp_port,
-                tcp_mss: cx.tcp_mss,
+                tcp_mss: clamp_limit(cx, inner_mtu),
+                inner_mtu,
                 outbound,
                 inbound,
                 routes,

@@ -79,7 +79,7 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
             key: Zeroizing::new(key.to_vec()),
             salt: e.salt,
             esn: e.esn != 0,
-            peer: e.peer(),
+            peer: e.peer().into(),
             rate_bps: if direction == Direction::Out {
                 e.rate_bps
             } else {

@@ -15,7 +15,7 @@
 //! No allocation in steady state (a replay window is created the first time
 //! a worker sees an SA), no lock, no copy of payloads.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
@@ -121,6 +121,7 @@ pub fn drop_reason(e: EspError) -> DropReason {
         EspError::SeqExhausted => DropReason::EspSeqExhausted,
         EspError::SaExpired => DropReason::EspSaExpired,
         EspError::NoRoom => DropReason::NoBuffer,
+        EspError::BadUdpChecksum => DropReason::EspUdpChecksum,
         _ => DropReason::EspMalformed,
     }
 }
@@ -252,11 +253,16 @@ pub fn encap_burst_with_clock<B: PacketBuf, C: Clock>(
             cx.counts.drop(DropReason::EspSealFailed);
             continue;
         }
-        let peer = tables.outbound(i).outer.dst;
-        let Some(mac) = next_hop_mac(cx, peer, PortId::Wan) else {
+        let outer = &tables.outbound(i).outer;
+        let Some(mac) = next_hop_mac(cx, outer.dst, PortId::Wan) else {
             continue;
         };
-        if !push_ethernet(&mut buf, mac, wan_mac, ETHERTYPE_IPV4) {
+        let ethertype = if outer.is_ipv6() {
+            ETHERTYPE_IPV6
+        } else {
+            ETHERTYPE_IPV4
+        };
+        if !push_ethernet(&mut buf, mac, wan_mac, ethertype) {
             cx.counts.drop(DropReason::NoBuffer);
             continue;
         }
@@ -285,12 +291,12 @@ pub fn decap_burst<B: PacketBuf>(
             cx.counts.drop(DropReason::Runt);
             continue;
         }
-        let parsed = esp::decap_parse_at(
-            buf.data(),
-            usize::from(o.udp_at),
-            usize::from(o.end),
-            tables.udp_port,
-        );
+        let (udp_at, end) = (usize::from(o.udp_at), usize::from(o.end));
+        if o.ipv6 && !esp::udp6_checksum_ok(buf.data(), udp_at, end) {
+            cx.counts.drop(DropReason::EspUdpChecksum);
+            continue;
+        }
+        let parsed = esp::decap_parse_at(buf.data(), udp_at, end, tables.udp_port);
         let view = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -533,8 +539,16 @@ fn note_unresolved(cx: &mut StageCtx<'_>, hop: IpAddr, port: PortId) {
 }
 
 /// The MAC of the next hop toward `dst` on `port`, counting and noting a miss.
-fn next_hop_mac(cx: &mut StageCtx<'_>, dst: Ipv4Addr, port: PortId) -> Option<Mac> {
-    let hop = match cx.gw.routes.lookup(dst) {
+fn next_hop_mac(cx: &mut StageCtx<'_>, dst: IpAddr, port: PortId) -> Option<Mac> {
+    let route = match dst {
+        IpAddr::V4(v4) => cx.gw.routes.lookup(v4).map(|(p, hop)| (p, IpAddr::V4(hop))),
+        IpAddr::V6(v6) => cx
+            .gw
+            .routes
+            .lookup6(v6)
+            .map(|(p, hop)| (p, IpAddr::V6(hop))),
+    };
+    let hop = match route {
         Some((p, hop)) if p == port => hop,
         _ => {
             cx.counts.drop(DropReason::NoRoute);
@@ -545,7 +559,7 @@ fn next_hop_mac(cx: &mut StageCtx<'_>, dst: Ipv4Addr, port: PortId) -> Option<Ma
         Some(n) => Some(n.mac),
         None => {
             cx.counts.drop(DropReason::NoNeighbor);
-            note_unresolved(cx, hop.into(), port);
+            note_unresolved(cx, hop, port);
             None
         }
     }

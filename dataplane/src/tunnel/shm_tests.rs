@@ -29,6 +29,8 @@ fn cx() -> TableContext {
         udp_port: 4500,
         lan_ip: Ipv4Addr::new(10, 1, 0, 1),
         wan_ip: Ipv4Addr::new(192, 0, 2, 1),
+        wan_ip6: None,
+        wan_mtu: 1500,
         nat_port_base: 40000,
         nat_slots: 64,
         sa_slots: None,

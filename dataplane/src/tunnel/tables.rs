@@ -1,7 +1,7 @@
 //! SA and tunnel-route tables: immutable snapshots published through an
 //! `ArcSwap`, loaded once per burst by each worker.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,7 +10,6 @@ use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
 
 use super::build::{ListenerSpec, Route6Spec, RouteSpec, SaSpec, TableContext, TableSpec};
-use super::sa_slots::SaSlots;
 use crate::config::tunnel::{Direction, ListenerRole, TunnelSection};
 use crate::crypto::{Algorithm, CryptoError, EngineKind};
 use crate::esp::{InboundSa, OutboundSa, Outer};
@@ -78,7 +77,7 @@ pub struct InboundEntry {
     /// The SA.
     pub sa: InboundSa,
     /// The peer's WAN address (outer source we expect).
-    pub peer: Ipv4Addr,
+    pub peer: IpAddr,
     /// Identifies the key material (see [`OutboundEntry::fingerprint`]).
     pub fingerprint: KeyFingerprint,
     /// Its SA slot in the stats segment (`None`: not counted on its own).
@@ -118,6 +117,9 @@ pub struct TunnelTables {
     pub udp_port: u16,
     /// The MSS limit of TCP SYNs crossing the tunnel (`None`: no clamping).
     pub tcp_mss: Option<u16>,
+    /// The largest inner packet every outbound SA carries within the WAN
+    /// MTU (smaller with an IPv6 outer header).
+    pub(super) inner_mtu: u16,
     pub(super) outbound: Vec<Arc<OutboundEntry>>,
     pub(super) inbound: FxHashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
@@ -134,28 +136,23 @@ pub struct TunnelTables {
 }
 
 impl TunnelTables {
-    /// Builds tables from the manually keyed configuration; `wan_ip` is the
-    /// outer source; SAs are counted in `sa_slots`' segment.
+    /// Builds tables from the manually keyed configuration `t`, in the
+    /// context `cx` (made by [`TableContext::new`] from the same section).
     pub fn from_config(
         t: &TunnelSection,
-        lan_ip: Ipv4Addr,
-        wan_ip: Ipv4Addr,
+        cx: &TableContext,
         generation: u64,
-        sa_slots: Option<Arc<SaSlots>>,
     ) -> Result<Self, TableError> {
-        let cx = TableContext {
-            engine: t.engine,
-            udp_port: t.udp_port,
-            lan_ip,
-            wan_ip,
-            nat_port_base: t.nat_port_base,
-            nat_slots: t.nat_slots,
-            sa_slots,
-            tcp_mss: t.tcp_mss,
-        };
         let spec = spec_of_config(t)?;
-        let empty = TunnelTables::empty(&cx, generation);
-        TunnelTables::build(&spec, &cx, &empty, generation).map(|(tables, _)| tables)
+        let empty = TunnelTables::empty(cx, generation);
+        TunnelTables::build(&spec, cx, &empty, generation).map(|(tables, _)| tables)
+    }
+
+    /// The tunnel's inner MTU: the largest inner packet that fits the WAN
+    /// MTU under every outbound SA's outer header.
+    #[inline]
+    pub fn inner_mtu(&self) -> u16 {
+        self.inner_mtu
     }
 
     /// True when listener mode is configured.
@@ -331,7 +328,7 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
                 key: Zeroizing::new(s.key.to_vec()),
                 salt: s.salt,
                 esn: s.esn,
-                peer: SocketAddrV4::new(peer.address, peer.udp_port),
+                peer: SocketAddr::new(peer.address, peer.udp_port),
                 rate_bps: 0,
                 hard_packets: 0,
                 hard_seconds: 0,
@@ -405,9 +402,12 @@ pub enum TableError {
     /// Two SAs of one direction share an SPI.
     #[error("two SAs of one direction have SPI {0:#x}")]
     DuplicateSpi(u32),
-    /// A route's prefix length exceeds 32.
-    #[error("route prefix length {0} exceeds 32")]
+    /// A route's prefix length exceeds 32 (IPv4) or 128 (IPv6).
+    #[error("route prefix length {0} exceeds the address length")]
     PrefixLength(u8),
+    /// An SA's peer is of a family our WAN port has no address of.
+    #[error("SA {0:#x}: the peer's address family has no address on our WAN port")]
+    NoWanAddress(u32),
     /// The listeners or the NAT pool are inconsistent.
     #[error(transparent)]
     Nat(#[from] nat::NatConfigError),

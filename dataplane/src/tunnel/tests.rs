@@ -74,16 +74,31 @@ fn gateway_with(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>) -> 
 /// Gateway `a` (true) or `b` with `listeners` and a LAN MTU of `lan_mtu`.
 fn gateway_mtu(a: bool, engine: EngineKind, listeners: Vec<ListenerConfig>, lan_mtu: u16) -> Gw {
     let clamp = crate::wire::mss::ipv4_mss_for(crate::esp::inner_mtu(1500));
-    gateway_full(a, engine, listeners, lan_mtu, Some(clamp))
+    gateway_full(a, engine, listeners, lan_mtu, Some(clamp), false)
 }
 
-/// [`gateway_mtu`] with TCP MSS clamping to `tcp_mss` (`None`: off).
+/// Host `n` of gateway A's (`a`) or B's IPv6 WAN link: fd00:10:100::n or
+/// fd00:10:200::n (the router is n = 0xfe).
+fn wan6(a: bool, n: u16) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, 0x10, if a { 0x100 } else { 0x200 }, 0, 0, 0, 0, n)
+}
+
+/// Gateway `a` (true) or `b` whose tunnel runs over IPv6: the WAN ports
+/// have IPv6 addresses and each peer is the other's IPv6 WAN address.
+fn gateway_outer6(a: bool, engine: EngineKind) -> Gw {
+    let clamp = crate::wire::mss::ipv4_mss_for(crate::esp::inner_mtu(1500));
+    gateway_full(a, engine, vec![], 1500, Some(clamp), true)
+}
+
+/// [`gateway_mtu`] with TCP MSS clamping to `tcp_mss` (`None`: off), the
+/// tunnel over IPv6 if `outer6`.
 fn gateway_full(
     a: bool,
     engine: EngineKind,
     listeners: Vec<ListenerConfig>,
     lan_mtu: u16,
     tcp_mss: Option<u16>,
+    outer6: bool,
 ) -> Gw {
     let (lan, wan, far_wan, far_lan, hop, host, host_mac, router) = if a {
         (
@@ -122,7 +137,7 @@ fn gateway_full(
             ip: wan.into(),
             prefix_len: 24,
             mtu: 1500,
-            ip6: None,
+            ip6: outer6.then(|| (wan6(a, 1), 64)),
         },
     ];
     let routes = RouteTable::new(
@@ -133,16 +148,23 @@ fn gateway_full(
             port: PortId::Wan,
             via: Some(hop.into()),
         }],
-    );
+    )
+    .with_v6(&[crate::route::Route6 {
+        net: wan6(!a, 0),
+        len: 64,
+        port: PortId::Wan,
+        via: Some(wan6(a, 0xfe)),
+    }]);
     let neigh = Neighbors::with_static(&[
         (std::net::IpAddr::from(hop), router, PortId::Wan),
+        (wan6(a, 0xfe).into(), router, PortId::Wan),
         (std::net::IpAddr::from(host), host_mac, PortId::Lan),
         (lan6(a, 2).into(), host_mac, PortId::Lan),
     ]);
-    let peer = if a {
-        [10, 10, 200, 1]
-    } else {
-        [10, 10, 100, 1]
+    let peer: std::net::IpAddr = match (outer6, a) {
+        (false, true) => Ipv4Addr::new(10, 10, 200, 1).into(),
+        (false, false) => Ipv4Addr::new(10, 10, 100, 1).into(),
+        (true, _) => wan6(!a, 1).into(),
     };
     let sa = |spi: u32, direction, key: &[u8], algorithm| SaConfig {
         spi,
@@ -170,7 +192,7 @@ fn gateway_full(
         udp_port: 4500,
         peers: vec![Peer {
             name: "peer".into(),
-            address: peer.into(),
+            address: peer,
             udp_port: 4500,
         }],
         sas: vec![out_sa, in_sa],
@@ -190,8 +212,9 @@ fn gateway_full(
     };
     let stats = Arc::new(StatsRegistry::new(1));
     let slots = Arc::new(crate::tunnel::SaSlots::new(stats.clone()));
+    let cx = crate::tunnel::TableContext::new(&section, &ports[0], &ports[1], Some(slots));
     let tables = Arc::new(StaticTables::new(
-        TunnelTables::from_config(&section, lan.into(), wan.into(), 1, Some(slots)).unwrap(),
+        TunnelTables::from_config(&section, &cx, 1).unwrap(),
     ));
     let (to_slow, slow_rx) = crossbeam_channel::bounded(64);
     let (reply_tx, replies) = crossbeam_channel::bounded(64);
@@ -1042,7 +1065,7 @@ fn tcp_syns_crossing_the_tunnel_have_their_mss_clamped_to_the_inner_mtu() {
 
     // A peer that does not clamp (B off): A still lowers what comes out of
     // the tunnel, so its producer never sends a segment too big for it.
-    let mut b = gateway_full(false, EngineKind::Ring, vec![], 1500, None);
+    let mut b = gateway_full(false, EngineKind::Ring, vec![], 1500, None, false);
     let syn = tcp_syn_frame(b.mac[0], CONS, cons, prod, false, 1460);
     b.worker.queue_mut(PortId::Lan).rx.push_back(syn);
     poll_all(&mut b);
@@ -1319,4 +1342,202 @@ fn ipv6_syns_are_clamped_to_the_inner_mtu_less_the_longer_header() {
     let p = TcpPacket::new_checked(seg).unwrap();
     assert!(p.verify_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst)));
     assert_eq!(a.stats.sum().tunnel.mss_clamped, 1);
+}
+
+/// The outer IPv6 header and UDP datagram of an ESP-in-UDP frame on the
+/// WAN: (source, destination, next header, UDP source and destination
+/// ports, UDP checksum verifies and is not zero, SPI).
+fn outer6_of(
+    f: &[u8],
+) -> (
+    std::net::Ipv6Addr,
+    std::net::Ipv6Addr,
+    u8,
+    u16,
+    u16,
+    bool,
+    u32,
+) {
+    use smoltcp::wire::{IpAddress, Ipv6Packet, UdpPacket};
+    assert_eq!(&f[12..14], &[0x86, 0xdd], "outer IPv6");
+    let ip = Ipv6Packet::new_checked(&f[ETH_HLEN..]).unwrap();
+    assert_eq!(usize::from(ip.payload_len()) + 40, f.len() - ETH_HLEN);
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    let checksum_ok = udp.checksum() != 0
+        && udp.verify_checksum(
+            &IpAddress::Ipv6(ip.src_addr()),
+            &IpAddress::Ipv6(ip.dst_addr()),
+        );
+    let p = udp.payload();
+    (
+        ip.src_addr(),
+        ip.dst_addr(),
+        u8::from(ip.next_header()),
+        udp.src_port(),
+        udp.dst_port(),
+        checksum_ok,
+        u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+    )
+}
+
+#[test]
+fn an_ipv6_outer_header_carries_both_inner_families_with_a_udp_checksum() {
+    for engine in EngineKind::ALL {
+        let (mut a, mut b) = (gateway_outer6(true, engine), gateway_outer6(false, engine));
+        // Inner IPv4 up to the inner MTU over IPv6 (1418 = 20 + 8 + 1390),
+        // inner IPv6 up to it too (1418 = 40 + 8 + 1370).
+        let sent: Vec<Vec<u8>> = (0..64)
+            .map(|i| {
+                let len = [0, 17, 1000, 1390][i % 4];
+                if i % 2 == 0 {
+                    udp_frame(
+                        a.mac[0],
+                        PROD,
+                        [10, 10, 1, 2],
+                        [10, 20, 1, 2],
+                        &payload(i, len),
+                    )
+                } else {
+                    let len = len.min(1370);
+                    udp6_frame(
+                        a.mac[0],
+                        PROD,
+                        lan6(true, 2),
+                        lan6(false, 2),
+                        64,
+                        &payload(i, len),
+                    )
+                }
+            })
+            .collect();
+        a.worker
+            .queue_mut(PortId::Lan)
+            .rx
+            .extend(sent.iter().cloned());
+        poll_all(&mut a);
+        let wan = a.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(
+            wan.len(),
+            sent.len(),
+            "{engine:?}: {:?}",
+            a.stats.sum().drops
+        );
+        for f in &wan {
+            assert_eq!(
+                &f[..6],
+                &ROUTER_A,
+                "to the router's MAC (static IPv6 neighbour)"
+            );
+            assert_eq!(
+                outer6_of(f),
+                (wan6(true, 1), wan6(false, 1), 17, 4500, 4500, true, 0x1001),
+                "{engine:?}"
+            );
+            assert!(!f.windows(PATTERN.len()).any(|w| w == PATTERN));
+        }
+        let wan = across_wan(wan, &b);
+        b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut b);
+        let out = b.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(
+            out.len(),
+            sent.len(),
+            "{engine:?}: {:?}",
+            b.stats.sum().drops
+        );
+        for (got, s) in out.iter().zip(&sent) {
+            let want = if s[12..14] == [0x08, 0x00] {
+                expected_at_cons(s, &b)
+            } else {
+                let mut want = s.clone();
+                want[..6].copy_from_slice(&CONS);
+                want[6..12].copy_from_slice(&b.mac[0]);
+                want[ETH_HLEN + 7] -= 2;
+                want
+            };
+            assert_eq!(got, &want, "{engine:?}");
+        }
+        assert_eq!(a.stats.sum().total_drops() + b.stats.sum().total_drops(), 0);
+
+        // And back, B to A over IPv6 too.
+        let reply = udp_frame(b.mac[0], CONS, [10, 20, 1, 2], [10, 10, 1, 2], b"reply");
+        b.worker.queue_mut(PortId::Lan).rx.push_back(reply);
+        poll_all(&mut b);
+        let wan = b.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(outer6_of(&wan[0]).6, 0x2001);
+        let wan = across_wan(wan, &a);
+        a.worker.queue_mut(PortId::Wan).rx.extend(wan);
+        poll_all(&mut a);
+        let back = a.worker.queue_mut(PortId::Lan).take_tx();
+        assert_eq!(back.len(), 1);
+        assert!(back[0].ends_with(b"reply"));
+    }
+}
+
+#[test]
+fn over_ipv6_a_zero_or_wrong_udp_checksum_is_dropped_and_the_inner_mtu_is_20_less() {
+    let (mut a, mut b) = (
+        gateway_outer6(true, EngineKind::Ring),
+        gateway_outer6(false, EngineKind::Ring),
+    );
+    a.worker.queue_mut(PortId::Lan).rx.push_back(udp_frame(
+        a.mac[0],
+        PROD,
+        [10, 10, 1, 2],
+        [10, 20, 1, 2],
+        &payload(1, 300),
+    ));
+    poll_all(&mut a);
+    let esp = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b).remove(0);
+    let udp_ck = ETH_HLEN + 40 + 6;
+    let mut zero = esp.clone();
+    zero[udp_ck..udp_ck + 2].copy_from_slice(&[0, 0]);
+    let mut wrong = esp.clone();
+    wrong[udp_ck] ^= 0x10;
+    // A ciphertext bit flipped with the checksum left as it was: the
+    // checksum catches it before the ICV is even tried.
+    let mut flipped = esp.clone();
+    flipped[ETH_HLEN + 40 + 8 + 16 + 30] ^= 0x01;
+    let rx = &mut b.worker.queue_mut(PortId::Wan).rx;
+    rx.extend([zero, wrong, flipped, esp]);
+    poll_all(&mut b);
+    assert_eq!(
+        b.worker.queue_mut(PortId::Lan).take_tx().len(),
+        1,
+        "the genuine one"
+    );
+    let s = b.stats.sum();
+    assert_eq!(s.dropped(DropReason::EspUdpChecksum), 3, "{:?}", s.drops);
+    assert_eq!(s.dropped(DropReason::EspAuthFailed), 0);
+    assert_eq!(s.total_drops(), 3);
+
+    // The inner MTU is 1418: a DF packet of 1419 gets frag-needed 1418, one
+    // of 1418 goes through.
+    let inner_mtu = crate::esp::inner_mtu6(1500);
+    assert_eq!(inner_mtu, 1418);
+    for (len, passes) in [(inner_mtu, true), (inner_mtu + 1, false)] {
+        let f = udp_frame(
+            a.mac[0],
+            PROD,
+            [10, 10, 1, 2],
+            [10, 20, 1, 2],
+            &payload(2, usize::from(len) - 28),
+        );
+        a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+        poll_all(&mut a);
+        let sent = a.worker.queue_mut(PortId::Wan).take_tx();
+        assert_eq!(sent.len(), usize::from(passes), "inner {len}");
+        if let Some(f) = sent.first() {
+            assert_eq!(f.len(), ETH_HLEN + 1500, "exactly the WAN MTU");
+        }
+    }
+    let msgs: Vec<SlowMsg> = a._slow.0.try_iter().collect();
+    assert!(
+        msgs.iter()
+            .any(|m| format!("{m:?}").contains("FragNeeded(1418)")),
+        "frag-needed with the IPv6-outer inner MTU: {msgs:?}"
+    );
+    // The clamp follows: an IPv4 SYN's MSS is lowered to 1418 - 40.
+    use crate::tunnel::TableSource;
+    assert_eq!(a.tables.load().tcp_mss, Some(1378));
 }

@@ -17,6 +17,7 @@ pub(super) fn tunnel(
     raw: &RawConfig,
     ports: &Ports,
     routes: &[Route],
+    routes6: &[Route6],
     cx: &Document<'_>,
 ) -> Res<Option<TunnelSection>> {
     let any = raw.tunnel.is_some()
@@ -44,7 +45,7 @@ pub(super) fn tunnel(
     };
     let (engine, udp_port) = section(t, cx)?;
     let keying = keying(t, raw, cx)?;
-    let peers = peers(&raw.peers, udp_port, ports, routes, cx)?;
+    let peers = peers(&raw.peers, udp_port, ports, (routes, routes6), cx)?;
     let sas = sas(&raw.sas, &peers, cx)?;
     let (routes, routes6) = tunnel_routes(&raw.tunnel_routes, &sas, ports, cx)?;
     let (nat_port_base, nat_slots) = nat_pool(t, cx)?;
@@ -196,11 +197,16 @@ fn engine_names() -> String {
     }
 }
 
+/// `[[peers]]`: each a unique name and a WAN address, IPv4 or IPv6 (the
+/// outer family of its SAs), reachable through the WAN port: on its
+/// connected prefix of that family or covered by a `[[routes]]` entry via
+/// wan. An IPv6 peer needs an IPv6 address on the WAN port (the outer
+/// source).
 fn peers(
     raw: &[RawPeer],
     default_port: u16,
     ports: &Ports,
-    routes: &[Route],
+    (routes, routes6): (&[Route], &[Route6]),
     cx: &Document<'_>,
 ) -> Res<Vec<Peer>> {
     let mut out: Vec<Peer> = Vec::new();
@@ -214,17 +220,46 @@ fn peers(
             ));
         }
         let addr_path = base.key("address");
-        let address = parse_ipv4(&p.address).map_err(|m| cx.bad_value(&addr_path, m))?;
-        let via_wan = ports.connected_to(address) == Some(PortId::Wan)
-            || routes
-                .iter()
-                .any(|r| r.port == PortId::Wan && r.prefix.contains(&address));
+        let address: IpAddr = if looks_ipv6(&p.address) {
+            parse_ipv6(&p.address)
+                .map_err(|m| cx.bad_value(&addr_path, m))?
+                .into()
+        } else {
+            parse_ipv4(&p.address)
+                .map_err(|m| cx.bad_value(&addr_path, m))?
+                .into()
+        };
+        let (via_wan, connected) = match address {
+            IpAddr::V4(v4) => (
+                ports.connected_to(v4) == Some(PortId::Wan)
+                    || routes
+                        .iter()
+                        .any(|r| r.port == PortId::Wan && r.prefix.contains(&v4)),
+                ports.wan.connected_prefix().to_string(),
+            ),
+            IpAddr::V6(v6) => {
+                let Some(wan6) = ports.wan.connected_prefix6() else {
+                    return Err(cx.conflict(
+                        &addr_path,
+                        format!(
+                            "peer {v6} is IPv6, so its tunnel runs over IPv6, but ports.wan has no IPv6 address to send from; add one to ports.wan.address"
+                        ),
+                    ));
+                };
+                (
+                    ports.connected_to6(v6) == Some(PortId::Wan)
+                        || routes6
+                            .iter()
+                            .any(|r| r.port == PortId::Wan && r.prefix.contains(&v6)),
+                    wan6.to_string(),
+                )
+            }
+        };
         if !via_wan {
             return Err(cx.conflict(
                 &addr_path,
                 format!(
-                    "peer {address} is not reachable through the WAN port: it is neither on {} nor covered by a [[routes]] entry via wan",
-                    ports.wan.connected_prefix()
+                    "peer {address} is not reachable through the WAN port: it is neither on {connected} nor covered by a [[routes]] entry via wan"
                 ),
             ));
         }
