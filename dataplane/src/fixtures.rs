@@ -33,15 +33,13 @@ pub fn gateway() -> Gateway {
     let ports = [
         PortAddr {
             mac: LAN_MAC,
-            ip: Ipv4Addr::new(10, 10, 1, 1),
-            prefix_len: 24,
+            ip4: Some((Ipv4Addr::new(10, 10, 1, 1), 24)),
             mtu: 1500,
             ip6: Some((LAN_IP6, 64)),
         },
         PortAddr {
             mac: WAN_MAC,
-            ip: Ipv4Addr::new(10, 10, 100, 1),
-            prefix_len: 24,
+            ip4: Some((Ipv4Addr::new(10, 10, 100, 1), 24)),
             mtu: 1500,
             ip6: Some((WAN_IP6, 64)),
         },

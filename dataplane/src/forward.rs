@@ -173,7 +173,7 @@ fn tunnel_ingress(
 ) -> Option<Verdict> {
     match in_port {
         PortId::Wan => {
-            let ours = ip.dst == gw.port(PortId::Wan).ip && ip.protocol == 17;
+            let ours = gw.port(PortId::Wan).owns(ip.dst) && ip.protocol == 17;
             if !ours || ip.is_later_fragment {
                 return None;
             }
@@ -187,7 +187,7 @@ fn tunnel_ingress(
         }
         PortId::Lan => {
             let to_listener =
-                t.has_listeners() && ip.dst == gw.port(PortId::Lan).ip && nat_candidate(frame, ip);
+                t.has_listeners() && gw.port(PortId::Lan).owns(ip.dst) && nat_candidate(frame, ip);
             if !to_listener {
                 return None;
             }
@@ -687,8 +687,8 @@ mod tests {
                 &crate::tunnel::TableContext {
                     engine: crate::crypto::EngineKind::Ring,
                     udp_port: 4500,
-                    lan_ip: gw.port(PortId::Lan).ip,
-                    wan_ip: gw.port(PortId::Wan).ip,
+                    lan_ip: gw.port(PortId::Lan).ip(),
+                    wan_ip: gw.port(PortId::Wan).ip(),
                     wan_ip6: None,
                     wan_mtu: 1500,
                     nat_port_base: 40000,

@@ -26,7 +26,7 @@ impl Gateway {
     /// True if `ip` is one of the gateway's own addresses.
     #[inline]
     pub fn is_local(&self, ip: Ipv4Addr) -> bool {
-        self.ports.iter().any(|p| p.ip == ip)
+        self.ports.iter().any(|p| p.owns(ip))
     }
 
     /// True if `ip` is one of the gateway's own global IPv6 addresses

@@ -74,9 +74,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     config.display(),
                     cfg.gateway.name,
                     cfg.workers.cores.len(),
-                    cfg.ports.lan.address,
+                    cfg.ports.lan.addresses(),
                     cfg.ports.lan.backend.name(),
-                    cfg.ports.wan.address,
+                    cfg.ports.wan.addresses(),
                     cfg.ports.wan.backend.name(),
                     cfg.routes.len()
                 );

@@ -59,10 +59,9 @@ impl fmt::Display for PortId {
 pub struct PortAddr {
     /// The MAC the gateway uses on the port.
     pub mac: Mac,
-    /// The gateway's IPv4 address on the port.
-    pub ip: Ipv4Addr,
-    /// Prefix length of the connected subnet.
-    pub prefix_len: u8,
+    /// The gateway's IPv4 address on the port and the length of its
+    /// connected prefix, if it has one (an IPv6-only port has none).
+    pub ip4: Option<(Ipv4Addr, u8)>,
     /// IP MTU of the port.
     pub mtu: u16,
     /// The gateway's global IPv6 address on the port and the length of its
@@ -72,10 +71,25 @@ pub struct PortAddr {
 }
 
 impl PortAddr {
-    /// True if `ip` lies in this port's connected subnet.
+    /// The gateway's IPv4 address on the port, if it has one.
+    #[inline]
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.ip4.map(|(ip, _)| ip)
+    }
+
+    /// True if `ip` is the port's own IPv4 address.
+    #[inline]
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.ip4.is_some_and(|(own, _)| own == ip)
+    }
+
+    /// True if `ip` lies in this port's connected IPv4 subnet (never on a
+    /// port without IPv4).
     pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        let mask = prefix_mask(self.prefix_len);
-        u32::from(ip) & mask == u32::from(self.ip) & mask
+        self.ip4.is_some_and(|(own, len)| {
+            let mask = prefix_mask(len);
+            u32::from(ip) & mask == u32::from(own) & mask
+        })
     }
 
     /// The port's IPv6 link-local address, formed from its MAC.

@@ -45,13 +45,14 @@ impl RouteTable {
     pub fn new(ports: &[PortAddr; 2], statics: &[Route]) -> Self {
         let mut t = RouteTable::default();
         for id in PortId::ALL {
-            let p = &ports[id.index()];
-            t.add(Route {
-                net: p.ip,
-                len: p.prefix_len,
-                port: id,
-                via: None,
-            });
+            if let Some((ip, len)) = ports[id.index()].ip4 {
+                t.add(Route {
+                    net: ip,
+                    len,
+                    port: id,
+                    via: None,
+                });
+            }
         }
         for r in statics {
             t.add(*r);
@@ -148,15 +149,13 @@ mod tests {
         [
             PortAddr {
                 mac: [2, 0, 0, 0, 0, 1],
-                ip: Ipv4Addr::new(10, 10, 1, 1),
-                prefix_len: 24,
+                ip4: Some((Ipv4Addr::new(10, 10, 1, 1), 24)),
                 mtu: 1500,
                 ip6: None,
             },
             PortAddr {
                 mac: [2, 0, 0, 0, 0, 2],
-                ip: Ipv4Addr::new(10, 10, 100, 1),
-                prefix_len: 24,
+                ip4: Some((Ipv4Addr::new(10, 10, 100, 1), 24)),
                 mtu: 1500,
                 ip6: None,
             },

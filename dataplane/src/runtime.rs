@@ -155,8 +155,7 @@ where
         let p = cfg.ports.get(id);
         PortAddr {
             mac: infos[id.index()].mac,
-            ip: p.ip(),
-            prefix_len: p.address.prefix_len(),
+            ip4: p.address.map(|a| (a.addr(), a.prefix_len())),
             mtu: p.mtu,
             ip6: p.address6.map(|a| (a.addr(), a.prefix_len())),
         }
@@ -193,8 +192,9 @@ where
     ));
     for id in PortId::ALL {
         let (i, a) = (&infos[id.index()], &addrs[id.index()]);
+        let address = cfg.ports.get(id).address.map(|a| a.to_string());
         let address6 = cfg.ports.get(id).address6.map(|a| a.to_string());
-        info!(port = %id, device = %i.name, driver = %i.driver, mac = %crate::wire::mac_to_string(&a.mac), address = %cfg.ports.get(id).address, address6 = address6.as_deref().unwrap_or("-"), link_local = %a.link_local(), mtu = a.mtu, "port up");
+        info!(port = %id, device = %i.name, driver = %i.driver, mac = %crate::wire::mac_to_string(&a.mac), address = address.as_deref().unwrap_or("-"), address6 = address6.as_deref().unwrap_or("-"), link_local = %a.link_local(), mtu = a.mtu, "port up");
     }
     for r in gw.routes.routes() {
         info!(prefix = %format!("{}/{}", r.net, r.len), port = %r.port, via = ?r.via, "route");
@@ -343,7 +343,7 @@ where
                 device: infos[id.index()].name.clone(),
                 driver: infos[id.index()].driver.clone(),
                 mac: crate::wire::mac_to_string(&addrs[id.index()].mac),
-                address: cfg.ports.get(*id).address.to_string(),
+                address: cfg.ports.get(*id).addresses(),
                 counts: Default::default(),
                 host_drops: Default::default(),
             })

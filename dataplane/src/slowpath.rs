@@ -5,7 +5,7 @@
 //! sends them through its own TX queue. Never on the forwarding path.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,10 +163,8 @@ impl SlowPath {
                         let r = icmp::echo_reply(&frame, me.mac);
                         self.echo_outcome(r)
                     }
-                    SlowReason::TtlExceeded => self.icmp_error(&frame, me.mac, me.ip, None),
-                    SlowReason::FragNeeded(mtu) => {
-                        self.icmp_error(&frame, me.mac, me.ip, Some(mtu))
-                    }
+                    SlowReason::TtlExceeded => self.icmp_error(&frame, port, None),
+                    SlowReason::FragNeeded(mtu) => self.icmp_error(&frame, port, Some(mtu)),
                 };
                 if let Some(frame) = reply {
                     self.send(worker, TxFrame { port, frame, via });
@@ -257,14 +255,16 @@ impl SlowPath {
         }
     }
 
-    fn icmp_error(
-        &mut self,
-        frame: &[u8],
-        mac: [u8; 6],
-        ip: Ipv4Addr,
-        mtu: Option<u16>,
-    ) -> Option<Vec<u8>> {
-        let r = icmp::error_for(frame, mac, ip, mtu);
+    /// An ICMP error about `frame`, received on `port`, from the port's
+    /// IPv4 address, or the other port's if this one is IPv6-only (RFC
+    /// 1812 §4.3.2.4 lets a router use any of its addresses); none if the
+    /// gateway has no IPv4 address at all.
+    fn icmp_error(&mut self, frame: &[u8], port: PortId, mtu: Option<u16>) -> Option<Vec<u8>> {
+        let me = *self.gw.port(port);
+        let src = me
+            .ip()
+            .or_else(|| self.gw.ports.iter().find_map(|p| p.ip()))?;
+        let r = icmp::error_for(frame, me.mac, src, mtu);
         if r.is_some() {
             self.counts.control.icmp_errors += 1;
         }
@@ -277,8 +277,9 @@ impl SlowPath {
             self.counts.drop(DropReason::BadControl);
             return None;
         };
-        let sender_ok = me.on_link(a.sender_ip) && a.sender_ip != me.ip && a.sender_mac[0] & 1 == 0;
-        let for_us = a.target_ip == me.ip;
+        let sender_ok =
+            me.on_link(a.sender_ip) && !me.owns(a.sender_ip) && a.sender_mac[0] & 1 == 0;
+        let for_us = me.owns(a.target_ip);
         // RFC 826: update a known sender; add it if the message is for us.
         let known = self.neigh.load().get(a.sender_ip, port).is_some();
         if sender_ok && (for_us || known) {
@@ -303,8 +304,12 @@ impl SlowPath {
         let me = *self.gw.port(port);
         let frame = match ip {
             IpAddr::V4(ip) => {
+                // No route leads to an IPv4 next hop on an IPv6-only port.
+                let Some(src) = me.ip() else {
+                    return;
+                };
                 self.counts.control.arp_requests += 1;
-                arp::request(me.mac, me.ip, ip)
+                arp::request(me.mac, src, ip)
             }
             IpAddr::V6(ip) => {
                 self.counts.control.nd_solicits += 1;
@@ -375,6 +380,7 @@ fn is_ipv6(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     use crate::fixtures::{LAN_MAC, PROD_MAC as HOST_MAC, WAN_MAC};
 

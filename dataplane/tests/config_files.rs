@@ -100,8 +100,8 @@ fn testbed_af_packet_example() {
             device: DpdkDevice::Vdev("net_af_packet0,iface=lan0".into())
         }
     );
-    assert_eq!(c.ports.lan.address.to_string(), "10.10.1.1/24");
-    assert_eq!(c.ports.wan.address.to_string(), "10.10.100.1/24");
+    assert_eq!(c.ports.lan.address.unwrap().to_string(), "10.10.1.1/24");
+    assert_eq!(c.ports.wan.address.unwrap().to_string(), "10.10.100.1/24");
     assert_eq!(c.routes.len(), 1);
     assert_eq!(
         c.routes[0].prefix.to_string(),
@@ -938,6 +938,64 @@ fn dual_stack(extra: &str) -> String {
     format!("{text}{extra}")
 }
 
+/// The tunnel config of [`tunnel`] on an IPv6-only gateway: no IPv4
+/// address on either port, the peer `peer`, an IPv6 tunnel route.
+fn ipv6_only_tunnel(peer: &str) -> String {
+    tunnel("")
+        .replace(
+            "address = \"10.10.1.1/24\"",
+            "address = \"fd00:10:1::1/64\"",
+        )
+        .replace(
+            "address = \"10.10.100.1/24\"",
+            "address = [\"fd00:10:100::1/64\"]",
+        )
+        .replace(
+            "address = \"10.10.100.9\"",
+            &format!("address = \"{peer}\""),
+        )
+        .replace("prefix = \"10.20.0.0/16\"", "prefix = \"fd00:20::/48\"")
+}
+
+#[test]
+fn ipv6_only_ports_load_and_ipv4_peers_on_them_are_refused() {
+    use std::net::Ipv6Addr;
+    let c = Config::from_toml(&ipv6_only_tunnel("fd00:10:100::9"), Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.ports.lan.ip(), None);
+    assert_eq!(c.ports.wan.address, None);
+    assert_eq!(
+        c.ports.wan.address6.unwrap().addr(),
+        "fd00:10:100::1".parse::<Ipv6Addr>().unwrap()
+    );
+    assert_eq!(c.ports.lan.addresses(), "fd00:10:1::1/64");
+    let t = c.tunnel.expect("the tunnel section loads");
+    assert_eq!(t.peers[0].address.to_string(), "fd00:10:100::9");
+    assert!(t.routes.is_empty());
+    assert_eq!(t.routes6[0].prefix.to_string(), "fd00:20::/48");
+    // An IPv4 peer cannot be reached from an IPv6-only WAN port.
+    assert_err(
+        &reject(&ipv6_only_tunnel("10.10.100.9")),
+        22,
+        "peers[0].address",
+        ErrorKind::Conflict,
+        "none (IPv6 only)",
+    );
+    // Listener mode (its NAT) is IPv4-only for now, and says so.
+    let text = format!(
+        "{}\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nremote = \"10.10.100.9:6100\"\nsa = 0x1001\n",
+        ipv6_only_tunnel("fd00:10:100::9")
+    );
+    let line = text.lines().position(|l| l == "port = 5100").unwrap() + 1;
+    assert_err(
+        &reject(&text),
+        line,
+        "listeners[0].port",
+        ErrorKind::Conflict,
+        "a listener needs an IPv4 address on both ports, and ports.lan has none",
+    );
+}
+
 #[test]
 fn dual_stack_ports_routes_and_neighbors_load() {
     use std::net::{IpAddr, Ipv6Addr};
@@ -966,7 +1024,7 @@ port = "wan"
     let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
     assert_eq!(c.ports.lan.address6.unwrap().addr(), v6("fd00:10:1::1"));
     assert_eq!(c.ports.wan.address6.unwrap().prefix_len(), 64);
-    assert_eq!(c.ports.wan.ip(), Ipv4Addr::new(10, 10, 100, 1));
+    assert_eq!(c.ports.wan.ip(), Some(Ipv4Addr::new(10, 10, 100, 1)));
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.routes6.len(), 2);
     assert_eq!(
@@ -1044,11 +1102,11 @@ fn ipv6_config_errors_name_line_and_key() {
         "two IPv6 addresses",
     );
     assert_err(
-        &reject(&with_lan("\"fd00::1/64\"")),
+        &reject(&with_lan("[]")),
         10,
         "ports.lan.address",
         ErrorKind::BadValue,
-        "IPv6-only ports are not supported yet",
+        "no address: a port needs an IPv4 address, an IPv6 one, or one of each",
     );
     // Overlapping IPv6 prefixes on the two ports.
     let overlap = dual_stack("").replace("fd00:10:100::1/64", "fd00:10:1::2/64");

@@ -61,15 +61,13 @@ fn rig(name: &str) -> Rig {
     let ports = [
         PortAddr {
             mac: lan_mac,
-            ip: Ipv4Addr::new(10, 10, 1, 1),
-            prefix_len: 24,
+            ip4: Some((Ipv4Addr::new(10, 10, 1, 1), 24)),
             mtu: 1500,
             ip6: None,
         },
         PortAddr {
             mac: wan_mac,
-            ip: Ipv4Addr::new(10, 10, 100, 1),
-            prefix_len: 24,
+            ip4: Some((Ipv4Addr::new(10, 10, 100, 1), 24)),
             mtu: 1500,
             ip6: None,
         },

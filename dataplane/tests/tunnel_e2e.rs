@@ -16,6 +16,8 @@
 //! - `tunnel_over_ipv6_*`: the tunnel itself over IPv6 (UDP checksums
 //!   filled and checked), carrying inner IPv4 and IPv6: with the tests
 //!   above, all four inner/outer family combinations.
+//! - `ipv6_only_*`: IPv6-only gateways on an IPv6-only testbed (ND, ping6,
+//!   UDP in order, 50 MB of TCP, only ESP over IPv6 on the WAN).
 //! - `aes_gcm_engine`: the same data path with the `aes-gcm` AEAD engine.
 //! - `ipsec_mb_engine_against_ring_*`: gwA on the `ipsec-mb` engine, gwB on
 //!   `ring`, over DPDK's net_af_packet and over native AF_XDP: each engine
@@ -757,6 +759,129 @@ fn tunnel_over_ipv6_both_inner_families(backend: &str) {
         c.esp_b_to_a,
         c.nd_and_mld
     );
+}
+
+/// [`tunnel_over_ipv6`] with every IPv4 address, route and tunnel route
+/// removed: an IPv6-only gateway on an IPv6-only testbed.
+fn ipv6_only(t: &mut toml::Table) {
+    tunnel_over_ipv6(t);
+    let is_v6 = |v: &toml::Value| v.as_str().is_some_and(|s| s.contains(':'));
+    let ports = t["ports"].as_table_mut().unwrap();
+    for port in ["lan", "wan"] {
+        let p = ports[port].as_table_mut().unwrap();
+        let v6: Vec<toml::Value> = p["address"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| is_v6(v))
+            .cloned()
+            .collect();
+        p.insert("address".into(), toml::Value::Array(v6));
+    }
+    for list in ["routes", "tunnel_routes"] {
+        t[list]
+            .as_array_mut()
+            .unwrap()
+            .retain(|r| is_v6(&r["prefix"]));
+    }
+}
+
+/// An IPv6-only gateway pair on an IPv6-only testbed (no IPv4 anywhere on
+/// the data path): each gateway answers neighbour solicitations and ping6
+/// on its own addresses; 10,000 sequence-numbered UDP datagrams arrive in
+/// order with none lost; 50 MB of TCP arrive intact; the WAN carries
+/// nothing but ESP-in-UDP over IPv6 and neighbour discovery.
+fn ipv6_only_gateways(backend: &str) {
+    let _serial = serial();
+    require_root();
+    let p = Pair::up_with(backend, GwMode::None, 1500, Family::V6, ipv6_only);
+    let cons6 = "fd00:20:1::2";
+    // The gateways' own addresses first: prod resolves gwA's LAN address by
+    // ND and pings it; cons does the same with gwB's.
+    for (from, own) in [(Node::Prod, "fd00:10:1::1"), (Node::Cons, "fd00:20:1::1")] {
+        let answered = (0..10).any(|_| p.tb.ping(from, own, 1));
+        assert!(
+            answered,
+            "{own} never answered ping6\n--- gwA:\n{}\n--- gwB:\n{}",
+            p.a.log_text(),
+            p.b.log_text()
+        );
+    }
+    let reachable = (0..10).any(|_| p.tb.ping(Node::Prod, cons6, 1));
+    assert!(
+        reachable,
+        "prod never reached cons through IPv6-only gateways\n--- gwA:\n{}\n--- gwB:\n{}",
+        p.a.log_text(),
+        p.b.log_text()
+    );
+    const UDP_COUNT: u64 = 10_000;
+    const TCP_BYTES: u64 = 50 * 1000 * 1000;
+    let mut wan = Capture::start(&p.tb, Node::Wan, "a0");
+    let (us, ur) = udp_pattern_to(&p, cons6, 6301, UDP_COUNT, 1000, 5_000);
+    let tcp =
+        p.tb.tcp_transfer(Node::Prod, Node::Cons, "[fd00:20:1::2]:6302", TCP_BYTES);
+    wan.stop();
+    assert_udp_complete(&us, &ur, UDP_COUNT);
+    assert_eq!(tcp.received_bytes, TCP_BYTES);
+    assert_eq!(tcp.sent_sha256, tcp.received_sha256, "TCP intact");
+
+    let frames = wan.frames();
+    let c = census6(&frames);
+    assert!(
+        c.other.is_empty(),
+        "{} frame(s) on the WAN other than ESP-in-UDP over IPv6 and ND, first: {:?}",
+        c.other.len(),
+        &c.other[..c.other.len().min(10)]
+    );
+    assert!(c.esp_a_to_b >= UDP_COUNT, "{c:?}");
+    assert!(c.esp_b_to_a > 0, "TCP acknowledgements come back: {c:?}");
+    assert!(
+        !contains(&wan.bytes(), &pattern()),
+        "payload in clear on the WAN"
+    );
+
+    let (a, b) = p.settled();
+    assert!(a.tunnel.encap_packets >= UDP_COUNT && b.tunnel.decap_packets >= UDP_COUNT);
+    for (name, s) in [("gwA", &a), ("gwB", &b)] {
+        assert!(
+            s.control.nd_adverts >= 2 && s.control.echo_replies >= 1,
+            "{name} answered ND on both ports and ping6: {:?}",
+            s.control
+        );
+        assert_eq!(
+            (s.control.arp_requests, s.control.arp_replies),
+            (0, 0),
+            "{name}: no ARP on an IPv6-only gateway"
+        );
+        for reason in [
+            "esp_auth_failed",
+            "esp_replay",
+            "esp_udp_checksum",
+            "esp_malformed",
+            "ipv6_malformed",
+        ] {
+            assert_eq!(drop_count(s, reason), 0, "{name} {reason}: {:?}", s.drops);
+        }
+        assert_eq!(s.control.icmp_errors, 0, "{name}: no Packet Too Big needed");
+    }
+    eprintln!(
+        "IPv6-only gateways ({backend}): WAN {} frames: {} ESP a->b, {} b->a, {} ND/MLD",
+        frames.len(),
+        c.esp_a_to_b,
+        c.esp_b_to_a,
+        c.nd_and_mld
+    );
+}
+
+#[cfg(feature = "dpdk")]
+#[test]
+fn ipv6_only_af_packet() {
+    ipv6_only_gateways("af_packet");
+}
+
+#[test]
+fn ipv6_only_native() {
+    ipv6_only_gateways("native-xdp");
 }
 
 #[cfg(feature = "dpdk")]

@@ -171,9 +171,11 @@ impl Ports {
 
     /// The port whose connected prefix holds `ip`, if any (the prefixes do not overlap).
     pub fn connected_to(&self, ip: Ipv4Addr) -> Option<PortId> {
-        PortId::ALL
-            .into_iter()
-            .find(|&p| self.get(p).connected_prefix().contains(&ip))
+        PortId::ALL.into_iter().find(|&p| {
+            self.get(p)
+                .connected_prefix()
+                .is_some_and(|n| n.contains(&ip))
+        })
     }
 
     /// The port whose connected IPv6 prefix holds `ip`, if any.
@@ -196,8 +198,10 @@ impl Ports {
 pub struct PortConfig {
     /// The packet I/O backend and its settings.
     pub backend: Backend,
-    /// The gateway's address on this port and the length of the connected prefix.
-    pub address: Ipv4Net,
+    /// The gateway's IPv4 address on this port and the length of the
+    /// connected prefix, if it has one. A port has at least one of
+    /// `address` and `address6`.
+    pub address: Option<Ipv4Net>,
     /// Its IPv6 address and connected prefix, if it has one (the port's
     /// link-local address comes from its MAC).
     pub address6: Option<Ipv6Net>,
@@ -206,14 +210,23 @@ pub struct PortConfig {
 }
 
 impl PortConfig {
-    /// The gateway's own IPv4 address on this port.
-    pub fn ip(&self) -> Ipv4Addr {
-        self.address.addr()
+    /// The gateway's own IPv4 address on this port, if it has one.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.address.map(|a| a.addr())
     }
 
-    /// The connected prefix (`address` with host bits cleared).
-    pub fn connected_prefix(&self) -> Ipv4Net {
-        self.address.trunc()
+    /// The connected IPv4 prefix (`address` with host bits cleared), if
+    /// the port has an IPv4 address.
+    pub fn connected_prefix(&self) -> Option<Ipv4Net> {
+        self.address.map(|a| a.trunc())
+    }
+
+    /// The port's addresses as written in the configuration, for messages
+    /// and the log: "10.10.1.1/24", "fd00:10:1::1/64" or both, comma-separated.
+    pub fn addresses(&self) -> String {
+        let v4 = self.address.map(|a| a.to_string());
+        let v6 = self.address6.map(|a| a.to_string());
+        v4.into_iter().chain(v6).collect::<Vec<_>>().join(", ")
     }
 
     /// The connected IPv6 prefix, if the port has an IPv6 address.
@@ -490,8 +503,11 @@ address = "10.10.100.1/24"
                 bridge: None
             }
         );
-        assert_eq!(c.ports.lan.ip(), Ipv4Addr::new(10, 10, 1, 1));
-        assert_eq!(c.ports.lan.connected_prefix().to_string(), "10.10.1.0/24");
+        assert_eq!(c.ports.lan.ip(), Some(Ipv4Addr::new(10, 10, 1, 1)));
+        assert_eq!(
+            c.ports.lan.connected_prefix().unwrap().to_string(),
+            "10.10.1.0/24"
+        );
         assert_eq!(
             c.ports.connected_to(Ipv4Addr::new(10, 10, 100, 7)),
             Some(PortId::Wan)

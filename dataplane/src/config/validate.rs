@@ -338,13 +338,14 @@ fn port(id: PortId, p: &RawPort, cx: &Document<'_>) -> Res<PortConfig> {
     })
 }
 
-/// A port's `address`: one IPv4 port address (required for now) and at
-/// most one IPv6 one, in either order.
+/// A port's `address`: at most one IPv4 port address and at most one IPv6
+/// one, in either order, and at least one of them (an IPv6-only port has
+/// only the IPv6 one).
 fn port_addresses(
     list: &[String],
     path: &KeyPath,
     cx: &Document<'_>,
-) -> Res<(Ipv4Net, Option<Ipv6Net>)> {
+) -> Res<(Option<Ipv4Net>, Option<Ipv6Net>)> {
     let mut v4: Option<Ipv4Net> = None;
     let mut v6: Option<Ipv6Net> = None;
     for s in list {
@@ -370,12 +371,12 @@ fn port_addresses(
             }
         }
     }
-    let Some(v4) = v4 else {
+    if v4.is_none() && v6.is_none() {
         return Err(cx.bad_value(
             path,
-            "no IPv4 address: a port needs one (with an optional IPv6 one, e.g. [\"10.10.1.1/24\", \"fd00:10:1::1/64\"]); IPv6-only ports are not supported yet",
+            "no address: a port needs an IPv4 address, an IPv6 one, or one of each, e.g. [\"10.10.1.1/24\", \"fd00:10:1::1/64\"]",
         ));
-    };
+    }
     Ok((v4, v6))
 }
 
@@ -394,15 +395,16 @@ fn ports(raw: &RawConfig, cx: &Document<'_>) -> Res<Ports> {
             ),
         ));
     }
-    let (lp, wp) = (lan.connected_prefix(), wan.connected_prefix());
-    if lp.contains(&wp.network()) || wp.contains(&lp.network()) {
-        return Err(cx.conflict(
+    if let (Some(lp), Some(wp)) = (lan.connected_prefix(), wan.connected_prefix()) {
+        if lp.contains(&wp.network()) || wp.contains(&lp.network()) {
+            return Err(cx.conflict(
             wan_path("address"),
             format!(
                 "the wan connected prefix {wp} overlaps the lan connected prefix {lp} (ports.lan.address, line {}); the two ports must be on distinct networks",
                 cx.line_of(KeyPath::of(&["ports", "lan", "address"]))
             ),
         ));
+        }
     }
     if let (Some(lp), Some(wp)) = (lan.connected_prefix6(), wan.connected_prefix6()) {
         if lp.contains(&wp.network()) || wp.contains(&lp.network()) {
@@ -534,8 +536,8 @@ fn resolve_port(
             ip_path,
             format!(
                 "{what} {ip} is not on a connected prefix (lan {}, wan {})",
-                ports.lan.connected_prefix(),
-                ports.wan.connected_prefix()
+                v4_prefix_text(&ports.lan),
+                v4_prefix_text(&ports.wan)
             ),
         ));
     };
@@ -545,26 +547,33 @@ fn resolve_port(
                 port_path,
                 format!(
                     "port is \"{p}\" but {what} {ip} is on the {on} prefix {}",
-                    ports.get(on).connected_prefix()
+                    v4_prefix_text(ports.get(on))
                 ),
             ));
         }
     }
     let port = ports.get(on);
-    if ip == port.ip() {
+    if Some(ip) == port.ip() {
         return Err(cx.conflict(
             ip_path,
             format!("{what} {ip} is the gateway's own address on {on}"),
         ));
     }
-    let net = port.connected_prefix();
-    if net.prefix_len() <= 30 && (ip == net.network() || ip == net.broadcast()) {
-        return Err(cx.conflict(
-            ip_path,
-            format!("{what} {ip} is not a host address of {net}"),
-        ));
+    if let Some(net) = port.connected_prefix() {
+        if net.prefix_len() <= 30 && (ip == net.network() || ip == net.broadcast()) {
+            return Err(cx.conflict(
+                ip_path,
+                format!("{what} {ip} is not a host address of {net}"),
+            ));
+        }
     }
     Ok(on)
+}
+
+/// A port's connected IPv4 prefix for a message, or "none (IPv6 only)".
+pub(super) fn v4_prefix_text(port: &PortConfig) -> String {
+    port.connected_prefix()
+        .map_or_else(|| "none (IPv6 only)".to_owned(), |n| n.to_string())
 }
 
 fn routes(raw: &[RawRoute], ports: &Ports, cx: &Document<'_>) -> Res<(Vec<Route>, Vec<Route6>)> {
@@ -590,7 +599,7 @@ fn routes(raw: &[RawRoute], ports: &Ports, cx: &Document<'_>) -> Res<(Vec<Route>
             ));
         }
         for id in PortId::ALL {
-            if ports.get(id).connected_prefix() == prefix {
+            if ports.get(id).connected_prefix() == Some(prefix) {
                 return Err(cx.conflict(
                     &prefix_path,
                     format!("{prefix} is the connected prefix of {id}; it needs no route"),

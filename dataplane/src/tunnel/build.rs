@@ -37,11 +37,12 @@ pub struct TableContext {
     pub engine: EngineKind,
     /// Our ESP-in-UDP port.
     pub udp_port: u16,
-    /// Our LAN address (outbound listeners listen on it).
-    pub lan_ip: Ipv4Addr,
-    /// Our WAN address (outer source toward IPv4 peers; inbound listeners
-    /// listen on it).
-    pub wan_ip: Ipv4Addr,
+    /// Our LAN IPv4 address (outbound listeners listen on it), if the LAN
+    /// port has one.
+    pub lan_ip: Option<Ipv4Addr>,
+    /// Our WAN IPv4 address (outer source toward IPv4 peers; inbound
+    /// listeners listen on it), if the WAN port has one.
+    pub wan_ip: Option<Ipv4Addr>,
     /// Our global IPv6 WAN address, if the WAN port has one: the outer
     /// source toward IPv6 peers.
     pub wan_ip6: Option<Ipv6Addr>,
@@ -71,8 +72,8 @@ impl TableContext {
         TableContext {
             engine: tunnel.engine,
             udp_port: tunnel.udp_port,
-            lan_ip: lan.ip,
-            wan_ip: wan.ip,
+            lan_ip: lan.ip(),
+            wan_ip: wan.ip(),
             wan_ip6: wan.ip6.map(|(ip, _)| ip),
             wan_mtu: wan.mtu,
             nat_port_base: tunnel.nat_port_base,
@@ -85,7 +86,7 @@ impl TableContext {
     /// Our WAN address of `peer`'s family: the outer source toward it.
     pub fn outer_source(&self, peer: IpAddr) -> Option<IpAddr> {
         match peer {
-            IpAddr::V4(_) => Some(self.wan_ip.into()),
+            IpAddr::V4(_) => self.wan_ip.map(IpAddr::from),
             IpAddr::V6(_) => self.wan_ip6.map(IpAddr::from),
         }
     }
@@ -376,12 +377,12 @@ impl TunnelTables {
             let sa = sa_of(l.sa)?;
             match l.role {
                 ListenerRole::Outbound => outs.push(OutboundListener {
-                    lan: SocketAddrV4::new(cx.lan_ip, l.port),
+                    lan: SocketAddrV4::new(cx.lan_ip.ok_or(TableError::NoIpv4(l.port))?, l.port),
                     remote: l.to,
                     sa,
                 }),
                 ListenerRole::Inbound => ins.push(InboundListener {
-                    listen: SocketAddrV4::new(cx.wan_ip, l.port),
+                    listen: SocketAddrV4::new(cx.wan_ip.ok_or(TableError::NoIpv4(l.port))?, l.port),
                     target: l.to,
                     sa,
                 }),
@@ -398,7 +399,7 @@ impl TunnelTables {
         let conntrack = match (&prev.conntrack, any_inbound) {
             (Some(ct), _) => Some(ct.clone()),
             (None, true) => Some(Arc::new(ConnTable::new(
-                cx.lan_ip,
+                cx.lan_ip.ok_or(TableError::NoIpv4(0))?,
                 cx.nat_port_base,
                 cx.nat_slots,
                 Timeouts::default(),

@@ -27,8 +27,8 @@ fn cx() -> TableContext {
     TableContext {
         engine: EngineKind::Ring,
         udp_port: 4500,
-        lan_ip: Ipv4Addr::new(10, 1, 0, 1),
-        wan_ip: Ipv4Addr::new(192, 0, 2, 1),
+        lan_ip: Some(Ipv4Addr::new(10, 1, 0, 1)),
+        wan_ip: Some(Ipv4Addr::new(192, 0, 2, 1)),
         wan_ip6: None,
         wan_mtu: 1500,
         nat_port_base: 40000,
@@ -265,7 +265,7 @@ fn release_removes_sas_and_listeners_and_indexes_stay_stable() {
     assert!(watcher.poll());
     let t = src.load().clone();
     assert_eq!(t.listener_counts(), (1, 1));
-    let listen = |port| SocketAddrV4::new(cx().wan_ip, port);
+    let listen = |port| SocketAddrV4::new(cx().wan_ip.unwrap(), port);
     let l = t.listeners.as_ref().unwrap();
     assert_eq!(l.match_inbound(listen(5101)), Some(1));
     assert_eq!(l.match_inbound(listen(5100)), None);
@@ -371,14 +371,13 @@ mod rate {
         let c = cx();
         let port = |mac, ip| PortAddr {
             mac,
-            ip,
-            prefix_len: 24,
+            ip4: Some((ip, 24)),
             mtu: 1500,
             ip6: None,
         };
         let ports = [
-            port([2, 0xaa, 0, 0, 0, 1], c.lan_ip),
-            port([2, 0xaa, 0, 0, 0, 2], c.wan_ip),
+            port([2, 0xaa, 0, 0, 0, 1], c.lan_ip.unwrap()),
+            port([2, 0xaa, 0, 0, 0, 2], c.wan_ip.unwrap()),
         ];
         Gateway {
             routes: RouteTable::new(&ports, &[]),

@@ -132,7 +132,7 @@ pub struct TunnelTables {
     pub(super) conntrack: Option<Arc<ConnTable>>,
     /// Coarse seconds for connection tracking, ticked by [`TunnelTables::housekeeping`].
     pub(super) clock: Arc<CoarseClock>,
-    pub(super) wan_ip: Ipv4Addr,
+    pub(super) wan_ip: Option<Ipv4Addr>,
 }
 
 impl TunnelTables {
@@ -192,7 +192,7 @@ impl TunnelTables {
         let Some(l) = &self.listeners else {
             return Ok(());
         };
-        if dst == self.wan_ip {
+        if Some(dst) == self.wan_ip {
             let ct = self.conntrack.as_ref().ok_or(NatError::NoListener)?;
             return ct.inbound_forward(pkt, l, self.clock.now()).map(|_| ());
         }
@@ -405,6 +405,10 @@ pub enum TableError {
     /// A route's prefix length exceeds 32 (IPv4) or 128 (IPv6).
     #[error("route prefix length {0} exceeds the address length")]
     PrefixLength(u8),
+    /// Listener mode (IPv4 in this version) on a port without an IPv4
+    /// address (the listener's port, 0 for the producer-side NAT).
+    #[error("listener on port {0}: listener mode needs IPv4 addresses on both ports")]
+    NoIpv4(u16),
     /// An SA's peer is of a family our WAN port has no address of.
     #[error("SA {0:#x}: the peer's address family has no address on our WAN port")]
     NoWanAddress(u32),

@@ -127,15 +127,13 @@ fn gateway_full(
     let ports = [
         PortAddr {
             mac: mac[0],
-            ip: lan.into(),
-            prefix_len: 24,
+            ip4: Some((lan.into(), 24)),
             mtu: lan_mtu,
             ip6: Some((lan6(a, 1), 64)),
         },
         PortAddr {
             mac: mac[1],
-            ip: wan.into(),
-            prefix_len: 24,
+            ip4: Some((wan.into(), 24)),
             mtu: 1500,
             ip6: outer6.then(|| (wan6(a, 1), 64)),
         },

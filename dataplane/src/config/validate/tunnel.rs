@@ -235,7 +235,7 @@ fn peers(
                     || routes
                         .iter()
                         .any(|r| r.port == PortId::Wan && r.prefix.contains(&v4)),
-                ports.wan.connected_prefix().to_string(),
+                v4_prefix_text(&ports.wan),
             ),
             IpAddr::V6(v6) => {
                 let Some(wan6) = ports.wan.connected_prefix6() else {
@@ -435,7 +435,9 @@ fn tunnel_routes(
             ));
         }
         for id in PortId::ALL {
-            let own = ports.get(id).connected_prefix();
+            let Some(own) = ports.get(id).connected_prefix() else {
+                continue;
+            };
             if own.contains(&prefix.network()) || prefix.contains(&own.network()) {
                 return Err(cx.conflict(
                     &prefix_path,
@@ -476,6 +478,17 @@ fn listeners(
         let base = KeyPath::of(&["listeners"]).index(i);
         let port_path = base.key("port");
         let port = cx.in_range::<u16>(&port_path, l.port, 1, u16::MAX)?;
+        if let Some(id) = PortId::ALL
+            .into_iter()
+            .find(|&id| ports.get(id).ip().is_none())
+        {
+            return Err(cx.conflict(
+                &port_path,
+                format!(
+                    "a listener needs an IPv4 address on both ports, and ports.{id} has none (listener mode over IPv6 is not built yet)"
+                ),
+            ));
+        }
         if let Some(j) = out
             .iter()
             .position(|o| o.role == ListenerRole::from(l.role) && o.port == port)
@@ -525,7 +538,7 @@ fn listeners(
                         base.key("target"),
                         format!(
                             "target {t} is not on the LAN prefix {}",
-                            ports.lan.connected_prefix()
+                            v4_prefix_text(&ports.lan)
                         ),
                     ));
                 }
