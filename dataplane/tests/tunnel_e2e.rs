@@ -790,7 +790,9 @@ fn ipv6_only(t: &mut toml::Table) {
 /// the data path): each gateway answers neighbour solicitations and ping6
 /// on its own addresses; 10,000 sequence-numbered UDP datagrams arrive in
 /// order with none lost; 50 MB of TCP arrive intact; the WAN carries
-/// nothing but ESP-in-UDP over IPv6 and neighbour discovery.
+/// nothing but ESP-in-UDP over IPv6 and neighbour discovery; hop limit 1
+/// gets ICMPv6 time exceeded and a 1500-byte packet Packet Too Big with
+/// the inner MTU.
 fn ipv6_only_gateways(backend: &str) {
     let _serial = serial();
     require_root();
@@ -864,6 +866,36 @@ fn ipv6_only_gateways(backend: &str) {
         }
         assert_eq!(s.control.icmp_errors, 0, "{name}: no Packet Too Big needed");
     }
+    // Hop limit 1 expires at gwA: ICMPv6 time exceeded from its LAN address.
+    let ttl1 = p.tb.run(
+        Node::Prod,
+        &["ping", "-n", "-c", "1", "-W", "2", "-t", "1", cons6],
+    );
+    let text = String::from_utf8_lossy(&ttl1.stdout).into_owned();
+    assert!(
+        text.contains("From fd00:10:1::1") && text.contains("Time exceeded: Hop limit"),
+        "hop limit 1: {text}"
+    );
+    // 1452 bytes of ICMPv6 payload make a 1500-byte packet, more than the
+    // tunnel's inner MTU over IPv6 (1418): gwA answers Packet Too Big with it.
+    let big = p.tb.run(
+        Node::Prod,
+        &[
+            "ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1452", cons6,
+        ],
+    );
+    let text = String::from_utf8_lossy(&big.stdout).into_owned();
+    let mtu6 = scistream_dataplane::esp::inner_mtu6(1500);
+    assert!(
+        text.contains("From fd00:10:1::1") && text.contains(&format!("Packet too big: mtu={mtu6}")),
+        "too big: {text}"
+    );
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        p.a.snapshot().control.icmp_errors,
+        2,
+        "time exceeded + too big"
+    );
     eprintln!(
         "IPv6-only gateways ({backend}): WAN {} frames: {} ESP a->b, {} b->a, {} ND/MLD",
         frames.len(),
