@@ -1,6 +1,6 @@
 //! The listeners of a gateway, indexed for the per-packet lookups.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::NatConfigError;
 
@@ -120,6 +120,13 @@ impl Listeners {
     #[inline]
     pub fn match_remote_reply(&self, src: SocketAddrV4) -> Option<usize> {
         find(&self.by_remote, src)
+    }
+
+    /// True when `ip` is the host of some outbound listener's remote (the
+    /// peer gateway's listener address): packets from it may be listener
+    /// traffic. A scan, for the rare packets that carry no ports.
+    pub fn is_remote_host(&self, ip: Ipv4Addr) -> bool {
+        self.outbound.iter().any(|o| *o.remote.ip() == ip)
     }
 
     /// The inbound listener listening on `dst` (A, packets out of the tunnel).

@@ -199,6 +199,16 @@ impl TunnelTables {
         if l.outbound_len() > 0 {
             return match nat::remote_to_consumer(pkt, l) {
                 Ok(_) | Err(NatError::NoListener) => Ok(()),
+                // Listener connections are TCP or UDP: ICMP echo or any
+                // other protocol is routed traffic, and passes unchanged.
+                Err(NatError::UnsupportedProtocol) => Ok(()),
+                // A later fragment has no ports to match; unless it comes
+                // from a peer listener's host it is routed traffic too.
+                Err(NatError::Fragment)
+                    if !l.is_remote_host(Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15])) =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(e),
             };
         }

@@ -912,6 +912,58 @@ fn listener_mode_time_exceeded_reaches_the_consumer_translated() {
     );
 }
 
+/// Routed traffic that is neither TCP nor UDP crosses a tunnel where a
+/// listener session is held: B has an outbound listener (so it checks what
+/// it decapsulates for replies to it), yet an ICMP echo from prod to cons,
+/// a GRE packet and a later fragment of a routed datagram reach cons
+/// unchanged, none dropped as `nat_unsupported`.
+#[test]
+fn routed_echo_other_protocols_and_fragments_pass_beside_a_listener_session() {
+    let (mut a, mut b) = listener_pair();
+    let routed = |proto: u8, frag_offset: u16, body: &[u8]| {
+        let mut f = udp_frame(a.mac[0], PROD, [10, 10, 1, 2], [10, 20, 1, 2], body);
+        let ip = &mut f[ETH_HLEN..];
+        ip[9] = proto;
+        ip[6..8].copy_from_slice(&(0x4000 | frag_offset).to_be_bytes());
+        if frag_offset != 0 {
+            ip[6] &= !0x40; // a fragment has no DF
+        }
+        if proto == 1 {
+            // ICMP echo request id 7 seq 1, over what follows.
+            ip[20..28].copy_from_slice(&[8, 0, 0, 0, 0, 7, 0, 1]);
+            let c = checksum::of(&ip[20..]);
+            ip[22..24].copy_from_slice(&c.to_be_bytes());
+        }
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::of(&ip[..20]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let sent = vec![
+        routed(1, 0, b"ping payload"),
+        routed(47, 0, b"gre, say"),
+        routed(17, 185, b"the tail of a fragmented datagram"),
+    ];
+    a.worker
+        .queue_mut(PortId::Lan)
+        .rx
+        .extend(sent.iter().cloned());
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    assert_eq!(
+        wan.len(),
+        3,
+        "A sealed all three: {:?}",
+        a.stats.sum().drops
+    );
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    let got = b.worker.queue_mut(PortId::Lan).take_tx();
+    let want: Vec<Vec<u8>> = sent.iter().map(|f| expected_at_cons(f, &b)).collect();
+    assert_eq!(got, want, "B drops: {:?}", b.stats.sum().drops);
+    assert_eq!(b.stats.sum().dropped(DropReason::NatUnsupported), 0);
+}
+
 /// Each SA is counted on its own in the stats segment: what A sealed with
 /// its outbound SA is what B opened with the matching inbound SA, packets
 /// and inner bytes; a tampered packet is B's SA's authentication failure.
