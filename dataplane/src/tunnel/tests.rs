@@ -939,7 +939,7 @@ fn routed_echo_other_protocols_and_fragments_pass_beside_a_listener_session() {
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         f
     };
-    let sent = vec![
+    let sent = [
         routed(1, 0, b"ping payload"),
         routed(47, 0, b"gre, say"),
         routed(17, 185, b"the tail of a fragmented datagram"),
