@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the TOML configuration;
 //! - [`auth`]: who may call the northbound API, and with which targets;
+//! - [`cli`]: the command lines of `s2cs` and `s2uc`;
 //! - [`client`]: the `s2uc` client of the northbound API;
 //! - [`proto`]: the gRPC messages and services;
 //! - [`registry`]: the persistent session registry (SQLite);
@@ -26,6 +27,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod metrics;

@@ -10,6 +10,8 @@
 
 pub mod backend;
 #[forbid(unsafe_code)]
+pub mod cli;
+#[forbid(unsafe_code)]
 pub mod config;
 #[deny(unsafe_code)]
 pub mod crypto;
@@ -21,6 +23,8 @@ mod fixtures;
 pub mod forward;
 #[forbid(unsafe_code)]
 pub mod gateway;
+#[forbid(unsafe_code)]
+pub mod host;
 #[forbid(unsafe_code)]
 pub mod host_drops;
 #[forbid(unsafe_code)]

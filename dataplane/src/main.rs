@@ -2,58 +2,18 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use scistream_dataplane::cli::{Cli, Command};
 use scistream_dataplane::config::Config;
+use scistream_dataplane::host;
 use scistream_dataplane::runtime;
 use scistream_dataplane::snapshot::{render, Snapshot};
-
-/// The SciStream gateway data plane: pinned poll-mode workers forwarding
-/// between the instrument (LAN) port and the WAN port.
-#[derive(Parser)]
-#[command(name = "s2ds", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the gateway described by a configuration file.
-    Run {
-        /// The TOML configuration file.
-        config: PathBuf,
-    },
-    /// Validate a configuration file without starting anything.
-    CheckConfig {
-        /// The TOML configuration file.
-        config: PathBuf,
-    },
-    /// Show live per-second counters of a running gateway.
-    Stats {
-        /// The gateway's configuration file (to find its stats file).
-        #[arg(conflicts_with = "path", required_unless_present = "path")]
-        config: Option<PathBuf>,
-        /// The stats snapshot file itself.
-        #[arg(long)]
-        path: Option<PathBuf>,
-        /// Seconds between updates.
-        #[arg(long, default_value_t = 1.0)]
-        interval: f64,
-        /// Stop after this many updates (default: run until interrupted).
-        #[arg(long)]
-        count: Option<u64>,
-        /// Print the raw snapshot as JSON once and exit.
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 fn main() -> ExitCode {
     match real_main() {
@@ -98,6 +58,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
             runtime::run(&cfg, stop)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::SetupHost {
+            config,
+            persist,
+            dry_run,
+        } => {
+            host::run_setup_host(&config, persist, dry_run)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckHost { config } => Ok(if host::run_check_host(&config)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Stats {
             config,
             path,
