@@ -27,7 +27,7 @@ if [[ $build -eq 1 ]]; then
     nice -n 10 cargo build --release --locked -p scistream-dataplane --bin s2ds \
         -p scistream-control --bin s2cs --bin s2uc
 fi
-gen=packaging/generated
+gen=configs/packaging/generated
 rm -rf "$gen"
 nice -n 10 cargo run -q --locked -p scistream-xtask -- assets "$gen"
 gzip -9n "$gen"/man/*.1
@@ -35,15 +35,22 @@ gzip -9n "$gen"/man/*.1
 for c in s2ds s2cs s2uc; do mv "$gen/completions/bash/$c.bash" "$gen/completions/bash/$c"; done
 mkdir -p "$out"
 debs=()
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 for pkg in scistream-dataplane scistream-control; do
-    deb="$(cargo deb --no-build --locked -p "$pkg" --deb-revision "$revision" --output "$out" 2>&1 | tail -1)"
-    [[ -f "$deb" ]] || { echo "build-debs: cargo deb -p $pkg failed: $deb" >&2; exit 1; }
+    if ! cargo deb --no-build --locked --dbgsym -p "$pkg" --deb-revision "$revision" --output "$out" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "build-debs: cargo deb -p $pkg failed" >&2
+        exit 1
+    fi
+    deb="$(tail -1 "$log")"
+    [[ -f "$deb" ]] || { cat "$log" >&2; echo "build-debs: cargo deb -p $pkg wrote no .deb" >&2; exit 1; }
     debs+=("$deb")
 done
 for deb in "${debs[@]}"; do
     echo "== $deb"
     dpkg-deb -f "$deb" Package Version Depends
     if command -v lintian >/dev/null; then
-        lintian --no-tag-display-limit "$deb" || { echo "build-debs: lintian reports errors in $deb" >&2; exit 1; }
+        lintian --tag-display-limit 0 "$deb" || { echo "build-debs: lintian reports errors in $deb" >&2; exit 1; }
     fi
 done
