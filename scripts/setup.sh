@@ -4,7 +4,8 @@
 # Usage: scripts/setup.sh [--hugepages N] [--no-apt] [-h|--help]
 #
 #   (default)        install the build/test packages with apt-get (skipped when all are present),
-#                    check that a Rust toolchain (cargo) is available.
+#                    check that a Rust toolchain (cargo) is available, install cargo-deb
+#                    (crates.io) if missing.
 #   --hugepages N    reserve N 2 MB huge pages and mount hugetlbfs (pagesize=2M) at
 #                    /dev/hugepages-s2 unless already mounted there.
 #   --no-apt         do not touch packages at all.
@@ -19,7 +20,7 @@ readonly PACKAGES=(
     iputils-ping python3 procps openssl
     protobuf-compiler python3-grpcio python3-protobuf
     libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4 dpdk-doc make gcc
-    debootstrap qemu-utils openssh-client e2fsprogs vagrant vagrant-libvirt
+    debootstrap qemu-utils openssh-client e2fsprogs vagrant vagrant-libvirt lintian
 )
 readonly HUGEPAGE_DIR=/dev/hugepages-s2
 readonly HUGEPAGE_SYSFS=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
@@ -109,6 +110,17 @@ else
     log "rust: NO Rust toolchain found (cargo not on PATH nor in ~/.cargo/bin)."
     log "rust: install one yourself, e.g. 'apt-get install cargo rustc' (Debian, may be too old)"
     log "rust: or the official rustup installer from https://rustup.rs, then re-run this script."
+fi
+
+# --- cargo-deb: the Debian packages (scripts/build-debs.sh) -------------------------------------
+readonly CARGO_DEB_VERSION=3.8.0
+if [[ -n "$cargo_bin" ]]; then
+    if PATH="${cargo_bin%/*}:$PATH" cargo-deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+        log "cargo-deb: $CARGO_DEB_VERSION present"
+    else
+        log "cargo-deb: installing $CARGO_DEB_VERSION from crates.io"
+        "$cargo_bin" install --quiet --locked --version "$CARGO_DEB_VERSION" cargo-deb
+    fi
 fi
 
 # --- huge pages -------------------------------------------------------------------------------

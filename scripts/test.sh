@@ -4,8 +4,9 @@
 # then: formatting, clippy with and without DPDK, the whole test suite with
 # the default features (DPDK + native backends), the native backends again
 # in a build without DPDK (`--no-default-features`), each benchmark's
-# `--smoke` mode (one short round, so that no bench can silently break), and
-# the VM testbed's short suite (scripts/vm-test.sh, docs/vm-testbed.md).
+# `--smoke` mode (one short round, so that no bench can silently break), the
+# Debian packages (cargo-deb, lintian), and the VM testbed's short suite
+# (scripts/vm-test.sh, docs/vm-testbed.md), which installs those packages.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,5 +43,10 @@ step "bench smoke: ESP tunnel over memif, s2ds (ipsec-mb) against ipsec-secgw (o
 bench_out="$(mktemp -d /tmp/s2ds-tunnel-smoke.XXXXXX)"
 bash benches/tunnel_memif.sh --smoke --no-build --out "$bench_out"
 rm -rf "$bench_out"
+step "Debian packages: scistream-gateway and scistream-client with cargo-deb, lintian (no errors)"
+cargo build --release --locked -p scistream-control --bin s2cs --bin s2uc
+debs_out="$(mktemp -d /tmp/s2-debs.XXXXXX)"
+bash scripts/build-debs.sh --no-build --out "$debs_out"
+rm -rf "$debs_out"
 step "VM testbed: four qemu VMs, s2ds on DPDK's virtio PMD over PCI NICs, netem WAN, pktgen NDR/PDR (short form)"
 bash scripts/vm-test.sh

@@ -222,9 +222,25 @@ class SeqReceiver:
         else:
             self.highest = seq
 
+    def loss_runs(self):
+        """The runs of consecutive missing sequence numbers in [0, count):
+        (number of runs, length of the longest). A gateway restart shows as
+        one long run; random loss as many short ones."""
+        runs = longest = cur = 0
+        for s in self.seen:
+            if s:
+                cur = 0
+                continue
+            if cur == 0:
+                runs += 1
+            cur += 1
+            longest = max(longest, cur)
+        return runs, longest
+
     def report(self, timed_out):
         """The udp-recv report and whether it is a success."""
         lost = self.count - self.unique
+        loss_runs, longest_loss_run = self.loss_runs()
         in_order = self.out_of_order == 0
         seconds = (self.t_last - self.t_first) if self.t_first is not None else 0.0
         report = {
@@ -232,6 +248,8 @@ class SeqReceiver:
             "received": self.unique + len(self.extra_seen),
             "datagrams": self.datagrams,
             "lost": lost,
+            "loss_runs": loss_runs,
+            "longest_loss_run": longest_loss_run,
             "duplicates": self.duplicates,
             "out_of_order": self.out_of_order,
             "in_order": in_order,

@@ -151,6 +151,26 @@ fn every_example_loads() {
     assert!(seen >= 2, "expected the gwa and gwb examples, found {seen}");
 }
 
+/// The package's example (configs/packaging/control-example.toml, installed
+/// as /etc/scistream/control-example.toml) loads once its /etc/scistream/
+/// files exist: here, in a temporary directory standing for /etc/scistream.
+#[test]
+fn package_example_loads() {
+    let text = fs::read_to_string(configs_dir().join("packaging/control-example.toml"))
+        .expect("read package example");
+    let dir = cert_dir(&["gw-aps-1"]);
+    let etc = format!("{}/", dir.path().display());
+    let path = dir.path().join("control-example.toml");
+    fs::write(&path, text.replace("/etc/scistream/", &etc)).expect("write config");
+    let c = ControlConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.gateway.name, "gw-aps-1");
+    assert_eq!(c.identity.cert, dir.path().join("certs/gw-aps-1.pem"));
+    assert_eq!(c.shm.path, Path::new("/dev/shm/scistream-example"));
+    assert_eq!(c.registry.path, Path::new("/var/lib/scistream/example.db"));
+    assert_eq!(c.peers.len(), 1);
+    assert_eq!(c.peers[0].name, "gw-alcf-1");
+}
+
 #[test]
 fn gwa_example_values() {
     let (dir, r) = load(&gwa_example());

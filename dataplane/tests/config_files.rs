@@ -54,8 +54,13 @@ address = "10.10.100.1/24"
 
 #[test]
 fn every_example_loads() {
+    // configs/ and the package's example (configs/packaging/example.toml,
+    // installed as /etc/scistream/example.toml).
     let mut names: Vec<PathBuf> = std::fs::read_dir(configs_dir())
         .expect("configs/ exists")
+        .chain(
+            std::fs::read_dir(configs_dir().join("packaging")).expect("configs/packaging/ exists"),
+        )
         .map(|e| e.expect("readable entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         // control-*.toml configure s2cs (checked by the control crate's tests).
@@ -66,8 +71,8 @@ fn every_example_loads() {
         .collect();
     names.sort();
     assert!(
-        names.len() >= 7,
-        "expected the seven examples, found {names:?}"
+        names.len() >= 8,
+        "expected the seven examples and the package's, found {names:?}"
     );
     for p in &names {
         if let Err(e) = Config::load(p) {
