@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
         let cut = r.u8();
         match cut % 4 {
             1 => pkt.truncate(pkt.len().saturating_sub(usize::from(cut >> 2))),
-            2 => pkt.extend(std::iter::repeat(0xee).take(usize::from(cut >> 2))),
+            2 => pkt.resize(pkt.len() + usize::from(cut >> 2), 0xee),
             _ => {}
         }
         // Bytes past the original end are link padding, outside the packet.

@@ -35,14 +35,15 @@ fuzz_target!(|data: &[u8]| {
         let op = r.u8();
         let tcp = op & 0x10 != 0;
         let proto = if tcp { 6 } else { 17 };
-        let (from_lan, mut pkt) = match op % 8 {
+        let kind = op % 8;
+        let (from_lan, mut pkt) = match kind {
             // Raw packets either way, checksums made right unless the input says not.
             0 | 1 => {
                 let mut p = r.chunk().to_vec();
                 if op & 0x20 == 0 {
                     fix_ipv4_checksums(&mut p);
                 }
-                (op % 8 == 0, p)
+                (kind == 0, p)
             }
             // A consumer (behind the peer) to our inbound listener, out of the tunnel.
             2 => {

@@ -51,21 +51,22 @@ fn template() -> &'static [u8] {
             esn: true,
         };
         w.publish(|t| {
-            let mut sas = t.sas();
-            let out = keys(0x1001, b"0123456789abcdef", Algorithm::Aes128Gcm);
-            let inb = keys(
-                0x2001,
-                b"fedcba9876543210fedcba9876543210",
-                Algorithm::Aes256Gcm,
-            );
-            sas.push(
-                SaEntry::outbound(&out, peer, 1_000_000)
-                    .unwrap()
-                    .with_hard_lifetime(3600, 0),
-            )
-            .unwrap();
-            sas.push(SaEntry::inbound(&inb, peer).unwrap()).unwrap();
-            drop(sas);
+            {
+                let mut sas = t.sas();
+                let out = keys(0x1001, b"0123456789abcdef", Algorithm::Aes128Gcm);
+                let inb = keys(
+                    0x2001,
+                    b"fedcba9876543210fedcba9876543210",
+                    Algorithm::Aes256Gcm,
+                );
+                sas.push(
+                    SaEntry::outbound(&out, peer, 1_000_000)
+                        .unwrap()
+                        .with_hard_lifetime(3600, 0),
+                )
+                .unwrap();
+                sas.push(SaEntry::inbound(&inb, peer).unwrap()).unwrap();
+            }
             t.routes()
                 .push(RouteEntry::new([10, 20, 0, 0].into(), 16, 0).unwrap())
                 .unwrap();
@@ -122,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
     }
     match resize % 8 {
         1 => region.truncate(region.len().saturating_sub(usize::from(resize >> 3) * 64)),
-        2 => region.extend(std::iter::repeat(0).take(usize::from(resize >> 3) * 64)),
+        2 => region.resize(region.len() + usize::from(resize >> 3) * 64, 0),
         _ => {}
     }
     let p = path("input");

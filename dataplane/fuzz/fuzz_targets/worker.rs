@@ -59,14 +59,11 @@ fuzz_target!(|data: &[u8]| {
     while !r.is_empty() && ops < 64 {
         ops += 1;
         let op = r.u8();
-        match op % 6 {
+        let kind = op % 6;
+        match kind {
             // A raw frame on the LAN or the WAN, to our MAC unless it says otherwise.
             0 | 1 => {
-                let port = if op % 6 == 0 {
-                    PortId::Lan
-                } else {
-                    PortId::Wan
-                };
+                let port = if kind == 0 { PortId::Lan } else { PortId::Wan };
                 let mut f = r.chunk().to_vec();
                 if op & 0x10 == 0 && f.len() >= 12 {
                     f[..6].copy_from_slice(&MAC[port as usize]);
@@ -84,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // ESP from the IPv4 or the IPv6 peer around an inner packet.
             2 | 3 => {
-                let sender = &senders[usize::from(op % 6 == 3)];
+                let sender = &senders[usize::from(kind == 3)];
                 let seq = u64::from(r.u32()) + 1;
                 let mut inner = r.chunk().to_vec();
                 if op & 0x20 == 0 {
