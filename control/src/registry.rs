@@ -13,7 +13,7 @@
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -95,10 +95,10 @@ pub struct ListenerSpec {
     pub port: u16,
     /// Outbound sessions: the peer gateway's listener this one forwards to,
     /// once known.
-    pub remote: Option<SocketAddrV4>,
+    pub remote: Option<SocketAddr>,
     /// Inbound sessions: the producer application this listener forwards
     /// to, once known.
-    pub target: Option<SocketAddrV4>,
+    pub target: Option<SocketAddr>,
 }
 
 /// A session as persisted.
@@ -600,7 +600,7 @@ fn secure_file(path: &Path) -> Result<(), RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn record(uid: &str, created: u64) -> SessionRecord {
         SessionRecord {
@@ -611,7 +611,10 @@ mod tests {
             listeners: vec![
                 ListenerSpec {
                     port: 5100,
-                    remote: Some(SocketAddrV4::new(Ipv4Addr::new(10, 10, 200, 1), 5150)),
+                    remote: Some(SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::new(10, 10, 200, 1)),
+                        5150,
+                    )),
                     target: None,
                 },
                 ListenerSpec {
@@ -645,7 +648,10 @@ mod tests {
         a.listeners[0] = ListenerSpec {
             port: 5199,
             remote: None,
-            target: Some(SocketAddrV4::new(Ipv4Addr::new(10, 10, 1, 10), 9000)),
+            target: Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 10, 1, 10)),
+                9000,
+            )),
         };
         let b = record("b", 10);
         let c = record("c", 20);
@@ -806,7 +812,10 @@ mod tests {
     fn listener_json_is_stable() {
         let l = ListenerSpec {
             port: 5100,
-            remote: Some(SocketAddrV4::new(Ipv4Addr::new(10, 10, 200, 1), 5150)),
+            remote: Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 10, 200, 1)),
+                5150,
+            )),
             target: None,
         };
         assert_eq!(

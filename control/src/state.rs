@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use scistream_region::{
@@ -44,7 +44,7 @@ pub struct Sa {
     key_len: u8,
     salt: [u8; 4],
     /// The peer's ESP-in-UDP endpoint (outer destination or expected source).
-    pub peer: SocketAddrV4,
+    pub peer: SocketAddr,
 }
 
 impl Drop for Sa {
@@ -66,7 +66,7 @@ impl fmt::Debug for Sa {
 
 impl Sa {
     /// An SA from negotiated keys.
-    pub fn from_keys(k: &DirectionKeys, algorithm: Algorithm, peer: SocketAddrV4) -> Sa {
+    pub fn from_keys(k: &DirectionKeys, algorithm: Algorithm, peer: SocketAddr) -> Sa {
         let mut key = Zeroizing::new([0u8; 32]);
         key[..k.key_len].copy_from_slice(k.key_bytes());
         Sa {
@@ -184,7 +184,7 @@ pub struct Session {
     pub lost_keys: bool,
     /// Northbound API: the endpoints the application's `hello` gave (PROD:
     /// the producer app's listeners), once it arrived.
-    pub hello: Option<Vec<SocketAddrV4>>,
+    pub hello: Option<Vec<SocketAddr>>,
     /// Routed mode: the configured tunnel this session keys (None: a
     /// listener-mode stream session).
     pub tunnel: Option<Tunnel>,
@@ -321,7 +321,7 @@ pub struct State {
     sessions: BTreeMap<String, Session>,
     /// Inbound SAs adopted from the region after a restart, by peer WAN
     /// address: kept until every session with that peer has renegotiated.
-    adopted_inbound: Vec<(Ipv4Addr, Sa, Option<Instant>)>,
+    adopted_inbound: Vec<(IpAddr, Sa, Option<Instant>)>,
 }
 
 impl State {
@@ -399,7 +399,7 @@ impl State {
     }
 
     /// Records the application's `hello` endpoints.
-    pub fn set_hello(&mut self, uid: &str, endpoints: Vec<SocketAddrV4>) -> Result<(), StateError> {
+    pub fn set_hello(&mut self, uid: &str, endpoints: Vec<SocketAddr>) -> Result<(), StateError> {
         self.session_mut(uid)?.hello = Some(endpoints);
         Ok(())
     }
@@ -641,7 +641,7 @@ impl State {
         for (peer, _, expires) in &mut self.adopted_inbound {
             let all_renegotiated = sessions
                 .values()
-                .filter(|s| s.outbound.as_ref().is_some_and(|o| o.peer.ip() == peer))
+                .filter(|s| s.outbound.as_ref().is_some_and(|o| o.peer.ip() == *peer))
                 .all(|s| s.negotiated);
             if expires.is_none() && all_renegotiated {
                 *expires = Some(now + grace);
@@ -710,7 +710,7 @@ impl State {
         self.adopted_inbound = sas
             .iter()
             .filter(|e| e.direction() == Some(Direction::In))
-            .filter_map(|e| Sa::from_entry(e).map(|sa| (Ipv4Addr::from(e.peer_addr), sa, None)))
+            .filter_map(|e| Sa::from_entry(e).map(|sa| (e.peer().ip(), sa, None)))
             .collect();
         (outbound, self.adopted_inbound.len())
     }
@@ -800,12 +800,12 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddrV4;
+    use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
     use crate::registry::ListenerSpec;
 
-    const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 4500);
+    const PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 4500);
     const GRACE: Duration = Duration::from_secs(10);
 
     fn sa(spi: u32, b: u8) -> Sa {

@@ -16,7 +16,7 @@
 //! to its configured peer from the start, so the responder accepts offers
 //! for it from that peer only.
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::config::TunnelConfig;
 use crate::registry::{SessionRecord, SessionRole};
@@ -47,9 +47,9 @@ pub struct Tunnel {
     /// The `[[tunnels]]` name.
     pub name: String,
     /// The prefixes behind this gateway (shown, not rendered).
-    pub local: Vec<Ipv4Net>,
+    pub local: Vec<IpNet>,
     /// The prefixes behind the peer: one route entry each.
-    pub remote: Vec<Ipv4Net>,
+    pub remote: Vec<IpNet>,
 }
 
 /// The session of tunnel `cfg` on gateway `own`: its record (uid

@@ -787,6 +787,13 @@ fn bad_requests_get_their_status_codes() {
             Code::InvalidArgument,
             "ip:port",
         );
+        // gwa's WAN address is IPv4: an IPv6 producer cannot be reached
+        // through its listeners (no translation between families).
+        expect(
+            c.hello(authed(hello(U1, &["[fd00:10:1::2]:5000"]))).await,
+            Code::InvalidArgument,
+            "does not translate between IPv4 and IPv6",
+        );
         c.release(authed(Release { uid: U1.into() })).await.unwrap();
         let e = pending.await.unwrap().unwrap_err();
         assert_eq!(e.code(), Code::Aborted, "{e:?}");

@@ -7,7 +7,7 @@
 //! cannot generate RSA keys. JWKS files are built from the public halves.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,7 +51,7 @@ fn authorize(
     md: &MetadataMap,
     verifier: &dyn Verifier,
     policy: &Policy,
-    targets: &[SocketAddrV4],
+    targets: &[SocketAddr],
 ) -> Result<Principal, Box<tonic::Status>> {
     let check = || -> Result<Principal, AuthError> {
         let who = auth::authenticate(md, verifier)?;
@@ -69,8 +69,8 @@ fn metadata(authorization: Option<&str>) -> MetadataMap {
     md
 }
 
-fn target(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port)
+fn target(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
+    SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port).into()
 }
 
 fn rule(subject: AllowSubject, targets: &[&str], ports: &[(u16, u16)]) -> AllowRule {

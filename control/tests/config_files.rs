@@ -6,7 +6,7 @@
 //! there with rcgen.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -176,8 +176,8 @@ fn gwa_example_values() {
     let (dir, r) = load(&gwa_example());
     let c = r.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.gateway.name, "gwa");
-    assert_eq!(c.gateway.lan_address, Ipv4Addr::new(10, 10, 1, 1));
-    assert_eq!(c.gateway.wan_address, Ipv4Addr::new(10, 10, 100, 1));
+    assert_eq!(c.gateway.lan_address, IpAddr::from([10, 10, 1, 1]));
+    assert_eq!(c.gateway.wan_address, IpAddr::from([10, 10, 100, 1]));
     assert_eq!(c.gateway.udp_port, 4500);
     assert_eq!(
         c.control.peer_listen,
@@ -193,10 +193,10 @@ fn gwa_example_values() {
     assert_eq!(c.peers.len(), 1);
     let p = &c.peers[0];
     assert_eq!(p.name, "gwb");
-    assert_eq!(p.wan_address, Ipv4Addr::new(10, 10, 200, 1));
+    assert_eq!(p.wan_address, IpAddr::from([10, 10, 200, 1]));
     assert_eq!(p.trust, PeerTrust::Ca(dir.path().join("certs/ca.pem")));
     assert_eq!(
-        c.peer_by_wan_address(Ipv4Addr::new(10, 10, 200, 1))
+        c.peer_by_wan_address(IpAddr::from([10, 10, 200, 1]))
             .map(|p| &p.name),
         Some(&"gwb".to_owned())
     );
@@ -732,10 +732,16 @@ fn gwa_example_api_and_auth() {
     assert_eq!(who.subject, "testuser");
     let policy = auth::Policy::new(&auth);
     assert!(policy
-        .check_target(&who, SocketAddrV4::new(Ipv4Addr::new(10, 10, 1, 2), 6000))
+        .check_target(
+            &who,
+            SocketAddrV4::new(Ipv4Addr::new(10, 10, 1, 2), 6000).into()
+        )
         .is_ok());
     assert!(policy
-        .check_target(&who, SocketAddrV4::new(Ipv4Addr::new(10, 30, 1, 2), 6000))
+        .check_target(
+            &who,
+            SocketAddrV4::new(Ipv4Addr::new(10, 30, 1, 2), 6000).into()
+        )
         .is_err());
 }
 
@@ -1228,13 +1234,13 @@ fn tunnel_errors_name_the_key() {
             &edit(SITE, "local = [\"10.10.1.0/24\"]", "local = []"),
             "tunnels[0].local",
             ErrorKind::BadValue,
-            "tunnel `site`: no prefix; list the IPv4 prefixes behind this gateway",
+            "tunnel `site`: no prefix; list the IPv4 or IPv6 prefixes behind this gateway",
         ),
         bad(
             &edit(SITE, remote, "remote = []"),
             "tunnels[0].remote",
             ErrorKind::BadValue,
-            "no prefix; list the IPv4 prefixes behind peer `gwb`",
+            "no prefix; list the IPv4 or IPv6 prefixes behind peer `gwb`",
         ),
         bad(
             &edit(SITE, remote, "remote = [\"10.20.0.0/16\", \"10.20.1.0/24\"]"),
@@ -1481,4 +1487,127 @@ fn control_sockets_take_ipv6_addresses() {
         );
         assert!(msg.contains(needle), "{bad}: {msg}");
     }
+}
+
+/// gwA's example on IPv6: its LAN and WAN addresses, its peer's WAN
+/// address, the allow-list and a tunnel all IPv6.
+fn gwa_ipv6() -> String {
+    let text = gwa_example();
+    let text = edit(
+        &text,
+        "lan_address = \"10.10.1.1\"",
+        "lan_address = \"fd00:10:1::1\"",
+    );
+    let text = edit(
+        &text,
+        "wan_address = \"10.10.100.1\"",
+        "wan_address = \"fd00:10:100::1\"",
+    );
+    let text = edit(
+        &text,
+        "wan_address = \"10.10.200.1\"",
+        "wan_address = \"fd00:10:200::1\"",
+    );
+    edit(
+        &text,
+        "targets = [\"10.10.1.0/24\", \"10.10.100.0/24\", \"10.10.200.0/24\", \"10.20.1.0/24\"]",
+        "targets = [\"fd00:10:1::/64\", \"10.10.1.0/24\"]",
+    )
+}
+
+#[test]
+fn ipv6_gateway_peer_allow_list_and_tunnel_prefixes_load() {
+    let tunnel = "\
+[[tunnels]]
+name = \"site6\"
+peer = \"gwb\"
+local = [\"fd00:10:1::/64\", \"10.10.1.0/24\"]
+remote = [\"fd00:20::/32\", \"10.20.1.0/24\"]
+";
+    let (_dir, r) = load(&format!("{}\n{tunnel}", gwa_ipv6()));
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.gateway.lan_address,
+        "fd00:10:1::1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        c.gateway.wan_address,
+        "fd00:10:100::1".parse::<IpAddr>().unwrap()
+    );
+    let peer = c
+        .peer_by_wan_address("fd00:10:200::1".parse().unwrap())
+        .expect("the peer by its IPv6 WAN address");
+    assert_eq!(peer.name, "gwb");
+    let t = c.tunnel("site6").expect("tunnel");
+    assert_eq!(
+        t.remote,
+        [
+            "fd00:20::/32".parse().unwrap(),
+            "10.20.1.0/24".parse().unwrap()
+        ]
+    );
+    let rule = &c.auth.as_ref().expect("[auth]").allow[0];
+    assert!(rule.permits("[fd00:10:1::2]:5100".parse().unwrap()));
+    assert!(rule.permits("10.10.1.2:5100".parse().unwrap()));
+    assert!(!rule.permits("[fd00:10:2::2]:5100".parse().unwrap()));
+    // An IPv4 target never matches an IPv6 prefix, nor the reverse.
+    assert!(!rule.permits("[::ffff:10.10.1.2]:5100".parse().unwrap()));
+}
+
+#[test]
+fn ipv6_values_are_checked_at_their_key() {
+    let v6 = gwa_ipv6();
+    for (from, to, key, says) in [
+        (
+            "lan_address = \"fd00:10:1::1\"",
+            "lan_address = \"ff02::1\"",
+            "gateway.lan_address",
+            "not a unicast address",
+        ),
+        (
+            "wan_address = \"fd00:10:100::1\"",
+            "wan_address = \"::ffff:10.10.100.1\"",
+            "gateway.wan_address",
+            "not a unicast address",
+        ),
+        (
+            "wan_address = \"fd00:10:200::1\"",
+            "wan_address = \"fd00:10:100::1\" # the peer's",
+            "peers[0].wan_address",
+            "own WAN address",
+        ),
+        (
+            "\"fd00:10:1::/64\", \"10.10.1.0/24\"]",
+            "\"fd00:10:1::1/64\"]",
+            "auth.allow[0].targets[0]",
+            "host bits",
+        ),
+        (
+            "lan_address = \"fd00:10:1::1\"",
+            "lan_address = \"fd00:10:1::g\"",
+            "gateway.lan_address",
+            "invalid IPv6 address",
+        ),
+    ] {
+        let text = edit(&v6, from, to);
+        let (line, k, _, msg) = reject(&text);
+        assert_eq!(k, key, "{msg}");
+        assert_eq!(line, line_of(&text, to), "{msg}");
+        assert!(msg.contains(says), "{key}: {msg}");
+    }
+    // A tunnel's IPv6 remote prefix may not hold our own IPv6 WAN address.
+    let tunnel = "\
+[[tunnels]]
+name = \"site6\"
+peer = \"gwb\"
+local = [\"fd00:10:1::/64\"]
+remote = [\"fd00:10::/32\"]
+";
+    let (line, k, _, msg) = reject(&format!("{}\n{tunnel}", v6));
+    assert_eq!(k, "tunnels[0].remote[0]", "{msg}");
+    assert!(
+        msg.contains("own LAN address") || msg.contains("own WAN address"),
+        "{msg}"
+    );
+    assert!(line > 0);
 }

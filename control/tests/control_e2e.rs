@@ -49,6 +49,16 @@ impl Pair {
 
     /// [`Pair::up`] on a testbed of address `family`.
     fn up_with(family: Family, edit: impl Fn(&mut toml::Table)) -> Pair {
+        Self::up_full(family, edit, |_| {})
+    }
+
+    /// [`Pair::up_with`], with `dp_edit` adjusting both s2ds configs too
+    /// (after they are switched to keying by s2cs).
+    fn up_full(
+        family: Family,
+        edit: impl Fn(&mut toml::Table),
+        dp_edit: impl Fn(&mut toml::Table),
+    ) -> Pair {
         let tb = Testbed::up(TestbedOpts {
             gw_a: GwMode::None,
             gw_b: GwMode::None,
@@ -75,18 +85,14 @@ impl Pair {
         );
         let a = ControlPlane::start(&tb, Node::GwA, "gwa", &certs, &edit);
         let b = ControlPlane::start(&tb, Node::GwB, "gwb", &certs, &edit);
-        let gwa = Gateway::start(
-            &tb,
-            Node::GwA,
-            "testbed-gwa-native-xdp.toml",
-            keyed_by_control(&a.shm),
-        );
-        let gwb = Gateway::start(
-            &tb,
-            Node::GwB,
-            "testbed-gwb-native-xdp.toml",
-            keyed_by_control(&b.shm),
-        );
+        let gwa = Gateway::start(&tb, Node::GwA, "testbed-gwa-native-xdp.toml", |t| {
+            keyed_by_control(&a.shm)(t);
+            dp_edit(t);
+        });
+        let gwb = Gateway::start(&tb, Node::GwB, "testbed-gwb-native-xdp.toml", |t| {
+            keyed_by_control(&b.shm)(t);
+            dp_edit(t);
+        });
         Pair {
             a,
             b,
@@ -514,12 +520,50 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The data-path addresses a listener-mode session uses, in one family.
+struct StreamAddrs {
+    /// The producer app (SciStream's `--remote_ip`).
+    prod: &'static str,
+    /// Gateway A's LAN address (the producer's next hop).
+    gwa_lan: &'static str,
+    /// Gateway A's WAN address: its inbound listeners' address.
+    gwa_wan: &'static str,
+    /// Gateway B's LAN address: its outbound listeners' address.
+    gwb_lan: &'static str,
+}
+
+/// The testbed's IPv4 plan.
+const V4: StreamAddrs = StreamAddrs {
+    prod: "10.10.1.2",
+    gwa_lan: "10.10.1.1",
+    gwa_wan: "10.10.100.1",
+    gwb_lan: "10.20.1.1",
+};
+
+/// The testbed's IPv6 plan (scripts/testbed.sh).
+const V6: StreamAddrs = StreamAddrs {
+    prod: "fd00:10:1::2",
+    gwa_lan: "fd00:10:1::1",
+    gwa_wan: "fd00:10:100::1",
+    gwb_lan: "fd00:20:1::1",
+};
+
+/// `ip:port`, bracketing an IPv6 address, as the API writes endpoints.
+fn endpoint(ip: &str, port: u16) -> String {
+    std::net::SocketAddr::new(ip.parse().unwrap(), port).to_string()
+}
+
 /// SciStream's flow driven only by s2uc against the APIs `apis` (A's,
 /// B's): inbound-request at A for the producer app 10.10.1.2:5100,
 /// outbound-request at B with A's listener; the consumer pulls `bytes`
 /// through B's listener with matching SHA-256, and the session is keyed.
 /// Returns its uid.
 fn s2uc_stream(p: &Pair, apis: [&str; 2], bytes: u64) -> String {
+    s2uc_stream_in(p, apis, &V4, bytes)
+}
+
+/// [`s2uc_stream`] with the data-path addresses of `at`.
+fn s2uc_stream_in(p: &Pair, apis: [&str; 2], at: &StreamAddrs, bytes: u64) -> String {
     let inbound = s2uc_at(
         p,
         Node::GwA,
@@ -529,29 +573,33 @@ fn s2uc_stream(p: &Pair, apis: [&str; 2], bytes: u64) -> String {
             "--num_conn",
             "1",
             "--remote_ip",
-            "10.10.1.2",
+            at.prod,
             "--receiver_ports",
             "5100",
         ],
     );
     let uid = inbound["uid"].as_str().unwrap().to_string();
-    assert_eq!(strings(&inbound["listeners"]), ["10.10.100.1:5100"]);
-    assert_eq!(strings(&inbound["prod_listeners"]), ["10.10.1.2:5100"]);
+    let a_listener = endpoint(at.gwa_wan, 5100);
+    assert_eq!(strings(&inbound["listeners"]), [a_listener.as_str()]);
+    assert_eq!(
+        strings(&inbound["prod_listeners"]),
+        [endpoint(at.prod, 5100)]
+    );
     let outbound = s2uc_at(
         p,
         Node::GwB,
         apis[1],
-        &["outbound-request", &uid, "10.10.100.1:5100"],
+        &["outbound-request", &uid, &a_listener],
     );
-    assert_eq!(strings(&outbound["listeners"]), ["10.20.1.1:5100"]);
-    for (node, gw_ip) in [(Node::Cons, "10.20.1.1"), (Node::Prod, "10.10.1.1")] {
+    let b_listener = endpoint(at.gwb_lan, 5100);
+    assert_eq!(strings(&outbound["listeners"]), [b_listener.as_str()]);
+    for (node, gw_ip) in [(Node::Cons, at.gwb_lan), (Node::Prod, at.gwa_lan)] {
         assert!(
             (0..10).any(|_| p.tb.ping(node, gw_ip, 1)),
             "{node:?} → {gw_ip}"
         );
     }
-    let r =
-        p.tb.tcp_pull(Node::Prod, Node::Cons, "10.20.1.1:5100", bytes);
+    let r = p.tb.tcp_pull(Node::Prod, Node::Cons, &b_listener, bytes);
     assert_eq!(r.received_bytes, bytes, "{r:?}\n{}", p.logs());
     assert_eq!(r.sent_sha256, r.received_sha256);
     let status = s2uc_at(p, Node::GwB, apis[1], &["status", &uid]);
@@ -622,6 +670,95 @@ fn s2cs_peers_and_serves_s2uc_over_ipv6() {
     s2uc_stream(&p, ["[fd00:99::1]:5001", "[fd00:99::2]:5001"], 50_000_000);
     // Keyed: the two s2cs exchanged keys over their peer channel, whose
     // only addresses (peer_listen, control_address) are IPv6.
+}
+
+/// Puts both s2cs on the IPv6-only testbed's data-path addresses (LAN and
+/// WAN addresses, the peer's WAN address, IPv6 allow-list prefixes), with
+/// the control traffic on the management link's IPv6 addresses.
+fn s2cs_ipv6_only(t: &mut toml::Table) {
+    control_over_ipv6(t);
+    let a = t["gateway"]["name"].as_str() == Some("gwa");
+    let (lan, wan, peer_wan) = match a {
+        true => ("fd00:10:1::1", "fd00:10:100::1", "fd00:10:200::1"),
+        false => ("fd00:20:1::1", "fd00:10:200::1", "fd00:10:100::1"),
+    };
+    t["gateway"]["lan_address"] = lan.into();
+    t["gateway"]["wan_address"] = wan.into();
+    t["peers"][0]["wan_address"] = peer_wan.into();
+    let nets = [
+        "fd00:10:1::/64",
+        "fd00:10:100::/64",
+        "fd00:10:200::/64",
+        "fd00:20:1::/64",
+    ];
+    t["auth"]["allow"][0]["targets"] = toml::Value::Array(nets.iter().map(|&n| n.into()).collect());
+}
+
+/// Puts both s2ds on the IPv6-only testbed: IPv6 port addresses only, a
+/// route to the far WAN through the WAN router, no IPv4 anywhere.
+fn s2ds_ipv6_only(t: &mut toml::Table) {
+    let a = t["gateway"]["name"].as_str() == Some("gwa");
+    let (lan, wan, far_wan, router, peer) = match a {
+        true => (
+            "fd00:10:1::1/64",
+            "fd00:10:100::1/64",
+            "fd00:10:200::/64",
+            "fd00:10:100::fe",
+            "fd00:10:200::1",
+        ),
+        false => (
+            "fd00:20:1::1/64",
+            "fd00:10:200::1/64",
+            "fd00:10:100::/64",
+            "fd00:10:200::fe",
+            "fd00:10:100::1",
+        ),
+    };
+    t["ports"]["lan"]["address"] = lan.into();
+    t["ports"]["wan"]["address"] = wan.into();
+    let mut route = toml::Table::new();
+    route.insert("prefix".into(), far_wan.into());
+    route.insert("via".into(), router.into());
+    t.insert("routes".into(), toml::Value::Array(vec![route.into()]));
+    t["peers"][0]["address"] = peer.into();
+}
+
+/// SciStream's flow on an IPv6-only testbed (no IPv4 on the data path or
+/// in either control process): s2uc sets up a listener-mode session whose
+/// listeners are `[IPv6]:port`, the listener NAT translates IPv6 at both
+/// gateways, and 50 MB pulled through B's listener arrive with matching
+/// SHA-256 over a tunnel whose outer headers are IPv6.
+#[test]
+fn s2uc_session_on_an_ipv6_only_testbed_carries_50_mb() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up_full(Family::V6, s2cs_ipv6_only, s2ds_ipv6_only);
+    let mut wan = scistream_testbed::capture::Capture::start(&p.tb, Node::Wan, "a0");
+    let uid = s2uc_stream_in(
+        &p,
+        ["[fd00:99::1]:5001", "[fd00:99::2]:5001"],
+        &V6,
+        50_000_000,
+    );
+    wan.stop();
+    let status = s2uc_at(&p, Node::GwA, "[fd00:99::1]:5001", &["status", &uid]);
+    assert_eq!(status["state"], "keyed", "{status}");
+    // The SAs s2cs wrote carry the peers' IPv6 WAN addresses: gwA's WAN
+    // link carries ESP-in-UDP over IPv6 both ways, and no IPv4 at all.
+    let (mut esp6, mut ipv4) = (0u64, 0u64);
+    for f in wan.frames() {
+        match (f.get(12..14), f.get(20), f.get(56..58)) {
+            (Some([0x86, 0xdd]), Some(17), Some(&[0x11, 0x94])) => esp6 += 1,
+            (Some([0x08, 0x00] | [0x08, 0x06]), _, _) => ipv4 += 1,
+            _ => {}
+        }
+    }
+    eprintln!("IPv6-only session: gwA WAN frames: {esp6} ESP-in-UDP over IPv6, {ipv4} IPv4/ARP");
+    assert_eq!(ipv4, 0, "IPv4 or ARP frames on an IPv6-only WAN");
+    assert!(
+        esp6 > 30_000,
+        "50 MB as ESP-in-UDP over IPv6 to port 4500: {esp6} frames"
+    );
 }
 
 /// Sets up a one-connection session at A (the producer app on

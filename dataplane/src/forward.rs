@@ -349,6 +349,20 @@ fn classify6(
             }
         }
     }
+    if let (Some(t), PortId::Lan, Some((lan6, _))) = (tunnel, in_port, me.ip6) {
+        let to_listener = ip.dst == lan6
+            && t.has_listeners()
+            && (matches!(ip.protocol, 6 | 17) || matches!(icmp_type, Some(1..=4)));
+        if to_listener {
+            if let Some(v) = into_tunnel6(&ip, t) {
+                return v;
+            }
+            return match t.nat_from_lan(&mut frame[ETH_HLEN..]) {
+                Ok(sa) => Verdict::Encap(sa),
+                Err(e) => Verdict::Drop(e.into()),
+            };
+        }
+    }
     if me.owns6(ip.dst) || gw.is_local6(ip.dst) {
         return match icmp_type {
             Some(135 | 136) => Verdict::Slow(SlowReason::Nd),
@@ -688,6 +702,7 @@ mod tests {
                     engine: crate::crypto::EngineKind::Ring,
                     udp_port: 4500,
                     lan_ip: gw.port(PortId::Lan).ip(),
+                    lan_ip6: None,
                     wan_ip: gw.port(PortId::Wan).ip(),
                     wan_ip6: None,
                     wan_mtu: 1500,

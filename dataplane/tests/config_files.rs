@@ -878,7 +878,7 @@ fn listeners_load_and_overlaps_are_rejected() {
         48,
         "listeners[0].remote",
         ErrorKind::BadValue,
-        "not an IPv4 address with a port",
+        "is not an address with a port",
     );
 }
 
@@ -986,19 +986,32 @@ fn ipv6_only_ports_load_and_ipv4_peers_on_them_are_refused() {
         ErrorKind::Conflict,
         "none (IPv6 only)",
     );
-    // Listener mode (its NAT) is IPv4-only for now, and says so.
-    let text = format!(
-        "{}\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nremote = \"10.10.100.9:6100\"\nsa = 0x1001\n",
-        ipv6_only_tunnel("fd00:10:100::9")
-    );
-    let line = text.lines().position(|l| l == "port = 5100").unwrap() + 1;
+    // A listener needs an address of its own family on both ports: an
+    // IPv4 listener on IPv6-only ports is refused at its address...
+    let listener = |remote: &str| {
+        format!(
+            "{}\n[[listeners]]\nrole = \"outbound\"\nport = 5100\nremote = \"{remote}\"\nsa = 0x1001\n",
+            ipv6_only_tunnel("fd00:10:100::9")
+        )
+    };
+    let text = listener("10.10.100.9:6100");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("remote = "))
+        .unwrap()
+        + 1;
     assert_err(
         &reject(&text),
         line,
-        "listeners[0].port",
+        "listeners[0].remote",
         ErrorKind::Conflict,
-        "a listener needs an IPv4 address on both ports, and ports.lan has none",
+        "10.10.100.9:6100 is IPv4, and ports.lan has no IPv4 address",
     );
+    // ... and an IPv6 one loads, with its remote as written.
+    let c = Config::from_toml(&listener("[fd00:10:100::9]:6100"), Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let l = &c.tunnel.as_ref().expect("tunnel").listeners[0];
+    assert_eq!(l.remote, Some("[fd00:10:100::9]:6100".parse().unwrap()));
 }
 
 #[test]

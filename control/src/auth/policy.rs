@@ -6,7 +6,7 @@
 //! rule has a prefix containing its IP and a port range containing its
 //! port. With `auth.mode = "none"` everything is allowed.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::{AuthError, Principal};
 use crate::config::{AllowRule, AllowSubject, AuthMode, AuthSection};
@@ -48,7 +48,7 @@ impl Policy {
 
     /// Ok if `who` may use `target` (a PROD app endpoint or a remote
     /// listener); [`AuthError::Forbidden`] otherwise.
-    pub fn check_target(&self, who: &Principal, target: SocketAddrV4) -> Result<(), AuthError> {
+    pub fn check_target(&self, who: &Principal, target: SocketAddr) -> Result<(), AuthError> {
         let Some(rules) = &self.rules else {
             return Ok(());
         };
@@ -69,7 +69,7 @@ impl Policy {
     pub fn check_targets(
         &self,
         who: &Principal,
-        targets: impl IntoIterator<Item = SocketAddrV4>,
+        targets: impl IntoIterator<Item = SocketAddr>,
     ) -> Result<(), AuthError> {
         targets
             .into_iter()
@@ -80,7 +80,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn rule(subject: AllowSubject, targets: &[&str], ports: &[(u16, u16)]) -> AllowRule {
         AllowRule {
@@ -97,8 +97,8 @@ mod tests {
         }
     }
 
-    fn at(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port)
+    fn at(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port)
     }
 
     #[test]

@@ -20,12 +20,12 @@ mod files;
 mod raw;
 mod validate;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use scistream_region::Algorithm;
 use scistream_region::Capacities;
 use scistream_tomldoc::Document;
@@ -136,11 +136,12 @@ pub struct MetricsSection {
 pub struct GatewaySection {
     /// Name used in logs and by peers; `[A-Za-z0-9_-]{1,32}`.
     pub name: String,
-    /// Instrument-side address: where local applications reach our listeners.
-    pub lan_address: Ipv4Addr,
+    /// Instrument-side address: where local applications reach our
+    /// listeners. IPv4 or IPv6: the family of the listeners' addresses.
+    pub lan_address: IpAddr,
     /// WAN address: the outer source of our ESP packets and the IP of
-    /// inbound listeners.
-    pub wan_address: Ipv4Addr,
+    /// inbound listeners. IPv4 or IPv6.
+    pub wan_address: IpAddr,
     /// Our ESP-in-UDP port (default [`DEFAULT_UDP_PORT`]).
     pub udp_port: u16,
 }
@@ -276,8 +277,8 @@ pub struct PeerConfig {
     /// How its certificate is checked.
     pub trust: PeerTrust,
     /// Its WAN address: outer destination of ESP packets to it and the IP
-    /// of its inbound listeners. Unique among peers, not our own.
-    pub wan_address: Ipv4Addr,
+    /// of its inbound listeners, IPv4 or IPv6. Unique among peers, not our own.
+    pub wan_address: IpAddr,
     /// Its ESP-in-UDP port (default [`DEFAULT_UDP_PORT`]).
     pub udp_port: u16,
     /// Its peer-channel address (its `control.peer_listen`), IPv4 or IPv6.
@@ -296,14 +297,14 @@ pub struct TunnelConfig {
     pub name: String,
     /// The `[[peers]]` name of the gateway at the other end.
     pub peer: String,
-    /// IPv4 prefixes behind this gateway (the peer's `remote`); non-empty,
-    /// pairwise disjoint.
-    pub local: Vec<Ipv4Net>,
-    /// IPv4 prefixes behind the peer: one route entry each, toward the
+    /// IPv4 and IPv6 prefixes behind this gateway (the peer's `remote`);
+    /// non-empty, pairwise disjoint.
+    pub local: Vec<IpNet>,
+    /// IPv4 and IPv6 prefixes behind the peer: one route entry each, toward the
     /// tunnel's outbound SA. Non-empty, disjoint from each other, from
     /// `local`, from every other tunnel's prefixes, and from our own
     /// addresses.
-    pub remote: Vec<Ipv4Net>,
+    pub remote: Vec<IpNet>,
 }
 
 /// `[logging]`.
@@ -449,9 +450,9 @@ pub enum AllowSubject {
 pub struct AllowRule {
     /// Whom the rule applies to.
     pub subject: AllowSubject,
-    /// IPv4 prefixes (host bits zero) targets and remote listeners may lie
-    /// in; non-empty.
-    pub targets: Vec<Ipv4Net>,
+    /// IPv4 and IPv6 prefixes (host bits zero) targets and remote
+    /// listeners may lie in; non-empty.
+    pub targets: Vec<IpNet>,
     /// Inclusive port ranges they may use; non-empty, each within 1..=65535
     /// (default one range, 1..=65535).
     pub ports: Vec<RangeInclusive<u16>>,
@@ -459,8 +460,8 @@ pub struct AllowRule {
 
 impl AllowRule {
     /// True if this rule lets its subject use `target`.
-    pub fn permits(&self, target: SocketAddrV4) -> bool {
-        self.targets.iter().any(|net| net.contains(target.ip()))
+    pub fn permits(&self, target: SocketAddr) -> bool {
+        self.targets.iter().any(|net| net.contains(&target.ip()))
             && self.ports.iter().any(|r| r.contains(&target.port()))
     }
 }
@@ -490,7 +491,7 @@ impl ControlConfig {
     }
 
     /// The peer whose WAN address is `ip` (the IP of a remote listener).
-    pub fn peer_by_wan_address(&self, ip: Ipv4Addr) -> Option<&PeerConfig> {
+    pub fn peer_by_wan_address(&self, ip: IpAddr) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.wan_address == ip)
     }
 

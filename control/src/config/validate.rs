@@ -4,14 +4,14 @@
 mod tunnels;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 
 use scistream_region::Algorithm;
-use scistream_tomldoc::values::{check_gateway_name, parse_ipv4};
+use scistream_tomldoc::values::{check_gateway_name, parse_ip};
 use scistream_tomldoc::Document;
 
-use scistream_tomldoc::values::parse_prefix;
+use scistream_tomldoc::values::parse_prefix_any;
 
 use super::files::{check_certificates, check_private_key, check_readable_file, check_secret_file};
 use super::raw::{
@@ -154,10 +154,15 @@ where
     T::try_from(v).map_err(|_| out_of_range())
 }
 
-/// A unicast IPv4 address (not 0.0.0.0, broadcast or multicast).
-fn unicast(doc: &Document<'_>, key: &str, s: &str) -> Res<Ipv4Addr> {
-    let ip = parse_ipv4(s).map_err(|m| doc.bad_value(key, m))?;
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+/// A unicast IPv4 or IPv6 address (not unspecified, broadcast, multicast
+/// or an IPv4-mapped IPv6 address).
+fn unicast(doc: &Document<'_>, key: &str, s: &str) -> Res<IpAddr> {
+    let ip = parse_ip(s).map_err(|m| doc.bad_value(key, m))?;
+    let not_unicast = match ip {
+        IpAddr::V4(v4) => v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    };
+    if ip.is_unspecified() || ip.is_multicast() || not_unicast {
         return Err(doc.bad_value(
             key,
             format!("{ip} is not a unicast address; a host address is required"),
@@ -403,8 +408,8 @@ fn ports(
     }
     let listen = control.peer_listen;
     let shares_ip = listen.ip().is_unspecified()
-        || listen.ip() == std::net::IpAddr::V4(gateway.wan_address)
-        || listen.ip() == std::net::IpAddr::V4(gateway.lan_address);
+        || listen.ip() == gateway.wan_address
+        || listen.ip() == gateway.lan_address;
     if shares_ip && listener_range.contains(&listen.port()) {
         return Err(doc.conflict(
             KEY,
@@ -424,7 +429,7 @@ fn peers(
     doc: &Document<'_>,
 ) -> Res<Vec<PeerConfig>> {
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut wans: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut wans: HashMap<IpAddr, usize> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, p) in raw.iter().enumerate() {
         let key = |k: &str| format!("peers[{i}].{k}");
@@ -589,8 +594,8 @@ fn api(
             ));
         }
         let on_gateway_ip = listen.ip().is_unspecified()
-            || listen.ip() == std::net::IpAddr::V4(gateway.wan_address)
-            || listen.ip() == std::net::IpAddr::V4(gateway.lan_address);
+            || listen.ip() == gateway.wan_address
+            || listen.ip() == gateway.lan_address;
         if on_gateway_ip && ports.listener_range.contains(&listen.port()) {
             return Err(doc.conflict(
                 "api.listen",
@@ -804,14 +809,16 @@ fn allow_rule(i: usize, r: &RawAllow, doc: &Document<'_>) -> Res<AllowRule> {
     if r.targets.is_empty() {
         return Err(doc.bad_value(
             &key("targets"),
-            "no prefix; list the IPv4 prefixes this rule allows, like [\"10.10.1.0/24\"]",
+            "no prefix; list the IPv4 or IPv6 prefixes this rule allows, like [\"10.10.1.0/24\", \"fd00:10:1::/64\"]",
         ));
     }
     let targets = r
         .targets
         .iter()
         .enumerate()
-        .map(|(j, t)| parse_prefix(t).map_err(|m| doc.bad_value(&key(&format!("targets[{j}]")), m)))
+        .map(|(j, t)| {
+            parse_prefix_any(t).map_err(|m| doc.bad_value(&key(&format!("targets[{j}]")), m))
+        })
         .collect::<Res<Vec<_>>>()?;
     let ports = match &r.ports {
         None => vec![1..=u16::MAX],

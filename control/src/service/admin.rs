@@ -16,7 +16,7 @@
 //! `create` refuses uids starting with `tunnel:`.
 
 use std::fs;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::sync::Arc;
 
@@ -76,10 +76,10 @@ pub struct ListenerRequest {
     pub port: u16,
     /// Inbound: the producer application's endpoint.
     #[serde(default)]
-    pub target: Option<SocketAddrV4>,
+    pub target: Option<SocketAddr>,
     /// Outbound: the peer gateway's listener.
     #[serde(default)]
-    pub remote: Option<SocketAddrV4>,
+    pub remote: Option<SocketAddr>,
 }
 
 /// What `list` and `status` show of a session (never keys).
@@ -124,7 +124,7 @@ pub struct TunnelStatus {
 }
 
 fn status_of(s: &Session) -> SessionStatus {
-    let strings = |nets: &[ipnet::Ipv4Net]| nets.iter().map(|n| n.to_string()).collect();
+    let strings = |nets: &[ipnet::IpNet]| nets.iter().map(|n| n.to_string()).collect();
     let tunnel = s.tunnel.as_ref().map(|t| TunnelStatus {
         name: t.name.clone(),
         initiator: s.is_initiator(),

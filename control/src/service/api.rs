@@ -13,7 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,14 +70,16 @@ fn check_uid(uid: &str) -> Result<String, Status> {
     })
 }
 
-fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddrV4>, Status> {
+fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, Status> {
     if list.is_empty() {
         return Err(Status::invalid_argument(format!("{field} is empty")));
     }
     list.iter()
         .map(|s| {
-            s.trim().parse::<SocketAddrV4>().map_err(|_| {
-                Status::invalid_argument(format!("{field}: `{s}` is not an IPv4 ip:port"))
+            s.trim().parse::<SocketAddr>().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "{field}: `{s}` is not an ip:port (a.b.c.d:port, or [IPv6]:port)"
+                ))
             })
         })
         .map(|r| {
@@ -89,6 +91,27 @@ fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddrV4>, Status> 
             })
         })
         .collect()
+}
+
+/// Refuses endpoints of `field` whose family differs from `own`, the
+/// gateway address (`own_key`) our listeners for them are on: listener mode
+/// rewrites addresses and ports, never the IP version.
+fn same_family(
+    field: &str,
+    list: &[SocketAddr],
+    own: std::net::IpAddr,
+    own_key: &str,
+) -> Result<(), Status> {
+    let family = |ip: std::net::IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    match list.iter().find(|a| a.is_ipv4() != own.is_ipv4()) {
+        None => Ok(()),
+        Some(a) => Err(Status::invalid_argument(format!(
+            "{field}: `{a}` is {} but this gateway's listeners for it are on its {} address {own} ({own_key}); \
+             listener mode does not translate between IPv4 and IPv6",
+            family(a.ip()),
+            family(own)
+        ))),
+    }
 }
 
 impl Api {
@@ -123,7 +146,7 @@ impl Api {
         })
     }
 
-    fn check_targets(&self, who: &Principal, targets: &[SocketAddrV4]) -> Result<(), Status> {
+    fn check_targets(&self, who: &Principal, targets: &[SocketAddr]) -> Result<(), Status> {
         for t in targets {
             self.policy.check_target(who, *t).map_err(|e| {
                 warn!(subject = %who.subject, target = %t, reason = %e, "target refused");
@@ -160,7 +183,7 @@ impl Api {
         s.record
             .listeners
             .iter()
-            .map(|l| SocketAddrV4::new(ip, l.port).to_string())
+            .map(|l| SocketAddr::new(ip, l.port).to_string())
             .collect()
     }
 
@@ -379,6 +402,8 @@ impl ApiHandle {
         let apps = match role {
             SessionRole::Inbound => {
                 let a = endpoints("prod_listeners", &r.prod_listeners)?;
+                let gw = &api.sh.cfg.gateway;
+                same_family("prod_listeners", &a, gw.wan_address, "gateway.wan_address")?;
                 api.check_targets(&who, &a)?;
                 a
             }
@@ -439,15 +464,30 @@ impl ApiHandle {
             )));
         }
         let remotes = endpoints("remote_listeners", &r.remote_listeners)?;
+        let gw = &api.sh.cfg.gateway;
+        match role {
+            SessionRole::Inbound => same_family(
+                "remote_listeners",
+                &remotes,
+                gw.wan_address,
+                "gateway.wan_address",
+            )?,
+            SessionRole::Outbound => same_family(
+                "remote_listeners",
+                &remotes,
+                gw.lan_address,
+                "gateway.lan_address",
+            )?,
+        }
         api.check_targets(&who, &remotes)?;
         // Round-robin the given endpoints onto the reserved listeners.
-        let mapped: Vec<SocketAddrV4> = (0..ports.len())
+        let mapped: Vec<SocketAddr> = (0..ports.len())
             .map(|i| remotes[i % remotes.len()])
             .collect();
         let peer = match role {
             SessionRole::Outbound => {
-                let ip = *remotes[0].ip();
-                if let Some(other) = remotes.iter().find(|a| *a.ip() != ip) {
+                let ip = remotes[0].ip();
+                if let Some(other) = remotes.iter().find(|a| a.ip() != ip) {
                     return Err(Status::invalid_argument(format!(
                         "remote_listeners span two gateways ({ip} and {})",
                         other.ip()

@@ -24,7 +24,7 @@ pub mod peer_server;
 pub mod timers;
 
 use std::collections::HashSet;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -145,9 +145,9 @@ impl Shared {
     }
 
     /// The ESP-in-UDP endpoint of peer `i`.
-    pub fn peer_endpoint(&self, i: usize) -> SocketAddrV4 {
+    pub fn peer_endpoint(&self, i: usize) -> SocketAddr {
         let p = &self.cfg.peers[i];
-        SocketAddrV4::new(p.wan_address, p.udp_port)
+        SocketAddr::new(p.wan_address, p.udp_port)
     }
 
     /// Writes the current state into the region and waits until every

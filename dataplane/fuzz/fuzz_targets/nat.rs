@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
             // The packet path calls this with the destination it parsed.
             let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
             match scistream_dataplane::wire::ipv4::parse(&pkt) {
-                Ok(_) => t.nat_from_tunnel(&mut pkt, dst),
+                Ok(_) => t.nat_from_tunnel(&mut pkt, dst.into()),
                 Err(_) => continue,
             }
         } else {

@@ -8,7 +8,6 @@
 //! invalid entries) run over it. Nothing may panic.
 #![no_main]
 
-use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -42,7 +41,7 @@ fn template() -> &'static [u8] {
         let p = path("template");
         let _ = std::fs::remove_file(&p);
         let mut w = ShmWriter::create(&p, CAPS).expect("create the template region");
-        let peer: SocketAddrV4 = "10.10.200.1:4500".parse().unwrap();
+        let peer: std::net::SocketAddr = "10.10.200.1:4500".parse().unwrap();
         let keys = |spi, key: &'static [u8], algorithm| SaKeys {
             spi,
             algorithm,
@@ -68,7 +67,7 @@ fn template() -> &'static [u8] {
                 sas.push(SaEntry::inbound(&inb, peer).unwrap()).unwrap();
             }
             t.routes()
-                .push(RouteEntry::new([10, 20, 0, 0].into(), 16, 0).unwrap())
+                .push(RouteEntry::new(std::net::Ipv4Addr::new(10, 20, 0, 0).into(), 16, 0).unwrap())
                 .unwrap();
             let mut l = t.listeners();
             l.push(ListenerEntry::outbound(

@@ -9,7 +9,7 @@
 //! it is active (the QSBR protocol in [`super::writer`]).
 
 use std::mem::{align_of, size_of};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::kinds::{Algorithm, Direction, ListenerRole, SALT_LEN};
@@ -17,7 +17,7 @@ use crate::kinds::{Algorithm, Direction, ListenerRole, SALT_LEN};
 /// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
 /// Layout version; bumped on every change to any type in this module.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Cache line size the per-worker blocks are aligned to.
 pub const CACHE_LINE: usize = 64;
 /// Longest key an SA entry holds (AES-256).
@@ -175,7 +175,38 @@ pub const ROLE_OUTBOUND: u8 = 0;
 /// [`ListenerEntry::role`]: inbound (producer side).
 pub const ROLE_INBOUND: u8 = 1;
 
-/// One security association. 80 bytes; addresses in host byte order.
+/// An address as the region stores it: 16 bytes in network byte order, an
+/// IPv4 address in its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, RFC 4291
+/// section 2.5.5.2). IPv6 addresses in `::ffff:0:0/96` therefore read back
+/// as IPv4; no gateway uses them (they never appear on the wire).
+pub type AddrBytes = [u8; 16];
+
+/// `ip` in the region's form ([`AddrBytes`]).
+pub fn encode_ip(ip: IpAddr) -> AddrBytes {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The address stored as `b` ([`AddrBytes`]).
+pub fn decode_ip(b: AddrBytes) -> IpAddr {
+    let v6 = Ipv6Addr::from(b);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// The longest prefix of `ip`'s family: 32 or 128.
+const fn max_prefix_len(ip: &IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// One security association. 88 bytes; integers in native byte order.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaEntry {
@@ -193,14 +224,12 @@ pub struct SaEntry {
     pub key: [u8; MAX_KEY_LEN],
     /// The 4-byte GCM salt (RFC 4106).
     pub salt: [u8; 4],
-    /// Peer WAN IPv4 address (`u32::from(Ipv4Addr)`).
-    pub peer_addr: u32,
+    /// Peer WAN address, IPv4 or IPv6 ([`AddrBytes`]).
+    pub peer_addr: AddrBytes,
     /// Peer ESP-in-UDP port.
     pub peer_port: u16,
     /// Reserved, zero.
     pub reserved0: u16,
-    /// Reserved, zero.
-    pub reserved1: u32,
     /// Hard lifetime in seconds from installation (0: none): the data
     /// plane stops using the SA after it, even if the control process is
     /// gone (the control process rekeys well before it).
@@ -242,7 +271,7 @@ impl SaEntry {
     /// An outbound SA: we seal with `keys` and send to `peer`, policed at
     /// `rate_bps` bits per second of inner packets (0: unlimited). `None`
     /// if the key's length does not fit the algorithm.
-    pub fn outbound(keys: &SaKeys<'_>, peer: SocketAddrV4, rate_bps: u64) -> Option<SaEntry> {
+    pub fn outbound(keys: &SaKeys<'_>, peer: SocketAddr, rate_bps: u64) -> Option<SaEntry> {
         let mut e = Self::with_keys(keys, Direction::Out, peer)?;
         e.rate_bps = rate_bps;
         Some(e)
@@ -250,11 +279,11 @@ impl SaEntry {
 
     /// An inbound SA: we open with `keys` what `peer` sends. `None` if the
     /// key's length does not fit the algorithm.
-    pub fn inbound(keys: &SaKeys<'_>, peer: SocketAddrV4) -> Option<SaEntry> {
+    pub fn inbound(keys: &SaKeys<'_>, peer: SocketAddr) -> Option<SaEntry> {
         Self::with_keys(keys, Direction::In, peer)
     }
 
-    fn with_keys(keys: &SaKeys<'_>, direction: Direction, peer: SocketAddrV4) -> Option<SaEntry> {
+    fn with_keys(keys: &SaKeys<'_>, direction: Direction, peer: SocketAddr) -> Option<SaEntry> {
         if keys.key.len() != keys.algorithm.key_len() {
             return None;
         }
@@ -268,7 +297,7 @@ impl SaEntry {
             esn: u8::from(keys.esn),
             key,
             salt: keys.salt,
-            peer_addr: u32::from(*peer.ip()),
+            peer_addr: encode_ip(peer.ip()),
             peer_port: peer.port(),
             ..SaEntry::default()
         })
@@ -323,39 +352,45 @@ impl SaEntry {
     }
 
     /// The peer endpoint.
-    pub fn peer(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::from(self.peer_addr), self.peer_port)
+    pub fn peer(&self) -> SocketAddr {
+        SocketAddr::new(decode_ip(self.peer_addr), self.peer_port)
     }
 }
 
-/// One route: inner destination prefix → outbound SA slot. 16 bytes.
+/// One route: inner destination prefix → outbound SA slot. 24 bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteEntry {
-    /// Network address (`u32::from(Ipv4Addr)`), host bits zero.
-    pub prefix: u32,
-    /// Prefix length, 0..=32.
+    /// Network address, IPv4 or IPv6 ([`AddrBytes`]), host bits zero.
+    pub prefix: AddrBytes,
+    /// Prefix length in the family of `prefix`: 0..=32 or 0..=128.
     pub len: u8,
     /// Reserved, zero.
     pub reserved0: [u8; 3],
     /// Index of the outbound SA in the SA table of the same copy.
     pub sa_slot: u32,
-    /// Reserved, zero.
-    pub reserved1: u32,
 }
 
 impl RouteEntry {
     /// Inner destinations in `prefix`/`len` go through the outbound SA in
     /// slot `sa_slot`; host bits of `prefix` are cleared. `None` if `len`
-    /// exceeds 32.
-    pub fn new(prefix: Ipv4Addr, len: u8, sa_slot: u32) -> Option<RouteEntry> {
-        let mask = match len {
-            0 => 0,
-            1..=32 => u32::MAX << (32 - u32::from(len)),
-            _ => return None,
+    /// exceeds the longest prefix of the family (32 or 128).
+    pub fn new(prefix: IpAddr, len: u8, sa_slot: u32) -> Option<RouteEntry> {
+        if len > max_prefix_len(&prefix) {
+            return None;
+        }
+        let network = match prefix {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
         };
         Some(RouteEntry {
-            prefix: u32::from(prefix) & mask,
+            prefix: encode_ip(network),
             len,
             sa_slot,
             ..RouteEntry::default()
@@ -363,12 +398,18 @@ impl RouteEntry {
     }
 
     /// The network address.
-    pub fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.prefix)
+    pub fn network(&self) -> IpAddr {
+        decode_ip(self.prefix)
+    }
+
+    /// True if `len` fits the family of the prefix (a reader skips the
+    /// entry otherwise).
+    pub fn len_is_valid(&self) -> bool {
+        self.len <= max_prefix_len(&self.network())
     }
 }
 
-/// One stream listener. 24 bytes; addresses in host byte order, 0 = unset.
+/// One stream listener. 48 bytes; an all-zero address means unset.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ListenerEntry {
@@ -378,10 +419,10 @@ pub struct ListenerEntry {
     pub reserved0: u8,
     /// The listening port.
     pub port: u16,
-    /// Outbound: the peer listener's address.
-    pub remote_addr: u32,
-    /// Inbound: the producer application's address.
-    pub target_addr: u32,
+    /// Outbound: the peer listener's address ([`AddrBytes`]).
+    pub remote_addr: AddrBytes,
+    /// Inbound: the producer application's address ([`AddrBytes`]).
+    pub target_addr: AddrBytes,
     /// Outbound: the peer listener's port.
     pub remote_port: u16,
     /// Inbound: the producer application's port.
@@ -395,11 +436,11 @@ pub struct ListenerEntry {
 impl ListenerEntry {
     /// A consumer-side listener: our LAN `port` leads to the peer's listener
     /// `remote`, through the outbound SA in slot `sa_slot`.
-    pub fn outbound(port: u16, remote: SocketAddrV4, sa_slot: u32) -> ListenerEntry {
+    pub fn outbound(port: u16, remote: SocketAddr, sa_slot: u32) -> ListenerEntry {
         ListenerEntry {
             role: ROLE_OUTBOUND,
             port,
-            remote_addr: u32::from(*remote.ip()),
+            remote_addr: encode_ip(remote.ip()),
             remote_port: remote.port(),
             sa_slot,
             ..ListenerEntry::default()
@@ -409,11 +450,11 @@ impl ListenerEntry {
     /// A producer-side listener: our WAN `port`, reached through the
     /// tunnel, leads to the producer application `target`; replies go
     /// through the outbound SA in slot `sa_slot`.
-    pub fn inbound(port: u16, target: SocketAddrV4, sa_slot: u32) -> ListenerEntry {
+    pub fn inbound(port: u16, target: SocketAddr, sa_slot: u32) -> ListenerEntry {
         ListenerEntry {
             role: ROLE_INBOUND,
             port,
-            target_addr: u32::from(*target.ip()),
+            target_addr: encode_ip(target.ip()),
             target_port: target.port(),
             sa_slot,
             ..ListenerEntry::default()
@@ -430,13 +471,13 @@ impl ListenerEntry {
     }
 
     /// The remote endpoint.
-    pub fn remote(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::from(self.remote_addr), self.remote_port)
+    pub fn remote(&self) -> SocketAddr {
+        SocketAddr::new(decode_ip(self.remote_addr), self.remote_port)
     }
 
     /// The target endpoint.
-    pub fn target(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::from(self.target_addr), self.target_port)
+    pub fn target(&self) -> SocketAddr {
+        SocketAddr::new(decode_ip(self.target_addr), self.target_port)
     }
 }
 
@@ -445,9 +486,9 @@ const _: () = {
     assert!(size_of::<WorkerSlot>() == 64 && align_of::<WorkerSlot>() == CACHE_LINE);
     assert!(size_of::<DataplaneInfo>() == 256 && align_of::<DataplaneInfo>() == 4);
     assert!(size_of::<CopyHeader>() == 64 && align_of::<CopyHeader>() == 64);
-    assert!(size_of::<SaEntry>() == 80 && align_of::<SaEntry>() == 8);
-    assert!(size_of::<RouteEntry>() == 16 && align_of::<RouteEntry>() == 4);
-    assert!(size_of::<ListenerEntry>() == 24 && align_of::<ListenerEntry>() == 4);
+    assert!(size_of::<SaEntry>() == 88 && align_of::<SaEntry>() == 8);
+    assert!(size_of::<RouteEntry>() == 24 && align_of::<RouteEntry>() == 4);
+    assert!(size_of::<ListenerEntry>() == 48 && align_of::<ListenerEntry>() == 4);
 };
 
 /// The tables a copy holds.
@@ -561,12 +602,12 @@ mod tests {
         assert_eq!(l.info, 64 + 2 * 64);
         assert_eq!(l.copies, l.info + 256); // 448, cache-aligned
         assert_eq!(l.sa_off, 64);
-        assert_eq!(l.route_off, 320); // 64 + 3 * 80 = 304 → 320
-        assert_eq!(l.listener_off, 448); // 320 + 5 * 16 = 400 → 448
-        assert_eq!(l.copy_size, 640); // 448 + 7 * 24 = 616 → 640
-        assert_eq!(l.total, l.copies + 2 * 640);
-        assert_eq!(l.copy(1), l.copies + 640);
-        assert_eq!(l.table(1, Table::Route), (l.copies + 640 + 320, 5));
+        assert_eq!(l.route_off, 384); // 64 + 3 * 88 = 328 → 384
+        assert_eq!(l.listener_off, 512); // 384 + 5 * 24 = 504 → 512
+        assert_eq!(l.copy_size, 896); // 512 + 7 * 48 = 848 → 896
+        assert_eq!(l.total, l.copies + 2 * 896);
+        assert_eq!(l.copy(1), l.copies + 896);
+        assert_eq!(l.table(1, Table::Route), (l.copies + 896 + 384, 5));
     }
 
     #[test]
@@ -584,19 +625,53 @@ mod tests {
         assert_eq!(offset_of!(SaEntry, key), 8);
         assert_eq!(offset_of!(SaEntry, salt), 40);
         assert_eq!(offset_of!(SaEntry, peer_addr), 44);
-        assert_eq!(offset_of!(SaEntry, peer_port), 48);
-        assert_eq!(offset_of!(SaEntry, hard_seconds), 56);
-        assert_eq!(offset_of!(SaEntry, hard_packets), 64);
-        assert_eq!(offset_of!(SaEntry, rate_bps), 72);
+        assert_eq!(offset_of!(SaEntry, peer_port), 60);
+        assert_eq!(offset_of!(SaEntry, hard_seconds), 64);
+        assert_eq!(offset_of!(SaEntry, hard_packets), 72);
+        assert_eq!(offset_of!(SaEntry, rate_bps), 80);
         assert_eq!(offset_of!(DataplaneInfo, stats_path), 8);
-        assert_eq!(offset_of!(RouteEntry, len), 4);
-        assert_eq!(offset_of!(RouteEntry, sa_slot), 8);
+        assert_eq!(offset_of!(RouteEntry, len), 16);
+        assert_eq!(offset_of!(RouteEntry, sa_slot), 20);
         assert_eq!(offset_of!(ListenerEntry, port), 2);
         assert_eq!(offset_of!(ListenerEntry, remote_addr), 4);
-        assert_eq!(offset_of!(ListenerEntry, target_addr), 8);
-        assert_eq!(offset_of!(ListenerEntry, remote_port), 12);
-        assert_eq!(offset_of!(ListenerEntry, target_port), 14);
-        assert_eq!(offset_of!(ListenerEntry, sa_slot), 16);
+        assert_eq!(offset_of!(ListenerEntry, target_addr), 20);
+        assert_eq!(offset_of!(ListenerEntry, remote_port), 36);
+        assert_eq!(offset_of!(ListenerEntry, target_port), 38);
+        assert_eq!(offset_of!(ListenerEntry, sa_slot), 40);
+    }
+
+    #[test]
+    fn addresses_round_trip_in_both_families() {
+        for ip in ["192.0.2.7", "0.0.0.0", "2001:db8::1", "::", "fe80::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(decode_ip(encode_ip(ip)), ip, "{ip}");
+        }
+        let v4 = encode_ip("10.1.2.3".parse().unwrap());
+        assert_eq!(&v4[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn routes_clear_host_bits_and_check_the_length_per_family() {
+        let r = RouteEntry::new("10.20.30.40".parse().unwrap(), 16, 3).unwrap();
+        assert_eq!(
+            (r.network(), r.len, r.sa_slot),
+            ("10.20.0.0".parse().unwrap(), 16, 3)
+        );
+        let r = RouteEntry::new("2001:db8:1:2::9".parse().unwrap(), 48, 1).unwrap();
+        assert_eq!(r.network(), "2001:db8:1::".parse::<IpAddr>().unwrap());
+        assert!(RouteEntry::new("0.0.0.0".parse().unwrap(), 0, 0)
+            .unwrap()
+            .len_is_valid());
+        assert!(RouteEntry::new("10.0.0.0".parse().unwrap(), 33, 0).is_none());
+        assert!(RouteEntry::new("2001:db8::".parse().unwrap(), 129, 0).is_none());
+        let r = RouteEntry::new("2001:db8::".parse().unwrap(), 128, 0).unwrap();
+        assert!(r.len_is_valid());
+        let bad = RouteEntry {
+            prefix: encode_ip("10.0.0.0".parse().unwrap()),
+            len: 64,
+            ..RouteEntry::default()
+        };
+        assert!(!bad.len_is_valid());
     }
 
     #[test]

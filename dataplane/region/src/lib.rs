@@ -37,7 +37,8 @@ use std::time::Duration;
 
 pub use kinds::{spi_is_usable, Algorithm, Direction, ListenerRole, MIN_SPI, SALT_LEN};
 pub use layout::{
-    Capacities, DataplaneInfo, ListenerEntry, RouteEntry, SaEntry, SaKeys, MAX_STATS_PATH,
+    decode_ip, encode_ip, AddrBytes, Capacities, DataplaneInfo, ListenerEntry, RouteEntry, SaEntry,
+    SaKeys, MAX_STATS_PATH,
 };
 pub use reader::ShmReader;
 pub use stats::{sa_tag, SaTotals, StatsReader, StatsSegment, StatsShape};

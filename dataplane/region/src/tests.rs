@@ -1,6 +1,6 @@
 //! Unit tests of the writer's table editing and the entry helpers.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
 use super::layout::{ALG_AES256_GCM, DIR_OUT, ROLE_INBOUND};
 use super::*;
@@ -63,7 +63,7 @@ fn publish_starts_from_the_current_tables() {
         t.sas().push(sa(256)).unwrap();
         t.routes()
             .push(RouteEntry {
-                prefix: 0x0a00_0000,
+                prefix: crate::encode_ip(Ipv4Addr::new(10, 0, 0, 0).into()),
                 len: 8,
                 ..RouteEntry::default()
             })
@@ -109,7 +109,7 @@ fn entry_helpers_decode_codes() {
         direction: DIR_OUT,
         algorithm: ALG_AES256_GCM,
         key_len: 32,
-        peer_addr: u32::from(Ipv4Addr::new(192, 0, 2, 7)),
+        peer_addr: crate::encode_ip(Ipv4Addr::new(192, 0, 2, 7).into()),
         peer_port: 4500,
         ..SaEntry::default()
     };
@@ -120,7 +120,7 @@ fn entry_helpers_decode_codes() {
     assert_eq!(e.key().map(<[u8]>::len), Some(32));
     assert_eq!(
         e.peer(),
-        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 4500)
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 4500))
     );
     e.direction = 9;
     e.algorithm = 0;
@@ -128,15 +128,20 @@ fn entry_helpers_decode_codes() {
     assert_eq!((e.direction(), e.algorithm(), e.key()), (None, None, None));
     let l = ListenerEntry {
         role: ROLE_INBOUND,
-        target_addr: u32::from(Ipv4Addr::new(10, 1, 2, 3)),
+        target_addr: crate::encode_ip(Ipv4Addr::new(10, 1, 2, 3).into()),
         target_port: 9000,
         ..ListenerEntry::default()
     };
     assert_eq!(l.role(), Some(ListenerRole::Inbound));
     assert_eq!(
         l.target(),
-        SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 9000)
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 9000))
     );
+    let v6: SocketAddr = "[2001:db8::5]:7000".parse().unwrap();
+    let l = ListenerEntry::inbound(5100, v6, 2);
+    assert_eq!((l.target(), l.port, l.sa_slot), (v6, 5100, 2));
+    let o = ListenerEntry::outbound(5200, "[fd00::1]:5100".parse().unwrap(), 0);
+    assert_eq!(o.remote().ip(), Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
 }
 
 #[test]
@@ -192,7 +197,7 @@ fn removed_entries_leave_no_key_behind() {
 }
 
 #[test]
-fn the_rate_is_the_last_field_of_a_version_4_sa_entry() {
+fn the_rate_is_the_last_field_of_a_version_5_sa_entry() {
     use std::io::{Seek, SeekFrom, Write};
     let r = TempRegion::new("unit");
     let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
@@ -211,27 +216,27 @@ fn the_rate_is_the_last_field_of_a_version_4_sa_entry() {
     let e = rd.current().sas().get(0).unwrap();
     assert_eq!((e.spi, e.hard_packets, e.rate_bps), (256, 77, rate));
     drop(rd);
-    // In the file: bytes 72..80 of the entry, after the hard packet lifetime.
+    // In the file: bytes 80..88 of the entry, after the hard packet lifetime.
     let layout = layout::Layout::new(CAPS).unwrap();
     let (sa_off, _) = layout.table(1, layout::Table::Sa);
     let bytes = std::fs::read(r.path()).unwrap();
-    assert_eq!(bytes[sa_off + 64..sa_off + 72], 77u64.to_ne_bytes());
-    assert_eq!(bytes[sa_off + 72..sa_off + 80], rate.to_ne_bytes());
-    // A region of the previous layout (version 3, 112-byte entries) is refused.
+    assert_eq!(bytes[sa_off + 72..sa_off + 80], 77u64.to_ne_bytes());
+    assert_eq!(bytes[sa_off + 80..sa_off + 88], rate.to_ne_bytes());
+    // A region of the previous layout (version 4, IPv4-only entries) is refused.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(r.path())
         .unwrap();
     f.seek(SeekFrom::Start(8)).unwrap();
-    f.write_all(&3u32.to_ne_bytes()).unwrap();
+    f.write_all(&4u32.to_ne_bytes()).unwrap();
     drop(f);
     let e = ShmReader::open(r.path(), 1).unwrap_err();
     assert!(
         matches!(
             e,
             ShmError::BadVersion {
-                expected: 4,
-                found: 3,
+                expected: 5,
+                found: 4,
                 ..
             }
         ),

@@ -60,7 +60,7 @@ fn sa_for(g: u64, i: usize) -> SaEntry {
         esn: ((g + i as u64) % 2) as u8,
         key,
         salt: (g as u32 ^ i as u32).to_le_bytes(),
-        peer_addr: 0x0a00_0000 | (x as u32 & 0xffff),
+        peer_addr: addr_for(x),
         peer_port: 4500 + (i as u16),
         hard_seconds: g + 1,
         hard_packets: i as u64,
@@ -72,13 +72,22 @@ fn sa_for(g: u64, i: usize) -> SaEntry {
     e
 }
 
+/// A 16-byte address that varies with `x` in both halves.
+fn addr_for(x: u64) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..8].copy_from_slice(&x.to_le_bytes());
+    a[8..].copy_from_slice(&x.rotate_left(17).to_be_bytes());
+    a
+}
+
 fn sa_checksum(e: &SaEntry) -> u64 {
     let mut w = vec![
         u64::from(e.spi),
         u64::from(e.direction) | u64::from(e.algorithm) << 8 | u64::from(e.key_len) << 16,
         u64::from(e.esn),
         u64::from(u32::from_le_bytes(e.salt)),
-        u64::from(e.peer_addr) | u64::from(e.peer_port) << 32,
+        u64::from_le_bytes(e.peer_addr[..8].try_into().unwrap()),
+        u64::from_le_bytes(e.peer_addr[8..].try_into().unwrap()) ^ u64::from(e.peer_port) << 32,
         e.hard_seconds,
         e.hard_packets,
         e.rate_bps,
@@ -93,7 +102,7 @@ fn sa_checksum(e: &SaEntry) -> u64 {
 
 fn route_for(g: u64, i: usize) -> RouteEntry {
     RouteEntry {
-        prefix: (g as u32).wrapping_mul(2654435761) ^ i as u32,
+        prefix: addr_for(g.wrapping_mul(2654435761) ^ i as u64),
         len: (i % 33) as u8,
         sa_slot: (g as u32) ^ (i as u32) << 16,
         ..RouteEntry::default()
@@ -108,8 +117,8 @@ fn listener_for(g: u64, i: usize) -> ListenerEntry {
             ROLE_INBOUND
         },
         port: 5000 + i as u16,
-        remote_addr: g as u32,
-        target_addr: !(g as u32),
+        remote_addr: addr_for(g),
+        target_addr: addr_for(!g),
         remote_port: (g >> 32) as u16 ^ i as u16,
         target_port: g as u16,
         sa_slot: i as u32 ^ (g as u32) << 8,

@@ -4,7 +4,7 @@
 //! outbound SA).
 
 use std::fmt;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use zeroize::Zeroizing;
@@ -74,9 +74,9 @@ pub struct ListenerConfig {
     /// The listening port: on our LAN address (outbound) or our WAN address (inbound).
     pub port: u16,
     /// Outbound: the peer's inbound listener this one leads to.
-    pub remote: Option<SocketAddrV4>,
+    pub remote: Option<SocketAddr>,
     /// Inbound: the producer application it leads to.
-    pub target: Option<SocketAddrV4>,
+    pub target: Option<SocketAddr>,
     /// SPI of the outbound SA toward the peer.
     pub spi: u32,
 }

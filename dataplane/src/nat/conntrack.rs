@@ -8,15 +8,22 @@
 //!
 //! # A slot
 //!
-//! Two `AtomicU64` words (16 bytes, aligned so a slot never straddles a
-//! cache line):
+//! Four `AtomicU64` words (32 bytes, aligned so a slot never straddles a
+//! cache line): `meta` and a three-word `key`.
 //!
 //! - `meta`: generation (bits 40..64) | flags (UDP, FIN from the consumer,
 //!   FIN from the producer, RST; bits 34..38) | state (free, claiming,
 //!   active; bits 32..34) | last-seen seconds (bits 0..32). The generation
 //!   and state together are the entry's *identity*; last-seen and flags
 //!   change while it lives.
-//! - `key`: UDP bit | listener index (15 bits) | consumer IPv4 | consumer port.
+//! - `key[0]`: UDP bit (63) | IPv6 bit (62) | listener index (15 bits,
+//!   32..47) | consumer port (0..16).
+//! - `key[1]`, `key[2]`: the consumer address as a `u128`, high and low
+//!   half (an IPv4 address is the low 32 bits of `key[2]`, `key[1]` = 0).
+//!
+//! IPv4 and IPv6 flows share the slots, hence the mapped-port pool: the
+//! mapped port is the slot index whatever the family, and a reply must
+//! match its entry's family as well as its protocol and target.
 //!
 //! Keeping last-seen and the flags in the same word as the state lets
 //! [`ConnTable::expire`] free an entry with one compare-exchange that fails
@@ -27,18 +34,23 @@
 //! # Memory orderings
 //!
 //! - **Claim** (forward path, new flow): `meta` free(g) → claiming(g) by a
-//!   Relaxed compare-exchange; a Release fence; `key` stored Relaxed;
-//!   `meta` := active(g) | now stored with Release. The Release store makes
-//!   the key visible to any thread that sees the entry active (Acquire).
-//!   The fence orders the claim before the key store, so a reader that
-//!   observes the new key also observes that the state moved on (below).
-//! - **Read** (seqlock): `m1 = meta.load(Acquire)`, must be active; `k =
-//!   key.load(Relaxed)`; an Acquire fence; `m2 = meta.load(Relaxed)`; the
-//!   read is good only if `m1` and `m2` have the same identity. If the key
-//!   was overwritten by a later claim, the claimer's Release fence
-//!   synchronises with the reader's Acquire fence, so `m2` sees at least
-//!   that claim's state change: the identity differs and the read is a miss.
-//!   The generation makes free → claim → active (ABA) visible too.
+//!   Relaxed compare-exchange; a Release fence; the three `key` words
+//!   stored Relaxed; `meta` := active(g) | now stored with Release. The
+//!   Release store makes the key words visible to any thread that sees the
+//!   entry active (Acquire). The fence orders the claim before every key
+//!   store, so a reader that observes any word of a later key also observes
+//!   that the state moved on (below).
+//! - **Read** (seqlock): `m1 = meta.load(Acquire)`, must be active; the
+//!   three key words loaded Relaxed; an Acquire fence; `m2 =
+//!   meta.load(Relaxed)`; the read is good only if `m1` and `m2` have the
+//!   same identity. Each key word is at least the one published with `m1`
+//!   (the Acquire load of `m1` saw the Release store that followed it). If
+//!   any word was overwritten by a later claim, that claimer's Release fence
+//!   synchronises with the reader's Acquire fence (through the word the
+//!   reader saw), so `m2` sees at least that claim's state change: the
+//!   identity differs and the read is a miss. A key mixed from two owners
+//!   is therefore never accepted. The generation makes free → claim →
+//!   active (ABA) visible too.
 //! - **Refresh** (every packet whose time or flags differ from the entry's):
 //!   a Relaxed compare-exchange on `meta` that keeps the identity; it fails
 //!   and reports the entry gone if the identity changed. Nothing is
@@ -61,7 +73,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 use super::{NatConfigError, NatError, Proto, MAX_LISTENERS};
@@ -121,13 +133,16 @@ impl Default for Timeouts {
     }
 }
 
-/// One entry. See the module documentation for the layout.
+/// One entry (32 bytes). See the module documentation for the layout.
 #[derive(Debug, Default)]
-#[repr(align(16))]
+#[repr(align(32))]
 struct Slot {
     meta: AtomicU64,
-    key: AtomicU64,
+    key: [AtomicU64; 3],
 }
+
+/// A packed [`FlowKey`]: the three `key` words of a slot.
+type Key = [u64; 3];
 
 /// A flow's identity at A: protocol, inbound listener and consumer endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,24 +151,39 @@ pub(crate) struct FlowKey {
     pub proto: Proto,
     /// Inbound listener index (< [`MAX_LISTENERS`]).
     pub listener: usize,
-    /// The consumer's address and port as they arrive through the tunnel.
-    pub consumer: SocketAddrV4,
+    /// The consumer's address and port as they arrive through the tunnel
+    /// (IPv4 or IPv6).
+    pub consumer: SocketAddr,
 }
 
 impl FlowKey {
-    fn pack(&self) -> u64 {
+    fn pack(&self) -> Key {
         debug_assert!(self.listener < MAX_LISTENERS);
         let udp = u64::from(self.proto == Proto::Udp) << 63;
-        udp | ((self.listener as u64 & 0x7fff) << 48)
-            | (u64::from(u32::from(*self.consumer.ip())) << 16)
-            | u64::from(self.consumer.port())
+        let (v6, addr) = match self.consumer.ip() {
+            IpAddr::V4(a) => (0, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (1 << 62, u128::from(a)),
+        };
+        let k0 =
+            udp | v6 | ((self.listener as u64 & 0x7fff) << 32) | u64::from(self.consumer.port());
+        [k0, (addr >> 64) as u64, addr as u64]
     }
 
-    fn unpack(k: u64) -> Self {
+    fn unpack(k: Key) -> Self {
+        let addr = (u128::from(k[1]) << 64) | u128::from(k[2]);
+        let ip = if k[0] >> 62 & 1 == 1 {
+            IpAddr::V6(Ipv6Addr::from(addr))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(addr as u32))
+        };
         Self {
-            proto: if k >> 63 == 1 { Proto::Udp } else { Proto::Tcp },
-            listener: ((k >> 48) & 0x7fff) as usize,
-            consumer: SocketAddrV4::new(Ipv4Addr::from((k >> 16) as u32), k as u16),
+            proto: if k[0] >> 63 == 1 {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
+            listener: ((k[0] >> 32) & 0x7fff) as usize,
+            consumer: SocketAddr::new(ip, k[0] as u16),
         }
     }
 }
@@ -168,11 +198,14 @@ pub(crate) struct Hit {
 }
 
 /// The producer-side connection table: consumer flows ↔ mapped source ports
-/// on A's LAN address. Shared by all workers (`&self` everywhere).
+/// on A's LAN address of the flow's family (IPv4 flows map to `lan_ip4`,
+/// IPv6 flows to `lan_ip6`, from one shared pool of ports). Shared by all
+/// workers (`&self` everywhere).
 #[derive(Debug)]
 pub struct ConnTable {
     slots: Box<[Slot]>,
-    lan_ip: Ipv4Addr,
+    lan_ip4: Option<Ipv4Addr>,
+    lan_ip6: Option<Ipv6Addr>,
     port_base: u16,
     probe: usize,
     seed: u64,
@@ -182,20 +215,28 @@ pub struct ConnTable {
 
 impl ConnTable {
     /// A table of `slots` entries mapping to source ports
-    /// `port_base..port_base + slots` on `lan_ip` (A's LAN address). The
-    /// only allocation the table ever makes.
+    /// `port_base..port_base + slots` on A's LAN addresses: `lan_v4` for
+    /// IPv4 flows, `lan_v6` for IPv6 flows (a flow of a family without one
+    /// is refused). At least one is needed
+    /// ([`NatConfigError::NoLanAddress`]). The only allocation the table
+    /// ever makes.
     pub fn new(
-        lan_ip: Ipv4Addr,
+        lan_v4: Option<Ipv4Addr>,
+        lan_v6: Option<Ipv6Addr>,
         port_base: u16,
         slots: usize,
         timeouts: Timeouts,
     ) -> Result<Self, NatConfigError> {
+        if lan_v4.is_none() && lan_v6.is_none() {
+            return Err(NatConfigError::NoLanAddress);
+        }
         if slots == 0 || port_base == 0 || usize::from(port_base) + slots > 65536 {
             return Err(NatConfigError::BadPool { port_base, slots });
         }
         Ok(Self {
             slots: (0..slots).map(|_| Slot::default()).collect(),
-            lan_ip,
+            lan_ip4: lan_v4,
+            lan_ip6: lan_v6,
             port_base,
             probe: PROBE_LIMIT.min(slots),
             // A per-table random seed, so no one can aim flows at one probe window.
@@ -205,9 +246,23 @@ impl ConnTable {
         })
     }
 
-    /// A's LAN address, the source of every mapped flow.
-    pub fn lan_ip(&self) -> Ipv4Addr {
-        self.lan_ip
+    /// A's LAN IPv4 address, the source of every mapped IPv4 flow.
+    pub fn lan_ip4(&self) -> Option<Ipv4Addr> {
+        self.lan_ip4
+    }
+
+    /// A's LAN IPv6 address, the source of every mapped IPv6 flow.
+    pub fn lan_ip6(&self) -> Option<Ipv6Addr> {
+        self.lan_ip6
+    }
+
+    /// A's LAN address of `peer`'s family, if the table has one.
+    #[inline]
+    pub(crate) fn lan_for(&self, peer: IpAddr) -> Option<IpAddr> {
+        match peer {
+            IpAddr::V4(_) => self.lan_ip4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.lan_ip6.map(IpAddr::V6),
+        }
     }
 
     /// The timeouts in force.
@@ -334,7 +389,7 @@ impl ConnTable {
 
     /// One probe pass: Some(Ok) found or claimed, Some(Err) no free slot in
     /// the window, None a claim race was lost (try again).
-    fn find_or_claim(&self, k: u64, udp: u64, now: u32) -> Option<Result<Hit, NatError>> {
+    fn find_or_claim(&self, k: Key, udp: u64, now: u32) -> Option<Result<Hit, NatError>> {
         let start = self.start(k);
         let mut free = None;
         // The whole window is scanned before claiming: freed slots leave
@@ -362,15 +417,17 @@ impl ConnTable {
     }
 
     /// Claims free `slot` (whose `meta` was `m`) for key `k`.
-    fn claim(&self, slot: usize, m: u64, k: u64, udp: u64, now: u32) -> Option<Hit> {
+    fn claim(&self, slot: usize, m: u64, k: Key, udp: u64, now: u32) -> Option<Hit> {
         let s = &self.slots[slot];
         let gen = m & GEN_MASK;
         s.meta
             .compare_exchange(m, gen | CLAIMING, Ordering::Relaxed, Ordering::Relaxed)
             .ok()?;
-        // Orders the claim before the key store (see the module docs).
+        // Orders the claim before the key stores (see the module docs).
         fence(Ordering::Release);
-        s.key.store(k, Ordering::Relaxed);
+        for (word, v) in s.key.iter().zip(k) {
+            word.store(v, Ordering::Relaxed);
+        }
         self.active.fetch_add(1, Ordering::Relaxed);
         let meta = gen | ACTIVE | udp | u64::from(now);
         // Publishes the key with the active state.
@@ -396,11 +453,15 @@ impl ConnTable {
     /// The seqlock read of `s` after `m1 = meta.load(Acquire)`: the current
     /// `meta` and the key, or None if the slot is not active or changed.
     #[inline]
-    fn read_after(&self, s: &Slot, m1: u64) -> Option<(u64, u64)> {
+    fn read_after(&self, s: &Slot, m1: u64) -> Option<(u64, Key)> {
         if m1 & STATE_MASK != ACTIVE {
             return None;
         }
-        let k = s.key.load(Ordering::Relaxed);
+        let k = [
+            s.key[0].load(Ordering::Relaxed),
+            s.key[1].load(Ordering::Relaxed),
+            s.key[2].load(Ordering::Relaxed),
+        ];
         fence(Ordering::Acquire);
         let m2 = s.meta.load(Ordering::Relaxed);
         (m2 & IDENT_MASK == m1 & IDENT_MASK).then_some((m2, k))
@@ -444,8 +505,8 @@ impl ConnTable {
 
     /// First slot of `k`'s probe window.
     #[inline]
-    fn start(&self, k: u64) -> usize {
-        let h = mix(k ^ self.seed);
+    fn start(&self, k: Key) -> usize {
+        let h = mix(mix(mix(k[0] ^ self.seed) ^ k[1]) ^ k[2]);
         ((u128::from(h) * self.slots.len() as u128) >> 64) as usize
     }
 
@@ -474,7 +535,7 @@ fn mix(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nat::testutil::{ip4, sa};
+    use crate::nat::testutil::{ip4, sa, sa6};
 
     fn key(port: u16) -> FlowKey {
         FlowKey {
@@ -504,31 +565,85 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_keys_pack_and_unpack_and_differ_from_ipv4_ones() {
+        let v6 = |a: &str, port| FlowKey {
+            proto: Proto::Tcp,
+            listener: MAX_LISTENERS - 1,
+            consumer: sa6(a, port),
+        };
+        for k in [
+            v6("fd00:2::7", 1),
+            v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 65535),
+            v6("fe80::1", 40000),
+        ] {
+            assert_eq!(FlowKey::unpack(k.pack()), k);
+        }
+        // ::10.2.0.7 and 10.2.0.7 share the low address bits, not the key.
+        let compat = FlowKey {
+            proto: Proto::Udp,
+            listener: 3,
+            consumer: sa6("::10.2.0.7", 1),
+        };
+        assert_ne!(compat.pack(), key(1).pack());
+        assert_eq!(FlowKey::unpack(compat.pack()), compat);
+    }
+
+    #[test]
+    fn a_table_needs_a_lan_address_and_maps_each_family_to_its_own() {
+        let t = Timeouts::default();
+        assert_eq!(
+            ConnTable::new(None, None, 40000, 8, t).unwrap_err(),
+            NatConfigError::NoLanAddress
+        );
+        let lan6: Ipv6Addr = "fd00:1::1".parse().unwrap();
+        let both = ConnTable::new(Some(ip4([10, 1, 0, 1])), Some(lan6), 40000, 8, t).unwrap();
+        assert_eq!(both.lan_ip4(), Some(ip4([10, 1, 0, 1])));
+        assert_eq!(both.lan_ip6(), Some(lan6));
+        assert_eq!(both.lan_for(IpAddr::V6(lan6)), Some(IpAddr::V6(lan6)));
+        let only6 = ConnTable::new(None, Some(lan6), 40000, 8, t).unwrap();
+        assert_eq!(only6.lan_for(ip4([10, 2, 0, 7]).into()), None);
+        assert_eq!(only6.lan_ip4(), None);
+    }
+
+    #[test]
+    fn a_slot_is_32_bytes_and_never_straddles_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::align_of::<Slot>(), 32);
+    }
+
+    #[test]
     fn the_pool_must_fit_the_port_space() {
         let t = Timeouts::default();
         let lan = ip4([10, 1, 0, 1]);
         for (base, slots) in [(0, 10), (1000, 0), (65000, 537), (u16::MAX, 2)] {
             assert_eq!(
-                ConnTable::new(lan, base, slots, t).unwrap_err(),
+                ConnTable::new(Some(lan), None, base, slots, t).unwrap_err(),
                 NatConfigError::BadPool {
                     port_base: base,
                     slots
                 }
             );
         }
-        let full = ConnTable::new(lan, 65000, 536, t).unwrap();
+        let full = ConnTable::new(Some(lan), None, 65000, 536, t).unwrap();
         assert!(full.is_mapped_port(65535) && full.is_mapped_port(65000));
         assert!(!full.is_mapped_port(64999));
         assert_eq!(full.port_of(535), 65535);
         assert_eq!(full.slot_of(65535), Some(535));
-        let def = ConnTable::new(lan, DEFAULT_PORT_BASE, DEFAULT_SLOTS, t).unwrap();
+        let def = ConnTable::new(Some(lan), None, DEFAULT_PORT_BASE, DEFAULT_SLOTS, t).unwrap();
         assert_eq!(def.capacity(), DEFAULT_SLOTS);
         assert!(!def.is_mapped_port(DEFAULT_PORT_BASE + DEFAULT_SLOTS as u16));
     }
 
     #[test]
     fn a_freed_and_reused_slot_is_a_different_entry() {
-        let t = ConnTable::new(ip4([10, 1, 0, 1]), 40000, 1, Timeouts::default()).unwrap();
+        let t = ConnTable::new(
+            Some(ip4([10, 1, 0, 1])),
+            None,
+            40000,
+            1,
+            Timeouts::default(),
+        )
+        .unwrap();
         let a = t.track(&key(1), 10, 0, 0).unwrap();
         assert_eq!(t.entry(a.slot).map(|(_, k)| k), Some(key(1)));
         assert_eq!(t.find(&key(1)), Some(a));
@@ -550,7 +665,14 @@ mod tests {
 
     #[test]
     fn refresh_never_moves_last_seen_backwards() {
-        let t = ConnTable::new(ip4([10, 1, 0, 1]), 40000, 8, Timeouts::default()).unwrap();
+        let t = ConnTable::new(
+            Some(ip4([10, 1, 0, 1])),
+            None,
+            40000,
+            8,
+            Timeouts::default(),
+        )
+        .unwrap();
         let h = t.track(&key(1), 100, 0, 0).unwrap();
         assert!(t.touch(h, 90, 0, 0));
         assert_eq!(t.expire(159), 0);
@@ -559,7 +681,14 @@ mod tests {
 
     #[test]
     fn flush_frees_everything() {
-        let t = ConnTable::new(ip4([10, 1, 0, 1]), 40000, 64, Timeouts::default()).unwrap();
+        let t = ConnTable::new(
+            Some(ip4([10, 1, 0, 1])),
+            None,
+            40000,
+            64,
+            Timeouts::default(),
+        )
+        .unwrap();
         for p in 1..=20 {
             t.track(&key(p), 0, 0, 0).unwrap();
         }

@@ -1,19 +1,21 @@
 //! The producer-side gateway A: translation through the connection table.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::conntrack::{FlowKey, F_FIN_FWD, F_FIN_REV, F_RST, F_TCP_STATE};
 use super::packet::{self, classify, Flow, Packet, Proto};
-use super::{ConnTable, Listeners, NatError};
+use super::{ConnTable, InboundListener, Listeners, NatError};
 
 impl ConnTable {
-    /// Step 2 (A, after decapsulation). `pkt` is an IPv4 packet from a
-    /// consumer to one of A's listeners, `c:cp → A_wan:wport_i`; it becomes
-    /// `A_lan:m → target_i`, where `m` is the flow's mapped port (found, or
-    /// claimed for a new flow). An ICMP error about a packet A sent to the
+    /// Step 2 (A, after decapsulation). `pkt` is an IPv4 or IPv6 packet
+    /// from a consumer to one of A's listeners, `c:cp → A_wan:wport_i`; it
+    /// becomes `A_lan:m → target_i`, where `A_lan` is A's LAN address of the
+    /// packet's family and `m` the flow's mapped port (found, or claimed for
+    /// a new flow). An ICMP or ICMPv6 error about a packet A sent to the
     /// consumer (`A_wan:wport_i → c:cp`) becomes one from `A_lan_ip` to the
     /// producer quoting `target_i → A_lan:m`; it needs a live mapping and
-    /// does not refresh it. Returns the listener index.
+    /// does not refresh it. A packet of a family the table has no LAN
+    /// address for is [`NatError::NoListener`]. Returns the listener index.
     pub fn inbound_forward(
         &self,
         pkt: &mut [u8],
@@ -22,6 +24,7 @@ impl ConnTable {
     ) -> Result<usize, NatError> {
         match classify(pkt)? {
             Packet::Flow(f) => {
+                let lan = self.lan_for(f.dst.ip()).ok_or(NatError::NoListener)?;
                 let i = l.match_inbound(f.dst).ok_or(NatError::NoListener)?;
                 let key = FlowKey {
                     proto: f.proto,
@@ -30,14 +33,15 @@ impl ConnTable {
                 };
                 let (set, clear) = forward_flags(&f);
                 let hit = self.track(&key, now, set, clear)?;
-                let mapped = SocketAddrV4::new(self.lan_ip(), self.port_of(hit.slot));
+                let mapped = SocketAddr::new(lan, self.port_of(hit.slot));
                 f.set_src(pkt, mapped);
                 f.set_dst(pkt, l.inbound(i).target);
                 Ok(i)
             }
             Packet::IcmpError(e) => {
+                let lan = self.lan_for(e.src.ip()).ok_or(NatError::NoListener)?;
                 let i = l.match_inbound(e.src).ok_or(NatError::NoListener)?;
-                if e.outer_dst != *e.src.ip() {
+                if e.outer_dst != e.src.ip() {
                     return Err(NatError::Malformed);
                 }
                 let key = FlowKey {
@@ -46,21 +50,21 @@ impl ConnTable {
                     consumer: e.dst,
                 };
                 let hit = self.find(&key).ok_or(NatError::NoMapping)?;
-                let mapped = SocketAddrV4::new(self.lan_ip(), self.port_of(hit.slot));
+                let mapped = SocketAddr::new(lan, self.port_of(hit.slot));
                 let target = l.inbound(i).target;
-                e.translate(pkt, self.lan_ip(), *target.ip(), target, mapped);
+                e.translate(pkt, lan, target.ip(), target, mapped);
                 Ok(i)
             }
         }
     }
 
-    /// Step 3 (A, LAN ingress). `pkt` is an IPv4 packet from the producer to
-    /// a mapped port, `target_i → A_lan:m`; it becomes `A_wan:wport_i →
-    /// c:cp`. It must come from the target of the entry's listener, with the
-    /// entry's protocol. An ICMP error from A's LAN about a packet A sent to
-    /// the producer (`A_lan:m → target_i`) becomes one from `A_wan_ip` to the
-    /// consumer quoting `c:cp → A_wan:wport_i`. Returns the listener index,
-    /// whose SA seals the packet.
+    /// Step 3 (A, LAN ingress). `pkt` is an IPv4 or IPv6 packet from the
+    /// producer to a mapped port, `target_i → A_lan:m`; it becomes
+    /// `A_wan:wport_i → c:cp`. It must come from the target of the entry's
+    /// listener, with the entry's protocol and family. An ICMP or ICMPv6
+    /// error from A's LAN about a packet A sent to the producer (`A_lan:m →
+    /// target_i`) becomes one from `A_wan_ip` to the consumer quoting `c:cp
+    /// → A_wan:wport_i`. Returns the listener index, whose SA seals the packet.
     pub fn inbound_reply(
         &self,
         pkt: &mut [u8],
@@ -69,13 +73,13 @@ impl ConnTable {
     ) -> Result<usize, NatError> {
         match classify(pkt)? {
             Packet::Flow(f) => {
-                if *f.dst.ip() != self.lan_ip() {
+                if Some(f.dst.ip()) != self.lan_for(f.dst.ip()) {
                     return Err(NatError::NoMapping);
                 }
                 let slot = self.slot_of(f.dst.port()).ok_or(NatError::NoMapping)?;
                 let (hit, key) = self.entry(slot).ok_or(NatError::NoMapping)?;
                 let listener = l.get_inbound(key.listener).ok_or(NatError::NoListener)?;
-                if key.proto != f.proto || listener.target != f.src {
+                if key.proto != f.proto || !answers(listener, &key, f.src) {
                     return Err(NatError::NoMapping);
                 }
                 if !self.touch(hit, now, reply_flags(&f), 0) {
@@ -86,42 +90,57 @@ impl ConnTable {
                 Ok(key.listener)
             }
             Packet::IcmpError(e) => {
-                if e.outer_dst != self.lan_ip() || *e.src.ip() != self.lan_ip() {
+                let lan = self.lan_for(e.src.ip());
+                if Some(e.outer_dst) != lan || Some(e.src.ip()) != lan {
                     return Err(NatError::NoMapping);
                 }
                 let slot = self.slot_of(e.src.port()).ok_or(NatError::NoMapping)?;
                 let (_, key) = self.entry(slot).ok_or(NatError::NoMapping)?;
                 let listener = l.get_inbound(key.listener).ok_or(NatError::NoListener)?;
-                if key.proto != e.proto || listener.target != e.dst {
+                if key.proto != e.proto || !answers(listener, &key, e.dst) {
                     return Err(NatError::NoMapping);
                 }
                 let listen = listener.listen;
-                e.translate(pkt, *listen.ip(), *key.consumer.ip(), key.consumer, listen);
+                e.translate(pkt, listen.ip(), key.consumer.ip(), key.consumer, listen);
                 Ok(key.listener)
             }
         }
     }
 
     /// True if `pkt` looks like step-3 traffic for this table: TCP or UDP to
-    /// `lan_ip` at a mapped port, or an ICMP error to `lan_ip` quoting a
-    /// packet sent from a mapped port. A cheap pre-check for the worker's
-    /// classifier (it does not consult the entries); [`inbound_reply`]
-    /// decides.
+    /// A's LAN address of its family at a mapped port, or an ICMP/ICMPv6
+    /// error to that address quoting a packet sent from a mapped port. A
+    /// cheap pre-check for the worker's classifier (it does not consult the
+    /// entries); [`inbound_reply`] decides.
     ///
     /// [`inbound_reply`]: Self::inbound_reply
     pub fn is_reply_candidate(&self, pkt: &[u8]) -> bool {
         match classify(pkt) {
             Ok(Packet::Flow(f)) => {
-                *f.dst.ip() == self.lan_ip() && self.is_mapped_port(f.dst.port())
+                Some(f.dst.ip()) == self.lan_for(f.dst.ip()) && self.is_mapped_port(f.dst.port())
             }
             Ok(Packet::IcmpError(e)) => {
-                e.outer_dst == self.lan_ip()
-                    && *e.src.ip() == self.lan_ip()
+                let lan = self.lan_for(e.src.ip());
+                Some(e.outer_dst) == lan
+                    && Some(e.src.ip()) == lan
                     && self.is_mapped_port(e.src.port())
             }
             Err(_) => false,
         }
     }
+}
+
+/// True if a packet from `from` answers the entry `key` of `listener`: it
+/// comes from the listener's target (address and port), and the entry, the
+/// listener and the packet are of one family (a listener slot reused by a
+/// listener of the other family must not take over an old entry).
+#[inline]
+fn answers(listener: &InboundListener, key: &FlowKey, from: SocketAddr) -> bool {
+    let target = listener.target;
+    target.ip() == from.ip()
+        && target.port() == from.port()
+        && key.consumer.is_ipv4() == from.is_ipv4()
+        && listener.listen.is_ipv4() == from.is_ipv4()
 }
 
 /// Flags to set and clear for a packet from the consumer: FIN and RST are
@@ -195,7 +214,7 @@ mod tests {
     }
 
     fn table(slots: usize) -> ConnTable {
-        ConnTable::new(ip4(A_LAN), BASE, slots, Timeouts::default()).unwrap()
+        ConnTable::new(Some(ip4(A_LAN)), None, BASE, slots, Timeouts::default()).unwrap()
     }
 
     fn src_port(p: &[u8]) -> u16 {
@@ -512,7 +531,7 @@ mod tests {
             tcp_established: 1,
             tcp_closing: 1,
         };
-        let t = Arc::new(ConnTable::new(ip4(A_LAN), BASE, 64, short).unwrap());
+        let t = Arc::new(ConnTable::new(Some(ip4(A_LAN)), None, BASE, 64, short).unwrap());
         let clock = Arc::new(crate::nat::CoarseClock::new());
         let stop = Arc::new(AtomicBool::new(false));
         let freed = Arc::new(AtomicU64::new(0));

@@ -1,6 +1,6 @@
 //! The listeners of a gateway, indexed for the per-packet lookups.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use super::NatConfigError;
 
@@ -10,33 +10,35 @@ pub const MAX_LISTENERS: usize = 1 << 15;
 
 /// A listener at the consumer-side (outbound) gateway B: consumers connect
 /// to `lan`; B forwards to the producer-side listener `remote` through
-/// outbound SA `sa`.
+/// outbound SA `sa`. `lan` and `remote` are of one family (IPv4 or IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboundListener {
     /// `B_lan_ip:lport_i`, where consumers connect.
-    pub lan: SocketAddrV4,
+    pub lan: SocketAddr,
     /// `A_wan_ip:wport_i`, the producer-side listener it leads to.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// Index of the outbound SA to the producer-side gateway.
     pub sa: usize,
 }
 
 /// A listener at the producer-side (inbound) gateway A: flows arriving
 /// through the tunnel for `listen` go to `target`; replies go back through
-/// outbound SA `sa`.
+/// outbound SA `sa`. `listen` and `target` are of one family (IPv4 or IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InboundListener {
     /// `A_wan_ip:wport_i`, as the consumer side addresses it.
-    pub listen: SocketAddrV4,
+    pub listen: SocketAddr,
     /// `prod_ip:pport_i`, the producer application.
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
     /// Index of the outbound SA back to the consumer-side gateway.
     pub sa: usize,
 }
 
 /// Both kinds of listener, with sorted indexes for the three per-packet
 /// lookups (a binary search over a few cache lines; no hashing, no
-/// allocation). Built once per configuration change.
+/// allocation). IPv4 and IPv6 listeners share each index: an address is
+/// packed into one sortable [`Packed`] key that includes its family.
+/// Built once per configuration change.
 #[derive(Debug, Clone, Default)]
 pub struct Listeners {
     outbound: Vec<OutboundListener>,
@@ -44,17 +46,19 @@ pub struct Listeners {
     /// [`Listeners::with_inbound_slots`]).
     inbound: Vec<Option<InboundListener>>,
     /// (packed `lan`, index into `outbound`), sorted.
-    by_lan: Vec<(u64, u16)>,
+    by_lan: Vec<(Packed, u16)>,
     /// (packed `remote`, index into `outbound`), sorted.
-    by_remote: Vec<(u64, u16)>,
+    by_remote: Vec<(Packed, u16)>,
     /// (packed `listen`, index into `inbound`), sorted.
-    by_listen: Vec<(u64, u16)>,
+    by_listen: Vec<(Packed, u16)>,
 }
 
 impl Listeners {
     /// Indexes the listeners. Refuses duplicate LAN addresses, duplicate
     /// remotes (B could not tell the replies apart), duplicate inbound
-    /// listen addresses, unusable addresses and more than [`MAX_LISTENERS`]
+    /// listen addresses, unusable addresses, listeners whose two addresses
+    /// differ in family ([`NatConfigError::MixedFamily`]: listener mode does
+    /// not translate between IPv4 and IPv6) and more than [`MAX_LISTENERS`]
     /// of a kind. A listener's index is its position in its vector.
     pub fn new(
         outbound: Vec<OutboundListener>,
@@ -84,10 +88,12 @@ impl Listeners {
         for o in &outbound {
             check_addr("outbound lan", o.lan)?;
             check_addr("outbound remote", o.remote)?;
+            check_family("outbound", o.lan, o.remote)?;
         }
         for i in inbound.iter().flatten() {
             check_addr("inbound listen", i.listen)?;
             check_addr("inbound target", i.target)?;
+            check_family("inbound", i.listen, i.target)?;
         }
         let by_lan = index("outbound lan", outbound.iter().map(|o| o.lan).enumerate())?;
         let by_remote = index(
@@ -112,26 +118,26 @@ impl Listeners {
 
     /// The outbound listener whose LAN address is `dst` (B, packets from consumers).
     #[inline]
-    pub fn match_consumer(&self, dst: SocketAddrV4) -> Option<usize> {
+    pub fn match_consumer(&self, dst: SocketAddr) -> Option<usize> {
         find(&self.by_lan, dst)
     }
 
     /// The outbound listener whose remote is `src` (B, packets out of the tunnel).
     #[inline]
-    pub fn match_remote_reply(&self, src: SocketAddrV4) -> Option<usize> {
+    pub fn match_remote_reply(&self, src: SocketAddr) -> Option<usize> {
         find(&self.by_remote, src)
     }
 
     /// True when `ip` is the host of some outbound listener's remote (the
     /// peer gateway's listener address): packets from it may be listener
     /// traffic. A scan, for the rare packets that carry no ports.
-    pub fn is_remote_host(&self, ip: Ipv4Addr) -> bool {
-        self.outbound.iter().any(|o| *o.remote.ip() == ip)
+    pub fn is_remote_host(&self, ip: IpAddr) -> bool {
+        self.outbound.iter().any(|o| o.remote.ip() == ip)
     }
 
     /// The inbound listener listening on `dst` (A, packets out of the tunnel).
     #[inline]
-    pub fn match_inbound(&self, dst: SocketAddrV4) -> Option<usize> {
+    pub fn match_inbound(&self, dst: SocketAddr) -> Option<usize> {
         find(&self.by_listen, dst)
     }
 
@@ -178,37 +184,75 @@ impl Listeners {
     }
 }
 
-/// An address packed into one sortable integer.
-#[inline]
-fn pack(a: SocketAddrV4) -> u64 {
-    (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port())
+/// A socket address packed into one sortable key: the address as a
+/// `u128` (an IPv4 address in the low 32 bits), then the family (bit 16)
+/// and the port. IPv4 `a.b.c.d` and IPv6 `::a.b.c.d` differ by the family
+/// bit; an IPv6 scope id or flow label is not part of the key (packets
+/// carry neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Packed(u128, u32);
+
+impl Packed {
+    #[inline]
+    fn of(a: SocketAddr) -> Self {
+        match a {
+            SocketAddr::V4(a) => Packed(u128::from(u32::from(*a.ip())), u32::from(a.port())),
+            SocketAddr::V6(a) => Packed(u128::from(*a.ip()), 1 << 16 | u32::from(a.port())),
+        }
+    }
+
+    fn unpack(self) -> SocketAddr {
+        let port = self.1 as u16;
+        if self.1 >> 16 == 0 {
+            SocketAddr::new(IpAddr::V4((self.0 as u32).into()), port)
+        } else {
+            SocketAddr::new(IpAddr::V6(self.0.into()), port)
+        }
+    }
 }
 
-fn check_addr(what: &'static str, addr: SocketAddrV4) -> Result<(), NatConfigError> {
-    let ip = addr.ip();
-    if addr.port() == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+fn check_addr(what: &'static str, addr: SocketAddr) -> Result<(), NatConfigError> {
+    let unusable = match addr.ip() {
+        IpAddr::V4(ip) => ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast(),
+        // IPv4-mapped addresses never appear on an IPv6 wire (RFC 4291
+        // §2.5.5.2); link-local is allowed (the LAN may be link-local only).
+        IpAddr::V6(ip) => {
+            ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_loopback()
+                || ip.to_ipv4_mapped().is_some()
+        }
+    };
+    if addr.port() == 0 || unusable {
         return Err(NatConfigError::InvalidAddress { what, addr });
+    }
+    Ok(())
+}
+
+fn check_family(what: &'static str, a: SocketAddr, b: SocketAddr) -> Result<(), NatConfigError> {
+    if a.is_ipv4() != b.is_ipv4() {
+        return Err(NatConfigError::MixedFamily { what, a, b });
     }
     Ok(())
 }
 
 fn index(
     what: &'static str,
-    addrs: impl Iterator<Item = (usize, SocketAddrV4)>,
-) -> Result<Vec<(u64, u16)>, NatConfigError> {
+    addrs: impl Iterator<Item = (usize, SocketAddr)>,
+) -> Result<Vec<(Packed, u16)>, NatConfigError> {
     // Indexes fit u16: the count was checked against MAX_LISTENERS.
-    let mut v: Vec<(u64, u16)> = addrs.map(|(i, a)| (pack(a), i as u16)).collect();
+    let mut v: Vec<(Packed, u16)> = addrs.map(|(i, a)| (Packed::of(a), i as u16)).collect();
     v.sort_unstable();
     if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
-        let addr = SocketAddrV4::new(((w[0].0 >> 16) as u32).into(), w[0].0 as u16);
+        let addr = w[0].0.unpack();
         return Err(NatConfigError::Duplicate { what, addr });
     }
     Ok(v)
 }
 
 #[inline]
-fn find(index: &[(u64, u16)], a: SocketAddrV4) -> Option<usize> {
-    let key = pack(a);
+fn find(index: &[(Packed, u16)], a: SocketAddr) -> Option<usize> {
+    let key = Packed::of(a);
     index
         .binary_search_by_key(&key, |e| e.0)
         .ok()
@@ -218,13 +262,13 @@ fn find(index: &[(u64, u16)], a: SocketAddrV4) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nat::testutil::sa;
+    use crate::nat::testutil::{sa, sa6};
 
-    fn out(lan: SocketAddrV4, remote: SocketAddrV4, sa: usize) -> OutboundListener {
+    fn out(lan: SocketAddr, remote: SocketAddr, sa: usize) -> OutboundListener {
         OutboundListener { lan, remote, sa }
     }
 
-    fn inb(listen: SocketAddrV4, target: SocketAddrV4, sa: usize) -> InboundListener {
+    fn inb(listen: SocketAddr, target: SocketAddr, sa: usize) -> InboundListener {
         InboundListener { listen, target, sa }
     }
 
@@ -315,5 +359,87 @@ mod tests {
             Listeners::new(vec![], many),
             Err(NatConfigError::TooMany { count, .. }) if count == MAX_LISTENERS + 1
         ));
+    }
+
+    #[test]
+    fn ipv6_listeners_are_found_by_their_own_family_only() {
+        let o = vec![
+            out(sa([10, 2, 0, 1], 6000), sa([198, 51, 100, 1], 7000), 0),
+            out(sa6("fd00:2::1", 6000), sa6("2001:db8:a::1", 7000), 1),
+            out(sa6("fe80::1", 6001), sa6("fe80::a", 7001), 2),
+        ];
+        let i = vec![
+            inb(sa6("2001:db8:a::1", 7000), sa6("fd00:1::5", 5000), 3),
+            inb(sa([198, 51, 100, 1], 7000), sa([10, 1, 0, 5], 5000), 4),
+        ];
+        let l = Listeners::new(o, i).unwrap();
+        assert_eq!(l.match_consumer(sa6("fd00:2::1", 6000)), Some(1));
+        assert_eq!(l.match_consumer(sa([10, 2, 0, 1], 6000)), Some(0));
+        assert_eq!(l.match_consumer(sa6("fe80::1", 6001)), Some(2));
+        assert_eq!(l.match_consumer(sa6("fd00:2::1", 6001)), None);
+        // ::10.2.0.1 and ::ffff:10.2.0.1 are not 10.2.0.1.
+        assert_eq!(l.match_consumer(sa6("::10.2.0.1", 6000)), None);
+        assert_eq!(l.match_consumer(sa6("::ffff:10.2.0.1", 6000)), None);
+        assert_eq!(l.match_remote_reply(sa6("2001:db8:a::1", 7000)), Some(1));
+        assert_eq!(l.match_inbound(sa6("2001:db8:a::1", 7000)), Some(0));
+        assert_eq!(l.match_inbound(sa([198, 51, 100, 1], 7000)), Some(1));
+        assert!(l.is_remote_host("2001:db8:a::1".parse().unwrap()));
+        assert!(l.is_remote_host([198, 51, 100, 1].into()));
+        assert!(!l.is_remote_host("2001:db8:a::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn refuses_mixed_families_and_unusable_ipv6_addresses() {
+        let lan6 = sa6("fd00:2::1", 6000);
+        let remote4 = sa([198, 51, 100, 1], 7000);
+        assert_eq!(
+            Listeners::new(vec![out(lan6, remote4, 0)], vec![]).unwrap_err(),
+            NatConfigError::MixedFamily {
+                what: "outbound",
+                a: lan6,
+                b: remote4
+            }
+        );
+        let listen4 = sa([198, 51, 100, 1], 7000);
+        let target6 = sa6("fd00:1::5", 5000);
+        assert_eq!(
+            Listeners::with_inbound_slots(vec![], vec![None, Some(inb(listen4, target6, 0))])
+                .unwrap_err(),
+            NatConfigError::MixedFamily {
+                what: "inbound",
+                a: listen4,
+                b: target6
+            }
+        );
+        let good = sa6("2001:db8:a::1", 7000);
+        for bad in ["::", "ff02::1", "::1", "::ffff:10.1.0.5"] {
+            let addr = sa6(bad, 5000);
+            assert_eq!(
+                Listeners::new(vec![], vec![inb(good, addr, 0)]).unwrap_err(),
+                NatConfigError::InvalidAddress {
+                    what: "inbound target",
+                    addr
+                },
+                "{bad}"
+            );
+        }
+        let zero = sa6("fd00:1::5", 0);
+        assert!(matches!(
+            Listeners::new(vec![], vec![inb(good, zero, 0)]),
+            Err(NatConfigError::InvalidAddress { .. })
+        ));
+        assert_eq!(
+            Listeners::new(vec![], vec![inb(good, target6, 0), inb(good, target6, 1)]).unwrap_err(),
+            NatConfigError::Duplicate {
+                what: "inbound listen",
+                addr: good
+            }
+        );
+        // The same port on an IPv4 and an IPv6 address is two listeners.
+        let both = vec![
+            inb(sa([198, 51, 100, 1], 7000), sa([10, 1, 0, 5], 5000), 0),
+            inb(sa6("2001:db8:a::1", 7000), target6, 1),
+        ];
+        assert!(Listeners::new(vec![], both).is_ok());
     }
 }

@@ -4,10 +4,10 @@
 use super::packet::{classify, Packet};
 use super::{Listeners, NatError};
 
-/// Step 1 (B, LAN ingress). `pkt` is an IPv4 packet (no Ethernet) from a
-/// consumer to one of B's LAN listeners, `c:cp → B_lan:lport_i`; it becomes
+/// Step 1 (B, LAN ingress). `pkt` is an IPv4 or IPv6 packet (no
+/// Ethernet) from a consumer to one of B's LAN listeners, `c:cp → B_lan:lport_i`; it becomes
 /// `c:cp → A_wan:wport_i`. An ICMP error from B's LAN about a packet B sent
-/// from `B_lan:lport_i` is translated to one from the consumer to `A_wan_ip`
+/// from `B_lan:lport_i` (ICMPv6 alike) is translated to one from the consumer to `A_wan_ip`
 /// quoting `A_wan:wport_i → c:cp`. Returns the listener index, whose SA
 /// seals the packet.
 pub fn consumer_to_remote(pkt: &mut [u8], l: &Listeners) -> Result<usize, NatError> {
@@ -19,18 +19,18 @@ pub fn consumer_to_remote(pkt: &mut [u8], l: &Listeners) -> Result<usize, NatErr
         }
         Packet::IcmpError(e) => {
             let i = l.match_consumer(e.src).ok_or(NatError::NoListener)?;
-            if e.outer_dst != *e.src.ip() {
+            if e.outer_dst != e.src.ip() {
                 return Err(NatError::Malformed);
             }
             let remote = l.outbound(i).remote;
-            e.translate(pkt, *e.dst.ip(), *remote.ip(), remote, e.dst);
+            e.translate(pkt, e.dst.ip(), remote.ip(), remote, e.dst);
             Ok(i)
         }
     }
 }
 
-/// Step 4 (B, after decapsulation). `pkt` is a reply from A's listener,
-/// `A_wan:wport_i → c:cp`; it becomes `B_lan:lport_i → c:cp`. An ICMP error
+/// Step 4 (B, after decapsulation). `pkt` is an IPv4 or IPv6 reply from A's listener,
+/// `A_wan:wport_i → c:cp`; it becomes `B_lan:lport_i → c:cp`. An ICMP or ICMPv6 error
 /// about a packet the consumer sent to `A_wan:wport_i` becomes one from
 /// `B_lan_ip` to the consumer quoting `c:cp → B_lan:lport_i`. Returns the
 /// listener index.
@@ -43,11 +43,11 @@ pub fn remote_to_consumer(pkt: &mut [u8], l: &Listeners) -> Result<usize, NatErr
         }
         Packet::IcmpError(e) => {
             let i = l.match_remote_reply(e.dst).ok_or(NatError::NoListener)?;
-            if e.outer_dst != *e.src.ip() {
+            if e.outer_dst != e.src.ip() {
                 return Err(NatError::Malformed);
             }
             let lan = l.outbound(i).lan;
-            e.translate(pkt, *lan.ip(), *e.src.ip(), e.src, lan);
+            e.translate(pkt, lan.ip(), e.src.ip(), e.src, lan);
             Ok(i)
         }
     }

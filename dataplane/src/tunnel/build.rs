@@ -14,7 +14,7 @@
 //!   sessions coming and going;
 //! - the connection table and its clock are shared by all generations.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -37,14 +37,17 @@ pub struct TableContext {
     pub engine: EngineKind,
     /// Our ESP-in-UDP port.
     pub udp_port: u16,
-    /// Our LAN IPv4 address (outbound listeners listen on it), if the LAN
-    /// port has one.
+    /// Our LAN IPv4 address (IPv4 outbound listeners listen on it; the
+    /// producer-side NAT maps IPv4 flows to it), if the LAN port has one.
     pub lan_ip: Option<Ipv4Addr>,
-    /// Our WAN IPv4 address (outer source toward IPv4 peers; inbound
+    /// Our global IPv6 LAN address (IPv6 outbound listeners listen on it;
+    /// the producer-side NAT maps IPv6 flows to it), if the LAN port has one.
+    pub lan_ip6: Option<Ipv6Addr>,
+    /// Our WAN IPv4 address (outer source toward IPv4 peers; IPv4 inbound
     /// listeners listen on it), if the WAN port has one.
     pub wan_ip: Option<Ipv4Addr>,
     /// Our global IPv6 WAN address, if the WAN port has one: the outer
-    /// source toward IPv6 peers.
+    /// source toward IPv6 peers; IPv6 inbound listeners listen on it.
     pub wan_ip6: Option<Ipv6Addr>,
     /// The WAN port's MTU: the inner MTU follows from it and the outer
     /// family of each SA.
@@ -73,6 +76,7 @@ impl TableContext {
             engine: tunnel.engine,
             udp_port: tunnel.udp_port,
             lan_ip: lan.ip(),
+            lan_ip6: lan.ip6.map(|(ip, _)| ip),
             wan_ip: wan.ip(),
             wan_ip6: wan.ip6.map(|(ip, _)| ip),
             wan_mtu: wan.mtu,
@@ -88,6 +92,15 @@ impl TableContext {
         match peer {
             IpAddr::V4(_) => self.wan_ip.map(IpAddr::from),
             IpAddr::V6(_) => self.wan_ip6.map(IpAddr::from),
+        }
+    }
+
+    /// Our LAN address of `family`'s family: where outbound listeners of
+    /// that family listen, and the producer-side NAT's mapped source.
+    fn lan_addr(&self, family: IpAddr) -> Option<IpAddr> {
+        match family {
+            IpAddr::V4(_) => self.lan_ip.map(IpAddr::from),
+            IpAddr::V6(_) => self.lan_ip6.map(IpAddr::from),
         }
     }
 
@@ -187,8 +200,9 @@ pub struct ListenerSpec {
     pub role: ListenerRole,
     /// The listening port: on our LAN address (outbound) or WAN address (inbound).
     pub port: u16,
-    /// Outbound: the remote listener; inbound: the target.
-    pub to: SocketAddrV4,
+    /// Outbound: the remote listener; inbound: the target. IPv4 or IPv6:
+    /// the listener itself is on our address of the same family.
+    pub to: SocketAddr,
     /// Index of an outbound SA in [`TableSpec::sas`].
     pub sa: usize,
 }
@@ -236,6 +250,7 @@ impl TunnelTables {
             conntrack: None,
             clock: Arc::new(CoarseClock::new()),
             wan_ip: cx.wan_ip,
+            wan_ip6: cx.wan_ip6,
         }
     }
 
@@ -375,17 +390,31 @@ impl TunnelTables {
         let mut ins = Vec::new();
         for l in &spec.listeners {
             let sa = sa_of(l.sa)?;
+            // The listener's own address is ours of the family of `to`.
+            let family = if l.to.is_ipv4() { "IPv4" } else { "IPv6" };
+            let missing = |port_name| TableError::NoListenerAddress {
+                port: l.port,
+                port_name,
+                family,
+            };
             match l.role {
                 ListenerRole::Outbound => outs.push(OutboundListener {
-                    lan: SocketAddrV4::new(cx.lan_ip.ok_or(TableError::NoIpv4(l.port))?, l.port),
+                    lan: SocketAddr::new(cx.lan_addr(l.to.ip()).ok_or(missing("lan"))?, l.port),
                     remote: l.to,
                     sa,
                 }),
-                ListenerRole::Inbound => ins.push(InboundListener {
-                    listen: SocketAddrV4::new(cx.wan_ip.ok_or(TableError::NoIpv4(l.port))?, l.port),
-                    target: l.to,
-                    sa,
-                }),
+                ListenerRole::Inbound => {
+                    // The NAT maps the flows to our LAN address of that family.
+                    cx.lan_addr(l.to.ip()).ok_or(missing("lan"))?;
+                    ins.push(InboundListener {
+                        listen: SocketAddr::new(
+                            cx.outer_source(l.to.ip()).ok_or(missing("wan"))?,
+                            l.port,
+                        ),
+                        target: l.to,
+                        sa,
+                    })
+                }
             }
         }
         let any_inbound = !ins.is_empty();
@@ -399,7 +428,8 @@ impl TunnelTables {
         let conntrack = match (&prev.conntrack, any_inbound) {
             (Some(ct), _) => Some(ct.clone()),
             (None, true) => Some(Arc::new(ConnTable::new(
-                cx.lan_ip.ok_or(TableError::NoIpv4(0))?,
+                cx.lan_ip,
+                cx.lan_ip6,
                 cx.nat_port_base,
                 cx.nat_slots,
                 Timeouts::default(),
@@ -423,6 +453,7 @@ impl TunnelTables {
                 conntrack,
                 clock: prev.clock.clone(),
                 wan_ip: cx.wan_ip,
+                wan_ip6: cx.wan_ip6,
             },
             report,
         ))
@@ -443,24 +474,25 @@ fn assign(cx: &TableContext, direction: Direction, spi: u32) -> Option<usize> {
 }
 
 /// The inbound listeners in slots: each keeps the index it had in `prev`
-/// (by listen port), new ones take the lowest free index.
+/// (by listen address: an IPv4 and an IPv6 listener may share a port), new
+/// ones take the lowest free index.
 fn stable_inbound_slots(
     ins: Vec<InboundListener>,
     prev: &TunnelTables,
 ) -> Vec<Option<InboundListener>> {
-    let old: FxHashMap<u16, usize> = prev
+    let old: FxHashMap<SocketAddr, usize> = prev
         .listeners
         .as_ref()
         .map(|l| {
             (0..l.inbound_slots())
-                .filter_map(|i| l.get_inbound(i).map(|x| (x.listen.port(), i)))
+                .filter_map(|i| l.get_inbound(i).map(|x| (x.listen, i)))
                 .collect()
         })
         .unwrap_or_default();
     let mut slots: Vec<Option<InboundListener>> = Vec::new();
     let mut fresh = Vec::new();
     for l in ins {
-        match old.get(&l.listen.port()) {
+        match old.get(&l.listen) {
             Some(&i) => {
                 if slots.len() <= i {
                     slots.resize(i + 1, None);
@@ -484,4 +516,126 @@ fn stable_inbound_slots(
         slots.pop();
     }
     slots
+}
+
+#[cfg(test)]
+mod nat_family_tests {
+    use super::*;
+    use crate::nat::NatError;
+
+    fn cx(lan6: bool) -> TableContext {
+        TableContext {
+            engine: EngineKind::Ring,
+            udp_port: 4500,
+            lan_ip: Some(Ipv4Addr::new(10, 1, 0, 1)),
+            lan_ip6: lan6.then(|| "fd00:1::1".parse().unwrap()),
+            wan_ip: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            wan_ip6: Some("2001:db8:a::1".parse().unwrap()),
+            wan_mtu: 1500,
+            nat_port_base: 40000,
+            nat_slots: 64,
+            sa_slots: None,
+            tcp_mss: None,
+        }
+    }
+
+    fn spec(targets: &[(u16, SocketAddr)]) -> TableSpec {
+        TableSpec {
+            sas: vec![SaSpec {
+                spi: 0x1000,
+                direction: Direction::Out,
+                algorithm: Algorithm::Aes128Gcm,
+                key: Zeroizing::new(vec![7; 16]),
+                salt: [1, 2, 3, 4],
+                esn: true,
+                peer: "[2001:db8:b::1]:4500".parse().unwrap(),
+                rate_bps: 0,
+                hard_packets: 0,
+                hard_seconds: 0,
+            }],
+            listeners: targets
+                .iter()
+                .map(|&(port, to)| ListenerSpec {
+                    role: ListenerRole::Inbound,
+                    port,
+                    to,
+                    sa: 0,
+                })
+                .collect(),
+            ..TableSpec::default()
+        }
+    }
+
+    #[test]
+    fn inbound_listeners_listen_on_our_wan_address_of_their_targets_family() {
+        let cx = cx(true);
+        let v4: SocketAddr = "10.1.0.5:5000".parse().unwrap();
+        let v6: SocketAddr = "[fd00:1::5]:5000".parse().unwrap();
+        let empty = TunnelTables::empty(&cx, 0);
+        let (t, _) = TunnelTables::build(&spec(&[(7000, v4), (7000, v6)]), &cx, &empty, 1).unwrap();
+        let l = t.listeners.as_ref().unwrap();
+        assert_eq!(l.match_inbound("192.0.2.1:7000".parse().unwrap()), Some(0));
+        assert_eq!(
+            l.match_inbound("[2001:db8:a::1]:7000".parse().unwrap()),
+            Some(1)
+        );
+        let ct = t.conntrack.as_ref().unwrap();
+        assert_eq!(ct.lan_ip6(), cx.lan_ip6);
+
+        // A rebuild keeps both listeners in their slots (same port, two families).
+        let (t2, _) = TunnelTables::build(&spec(&[(7000, v6), (7000, v4)]), &cx, &t, 2).unwrap();
+        let l2 = t2.listeners.as_ref().unwrap();
+        assert_eq!(l2.get_inbound(0).map(|x| x.target), Some(v4));
+        assert_eq!(l2.get_inbound(1).map(|x| x.target), Some(v6));
+
+        // An IPv6 packet to our IPv6 WAN address is step 2; to another address it is routed.
+        let mut p = crate::nat::testutil::udp6(
+            "[fd00:2::7]:53000".parse().unwrap(),
+            "[2001:db8:a::1]:7000".parse().unwrap(),
+            b"x",
+        );
+        let routed = p.clone();
+        assert_eq!(
+            t.nat_from_tunnel(&mut p, "2001:db8:a::1".parse().unwrap()),
+            Ok(())
+        );
+        let target: Ipv6Addr = "fd00:1::5".parse().unwrap();
+        assert_eq!(&p[24..40], &target.octets());
+        assert_eq!(&p[8..24], &cx.lan_ip6.unwrap().octets());
+        let mut q = routed.clone();
+        assert_eq!(
+            t.nat_from_tunnel(&mut q, "2001:db8:a::2".parse().unwrap()),
+            Ok(())
+        );
+        assert_eq!(q, routed);
+        let mut echo = crate::nat::testutil::ipv6_packet(
+            58,
+            "fd00:2::7".parse().unwrap(),
+            "2001:db8:a::1".parse().unwrap(),
+            &[128, 0, 0, 0, 0, 1, 0, 1],
+        );
+        assert_eq!(
+            t.nat_from_tunnel(&mut echo, "2001:db8:a::1".parse().unwrap()),
+            Err(NatError::UnsupportedProtocol)
+        );
+    }
+
+    #[test]
+    fn a_listener_of_a_family_our_ports_lack_is_refused() {
+        let cx = cx(false);
+        let v6: SocketAddr = "[fd00:1::5]:5000".parse().unwrap();
+        let empty = TunnelTables::empty(&cx, 0);
+        let err = TunnelTables::build(&spec(&[(7000, v6)]), &cx, &empty, 1).unwrap_err();
+        assert!(matches!(
+            err,
+            TableError::NoListenerAddress {
+                port: 7000,
+                port_name: "lan",
+                family: "IPv6"
+            }
+        ));
+        assert!(err
+            .to_string()
+            .contains("does not translate between IPv4 and IPv6"));
+    }
 }

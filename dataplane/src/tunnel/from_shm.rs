@@ -6,13 +6,15 @@
 //! duplicate SPIs, routes or listeners naming a missing outbound SA) are
 //! skipped, logged and counted; the rest is installed.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use rustc_hash::FxHashMap;
 use scistream_region::TablesView;
 use zeroize::Zeroizing;
 
-use super::build::{ListenerSpec, RebuildReport, RouteSpec, SaSpec, TableContext, TableSpec};
+use super::build::{
+    ListenerSpec, RebuildReport, Route6Spec, RouteSpec, SaSpec, TableContext, TableSpec,
+};
 use super::tables::{TableError, TunnelTables};
 use crate::config::tunnel::Direction;
 
@@ -79,7 +81,7 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
             key: Zeroizing::new(key.to_vec()),
             salt: e.salt,
             esn: e.esn != 0,
-            peer: e.peer().into(),
+            peer: e.peer(),
             rate_bps: if direction == Direction::Out {
                 e.rate_bps
             } else {
@@ -90,9 +92,14 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
         });
     }
     for (i, r) in view.routes().iter().enumerate() {
-        match (out_slot.get(&r.sa_slot), r.len <= 32) {
-            (Some(&sa), true) => spec.routes.push(RouteSpec {
-                prefix: Ipv4Addr::from(r.prefix),
+        match (out_slot.get(&r.sa_slot), r.len_is_valid(), r.network()) {
+            (Some(&sa), true, IpAddr::V4(prefix)) => spec.routes.push(RouteSpec {
+                prefix,
+                len: r.len,
+                sa,
+            }),
+            (Some(&sa), true, IpAddr::V6(prefix)) => spec.routes6.push(Route6Spec {
+                prefix,
                 len: r.len,
                 sa,
             }),
@@ -117,7 +124,7 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
             invalid += 1;
             continue;
         };
-        let to: SocketAddrV4 = match role {
+        let to: SocketAddr = match role {
             scistream_region::ListenerRole::Outbound => l.remote(),
             scistream_region::ListenerRole::Inbound => l.target(),
         };

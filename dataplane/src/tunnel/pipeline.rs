@@ -23,7 +23,9 @@ use rustc_hash::FxHashMap;
 use crate::backend::{Burst, PacketBuf, BURST};
 use crate::crypto;
 use crate::esp::{self, Clock, EspError, MonotonicClock, OpenJob, ReplayWindow, SealJob};
-use crate::forward::{egress_check, route_out, route_out6, Ingress, OuterUdp, SlowReason, Verdict};
+use crate::forward::{
+    egress_check, egress_check6, route_out, route_out6, Ingress, OuterUdp, SlowReason, Verdict,
+};
 use crate::gateway::Gateway;
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
@@ -404,7 +406,7 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
         if let Some(v) = egress_check(&inner, lan_mtu) {
             return tunnel_error(cx, v, buf.data(), inner.src.into(), inner.total_len, spi);
         }
-        if let Err(e) = tables.nat_from_tunnel(&mut buf.data_mut()[ETH_HLEN..], inner.dst) {
+        if let Err(e) = tables.nat_from_tunnel(&mut buf.data_mut()[ETH_HLEN..], inner.dst.into()) {
             return Verdict::Drop(e.into());
         }
         match ipv4::parse(&buf.data()[ETH_HLEN..]) {
@@ -425,9 +427,9 @@ fn route_decapsulated<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32
     after_route_out(cx, v, buf, inner.src.into(), inner.total_len, spi)
 }
 
-/// [`route_decapsulated`] for an inner IPv6 packet (next header 41):
-/// routed mode only (listener mode's translation is IPv4), through the
-/// IPv6 route-out step; hop limit and MTU errors go back through the
+/// [`route_decapsulated`] for an inner IPv6 packet (next header 41),
+/// through the IPv6 route-out step (in listener mode after the
+/// translation, as for IPv4); hop limit and MTU errors go back through the
 /// tunnel as ICMPv6.
 fn route_decapsulated6<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u32) -> Verdict {
     let inner = match ipv6::parse(&buf.data()[ETH_HLEN..]) {
@@ -437,6 +439,23 @@ fn route_decapsulated6<B: PacketBuf>(cx: &mut StageCtx<'_>, buf: &mut B, spi: u3
     if inner.src.is_multicast() || inner.dst.is_multicast() {
         return Verdict::Drop(DropReason::Ipv6Malformed);
     }
+    let tables = cx.tables;
+    let inner = if tables.has_listeners() {
+        let lan_mtu = cx.gw.port(PortId::Lan).mtu;
+        if let Some(v) = egress_check6(&inner, lan_mtu) {
+            return tunnel_error(cx, v, buf.data(), inner.src.into(), inner.total_len, spi);
+        }
+        let dst = inner.dst.into();
+        if let Err(e) = tables.nat_from_tunnel(&mut buf.data_mut()[ETH_HLEN..], dst) {
+            return Verdict::Drop(e.into());
+        }
+        match ipv6::parse(&buf.data()[ETH_HLEN..]) {
+            Ok(ip) => ip,
+            Err(_) => return Verdict::Drop(DropReason::Ipv6Malformed),
+        }
+    } else {
+        inner
+    };
     let v = route_out6(
         buf.data_mut(),
         &inner,

@@ -28,6 +28,7 @@ fn cx() -> TableContext {
         engine: EngineKind::Ring,
         udp_port: 4500,
         lan_ip: Some(Ipv4Addr::new(10, 1, 0, 1)),
+        lan_ip6: None,
         wan_ip: Some(Ipv4Addr::new(192, 0, 2, 1)),
         wan_ip6: None,
         wan_mtu: 1500,
@@ -47,7 +48,7 @@ fn sa(spi: u32, direction: u8, key_byte: u8) -> SaEntry {
         esn: 1,
         key: [key_byte; 32],
         salt: [1, 2, 3, 4],
-        peer_addr: u32::from(PEER),
+        peer_addr: scistream_region::encode_ip(PEER.into()),
         peer_port: 4500,
         ..SaEntry::default()
     }
@@ -57,7 +58,7 @@ fn inbound_listener(port: u16, target_port: u16, sa_slot: u32) -> ListenerEntry 
     ListenerEntry {
         role: ROLE_INBOUND,
         port,
-        target_addr: u32::from(Ipv4Addr::new(10, 1, 0, 5)),
+        target_addr: scistream_region::encode_ip(Ipv4Addr::new(10, 1, 0, 5).into()),
         target_port,
         sa_slot,
         ..ListenerEntry::default()
@@ -104,7 +105,7 @@ fn unchanged_sas_keep_their_sequence_counter_and_changed_keys_restart() {
         t.sas().push(sa(0x2000, DIR_IN, 8)).unwrap();
         t.routes()
             .push(RouteEntry {
-                prefix: u32::from(Ipv4Addr::new(10, 2, 0, 0)),
+                prefix: scistream_region::encode_ip(Ipv4Addr::new(10, 2, 0, 0).into()),
                 len: 16,
                 sa_slot: 0,
                 ..RouteEntry::default()
@@ -237,7 +238,7 @@ fn release_removes_sas_and_listeners_and_indexes_stay_stable() {
             .push(ListenerEntry {
                 role: ROLE_OUTBOUND,
                 port: 6000,
-                remote_addr: u32::from(PEER),
+                remote_addr: scistream_region::encode_ip(PEER.into()),
                 remote_port: 5200,
                 sa_slot: 0,
                 ..ListenerEntry::default()
@@ -265,7 +266,7 @@ fn release_removes_sas_and_listeners_and_indexes_stay_stable() {
     assert!(watcher.poll());
     let t = src.load().clone();
     assert_eq!(t.listener_counts(), (1, 1));
-    let listen = |port| SocketAddrV4::new(cx().wan_ip.unwrap(), port);
+    let listen = |port| std::net::SocketAddr::from(SocketAddrV4::new(cx().wan_ip.unwrap(), port));
     let l = t.listeners.as_ref().unwrap();
     assert_eq!(l.match_inbound(listen(5101)), Some(1));
     assert_eq!(l.match_inbound(listen(5100)), None);
@@ -478,7 +479,7 @@ mod rate {
             for (slot, net) in [(0, LIMITED_NET), (1, FREE_NET)] {
                 t.routes()
                     .push(RouteEntry {
-                        prefix: u32::from(net),
+                        prefix: scistream_region::encode_ip(net.into()),
                         len: 16,
                         sa_slot: slot,
                         ..RouteEntry::default()

@@ -133,6 +133,8 @@ pub struct TunnelTables {
     /// Coarse seconds for connection tracking, ticked by [`TunnelTables::housekeeping`].
     pub(super) clock: Arc<CoarseClock>,
     pub(super) wan_ip: Option<Ipv4Addr>,
+    /// Our global IPv6 WAN address (IPv6 inbound listeners listen on it).
+    pub(super) wan_ip6: Option<Ipv6Addr>,
 }
 
 impl TunnelTables {
@@ -161,10 +163,10 @@ impl TunnelTables {
         self.listeners.is_some()
     }
 
-    /// Listener mode, LAN ingress: `pkt` (an IPv4 packet addressed to our
-    /// LAN address) is a consumer's packet to an outbound listener (step 1:
-    /// destination → the peer's listener) or a producer's reply to a mapped
-    /// port (step 3: back to the consumer). Rewrites it in place and returns
+    /// Listener mode, LAN ingress: `pkt` (an IPv4 or IPv6 packet addressed
+    /// to our LAN address of its family) is a consumer's packet to an
+    /// outbound listener (step 1: destination → the peer's listener) or a
+    /// producer's reply to a mapped port (step 3: back to the consumer). Rewrites it in place and returns
     /// the outbound SA (an index for [`TunnelTables::outbound`]) to seal it with.
     pub fn nat_from_lan(&self, pkt: &mut [u8]) -> Result<usize, NatError> {
         let l = self.listeners.as_ref().ok_or(NatError::NoListener)?;
@@ -188,11 +190,17 @@ impl TunnelTables {
     /// inbound listeners (step 2: to the producer, from a mapped port), or
     /// the producer side's reply from a peer listener (step 4: back to the
     /// consumer). Packets of neither kind (routed mode) pass unchanged.
-    pub fn nat_from_tunnel(&self, pkt: &mut [u8], dst: Ipv4Addr) -> Result<(), NatError> {
+    /// `pkt` is an IPv4 or IPv6 packet and `dst` its destination; only a
+    /// packet to our WAN address of its family is step 2.
+    pub fn nat_from_tunnel(&self, pkt: &mut [u8], dst: IpAddr) -> Result<(), NatError> {
         let Some(l) = &self.listeners else {
             return Ok(());
         };
-        if Some(dst) == self.wan_ip {
+        let to_our_wan = match dst {
+            IpAddr::V4(d) => Some(d) == self.wan_ip,
+            IpAddr::V6(d) => Some(d) == self.wan_ip6,
+        };
+        if to_our_wan {
             let ct = self.conntrack.as_ref().ok_or(NatError::NoListener)?;
             return ct.inbound_forward(pkt, l, self.clock.now()).map(|_| ());
         }
@@ -205,7 +213,7 @@ impl TunnelTables {
                 // A later fragment has no ports to match; unless it comes
                 // from a peer listener's host it is routed traffic too.
                 Err(NatError::Fragment)
-                    if !l.is_remote_host(Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15])) =>
+                    if !packet_src(pkt).is_some_and(|s| l.is_remote_host(s)) =>
                 {
                     Ok(())
                 }
@@ -397,6 +405,21 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
     })
 }
 
+/// The source address of the valid IPv4 or IPv6 packet `pkt`.
+fn packet_src(pkt: &[u8]) -> Option<IpAddr> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let b: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 => {
+            let b: [u8; 16] = pkt.get(8..24)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
 /// Why tables could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -415,10 +438,22 @@ pub enum TableError {
     /// A route's prefix length exceeds 32 (IPv4) or 128 (IPv6).
     #[error("route prefix length {0} exceeds the address length")]
     PrefixLength(u8),
-    /// Listener mode (IPv4 in this version) on a port without an IPv4
-    /// address (the listener's port, 0 for the producer-side NAT).
-    #[error("listener on port {0}: listener mode needs IPv4 addresses on both ports")]
-    NoIpv4(u16),
+    /// A listener whose remote or target is of a family our port (`lan`
+    /// for an outbound listener's own address and for the producer-side
+    /// NAT's mapped source, `wan` for an inbound listener's own address)
+    /// has no address of: listener mode keeps the family end to end.
+    #[error(
+        "listener on port {port}: its remote/target is {family}, and our {port_name} port has no \
+         {family} address (listener mode does not translate between IPv4 and IPv6)"
+    )]
+    NoListenerAddress {
+        /// The listener's port.
+        port: u16,
+        /// `lan` or `wan`.
+        port_name: &'static str,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
     /// An SA's peer is of a family our WAN port has no address of.
     #[error("SA {0:#x}: the peer's address family has no address on our WAN port")]
     NoWanAddress(u32),

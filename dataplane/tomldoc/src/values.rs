@@ -3,10 +3,10 @@
 //! addresses and prefixes. Each returns a message for an operator on failure (the
 //! caller adds the location, with [`crate::Document::bad_value`]).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
@@ -226,6 +226,23 @@ pub fn parse_prefix6(s: &str) -> Result<Ipv6Net, String> {
     Ok(net)
 }
 
+/// Parses an IPv4 or an IPv6 address (IPv6 if it has a colon).
+pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    match looks_ipv6(s) {
+        true => parse_ipv6(s).map(IpAddr::V6),
+        false => parse_ipv4(s).map(IpAddr::V4),
+    }
+}
+
+/// Parses an IPv4 or an IPv6 route prefix (IPv6 if it has a colon); host
+/// bits must be zero.
+pub fn parse_prefix_any(s: &str) -> Result<IpNet, String> {
+    match looks_ipv6(s) {
+        true => parse_prefix6(s).map(IpNet::V6),
+        false => parse_prefix(s).map(IpNet::V4),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +334,30 @@ mod tests {
         let e = parse_prefix("10.20.0.1/16").expect_err("host bits");
         assert!(e.contains("10.20.0.0/16"), "{e}");
         assert!(parse_ipv4("010.1.1.1").is_err());
+    }
+
+    #[test]
+    fn dual_family_values_pick_their_parser_by_the_colon() {
+        assert_eq!(
+            parse_ip("10.1.2.3"),
+            Ok(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)))
+        );
+        assert_eq!(parse_ip("fd00::1"), Ok("fd00::1".parse().unwrap()));
+        assert!(parse_ip("10.1.2").unwrap_err().contains("IPv4"));
+        assert!(parse_ip("fd00::g").unwrap_err().contains("IPv6"));
+        assert_eq!(
+            parse_prefix_any("10.20.0.0/16"),
+            Ok("10.20.0.0/16".parse().unwrap())
+        );
+        assert_eq!(
+            parse_prefix_any("fd00:20::/32"),
+            Ok("fd00:20::/32".parse().unwrap())
+        );
+        assert!(parse_prefix_any("fd00:20::1/32")
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(parse_prefix_any("10.20.0.0/33")
+            .unwrap_err()
+            .contains("0 to 32"));
     }
 }

@@ -9,10 +9,10 @@
 //! reach several peers).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
-use scistream_tomldoc::values::{check_gateway_name, parse_prefix};
+use ipnet::IpNet;
+use scistream_tomldoc::values::{check_gateway_name, parse_prefix_any};
 use scistream_tomldoc::Document;
 
 use super::Res;
@@ -37,14 +37,15 @@ impl Side {
 
 /// A prefix accepted so far, and where it is written.
 struct Seen {
-    net: Ipv4Net,
+    net: IpNet,
     tunnel: usize,
     side: Side,
     key: String,
 }
 
-/// True if `a` and `b` share an address (for prefixes: one holds the other).
-fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+/// True if `a` and `b` share an address (for prefixes: one holds the
+/// other); prefixes of different families never overlap.
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -125,7 +126,7 @@ pub(super) fn tunnels(
 }
 
 /// The prefixes of list `side` of tunnel `i`: non-empty, each a valid
-/// IPv4 prefix with no host bits.
+/// IPv4 or IPv6 prefix with no host bits.
 fn prefixes(
     i: usize,
     side: Side,
@@ -133,7 +134,7 @@ fn prefixes(
     name: &str,
     peer: &str,
     doc: &Document<'_>,
-) -> Res<Vec<Ipv4Net>> {
+) -> Res<Vec<IpNet>> {
     if raw.is_empty() {
         let (behind, example) = match side {
             Side::Local => ("this gateway".to_owned(), "10.10.1.0/24"),
@@ -142,14 +143,14 @@ fn prefixes(
         return Err(doc.bad_value(
             &format!("tunnels[{i}].{}", side.key()),
             format!(
-                "tunnel `{name}`: no prefix; list the IPv4 prefixes behind {behind}, like [\"{example}\"]"
+                "tunnel `{name}`: no prefix; list the IPv4 or IPv6 prefixes behind {behind}, like [\"{example}\"]"
             ),
         ));
     }
     raw.iter()
         .enumerate()
         .map(|(j, s)| {
-            parse_prefix(s)
+            parse_prefix_any(s)
                 .map_err(|m| doc.bad_value(&format!("tunnels[{i}].{}[{j}]", side.key()), m))
         })
         .collect()
@@ -159,7 +160,7 @@ fn prefixes(
 /// against our own addresses and every prefix accepted before it.
 #[allow(clippy::too_many_arguments)]
 fn check_prefix(
-    net: &Ipv4Net,
+    net: &IpNet,
     side: Side,
     key: &str,
     i: usize,
@@ -169,7 +170,7 @@ fn check_prefix(
     doc: &Document<'_>,
 ) -> Res<()> {
     if side == Side::Remote {
-        let own: [(Ipv4Addr, &str, &str); 2] = [
+        let own: [(IpAddr, &str, &str); 2] = [
             (gateway.lan_address, "LAN", "gateway.lan_address"),
             (gateway.wan_address, "WAN", "gateway.wan_address"),
         ];
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn prefixes_overlap_when_one_holds_the_other() {
-        let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
         assert!(overlaps(&n("10.0.0.0/8"), &n("10.20.1.0/24")));
         assert!(overlaps(&n("10.20.1.0/24"), &n("10.0.0.0/8")));
         assert!(overlaps(&n("10.20.1.0/24"), &n("10.20.1.0/24")));

@@ -478,17 +478,6 @@ fn listeners(
         let base = KeyPath::of(&["listeners"]).index(i);
         let port_path = base.key("port");
         let port = cx.in_range::<u16>(&port_path, l.port, 1, u16::MAX)?;
-        if let Some(id) = PortId::ALL
-            .into_iter()
-            .find(|&id| ports.get(id).ip().is_none())
-        {
-            return Err(cx.conflict(
-                &port_path,
-                format!(
-                    "a listener needs an IPv4 address on both ports, and ports.{id} has none (listener mode over IPv6 is not built yet)"
-                ),
-            ));
-        }
         if let Some(j) = out
             .iter()
             .position(|o| o.role == ListenerRole::from(l.role) && o.port == port)
@@ -514,14 +503,14 @@ fn listeners(
                 ),
             ));
         }
-        let addr = |key: &str, v: &Option<String>| -> Res<Option<std::net::SocketAddrV4>> {
+        let addr = |key: &str, v: &Option<String>| -> Res<Option<std::net::SocketAddr>> {
             v.as_ref()
                 .map(|s| {
                     s.parse().map_err(|_| {
                         cx.bad_value(
                             base.key(key),
                             format!(
-                                "`{s}` is not an IPv4 address with a port, like 10.10.1.2:5000"
+                                "`{s}` is not an address with a port, like 10.10.1.2:5000 or [fd00:10:1::2]:5000"
                             ),
                         )
                     })
@@ -530,16 +519,47 @@ fn listeners(
         };
         let remote = addr("remote", &l.remote)?;
         let target = addr("target", &l.target)?;
+        // Listener mode rewrites addresses within one family: the listener
+        // sits on our LAN (outbound) or WAN (inbound) address of the
+        // family of its remote or target, and the NAT needs both ports to
+        // have one.
+        if let Some((key, a)) = remote
+            .map(|a| ("remote", a))
+            .or(target.map(|a| ("target", a)))
+        {
+            let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+            let has = |p: &PortConfig| match a {
+                std::net::SocketAddr::V4(_) => p.address.is_some(),
+                std::net::SocketAddr::V6(_) => p.address6.is_some(),
+            };
+            if let Some(id) = PortId::ALL.into_iter().find(|&id| !has(ports.get(id))) {
+                return Err(cx.conflict(
+                    base.key(key),
+                    format!(
+                        "{a} is {family}, and ports.{id} has no {family} address: a listener needs one on both ports (listener mode does not translate between IPv4 and IPv6)"
+                    ),
+                ));
+            }
+        }
         match (ListenerRole::from(l.role), &remote, &target) {
             (ListenerRole::Outbound, Some(_), None) => {}
             (ListenerRole::Inbound, None, Some(t)) => {
-                if ports.connected_to(*t.ip()) != Some(PortId::Lan) {
+                let on_lan = match t.ip() {
+                    std::net::IpAddr::V4(ip) => ports.connected_to(ip),
+                    std::net::IpAddr::V6(ip) => ports.connected_to6(ip),
+                };
+                if on_lan != Some(PortId::Lan) {
                     return Err(cx.conflict(
                         base.key("target"),
-                        format!(
-                            "target {t} is not on the LAN prefix {}",
-                            v4_prefix_text(&ports.lan)
-                        ),
+                        format!("target {t} is not on the LAN prefix {}", {
+                            match t {
+                                std::net::SocketAddr::V4(_) => v4_prefix_text(&ports.lan),
+                                std::net::SocketAddr::V6(_) => ports
+                                    .lan
+                                    .connected_prefix6()
+                                    .map_or_else(|| "(none)".to_owned(), |n| n.to_string()),
+                            }
+                        }),
                     ));
                 }
             }
