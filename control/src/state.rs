@@ -1157,15 +1157,36 @@ mod tests {
         assert_eq!(r.get("u").unwrap().record.peer, "", "still unbound");
     }
 
-    /// The session of a tunnel to gwb routing two remote prefixes; this
-    /// side initiates if `initiator`.
+    /// An SA to an IPv6 peer keeps its address through the region and back
+    /// (what a restarted control process adopts).
+    #[test]
+    fn an_ipv6_peer_survives_the_region_entry() {
+        let peer: SocketAddr = "[fd00:10:200::1]:4500".parse().unwrap();
+        let k = DirectionKeys {
+            spi: 0x1234,
+            key: Zeroizing::new([7; 32]),
+            key_len: 16,
+            salt: [1; 4],
+        };
+        let sa = Sa::from_keys(&k, Algorithm::Aes128Gcm, peer);
+        for direction in [Direction::In, Direction::Out] {
+            let e = sa.entry(direction, &LIMITS, 0);
+            assert_eq!(e.peer(), peer);
+            let back = Sa::from_entry(&e).expect("valid entry");
+            assert_eq!((back.peer, back.spi), (peer, 0x1234));
+        }
+    }
+
+    /// The session of a tunnel to gwb routing two remote prefixes, an
+    /// IPv6 one first (a restart adopts the SA through it); this side
+    /// initiates if `initiator`.
     fn tunnel_state(initiator: bool) -> State {
         let cfg = crate::config::TunnelConfig {
             name: "site".into(),
             peer: "gwb".into(),
             local: vec!["10.10.1.0/24".parse().unwrap()],
             remote: vec![
-                "10.20.1.0/24".parse().unwrap(),
+                "fd00:20::/32".parse().unwrap(),
                 "10.30.0.0/16".parse().unwrap(),
             ],
         };
@@ -1239,7 +1260,7 @@ mod tests {
         w.publish(|t| i.render(t, &LIMITS)).unwrap();
         let routes = |spi| {
             vec![
-                ("10.20.1.0/24".to_string(), spi),
+                ("fd00:20::/32".to_string(), spi),
                 ("10.30.0.0/16".to_string(), spi),
             ]
         };

@@ -55,6 +55,12 @@ impl Local {
     /// Like [`Local::up`], with `gen-certs.sh` given `cert_args` (names and
     /// their `--ip` options).
     fn up_with_certs(req_timeout: u64, cert_args: &[&str]) -> Local {
+        Local::up_with(req_timeout, cert_args, &[])
+    }
+
+    /// Like [`Local::up_with_certs`], with `api` keys set in both `[api]`
+    /// sections.
+    fn up_with(req_timeout: u64, cert_args: &[&str], api_keys: &[(&str, i64)]) -> Local {
         let certs = ScratchDir::new("s2cs-api-certs");
         gen_certs(&certs, cert_args);
         let tokens = certs.join("tokens.toml");
@@ -84,6 +90,9 @@ impl Local {
                 let a = t["api"].as_table_mut().unwrap();
                 a.insert("listen".into(), format!("127.0.0.1:{api}").into());
                 a.insert("req_timeout_seconds".into(), (req_timeout as i64).into());
+                for (k, v) in api_keys {
+                    a.insert((*k).into(), (*v).into());
+                }
                 let au = t["auth"].as_table_mut().unwrap();
                 au.insert("token_file".into(), tokens.display().to_string().into());
             }
@@ -794,9 +803,205 @@ fn bad_requests_get_their_status_codes() {
             Code::InvalidArgument,
             "does not translate between IPv4 and IPv6",
         );
+        // Oversized requests allocate nothing large: over 64 KiB the message
+        // is not decoded (RESOURCE_EXHAUSTED); under it, too many endpoints
+        // or an endpoint far too long are INVALID_ARGUMENT, quoting at most
+        // 64 characters back.
+        let huge = "9".repeat(1 << 20);
+        expect(
+            c.hello(authed(hello(U1, &[huge.as_str()]))).await,
+            Code::ResourceExhausted,
+            "too large",
+        );
+        let ten_thousand: Vec<&str> = vec!["10.10.1.2:5000"; 10_000];
+        expect(
+            c.hello(authed(hello(U1, &ten_thousand))).await,
+            Code::ResourceExhausted,
+            "too large",
+        );
+        let three_thousand: Vec<&str> = vec!["10.10.1.2:5000"; 3_000];
+        expect(
+            c.hello(authed(hello(U1, &three_thousand))).await,
+            Code::InvalidArgument,
+            "prod_listeners has 3000 entries; at most 64",
+        );
+        let long = "1".repeat(30_000);
+        let e = c
+            .hello(authed(hello(U1, &[long.as_str()])))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().len() < 300,
+            "the refusal does not echo 30 KB: {}",
+            e.message().len()
+        );
+        expect(
+            c.req(authed(req(LONELY, "PROD", i32::MAX))).await,
+            Code::InvalidArgument,
+            "num_conn",
+        );
         c.release(authed(Release { uid: U1.into() })).await.unwrap();
         let e = pending.await.unwrap().unwrap_err();
         assert_eq!(e.code(), Code::Aborted, "{e:?}");
     });
     assert!(l.sessions(&l.api_a, "gwa").is_empty());
+}
+
+/// Opens `n` TCP connections to `api` from the loopback address `from`.
+fn connect_from(
+    rt: &tokio::runtime::Runtime,
+    from: &str,
+    api: &str,
+    n: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let api: std::net::SocketAddr = api.parse().unwrap();
+    let from: std::net::IpAddr = from.parse().unwrap();
+    rt.block_on(async {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+            out.push(sock.connect(api).await.expect("connect"));
+        }
+        out
+    })
+}
+
+/// How many of `conns` the server has closed by `settle` from now: a
+/// read finds end of file or a reset (an open connection has nothing to
+/// read and would block).
+fn closed_by_server(
+    rt: &tokio::runtime::Runtime,
+    conns: &mut [tokio::net::TcpStream],
+    settle: Duration,
+) -> usize {
+    std::thread::sleep(settle);
+    rt.block_on(async {
+        let mut buf = [0u8; 64];
+        conns
+            .iter_mut()
+            .filter(|c| match c.try_read(&mut buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            })
+            .count()
+    })
+}
+
+/// An authenticated user still sets up a session while 1,000
+/// unauthenticated connections hold the API open and never finish their
+/// TLS handshake (slow loris), some with a partial ClientHello: the
+/// handshakes time out and are closed, a source over its connection bound
+/// is refused at once, and the user's session set-up takes about as long
+/// as without the attack.
+#[test]
+fn abusive_connections_do_not_stop_an_authenticated_user() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // This process holds the attack's 1,350 sockets.
+    let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    lim.current = lim.maximum.map(|m| m.min(8192)).or(Some(8192));
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, lim)
+        .expect("raise RLIMIT_NOFILE");
+    let l = Local::up_with(
+        30,
+        &["gwa", "gwb"],
+        &[
+            ("handshake_timeout_seconds", 2),
+            ("max_connections_per_source", 300),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t0 = Instant::now();
+    let baseline = l.inbound(1, 7100);
+    let normal = t0.elapsed();
+    l.s2uc_ok(
+        &l.api_a,
+        "gwa",
+        &["release", baseline["uid"].as_str().unwrap()],
+    );
+
+    // 1,000 idle connections from four sources (250 each, under the
+    // per-source bound of 300), half of them with the first bytes of a
+    // TLS ClientHello; and 350 from a fifth source, 50 over its bound.
+    let mut idle = Vec::new();
+    for from in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        idle.extend(connect_from(&rt, from, &l.api_a, 250));
+    }
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        for c in idle.iter_mut().step_by(2) {
+            c.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                .await
+                .unwrap();
+        }
+    });
+    let mut greedy = connect_from(&rt, "127.0.0.6", &l.api_a, 350);
+    let refused = closed_by_server(&rt, &mut greedy, Duration::from_millis(500));
+    assert!(
+        (50..=60).contains(&refused),
+        "a source over its bound of 300 is refused at once: {refused} of 350 closed"
+    );
+
+    // Meanwhile an authenticated user sets up a session.
+    let t1 = Instant::now();
+    let under_attack = l.inbound(1, 7100);
+    let took = t1.elapsed();
+    eprintln!("session set-up: {normal:?} normally, {took:?} with 1,350 hostile connections open");
+    assert!(
+        took < normal * 10 + Duration::from_secs(3),
+        "set-up took {took:?} under attack, {normal:?} without"
+    );
+    assert_eq!(under_attack["listeners"].as_array().map(Vec::len), Some(1));
+
+    // Every slow handshake has been cut off after its 2 s.
+    let cut = closed_by_server(&rt, &mut idle, Duration::from_secs(4));
+    assert_eq!(cut, idle.len(), "handshakes past the deadline are closed");
+    // And the API still serves.
+    l.s2uc_ok(
+        &l.api_a,
+        "gwa",
+        &["release", under_attack["uid"].as_str().unwrap()],
+    );
+    assert!(l.sessions(&l.api_a, "gwa").is_empty());
+}
+
+/// Repeated authentication failures from one source are throttled: after
+/// its burst, the source is refused with RESOURCE_EXHAUSTED before its
+/// token is checked (even a good token), and counted; another gateway's API
+/// is unaffected.
+#[test]
+fn repeated_authentication_failures_are_throttled() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let l = Local::up(30);
+    let list = |api: &str, name: &str, token: &str| l.s2uc(api, name, Some(token), &["list"]);
+    for i in 0..10 {
+        let out = list(&l.api_a, "gwa", "not-a-valid-token");
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("UNAUTHENTICATED")
+                || stderr(&out).to_lowercase().contains("unauthenticated"),
+            "failure {i}: {}",
+            stderr(&out)
+        );
+    }
+    let out = list(&l.api_a, "gwa", "not-a-valid-token");
+    assert!(
+        stderr(&out).contains("too many authentication failures from 127.0.0.1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = list(&l.api_a, "gwa", TOKEN);
+    assert!(
+        !out.status.success() && stderr(&out).contains("too many authentication failures"),
+        "a throttled source is refused even with a good token: {}",
+        stderr(&out)
+    );
+    assert!(
+        l.sessions(&l.api_b, "gwb").is_empty(),
+        "gwb's API still serves"
+    );
+    let logs = l.a.log_text();
+    assert!(logs.contains("request refused"), "{logs}");
 }

@@ -1611,3 +1611,81 @@ remote = [\"fd00:10::/32\"]
     );
     assert!(line > 0);
 }
+
+#[test]
+fn esp_address_moves_the_tunnel_to_the_other_family() {
+    let text = edit(
+        &gwa_example(),
+        "wan_address = \"10.10.200.1\"",
+        "wan_address = \"10.10.200.1\"\nesp_address = \"fd00:10:200::1\"",
+    );
+    let (_dir, r) = load(&text);
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    let p = c.peer("gwb").expect("gwb");
+    assert_eq!(p.wan_address, IpAddr::from([10, 10, 200, 1]));
+    assert_eq!(
+        p.outer_address(),
+        "fd00:10:200::1".parse::<IpAddr>().unwrap()
+    );
+    // Without it the tunnel runs to wan_address.
+    let (_dir, r) = load(&gwa_example());
+    let c = r.unwrap_or_else(|e| panic!("{e}"));
+    let p = c.peer("gwb").expect("gwb");
+    assert_eq!((p.esp_address, p.outer_address()), (None, p.wan_address));
+    // Of the same family as wan_address it would change nothing: refused.
+    let same = edit(
+        &gwa_example(),
+        "wan_address = \"10.10.200.1\"",
+        "wan_address = \"10.10.200.1\"\nesp_address = \"10.10.200.2\"",
+    );
+    let (line, key, kind, msg) = reject(&same);
+    assert_eq!(
+        (key.as_str(), kind),
+        ("peers[0].esp_address", ErrorKind::Conflict),
+        "{msg}"
+    );
+    assert_eq!(line, line_of(&same, "esp_address"));
+    assert!(msg.contains("other family"), "{msg}");
+}
+
+#[test]
+fn api_connection_limits_default_and_are_checked() {
+    use scistream_control::service::guard::Limits;
+    let (_dir, r) = load(&gwa_example());
+    let api = r.unwrap_or_else(|e| panic!("{e}")).api.expect("[api]");
+    assert_eq!(api.limits, Limits::default());
+    let with = |keys: &str| {
+        edit(
+            &gwa_example(),
+            "max_num_conn = 64",
+            &format!("max_num_conn = 64\n{keys}"),
+        )
+    };
+    let (_dir, r) = load(&with(
+        "max_connections = 100\nmax_connections_per_source = 10\nhandshake_timeout_seconds = 3",
+    ));
+    let api = r.unwrap_or_else(|e| panic!("{e}")).api.expect("[api]");
+    assert_eq!(
+        api.limits,
+        Limits {
+            max_connections: 100,
+            per_source: 10,
+            handshake_timeout: Duration::from_secs(3)
+        }
+    );
+    for (keys, key) in [
+        ("max_connections = 0", "api.max_connections"),
+        (
+            "max_connections = 100\nmax_connections_per_source = 101",
+            "api.max_connections_per_source",
+        ),
+        (
+            "handshake_timeout_seconds = 0",
+            "api.handshake_timeout_seconds",
+        ),
+    ] {
+        let (_, k, kind, msg) = reject(&with(keys));
+        assert_eq!((k.as_str(), kind), (key, ErrorKind::BadValue), "{msg}");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+}

@@ -745,20 +745,100 @@ fn s2uc_session_on_an_ipv6_only_testbed_carries_50_mb() {
     assert_eq!(status["state"], "keyed", "{status}");
     // The SAs s2cs wrote carry the peers' IPv6 WAN addresses: gwA's WAN
     // link carries ESP-in-UDP over IPv6 both ways, and no IPv4 at all.
-    let (mut esp6, mut ipv4) = (0u64, 0u64);
-    for f in wan.frames() {
-        match (f.get(12..14), f.get(20), f.get(56..58)) {
-            (Some([0x86, 0xdd]), Some(17), Some(&[0x11, 0x94])) => esp6 += 1,
-            (Some([0x08, 0x00] | [0x08, 0x06]), _, _) => ipv4 += 1,
-            _ => {}
-        }
-    }
+    let frames = wan.frames();
+    let (esp6, _) = esp_by_outer_family(&frames);
+    let ipv4 = frames
+        .iter()
+        .filter(|f| matches!(f.get(12..14), Some([0x08, 0x00] | [0x08, 0x06])))
+        .count();
     eprintln!("IPv6-only session: gwA WAN frames: {esp6} ESP-in-UDP over IPv6, {ipv4} IPv4/ARP");
     assert_eq!(ipv4, 0, "IPv4 or ARP frames on an IPv6-only WAN");
     assert!(
         esp6 > 30_000,
         "50 MB as ESP-in-UDP over IPv6 to port 4500: {esp6} frames"
     );
+}
+
+/// Puts both s2ds on dual-stack ports (the testbed's IPv4 and IPv6
+/// addresses), with a route to the far WAN's IPv6 prefix.
+fn s2ds_dual_stack(t: &mut toml::Table) {
+    let a = t["gateway"]["name"].as_str() == Some("gwa");
+    let (lan6, wan6, far_wan, router) = match a {
+        true => (
+            "fd00:10:1::1/64",
+            "fd00:10:100::1/64",
+            "fd00:10:200::/64",
+            "fd00:10:100::fe",
+        ),
+        false => (
+            "fd00:20:1::1/64",
+            "fd00:10:200::1/64",
+            "fd00:10:100::/64",
+            "fd00:10:200::fe",
+        ),
+    };
+    for (port, v6) in [("lan", lan6), ("wan", wan6)] {
+        let v4 = t["ports"][port]["address"].as_str().unwrap().to_owned();
+        t["ports"][port]["address"] = toml::Value::Array(vec![v4.into(), v6.into()]);
+    }
+    let mut route = toml::Table::new();
+    route.insert("prefix".into(), far_wan.into());
+    route.insert("via".into(), router.into());
+    t["routes"].as_array_mut().unwrap().push(route.into());
+}
+
+/// Counts the frames of a WAN capture that are ESP-in-UDP (to port 4500)
+/// over IPv6 and over IPv4.
+fn esp_by_outer_family(frames: &[Vec<u8>]) -> (u64, u64) {
+    let (mut v6, mut v4) = (0, 0);
+    for f in frames {
+        match f.get(12..14) {
+            Some([0x86, 0xdd])
+                if f.get(20) == Some(&17) && f.get(56..58) == Some(&[0x11, 0x94]) =>
+            {
+                v6 += 1
+            }
+            Some([0x08, 0x00]) => {
+                let ihl = usize::from(f.get(14).map_or(0, |b| b & 0x0f)) * 4;
+                let to_4500 = f.get(14 + ihl + 2..14 + ihl + 4) == Some(&[0x11, 0x94]);
+                if f.get(23) == Some(&17) && to_4500 {
+                    v4 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    (v6, v4)
+}
+
+/// IPv4 facilities over an IPv6 WAN: the producer, the consumer and every
+/// listener are IPv4 (the s2uc flow of [`s2uc_stream`], unchanged), while
+/// each s2cs sends ESP to its peer's IPv6 `esp_address`. 50 MB arrive
+/// intact, and the WAN carries the tunnel over IPv6 only.
+#[test]
+fn ipv4_sessions_cross_an_ipv6_wan_with_esp_address() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s2cs_esp6 = |t: &mut toml::Table| {
+        let a = t["gateway"]["name"].as_str() == Some("gwa");
+        let peer_wan6 = if a {
+            "fd00:10:200::1"
+        } else {
+            "fd00:10:100::1"
+        };
+        t["peers"][0]
+            .as_table_mut()
+            .unwrap()
+            .insert("esp_address".into(), peer_wan6.into());
+    };
+    let p = Pair::up_full(Family::Dual, s2cs_esp6, s2ds_dual_stack);
+    let mut wan = scistream_testbed::capture::Capture::start(&p.tb, Node::Wan, "a0");
+    s2uc_stream(&p, [api_of(Node::GwA), api_of(Node::GwB)], 50_000_000);
+    wan.stop();
+    let (esp6, esp4) = esp_by_outer_family(&wan.frames());
+    eprintln!("IPv4 session over an IPv6 WAN: {esp6} ESP frames over IPv6, {esp4} over IPv4");
+    assert_eq!(esp4, 0, "no ESP over IPv4 once esp_address is IPv6");
+    assert!(esp6 > 30_000, "50 MB as ESP over IPv6: {esp6} frames");
 }
 
 /// Sets up a one-connection session at A (the producer app on

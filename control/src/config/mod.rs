@@ -279,10 +279,24 @@ pub struct PeerConfig {
     /// Its WAN address: outer destination of ESP packets to it and the IP
     /// of its inbound listeners, IPv4 or IPv6. Unique among peers, not our own.
     pub wan_address: IpAddr,
+    /// Where its ESP-in-UDP packets come from and ours go, when that is
+    /// not `wan_address`: an address of the other family, for sessions
+    /// whose listeners (and so the packets inside the tunnel) are of one
+    /// family while the WAN between the gateways is of the other (IPv4
+    /// facilities over an IPv6 WAN). `None`: `wan_address`.
+    pub esp_address: Option<IpAddr>,
     /// Its ESP-in-UDP port (default [`DEFAULT_UDP_PORT`]).
     pub udp_port: u16,
     /// Its peer-channel address (its `control.peer_listen`), IPv4 or IPv6.
     pub control_address: SocketAddr,
+}
+
+impl PeerConfig {
+    /// The outer address of the tunnel to this peer: `esp_address`, else
+    /// `wan_address`.
+    pub fn outer_address(&self) -> IpAddr {
+        self.esp_address.unwrap_or(self.wan_address)
+    }
 }
 
 /// One `[[tunnels]]` entry: a routed-mode (site-to-site) tunnel to a peer
@@ -349,6 +363,9 @@ pub struct ApiSection {
     /// What a request's `rate` becomes (`api.client_rate`,
     /// `api.max_rate_kbytes`).
     pub rate: RatePolicy,
+    /// Connection bounds (`api.max_connections`,
+    /// `api.max_connections_per_source`, `api.handshake_timeout_seconds`).
+    pub limits: crate::service::guard::Limits,
 }
 
 /// `api.client_rate`: what `s2cs` does with the `rate` a client asks for.

@@ -106,6 +106,7 @@ pub(crate) struct RawPeer {
     pub ca: Option<String>,
     pub pin_sha256: Option<String>,
     pub wan_address: String,
+    pub esp_address: Option<String>,
     pub udp_port: Option<i64>,
     pub control_address: String,
 }
@@ -130,6 +131,9 @@ pub(crate) struct RawApi {
     pub max_num_conn: Option<i64>,
     pub client_rate: Option<String>,
     pub max_rate_kbytes: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub max_connections_per_source: Option<i64>,
+    pub handshake_timeout_seconds: Option<i64>,
 }
 
 /// `[auth]`.

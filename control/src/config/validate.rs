@@ -493,6 +493,21 @@ fn peers(
                 ),
             ));
         }
+        let esp_address = p
+            .esp_address
+            .as_ref()
+            .map(|s| unicast(doc, &key("esp_address"), s))
+            .transpose()?;
+        if let Some(esp) = esp_address {
+            if esp.is_ipv4() == wan_address.is_ipv4() {
+                return Err(doc.conflict(
+                    &key("esp_address"),
+                    format!(
+                        "{esp} is of the family of wan_address {wan_address}; esp_address is for a WAN of the other family (omit it to send ESP to wan_address)"
+                    ),
+                ));
+            }
+        }
         let udp_port = int(
             doc,
             &key("udp_port"),
@@ -506,6 +521,7 @@ fn peers(
             name: p.name.clone(),
             trust,
             wan_address,
+            esp_address,
             udp_port,
             control_address,
         });
@@ -658,6 +674,31 @@ fn api(
         MAX_MAX_RATE_KBYTES,
         0,
     )?;
+    use crate::service::guard;
+    let max_connections: u32 = int(
+        doc,
+        "api.max_connections",
+        a.max_connections,
+        1,
+        1 << 20,
+        guard::DEFAULT_MAX_CONNECTIONS as u32,
+    )?;
+    let per_source: u32 = int(
+        doc,
+        "api.max_connections_per_source",
+        a.max_connections_per_source,
+        1,
+        max_connections,
+        (guard::DEFAULT_PER_SOURCE as u32).min(max_connections),
+    )?;
+    let handshake_timeout: u32 = int(
+        doc,
+        "api.handshake_timeout_seconds",
+        a.handshake_timeout_seconds,
+        1,
+        300,
+        guard::DEFAULT_HANDSHAKE_TIMEOUT.as_secs() as u32,
+    )?;
     Ok(ApiSection {
         listen,
         cert,
@@ -666,6 +707,11 @@ fn api(
         req_timeout: Duration::from_secs(req_timeout.into()),
         max_num_conn,
         rate: RatePolicy { client, max_kbytes },
+        limits: guard::Limits {
+            max_connections: max_connections as usize,
+            per_source: per_source as usize,
+            handshake_timeout: Duration::from_secs(handshake_timeout.into()),
+        },
     })
 }
 

@@ -49,6 +49,13 @@ pub struct AuthLabels {
     pub reason: String,
 }
 
+/// Labels of a refused API connection.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `limit`, `per_source`, `handshake_failed` or `handshake_timeout`.
+    pub reason: String,
+}
+
 /// Labels of a key exchange.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExchangeLabels {
@@ -86,6 +93,8 @@ pub struct ControlMetrics {
     pub api_requests: Family<ApiLabels, Counter>,
     /// Authentication failures by reason.
     pub auth_failures: Family<AuthLabels, Counter>,
+    /// API connections closed before serving, by reason.
+    pub connections_refused: Family<RefusedLabels, Counter>,
     /// Key exchanges by role and result.
     pub key_exchanges: Family<ExchangeLabels, Counter>,
     /// Completed key exchanges' durations, by role (the initiator from its
@@ -101,6 +110,7 @@ impl Default for ControlMetrics {
         ControlMetrics {
             api_requests: Family::default(),
             auth_failures: Family::default(),
+            connections_refused: Family::default(),
             key_exchanges: Family::default(),
             key_exchange_seconds: Family::new_with_constructor(exchange_histogram),
             rekeys: Family::default(),
@@ -123,6 +133,15 @@ impl ControlMetrics {
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures
             .get_or_create(&AuthLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one API connection closed before it was served.
+    pub fn connection_refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabels {
                 reason: reason.to_string(),
             })
             .inc();
@@ -165,6 +184,11 @@ impl ControlMetrics {
             "s2cs_auth_failures",
             "gRPC API requests refused by authentication or authorisation, by reason",
             self.auth_failures.clone(),
+        );
+        r.register(
+            "s2cs_api_connections_refused",
+            "gRPC API connections closed before they were served (too many open, too many from one source, TLS handshake failed or too slow), by reason",
+            self.connections_refused.clone(),
         );
         r.register(
             "s2cs_key_exchanges",

@@ -659,6 +659,24 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The TLS acceptor of the gRPC API: presents the certificate chain in
+/// `cert_pem` with the key in `key_pem`, offers HTTP/2 by ALPN, asks for
+/// no client certificate (API callers authenticate with tokens), and takes
+/// TLS 1.2 and 1.3 (SciStream's Python clients may still speak 1.2).
+pub fn api_acceptor(
+    cert_pem: &Path,
+    key_pem: &Path,
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let id = Identity::load(cert_pem, key_pem)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(id.certified.clone())));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// The TLS 1.3 client configuration for dialling `peer`: presents `id` and
 /// accepts only a server that matches `peer`. Dial with [`server_name`]`(peer)`.
 pub fn client_config(

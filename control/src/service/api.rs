@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
-use super::{lock, negotiate, Shared};
+use super::{guard, lock, negotiate, Shared};
 use crate::audit::{AuditRecord, Source};
 use crate::auth::{self, Policy, Principal, Verifier};
 use crate::config::ApiSection;
@@ -40,6 +40,8 @@ pub struct Api {
     policy: Policy,
     /// Sessions whose `req` is waiting for `hello`, woken by hello or release.
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Sources that failed authentication too often (see [`guard`]).
+    throttle: guard::FailureThrottle,
 }
 
 fn role_of(role: &str) -> Result<SessionRole, Status> {
@@ -47,7 +49,8 @@ fn role_of(role: &str) -> Result<SessionRole, Status> {
         "PROD" => Ok(SessionRole::Inbound),
         "CONS" => Ok(SessionRole::Outbound),
         other => Err(Status::invalid_argument(format!(
-            "role `{other}`: expected `PROD` or `CONS`"
+            "role `{}`: expected `PROD` or `CONS`",
+            shown(other)
         ))),
     }
 }
@@ -70,15 +73,38 @@ fn check_uid(uid: &str) -> Result<String, Status> {
     })
 }
 
-fn endpoints(field: &str, list: &[String]) -> Result<Vec<SocketAddr>, Status> {
+/// Longest endpoint string the API parses: `[IPv6]:port` with every group
+/// written out is 47 bytes.
+const MAX_ENDPOINT_LEN: usize = 64;
+
+/// At most this much of a refused value is quoted back in a status.
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(MAX_ENDPOINT_LEN) {
+        None => s.to_string(),
+        Some((at, _)) => format!("{}... ({} bytes)", &s[..at], s.len()),
+    }
+}
+
+/// Parses the `ip:port` list `field` of at most `max` entries.
+fn endpoints(field: &str, list: &[String], max: u32) -> Result<Vec<SocketAddr>, Status> {
     if list.is_empty() {
         return Err(Status::invalid_argument(format!("{field} is empty")));
     }
+    if list.len() > max as usize {
+        return Err(Status::invalid_argument(format!(
+            "{field} has {} entries; at most {max} (api.max_num_conn)",
+            list.len()
+        )));
+    }
     list.iter()
         .map(|s| {
-            s.trim().parse::<SocketAddr>().map_err(|_| {
+            let parsed = (s.len() <= MAX_ENDPOINT_LEN)
+                .then(|| s.trim().parse::<SocketAddr>().ok())
+                .flatten();
+            parsed.ok_or_else(|| {
                 Status::invalid_argument(format!(
-                    "{field}: `{s}` is not an ip:port (a.b.c.d:port, or [IPv6]:port)"
+                    "{field}: `{}` is not an ip:port (a.b.c.d:port, or [IPv6]:port)",
+                    shown(s)
                 ))
             })
         })
@@ -135,13 +161,33 @@ impl Api {
             verifier,
             policy,
             waiting: Mutex::new(HashMap::new()),
+            throttle: guard::FailureThrottle::default(),
         })
     }
 
+    /// The caller of `r`, or the status refusing it. A source that failed
+    /// too often lately is refused (RESOURCE_EXHAUSTED) before its token is
+    /// checked; every token that fails its check counts against its source.
     fn authenticate<T>(&self, r: &Request<T>) -> Result<Principal, Status> {
+        let src = guard::remote_ip(r);
+        let now = std::time::Instant::now();
+        if let Some(wait) = src.and_then(|ip| self.throttle.blocked(ip, now)) {
+            let src = src.map(guard::source_of).expect("blocked needs a source");
+            self.sh.metrics.auth_failure("throttled");
+            debug!(%src, ?wait, "request refused: too many authentication failures from its source");
+            return Err(Status::resource_exhausted(format!(
+                "too many authentication failures from {src}; retry in {} s",
+                wait.as_secs().max(1)
+            )));
+        }
         auth::authenticate(r.metadata(), &*self.verifier).map_err(|e| {
-            warn!(reason = %e, "request refused");
+            warn!(reason = %e, source = ?src, "request refused");
             self.sh.metrics.auth_failure(e.reason_label());
+            // Only a token that had to be checked (and failed) counts: a
+            // missing or malformed one is refused without any work.
+            if let (Some(ip), auth::AuthError::Invalid(_)) = (src, &e) {
+                self.throttle.failed(ip, now);
+            }
             e.into_status()
         })
     }
@@ -401,7 +447,7 @@ impl ApiHandle {
         }
         let apps = match role {
             SessionRole::Inbound => {
-                let a = endpoints("prod_listeners", &r.prod_listeners)?;
+                let a = endpoints("prod_listeners", &r.prod_listeners, api.cfg.max_num_conn)?;
                 let gw = &api.sh.cfg.gateway;
                 same_family("prod_listeners", &a, gw.wan_address, "gateway.wan_address")?;
                 api.check_targets(&who, &a)?;
@@ -463,7 +509,11 @@ impl ApiHandle {
                 r.uid
             )));
         }
-        let remotes = endpoints("remote_listeners", &r.remote_listeners)?;
+        let remotes = endpoints(
+            "remote_listeners",
+            &r.remote_listeners,
+            api.cfg.max_num_conn,
+        )?;
         let gw = &api.sh.cfg.gateway;
         match role {
             SessionRole::Inbound => same_family(
@@ -700,6 +750,34 @@ impl Api {
     }
 }
 
+/// Largest request message the API decodes: far above any valid request
+/// (the largest, an `update` with `max_num_conn` endpoints, is a few KB),
+/// far below what would let one request allocate much.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Concurrent calls on one connection (HTTP/2 streams).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+
+/// tonic refuses a message over its decoding limit with OUT_OF_RANGE;
+/// gRPC's own implementations (and SciStream's clients) expect
+/// RESOURCE_EXHAUSTED for that, so the API answers with it.
+fn too_large_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let too_large = resp.headers().get("grpc-status").is_some_and(|v| v == "11")
+        && resp
+            .headers()
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+    if too_large {
+        resp.headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}
+
 impl Api {
     /// Binds the API's TCP listener (so a port clash fails `s2cs run`).
     pub async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
@@ -714,30 +792,48 @@ impl Api {
 
     /// Serves the API on `listener` until the task is aborted: TLS with the
     /// configured certificate unless `insecure`.
+    /// Connections are admitted and their TLS handshakes bounded by
+    /// [`guard::guarded_incoming`] with the `[api]` limits; each request
+    /// message is at most [`MAX_REQUEST_BYTES`].
     pub async fn serve(self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         let listen = listener.local_addr()?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let mut builder = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)));
-        if self.cfg.insecure {
-            warn!(%listen, "the gRPC API runs WITHOUT TLS ([api] insecure = true): tokens and session data cross the network in clear");
-        } else {
-            let cert = std::fs::read(&self.cfg.cert)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.cfg.cert.display()))?;
-            let key = std::fs::read(&self.cfg.key)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.cfg.key.display()))?;
-            builder = builder.tls_config(
-                tonic::transport::ServerTlsConfig::new()
-                    .identity(tonic::transport::Identity::from_pem(cert, key)),
-            )?;
-        }
+        let limits = self.cfg.limits;
+        let metrics = self.sh.metrics.clone();
+        let insecure = self.cfg.insecure;
+        let tls = match insecure {
+            true => {
+                warn!(%listen, "the gRPC API runs WITHOUT TLS ([api] insecure = true): tokens and session data cross the network in clear");
+                None
+            }
+            false => Some(crate::peer::tls::api_acceptor(
+                &self.cfg.cert,
+                &self.cfg.key,
+            )?),
+        };
         let handle = ApiHandle(Arc::new(self));
-        info!(%listen, tls = !handle.0.cfg.insecure, "gRPC API (scistream.Control) listening");
-        builder
-            .add_service(ControlServer::new(handle.clone()))
-            .add_service(SessionsServer::new(handle))
-            .serve_with_incoming(incoming)
-            .await
-            .map_err(|e| anyhow::anyhow!("gRPC API on {listen}: {e}"))
+        info!(%listen, tls = !insecure, max_connections = limits.max_connections, per_source = limits.per_source, "gRPC API (scistream.Control) listening");
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+            .layer(tower::util::MapResponseLayer::new(
+                too_large_is_resource_exhausted,
+            ))
+            .add_service(
+                ControlServer::new(handle.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(SessionsServer::new(handle).max_decoding_message_size(MAX_REQUEST_BYTES));
+        let served = match tls {
+            None => {
+                let incoming = guard::guarded_incoming(listener, limits, guard::plain, metrics);
+                router.serve_with_incoming(incoming).await
+            }
+            Some(acceptor) => {
+                let incoming =
+                    guard::guarded_incoming(listener, limits, guard::tls(acceptor), metrics);
+                router.serve_with_incoming(incoming).await
+            }
+        };
+        served.map_err(|e| anyhow::anyhow!("gRPC API on {listen}: {e}"))
     }
 }

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod api;
 pub mod dataplane_stats;
+pub mod guard;
 pub mod negotiate;
 pub mod peer_server;
 pub mod timers;
@@ -147,7 +148,7 @@ impl Shared {
     /// The ESP-in-UDP endpoint of peer `i`.
     pub fn peer_endpoint(&self, i: usize) -> SocketAddr {
         let p = &self.cfg.peers[i];
-        SocketAddr::new(p.wan_address, p.udp_port)
+        SocketAddr::new(p.outer_address(), p.udp_port)
     }
 
     /// Writes the current state into the region and waits until every
@@ -369,7 +370,10 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
             }
         }));
     }
-    if shared.cfg.api.as_ref().is_some_and(|a| a.listen.is_some()) {
+    if let Some(api_cfg) = shared.cfg.api.as_ref().filter(|a| a.listen.is_some()) {
+        // Every admitted API connection holds a descriptor, beside the
+        // peer channel, the region and the registry.
+        guard::raise_open_files(api_cfg.limits.max_connections + 1024);
         let api = api::Api::new(shared.clone())?;
         let listener = api.bind().await?;
         tasks.push(tokio::spawn(async move {
