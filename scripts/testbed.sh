@@ -2,6 +2,7 @@
 # testbed.sh - network-namespace testbed for SciStream gateways (s2ds).
 #
 # Usage: scripts/testbed.sh up|down|status [--prefix P] [--gw-a MODE] [--gw-b MODE] [--mtu N] [--family 4|6|dual]
+#                                [--impair]
 #
 # Topology (namespaces P-prod P-gwa P-wan P-gwb P-cons, default prefix "s2"):
 #
@@ -47,6 +48,12 @@
 #
 # Every namespace: lo up, IPv6 disabled unless --family asks for it, tx checksum offload off on every veth (frames
 # forwarded by a userspace gateway then carry complete checksums), MTU --mtu N (default 1500).
+# Impairment (--impair): a sixth namespace P-imp sits on the link between gwA and the WAN
+# router, as a wire: gwA wan0 -- g0 [P-imp] w0 -- a0 wan. It has no addresses, IPv6 off and
+# forwarding off, so its kernel neither forwards nor says anything; the tests run
+# scripts/wan_impair.py in it, which copies frames between g0 and w0 and impairs (loss,
+# duplication, reordering, delay) the ones it is told to. Nothing passes until it runs.
+#
 # Veth pairs are created inside the namespaces, so interface names never collide between
 # testbeds with different prefixes.
 #
@@ -57,6 +64,8 @@
 set -euo pipefail
 
 readonly NODES=(prod gwa wan gwb cons)
+# Present only with --impair; always torn down.
+readonly OPTIONAL_NODES=(imp)
 
 log() { printf 'testbed: %s\n' "$*"; }
 die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
@@ -80,9 +89,11 @@ gw_a="kernel"
 gw_b="kernel"
 mtu=1500
 family=4
+impair=0
 while [[ $# -gt 0 ]]; do
     opt="$1"
     case "$opt" in
+        --impair) impair=1; shift; continue ;;
         --prefix | --gw-a | --gw-b | --mtu | --family)
             [[ $# -ge 2 ]] || die "$opt needs a value"
             val="$2"
@@ -162,7 +173,7 @@ kill_ns_pids() {
 
 testbed_down() {
     local node ns removed=0
-    for node in "${NODES[@]}"; do
+    for node in "${NODES[@]}" "${OPTIONAL_NODES[@]}"; do
         ns="$(ns_name "$node")"
         ns_exists "$ns" || continue
         kill_ns_pids "$ns"
@@ -263,7 +274,18 @@ testbed_up() {
     done
 
     veth_pair "$NS_PROD" eth0 "$NS_GWA" lan0
-    veth_pair "$NS_GWA" wan0 "$NS_WAN" a0
+    if [[ "$impair" == 1 ]]; then
+        local ns_imp
+        ns_imp="$(ns_name imp)"
+        ns_create "$ns_imp"
+        veth_pair "$NS_GWA" wan0 "$ns_imp" g0
+        veth_pair "$ns_imp" w0 "$NS_WAN" a0
+        # Every frame reaches the wire's packet sockets, whatever its MAC.
+        ip -n "$ns_imp" link set g0 promisc on
+        ip -n "$ns_imp" link set w0 promisc on
+    else
+        veth_pair "$NS_GWA" wan0 "$NS_WAN" a0
+    fi
     veth_pair "$NS_WAN" b0 "$NS_GWB" wan0
     veth_pair "$NS_GWB" lan0 "$NS_CONS" eth0
     veth_pair "$NS_GWA" mg0 "$NS_GWB" mg0
@@ -314,7 +336,7 @@ testbed_up() {
 
 existing_namespaces() {
     local node ns
-    for node in "${NODES[@]}"; do
+    for node in "${NODES[@]}" "${OPTIONAL_NODES[@]}"; do
         ns="$(ns_name "$node")"
         if ns_exists "$ns"; then printf '%s ' "$ns"; fi
     done

@@ -58,6 +58,10 @@ pub enum Node {
     GwB,
     /// Consumer host: `eth0` 10.20.1.2/24, default route via 10.20.1.1.
     Cons,
+    /// The impairment wire between gwA's `wan0` (its `g0`) and the WAN
+    /// router's `a0` (its `w0`); only in a testbed from
+    /// [`Testbed::up_impaired`].
+    Imp,
 }
 
 impl Node {
@@ -72,6 +76,7 @@ impl Node {
             Node::Wan => "wan",
             Node::GwB => "gwb",
             Node::Cons => "cons",
+            Node::Imp => "imp",
         }
     }
 }
@@ -356,6 +361,18 @@ impl Testbed {
     /// Build a testbed with a fresh unique prefix (`s2t<pid>-<n>`); panics if
     /// `testbed.sh up` fails (after tearing down whatever was built).
     pub fn up(opts: TestbedOpts) -> Testbed {
+        Testbed::up_with(opts, false)
+    }
+
+    /// Like [`Testbed::up`], with the impairment namespace ([`Node::Imp`],
+    /// `testbed.sh --impair`) on the link between gwA and the WAN router:
+    /// nothing crosses it until the test starts `scripts/wan_impair.py`
+    /// there (see [`Testbed::start_impairment`]).
+    pub fn up_impaired(opts: TestbedOpts) -> Testbed {
+        Testbed::up_with(opts, true)
+    }
+
+    fn up_with(opts: TestbedOpts, impair: bool) -> Testbed {
         let n = TESTBED_SEQ.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("s2t{}-{}", std::process::id(), n);
         let scratch = std::env::temp_dir().join(format!("{prefix}.scratch"));
@@ -370,18 +387,22 @@ impl Testbed {
         fs::create_dir_all(&tb.scratch)
             .unwrap_or_else(|e| panic!("cannot create scratch dir {}: {e}", tb.scratch.display()));
         let mtu = opts.mtu.to_string();
+        let mut args = vec![
+            "up",
+            "--gw-a",
+            opts.gw_a.as_arg(),
+            "--gw-b",
+            opts.gw_b.as_arg(),
+            "--mtu",
+            &mtu,
+            "--family",
+            opts.family.as_arg(),
+        ];
+        if impair {
+            args.push("--impair");
+        }
         let f = tb
-            .script(&[
-                "up",
-                "--gw-a",
-                opts.gw_a.as_arg(),
-                "--gw-b",
-                opts.gw_b.as_arg(),
-                "--mtu",
-                &mtu,
-                "--family",
-                opts.family.as_arg(),
-            ])
+            .script(&args)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", testbed_script().display()));
         assert!(
             f.output.status.success() && !f.timed_out,
@@ -568,6 +589,41 @@ impl Testbed {
             args.join(" ")
         );
         f.output
+    }
+
+    /// Starts `scripts/wan_impair.py --a g0 --b w0 ARGS...` in the
+    /// impairment namespace ([`Testbed::up_impaired`]) and waits until it
+    /// runs (its first stats file). Until then, and after the handle is
+    /// stopped, nothing crosses between gwA and the WAN.
+    pub fn start_impairment(&self, args: &[&str]) -> Impairment {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let stats = self.scratch.join(format!("impair-{n}.json"));
+        let py = python();
+        let script = crate::paths::script("wan_impair.py");
+        let (script, stats_s) = (script.to_string_lossy(), stats.to_string_lossy());
+        let mut argv: Vec<&str> = vec![&py, &script, "--a", "g0", "--b", "w0", "--stats", &stats_s];
+        argv.extend_from_slice(args);
+        let mut child = self.spawn_stdio(Node::Imp, &argv, Stdio::null(), Stdio::piped());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !stats.exists() {
+            if let Ok(Some(_)) = child.try_wait() {
+                let f = wait_deadline(child, Duration::from_secs(1));
+                panic!(
+                    "wan_impair.py {args:?} exited at once ({}):\n{}",
+                    f.output.status,
+                    String::from_utf8_lossy(&f.output.stderr)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wan_impair.py not running after {READY_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Impairment {
+            child: Some(child),
+            stats,
+        }
     }
 
     /// Start `traffic.py ARGS... --ready-file FILE` (a receiver or server) in `node` and
@@ -988,5 +1044,53 @@ impl Drop for Testbed {
             ),
         }
         let _ = fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// A running `wan_impair.py` ([`Testbed::start_impairment`]).
+pub struct Impairment {
+    child: Option<Child>,
+    stats: PathBuf,
+}
+
+impl Impairment {
+    /// Its latest counts (rewritten every 200 ms): `{"a2b": {...}, "b2a":
+    /// {...}, "seconds": ...}` with `frames`, `seen`, `dropped`,
+    /// `duplicated`, `reordered`, `late`, `forwarded`, `send_errors`.
+    pub fn stats(&self) -> serde_json::Value {
+        let text = fs::read_to_string(&self.stats)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.stats.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}: {text}", self.stats.display()))
+    }
+
+    /// Stops it (SIGTERM: it flushes what it holds) and returns its final
+    /// counts.
+    pub fn stop(&mut self) -> serde_json::Value {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stats()
+    }
+}
+
+impl Drop for Impairment {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
