@@ -251,3 +251,36 @@ fn a_reorder_beyond_the_window_is_counted_never_delivered_twice() {
     eprintln!("gwB: {replays} replay drops, {auth} ICV failures");
     assert_eq!(replays + auth, late, "gwB counts each late packet once");
 }
+
+/// A 40 ± 10 ms delay on gwA's ESP shows in prod's ping round trips:
+/// every one between 30 and 50 ms plus the path's own (sub-millisecond).
+#[test]
+fn delay_and_jitter_show_in_the_round_trip() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    require_root();
+    let p = Pair::up();
+    let mut imp =
+        p.tb.start_impairment(&["--seed", "3", "--delay-ms", "40", "--jitter-ms", "10"]);
+    p.wait_reachable();
+    let out =
+        p.tb.run(Node::Prod, &["ping", "-n", "-c", "20", "-i", "0.05", CONS]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rtts: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect();
+    let stats = imp.stop();
+    eprintln!("round trips through 40 ± 10 ms: {rtts:?}");
+    assert!(rtts.len() >= 18, "pings answered: {text}");
+    for rtt in &rtts {
+        assert!(
+            (29.0..=60.0).contains(rtt),
+            "{rtt} ms outside 30..50 (+ path): {rtts:?}"
+        );
+    }
+    let spread = rtts.iter().cloned().fold(f64::MIN, f64::max)
+        - rtts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread > 2.0, "jitter varies the delay: {rtts:?}");
+    assert_eq!(a2b(&stats, "dropped"), 0);
+}
