@@ -322,6 +322,10 @@ pub struct State {
     /// Inbound SAs adopted from the region after a restart, by peer WAN
     /// address: kept until every session with that peer has renegotiated.
     adopted_inbound: Vec<(IpAddr, Sa, Option<Instant>)>,
+    /// The data plane incarnation every SA held here belongs to; written
+    /// with the tables, so that a data plane of another incarnation never
+    /// uses them (see [`scistream_region::TablesMut::set_keyed_for`]).
+    keyed_for: u64,
 }
 
 impl State {
@@ -653,10 +657,18 @@ impl State {
         changed | (self.adopted_inbound.len() != before)
     }
 
-    /// The data plane restarted: the SAs it held are gone, and an outbound
-    /// SA must never be reinstalled (its sequence counter is lost, so
-    /// nonces would repeat). Drops every SA; the caller renegotiates.
-    pub fn forget_keys(&mut self) {
+    /// The data plane incarnation the SAs held here are for.
+    pub fn keyed_for(&self) -> u64 {
+        self.keyed_for
+    }
+
+    /// The data plane restarted (now incarnation `incarnation`): the SAs
+    /// it held are gone, and an outbound SA must never be reinstalled (its
+    /// sequence counter is lost, so nonces would repeat). Drops every SA;
+    /// the caller renegotiates. Tables rendered from now on are for
+    /// `incarnation`.
+    pub fn forget_keys(&mut self, incarnation: u64) {
+        self.keyed_for = incarnation;
         for s in self.sessions.values_mut() {
             s.outbound = None;
             s.outbound_epoch = None;
@@ -668,12 +680,19 @@ impl State {
         self.adopted_inbound.clear();
     }
 
-    /// A restarted control process adopts the SAs the workers are using:
-    /// each session's outbound SA is found through its listeners (a
-    /// tunnel's through the route entry of one of its remote prefixes), and
-    /// every inbound SA is kept until the sessions of its peer renegotiate.
+    /// A restarted control process adopts the SAs the workers of data plane
+    /// incarnation `incarnation` are using: each session's outbound SA is
+    /// found through its listeners (a tunnel's through the route entry of
+    /// one of its remote prefixes), and every inbound SA is kept until the
+    /// sessions of its peer renegotiate. Tables written for another
+    /// incarnation (the data plane restarted while this process was down)
+    /// are not adopted: their outbound SAs' sequence counters are gone.
     /// Returns (outbound SAs adopted, inbound SAs adopted).
-    pub fn adopt(&mut self, view: &TablesView<'_>) -> (usize, usize) {
+    pub fn adopt(&mut self, view: &TablesView<'_>, incarnation: u64) -> (usize, usize) {
+        self.keyed_for = incarnation;
+        if view.keyed_for() != incarnation {
+            return (0, 0);
+        }
         let sas: Vec<SaEntry> = view.sas().iter().collect();
         let listeners: Vec<ListenerEntry> = view.listeners().iter().collect();
         let routes: Vec<RouteEntry> = view.routes().iter().collect();
@@ -755,6 +774,7 @@ impl State {
     /// left out.
     pub fn render(&self, t: &mut TablesMut<'_>, limits: &Limits) {
         t.clear();
+        t.set_keyed_for(self.keyed_for);
         for (_, sa, _) in &self.adopted_inbound {
             let _ = t.sas().push(sa.entry(Direction::In, limits, 0));
         }
@@ -958,7 +978,7 @@ mod tests {
         i.create(record("u", SessionRole::Outbound, 5100)).unwrap();
         i.initiator_switch("u", 1, sa(0x2001, 2), sa(0x1001, 1), t0)
             .unwrap();
-        i.forget_keys();
+        i.forget_keys(1);
         let s = i.get("u").unwrap();
         assert!(s.outbound.is_none() && s.inbound.is_empty() && s.lost_keys);
         assert_eq!(
@@ -1336,7 +1356,7 @@ mod tests {
         after
             .create(record("u", SessionRole::Outbound, 5100))
             .unwrap();
-        assert_eq!(after.adopt(&w.current()), (2, 2));
+        assert_eq!(after.adopt(&w.current(), 0), (2, 2));
         let t = after.get(uid).unwrap();
         assert_eq!(t.outbound.as_ref().map(|o| o.spi), Some(0x2004));
         assert!(

@@ -267,6 +267,7 @@ pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
     writer.set_grace(PUBLISH_GRACE);
     // The incarnation now in the region is the data plane we adopt from.
     let _ = writer.take_incarnation_change();
+    let incarnation = writer.incarnation();
     let mut state = State::new();
     for t in &cfg.tunnels {
         let (record, routes) = tunnel::session(t, &cfg.gateway.name, unix_now());
@@ -298,7 +299,14 @@ pub fn prepare(cfg: ControlConfig) -> Result<Arc<Shared>> {
         }
     }
     if adopted {
-        let (out, inb) = state.adopt(&writer.current());
+        let (out, inb) = state.adopt(&writer.current(), incarnation);
+        if writer.current().keyed_for() != incarnation {
+            warn!(
+                keyed_for = writer.current().keyed_for(),
+                incarnation,
+                "the region's keys were written for another data plane: nothing adopted, every session gets new keys"
+            );
+        }
         info!(
             path = %cfg.shm.path.display(),
             generation = writer.generation(),

@@ -124,15 +124,20 @@ fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(Stri
 /// SAs must not be reinstalled (their sequence numbers would restart under
 /// the same key), so every session gets new keys. Returns true if it did.
 fn dataplane_restart(sh: &Shared) -> bool {
-    let change = super::lock(&sh.writer).take_incarnation_change();
-    let Some(incarnation) = change else {
-        return false;
-    };
+    // State first, then the writer (the order every publish takes them
+    // in): no publish can run between noticing the new data plane and
+    // dropping the old keys, so none stamps old SAs with the new
+    // incarnation.
     let sessions = {
         let mut st = sh.state();
-        st.forget_keys();
-        st.sessions().count()
+        let change = super::lock(&sh.writer).take_incarnation_change();
+        let Some(incarnation) = change else {
+            return false;
+        };
+        st.forget_keys(incarnation);
+        (incarnation, st.sessions().count())
     };
+    let (incarnation, sessions) = sessions;
     info!(
         incarnation,
         sessions, "data plane (re)started: renegotiating every session's keys"

@@ -145,7 +145,7 @@ fuzz_target!(|data: &[u8]| {
     for e in view.listeners().iter() {
         let _ = (e.role(), e.remote(), e.target());
     }
-    let _ = TunnelTables::from_shm(&view, &f.cx, &f.empty, 1);
+    let _ = TunnelTables::from_shm(&view, &f.cx, &f.empty, 1, view.keyed_for());
     let _ = reader.report_seen(0, view.generation());
     let _ = reader.detach_worker(0);
 });

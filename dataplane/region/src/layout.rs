@@ -148,7 +148,8 @@ impl DataplaneInfo {
     }
 }
 
-/// At the start of each table copy: how many entries are in use.
+/// At the start of each table copy: how many entries are in use, and for
+/// which data plane the SAs were written.
 #[repr(C, align(64))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CopyHeader {
@@ -159,7 +160,14 @@ pub struct CopyHeader {
     /// Listener entries in use.
     pub listener_count: u32,
     /// Reserved, zero.
-    pub reserved: [u32; 13],
+    pub reserved0: u32,
+    /// The data plane incarnation ([`Header::incarnation`]) these SAs were
+    /// negotiated for. A data plane of another incarnation must not use
+    /// them: an outbound SA's sequence counter lived in the process that
+    /// died, so sealing with it again would repeat GCM nonces.
+    pub keyed_for: u64,
+    /// Reserved, zero.
+    pub reserved: [u32; 10],
 }
 
 /// [`SaEntry::direction`]: inbound.
@@ -621,6 +629,7 @@ mod tests {
         assert_eq!(offset_of!(Header, published), 48);
         assert_eq!(offset_of!(WorkerSlot, live), 8);
         assert_eq!(offset_of!(CopyHeader, listener_count), 8);
+        assert_eq!(offset_of!(CopyHeader, keyed_for), 16);
         assert_eq!(offset_of!(SaEntry, key_len), 6);
         assert_eq!(offset_of!(SaEntry, key), 8);
         assert_eq!(offset_of!(SaEntry, salt), 40);

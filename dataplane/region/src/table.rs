@@ -119,6 +119,13 @@ impl<'a> TablesView<'a> {
         self.copy
     }
 
+    /// The data plane incarnation the SAs of this copy were written for
+    /// ([`crate::layout::CopyHeader::keyed_for`]).
+    #[inline]
+    pub fn keyed_for(&self) -> u64 {
+        self.header.keyed_for
+    }
+
     /// The SA table.
     #[inline]
     pub fn sas(&self) -> TableView<'a, SaEntry> {
@@ -272,6 +279,13 @@ impl<'a> TablesMut<'a> {
         for i in after..before.min(cap) {
             self.map.write(off, i as usize, T::default());
         }
+    }
+
+    /// Records that the SAs written are for data plane incarnation
+    /// `incarnation` ([`crate::layout::CopyHeader::keyed_for`]). A copy
+    /// keeps the value of the copy it started from until this is called.
+    pub fn set_keyed_for(&mut self, incarnation: u64) {
+        self.header.keyed_for = incarnation;
     }
 
     /// Empties all three tables.

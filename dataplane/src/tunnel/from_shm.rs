@@ -5,6 +5,12 @@
 //! Invalid entries (unknown codes, reserved SPIs, wrong key lengths,
 //! duplicate SPIs, routes or listeners naming a missing outbound SA) are
 //! skipped, logged and counted; the rest is installed.
+//!
+//! Tables written for another data plane incarnation are not used at all
+//! (empty tables instead): their outbound SAs' sequence counters died with
+//! the process that held them, and sealing with them again would repeat
+//! GCM nonces. The control process rewrites them for this incarnation once
+//! it has seen it (and negotiated new keys).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -20,14 +26,19 @@ use crate::config::tunnel::Direction;
 
 impl TunnelTables {
     /// Builds tables from the active copy `view`, reusing from `prev` what
-    /// a rebuild keeps ([`TunnelTables::build`]).
+    /// a rebuild keeps ([`TunnelTables::build`]); empty tables if `view`
+    /// was written for another incarnation than ours, `incarnation`.
     pub fn from_shm(
         view: &TablesView<'_>,
         cx: &TableContext,
         prev: &TunnelTables,
         generation: u64,
+        incarnation: u64,
     ) -> Result<(TunnelTables, RebuildReport), TableError> {
-        let (spec, invalid) = spec_of(view);
+        let (spec, invalid) = match view.keyed_for() == incarnation {
+            true => spec_of(view),
+            false => (TableSpec::default(), 0),
+        };
         let (mut tables, mut report) = TunnelTables::build(&spec, cx, prev, generation)?;
         tables.shm_generation = view.generation();
         report.invalid = invalid;

@@ -139,6 +139,8 @@ pub struct ShmWatcher {
     next_check: Instant,
     builds: u64,
     last_error: Option<String>,
+    /// The incarnation we announced when we attached (0: not attached).
+    incarnation: u64,
 }
 
 impl ShmWatcher {
@@ -170,6 +172,7 @@ impl ShmWatcher {
             next_check: Instant::now(),
             builds: 1,
             last_error: None,
+            incarnation: 0,
         }
     }
 
@@ -204,6 +207,7 @@ impl ShmWatcher {
                 r.set_dataplane_pid(std::process::id());
                 r.set_dataplane_info(&self.info);
                 let incarnation = r.bump_incarnation();
+                self.incarnation = incarnation;
                 for w in 0..self.workers {
                     // In range: open checked the slots.
                     let _ = r.attach_worker(w);
@@ -237,7 +241,16 @@ impl ShmWatcher {
             let view = reader.current();
             let generation = view.generation();
             self.builds += 1;
-            let built = TunnelTables::from_shm(&view, &self.cx, current, self.builds);
+            let built =
+                TunnelTables::from_shm(&view, &self.cx, current, self.builds, self.incarnation);
+            if view.keyed_for() != self.incarnation {
+                tracing::info!(
+                    generation,
+                    keyed_for = view.keyed_for(),
+                    incarnation = self.incarnation,
+                    "the region's keys are for another data plane: no tunnel until the control process rekeys for this one"
+                );
+            }
             // A publish that landed while we read may have reused the copy
             // (only possible with no live worker): read again.
             if reader.current().generation() != generation {

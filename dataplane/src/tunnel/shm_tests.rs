@@ -76,11 +76,17 @@ fn setup_with(
     cx: TableContext,
     stats: Option<&std::path::Path>,
 ) -> (ShmWriter, Arc<ShmTableSource>, ShmWatcher) {
-    let w = ShmWriter::create(r.path(), CAPS).unwrap();
+    let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
     let src = Arc::new(ShmTableSource::new(&cx));
     let mut watcher = ShmWatcher::new(src.clone(), cx, r.path(), 2, stats);
     watcher.poll();
     assert!(src.changes().attached);
+    // The control process's side of the handshake: the tables are for the
+    // data plane that just attached (every copy starts from this one).
+    let incarnation = w.incarnation();
+    w.publish(|t| t.set_keyed_for(incarnation)).unwrap();
+    watcher.poll();
+    workers_catch_up(&src);
     (w, src, watcher)
 }
 
@@ -562,4 +568,49 @@ mod rate {
         assert_eq!(counts.total_drops(), 0);
         assert!(clock.now_ns() > 9 * SEC);
     }
+}
+
+/// The nonce guard: tables written for another data plane incarnation (a
+/// restarted `s2ds` reading what its dead predecessor used) are not
+/// installed, however valid, until the control process stamps them for
+/// this incarnation; then they are.
+#[test]
+fn tables_keyed_for_another_incarnation_are_not_used() {
+    let r = TempRegion::new("tables");
+    let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
+    // What the previous data plane (incarnation 1) used.
+    w.publish(|t| {
+        t.set_keyed_for(1);
+        t.sas().push(sa(0x1000, DIR_OUT, 7)).unwrap();
+        t.sas().push(sa(0x2000, DIR_IN, 8)).unwrap();
+        t.listeners().push(inbound_listener(5100, 7000, 0)).unwrap();
+    })
+    .unwrap();
+    let src = Arc::new(ShmTableSource::new(&cx()));
+    let mut watcher = ShmWatcher::new(src.clone(), cx(), r.path(), 2, None);
+    // Whoever attaches bumps the incarnation: 0 → 1 here, so the first
+    // attach sees tables for itself...
+    watcher.poll();
+    assert_eq!(src.load().outbound_len(), 1, "keyed for incarnation 1");
+    // ... and a restarted data plane (incarnation 2) does not.
+    drop(watcher);
+    let src = Arc::new(ShmTableSource::new(&cx()));
+    let mut watcher = ShmWatcher::new(src.clone(), cx(), r.path(), 2, None);
+    watcher.poll();
+    assert_eq!(w.incarnation(), 2);
+    let t = src.load();
+    assert_eq!(
+        (t.outbound_len(), t.inbound_len(), t.listener_counts()),
+        (0, 0, (0, 0)),
+        "nothing from the dead data plane's tables"
+    );
+    workers_catch_up(&src);
+    // Restamped (with new keys, as s2cs does), they are used.
+    w.publish(|t| {
+        t.set_keyed_for(2);
+        t.sas().set(0, sa(0x1001, DIR_OUT, 9)).unwrap();
+    })
+    .unwrap();
+    assert!(watcher.poll());
+    assert_eq!(src.load().outbound_len(), 1);
 }
