@@ -4,8 +4,8 @@
 # then: formatting, clippy with and without DPDK, the whole test suite with
 # the default features (DPDK + native backends), the native backends again
 # in a build without DPDK (`--no-default-features`), each benchmark's
-# `--smoke` mode (one short round, so that no bench can silently break), the
-# Debian packages (cargo-deb, lintian), and the VM testbed's short suite
+# `--smoke` mode (one short round, so that no bench can silently break; the
+# churn soak's is its 3-minute form), the Debian packages (cargo-deb, lintian), and the VM testbed's short suite
 # (scripts/vm-test.sh, docs/vm-testbed.md), which installs those packages.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,6 +42,10 @@ rm -rf "$bench_out"
 step "bench smoke: ESP tunnel over memif, s2ds (ipsec-mb) against ipsec-secgw (one short round)"
 bench_out="$(mktemp -d /tmp/s2ds-tunnel-smoke.XXXXXX)"
 bash benches/tunnel_memif.sh --smoke --no-build --out "$bench_out"
+rm -rf "$bench_out"
+step "bench smoke: churn soak, 100 sessions created and released in 3 minutes under 1 s rekeys"
+bench_out="$(mktemp -d /tmp/s2-churn-smoke.XXXXXX)"
+bash benches/churn_soak.sh --smoke --no-build --out "$bench_out"
 rm -rf "$bench_out"
 step "Debian packages: scistream-gateway and scistream-client with cargo-deb, lintian (no errors)"
 cargo build --release --locked -p scistream-control --bin s2cs --bin s2uc

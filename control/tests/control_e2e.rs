@@ -1955,3 +1955,203 @@ fn crash_loops_recover_and_never_repeat_a_nonce() {
     );
     assert!(spis.len() > 4, "keys were renegotiated: {spis:?}");
 }
+
+/// A process's resident memory (kB) and open file descriptors.
+fn footprint(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (rss, fds)
+}
+
+/// What the churn soak compares at its start and end: per process (s2cs A,
+/// s2cs B, s2ds A, s2ds B) memory and descriptors; per gateway the region's
+/// SAs and listeners, and the sessions (each holding reserved ports).
+#[derive(Debug)]
+struct Footprint {
+    procs: Vec<(&'static str, u64, usize)>,
+    region: [(usize, usize); 2],
+    sessions: [usize; 2],
+}
+
+impl Footprint {
+    fn of(p: &Pair) -> Footprint {
+        let pids = [
+            ("s2cs A", p.a.pid()),
+            ("s2cs B", p.b.pid()),
+            ("s2ds A", p.gwa.pid()),
+            ("s2ds B", p.gwb.pid()),
+        ];
+        let procs = pids
+            .iter()
+            .map(|(n, pid)| {
+                let (rss, fds) = footprint(pid.expect("running"));
+                (*n, rss, fds)
+            })
+            .collect();
+        let region = |shm: &Path| {
+            let r = ShmReader::open(shm, 0).expect("attach");
+            let v = r.current();
+            (v.sas().len(), v.listeners().len())
+        };
+        let sessions = |cp: &ControlPlane| {
+            cp.admin_ok(json!({"op": "list"}))["sessions"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
+        Footprint {
+            procs,
+            region: [region(&p.a.shm), region(&p.b.shm)],
+            sessions: [sessions(&p.a), sessions(&p.b)],
+        }
+    }
+}
+
+/// Churn soak (a benchmark: `benches/churn_soak.sh`, not part of `cargo
+/// test`): for `S2_SOAK_SECONDS` (default 180), sessions are created and
+/// released continuously (`S2_SOAK_SESSIONS` over the run, default one
+/// every 1.8 s), keys roll over every second, and every live session
+/// carries a UDP stream for its whole life. Every stream of a session that
+/// was not released during it arrives whole; at the end, with every session
+/// released, memory, descriptors, SAs, listeners and sessions (reserved
+/// ports) are back to their values at the start. Writes its figures to
+/// `S2_SOAK_OUT` (JSON) if set.
+#[test]
+#[ignore = "a benchmark: run by benches/churn_soak.sh"]
+fn churn_soak() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let seconds = env("S2_SOAK_SECONDS", 180);
+    let sessions = env("S2_SOAK_SESSIONS", (seconds * 10 / 18).max(1));
+    let interval = Duration::from_secs_f64(seconds as f64 / sessions as f64);
+    // Each session lives about four intervals: four or five at a time.
+    const RATE: u64 = 500;
+    let lifetime = (interval * 4).max(Duration::from_secs(3));
+    let count = RATE * lifetime.as_millis() as u64 / 1000;
+    // Keys roll over on demand: every second for every live session
+    // (below); the old inbound SA lives on for 1 s.
+    let p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("grace_seconds".into(), 1.into());
+    });
+    // Warm up (first session, allocator arenas, neighbour entries), then
+    // take the starting footprint with nothing in use.
+    p.session("soak-warmup", 5199);
+    let w =
+        p.tb.udp_stream(Node::Cons, Node::Prod, "10.20.1.1:5199", 1000, 500, 1000);
+    assert_eq!(w.lost, 0, "{w:?}");
+    for cp in [&p.b, &p.a] {
+        cp.admin_ok(json!({"op": "release", "uid": "soak-warmup"}));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let start = Footprint::of(&p);
+    eprintln!("churn soak: {sessions} sessions over {seconds} s, each {lifetime:?} at {RATE}/s; start {start:?}");
+    let t0 = Instant::now();
+    let results = std::sync::Mutex::new(Vec::new());
+    let live = std::sync::Mutex::new(BTreeSet::<String>::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let asked = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        // A rekey every second on each live session, from B (the
+        // initiator); a session released meanwhile refuses it.
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let uids: Vec<String> = live.lock().unwrap().iter().cloned().collect();
+                for uid in uids {
+                    let r = p.b.admin(json!({"op": "rekey", "uid": uid}));
+                    if r["ok"] == true {
+                        asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let mut workers = Vec::new();
+        for i in 0..sessions {
+            let due = interval * i as u32;
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let (p, results, live) = (&p, &results, &live);
+            workers.push(s.spawn(move || {
+                let uid = format!("soak-{i}");
+                // 90 ports: a port is reused only long after its session ended.
+                let port = 5100 + (i % 90) as u16;
+                p.session(&uid, port);
+                live.lock().unwrap().insert(uid.clone());
+                let dst = format!("10.20.1.1:{port}");
+                let r =
+                    p.tb.udp_stream(Node::Cons, Node::Prod, &dst, count, 500, RATE);
+                live.lock().unwrap().remove(&uid);
+                for cp in [&p.b, &p.a] {
+                    cp.admin_ok(json!({"op": "release", "uid": uid}));
+                }
+                results.lock().unwrap().push((i, r));
+            }));
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let elapsed = t0.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let end = Footprint::of(&p);
+    let results = results.into_inner().unwrap();
+    let lost: u64 = results.iter().map(|(_, r)| r.lost).sum();
+    let sent: u64 = results.iter().map(|(_, r)| r.sent).sum();
+    let rekeys = p.b.log_text().matches("keys switched").count();
+    let asked = asked.into_inner();
+    eprintln!(
+        "churn soak: {} sessions in {elapsed:?}, {sent} datagrams, {lost} lost, {asked} rekeys asked, {rekeys} key switches at gwB; end {end:?}",
+        results.len()
+    );
+    if let Ok(out) = std::env::var("S2_SOAK_OUT") {
+        let procs = |f: &Footprint| -> Vec<serde_json::Value> {
+            f.procs
+                .iter()
+                .map(|(n, rss, fds)| json!({"process": n, "rss_kb": rss, "fds": fds}))
+                .collect()
+        };
+        let doc = json!({
+            "seconds": elapsed.as_secs_f64(), "sessions": results.len(), "datagrams": sent,
+            "lost": lost, "rekey_log_lines": rekeys, "rekeys_asked": asked,
+            "start": {"procs": procs(&start), "region": start.region, "sessions": start.sessions},
+            "end": {"procs": procs(&end), "region": end.region, "sessions": end.sessions},
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    }
+    for (i, r) in &results {
+        assert_eq!(
+            (r.received, r.lost),
+            (count, 0),
+            "session soak-{i}: {r:?}\n{}",
+            p.logs()
+        );
+    }
+    assert_eq!(results.len() as u64, sessions);
+    assert_eq!(
+        (end.region, end.sessions),
+        (start.region, start.sessions),
+        "SAs, listeners, sessions back"
+    );
+    for ((name, rss0, fds0), (_, rss1, fds1)) in start.procs.iter().zip(&end.procs) {
+        assert_eq!(fds1, fds0, "{name}: file descriptors {fds0} -> {fds1}");
+        // Allocator arenas and caches settle within a few MB; a leak of
+        // even 10 KB per session shows in the 30-minute form.
+        assert!(
+            *rss1 <= rss0 + 6144,
+            "{name}: resident memory {rss0} kB -> {rss1} kB"
+        );
+    }
+}

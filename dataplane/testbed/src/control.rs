@@ -284,6 +284,11 @@ impl ControlPlane {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id of the running `s2cs`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Kills it with SIGKILL (a crash).
     pub fn kill(&mut self) {
         if let Some(child) = self.child.take() {

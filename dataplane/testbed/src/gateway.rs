@@ -144,6 +144,11 @@ impl Gateway {
         }
     }
 
+    /// The process id of the running `s2ds` (`ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts the gateway again after [`Gateway::kill`] or [`Gateway::stop`].
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running gateway");
