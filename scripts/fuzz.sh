@@ -8,20 +8,24 @@
 # timeout or out-of-memory fails the run; the input that caused it is kept
 # under <fuzz crate>/artifacts/. See docs/reliability.md.
 #
-#   scripts/fuzz.sh [--seconds-per-target N] [--target NAME]
+#   scripts/fuzz.sh [--seconds-per-target N] [--target NAME] [--smoke]
 #
-# Honours CARGO_TARGET_DIR (default target/fuzz) and CARGO_BUILD_JOBS.
+# --smoke (CI): 15 s per target, built at opt-level 1 without debug info
+# (half the cold build time), in target/fuzz-smoke unless CARGO_TARGET_DIR
+# is set. Honours CARGO_TARGET_DIR (default target/fuzz) and CARGO_BUILD_JOBS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
 seconds=20
 only=""
+smoke=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seconds-per-target) seconds="${2:?--seconds-per-target needs a number}"; shift 2 ;;
         --target) only="${2:?--target needs a name}"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --smoke) smoke=1; seconds=15; shift ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "scripts/fuzz.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -31,6 +35,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
 export RUSTC_BOOTSTRAP=1
 target_dir="${CARGO_TARGET_DIR:-$root/target/fuzz}"
+if [[ $smoke -eq 1 ]]; then
+    # Quicker to build, still instrumented and sanitized (the default
+    # profile keeps opt-level 3 and line tables for the long campaigns).
+    export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0
+    target_dir="${CARGO_TARGET_DIR:-$root/target/fuzz-smoke}"
+fi
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -3,7 +3,8 @@
 # TAP and DPDK vdevs need it). Installs what it needs first (scripts/setup.sh),
 # then: formatting, clippy with and without DPDK, the whole test suite with
 # the default features (DPDK + native backends), the native backends again
-# in a build without DPDK (`--no-default-features`), each benchmark's
+# in a build without DPDK (`--no-default-features`), every cargo-fuzz target
+# for 15 s (scripts/fuzz.sh --smoke: a crash, leak or timeout fails), each benchmark's
 # `--smoke` mode (one short round, so that no bench can silently break; the
 # churn soak's is its 3-minute form), the Debian packages (cargo-deb, lintian), and the VM testbed's short suite
 # (scripts/vm-test.sh, docs/vm-testbed.md), which installs those packages.
@@ -30,6 +31,8 @@ step "cargo test (default features)"
 cargo test --workspace --locked
 step "cargo test (no DPDK: native backends end to end, unit tests)"
 cargo test -p scistream-dataplane --no-default-features --locked --lib --test gateway_e2e --test config_files --test cli
+step "fuzz smoke: every cargo-fuzz target for 15 s (libFuzzer, ASan; a crash, leak or timeout fails)"
+bash scripts/fuzz.sh --smoke
 step "bench smoke: DPDK forwarding over memif, s2ds against testpmd (one short round)"
 cargo build --release --locked -p scistream-dataplane --bin s2ds
 bench_out="$(mktemp -d /tmp/s2ds-bench-smoke.XXXXXX)"

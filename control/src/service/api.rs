@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
+use super::request::{self, role_name, Bounds};
 use super::{guard, lock, negotiate, Shared};
 use crate::audit::{AuditRecord, Source};
 use crate::auth::{self, Policy, Principal, Verifier};
@@ -42,102 +43,6 @@ pub struct Api {
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
     /// Sources that failed authentication too often (see [`guard`]).
     throttle: guard::FailureThrottle,
-}
-
-fn role_of(role: &str) -> Result<SessionRole, Status> {
-    match role {
-        "PROD" => Ok(SessionRole::Inbound),
-        "CONS" => Ok(SessionRole::Outbound),
-        other => Err(Status::invalid_argument(format!(
-            "role `{}`: expected `PROD` or `CONS`",
-            shown(other)
-        ))),
-    }
-}
-
-fn role_name(r: SessionRole) -> &'static str {
-    match r {
-        SessionRole::Inbound => "PROD",
-        SessionRole::Outbound => "CONS",
-    }
-}
-
-/// The session id `uid` in canonical form: a UUID string of any version
-/// (SciStream's client makes version-1 uuids); INVALID_ARGUMENT otherwise.
-fn check_uid(uid: &str) -> Result<String, Status> {
-    crate::uid::canonical_uid(uid).ok_or_else(|| {
-        let shown: String = uid.chars().take(64).collect();
-        Status::invalid_argument(format!(
-            "uid {shown:?} is not a UUID (expected a form like 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3)"
-        ))
-    })
-}
-
-/// Longest endpoint string the API parses: `[IPv6]:port` with every group
-/// written out is 47 bytes.
-const MAX_ENDPOINT_LEN: usize = 64;
-
-/// At most this much of a refused value is quoted back in a status.
-fn shown(s: &str) -> String {
-    match s.char_indices().nth(MAX_ENDPOINT_LEN) {
-        None => s.to_string(),
-        Some((at, _)) => format!("{}... ({} bytes)", &s[..at], s.len()),
-    }
-}
-
-/// Parses the `ip:port` list `field` of at most `max` entries.
-fn endpoints(field: &str, list: &[String], max: u32) -> Result<Vec<SocketAddr>, Status> {
-    if list.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} is empty")));
-    }
-    if list.len() > max as usize {
-        return Err(Status::invalid_argument(format!(
-            "{field} has {} entries; at most {max} (api.max_num_conn)",
-            list.len()
-        )));
-    }
-    list.iter()
-        .map(|s| {
-            let parsed = (s.len() <= MAX_ENDPOINT_LEN)
-                .then(|| s.trim().parse::<SocketAddr>().ok())
-                .flatten();
-            parsed.ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "{field}: `{}` is not an ip:port (a.b.c.d:port, or [IPv6]:port)",
-                    shown(s)
-                ))
-            })
-        })
-        .map(|r| {
-            r.and_then(|a| match a.port() == 0 || a.ip().is_unspecified() {
-                true => Err(Status::invalid_argument(format!(
-                    "{field}: `{a}` is not usable"
-                ))),
-                false => Ok(a),
-            })
-        })
-        .collect()
-}
-
-/// Refuses endpoints of `field` whose family differs from `own`, the
-/// gateway address (`own_key`) our listeners for them are on: listener mode
-/// rewrites addresses and ports, never the IP version.
-fn same_family(
-    field: &str,
-    list: &[SocketAddr],
-    own: std::net::IpAddr,
-    own_key: &str,
-) -> Result<(), Status> {
-    let family = |ip: std::net::IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-    match list.iter().find(|a| a.is_ipv4() != own.is_ipv4()) {
-        None => Ok(()),
-        Some(a) => Err(Status::invalid_argument(format!(
-            "{field}: `{a}` is {} but this gateway's listeners for it are on its {} address {own} ({own_key}); \
-             listener mode does not translate between IPv4 and IPv6",
-            family(a.ip()),
-            family(own)
-        ))),
-    }
 }
 
 impl Api {
@@ -190,6 +95,16 @@ impl Api {
             }
             e.into_status()
         })
+    }
+
+    /// What [`request`]'s checks depend on.
+    fn bounds(&self) -> Bounds {
+        let gw = &self.sh.cfg.gateway;
+        Bounds {
+            max_num_conn: self.cfg.max_num_conn,
+            wan_address: gw.wan_address,
+            lan_address: gw.lan_address,
+        }
     }
 
     fn check_targets(&self, who: &Principal, targets: &[SocketAddr]) -> Result<(), Status> {
@@ -334,24 +249,14 @@ impl ApiHandle {
         let who = api.authenticate(&r)?;
         call.identity = who.subject.clone();
         let mut r = r.into_inner();
-        r.uid = check_uid(&r.uid)?;
-        call.uid = r.uid.clone();
-        let role = role_of(&r.role)?;
-        if r.num_conn < 1 || r.num_conn as u32 > api.cfg.max_num_conn {
-            return Err(Status::invalid_argument(format!(
-                "num_conn {} is out of range 1..={}",
-                r.num_conn, api.cfg.max_num_conn
-            )));
-        }
-        if r.rate < 0 {
-            return Err(Status::invalid_argument(format!(
-                "rate {} is negative",
-                r.rate
-            )));
-        }
+        let uid = request::uid(&r.uid)?;
+        call.uid = uid.clone();
+        let args = request::req(&r, &api.bounds())?;
+        let role = args.role;
+        r.uid = uid;
         // SciStream's unit: kilobytes per second (its client sends 10000
         // when the user gives no --rate).
-        let rate_bps = api.cfg.rate.session_bps(r.rate as u32);
+        let rate_bps = api.cfg.rate.session_bps(args.rate_kbytes);
         let notify = Arc::new(Notify::new());
         tokio::task::block_in_place(|| -> Result<(), Status> {
             let mut st = api.sh.state();
@@ -437,7 +342,7 @@ impl ApiHandle {
         let who = api.authenticate(&r)?;
         call.identity = who.subject.clone();
         let mut r = r.into_inner();
-        r.uid = check_uid(&r.uid)?;
+        r.uid = request::uid(&r.uid)?;
         call.uid = r.uid.clone();
         // The session's role comes from its req. SciStream's client sends
         // its consumer-side hello with role PROD: the field is not checked.
@@ -445,16 +350,8 @@ impl ApiHandle {
         if r.role != role_name(role) {
             debug!(uid = %r.uid, hello_role = %r.role, session_role = role_name(role), "hello: role differs from the session's (ignored; the req's role holds)");
         }
-        let apps = match role {
-            SessionRole::Inbound => {
-                let a = endpoints("prod_listeners", &r.prod_listeners, api.cfg.max_num_conn)?;
-                let gw = &api.sh.cfg.gateway;
-                same_family("prod_listeners", &a, gw.wan_address, "gateway.wan_address")?;
-                api.check_targets(&who, &a)?;
-                a
-            }
-            SessionRole::Outbound => Vec::new(),
-        };
+        let apps = request::prod_listeners(&r, role, &api.bounds())?;
+        api.check_targets(&who, &apps)?;
         let listeners = {
             let mut st = api.sh.state();
             st.set_hello(&r.uid, apps)
@@ -483,7 +380,7 @@ impl ApiHandle {
         let who = api.authenticate(&r)?;
         call.identity = who.subject.clone();
         let mut r = r.into_inner();
-        r.uid = check_uid(&r.uid)?;
+        r.uid = request::uid(&r.uid)?;
         call.uid = r.uid.clone();
         let (role, hello, ports) = api.owned(&r.uid, &who, |s| {
             (
@@ -496,39 +393,14 @@ impl ApiHandle {
                     .collect::<Vec<u16>>(),
             )
         })?;
-        if !r.role.is_empty() && role_of(&r.role)? != role {
-            return Err(Status::invalid_argument(format!(
-                "update role {} differs from the session's {}",
-                r.role,
-                role_name(role)
-            )));
-        }
+        request::update_role(&r, role)?;
         if !hello {
             return Err(Status::failed_precondition(format!(
                 "session `{}` has had no hello yet",
                 r.uid
             )));
         }
-        let remotes = endpoints(
-            "remote_listeners",
-            &r.remote_listeners,
-            api.cfg.max_num_conn,
-        )?;
-        let gw = &api.sh.cfg.gateway;
-        match role {
-            SessionRole::Inbound => same_family(
-                "remote_listeners",
-                &remotes,
-                gw.wan_address,
-                "gateway.wan_address",
-            )?,
-            SessionRole::Outbound => same_family(
-                "remote_listeners",
-                &remotes,
-                gw.lan_address,
-                "gateway.lan_address",
-            )?,
-        }
+        let remotes = request::remote_listeners(&r, role, &api.bounds())?;
         api.check_targets(&who, &remotes)?;
         // Round-robin the given endpoints onto the reserved listeners.
         let mapped: Vec<SocketAddr> = (0..ports.len())
@@ -536,13 +408,8 @@ impl ApiHandle {
             .collect();
         let peer = match role {
             SessionRole::Outbound => {
+                // One gateway: request::remote_listeners checked it.
                 let ip = remotes[0].ip();
-                if let Some(other) = remotes.iter().find(|a| a.ip() != ip) {
-                    return Err(Status::invalid_argument(format!(
-                        "remote_listeners span two gateways ({ip} and {})",
-                        other.ip()
-                    )));
-                }
                 let p = api.sh.cfg.peer_by_wan_address(ip).ok_or_else(|| {
                     Status::invalid_argument(format!(
                         "no configured peer gateway has WAN address {ip}"
@@ -612,7 +479,7 @@ impl ApiHandle {
         let who = api.authenticate(&r)?;
         call.identity = who.subject.clone();
         let mut r = r.into_inner();
-        r.uid = check_uid(&r.uid)?;
+        r.uid = request::uid(&r.uid)?;
         call.uid = r.uid.clone();
         let (role, peer) = api.owned(&r.uid, &who, |s| {
             (role_name(s.record.role), s.record.peer.clone())
@@ -654,7 +521,7 @@ impl ApiHandle {
         let api = &self.0;
         let who = api.authenticate(&r)?;
         call.identity = who.subject.clone();
-        let uid = check_uid(&r.into_inner().uid)?;
+        let uid = request::uid(&r.into_inner().uid)?;
         call.uid = uid.clone();
         api.sh.sample_traffic();
         let info = api.owned(&uid, &who, |s| api.info(s))?;

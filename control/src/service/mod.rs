@@ -6,6 +6,7 @@
 //!   answers key offers, commits and rekey requests (responder side).
 //! - [`negotiate`]: the initiator side of one key exchange.
 //! - [`admin`]: the local admin socket (create, list, status, release, rekey).
+//! - [`request`]: the checks of API requests that need no session state.
 //! - [`timers`]: rekey triggers, grace-period expiry, data plane restarts.
 //!
 //! The configured `[[tunnels]]` ([`crate::tunnel`]) are sessions created
@@ -22,6 +23,7 @@ pub mod dataplane_stats;
 pub mod guard;
 pub mod negotiate;
 pub mod peer_server;
+pub mod request;
 pub mod timers;
 
 use std::collections::HashSet;
