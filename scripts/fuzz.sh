@@ -9,8 +9,10 @@
 # <fuzz crate>/artifacts/. See docs/reliability.md.
 #
 #   scripts/fuzz.sh [--seconds-per-target N] [--target NAME] [--jobs J] [--smoke]
+#                   [--build-only]
 #
 # --jobs J runs J targets at a time (default 1; a campaign over all CPUs).
+# --build-only builds the targets and runs none.
 # --smoke (CI): 15 s per target, built at opt-level 1 without debug info
 # (two thirds of the cold build time), in target/fuzz-smoke unless
 # CARGO_TARGET_DIR is set. Honours CARGO_TARGET_DIR (default target/fuzz)
@@ -23,13 +25,15 @@ seconds=20
 only=""
 smoke=0
 jobs=1
+build_only=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --seconds-per-target) seconds="${2:?--seconds-per-target needs a number}"; shift 2 ;;
         --target) only="${2:?--target needs a name}"; shift 2 ;;
         --smoke) smoke=1; seconds=15; shift ;;
         --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --build-only) build_only=1; shift ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "scripts/fuzz.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -82,6 +86,10 @@ done
 if [[ ${#runs[@]} -eq 0 ]]; then
     echo "scripts/fuzz.sh: no fuzz target named '$only'" >&2
     exit 2
+fi
+if [[ $build_only -eq 1 ]]; then
+    echo "=== built ${#runs[@]} targets in $target_dir"
+    exit 0
 fi
 
 # One target for $seconds: its summary line in $work/$t/line, its exit
