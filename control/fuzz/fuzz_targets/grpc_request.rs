@@ -118,10 +118,7 @@ fn check_req(r: &Req, b: &Bounds, rate: &RatePolicy) {
 }
 
 fn check_hello(r: &Hello, role: SessionRole, b: &Bounds) {
-    match request::uid(&r.uid) {
-        Err(e) => refused(&e),
-        Ok(uid) => canonical_uid(&r.uid, &uid),
-    }
+    check_uid_only(&r.uid);
     match request::prod_listeners(r, role, b) {
         Err(e) => refused(&e),
         Ok(got) if role == SessionRole::Outbound => assert!(got.is_empty()),
