@@ -309,12 +309,13 @@ def s2ds_config(su: Setup) -> Path:
 
 
 def write_s2ds_config(su: Setup, file_name: str, gateway: str, wan_address: str,
-                      route_prefix: str, extra: str, generator: str) -> Path:
+                      route_prefix: str, extra: str, generator: str,
+                      workers_extra: str = "") -> Path:
     """Writes an s2ds config for one worker on the forwarder core over the
     two memif ports (LAN 10.10.1.1/24, WAN `wan_address`), with a route to
     `route_prefix` through the tester's WAN port and `extra` sections (a
     tunnel) appended; checks it with `s2ds check-config` and keeps a copy in
-    the output directory."""
+    the output directory. `workers_extra` is appended to `[workers]`."""
     cfg = su.work / file_name
     eal = ", ".join(
         f'"{a}"' for a in ["-l", str(su.tester_core), *EAL_COMMON, f"--file-prefix={su.tag}-s2ds"]
@@ -331,7 +332,7 @@ stats_path = "{su.work / 's2ds.stats.json'}"
 cores = [{su.fwd_core}]
 slowpath_core = {su.tester_core}
 idle_sleep_us = 0
-
+{workers_extra}
 [dpdk]
 eal_args = [{eal}]
 mempool_size = 8191

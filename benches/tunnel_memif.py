@@ -28,6 +28,12 @@ Only the sealing direction (LAN -> WAN) is measured: see docs/benchmarks.md
 for why the opening direction needs a generator that seals fresh sequence
 numbers and is not done yet. Run through benches/tunnel_memif.sh (builds s2ds
 and ipsec-secgw, needs root).
+
+With --stage-cycles, each s2ds engine runs a second time as "s2ds ENGINE
++stages", with `[workers] stage_cycles = true`: the summary then adds the
+worker's cycles per packet in each stage (rx, classify, seal, tx, from the
+stats snapshots at both ends of the measured window) and what counting them
+cost (its best round against the plain one's, same run).
 """
 
 from __future__ import annotations
@@ -87,14 +93,29 @@ class TRound(Round):
     algo: str = ""
 
 
-def s2ds_kind(engine: str) -> str:
-    return f"s2ds {engine}"
+STAGED = "+stages"
+STAGES = ("rx", "classify", "seal", "open", "tx")
+
+
+def s2ds_kind(engine: str, staged: bool = False) -> str:
+    return f"s2ds {engine}" + (f" {STAGED}" if staged else "")
+
+
+def kind_engine(kind: str) -> tuple[str, bool]:
+    """(engine, stage counting) of an s2ds kind."""
+    parts = kind.split()
+    return parts[1], parts[-1] == STAGED
+
+
+def stage_counts(snap: dict) -> tuple[list[int], list[int]]:
+    st = snap.get("work", {}).get("stages") or {}
+    return st.get("packets", [0] * len(STAGES)), st.get("cycles", [0] * len(STAGES))
 
 
 # ---------------------------------------------------------------- configs
 
 
-def s2ds_config(su: Setup, algo: str, engine: str) -> Path:
+def s2ds_config(su: Setup, algo: str, engine: str, staged: bool = False) -> Path:
     """The s2ds config of dpdk_forward with a tunnel: every frame to
     10.20.0.0/16 is sealed with one outbound SA towards PEER_IP, reached
     through the static next hop (the tester's WAN port)."""
@@ -130,8 +151,13 @@ prefix = "10.20.0.0/16"
 sa = {SPI_OUT:#x}
 
 """
-    return write_s2ds_config(su, f"s2ds-{algo}-{engine}.toml", "tbench", f"{WAN_IP}/24",
-                             "10.10.200.0/24", tunnel, "benches/tunnel_memif.py")
+    return write_s2ds_config(su, s2ds_config_name(algo, engine, staged), "tbench", f"{WAN_IP}/24",
+                             "10.10.200.0/24", tunnel, "benches/tunnel_memif.py",
+                             "stage_cycles = true\n" if staged else "")
+
+
+def s2ds_config_name(algo: str, engine: str, staged: bool) -> str:
+    return f"s2ds-{algo}-{engine}{'-stages' if staged else ''}.toml"
 
 
 def colon_hex(h: str) -> str:
@@ -165,8 +191,8 @@ neigh port 1 {SINK_MAC}
 # ---------------------------------------------------------------- forwarders
 
 
-def start_s2ds(su: Setup, algo: str, engine: str, tag: str) -> Proc:
-    cfg = su.work / f"s2ds-{algo}-{engine}.toml"
+def start_s2ds(su: Setup, algo: str, engine: str, staged: bool, tag: str) -> Proc:
+    cfg = su.work / s2ds_config_name(algo, engine, staged)
     stats = su.work / "s2ds.stats.json"
     stats.unlink(missing_ok=True)
     p = Proc(s2ds_kind(engine), [str(su.s2ds), "run", str(cfg)], su.out / f"{tag}.log",
@@ -223,9 +249,12 @@ def measure(su: Setup, tester: Proc, secgw: Path | None, kind: str, algo: str, s
         fwd = start_secgw(su, secgw, algo, tag)
         names = ("ipsec-secgw",)  # the main thread
     else:
-        fwd = start_s2ds(su, algo, kind.split()[1], tag)
+        engine, staged = kind_engine(kind)
+        fwd = start_s2ds(su, algo, engine, staged, tag)
         names = ("s2ds-worker0",)
     snap = None
+    stages_a = stages_b = None
+    stats_file = su.work / "s2ds.stats.json"
     try:
         wait_links_up(tester)
         start = tester.offset()
@@ -235,9 +264,13 @@ def measure(su: Setup, tester: Proc, secgw: Path | None, kind: str, algo: str, s
         cpu = CpuWatch(fwd, names, tester, (su.fwd_core, su.tester_core))
         a = fwd_stats(tester)
         bytes_a = sink_bytes(tester)
+        if kind != SECGW:
+            stages_a = json.loads(stats_file.read_text())
         time.sleep(max(0.0, duration - (time.monotonic() - a.t)))
         b = fwd_stats(tester)
         bytes_b = sink_bytes(tester)
+        if kind != SECGW:
+            stages_b = json.loads(stats_file.read_text())
         fwd_cpu, tester_cpu, steal = cpu.shares()
         start = tester.offset()
         tester.send("stop")
@@ -259,6 +292,17 @@ def measure(su: Setup, tester: Proc, secgw: Path | None, kind: str, algo: str, s
         r.extra["wan_frame"] = round((bytes_b[1] - bytes_a[1]) / (bytes_b[0] - bytes_a[0]), 1)
     if snap is not None:
         r.extra["s2ds_drops"] = {k: v for k, v in snap["drops"].items() if v}
+    if stages_a is not None and stages_b is not None and kind_engine(kind)[1]:
+        # The snapshots are written once a second: the window is about the
+        # measured one, in steady state.
+        (pa, ca), (pb, cb) = stage_counts(stages_a), stage_counts(stages_b)
+        per = {}
+        for i, name in enumerate(STAGES):
+            n = pb[i] - pa[i]
+            if n > 0:
+                per[name] = round((cb[i] - ca[i]) / n, 1)
+        r.extra["stage_cycles"] = per
+        r.extra["cycles_per_second"] = stages_b.get("cycles_per_second", 0)
     if r.sink_frames <= 0:
         raise BenchError(f"{tag}: the sink received nothing; see {su.out}/{tag}.log")
     return r
@@ -267,8 +311,11 @@ def measure(su: Setup, tester: Proc, secgw: Path | None, kind: str, algo: str, s
 # ---------------------------------------------------------------- output
 
 
-def kinds_of(engines: list[str], with_secgw: bool) -> list[str]:
-    return [s2ds_kind(e) for e in engines] + ([SECGW] if with_secgw else [])
+def kinds_of(engines: list[str], with_secgw: bool, staged: bool = False) -> list[str]:
+    kinds = [s2ds_kind(e) for e in engines]
+    if staged:
+        kinds += [s2ds_kind(e, True) for e in engines]
+    return kinds + ([SECGW] if with_secgw else [])
 
 
 def pick(rounds, kind, algo, size, min_cpu):
@@ -294,7 +341,7 @@ def summary(rounds: list[TRound], sizes, algos, engines, args) -> str:
             _, ref = pick(rounds, SECGW, algo, size, args.min_cpu)
             ref_best = max((r.mpps for r in ref), default=0.0)
             ref_med = statistics.median(r.mpps for r in ref) if ref else 0.0
-            for kind in kinds_of(engines, True):
+            for kind in kinds_of(engines, True, args.stage_cycles):
                 rs, clean = pick(rounds, kind, algo, size, args.min_cpu)
                 if not rs:
                     continue
@@ -319,7 +366,42 @@ def summary(rounds: list[TRound], sizes, algos, engines, args) -> str:
         lines.append(f"`*`: still disturbed after {args.retries} repeats (a polling thread got "
                      f"less than {100 * args.min_cpu:.0f} % of its CPU); left out of best and "
                      f"median unless every round was.")
+    if args.stage_cycles:
+        lines += ["", *stage_table(rounds, sizes, algos, engines, args)]
     return "\n".join(lines) + "\n"
+
+
+def stage_table(rounds, sizes, algos, engines, args) -> list[str]:
+    """Cycles per packet per stage, from the best clean round of each
+    `+stages` gateway, and the cost of counting (its best / the plain best)."""
+    lines = [
+        "Cycles per packet in each stage of the s2ds worker (`[workers] stage_cycles = true`, "
+        "TSC cycles; the best round of each `+stages` gateway), and the cost of counting them: "
+        "the `+stages` best round over the plain one, same run.",
+        "",
+        "| frame | algorithm | engine | " + " | ".join(STAGES) + " | total | ns/packet "
+        "| Mpps with counting / without |",
+        "|---:|---|---|" + "---:|" * (len(STAGES) + 3),
+    ]
+    for size in sizes:
+        for algo in algos:
+            for e in engines:
+                _, staged = pick(rounds, s2ds_kind(e, True), algo, size, args.min_cpu)
+                _, plain = pick(rounds, s2ds_kind(e), algo, size, args.min_cpu)
+                staged = [r for r in staged if r.extra.get("stage_cycles")]
+                if not staged:
+                    continue
+                best = max(staged, key=lambda r: r.mpps)
+                per = best.extra["stage_cycles"]
+                total = sum(per.values())
+                hz = best.extra.get("cycles_per_second") or 0
+                ns = f"{total * 1e9 / hz:.1f}" if hz else "—"
+                plain_best = max((r.mpps for r in plain), default=0.0)
+                cost = f"{best.mpps / plain_best:.3f}" if plain_best else "—"
+                cells = " | ".join(f"{per[s]:.0f}" if s in per else "—" for s in STAGES)
+                lines.append(f"| {size} B | {algo} | {e} | {cells} | {total:.0f} | {ns} | "
+                             f"{cost} |")
+    return lines
 
 
 def plot(rounds, sizes, algos, engines, args, path: Path) -> None:
@@ -331,7 +413,7 @@ def plot(rounds, sizes, algos, engines, args, path: Path) -> None:
             groups.append(f"{size} B\n{algo.replace('-gcm', '')}")
             keys.append((size, algo))
     series = {}
-    for kind in kinds_of(engines, True):
+    for kind in kinds_of(engines, True, args.stage_cycles):
         vals = []
         for size, algo in keys:
             _, clean = pick(rounds, kind, algo, size, args.min_cpu)
@@ -376,14 +458,19 @@ def main() -> int:
     ap.add_argument("--quiet-wait", type=float, default=30,
                     help="before a round, wait up to this many s for the CPUs to be idle")
     ap.add_argument("--plot", type=Path, help="PNG of the best rounds (default OUT/tunnel.png)")
+    ap.add_argument("--stage-cycles", action="store_true",
+                    help="also run each engine with [workers] stage_cycles = true: cycles per "
+                         "packet per stage, and the cost of counting them")
     ap.add_argument("--smoke", action="store_true",
-                    help="one short round at 64 B, AES-128-GCM, s2ds's default engine and "
-                         "ipsec-secgw, no CPU checks (CI); fails if a gateway delivered nothing")
+                    help="one short round at 64 B, AES-128-GCM, s2ds's default engine (with and "
+                         "without --stage-cycles) and ipsec-secgw, no CPU checks (CI); fails if "
+                         "a gateway delivered nothing or the stage counters did not move")
     args = ap.parse_args()
     if args.smoke:
         args.sizes, args.algos, args.engines = "64", "aes-128-gcm", "ipsec-mb"
         args.rounds, args.duration, args.warmup = 1, 1.0, 0.5
         args.min_cpu, args.retries, args.quiet_wait, args.time_limit = 0.0, 0, 0.0, 120
+        args.stage_cycles = True
 
     sizes = [int(x) for x in args.sizes.split(",") if x]
     algos = [a for a in args.algos.split(",") if a]
@@ -405,7 +492,7 @@ def main() -> int:
 
     work, out, su = begin_run(args, "s2tun", "s2ds-tunnel")
 
-    kinds = kinds_of(engines, True)
+    kinds = kinds_of(engines, True, args.stage_cycles)
     rounds: list[TRound] = []
     failed = False
     started = time.monotonic()
@@ -414,6 +501,8 @@ def main() -> int:
             secgw_config(su, algo)
             for e in engines:
                 s2ds_config(su, algo, e)
+                if args.stage_cycles:
+                    s2ds_config(su, algo, e, True)
         per_round = args.warmup + args.duration + 5
         est = len(sizes) * len(algos) * args.rounds * len(kinds) * per_round
         log(f"{len(sizes)} sizes x {len(algos)} algorithms x {args.rounds} rounds x "
@@ -480,7 +569,12 @@ def main() -> int:
         if missing:
             log(f"SMOKE FAILED: no frames at the sink from {missing}")
             return 1
-        log("smoke: every gateway delivered sealed frames")
+        staged = [r for r in rounds if r.forwarder != SECGW and kind_engine(r.forwarder)[1]]
+        if not any({"rx", "classify", "seal", "tx"} <= set(r.extra.get("stage_cycles", {}))
+                   for r in staged):
+            log("SMOKE FAILED: the +stages rounds counted no cycles in rx, classify, seal, tx")
+            return 1
+        log("smoke: every gateway delivered sealed frames; the stage counters moved")
     return 0
 
 

@@ -7,7 +7,11 @@
 #        [--algos aes-128-gcm,aes-256-gcm] [--engines ipsec-mb,ring,aes-gcm]
 #        [--rounds 3] [--duration 3] [--warmup 1] [--no-build] [--out DIR]
 #        [--fwd-core 1] [--tester-core 0] [--time-limit 1500] [--min-cpu 0.97]
-#        [--retries 1] [--quiet-wait 30] [--plot PNG] [--smoke]
+#        [--retries 1] [--quiet-wait 30] [--plot PNG] [--stage-cycles] [--smoke]
+#
+# --stage-cycles: each engine also runs with `[workers] stage_cycles = true`
+# ("s2ds ENGINE +stages"): cycles per packet per stage, and what counting
+# them costs, in a second table. --smoke includes it.
 #
 # Builds s2ds in release (unless --no-build) and a patched copy of
 # ipsec-secgw from Debian's dpdk-doc sources in a temporary directory, then

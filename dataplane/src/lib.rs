@@ -44,6 +44,8 @@ pub mod slowpath;
 #[forbid(unsafe_code)]
 pub mod snapshot;
 #[forbid(unsafe_code)]
+pub mod stage_clock;
+#[forbid(unsafe_code)]
 pub mod stats;
 #[forbid(unsafe_code)]
 pub mod tunnel;

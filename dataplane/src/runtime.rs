@@ -271,6 +271,7 @@ where
     let mut threads: Vec<JoinHandle<Result<()>>> = Vec::new();
     let idle_sleep = Duration::from_micros(u64::from(cfg.workers.idle_sleep_us));
     let poll_mode = cfg.workers.poll_mode;
+    let stage_cycles = cfg.workers.stage_cycles;
     for (i, (lan, wan)) in pairs.into_iter().enumerate() {
         let (reply_tx, replies) = crossbeam_channel::bounded(REPLY_QUEUE_DEPTH);
         reply_txs.push(reply_tx);
@@ -294,6 +295,7 @@ where
                 info!(worker = i, core, "worker polling");
                 Worker::new(i, lan, wan, links, idle_sleep)
                     .with_poll_mode(poll_mode)
+                    .with_stage_cycles(stage_cycles)
                     .run(&stop);
                 Ok(())
             })?;
@@ -359,6 +361,11 @@ where
         neighbors: vec![],
         stats_segment: Some(segment.display().to_string()),
         sa_counters: vec![],
+        cycles_per_second: if cfg.workers.stage_cycles {
+            crate::stage_clock::cycles_per_second()
+        } else {
+            0
+        },
     };
     info!(stats = %path.display(), segment = %segment.display(), workers, "gateway running");
     let mut export_failed = false;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::neigh::NeighborTable;
 use crate::port::PortId;
+use crate::stage_clock::{Stage, StageCounts};
 use crate::stats::{ControlCounts, Counters, DropReason, PortCounts, TunnelCounts};
 use crate::wire::mac_to_string;
 
@@ -123,6 +124,10 @@ pub struct Snapshot {
     /// Every SA the stats segment counts.
     #[serde(default)]
     pub sa_counters: Vec<SaSnapshot>,
+    /// Clock cycles per second of the workers' stage clock (0 when
+    /// `[workers] stage_cycles` is off).
+    #[serde(default)]
+    pub cycles_per_second: u64,
 }
 
 impl Snapshot {
@@ -344,6 +349,9 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             us(l.max_ns)
         );
     }
+    if let Some(line) = stage_line(&prev.work.stages, &cur.work.stages, cur.cycles_per_second) {
+        let _ = writeln!(out, "{line}");
+    }
     if let Some(t) = &cur.tables {
         let _ = writeln!(
             out,
@@ -408,6 +416,24 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
     out
 }
 
+/// "stage cycles/packet: rx 41 (12.3 ns), classify ..." over the interval,
+/// for the stages that handled frames in it; `None` if none did (stage
+/// counting off, or no traffic).
+fn stage_line(prev: &StageCounts, cur: &StageCounts, hz: u64) -> Option<String> {
+    let parts: Vec<String> = Stage::ALL
+        .iter()
+        .filter_map(|&st| {
+            let c = cur.cycles_per_packet_since(prev, st)?;
+            Some(if hz > 0 {
+                format!("{} {:.0} ({:.1} ns)", st.name(), c, c * 1e9 / hz as f64)
+            } else {
+                format!("{} {:.0}", st.name(), c)
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("stage cycles/packet: {}", parts.join(", ")))
+}
+
 fn hms(s: f64) -> String {
     let s = s as u64;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -457,6 +483,7 @@ mod tests {
             neighbors: vec![],
             stats_segment: None,
             sa_counters: vec![],
+            cycles_per_second: 0,
         };
         let mut c = Counters::default();
         c.ports[0].rx_packets = rx;
@@ -515,6 +542,28 @@ mod tests {
         assert!(
             text.contains("sa 0x00001001 in  1000 pps 0.008 Gb/s (1100 packets, 1100000 bytes); auth failed 2"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn stage_cycles_are_shown_per_packet_over_the_interval() {
+        let mut prev = snap(1_000, 0, 0);
+        prev.work.stages.packets = [100, 100, 100, 0, 100];
+        prev.work.stages.cycles = [5_000, 3_000, 40_000, 0, 6_000];
+        let mut cur = snap(2_000, 0, 0);
+        cur.cycles_per_second = 2_000_000_000;
+        cur.work.stages.packets = [300, 300, 200, 0, 300];
+        cur.work.stages.cycles = [13_000, 9_000, 80_000, 0, 14_000];
+        let text = render(&prev, &cur);
+        assert!(
+            text.contains(
+                "stage cycles/packet: rx 40 (20.0 ns), classify 30 (15.0 ns), seal 400 (200.0 ns), tx 40 (20.0 ns)"
+            ),
+            "{text}"
+        );
+        assert!(
+            !render(&prev, &prev).contains("stage cycles"),
+            "no line without frames in the interval"
         );
     }
 

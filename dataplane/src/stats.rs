@@ -17,6 +17,7 @@ use scistream_region::{ShmError, StatsSegment, StatsShape};
 
 use crate::host_drops::{HostDrop, HostDropCounts};
 use crate::port::PortId;
+use crate::stage_clock::{Stage, StageCounts};
 
 /// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,6 +244,10 @@ pub struct WorkCounts {
     /// Times an idle worker slept (`poll_mode = "adaptive"`, or
     /// `idle_sleep_us`).
     pub sleeps: u64,
+    /// Frames and clock cycles per stage of the poll loop (all zero unless
+    /// `[workers] stage_cycles = true`).
+    #[serde(default)]
+    pub stages: StageCounts,
 }
 
 impl WorkCounts {
@@ -322,6 +327,7 @@ const SLOTS: usize = 2 * 4
     + TUNNEL_SLOTS
     + 3
     + BURST_BUCKETS
+    + 2 * Stage::COUNT
     + 2 * HostDrop::COUNT;
 /// Where the host drop counters start in a block.
 const HOST_BASE: usize = SLOTS - 2 * HostDrop::COUNT;
@@ -330,7 +336,8 @@ const HOST_BASE: usize = SLOTS - 2 * HostDrop::COUNT;
 /// order: `lan.rx_packets` ... `wan.tx_bytes`, `drop.<reason>`,
 /// `slowpath.<count>`, `tunnel.<count>`, `worker.bursts`, `worker.busy_ns`,
 /// `latency.burst_le_<ns>` per bucket bound and `latency.burst_le_inf`
-/// (bucket counts, not cumulative).
+/// (bucket counts, not cumulative), `stage.<stage>_packets` and
+/// `stage.<stage>_cycles` per [`Stage`], then the host drops per port.
 pub fn counter_names() -> Vec<String> {
     let mut names = Vec::with_capacity(SLOTS);
     for port in PortId::ALL {
@@ -367,6 +374,13 @@ pub fn counter_names() -> Vec<String> {
             .map(|le| format!("latency.burst_le_{le}")),
     );
     names.push("latency.burst_le_inf".into());
+    for kind in ["packets", "cycles"] {
+        names.extend(
+            Stage::ALL
+                .iter()
+                .map(|st| format!("stage.{}_{kind}", st.name())),
+        );
+    }
     for port in PortId::ALL {
         names.extend(
             HostDrop::ALL
@@ -460,6 +474,9 @@ fn flatten(c: &Counters) -> [u64; SLOTS] {
     v[base + 1] = c.work.busy_ns;
     v[base + 2] = c.work.sleeps;
     v[base + 3..base + 3 + BURST_BUCKETS].copy_from_slice(&c.work.burst_buckets);
+    let base = base + 3 + BURST_BUCKETS;
+    v[base..base + Stage::COUNT].copy_from_slice(&c.work.stages.packets);
+    v[base + Stage::COUNT..base + 2 * Stage::COUNT].copy_from_slice(&c.work.stages.cycles);
     for (i, h) in c.host.iter().enumerate() {
         v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT]
             .copy_from_slice(h);
@@ -502,6 +519,12 @@ fn unflatten(v: &[u64; SLOTS]) -> Counters {
     c.work
         .burst_buckets
         .copy_from_slice(&w[3..3 + BURST_BUCKETS]);
+    let st = &w[3 + BURST_BUCKETS..];
+    c.work.stages.packets.copy_from_slice(&st[..Stage::COUNT]);
+    c.work
+        .stages
+        .cycles
+        .copy_from_slice(&st[Stage::COUNT..2 * Stage::COUNT]);
     for (i, h) in c.host.iter_mut().enumerate() {
         h.copy_from_slice(
             &v[HOST_BASE + i * HostDrop::COUNT..HOST_BASE + (i + 1) * HostDrop::COUNT],
@@ -646,6 +669,9 @@ mod tests {
         let names = counter_names();
         assert!(names.contains(&"latency.burst_le_1000".to_string()));
         assert!(names.contains(&"latency.burst_le_inf".to_string()));
+        assert!(names.contains(&"stage.seal_cycles".to_string()));
+        assert!(names.contains(&"stage.rx_packets".to_string()));
+        assert_eq!(names.len(), SLOTS);
     }
 
     #[test]
@@ -687,6 +713,15 @@ mod tests {
         c.work.sleeps = next();
         for b in &mut c.work.burst_buckets {
             *b = next();
+        }
+        for v in c
+            .work
+            .stages
+            .packets
+            .iter_mut()
+            .chain(&mut c.work.stages.cycles)
+        {
+            *v = next();
         }
         let mut want = c;
         let reg = StatsRegistry::new(1);

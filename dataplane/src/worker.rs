@@ -20,6 +20,7 @@ use crate::latency::LatencyRecorder;
 use crate::neigh::{NeighborTable, Neighbors};
 use crate::port::PortId;
 use crate::slowpath::{SlowMsg, TxFrame, Via};
+use crate::stage_clock::{Stage, StageClock};
 use crate::stats::{Counters, DropReason, StatsRegistry};
 use crate::tunnel::pipeline::{self, StageCtx, TunnelErrors, Unresolved, WorkerTunnel};
 use crate::tunnel::{TableSource, TunnelTables};
@@ -84,6 +85,7 @@ pub struct Worker<Q: PortQueue> {
     host_read_at: Option<Instant>,
     poll_mode: PollMode,
     backoff: Duration,
+    stages: StageClock,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -105,6 +107,7 @@ impl<Q: PortQueue> Worker<Q> {
             host_read_at: None,
             poll_mode: PollMode::Busy,
             backoff: ADAPTIVE_BACKOFF,
+            stages: StageClock::off(),
         }
     }
 
@@ -113,6 +116,22 @@ impl<Q: PortQueue> Worker<Q> {
     pub fn with_poll_mode(mut self, mode: PollMode) -> Self {
         self.poll_mode = mode;
         self
+    }
+
+    /// Counts frames and clock cycles per stage of the poll loop
+    /// (`[workers] stage_cycles`; off by default).
+    pub fn with_stage_cycles(mut self, on: bool) -> Self {
+        self.set_stage_cycles(on);
+        self
+    }
+
+    /// Turns per-stage counting on or off (see [`Worker::with_stage_cycles`]).
+    pub fn set_stage_cycles(&mut self, on: bool) {
+        self.stages = if on {
+            StageClock::on()
+        } else {
+            StageClock::off()
+        };
     }
 
     /// Adaptive mode: sleeps in `poll()` on the queues' descriptors until
@@ -204,10 +223,12 @@ impl<Q: PortQueue> Worker<Q> {
         let mut started = None;
         for in_port in PortId::ALL {
             let mut rx = Burst::new();
+            self.stages.mark();
             let n = self.queues[in_port.index()].rx_burst(&mut rx);
             if n == 0 {
                 continue;
             }
+            self.stages.lap(Stage::Rx, n);
             if started.is_none() {
                 started = Some(std::time::Instant::now());
             }
@@ -245,6 +266,7 @@ impl<Q: PortQueue> Worker<Q> {
                     Verdict::Drop(reason) => self.counts.drop(reason),
                 }
             }
+            self.stages.lap(Stage::Classify, n);
             if let Some(t) = tables {
                 let stage = TunnelBatch {
                     encap: &mut encap,
@@ -256,8 +278,13 @@ impl<Q: PortQueue> Worker<Q> {
             }
         }
         self.take_replies(tables, &neigh, &mut tx);
+        self.stages.mark();
+        let queued = tx[0].len() + tx[1].len();
         for port in PortId::ALL {
             self.transmit(port, &mut tx[port.index()]);
+        }
+        if queued > 0 {
+            self.stages.lap(Stage::Tx, queued);
         }
         // One clock read at each end of a burst (never per packet): the
         // burst time goes to the segment's buckets, the worker's busy time,
@@ -268,6 +295,9 @@ impl<Q: PortQueue> Worker<Q> {
             if let Some(l) = self.links.latency.as_mut() {
                 l.record(t0);
             }
+        }
+        if self.stages.enabled() {
+            self.counts.work.stages = self.stages.take();
         }
         if received > 0 || self.counts != Counters::default() {
             self.links.stats.worker(self.id).fold(&mut self.counts);
@@ -299,11 +329,16 @@ impl<Q: PortQueue> Worker<Q> {
             errors: &mut errors,
             sa_stats: Some((&self.links.stats, self.id)),
         };
+        self.stages.mark();
         if !batch.encap.is_empty() {
+            let n = batch.encap.len();
             pipeline::encap_burst(&mut cx, batch.encap, batch.encap_sa);
+            self.stages.lap(Stage::Seal, n);
         }
         if !batch.decap.is_empty() {
+            let n = batch.decap.len();
             pipeline::decap_burst(&mut cx, &mut self.tunnel, batch.decap, batch.decap_at);
+            self.stages.lap(Stage::Open, n);
         }
         for buf in batch.encap.drain(..) {
             self.queue_tx(PortId::Wan, &mut tx[PortId::Wan.index()], buf);

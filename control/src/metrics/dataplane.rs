@@ -10,6 +10,7 @@
 //! | `drop.<reason>` | `s2ds_drops_total{reason}` |
 //! | `lan.host_<reason>`, `wan.host_<reason>` | `s2ds_host_drops_total{port, reason}` |
 //! | `worker.busy_ns` | `s2ds_worker_busy_seconds_total` |
+//! | `stage.<stage>_packets`, `stage.<stage>_cycles` | `s2ds_stage_packets_total{stage}`, `s2ds_stage_cycles_total{stage}` |
 //! | `latency.burst_le_<ns>`, `latency.burst_le_inf` | `s2ds_burst_duration_seconds` (histogram) |
 //! | `<group>.<name>` (any other) | `s2ds_<group>_<name>_total` |
 //!
@@ -74,6 +75,13 @@ fn target(dir_name: &str) -> Option<Target> {
             "s2ds_drops".to_string(),
             vec![("reason".to_string(), counter)],
         ),
+        "stage" => match counter.rsplit_once('_') {
+            Some((stage, kind @ ("packets" | "cycles"))) if !stage.is_empty() => (
+                format!("s2ds_stage_{kind}"),
+                vec![("stage".to_string(), stage.to_string())],
+            ),
+            _ => (format!("s2ds_{group}_{counter}"), Vec::new()),
+        },
         _ => (format!("s2ds_{group}_{counter}"), Vec::new()),
     };
     Some(Target::Counter { name, extra, scale })
@@ -93,6 +101,12 @@ fn help_of(name: &str) -> &'static str {
             "Time a worker spent processing non-empty polls (rate() of it is the busy ratio)"
         }
         "s2ds_worker_bursts" => "Polls that received at least one frame",
+        "s2ds_stage_packets" => {
+            "Frames a stage of the worker's poll loop handled ([workers] stage_cycles = true)"
+        }
+        "s2ds_stage_cycles" => {
+            "CPU clock cycles (TSC) a stage of the worker's poll loop spent ([workers] stage_cycles = true)"
+        }
         _ => "Data plane counter (see docs/metrics.md)",
     }
 }
@@ -256,6 +270,14 @@ mod tests {
                 &[("port", "lan"), ("reason", "xsk_rx_ring_full")],
                 1.0
             )
+        );
+        assert_eq!(
+            target("stage.seal_cycles"),
+            counter("s2ds_stage_cycles", &[("stage", "seal")], 1.0)
+        );
+        assert_eq!(
+            target("stage.rx_packets"),
+            counter("s2ds_stage_packets", &[("stage", "rx")], 1.0)
         );
         assert_eq!(target("latency.burst_le_1000"), Some(Target::Bucket(1e-6)));
         assert_eq!(

@@ -105,6 +105,9 @@ pub struct WorkersSection {
     pub idle_sleep_us: u32,
     /// Busy polling, or sleeping in the kernel while the queues are idle.
     pub poll_mode: PollMode,
+    /// Count frames and clock cycles per stage of the poll loop
+    /// ([`crate::stage_clock`]); off by default.
+    pub stage_cycles: bool,
 }
 
 /// How a worker waits when its queues are idle.
@@ -493,6 +496,7 @@ address = "10.10.100.1/24"
                 slowpath_core: None,
                 idle_sleep_us: 0,
                 poll_mode: PollMode::Busy,
+                stage_cycles: false,
             }
         );
         assert_eq!(
@@ -580,6 +584,16 @@ address = "10.10.100.1/24"
         assert_eq!(
             err(&TAP.replace("cores = [1]", "cores = [1]\npoll_mode = \"lazy\"")).1,
             "workers.poll_mode".to_string()
+        );
+        assert!(!ok(TAP).workers.stage_cycles, "off by default");
+        assert!(
+            ok(&TAP.replace("cores = [1]", "cores = [1]\nstage_cycles = true"))
+                .workers
+                .stage_cycles
+        );
+        assert_eq!(
+            err(&TAP.replace("cores = [1]", "cores = [1]\nstage_cycles = 1")).1,
+            "workers.stage_cycles".to_string()
         );
     }
 

@@ -147,6 +147,7 @@ pub(crate) struct RawWorkers {
     pub slowpath_core: Option<i64>,
     pub idle_sleep_us: Option<i64>,
     pub poll_mode: Option<PollMode>,
+    pub stage_cycles: Option<bool>,
 }
 
 /// `[dpdk]`.

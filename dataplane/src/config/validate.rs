@@ -127,6 +127,7 @@ fn workers(w: &RawWorkers, cx: &Document<'_>) -> Res<WorkersSection> {
         slowpath_core,
         idle_sleep_us,
         poll_mode,
+        stage_cycles: w.stage_cycles.unwrap_or(false),
     })
 }
 

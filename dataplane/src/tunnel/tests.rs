@@ -419,6 +419,59 @@ fn bytes_cross_the_tunnel_exactly_with_every_engine() {
 }
 
 #[test]
+fn stage_cycles_count_every_frame_in_its_stages() {
+    let (mut a, mut b) = (
+        gateway(true, EngineKind::Ring),
+        gateway(false, EngineKind::Ring),
+    );
+    a.worker.set_stage_cycles(true);
+    b.worker.set_stage_cycles(true);
+    // 100 frames: more than one burst, each of them a whole burst's worth of work.
+    let sent: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            udp_frame(
+                a.mac[0],
+                PROD,
+                [10, 10, 1, 2],
+                [10, 20, 1, 2],
+                &payload(i, 1000),
+            )
+        })
+        .collect();
+    a.worker
+        .queue_mut(PortId::Lan)
+        .rx
+        .extend(sent.iter().cloned());
+    poll_all(&mut a);
+    let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
+    assert_eq!(wan.len(), 100);
+    b.worker.queue_mut(PortId::Wan).rx.extend(wan);
+    poll_all(&mut b);
+    assert_eq!(b.worker.queue_mut(PortId::Lan).take_tx().len(), 100);
+
+    use crate::stage_clock::Stage;
+    let (sa, sb) = (a.stats.sum().work.stages, b.stats.sum().work.stages);
+    // Gateway A received, classified, sealed and sent each frame once, and opened none.
+    assert_eq!(sa.packets, [100, 100, 100, 0, 100], "{sa:?}");
+    // Gateway B opened them instead of sealing.
+    assert_eq!(sb.packets, [100, 100, 0, 100, 100], "{sb:?}");
+    for (counts, busy) in [(sa, [0, 1, 2, 4]), (sb, [0, 1, 3, 4])] {
+        for i in busy {
+            assert!(counts.cycles[i] > 0, "{:?}: {counts:?}", Stage::ALL[i]);
+        }
+    }
+    assert_eq!(sa.cycles[Stage::Open as usize], 0);
+    assert_eq!(sb.cycles[Stage::Seal as usize], 0);
+
+    // Off (the default): nothing is counted.
+    let mut c = gateway(true, EngineKind::Ring);
+    c.worker.queue_mut(PortId::Lan).rx.extend(sent);
+    poll_all(&mut c);
+    assert_eq!(c.worker.queue_mut(PortId::Wan).take_tx().len(), 100);
+    assert_eq!(c.stats.sum().work.stages, Default::default());
+}
+
+#[test]
 fn tampered_replayed_and_unknown_spi_packets_are_dropped_and_counted() {
     let (mut a, mut b) = (
         gateway(true, EngineKind::Ring),
