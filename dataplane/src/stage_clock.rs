@@ -83,16 +83,12 @@ pub struct StageClock {
 }
 
 impl StageClock {
-    /// A clock that reads nothing and counts nothing.
-    pub fn off() -> Self {
-        StageClock::default()
-    }
-
-    /// A clock that counts (calibrates the TSC against the monotonic clock
-    /// once, here, not on the hot path).
-    pub fn on() -> Self {
+    /// A clock that counts if `on` (calibrating the TSC against the
+    /// monotonic clock here, not on the hot path), or one that reads
+    /// nothing and counts nothing.
+    pub fn new(on: bool) -> Self {
         StageClock {
-            clock: Some(quanta::Clock::new()),
+            clock: on.then(quanta::Clock::new),
             ..StageClock::default()
         }
     }
@@ -146,7 +142,7 @@ mod tests {
 
     #[test]
     fn an_off_clock_counts_nothing() {
-        let mut c = StageClock::off();
+        let mut c = StageClock::new(false);
         c.mark();
         c.lap(Stage::Rx, 32);
         assert!(!c.enabled());
@@ -155,7 +151,7 @@ mod tests {
 
     #[test]
     fn laps_go_to_their_stage_and_take_starts_again() {
-        let mut c = StageClock::on();
+        let mut c = StageClock::new(true);
         c.mark();
         c.lap(Stage::Rx, 32);
         // Some work between two boundaries, so that the clock moves.

@@ -107,7 +107,7 @@ impl<Q: PortQueue> Worker<Q> {
             host_read_at: None,
             poll_mode: PollMode::Busy,
             backoff: ADAPTIVE_BACKOFF,
-            stages: StageClock::off(),
+            stages: StageClock::new(false),
         }
     }
 
@@ -127,11 +127,7 @@ impl<Q: PortQueue> Worker<Q> {
 
     /// Turns per-stage counting on or off (see [`Worker::with_stage_cycles`]).
     pub fn set_stage_cycles(&mut self, on: bool) {
-        self.stages = if on {
-            StageClock::on()
-        } else {
-            StageClock::off()
-        };
+        self.stages = StageClock::new(on);
     }
 
     /// Adaptive mode: sleeps in `poll()` on the queues' descriptors until

@@ -270,6 +270,12 @@ fn udp_frame(
     f
 }
 
+/// A frame from the producer to the consumer (10.10.1.2 → 10.20.1.2),
+/// addressed to gateway `a`'s LAN port, carrying `payload`.
+fn prod_frame(a: &Gw, payload: &[u8]) -> Vec<u8> {
+    udp_frame(a.mac[0], PROD, [10, 10, 1, 2], [10, 20, 1, 2], payload)
+}
+
 /// What B should deliver for a frame A received: MACs rewritten, TTL down by 2.
 fn expected_at_cons(sent: &[u8], b: &Gw) -> Vec<u8> {
     let mut want = sent.to_vec();
@@ -342,15 +348,7 @@ fn bytes_cross_the_tunnel_exactly_with_every_engine() {
         let sent: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| {
-                udp_frame(
-                    a.mac[0],
-                    PROD,
-                    [10, 10, 1, 2],
-                    [10, 20, 1, 2],
-                    &payload(i, n),
-                )
-            })
+            .map(|(i, &n)| prod_frame(&a, &payload(i, n)))
             .collect();
         a.worker
             .queue_mut(PortId::Lan)
@@ -428,15 +426,7 @@ fn stage_cycles_count_every_frame_in_its_stages() {
     b.worker.set_stage_cycles(true);
     // 100 frames: more than one burst, each of them a whole burst's worth of work.
     let sent: Vec<Vec<u8>> = (0..100)
-        .map(|i| {
-            udp_frame(
-                a.mac[0],
-                PROD,
-                [10, 10, 1, 2],
-                [10, 20, 1, 2],
-                &payload(i, 1000),
-            )
-        })
+        .map(|i| prod_frame(&a, &payload(i, 1000)))
         .collect();
     a.worker
         .queue_mut(PortId::Lan)
@@ -477,13 +467,8 @@ fn tampered_replayed_and_unknown_spi_packets_are_dropped_and_counted() {
         gateway(true, EngineKind::Ring),
         gateway(false, EngineKind::Ring),
     );
-    a.worker.queue_mut(PortId::Lan).rx.push_back(udp_frame(
-        a.mac[0],
-        PROD,
-        [10, 10, 1, 2],
-        [10, 20, 1, 2],
-        &payload(1, 200),
-    ));
+    let f = prod_frame(&a, &payload(1, 200));
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
     poll_all(&mut a);
     let esp = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b).remove(0);
 
@@ -554,13 +539,7 @@ fn too_big_with_df_is_answered_with_the_inner_mtu() {
     let inner_mtu = crate::esp::inner_mtu(1500);
     assert_eq!(inner_mtu, 1438);
     // 1439-byte IP packet with DF: one over the inner MTU.
-    let f = udp_frame(
-        a.mac[0],
-        PROD,
-        [10, 10, 1, 2],
-        [10, 20, 1, 2],
-        &payload(0, 1439 - 28),
-    );
+    let f = prod_frame(&a, &payload(0, 1439 - 28));
     a.worker.queue_mut(PortId::Lan).rx.push_back(f);
     poll_all(&mut a);
     assert!(a.worker.queue_mut(PortId::Wan).take_tx().is_empty());
@@ -774,7 +753,7 @@ fn ttl_expiring_after_decapsulation_gets_time_exceeded_through_the_tunnel() {
         gateway(true, EngineKind::Ring),
         gateway(false, EngineKind::Ring),
     );
-    let mut f = udp_frame(a.mac[0], PROD, [10, 10, 1, 2], [10, 20, 1, 2], b"ttl");
+    let mut f = prod_frame(&a, b"ttl");
     f[ETH_HLEN + 8] = 2;
     f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
     let c = checksum::of(&f[ETH_HLEN..ETH_HLEN + 20]);
@@ -848,13 +827,7 @@ fn ttl_expiring_after_decapsulation_gets_time_exceeded_through_the_tunnel() {
 fn too_big_for_the_lan_after_decapsulation_gets_frag_needed_through_the_tunnel() {
     let mut a = gateway(true, EngineKind::Ring);
     let mut b = gateway_mtu(false, EngineKind::Ring, vec![], 1300);
-    let f = udp_frame(
-        a.mac[0],
-        PROD,
-        [10, 10, 1, 2],
-        [10, 20, 1, 2],
-        &payload(1, 1400 - 28),
-    );
+    let f = prod_frame(&a, &payload(1, 1400 - 28));
     a.worker.queue_mut(PortId::Lan).rx.push_back(f);
     poll_all(&mut a);
     let wan = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b);
@@ -893,13 +866,7 @@ fn too_big_for_the_lan_after_decapsulation_gets_frag_needed_through_the_tunnel()
     assert_eq!(u16::from_be_bytes([lan[0][at], lan[0][at + 1]]), 1400);
     assert_eq!(quoted.src, Ipv4Addr::new(10, 10, 1, 2));
     // Without DF the gateway drops it (it never fragments) and counts it.
-    let mut f = udp_frame(
-        a.mac[0],
-        PROD,
-        [10, 10, 1, 2],
-        [10, 20, 1, 2],
-        &payload(2, 1400 - 28),
-    );
+    let mut f = prod_frame(&a, &payload(2, 1400 - 28));
     f[ETH_HLEN + 6] = 0;
     f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
     let c = checksum::of(&f[ETH_HLEN..ETH_HLEN + 20]);
@@ -974,7 +941,7 @@ fn listener_mode_time_exceeded_reaches_the_consumer_translated() {
 fn routed_echo_other_protocols_and_fragments_pass_beside_a_listener_session() {
     let (mut a, mut b) = listener_pair();
     let routed = |proto: u8, frag_offset: u16, body: &[u8]| {
-        let mut f = udp_frame(a.mac[0], PROD, [10, 10, 1, 2], [10, 20, 1, 2], body);
+        let mut f = prod_frame(&a, body);
         let ip = &mut f[ETH_HLEN..];
         ip[9] = proto;
         ip[6..8].copy_from_slice(&(0x4000 | frag_offset).to_be_bytes());
@@ -1029,13 +996,7 @@ fn every_sa_is_counted_in_the_stats_segment() {
     );
     let mut inner = 0u64;
     for i in 0..40 {
-        let f = udp_frame(
-            a.mac[0],
-            PROD,
-            [10, 10, 1, 2],
-            [10, 20, 1, 2],
-            &payload(i, 100 + i),
-        );
+        let f = prod_frame(&a, &payload(i, 100 + i));
         inner += (f.len() - ETH_HLEN) as u64;
         a.worker.queue_mut(PortId::Lan).rx.push_back(f);
     }
@@ -1493,13 +1454,7 @@ fn an_ipv6_outer_header_carries_both_inner_families_with_a_udp_checksum() {
             .map(|i| {
                 let len = [0, 17, 1000, 1390][i % 4];
                 if i % 2 == 0 {
-                    udp_frame(
-                        a.mac[0],
-                        PROD,
-                        [10, 10, 1, 2],
-                        [10, 20, 1, 2],
-                        &payload(i, len),
-                    )
+                    prod_frame(&a, &payload(i, len))
                 } else {
                     let len = len.min(1370);
                     udp6_frame(
@@ -1583,13 +1538,8 @@ fn over_ipv6_a_zero_or_wrong_udp_checksum_is_dropped_and_the_inner_mtu_is_20_les
         gateway_outer6(true, EngineKind::Ring),
         gateway_outer6(false, EngineKind::Ring),
     );
-    a.worker.queue_mut(PortId::Lan).rx.push_back(udp_frame(
-        a.mac[0],
-        PROD,
-        [10, 10, 1, 2],
-        [10, 20, 1, 2],
-        &payload(1, 300),
-    ));
+    let f = prod_frame(&a, &payload(1, 300));
+    a.worker.queue_mut(PortId::Lan).rx.push_back(f);
     poll_all(&mut a);
     let esp = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b).remove(0);
     let udp_ck = ETH_HLEN + 40 + 6;
@@ -1619,13 +1569,7 @@ fn over_ipv6_a_zero_or_wrong_udp_checksum_is_dropped_and_the_inner_mtu_is_20_les
     let inner_mtu = crate::esp::inner_mtu6(1500);
     assert_eq!(inner_mtu, 1418);
     for (len, passes) in [(inner_mtu, true), (inner_mtu + 1, false)] {
-        let f = udp_frame(
-            a.mac[0],
-            PROD,
-            [10, 10, 1, 2],
-            [10, 20, 1, 2],
-            &payload(2, usize::from(len) - 28),
-        );
+        let f = prod_frame(&a, &payload(2, usize::from(len) - 28));
         a.worker.queue_mut(PortId::Lan).rx.push_back(f);
         poll_all(&mut a);
         let sent = a.worker.queue_mut(PortId::Wan).take_tx();
