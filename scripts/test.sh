@@ -102,6 +102,6 @@ cargo build --release --locked -p scistream-control --bin s2cs --bin s2uc
 debs_out="$(mktemp -d /tmp/s2-debs.XXXXXX)"
 bash scripts/build-debs.sh --no-build --out "$debs_out"
 rm -rf "$debs_out"
-step "VM testbed: four qemu VMs, s2ds on DPDK's virtio PMD over PCI NICs, netem WAN, pktgen NDR/PDR (short form)"
+step "VM testbed: four qemu VMs, the packaged gateways (s2ds on DPDK's virtio PMD, vfio-pci behind a vIOMMU), netem WAN, pktgen NDR/PDR, check-host, reboot, upgrade, removal (short form)"
 wait_background vm-image
 bash scripts/vm-test.sh

@@ -21,7 +21,9 @@
 #       KVM is used when a probe boot shows the guest kernel reaching init with
 #       it, else TCG; the choice is printed.
 # run   the suite (scripts/vm/suite.sh): sessions, throughput search, TCP and
-#       UDP impairment checks, a rekey under each; --smoke is the CI form.
+#       UDP impairment checks, a rekey under each, then the packaged appliance
+#       (check-host, reboot, upgrade during a stream, removal and purge);
+#       --smoke is the CI form.
 # down  stops the VMs and removes the overlays, sockets and run directory;
 #       --purge also removes the cached images.
 # Several testbeds can run at once under different --name values.
@@ -107,21 +109,25 @@ s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else soc
 s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
 }
 
-# Five links, two UDP endpoints each: LINK.1 and LINK.2 files hold the ports.
+# Six links, two UDP endpoints each: LINK.1 and LINK.2 files hold the ports.
 allocate_links() {
     local l
-    for l in lana wana wanb lanb mgmt; do
+    for l in lana wana wanb lanb mgmt mgen; do
         free_port udp >"$RUN/link-$l.1"
         free_port udp >"$RUN/link-$l.2"
     done
 }
 
-# qemu arguments for one NIC on side S of link L with MAC M.
+# qemu arguments for one NIC on side S of link L with MAC M. A gateway's
+# DPDK ports (D = dpdk) are modern-only virtio devices whose DMA goes through
+# the VM's IOMMU (iommu_platform): vfio-pci in the guest then isolates them,
+# as on a host with VT-d.
 nic_args() {
-    local l="$1" s="$2" mac="$3" o=$(( 3 - $2 ))
+    local l="$1" s="$2" mac="$3" o=$(( 3 - $2 )) extra=""
+    [[ "${4:-}" == dpdk ]] && extra=",disable-legacy=on,iommu_platform=on"
     printf -- '-netdev\0socket,id=%s,udp=127.0.0.1:%s,localaddr=127.0.0.1:%s\0' \
         "$l" "$(cat "$RUN/link-$l.$o")" "$(cat "$RUN/link-$l.$s")"
-    printf -- '-device\0virtio-net-pci,netdev=%s,mac=%s,romfile=\0' "$l" "$mac"
+    printf -- '-device\0virtio-net-pci,netdev=%s,mac=%s,romfile=%s\0' "$l" "$mac" "$extra"
 }
 
 # ---- accelerator ---------------------------------------------------------------------
@@ -149,9 +155,10 @@ pick_accel() {
 # ---- VMs -----------------------------------------------------------------------------
 vm_nics() {
     case "$1" in
-        gen) nic_args lana 1 "$GEN_PROD_MAC"; nic_args lanb 2 "$GEN_CONS_MAC" ;;
-        gwa) nic_args mgmt 1 "$GWA_MG_MAC"; nic_args lana 2 "$GWA_LAN_MAC"; nic_args wana 1 "$GWA_WAN_MAC" ;;
-        gwb) nic_args mgmt 2 "$GWB_MG_MAC"; nic_args lanb 1 "$GWB_LAN_MAC"; nic_args wanb 2 "$GWB_WAN_MAC" ;;
+        gen) nic_args lana 1 "$GEN_PROD_MAC"; nic_args lanb 2 "$GEN_CONS_MAC"; nic_args mgen 1 "$GEN_MG_MAC" ;;
+        gwa) nic_args mgmt 1 "$GWA_MG_MAC"; nic_args lana 2 "$GWA_LAN_MAC" dpdk; nic_args wana 1 "$GWA_WAN_MAC" dpdk
+             nic_args mgen 2 "$GWA_MG1_MAC" ;;
+        gwb) nic_args mgmt 2 "$GWB_MG_MAC"; nic_args lanb 1 "$GWB_LAN_MAC" dpdk; nic_args wanb 2 "$GWB_WAN_MAC" dpdk ;;
         wan) nic_args wana 2 "$WAN_A0_MAC"; nic_args wanb 1 "$WAN_B0_MAC" ;;
     esac
 }
@@ -183,11 +190,24 @@ start_vm() {
     qemu-img create -q -f qcow2 -b "$img/base.qcow2" -F qcow2 "$RUN/$role.qcow2"
     write_ssh_config "$role" "$(free_port tcp)" "$img/id_ed25519"
     local nics=(); mapfile -d '' nics < <(vm_nics "$role")
-    local accel_args=(-machine "pc,accel=$(cat "$RUN/accel")" -cpu max)
-    [[ "$(cat "$RUN/accel")" == tcg ]] && accel_args=(-machine pc -accel tcg,thread=multi,tb-size=256 -cpu max)
-    nice -n 10 qemu-system-x86_64 -name "s2vm-$name-$role" "${accel_args[@]}" -smp 1 -m "$(vm_memory "$role")" \
+    # The gateways boot systemd: they run the packaged units, and their
+    # reboot test needs a real boot. gen and wan boot the small init. The
+    # gateways are q35 machines with an emulated VT-d (intel-iommu, first on
+    # the command line: it must exist before the PCI devices it translates)
+    # and boot with it on, so that setup-host binds vfio-pci and check-host
+    # finds the IOMMU it wants; the kernel's own devices stay in
+    # pass-through (iommu=pt).
+    local machine=pc init=" init=/sbin/s2vm-init" iommu=()
+    if [[ "$role" == gw? ]]; then
+        machine=q35 init=" intel_iommu=on iommu=pt"
+        iommu=(-device intel-iommu)
+        touch "$RUN/gw-iommu"
+    fi
+    local accel_args=(-machine "$machine,accel=$(cat "$RUN/accel")" -cpu max)
+    [[ "$(cat "$RUN/accel")" == tcg ]] && accel_args=(-machine "$machine" -accel tcg,thread=multi,tb-size=256 -cpu max)
+    nice -n 10 qemu-system-x86_64 -name "s2vm-$name-$role" "${accel_args[@]}" "${iommu[@]}" -smp 1 -m "$(vm_memory "$role")" \
         -kernel "$img/vmlinuz" -initrd "$img/initrd" \
-        -append "root=/dev/vda rw console=ttyS0 quiet mitigations=off init=/sbin/s2vm-init s2vm.role=$role" \
+        -append "root=/dev/vda rw console=ttyS0 quiet mitigations=off$init s2vm.role=$role" \
         -drive "file=$RUN/$role.qcow2,if=virtio,format=qcow2,cache=unsafe" \
         -netdev "user,id=ctl,hostfwd=tcp:127.0.0.1:$(cat "$RUN/$role.ssh-port")-:22" \
         -device "virtio-net-pci,netdev=ctl,mac=$CTL_MAC,romfile=" \
@@ -206,13 +226,21 @@ wait_vm() {
         kill -0 "$(cat "$RUN/$role.pid")" 2>/dev/null || { tail -20 "$RUN/$role.console" >&2; vdie "$role: qemu exited"; }
         sleep 2
     done
-    vm_ssh "$role" "mkdir -p $GUEST_REPO $GUEST_RUN
-        mountpoint -q $GUEST_REPO || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 s2repo $GUEST_REPO
-        mountpoint -q $GUEST_RUN || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 s2run $GUEST_RUN"
+    mount_shares "$role"
 }
 
-provision() { vm_ssh "$1" "bash $GUEST_REPO/scripts/vm/provision.sh $1 $GUEST_REPO $GUEST_RUN" >>"$RUN/provision.log" 2>&1 \
-    || { tail -30 "$RUN/provision.log" >&2; vdie "$1: provisioning failed (log: $RUN/provision.log)"; }; }
+provision() { vm_ssh "$1" "bash $GUEST_REPO/scripts/vm/provision.sh $1 $GUEST_REPO $GUEST_RUN" >"$RUN/provision-$1.log" 2>&1 \
+    || { tail -30 "$RUN/provision-$1.log" >&2; vdie "$1: provisioning failed (log: $RUN/provision-$1.log)"; }; }
+
+# The four VMs are provisioned at once (each in its own guest; the gateways'
+# s2cs retry their peer until the other is up). Fails if any fails.
+provision_all() {
+    local role pids=() fail=0
+    for role in wan gen gwa gwb; do provision "$role" & pids+=($!); done
+    for pid in "${pids[@]}"; do wait "$pid" || fail=1; done
+    cat "$RUN"/provision-*.log >"$RUN/provision.log"
+    [[ $fail -eq 0 ]] || vdie "provisioning failed"
+}
 
 cmd_up() {
     [[ -e "$RUN/up" ]] && { vlog "testbed $name is up already; down first"; cmd_down; }
@@ -231,7 +259,7 @@ cmd_up() {
     for role in "${S2VM_ROLES[@]}"; do start_vm "$role"; done
     for role in "${S2VM_ROLES[@]}"; do wait_vm "$role"; done
     vlog "four VMs booted ($(cat "$RUN/accel")) in $((SECONDS - t1)) s"
-    for role in wan gen gwa gwb; do provision "$role"; done
+    provision_all
     touch "$RUN/up"
     [[ "$cmd" == ci ]] || cleanup_on_exit=0
     vlog "up in $((SECONDS - t0)) s; ssh: sudo $0 ssh ROLE (run dir $RUN)"

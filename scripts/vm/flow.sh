@@ -6,9 +6,11 @@
 # (scripts/traffic.py's reports).
 #
 # Usage: flow.sh tcp TO PORT BYTES TIMEOUT
-#        flow.sh udp TO PORT COUNT SIZE RATE TIMEOUT
+#        flow.sh udp TO PORT COUNT SIZE RATE TIMEOUT [IDLE]
 #   TO    gwB listener ip:port the consumer pulls from
 #   PORT  the producer app's port (the session's target)
+#   IDLE  UDP: the consumer stops after IDLE seconds with nothing new (default
+#         3; longer where a gateway restarts during the stream)
 set -euo pipefail
 readonly TRAFFIC=/mnt/s2/scripts/traffic.py
 work="$(mktemp -d /tmp/flow.XXXXXX)"
@@ -36,14 +38,14 @@ case "$kind" in
             >"$work/pull" 2>"$work/pull.err" || true
         ;;
     udp)
-        count="$1" size="$2" rate="$3" timeout="$4"
+        count="$1" size="$2" rate="$3" timeout="$4" idle="${5:-3}"
         ip netns exec prod /usr/bin/python3 "$TRAFFIC" udp-serve --bind "0.0.0.0:$port" --count "$count" \
             --size "$size" --rate "$rate" --timeout "$timeout" --ready-file "$work/ready" \
             >"$work/serve" 2>"$work/serve.err" &
         serve_pid=$!
         wait_ready
-        # The consumer stops after 3 s with nothing new: the stream is over.
-        ip netns exec cons /usr/bin/python3 "$TRAFFIC" udp-pull --to "$to" --count "$count" --timeout 3 \
+        # The consumer stops after IDLE s with nothing new: the stream is over.
+        ip netns exec cons /usr/bin/python3 "$TRAFFIC" udp-pull --to "$to" --count "$count" --timeout "$idle" \
             >"$work/pull" 2>"$work/pull.err" || true
         ;;
     *) echo "usage: flow.sh tcp|udp ..." >&2; exit 2 ;;

@@ -10,9 +10,16 @@ s2cs policy stay theirs; only what differs in a VM changes:
   s2ds  the two ports become the PCI NICs found in the guest (DPDK virtio
         PMD), EAL gets hugepages and PCI instead of --no-huge/--no-pci,
         the worker runs on core 0 (one vCPU), keys come from s2cs;
-  s2cs  paths under the VM's state directory, the routed-mode [[tunnels]]
-        entry enabled (routed and listener-mode sessions both run), short
-        rekey timers left to the caller (--rekey-seconds).
+  s2cs  the routed-mode [[tunnels]] entry enabled (routed and listener-mode
+        sessions both run), short rekey timers left to the caller
+        (--rekey-seconds).
+
+Paths are the package's (scistream-gateway, docs/operations.md): the
+instance name is the role, so OUT (/etc/scistream) gets ROLE.toml for
+s2ds@ROLE and control-ROLE.toml for s2cs@ROLE; the admin socket is
+/run/scistream/ROLE.sock, the registry /var/lib/scistream/ROLE.db, the
+region /dev/shm/scistream-ROLE, the stats JSON /run/s2ds/ROLE.stats.json.
+Certificates and the tokens file stay relative (OUT/certs/, OUT/tokens.toml).
 
 Usage: gen-configs.py --role gwa|gwb --repo DIR --out DIR
                       --lan-pci ADDR --wan-pci ADDR [--rekey-seconds N]
@@ -27,7 +34,7 @@ MANUAL_SECTIONS = ("sas", "tunnel_routes", "listeners")
 PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
-def s2ds_config(template: str, role: str, lan_pci: str, wan_pci: str, state: str) -> str:
+def s2ds_config(template: str, role: str, lan_pci: str, wan_pci: str) -> str:
     out, skip, port = [], False, None
     for line in template.splitlines():
         header = re.match(r"^\s*\[\[?([A-Za-z_.]+)\]\]?", line)
@@ -49,18 +56,18 @@ def s2ds_config(template: str, role: str, lan_pci: str, wan_pci: str, state: str
             line = f'device = "{lan_pci if port == "lan" else wan_pci}"'
         out.append(line)
         if line.strip() == "[gateway]":
-            out.append(f'stats_path = "{state}/s2ds.stats.json"')
+            out.append(f'stats_path = "/run/s2ds/{role}.stats.json"')
         if line.strip() == "[tunnel]":
-            out += ['keying = "control"', f'shm_path = "/dev/shm/s2vm-{role}"']
+            out += ['keying = "control"', f'shm_path = "/dev/shm/scistream-{role}"']
     return "\n".join(out) + "\n"
 
 
-def s2cs_config(template: str, role: str, state: str, rekey_seconds: int | None) -> str:
+def s2cs_config(template: str, role: str, rekey_seconds: int | None) -> str:
     out, in_tunnel = [], False
     for line in template.splitlines():
-        line = line.replace(f"/tmp/scistream-testbed/{role}.sock", f"{state}/admin/s2cs.sock")
-        line = line.replace(f"/tmp/scistream-testbed/{role}.db", f"{state}/s2cs.db")
-        line = line.replace(f"/dev/shm/scistream-testbed-{role}", f"/dev/shm/s2vm-{role}")
+        line = line.replace(f"/tmp/scistream-testbed/{role}.sock", f"/run/scistream/{role}.sock")
+        line = line.replace(f"/tmp/scistream-testbed/{role}.db", f"/var/lib/scistream/{role}.db")
+        line = line.replace(f"/dev/shm/scistream-testbed-{role}", f"/dev/shm/scistream-{role}")
         # Enable the commented-out routed-mode tunnel (the block after "#[[tunnels]]").
         if line.startswith("#[[tunnels]]"):
             in_tunnel = True
@@ -81,7 +88,6 @@ def main() -> int:
     ap.add_argument("--role", choices=("gwa", "gwb"), required=True)
     ap.add_argument("--repo", required=True, type=pathlib.Path)
     ap.add_argument("--out", required=True, type=pathlib.Path)
-    ap.add_argument("--state", default="/var/lib/s2vm")
     ap.add_argument("--lan-pci", required=True)
     ap.add_argument("--wan-pci", required=True)
     ap.add_argument("--rekey-seconds", type=int)
@@ -92,11 +98,11 @@ def main() -> int:
             return 2
     cfg = a.repo / "configs"
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "s2ds.toml").write_text(
-        s2ds_config((cfg / f"testbed-{a.role}-af_packet.toml").read_text(), a.role, a.lan_pci, a.wan_pci, a.state))
-    (a.out / "s2cs.toml").write_text(
-        s2cs_config((cfg / f"control-testbed-{a.role}.toml").read_text(), a.role, a.state, a.rekey_seconds))
-    print(f"gen-configs: {a.role}: lan {a.lan_pci}, wan {a.wan_pci} -> {a.out}/s2ds.toml, s2cs.toml")
+    (a.out / f"{a.role}.toml").write_text(
+        s2ds_config((cfg / f"testbed-{a.role}-af_packet.toml").read_text(), a.role, a.lan_pci, a.wan_pci))
+    (a.out / f"control-{a.role}.toml").write_text(
+        s2cs_config((cfg / f"control-testbed-{a.role}.toml").read_text(), a.role, a.rekey_seconds))
+    print(f"gen-configs: {a.role}: lan {a.lan_pci}, wan {a.wan_pci} -> {a.out}/{a.role}.toml, control-{a.role}.toml")
     return 0
 
 

@@ -30,3 +30,12 @@ guest_paths() {
         GUEST_RUN=/mnt/s2run
     fi
 }
+
+# Mount the qemu runner's two 9p shares in a VM (after a boot or a reboot);
+# Vagrant's synced folder needs nothing.
+mount_shares() {
+    [[ -e "$RUN/vagrant" ]] && return 0
+    vm_ssh "$1" "mkdir -p $GUEST_REPO $GUEST_RUN
+        mountpoint -q $GUEST_REPO || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 s2repo $GUEST_REPO
+        mountpoint -q $GUEST_RUN || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 s2run $GUEST_RUN"
+}

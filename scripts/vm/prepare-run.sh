@@ -5,6 +5,10 @@
 #
 # Usage: scripts/vm/prepare-run.sh DIR [--build]
 #   DIR/bin/{s2ds,s2cs,s2uc}   copied from $CARGO_TARGET_DIR/release (or target/release)
+#   DIR/debs/                  scistream-gateway and scistream-client .debs of those
+#                              binaries (scripts/build-debs.sh, revision 1): what the
+#                              gateways and gen install
+#   DIR/debs-upgrade/          the same, rebuilt as revision 2 (the upgrade test)
 #   DIR/certs/                 scripts/gen-certs.sh: CA, gwa and gwb (with their mgmt IPs)
 #   DIR/tokens.toml, DIR/token user "testuser": the hash for s2cs, the token for s2uc
 #   DIR/rekey_seconds          $S2VM_REKEY_SECONDS (default 3600): s2cs's time-based rekey
@@ -25,6 +29,11 @@ for b in s2ds s2cs s2uc; do
     [[ -x "$bin/$b" ]] || { echo "prepare-run: $bin/$b missing (build it first)" >&2; exit 1; }
     cp "$bin/$b" "$dir/bin/"
 done
+# The packages the VMs install, and a rebuilt revision for the upgrade test.
+rm -rf "$dir/debs" "$dir/debs-upgrade"
+bash scripts/build-debs.sh --no-build --no-lintian --out "$dir/debs" --revision 1 >&2
+bash scripts/build-debs.sh --no-build --no-lintian --out "$dir/debs-upgrade" --revision 2 >&2
+rm -f "$dir"/debs*/*.ddeb
 # Each certificate also names its gateway's management address, which s2uc dials.
 rm -rf "$dir/certs"
 scripts/gen-certs.sh "$dir/certs" gwa --ip 10.99.0.1 gwb --ip 10.99.0.2 >/dev/null

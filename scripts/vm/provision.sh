@@ -4,16 +4,20 @@
 # Usage: provision.sh ROLE REPO RUN
 #   ROLE  gen | wan | gwa | gwb
 #   REPO  the repository as the guest sees it (9p mount, or Vagrant's /vagrant)
-#   RUN   the run directory as the guest sees it: bin/{s2ds,s2cs,s2uc},
-#         certs/, tokens.toml, token (written on the host before boot)
+#   RUN   the run directory as the guest sees it: debs/ (scistream-gateway,
+#         scistream-client), certs/, tokens.toml, token (written on the host
+#         before boot); the gateways' check-host outputs are written back there
 #
 # The one provisioning path: scripts/vm-testbed.sh runs it over ssh, the
 # Vagrantfile as its shell provisioner. NICs are found by the MACs in
 # topology.env. Idempotent enough to re-run: it stops what it started first.
-#   gen  namespaces prod (10.10.1.2) and cons (10.20.1.2), one NIC each
+#   gen  namespaces prod (10.10.1.2) and cons (10.20.1.2), one NIC each;
+#        mg0 10.99.1.2 to gwA and the scistream-client package (s2uc)
 #   wan  kernel router a0 10.10.100.254, b0 10.10.200.254 (netem: netem.sh)
-#   gwX  mg0 on the management link, hugepages, LAN and WAN NICs bound to
-#        vfio-pci (no-IOMMU) or uio_pci_generic, s2cs then s2ds (DPDK virtio PMD)
+#   gwX  (systemd) mg0 on the management link (networkd), the
+#        scistream-gateway package, /etc/scistream/{gwX,control-gwX}.toml,
+#        `s2ds setup-host --persist` (hugepages, LAN and WAN NICs bound to
+#        vfio-pci no-IOMMU or uio_pci_generic), s2ds@gwX and s2cs@gwX enabled
 set -euo pipefail
 
 readonly ROLE="$1" REPO="$2" RUN="$3"
@@ -78,6 +82,11 @@ provision_gen() {
     ip -n prod route add default via 10.10.1.1
     ip -n cons route add default via 10.20.1.1
     modprobe pktgen
+    # The user's side: s2uc from the scistream-client package, on a
+    # management NIC that gwA routes to both gateways' APIs.
+    ip link show mg0 >/dev/null 2>&1 || setup_if "$GEN_MG_MAC" mg0 10.99.1.2/30
+    ip route replace 10.99.0.0/30 via 10.99.1.1
+    install_deb scistream-client
 }
 
 provision_wan() {
@@ -89,38 +98,49 @@ provision_wan() {
     modprobe sch_netem
 }
 
-# Bind one NIC to a userspace I/O driver for DPDK: vfio-pci in no-IOMMU mode
-# (the guest has no vIOMMU), uio_pci_generic when vfio is unavailable.
-bind_nic() {
-    local pci="$1" dev="/sys/bus/pci/devices/$1" drv=""
-    [[ -e "$dev/driver" ]] && drv="$(basename "$(readlink -f "$dev/driver")")"
-    case "$drv" in vfio-pci | uio_pci_generic) log "$pci already on $drv"; return 0 ;; esac
-    # Debian 12's kernel is built without CONFIG_VFIO_NOIOMMU: vfio then has no
-    # enable_unsafe_noiommu_mode parameter, and vfio-pci cannot take a device in a
-    # guest without a vIOMMU. uio_pci_generic (INTx) serves the virtio PMD then.
-    local want=uio_pci_generic
-    modprobe vfio enable_unsafe_noiommu_mode=1 2>/dev/null || true
-    if [[ -e /sys/module/vfio/parameters/enable_unsafe_noiommu_mode ]] && modprobe vfio-pci 2>/dev/null; then
-        echo 1 >/sys/module/vfio/parameters/enable_unsafe_noiommu_mode
-        want=vfio-pci
-    else
-        modprobe uio_pci_generic
-    fi
-    echo "$want" >"$dev/driver_override"
-    [[ -n "$drv" ]] && echo "$pci" >"$dev/driver/unbind"
-    echo "$pci" >/sys/bus/pci/drivers_probe
-    local now=none
-    [[ -e "$dev/driver" ]] && now="$(basename "$(readlink -f "$dev/driver")")"
-    [[ "$now" == "$want" ]] || die "$pci: bound to '$now', wanted $want"
-    log "$pci bound to $now (was ${drv:-none})"
+# Install a package from the run directory (revision 1 unless DIR says
+# otherwise). Its declared dependencies are Debian's and all in the image
+# (packages.list; ensure_packages on a Vagrant box): dpkg -i refuses the
+# package if one is missing. (apt-get install ./x.deb does the same, but its
+# resolver took minutes under TCG.)
+install_deb() {
+    local pkg="$1" dir="${2:-$RUN/debs}" deb
+    deb="$(ls "$dir/${pkg}_"*_amd64.deb 2>/dev/null | head -1)"
+    [[ -n "$deb" ]] || die "no $pkg .deb in $dir (scripts/vm/prepare-run.sh builds them)"
+    DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$deb" >/dev/null \
+        || die "installing $(basename "$deb") failed (a dependency missing from the image?)"
+    log "installed $(dpkg-query -W -f='${Package} ${Version}' "$pkg")"
 }
 
-reserve_hugepages() {
-    local sysfs=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
-    [[ "$(cat "$sysfs")" -ge "$GW_HUGEPAGES" ]] || echo "$GW_HUGEPAGES" >"$sysfs"
-    [[ "$(cat "$sysfs")" -ge "$GW_HUGEPAGES" ]] || die "only $(cat "$sysfs") hugepages reserved"
-    mountpoint -q /dev/hugepages || { mkdir -p /dev/hugepages; mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages; }
-    log "hugepages: $(cat "$sysfs") x 2 MB, hugetlbfs on /dev/hugepages"
+# systemd-networkd files for the management NICs (matched by MAC), so they
+# come back after a reboot: mg0 between the gateways; on gwA also mg1 to gen,
+# routed (the user's s2uc in gen reaches both gateways' APIs through gwA).
+write_mgmt_network() {
+    local mac="$1" addr="$2" extra="${3:-}" file="$4"
+    cat >"/etc/systemd/network/$file" <<NET
+# scripts/vm/provision.sh: management link of the VM testbed
+[Match]
+MACAddress=$mac
+[Network]
+Address=$addr
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+$extra
+NET
+}
+
+mgmt_network_gw() {
+    if [[ "$ROLE" == gwa ]]; then
+        write_mgmt_network "$GWA_MG_MAC" 10.99.0.1/30 "IPForward=ipv4" 20-s2vm-mg0.network
+        write_mgmt_network "$GWA_MG1_MAC" 10.99.1.1/30 "IPForward=ipv4" 20-s2vm-mg1.network
+    else
+        write_mgmt_network "$GWB_MG_MAC" 10.99.0.2/30 $'[Route]\nDestination=10.99.1.0/30\nGateway=10.99.0.1' \
+            20-s2vm-mg0.network
+    fi
+    networkctl reload
+    local want; [[ "$ROLE" == gwa ]] && want=10.99.0.1 || want=10.99.0.2
+    for _ in $(seq 100); do ip -4 addr | grep -q "inet $want/" && return 0; sleep 0.2; done
+    die "management address $want did not come up (networkctl status)"
 }
 
 # Wait for a file to appear, up to $2 seconds.
@@ -130,62 +150,51 @@ wait_for() {
     return 1
 }
 
-# Daemons run in their own session, so they outlive the provisioning (ssh)
-# session, under systemd (Vagrant boxes) or the runner's small init alike.
-start_daemon() {
-    local name="$1"; shift
-    setsid "$@" >"$STATE/$name.log" 2>&1 </dev/null &
-    echo $! >"$STATE/$name.pid"
-}
-
-stop_daemon() {
-    local pid
-    pid="$(cat "$STATE/$1.pid" 2>/dev/null)" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$STATE/$1.pid"
-}
-
+# The gateway as an operator sets one up (docs/operations.md): the
+# scistream-gateway package, its configuration in /etc/scistream, `s2ds
+# check-host` on the unprepared host (it must name the missing hugepages and
+# the unbound NICs, with their fixes), `s2ds setup-host --persist`, `s2ds
+# check-host` again (no FAIL), then the units enabled and started. The
+# check-host outputs land in RUN/host-ROLE-*.txt for the suite.
 provision_gw() {
-    local lan_mac wan_mac mg_mac mg_ip
-    if [[ "$ROLE" == gwa ]]; then
-        lan_mac="$GWA_LAN_MAC" wan_mac="$GWA_WAN_MAC" mg_mac="$GWA_MG_MAC" mg_ip=10.99.0.1/30
-    else
-        lan_mac="$GWB_LAN_MAC" wan_mac="$GWB_WAN_MAC" mg_mac="$GWB_MG_MAC" mg_ip=10.99.0.2/30
-    fi
-    stop_daemon s2ds
-    stop_daemon s2cs
+    [[ -d /run/systemd/system ]] || die "the gateways boot systemd (scripts/vm-testbed.sh start_vm)"
+    local lan_mac wan_mac
+    if [[ "$ROLE" == gwa ]]; then lan_mac="$GWA_LAN_MAC" wan_mac="$GWA_WAN_MAC"
+    else lan_mac="$GWB_LAN_MAC" wan_mac="$GWB_WAN_MAC"; fi
+    hostnamectl set-hostname "$ROLE" 2>/dev/null || hostname "$ROLE"
+    systemctl stop "s2cs@$ROLE" "s2ds@$ROLE" 2>/dev/null || true
     mkdir -p "$STATE"
-    ip link show mg0 >/dev/null 2>&1 || setup_if "$mg_mac" mg0 "$mg_ip"
-    reserve_hugepages
+    mgmt_network_gw
+    install_deb scistream-gateway
     local lan_pci wan_pci
     lan_pci="$(pci_by_mac "$lan_mac")" || die "no LAN NIC ($lan_mac)"
     wan_pci="$(pci_by_mac "$wan_mac")" || die "no WAN NIC ($wan_mac)"
     echo "$lan_pci" >"$STATE/pci-$lan_mac"
     echo "$wan_pci" >"$STATE/pci-$wan_mac"
-    bind_nic "$lan_pci"
-    bind_nic "$wan_pci"
-    # Binaries and credentials are copied: 9p is read-only and the key file
-    # must be a local 0600 file.
-    install -m 755 "$RUN/bin/s2ds" "$RUN/bin/s2cs" "$RUN/bin/s2uc" /usr/local/bin/
-    rm -rf "${STATE:?}/etc"
-    mkdir -p "$STATE/etc/certs"
-    install -m 644 "$RUN/certs/ca.pem" "$RUN/certs/$ROLE.pem" "$STATE/etc/certs/"
-    install -m 600 "$RUN/certs/$ROLE.key" "$STATE/etc/certs/"
-    install -m 600 "$RUN/tokens.toml" "$RUN/token" "$STATE/etc/"
+    # Credentials: the key and the token hashes readable by s2cs (user scistream) only.
+    local etc=/etc/scistream
+    install -d -m 750 -g scistream "$etc/certs"
+    install -m 644 "$RUN/certs/ca.pem" "$RUN/certs/$ROLE.pem" "$etc/certs/"
+    install -m 600 -o scistream -g scistream "$RUN/certs/$ROLE.key" "$etc/certs/"
+    install -m 600 -o scistream -g scistream "$RUN/tokens.toml" "$etc/"
     local rekey=()
     [[ -s "$RUN/rekey_seconds" ]] && rekey=(--rekey-seconds "$(cat "$RUN/rekey_seconds")")
     /usr/bin/python3 "$REPO/scripts/vm/gen-configs.py" --role "$ROLE" --repo "$REPO" \
-        --out "$STATE/etc" --state "$STATE" --lan-pci "$lan_pci" --wan-pci "$wan_pci" "${rekey[@]}"
-    rm -f "$STATE/s2ds.stats.json" "$STATE/s2cs.db"
-    /usr/local/bin/s2cs check-config "$STATE/etc/s2cs.toml" >/dev/null
-    /usr/local/bin/s2ds check-config "$STATE/etc/s2ds.toml" >/dev/null
-    start_daemon s2cs /usr/local/bin/s2cs run "$STATE/etc/s2cs.toml"
-    wait_for "$STATE/admin/s2cs.sock" 60 || { cat "$STATE/s2cs.log" >&2; die "s2cs did not start"; }
-    start_daemon s2ds /usr/local/bin/s2ds run "$STATE/etc/s2ds.toml"
-    wait_for "$STATE/s2ds.stats.json" 120 || { cat "$STATE/s2ds.log" >&2; die "s2ds did not start"; }
-    log "s2cs and s2ds running (lan $lan_pci, wan $wan_pci)"
+        --out "$etc" --lan-pci "$lan_pci" --wan-pci "$wan_pci" "${rekey[@]}"
+    rm -f "/var/lib/scistream/$ROLE.db"
+    s2cs check-config "$etc/control-$ROLE.toml" >/dev/null
+    s2ds check-config "$etc/$ROLE.toml" >/dev/null
+    local rc=0
+    s2ds check-host "$etc/$ROLE.toml" >"$RUN/host-$ROLE-before.txt" 2>&1 || rc=$?
+    echo "$rc" >"$RUN/host-$ROLE-before.rc"
+    s2ds setup-host --persist "$etc/$ROLE.toml" >"$RUN/host-$ROLE-setup.txt" 2>&1 \
+        || { cat "$RUN/host-$ROLE-setup.txt" >&2; die "s2ds setup-host failed"; }
+    s2ds check-host "$etc/$ROLE.toml" >"$RUN/host-$ROLE-after.txt" 2>&1 \
+        || { cat "$RUN/host-$ROLE-after.txt" >&2; die "s2ds check-host still reports a FAIL after setup-host"; }
+    systemctl enable --now "s2ds@$ROLE" "s2cs@$ROLE" 2>/dev/null
+    wait_for "/run/scistream/$ROLE.sock" 60 || { journalctl -u "s2cs@$ROLE" --no-pager | tail -30 >&2; die "s2cs did not start"; }
+    wait_for "/run/s2ds/$ROLE.stats.json" 120 || { journalctl -u "s2ds@$ROLE" --no-pager | tail -30 >&2; die "s2ds did not start"; }
+    log "s2ds@$ROLE and s2cs@$ROLE running from $(dpkg-query -W -f='${Package} ${Version}' scistream-gateway) (lan $lan_pci, wan $wan_pci)"
 }
 
 # A Vagrant box is a plain Debian 12: install the guest packages the qemu

@@ -15,6 +15,15 @@
 #    the stream.
 # 5. UDP duplication: 1 % duplication + 5 % reordering; gwB's replay drops must
 #    equal what netem duplicated exactly, the consumer sees no duplicate; a rekey.
+# 6. the packaged appliance (docs/operations.md): both gateways run
+#    scistream-gateway's units, set up by `s2ds setup-host` (provision.sh);
+#    check-host named what was missing before and nothing after; s2uc runs in
+#    gen from scistream-client. gwB reboots: its units, hugepages and NIC
+#    binding come back and the session carries a stream again. gwB is
+#    upgraded to a rebuilt package during a UDP stream: no more datagrams
+#    lost than the restart window docs/operations.md states, and the session
+#    carries a clean stream afterwards. Last, gwB's package is removed (the
+#    services stop, configurations and registry stay) and purged (they go).
 # --smoke: one frame size and short searches, 20 MB TCP, 3000-datagram UDP streams.
 # --sizes 64,1400: other frame sizes (kept: the rest of the smoke or full form).
 set -euo pipefail
@@ -34,30 +43,38 @@ done
 source scripts/vm/lib.sh
 [[ -n "$RUN" && -e "$RUN/up" ]] || vdie "suite: --run RUN_DIR of a testbed that is up"
 guest_paths
-readonly STATE=/var/lib/s2vm
 readonly RES="$RUN/results"
 mkdir -p "$RES"
 
+# The restart window docs/operations.md states for an upgrade in this testbed
+# (TCG): the longest run of datagrams an upgrade may cost, at UDP_RATE.
+readonly RESTART_WINDOW_S=15
 if [[ $smoke -eq 1 ]]; then
-    TCP_BYTES=20000000 UDP_COUNT=3000 UDP_RATE=500
+    # 250/s: at 500/s, with the gateways under systemd, a CI-form run lost
+    # 130 datagrams between gwA's WAN port and the wan VM (TCG: 4 VMs on 2
+    # cores), which the exact counter checks then rightly failed.
+    TCP_BYTES=50000000 UDP_COUNT=3000 UDP_RATE=250
     TPUT_ARGS=(--sizes 64 --trial-seconds 2 --iterations 4 --probes 100)
 else
     # 500/s: at 1000/s under TCG, gwA's VM lost datagrams before the WAN
-    # (7.7 % in one run), which the exact counter checks then rightly fail.
+    # (7.7 % in one run), which the exact counter checks then rightly fail;
+    # the CI form (smoke) runs at 250/s for the same reason.
     TCP_BYTES=200000000 UDP_COUNT=20000 UDP_RATE=500
     TPUT_ARGS=(--sizes 64,128,256,512,1024,1400,imix --trial-seconds 10 --iterations 8 --probes 1000)
 fi
 # --sizes replaces the frame sizes (e.g. 64,1400), the rest of the form stays.
 [[ -n "$sizes" ]] && TPUT_ARGS+=(--sizes "$sizes")
 
-# s2uc in a gateway VM, against that gateway's API on the management link.
+# s2uc (package scistream-client) in gen, the user's machine, against a
+# gateway's API on the management network (gen's mg0 is routed through gwA).
 s2uc() {
     local gw="$1"; shift
     local api; [[ "$gw" == gwa ]] && api=10.99.0.1:5001 || api=10.99.0.2:5001
-    vm_ssh "$gw" /usr/local/bin/s2uc "$@" --s2cs "$api" --server_cert "$STATE/etc/certs/ca.pem" \
-        --token-file "$STATE/etc/token"
+    vm_ssh gen /usr/bin/s2uc "$@" --s2cs "$api" --server_cert "$GUEST_RUN/certs/ca.pem" \
+        --token-file "$GUEST_RUN/token"
 }
-admin() { vm_ssh "$1" /usr/bin/python3 "$GUEST_REPO/scripts/vm/admin.py" "$STATE/admin/s2cs.sock" "'$2'"; }
+# The gateways run the packaged units: instance name = role (s2ds@gwa, s2cs@gwa).
+admin() { vm_ssh "$1" /usr/bin/python3 "$GUEST_REPO/scripts/vm/admin.py" "/run/scistream/$1.sock" "'$2'"; }
 jget() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin)
 for k in sys.argv[1].split("."): d=d[int(k)] if k.isdigit() else d[k]
 print(",".join(d) if isinstance(d,list) else d)' "$1"; }
@@ -73,7 +90,8 @@ def find(o):
             if r is not None: return r
 print(find(json.load(sys.stdin)))'; }
 # Counters are read after s2ds has written a fresh snapshot (once a second).
-gw_stats() { sleep 2; vm_ssh "$1" cat "$STATE/s2ds.stats.json"; }
+gw_stats() { sleep 2; vm_ssh "$1" cat "/run/s2ds/$1.stats.json"; }
+s2ds_log() { vm_ssh "$1" journalctl -b -u "s2ds@$1" --no-pager -o cat; }
 wan_stats() { vm_ssh wan bash "$GUEST_REPO/scripts/vm/netem.sh" stats "$1"; }
 netem() { vm_ssh wan bash "$GUEST_REPO/scripts/vm/netem.sh" "$@"; }
 
@@ -94,7 +112,7 @@ routed_check() {
     # The gateways' ports as s2ds logged them: PCI address and PMD.
     local gw
     for gw in gwa gwb; do
-        vm_ssh "$gw" "sed 's/\x1b\[[0-9;]*m//g' $STATE/s2ds.log | grep -E 'DPDK port started|initialising DPDK EAL'" \
+        s2ds_log "$gw" | sed 's/\x1b\[[0-9;]*m//g' | grep -E 'DPDK port started|initialising DPDK EAL' \
             >"$RES/$gw-s2ds-ports.log" || true
         vlog "$gw: $(grep -c 'DPDK port started' "$RES/$gw-s2ds-ports.log") DPDK ports: $(grep -o 'ethdev=[^ ]* driver=[^ ]*' "$RES/$gw-s2ds-ports.log" | tr '\n' ' ')"
     done
@@ -170,6 +188,114 @@ PY
     /usr/bin/python3 scripts/vm/check.py "udp-$kind" "$d" >"$d/result.json"
 }
 
+# ---- 6. the packaged appliance -------------------------------------------------------
+# check-host before and after setup-host (provision.sh wrote its outputs into
+# the run directory).
+host_checks() {
+    local gw fail=0 iommu=no-iommu
+    # The qemu runner gives the gateways an IOMMU (scripts/vm-testbed.sh start_vm).
+    [[ -e "$RUN/gw-iommu" ]] && iommu=iommu
+    for gw in gwa gwb; do
+        cp "$RUN/share/host-$gw-"* "$RES/"
+        /usr/bin/python3 scripts/vm/check.py host "$RES" "$gw" "$iommu" >"$RES/host-$gw.json" || fail=1
+    done
+    return "$fail"
+}
+
+# The package state of a gateway (scripts/vm/gw-state.sh): version, units,
+# hugepages, NIC drivers, boot id, pids.
+gw_state() { vm_ssh "$1" bash "$GUEST_REPO/scripts/vm/gw-state.sh" "$1" "$GUEST_REPO"; }
+
+# A short UDP stream through the session, retried until it arrives whole
+# (after a restart, s2cs renegotiates keys first). Prints the seconds it took.
+wait_session_usable() {
+    local d="$1" deadline=$(( SECONDS + ${2:-180} )) t0=$SECONDS
+    while (( SECONDS < deadline )); do
+        vm_ssh gen bash "$GUEST_REPO/scripts/vm/flow.sh" udp "$LSTN_UDP" 5101 200 512 200 30 >"$d/probe.json" || true
+        if [[ "$(jget pull.lost <"$d/probe.json" 2>/dev/null)" == 0 ]]; then
+            echo $(( SECONDS - t0 )); return 0
+        fi
+        sleep 2
+    done
+    return 1
+}
+
+# gwB reboots (systemctl reboot): nothing is redone by hand afterwards.
+reboot_check() {
+    local d="$RES/reboot"; mkdir -p "$d"
+    gw_state gwb >"$d/state0.json"
+    vlog "reboot: gwB reboots; units, hugepages and NIC binding must come back, the session carry a stream"
+    local t0=$SECONDS
+    vm_ssh gwb systemctl reboot || true
+    sleep 10
+    local deadline=$(( SECONDS + 300 ))
+    until vm_ssh gwb true 2>/dev/null; do
+        (( SECONDS < deadline )) || { vlog "reboot: gwB has no ssh after 300 s"; return 1; }
+        sleep 2
+    done
+    mount_shares gwb
+    echo $(( SECONDS - t0 )) >"$d/boot_seconds"
+    # The units start after sshd may already answer: give them their start-up time.
+    for _ in $(seq 60); do
+        gw_state gwb >"$d/state1.json"
+        [[ "$(jget s2ds <"$d/state1.json")" == active && "$(jget s2cs <"$d/state1.json")" == active ]] && break
+        sleep 2
+    done
+    wait_session_usable "$d" 240 >"$d/usable_seconds" || echo -1 >"$d/usable_seconds"
+    vm_ssh gen bash "$GUEST_REPO/scripts/vm/flow.sh" udp "$LSTN_UDP" 5101 1000 512 "$UDP_RATE" 60 >"$d/flow.json" || true
+    /usr/bin/python3 scripts/vm/check.py reboot "$d" >"$d/result.json"
+}
+
+# gwB is upgraded to the rebuilt package (revision 2) during a UDP stream,
+# the way docs/operations.md tells an operator to: `apt-get install` of the
+# new .deb, 5 s into the stream. Its postinst restarts s2ds, then s2cs, and
+# apt returns once they are started again. The host's clock times apt
+# against the stream's last datagram.
+upgrade_check() {
+    local d="$RES/upgrade"; mkdir -p "$d"
+    local count=$(( UDP_RATE * (RESTART_WINDOW_S + 45) ))
+    gw_state gwb >"$d/state0.json"
+    vm_ssh gwb "cp $GUEST_RUN/debs-upgrade/scistream-gateway_*-2_amd64.deb /tmp/" \
+        || vlog "upgrade: no revision-2 package in $GUEST_RUN/debs-upgrade"
+    vlog "upgrade: $count datagrams at $UDP_RATE/s; apt-get install of gwB's new package 5 s in"
+    local t0=$SECONDS
+    # IDLE = the window: the consumer must outwait the restart.
+    vm_ssh gen bash "$GUEST_REPO/scripts/vm/flow.sh" udp "$LSTN_UDP" 5101 "$count" 512 "$UDP_RATE" \
+        $(( count / UDP_RATE + RESTART_WINDOW_S + 30 )) "$RESTART_WINDOW_S" >"$d/flow.json" &
+    local fpid=$!
+    sleep 5
+    local t1=$SECONDS
+    vm_ssh gwb "DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/scistream-gateway_*-2_amd64.deb" \
+        >"$d/apt.log" 2>&1 || vlog "upgrade: apt-get install failed ($d/apt.log)"
+    local t2=$SECONDS
+    wait "$fpid" || true
+    printf '{"count": %s, "rate": %s, "restart_window_s": %s, "upgrade_started_s": %s, "upgrade_done_s": %s}\n' \
+        "$count" "$UDP_RATE" "$RESTART_WINDOW_S" $(( t1 - t0 )) $(( t2 - t0 )) >"$d/params.json"
+    gw_state gwb >"$d/state1.json"
+    # When s2ds and s2cs stopped and started, from gwB's journal.
+    vm_ssh gwb journalctl -b -u "s2ds@gwb" -u "s2cs@gwb" --no-pager -o short-precise \
+        | grep -E 'Stopping|Stopped|Starting|Started|DPDK port started|negotiat' | tail -n 20 >"$d/journal.txt" || true
+    wait_session_usable "$d" 120 >"$d/usable_seconds" || echo -1 >"$d/usable_seconds"
+    vm_ssh gen bash "$GUEST_REPO/scripts/vm/flow.sh" udp "$LSTN_UDP" 5101 1000 512 "$UDP_RATE" 60 >"$d/after.json" || true
+    admin gwb "{\"op\":\"status\",\"uid\":\"$UID_\"}" >"$d/status.json" 2>&1 || true
+    /usr/bin/python3 scripts/vm/check.py upgrade "$d" >"$d/result.json"
+}
+
+# Last, as it takes gwB's gateway away: `apt-get remove` stops both services
+# and keeps the configurations, certificates, registry and enabled instances;
+# `apt-get purge` then removes those and setup-host's boot drop-ins.
+removal_check() {
+    local d="$RES/removal"; mkdir -p "$d"
+    pkg_files() { vm_ssh gwb bash "$GUEST_REPO/scripts/vm/pkg-files.sh" gwb; }
+    vlog "removal: apt-get remove, then purge, of scistream-gateway in gwB"
+    pkg_files >"$d/installed.json"
+    vm_ssh gwb apt-get remove -y scistream-gateway >"$d/apt-remove.log" 2>&1 || vlog "removal: apt-get remove failed ($d/apt-remove.log)"
+    pkg_files >"$d/removed.json"
+    vm_ssh gwb apt-get purge -y scistream-gateway >"$d/apt-purge.log" 2>&1 || vlog "removal: apt-get purge failed ($d/apt-purge.log)"
+    pkg_files >"$d/purged.json"
+    /usr/bin/python3 scripts/vm/check.py removal "$d" >"$d/result.json"
+}
+
 throughput() {
     vlog "throughput: NDR/PDR search with kernel pktgen (${TPUT_ARGS[*]})"
     vm_ssh gen ip netns exec prod /usr/bin/python3 "$GUEST_REPO/benches/vm_throughput.py" search "${TPUT_ARGS[@]}" \
@@ -191,13 +317,17 @@ main() {
     # shellcheck source=topology.env
     source scripts/vm/topology.env
     local t0=$SECONDS fail=0
+    host_checks || fail=1
     routed_check
     listener_session
     throughput || fail=1
     tcp_check || fail=1
     udp_check loss delay 10ms reorder 5% loss 1% || fail=1
     udp_check dup delay 10ms reorder 5% duplicate 1% || fail=1
+    reboot_check || fail=1
+    upgrade_check || fail=1
     release_session
+    removal_check || fail=1
     [[ -n "$out" ]] && { mkdir -p "$out"; cp -r "$RES"/. "$out"/; }
     vlog "suite done in $((SECONDS - t0)) s ($(cat "$RUN/accel")); results in ${out:-$RES}"
     [[ $fail -eq 0 ]] || vdie "suite: a check failed"
