@@ -214,6 +214,36 @@ def iperf(tb, target, seconds, streams=1, udp=False):
             "retransmits": end["sum_sent"].get("retransmits", 0)}
 
 
+NODES = ("prod", "gwa", "wan", "gwb", "cons")
+# The kernel's UDP counters that mean a datagram was dropped (/proc/net/snmp).
+UDP_DROPS = ("InErrors", "RcvbufErrors", "SndbufErrors")
+
+
+def kernel_drops(tb):
+    """Every namespace's kernel drop counters: each link's rx/tx dropped
+    (`ip -s -j link`; for a veth, frames its peer's receive ring refused
+    are the sender's tx_dropped) and the UDP drops of /proc/net/snmp."""
+    out = {}
+    for node in NODES:
+        r = tb.run(node, ["ip", "-s", "-j", "link", "show"], 10)
+        for link in json.loads(r.stdout or "[]"):
+            st = link.get("stats64", {})
+            for way in ("rx", "tx"):
+                out[f"{node}.{link['ifname']}.{way}_dropped"] = st.get(way, {}).get("dropped", 0)
+        snmp = tb.run(node, ["cat", "/proc/net/snmp"], 10).stdout.splitlines()
+        udp = [line.split()[1:] for line in snmp if line.startswith("Udp:")]
+        if len(udp) == 2:
+            for k, v in zip(*udp):
+                if k in UDP_DROPS:
+                    out[f"{node}.udp.{k}"] = int(v)
+    return out
+
+
+def delta(before, after):
+    """The counters that moved, and by how much."""
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
 def measure(mode, args, work, rnd):
     base = os.environ.get("E2E_PREFIX", f"e2e{os.getpid() % 100000}")
     prefix = f"{base}m{MODES.index(mode)}"
@@ -241,7 +271,12 @@ def measure(mode, args, work, rnd):
         out["tcp1"] = iperf(tb, target, args.duration, 1)
         out["tcp4"] = iperf(tb, target, args.duration, 4)
         if mode in UDP_MODES:
+            before = kernel_drops(tb)
             out["udp"] = iperf(tb, target, args.duration, 1, udp=True)
+            # Where the kernel lost datagrams (links, sockets), beside iperf3's count.
+            out["udp"]["kernel_drops"] = delta(before, kernel_drops(tb))
+            log(f"  UDP: iperf3 lost {out['udp']['lost']}; kernel drops "
+                f"{out['udp']['kernel_drops']}")
         if mode.startswith("s2ds"):
             # Where the lost datagrams went: each gateway's own drops and
             # what its host lost below it.

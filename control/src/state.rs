@@ -45,6 +45,10 @@ pub struct Sa {
     salt: [u8; 4],
     /// The peer's ESP-in-UDP endpoint (outer destination or expected source).
     pub peer: SocketAddr,
+    /// The SA's lanes (the session's SAs 1.. of this direction, each with no
+    /// lanes of its own): the data plane spreads the session over its
+    /// workers with them. Empty without lanes.
+    pub lanes: Vec<Sa>,
 }
 
 impl Drop for Sa {
@@ -76,7 +80,27 @@ impl Sa {
             key_len: k.key_len as u8,
             salt: k.salt,
             peer,
+            lanes: Vec::new(),
         }
+    }
+
+    /// This SA with lanes from negotiated keys (same algorithm and peer).
+    pub fn with_lanes(mut self, lanes: &[DirectionKeys]) -> Sa {
+        self.lanes = lanes
+            .iter()
+            .map(|k| Sa::from_keys(k, self.algorithm, self.peer))
+            .collect();
+        self
+    }
+
+    /// True if `spi` is this SA's or one of its lanes'.
+    pub fn has_spi(&self, spi: u32) -> bool {
+        self.spi == spi || self.lanes.iter().any(|l| l.spi == spi)
+    }
+
+    /// SAs in all: this one and its lanes.
+    pub fn count(&self) -> usize {
+        1 + self.lanes.len()
     }
 
     /// An SA read back from the region (a restarted control process
@@ -96,6 +120,7 @@ impl Sa {
             key_len: e.key_len,
             salt: e.salt,
             peer: e.peer(),
+            lanes: Vec::new(),
         })
     }
 
@@ -116,6 +141,27 @@ impl Sa {
         // `key_len` fits `algorithm` by construction (from_keys, from_entry).
         let entry = entry.expect("an SA's key fits its algorithm");
         entry.with_hard_lifetime(limits.hard_seconds(), limits.hard_packets())
+    }
+
+    /// The region entries of this SA (first) and its lanes (marked
+    /// `lane_of` this SA). An outbound session's rate is shared out among
+    /// them (each polices its part: the session never exceeds `rate_bps`).
+    fn entries(
+        &self,
+        direction: Direction,
+        limits: &Limits,
+        rate_bps: u64,
+    ) -> impl Iterator<Item = SaEntry> + '_ {
+        let share = match rate_bps {
+            0 => 0,
+            r => (r / self.count() as u64).max(1),
+        };
+        let limits = *limits;
+        std::iter::once(self.entry(direction, &limits, share)).chain(
+            self.lanes
+                .iter()
+                .map(move |l| l.entry(direction, &limits, share).with_lane_of(self.spi)),
+        )
     }
 }
 
@@ -503,10 +549,10 @@ impl State {
 
     fn spi_in_use(&self, spi: u32) -> bool {
         self.sessions.values().any(|s| {
-            s.inbound.iter().any(|i| i.sa.spi == spi)
-                || s.outbound.as_ref().is_some_and(|o| o.spi == spi)
-                || s.pending.as_ref().is_some_and(|p| p.1.spi == spi)
-        }) || self.adopted_inbound.iter().any(|a| a.1.spi == spi)
+            s.inbound.iter().any(|i| i.sa.has_spi(spi))
+                || s.outbound.as_ref().is_some_and(|o| o.has_spi(spi))
+                || s.pending.as_ref().is_some_and(|p| p.1.has_spi(spi))
+        }) || self.adopted_inbound.iter().any(|a| a.1.has_spi(spi))
     }
 
     /// Checks that `uid` exists and `epoch` is newer than its epoch.
@@ -716,11 +762,17 @@ impl State {
                         .map(|e| e.sa_slot as usize)
                 }),
             };
-            if let Some(sa) = slot
+            if let Some(mut sa) = slot
                 .and_then(|i| sas.get(i))
                 .filter(|e| e.direction() == Some(Direction::Out))
                 .and_then(Sa::from_entry)
             {
+                // Its lanes: the outbound entries marked as lanes of it.
+                sa.lanes = sas
+                    .iter()
+                    .filter(|e| e.direction() == Some(Direction::Out) && e.lane_of == sa.spi)
+                    .filter_map(Sa::from_entry)
+                    .collect();
                 s.outbound = Some(sa);
                 s.outbound_epoch = Some(s.record.epoch);
                 outbound += 1;
@@ -741,7 +793,8 @@ impl State {
             ..EntryCounts::default()
         };
         for s in self.sessions.values() {
-            n.sas += s.inbound.len() + usize::from(s.outbound.is_some());
+            n.sas += s.inbound.iter().map(|i| i.sa.count()).sum::<usize>()
+                + s.outbound.as_ref().map_or(0, Sa::count);
             if s.outbound.is_some() {
                 n.listeners += s.record.listeners.len();
                 n.routes += s.tunnel.as_ref().map_or(0, |t| t.remote.len());
@@ -779,8 +832,12 @@ impl State {
             let _ = t.sas().push(sa.entry(Direction::In, limits, 0));
         }
         for s in self.sessions.values() {
-            for i in &s.inbound {
-                let _ = t.sas().push(i.sa.entry(Direction::In, limits, 0));
+            for e in s
+                .inbound
+                .iter()
+                .flat_map(|i| i.sa.entries(Direction::In, limits, 0))
+            {
+                let _ = t.sas().push(e);
             }
             let Some(out) = &s.outbound else {
                 continue;
@@ -791,9 +848,13 @@ impl State {
                 SessionRole::Inbound => s.record.rate_bps,
                 SessionRole::Outbound => 0,
             };
-            let Ok(slot) = t.sas().push(out.entry(Direction::Out, limits, rate)) else {
+            let mut entries = out.entries(Direction::Out, limits, rate);
+            let Some(Ok(slot)) = entries.next().map(|head| t.sas().push(head)) else {
                 continue;
             };
+            for lane in entries {
+                let _ = t.sas().push(lane);
+            }
             let slot = slot as u32;
             // Routed mode: each remote prefix of a tunnel leads to its
             // outbound SA.
@@ -1369,6 +1430,90 @@ mod tests {
         let (_, routes) = rendered(&w);
         assert!(routes.iter().all(|(_, spi)| *spi == 0x2004), "{routes:?}");
         assert_eq!(routes.len(), 2);
+    }
+
+    /// `sa(spi, b)` with lanes of SPIs `lanes` (keys `b + 1`, `b + 2`, ...).
+    fn sa_lanes(spi: u32, b: u8, lanes: &[u32]) -> Sa {
+        let keys: Vec<DirectionKeys> = lanes
+            .iter()
+            .zip(1u8..)
+            .map(|(&spi, i)| DirectionKeys {
+                spi,
+                key: Zeroizing::new([b + i; 32]),
+                key_len: 16,
+                salt: [b + i; 4],
+            })
+            .collect();
+        sa(spi, b).with_lanes(&keys)
+    }
+
+    /// A session with lanes renders each lane as an SA of its own, the
+    /// outbound ones marked `lane_of` the head (which the routes name), the
+    /// session's rate shared out among them; a restarted control process
+    /// regroups the lanes under the head it finds through the routes.
+    #[test]
+    fn lanes_render_after_their_head_and_are_adopted_with_it() {
+        let region = scistream_region::testing::TempRegion::new("state-lanes");
+        let mut w = scistream_region::ShmWriter::create(region.path(), caps()).unwrap();
+        let mut i = tunnel_state(true);
+        let uid = "tunnel:site";
+        i.initiator_switch(
+            uid,
+            1,
+            sa_lanes(0x2001, 2, &[0x2011, 0x2021]),
+            sa_lanes(0x1001, 1, &[0x1011, 0x1021]),
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(i.entry_counts().sas, 6);
+        w.publish(|t| i.render(t, &LIMITS)).unwrap();
+        let view = w.current();
+        let got: Vec<(u32, Option<Direction>, u32)> = view
+            .sas()
+            .iter()
+            .map(|e| (e.spi, e.direction(), e.lane_of))
+            .collect();
+        let (o, n) = (Some(Direction::Out), Some(Direction::In));
+        assert_eq!(
+            got,
+            [
+                (0x2001, n, 0),
+                (0x2011, n, 0x2001),
+                (0x2021, n, 0x2001),
+                (0x1001, o, 0),
+                (0x1011, o, 0x1001),
+                (0x1021, o, 0x1001),
+            ]
+        );
+        let (_, routes) = rendered(&w);
+        assert!(
+            routes.iter().all(|(_, spi)| *spi == 0x1001),
+            "routes name the head"
+        );
+
+        let mut after = tunnel_state(true);
+        assert_eq!(after.adopt(&w.current(), 0), (1, 3));
+        let out = after.get(uid).unwrap().outbound.as_ref().unwrap();
+        assert_eq!(out.spi, 0x1001);
+        assert_eq!(
+            out.lanes.iter().map(|l| l.spi).collect::<Vec<_>>(),
+            [0x1011, 0x1021]
+        );
+        assert!(after.spi_in_use(0x1021) && after.spi_in_use(0x2011));
+        assert!(!after.spi_in_use(0x1031));
+    }
+
+    #[test]
+    fn a_sessions_rate_is_shared_out_among_its_lanes() {
+        let sa = sa_lanes(0x1001, 1, &[0x1011, 0x1021]);
+        let rates: Vec<u64> = sa
+            .entries(Direction::Out, &LIMITS, 3_000_000)
+            .map(|e| e.rate_bps)
+            .collect();
+        assert_eq!(rates, [1_000_000; 3]);
+        assert!(sa
+            .entries(Direction::Out, &LIMITS, 0)
+            .all(|e| e.rate_bps == 0));
     }
 
     /// A tunnel is bound to its configured peer from the start: only that

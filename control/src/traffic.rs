@@ -94,16 +94,24 @@ pub struct Traffic {
 }
 
 /// The SA tags of every session in `st`: its outbound SA and its inbound
-/// SAs (current and in their grace period).
+/// SAs (current and in their grace period), lanes included.
 pub fn owners(st: &State) -> HashMap<u64, String> {
     let mut m = HashMap::new();
     for s in st.sessions() {
         let uid = &s.record.uid;
-        if let Some(o) = &s.outbound {
+        for o in s
+            .outbound
+            .iter()
+            .flat_map(|o| std::iter::once(o).chain(&o.lanes))
+        {
             m.insert(sa_tag(Direction::Out, o.spi), uid.clone());
         }
-        for i in &s.inbound {
-            m.insert(sa_tag(Direction::In, i.sa.spi), uid.clone());
+        for i in s
+            .inbound
+            .iter()
+            .flat_map(|i| std::iter::once(&i.sa).chain(&i.sa.lanes))
+        {
+            m.insert(sa_tag(Direction::In, i.spi), uid.clone());
         }
     }
     m

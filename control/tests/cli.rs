@@ -137,15 +137,13 @@ impl Drop for ChildGuard {
 /// Points the example's sockets, region and registry at places this test
 /// owns: a free loopback port, the temp dir, a unique /dev/shm name.
 fn local_paths(dir: &Path, config: &Path) -> PathBuf {
-    let port = free_port();
+    // Two ports the kernel gave out as free (port + 1 may well be taken).
+    let (port, api_port) = (free_port(), free_port());
     let shm = PathBuf::from(format!("/dev/shm/scistream-cli-{}", std::process::id()));
     let text = fs::read_to_string(config)
         .expect("read config")
         .replace("10.99.0.1:5000", &format!("127.0.0.1:{port}"))
-        .replace(
-            "10.99.0.1:5001",
-            &format!("127.0.0.1:{}", port.wrapping_add(1).max(1024)),
-        )
+        .replace("10.99.0.1:5001", &format!("127.0.0.1:{api_port}"))
         .replace(
             "/tmp/scistream-testbed/gwa.sock",
             &dir.join("admin/gwa.sock").display().to_string(),

@@ -237,6 +237,7 @@ path = \"state/gwa.db\"
     assert_eq!(c.keys.algorithm, Algorithm::Aes128Gcm);
     assert_eq!(c.keys.rekey_seconds, 3600);
     assert_eq!(c.keys.grace_seconds, 10);
+    assert_eq!(c.keys.lanes, 1, "one SA per direction unless asked");
     assert_eq!(c.ports.listener_range, 5100..=5199);
     assert!(c.peers.is_empty());
     assert_eq!(c.logging.level, "info");
@@ -613,6 +614,18 @@ fn value_rules() {
             "grace_seconds = 10",
             "grace_seconds = 601",
             "keys.grace_seconds",
+            ErrorKind::BadValue,
+        ),
+        (
+            "grace_seconds = 10",
+            "lanes = 17\ngrace_seconds = 10",
+            "keys.lanes",
+            ErrorKind::BadValue,
+        ),
+        (
+            "grace_seconds = 10",
+            "lanes = 0\ngrace_seconds = 10",
+            "keys.lanes",
             ErrorKind::BadValue,
         ),
         (

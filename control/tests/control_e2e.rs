@@ -1262,6 +1262,106 @@ fn a_configured_tunnel_routes_prod_to_cons_through_key_switches() {
     assert_no_keys(&keys, &p.logs());
 }
 
+/// One reading of the region at `shm`: every SA as (SPI, outbound?,
+/// lane_of), and the SPI each route names.
+fn sas_and_routes_in(shm: &Path) -> (Vec<(u32, bool, u32)>, Vec<u32>) {
+    let r = ShmReader::open(shm, 0).expect("attach to the region");
+    let t = r.current();
+    let sas: Vec<_> = t.sas().iter().collect();
+    let routes = t
+        .routes()
+        .iter()
+        .map(|e| sas[e.sa_slot as usize].spi)
+        .collect();
+    let sas = sas
+        .iter()
+        .map(|e| {
+            (
+                e.spi,
+                e.direction() == Some(scistream_region::Direction::Out),
+                e.lane_of,
+            )
+        })
+        .collect();
+    (sas, routes)
+}
+
+/// Routed mode with `[keys] lanes = 2` on both gateways: each epoch brings
+/// two SAs per direction, the second a lane of the first (the one the route
+/// names), rekeyed together; traffic crosses whole through the switches
+/// and no ESP drop happens.
+#[test]
+fn a_tunnel_with_lanes_negotiates_and_rekeys_them_together() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up(|t| {
+        let keys = t["keys"].as_table_mut().unwrap();
+        keys.insert("rekey_seconds".into(), 2.into());
+        keys.insert("grace_seconds".into(), 1.into());
+        keys.insert("lanes".into(), 2.into());
+        site_tunnel(t);
+    });
+    p.wait_site();
+    let check_lanes = |name: &str, cp: &ControlPlane| {
+        let (sas, routes) = sas_and_routes_in(&cp.shm);
+        assert_eq!(routes.len(), 1, "{name}: {routes:?}");
+        let head = routes[0];
+        let lanes: Vec<_> = sas.iter().filter(|s| s.1 && s.2 == head).collect();
+        assert_eq!(lanes.len(), 1, "{name}: one lane of {head:#x} in {sas:x?}");
+        assert!(sas.contains(&(head, true, 0)), "{name}: the head itself");
+        let inbound_heads = sas.iter().filter(|s| !s.1 && s.2 == 0).count();
+        let inbound_lanes = sas.iter().filter(|s| !s.1 && s.2 != 0).count();
+        assert!(
+            inbound_heads >= 1 && inbound_lanes == inbound_heads,
+            "{name}: every inbound SA has its lane: {sas:x?}"
+        );
+    };
+    check_lanes("A", &p.a);
+    check_lanes("B", &p.b);
+    // The admin status names the lanes too (one each way per epoch).
+    let s = p.a.status(SITE);
+    assert_eq!(
+        s["outbound_lane_spis"].as_array().map(Vec::len),
+        Some(1),
+        "{s}"
+    );
+    assert!(
+        !s["inbound_lane_spis"].as_array().unwrap().is_empty(),
+        "{s}"
+    );
+    let epoch = s["epoch"].as_u64().unwrap();
+    let (udp, tcp) = std::thread::scope(|s| {
+        let udp = s.spawn(|| {
+            p.tb.udp_stream(Node::Prod, Node::Cons, "10.20.1.2:6103", 8_000, 1000, 1_000)
+        });
+        let tcp = s.spawn(|| {
+            p.tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:6104", 30_000_000)
+        });
+        (udp.join().unwrap(), tcp.join().unwrap())
+    });
+    assert_eq!(
+        (udp.lost, udp.received),
+        (0, 8_000),
+        "{udp:?}\n{}",
+        p.logs()
+    );
+    assert_eq!(tcp.received_bytes, 30_000_000, "{tcp:?}\n{}", p.logs());
+    assert_eq!(tcp.sent_sha256, tcp.received_sha256);
+    let now = p.a.status(SITE)["epoch"].as_u64().unwrap();
+    assert!(
+        now >= epoch + 2,
+        "rekeyed with lanes: epoch {epoch} → {now}"
+    );
+    check_lanes("A", &p.a);
+    check_lanes("B", &p.b);
+    for (name, gw) in [("A", &p.gwa), ("B", &p.gwb)] {
+        let snap = gw.settled_snapshot();
+        for counter in ["esp_auth_failed", "esp_unknown_spi", "esp_replay"] {
+            assert_eq!(snap.drops[counter], 0, "{name}: {counter}");
+        }
+    }
+}
+
 /// A tunnel survives each s2cs being killed in the middle of a stream: the
 /// workers keep forwarding on the keys they hold, and the restarted
 /// process finds the tunnel's outbound SA through its route entry (a

@@ -13,10 +13,10 @@ fn exchange(exporter: &[u8; 32], alg: Algorithm) -> (SessionKeys, SessionKeys) {
     let responder = Exchange::new(&rng).unwrap();
     let (ipub, rpub) = (initiator.public_key(), responder.public_key());
     let i = initiator
-        .finish(&rpub, exporter, alg, Side::Initiator)
+        .finish(&rpub, exporter, alg, Side::Initiator, 1)
         .unwrap();
     let r = responder
-        .finish(&ipub, exporter, alg, Side::Responder)
+        .finish(&ipub, exporter, alg, Side::Responder, 1)
         .unwrap();
     (i, r)
 }
@@ -74,10 +74,22 @@ fn algorithm_separates_keys() {
     let mine = Exchange::new(&rng).unwrap();
     let mine_pub = mine.public_key();
     let k256 = mine
-        .finish(&peer_pub, &[5u8; 32], Algorithm::Aes256Gcm, Side::Initiator)
+        .finish(
+            &peer_pub,
+            &[5u8; 32],
+            Algorithm::Aes256Gcm,
+            Side::Initiator,
+            1,
+        )
         .unwrap();
     let k128 = peer
-        .finish(&mine_pub, &[5u8; 32], Algorithm::Aes128Gcm, Side::Responder)
+        .finish(
+            &mine_pub,
+            &[5u8; 32],
+            Algorithm::Aes128Gcm,
+            Side::Responder,
+            1,
+        )
         .unwrap();
     assert!(k128.inbound.key_bytes() != &k256.outbound.key_bytes()[..16]);
 }
@@ -116,7 +128,7 @@ fn bad_peer_keys_are_errors() {
     let finish = |peer: &[u8]| {
         Exchange::new(&rng)
             .unwrap()
-            .finish(peer, &[0u8; 32], Algorithm::Aes128Gcm, Side::Responder)
+            .finish(peer, &[0u8; 32], Algorithm::Aes128Gcm, Side::Responder, 1)
             .map(|_| ())
     };
     assert!(matches!(

@@ -502,6 +502,7 @@ where
             epoch,
             algorithm: alg.name().to_string(),
             public: mine.public_key(),
+            lanes: 1,
         })
         .await
         .unwrap();
@@ -510,9 +511,10 @@ where
             uid: got_uid,
             epoch: got_epoch,
             public,
+            ..
         }) => {
             assert_eq!((got_uid.as_str(), got_epoch), (uid, epoch));
-            mine.finish(&public, exporter_value, alg, Side::Initiator)
+            mine.finish(&public, exporter_value, alg, Side::Initiator, 1)
                 .unwrap()
         }
         other => panic!("expected KeyAccept, got {:?}", other.map(|m| m.kind())),
@@ -544,6 +546,7 @@ async fn key_exchange_over_the_channel_mirrors_keys() {
                 epoch,
                 algorithm,
                 public,
+                ..
             } = message
             else {
                 panic!("expected KeyOffer, got {}", message.kind());
@@ -555,9 +558,10 @@ async fn key_exchange_over_the_channel_mirrors_keys() {
                 uid: uid.clone(),
                 epoch,
                 public: mine.public_key(),
+                lanes: 1,
             };
             let keys = mine
-                .finish(&public, &exported, alg, Side::Responder)
+                .finish(&public, &exported, alg, Side::Responder, 1)
                 .unwrap();
             responder.send(&reply).await.unwrap();
             all.push(keys);

@@ -79,6 +79,9 @@ fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
             tx_desc: d.tx_desc,
             mempool_size: d.mempool_size,
             mempool_cache: d.mempool_cache,
+            // Adaptive workers sleep until a frame arrives where the PMD
+            // has RX interrupts, else back off (worker.rs).
+            rx_interrupts: cfg.workers.poll_mode == crate::config::PollMode::Adaptive,
         };
         let port = DpdkPort::open(eal, &pc)
             .with_context(|| format!("opening port {id} ({})", device.as_str()))?;

@@ -738,7 +738,7 @@ mod tests {
         }
         assert_eq!(reg.sum(), want);
         let names = counter_names();
-        assert_eq!(names.last().unwrap(), "wan.host_xsk_tx_ring_empty");
+        assert_eq!(names.last().unwrap(), "wan.host_netdev_tx_dropped");
     }
 
     #[test]

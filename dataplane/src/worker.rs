@@ -137,7 +137,13 @@ impl<Q: PortQueue> Worker<Q> {
         let fds: ArrayVec<std::os::fd::RawFd, 2> =
             self.queues.iter().filter_map(|q| q.wait_fd()).collect();
         if fds.len() == self.queues.len() {
+            for q in &mut self.queues {
+                q.arm_wait();
+            }
             wait_readable(&fds, ADAPTIVE_WAIT);
+            for q in &mut self.queues {
+                q.disarm_wait();
+            }
         } else {
             std::thread::sleep(self.backoff);
             self.backoff = (self.backoff * 2).min(ADAPTIVE_WAIT);
@@ -239,7 +245,7 @@ impl<Q: PortQueue> Worker<Q> {
                     Verdict::Forward(out) => self.queue_tx(out, &mut tx[out.index()], buf),
                     Verdict::Encap(sa) => {
                         encap.push(buf);
-                        encap_sa.push(sa);
+                        encap_sa.push(tables.map_or(sa, |t| t.lane(sa, self.id)));
                     }
                     Verdict::Decap(at) => {
                         decap.push(buf);
@@ -424,7 +430,7 @@ impl<Q: PortQueue> Worker<Q> {
                 None => self.queue_tx(reply.port, &mut tx[reply.port.index()], buf),
                 Some(i) => {
                     encap.push(buf);
-                    encap_sa.push(i);
+                    encap_sa.push(tables.map_or(i, |t| t.lane(i, self.id)));
                 }
             }
         }

@@ -674,6 +674,82 @@ fn tunnel_duplicate_spi_and_dangling_references() {
     );
 }
 
+/// An outbound `[[sas]]` entry with SPI `spi` toward `peer`, a lane of `head`.
+fn lane_sa(spi: &str, peer: &str, head: &str) -> String {
+    format!(
+        "\n[[sas]]\nspi = {spi}\ndirection = \"out\"\npeer = \"{peer}\"\nalgorithm = \"aes-128-gcm\"\nkey = \"0f0e0d0c0b0a09080706050403020100\"\nsalt = \"05060708\"\nlane_of = {head}\n"
+    )
+}
+
+/// The 1-based line of the `n`-th (0-based) line of `text` starting with `prefix`.
+fn nth_line(text: &str, prefix: &str, n: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .nth(n)
+        .unwrap_or_else(|| panic!("no line {n} starting with {prefix}"))
+        .0
+        + 1
+}
+
+#[test]
+fn tunnel_lanes_load_and_are_checked() {
+    let text = tunnel(&lane_sa("0x1003", "gwb", "0x1001"));
+    let c = Config::from_toml(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let t = c.tunnel.unwrap();
+    assert_eq!(
+        t.sas.iter().map(|s| (s.spi, s.lane_of)).collect::<Vec<_>>(),
+        vec![(0x1001, None), (0x2001, None), (0x1003, Some(0x1001))]
+    );
+
+    // Only outbound SAs have lanes; the head must be an outbound SA, not a
+    // lane, toward the same peer; routes name the head.
+    let text = tunnel("").replace("esn = false", "esn = false\nlane_of = 0x1001");
+    let line = nth_line(&text, "lane_of", 0);
+    assert_err(
+        &reject(&text),
+        line,
+        "sas[1].lane_of",
+        ErrorKind::BadValue,
+        "only an outbound SA can be a lane",
+    );
+    let text = tunnel(&lane_sa("0x1003", "gwb", "0x2001"));
+    let line = nth_line(&text, "lane_of", 0);
+    assert_err(
+        &reject(&text),
+        line,
+        "sas[2].lane_of",
+        ErrorKind::BadValue,
+        "no outbound SA has SPI 0x2001",
+    );
+    let text = tunnel(&lane_sa("0x1003", "gwb", "0x1003"));
+    assert_err(
+        &reject(&text),
+        line,
+        "sas[2].lane_of",
+        ErrorKind::BadValue,
+        "an SA cannot be a lane of itself",
+    );
+    let text = tunnel(&(lane_sa("0x1003", "gwb", "0x1001") + &lane_sa("0x1005", "gwb", "0x1003")));
+    let line = nth_line(&text, "lane_of", 1);
+    assert_err(
+        &reject(&text),
+        line,
+        "sas[3].lane_of",
+        ErrorKind::BadValue,
+        "SA 0x1003 is itself a lane (of 0x1001); name the head",
+    );
+    let text = tunnel(&lane_sa("0x1003", "gwb", "0x1001")).replace("sa = 0x1001", "sa = 0x1003");
+    let line = nth_line(&text, "sa = ", 0);
+    assert_err(
+        &reject(&text),
+        line,
+        "tunnel_routes[0].sa",
+        ErrorKind::BadValue,
+        "SA 0x1003 is a lane of 0x1001; name the head",
+    );
+}
+
 #[test]
 fn tunnel_peer_and_route_rules() {
     let text = tunnel("").replace("address = \"10.10.100.9\"", "address = \"192.0.2.1\"");

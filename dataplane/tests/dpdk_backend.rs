@@ -486,3 +486,139 @@ fn thread_registrations_are_released_when_threads_exit() {
             .unwrap();
     }
 }
+
+/// Waits up to `timeout` for `fd` to become readable.
+fn readable_within(fd: std::os::fd::RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the length of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+    n == 1 && pfd.revents & libc::POLLIN != 0
+}
+
+/// Sends `frame` out of kernel interface `iface` (an AF_PACKET socket),
+/// so the DPDK side of a net_tap port receives it.
+fn send_from_kernel(iface: &str, frame: &[u8]) {
+    let name = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: plain system calls on a socket this function owns and closes;
+    // the address is a zeroed sockaddr_ll with its fields set.
+    unsafe {
+        let index = libc::if_nametoindex(name.as_ptr());
+        assert_ne!(index, 0, "no interface {iface}");
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as i32;
+        addr.sll_halen = 6;
+        let sent = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        libc::close(fd);
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "sendto: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Adaptive workers sleep on a DPDK queue's RX interrupt: with net_tap
+/// (whose PMD has them) the queue's descriptor stays quiet while nothing
+/// comes and turns readable when a frame arrives from the kernel side.
+#[test]
+fn rx_interrupts_wake_a_sleeping_queue_when_a_frame_arrives() {
+    let eal = eal();
+    // Unique across concurrent test processes too (IFNAMSIZ is 16).
+    let iface = format!("s2rxi{}", std::process::id() % 100_000);
+    let mut cfg = DpdkPortConfig::new(
+        "tapport",
+        format!("{},iface={iface}", unique("net_tap_rxi")),
+    );
+    // net_tap fills its RX ring from the pool at set-up: leave it spare mbufs.
+    (cfg.rx_desc, cfg.tx_desc) = (128, 128);
+    cfg.mempool_size = 1023;
+    cfg.mempool_cache = 32;
+    cfg.rx_interrupts = true;
+    let port = DpdkPort::open(eal, &cfg).unwrap();
+    assert_eq!(port.info().driver, "net_tap");
+    assert!(
+        port.rx_interrupts(),
+        "net_tap gives every RX queue an interrupt"
+    );
+    // Nothing from the kernel's own IPv6 (router solicitations, MLD) on it.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1");
+    let mut q = port.queue(0);
+    let fd = q
+        .wait_fd()
+        .expect("a queue with an RX interrupt has a wait descriptor");
+    while !receive(&mut q, usize::MAX).0.is_empty() {}
+
+    q.arm_wait();
+    assert!(
+        !readable_within(fd, Duration::from_millis(300)),
+        "woke with nothing received"
+    );
+    q.disarm_wait();
+
+    let sent = frame(7, 300);
+    q.arm_wait();
+    let sender = {
+        let (iface, sent) = (iface.clone(), sent.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            send_from_kernel(&iface, &sent);
+        })
+    };
+    assert!(
+        readable_within(fd, Duration::from_secs(10)),
+        "the frame raised no interrupt"
+    );
+    q.disarm_wait();
+    sender.join().unwrap();
+    let (got, _) = receive(&mut q, 1);
+    assert_eq!(
+        got,
+        vec![sent],
+        "the frame that woke the queue, byte for byte"
+    );
+}
+
+/// A PMD without RX interrupts (net_ring, net_null) is configured without
+/// them: the port says so and its queues have no wait descriptor, so
+/// adaptive workers back off with short sleeps instead.
+#[test]
+fn rx_interrupts_fall_back_where_the_pmd_has_none() {
+    let eal = eal();
+    for device in [unique("net_null_rxi"), unique("net_ring_rxi")] {
+        let cfg = DpdkPortConfig {
+            mempool_size: 1023,
+            mempool_cache: 32,
+            rx_interrupts: true,
+            ..DpdkPortConfig::new("nointr", &device)
+        };
+        let port = DpdkPort::open(eal, &cfg).unwrap();
+        assert!(!port.rx_interrupts(), "{device}");
+        let mut q = port.queue(0);
+        assert_eq!(q.wait_fd(), None, "{device}");
+        q.arm_wait();
+        q.disarm_wait();
+        // Still an ordinary working port.
+        let mut burst = Burst::<Mbuf>::new();
+        burst.push(mbuf_with(&mut q, &frame(2, 90)));
+        assert_eq!(q.tx_burst(&mut burst), 1, "{device}");
+    }
+}

@@ -18,6 +18,7 @@ use scistream_dataplane::backend::afxdp::{
 use scistream_dataplane::backend::pool::PoolBuf;
 use scistream_dataplane::backend::tap::{TapConfig, TapError, TapPort, TapQueue};
 use scistream_dataplane::backend::{Burst, PacketBuf, PortQueue};
+use scistream_dataplane::host_drops::HostDrop;
 use scistream_testbed::capture::{format_mac, parse_mac};
 use scistream_testbed::netns::require_root;
 
@@ -483,6 +484,52 @@ fn tap_multi_queue_opens_one_fd_per_queue() {
     .build();
     send_one(&mut f.queues[1], &frame);
     assert_eq!(recv_payload(&receiver).0, b"queue one");
+}
+
+/// A gateway that stops reading its TAP queue: the kernel drops what no
+/// longer fits the device's queue and counts it as the device's
+/// `tx_dropped`, which queue 0 reports as `netdev_tx_dropped`. Every
+/// datagram sent is either received or counted.
+#[test]
+fn tap_overflow_is_counted_as_the_devices_tx_drops() {
+    let mut f = tap_fixture(1500, 1);
+    f.ns.ip(&["link", "set", "dev", &f.tap, "txqueuelen", "64"]);
+    let q = &mut f.queues[0];
+    let before = q
+        .host_drops()
+        .expect("queue 0 reports the TAP device's drops");
+    let sender = f.ns.udp(SocketAddrV4::new(TAP_KERNEL, 0));
+    const SENT: u64 = 500;
+    for i in 0..SENT {
+        sender
+            .send_to(&seq_payload(i as u32), SocketAddrV4::new(TAP_GATEWAY, 5000))
+            .unwrap();
+    }
+    // Now read what the device kept.
+    let mut received = 0u64;
+    let mut burst = Burst::new();
+    let mut idle = 0;
+    while idle < 50 {
+        let n = q.rx_burst(&mut burst);
+        burst.clear();
+        if n == 0 {
+            idle += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        } else {
+            idle = 0;
+            received += n as u64;
+        }
+    }
+    let after = q.host_drops().unwrap();
+    let tx_dropped =
+        after[HostDrop::NetdevTxDropped as usize] - before[HostDrop::NetdevTxDropped as usize];
+    assert!(received < SENT, "a 64-frame queue kept all {SENT}");
+    assert!(tx_dropped > 0, "the overflow was not counted");
+    assert_eq!(
+        received + tx_dropped,
+        SENT,
+        "every datagram received or counted"
+    );
 }
 
 #[test]

@@ -216,6 +216,11 @@ pub struct KeysSection {
     /// How long an old inbound SA stays installed after a switch,
     /// 1..=[`MAX_GRACE_SECONDS`] and less than `rekey_seconds`.
     pub grace_seconds: u32,
+    /// SAs per direction this gateway can use per session (1..=16, default
+    /// 1): set it to the data plane's worker count. A session uses the
+    /// smaller of the two gateways' values (1 with a peer that does not
+    /// know lanes); lanes 1.. spread it over the workers at both ends.
+    pub lanes: u32,
 }
 
 impl KeysSection {
@@ -238,6 +243,7 @@ impl Default for KeysSection {
             rekey_packets: DEFAULT_REKEY_PACKETS,
             rekey_bytes: DEFAULT_REKEY_BYTES,
             grace_seconds: DEFAULT_GRACE_SECONDS,
+            lanes: 1,
         }
     }
 }

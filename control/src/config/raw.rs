@@ -89,6 +89,7 @@ pub(crate) struct RawKeys {
     pub rekey_packets: Option<i64>,
     pub rekey_bytes: Option<i64>,
     pub grace_seconds: Option<i64>,
+    pub lanes: Option<i64>,
 }
 
 /// `[ports]`.

@@ -349,12 +349,21 @@ fn keys(k: &RawKeys, doc: &Document<'_>) -> Res<KeysSection> {
             ),
         ));
     }
+    let lanes = int(
+        doc,
+        "keys.lanes",
+        k.lanes,
+        1,
+        crate::peer::keys::MAX_LANES as u32,
+        1,
+    )?;
     Ok(KeysSection {
         algorithm,
         rekey_seconds,
         rekey_packets,
         rekey_bytes,
         grace_seconds,
+        lanes,
     })
 }
 

@@ -26,6 +26,9 @@ pub const PUBLIC_KEY_LEN: usize = 32;
 
 /// First part of every HKDF `info` string.
 const INFO_LABEL: &[u8] = b"scistream-esp-v1";
+/// Most SAs per direction a session may have (lane 0 and its lanes): the
+/// data plane's limit (`scistream_dataplane::tunnel::MAX_LANES`).
+pub const MAX_LANES: usize = 16;
 /// Lowest SPI that RFC 4303 §2.1 does not reserve.
 const MIN_SPI: u32 = 256;
 /// How many SPI derivations to try for the responder→initiator direction
@@ -117,12 +120,18 @@ impl Exchange {
     /// and derives the keys of both directions for `alg`, salted with the TLS
     /// `exporter` value for the session's (uid, epoch). The result is from
     /// `side`'s point of view.
+    ///
+    /// `lanes` (1..=[`MAX_LANES`]) SAs per direction: lane 0 is the
+    /// session's SA as without lanes; lanes 1.. each have their own key,
+    /// salt and SPI (the data plane spreads the session over its workers
+    /// with them). All SPIs of the epoch differ.
     pub fn finish(
         self,
         peer_public: &[u8],
         exporter: &[u8; 32],
         alg: Algorithm,
         side: Side,
+        lanes: usize,
     ) -> Result<SessionKeys, KeyError> {
         if peer_public.len() != PUBLIC_KEY_LEN {
             return Err(KeyError::BadPeerKeyLength {
@@ -132,7 +141,7 @@ impl Exchange {
         let peer = UnparsedPublicKey::new(&X25519, peer_public);
         // The shared secret only lives inside ring's buffer during extraction.
         agreement::agree_ephemeral(self.private, &peer, |shared| {
-            derive(shared, exporter, alg, side)
+            derive(shared, exporter, alg, side, lanes.clamp(1, MAX_LANES))
         })
         .map_err(|_| KeyError::PeerKeyRejected)?
     }
@@ -145,6 +154,7 @@ fn derive(
     exporter: &[u8; 32],
     alg: Algorithm,
     side: Side,
+    lanes: usize,
 ) -> Result<SessionKeys, KeyError> {
     let prk = Salt::new(HKDF_SHA256, exporter).extract(shared);
     let i2r = derive_direction(&prk, alg, Direction::InitiatorToResponder, 0)?;
@@ -157,14 +167,35 @@ fn derive(
         }
     }
     let r2i = r2i.ok_or(KeyError::SpiCollision)?;
+    let mut taken = vec![i2r.spi, r2i.spi];
+    let mut lanes_of = |direction| -> Result<Vec<DirectionKeys>, KeyError> {
+        (1..lanes as u32)
+            .map(|lane| {
+                for attempt in 0..SPI_ATTEMPTS {
+                    let keys = derive_lane(&prk, alg, direction, lane, attempt)?;
+                    if !taken.contains(&keys.spi) {
+                        taken.push(keys.spi);
+                        return Ok(keys);
+                    }
+                }
+                Err(KeyError::SpiCollision)
+            })
+            .collect()
+    };
+    let i2r_lanes = lanes_of(Direction::InitiatorToResponder)?;
+    let r2i_lanes = lanes_of(Direction::ResponderToInitiator)?;
     Ok(match side {
         Side::Initiator => SessionKeys {
             outbound: i2r,
             inbound: r2i,
+            outbound_lanes: i2r_lanes,
+            inbound_lanes: r2i_lanes,
         },
         Side::Responder => SessionKeys {
             outbound: r2i,
             inbound: i2r,
+            outbound_lanes: r2i_lanes,
+            inbound_lanes: i2r_lanes,
         },
     })
 }
@@ -240,6 +271,47 @@ fn derive_direction(
     })
 }
 
+/// Lane `lane` (>= 1) of a direction: as [`derive_direction`], with its own
+/// purposes ("lane-key", "lane-salt", "lane-spi") and the lane number in
+/// the counter's upper half, so no lane shares an output stream with lane 0
+/// or another lane.
+fn derive_lane(
+    prk: &Prk,
+    alg: Algorithm,
+    direction: Direction,
+    lane: u32,
+    spi_attempt: u32,
+) -> Result<DirectionKeys, KeyError> {
+    let key_len = alg.key_len();
+    let counter = lane << 16;
+    let mut key = Zeroizing::new([0u8; 32]);
+    expand(
+        prk,
+        alg,
+        direction,
+        "lane-key",
+        counter,
+        &mut key[..key_len],
+    )?;
+    let mut salt = [0u8; SALT_LEN];
+    expand(prk, alg, direction, "lane-salt", counter, &mut salt)?;
+    let mut spi = [0u8; 4];
+    expand(
+        prk,
+        alg,
+        direction,
+        "lane-spi",
+        counter | spi_attempt,
+        &mut spi,
+    )?;
+    Ok(DirectionKeys {
+        spi: spi_from(u32::from_be_bytes(spi)),
+        key,
+        key_len,
+        salt,
+    })
+}
+
 /// The SA parameters of one direction.
 pub struct DirectionKeys {
     /// The SPI (256..=u32::MAX).
@@ -283,6 +355,10 @@ pub struct SessionKeys {
     pub outbound: DirectionKeys,
     /// Keys this side opens with (its inbound SA).
     pub inbound: DirectionKeys,
+    /// Lanes 1.. of the outbound SA (empty without lanes).
+    pub outbound_lanes: Vec<DirectionKeys>,
+    /// Lanes 1.. of the inbound SA.
+    pub inbound_lanes: Vec<DirectionKeys>,
 }
 
 #[cfg(test)]
@@ -326,13 +402,13 @@ mod tests {
             ),
         ];
         for (alg, i2r, r2i) in cases {
-            let keys = derive(&shared, &exporter, alg, Side::Initiator).unwrap();
+            let keys = derive(&shared, &exporter, alg, Side::Initiator, 1).unwrap();
             for (d, (key, salt, spi)) in [(&keys.outbound, i2r), (&keys.inbound, r2i)] {
                 assert!(hex::encode(d.key_bytes()) == key, "{alg:?} key");
                 assert!(hex::encode(d.salt) == salt, "{alg:?} salt");
                 assert_eq!(d.spi, spi, "{alg:?} spi");
             }
-            let responder = derive(&shared, &exporter, alg, Side::Responder).unwrap();
+            let responder = derive(&shared, &exporter, alg, Side::Responder, 1).unwrap();
             assert_eq!(responder.outbound.spi, keys.inbound.spi);
             assert_eq!(responder.inbound.spi, keys.outbound.spi);
         }
@@ -341,12 +417,52 @@ mod tests {
     #[test]
     fn exporter_separates_keys_for_one_shared_secret() {
         let shared = [0x42u8; 32];
-        let a = derive(&shared, &[1; 32], Algorithm::Aes256Gcm, Side::Initiator).unwrap();
-        let b = derive(&shared, &[2; 32], Algorithm::Aes256Gcm, Side::Initiator).unwrap();
+        let a = derive(&shared, &[1; 32], Algorithm::Aes256Gcm, Side::Initiator, 1).unwrap();
+        let b = derive(&shared, &[2; 32], Algorithm::Aes256Gcm, Side::Initiator, 1).unwrap();
         for (x, y) in [(&a.outbound, &b.outbound), (&a.inbound, &b.inbound)] {
             assert!(x.key_bytes() != y.key_bytes());
             assert!(x.salt != y.salt);
             assert_ne!(x.spi, y.spi);
+        }
+    }
+
+    #[test]
+    fn lanes_have_their_own_keys_and_distinct_spis_and_lane_0_is_unchanged() {
+        let shared = [0x42u8; 32];
+        let one = derive(&shared, &[1; 32], Algorithm::Aes128Gcm, Side::Initiator, 1).unwrap();
+        let four = derive(&shared, &[1; 32], Algorithm::Aes128Gcm, Side::Initiator, 4).unwrap();
+        assert!(one.outbound_lanes.is_empty() && one.inbound_lanes.is_empty());
+        assert_eq!(
+            (four.outbound_lanes.len(), four.inbound_lanes.len()),
+            (3, 3)
+        );
+        // Lane 0 is the SA a peer without lanes derives.
+        assert_eq!(four.outbound.spi, one.outbound.spi);
+        assert_eq!(four.outbound.key_bytes(), one.outbound.key_bytes());
+        let all: Vec<&DirectionKeys> = [&four.outbound, &four.inbound]
+            .into_iter()
+            .chain(&four.outbound_lanes)
+            .chain(&four.inbound_lanes)
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a.spi, b.spi, "SPIs differ");
+                assert!(a.key_bytes() != b.key_bytes(), "keys differ");
+            }
+        }
+        // The responder sees the same lanes, directions swapped.
+        let r = derive(&shared, &[1; 32], Algorithm::Aes128Gcm, Side::Responder, 4).unwrap();
+        for (x, y) in r.inbound_lanes.iter().zip(&four.outbound_lanes) {
+            assert_eq!(
+                (x.spi, x.key_bytes(), x.salt),
+                (y.spi, y.key_bytes(), y.salt)
+            );
+        }
+        for (x, y) in r.outbound_lanes.iter().zip(&four.inbound_lanes) {
+            assert_eq!(
+                (x.spi, x.key_bytes(), x.salt),
+                (y.spi, y.key_bytes(), y.salt)
+            );
         }
     }
 

@@ -74,6 +74,9 @@ pub enum PeerMessage {
         /// The initiator's ephemeral X25519 public key.
         #[serde(with = "hex32")]
         public: [u8; 32],
+        /// SAs per direction the initiator can use (lanes; absent: 1).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        lanes: u32,
     },
     /// Responder → initiator, after the responder installed its new inbound SA.
     KeyAccept {
@@ -84,6 +87,10 @@ pub enum PeerMessage {
         /// The responder's ephemeral X25519 public key.
         #[serde(with = "hex32")]
         public: [u8; 32],
+        /// SAs per direction of this epoch, as the responder settled them
+        /// ([`settle_lanes`]; absent: 1).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        lanes: u32,
     },
     /// Initiator → responder: the initiator switched its outbound SA to `epoch`;
     /// the responder should switch too.
@@ -123,6 +130,27 @@ pub enum PeerMessage {
         /// Human-readable reason.
         reason: String,
     },
+}
+
+/// One SA per direction, the wire's default: left out, so a session
+/// without lanes looks as it did before lanes existed, and a peer that
+/// does not know lanes is read as asking for one.
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// The SAs per direction of an epoch: the smaller of the initiator's
+/// (`offered`) and the responder's (`wanted`) wishes, within 1..=16. Each
+/// gateway's wish is what its data plane can use, so a peer that does not
+/// know lanes (1) gets one SA.
+pub fn settle_lanes(offered: u32, wanted: u32) -> u32 {
+    offered
+        .min(wanted)
+        .clamp(1, crate::peer::keys::MAX_LANES as u32)
 }
 
 impl PeerMessage {
@@ -432,6 +460,7 @@ mod tests {
             epoch: 7,
             algorithm: "aes128-gcm16".to_string(),
             public: [0xab; 32],
+            lanes: 1,
         }
     }
 
@@ -459,6 +488,44 @@ mod tests {
     }
 
     #[test]
+    fn lanes_are_optional_on_the_wire_and_settle_to_the_larger_wish() {
+        // One SA per direction is sent as before lanes existed (see the
+        // shape test); more are named.
+        let four = PeerMessage::KeyOffer {
+            uid: "4f1c-uid".to_string(),
+            epoch: 7,
+            algorithm: "aes128-gcm16".to_string(),
+            public: [0xab; 32],
+            lanes: 4,
+        };
+        let json = serde_json::to_string(&four).unwrap();
+        assert!(json.contains(r#""lanes":4"#), "{json}");
+        assert_eq!(serde_json::from_str::<PeerMessage>(&json).unwrap(), four);
+        // A peer that does not know lanes: the field is absent, read as 1.
+        let old = format!(
+            r#"{{"KeyAccept":{{"uid":"u","epoch":1,"public":"{}"}}}}"#,
+            "01".repeat(32)
+        );
+        match serde_json::from_str::<PeerMessage>(&old).unwrap() {
+            PeerMessage::KeyAccept { lanes, .. } => assert_eq!(lanes, 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            settle_lanes(1, 8),
+            1,
+            "an initiator without lanes gets one SA"
+        );
+        assert_eq!(
+            settle_lanes(8, 1),
+            1,
+            "a responder without lanes gives one SA"
+        );
+        assert_eq!(settle_lanes(2, 4), 2);
+        assert_eq!(settle_lanes(0, 4), 1);
+        assert_eq!(settle_lanes(99, 40), 16, "capped");
+    }
+
+    #[test]
     fn bad_hex_is_rejected() {
         let err = serde_json::from_str::<PeerMessage>(
             r#"{"KeyAccept":{"uid":"u","epoch":1,"public":"abcd"}}"#,
@@ -482,6 +549,7 @@ mod tests {
                 uid: "u".to_string(),
                 epoch: 0,
                 public: [1; 32],
+                lanes: 4,
             },
             PeerMessage::Commit {
                 uid: "u".to_string(),

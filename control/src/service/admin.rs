@@ -99,6 +99,13 @@ pub struct SessionStatus {
     pub outbound_spi: Option<u32>,
     /// Inbound SPIs (current and in their grace period).
     pub inbound_spis: Vec<u32>,
+    /// Lanes (`[keys] lanes`): the SPIs of the outbound SA's lanes, and of
+    /// the inbound SAs' lanes. Left out without lanes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_lane_spis: Vec<u32>,
+    /// See `outbound_lane_spis`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound_lane_spis: Vec<u32>,
     /// Listener ports.
     pub ports: Vec<u16>,
     /// True once this s2cs negotiated the keys in use.
@@ -142,6 +149,16 @@ fn status_of(s: &Session) -> SessionStatus {
         rekeys: s.rekeys,
         outbound_spi: s.outbound.as_ref().map(|o| o.spi),
         inbound_spis: s.inbound.iter().map(|i| i.sa.spi).collect(),
+        outbound_lane_spis: s
+            .outbound
+            .iter()
+            .flat_map(|o| o.lanes.iter().map(|l| l.spi))
+            .collect(),
+        inbound_lane_spis: s
+            .inbound
+            .iter()
+            .flat_map(|i| i.sa.lanes.iter().map(|l| l.spi))
+            .collect(),
         ports: s.record.listeners.iter().map(|l| l.port).collect(),
         negotiated: s.negotiated,
         last_error: s.last_error.clone(),

@@ -360,12 +360,6 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
     }
     let server = peer_server::bind(&shared).await?;
     let admin = admin::bind(&shared)?;
-    info!(
-        gateway = %shared.cfg.gateway.name,
-        peer_listen = %shared.cfg.control.peer_listen,
-        admin = %shared.cfg.control.admin_socket.display(),
-        "s2cs ready"
-    );
     let mut tasks = vec![
         tokio::spawn(peer_server::serve(shared.clone(), server)),
         tokio::spawn(admin::serve(shared.clone(), admin)),
@@ -392,6 +386,15 @@ pub async fn run(cfg: ControlConfig) -> Result<()> {
             }
         }));
     }
+    // Ready once every listener is bound: a service manager (or a test)
+    // that sees this line finds the peer port, the admin socket, the
+    // metrics and the API all accepting.
+    info!(
+        gateway = %shared.cfg.gateway.name,
+        peer_listen = %shared.cfg.control.peer_listen,
+        admin = %shared.cfg.control.admin_socket.display(),
+        "s2cs ready"
+    );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
         _ = term.recv() => info!("SIGTERM: stopping"),

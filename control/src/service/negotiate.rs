@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use crate::audit::{AuditRecord, Source};
-use crate::peer::keys::{Exchange, Side};
+use crate::peer::keys::{Exchange, Side, MAX_LANES};
 use crate::peer::tls;
 use crate::peer::wire::{PeerMessage, PeerStream, RefuseCode};
 use crate::state::Sa;
@@ -122,14 +122,16 @@ async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
             epoch,
             algorithm: alg.name().to_string(),
             public: ex.public_key(),
+            lanes: sh.cfg.keys.lanes,
         })
         .await?;
-        let public = match ch.recv().await? {
+        let (public, lanes) = match ch.recv().await? {
             Some(PeerMessage::KeyAccept {
                 uid: u,
                 epoch: e,
                 public,
-            }) if u == uid && e == epoch => public,
+                lanes,
+            }) if u == uid && e == epoch => (public, lanes.clamp(1, MAX_LANES as u32)),
             Some(PeerMessage::Refused {
                 code: RefuseCode::StaleEpoch,
                 epoch: Some(current),
@@ -147,9 +149,10 @@ async fn exchange(sh: &Shared, uid: &str) -> anyhow::Result<u64> {
             None => anyhow::bail!("peer {peer_name} closed the channel"),
         };
         let exporter = tls::exporter(ch.get_ref().get_ref().1, uid, epoch)?;
-        let keys = ex.finish(&public, &exporter, alg, Side::Initiator)?;
-        let inbound = Sa::from_keys(&keys.inbound, alg, endpoint);
-        let outbound = Sa::from_keys(&keys.outbound, alg, endpoint);
+        let keys = ex.finish(&public, &exporter, alg, Side::Initiator, lanes as usize)?;
+        let inbound = Sa::from_keys(&keys.inbound, alg, endpoint).with_lanes(&keys.inbound_lanes);
+        let outbound =
+            Sa::from_keys(&keys.outbound, alg, endpoint).with_lanes(&keys.outbound_lanes);
         drop(keys);
         tokio::task::block_in_place(|| -> anyhow::Result<()> {
             let mut st = sh.state();

@@ -18,7 +18,7 @@ use super::Shared;
 use crate::audit::{AuditRecord, Source};
 use crate::peer::keys::{algorithm_from_name, Exchange, Side};
 use crate::peer::tls;
-use crate::peer::wire::{PeerMessage, PeerStream, RefuseCode};
+use crate::peer::wire::{settle_lanes, PeerMessage, PeerStream, RefuseCode};
 use crate::registry::RegistryError;
 use crate::state::{PeerBinding, Sa, State, StateError};
 
@@ -118,7 +118,11 @@ async fn session(sh: &Arc<Shared>, ch: &mut ServerChannel, peer: &str) -> anyhow
                 epoch,
                 algorithm,
                 public,
-            } => offer(sh, ch, peer, &rng, uid, epoch, &algorithm, &public),
+                lanes,
+            } => {
+                let lanes = settle_lanes(lanes, sh.cfg.keys.lanes);
+                offer(sh, ch, peer, &rng, (uid, epoch, lanes), &algorithm, &public)
+            }
             PeerMessage::Commit { uid, epoch } => commit(sh, peer, uid, epoch),
             PeerMessage::RekeyRequest { uid } => {
                 match owned(sh, peer, &uid) {
@@ -265,8 +269,7 @@ fn offer(
     ch: &ServerChannel,
     peer: &str,
     rng: &SystemRandom,
-    uid: String,
-    epoch: u64,
+    (uid, epoch, lanes): (String, u64, u32),
     algorithm: &str,
     public: &[u8; 32],
 ) -> PeerMessage {
@@ -304,11 +307,11 @@ fn offer(
         let ex = Exchange::new(rng)?;
         let ours = ex.public_key();
         let exporter = tls::exporter(ch.get_ref().get_ref().1, &uid, epoch)?;
-        let keys = ex.finish(public, &exporter, alg, Side::Responder)?;
+        let keys = ex.finish(public, &exporter, alg, Side::Responder, lanes as usize)?;
         Ok((
             ours,
-            Sa::from_keys(&keys.inbound, alg, endpoint),
-            Sa::from_keys(&keys.outbound, alg, endpoint),
+            Sa::from_keys(&keys.inbound, alg, endpoint).with_lanes(&keys.inbound_lanes),
+            Sa::from_keys(&keys.outbound, alg, endpoint).with_lanes(&keys.outbound_lanes),
         ))
     })();
     let (ours, inbound, outbound) = match derived {
@@ -326,6 +329,7 @@ fn offer(
             uid,
             epoch,
             public: ours,
+            lanes,
         },
         Err(super::PublishError::State(StateError::StaleEpoch { current, .. })) => {
             warn!(uid = %uid, epoch, current, %peer, "stale key offer refused");

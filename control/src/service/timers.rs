@@ -94,7 +94,11 @@ fn due(sh: &Shared, now: Instant, usage: &HashMap<u32, (u64, u64)>) -> Vec<(Stri
             (None, _) => Some("no keys yet"),
             (Some(_), None) => Some("keys adopted after a restart"),
             (Some(o), Some(at)) => {
-                let (packets, bytes) = usage.get(&o.spi).copied().unwrap_or((0, 0));
+                // Each lane has its own counters and limits: the busiest decides.
+                let (packets, bytes) = std::iter::once(o)
+                    .chain(&o.lanes)
+                    .filter_map(|sa| usage.get(&sa.spi).copied())
+                    .fold((0, 0), |(p, b), (q, c)| (p.max(q), b.max(c)));
                 // Only the initiator rekeys on time: the responder runs the
                 // same clock, and asking too would double the exchanges.
                 let timed_out = now.duration_since(at) >= Duration::from_secs(limits.rekey_seconds);

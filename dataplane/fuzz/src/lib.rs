@@ -158,6 +158,7 @@ pub fn tunnel_section(engine: EngineKind) -> TunnelSection {
             key: Zeroizing::new(key.to_vec()),
             salt: salt(spi),
             esn: true,
+            lane_of: None,
         })
         .collect();
     TunnelSection {

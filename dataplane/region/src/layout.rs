@@ -17,7 +17,7 @@ use crate::kinds::{Algorithm, Direction, ListenerRole, SALT_LEN};
 /// First 8 bytes of the region: "SCISHM\0\x01" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SCISHM\0\x01");
 /// Layout version; bumped on every change to any type in this module.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Cache line size the per-worker blocks are aligned to.
 pub const CACHE_LINE: usize = 64;
 /// Longest key an SA entry holds (AES-256).
@@ -214,7 +214,7 @@ const fn max_prefix_len(ip: &IpAddr) -> u8 {
     }
 }
 
-/// One security association. 88 bytes; integers in native byte order.
+/// One security association. 96 bytes; integers in native byte order.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaEntry {
@@ -247,6 +247,14 @@ pub struct SaEntry {
     /// Outbound: the session's rate limit in bits per second of inner
     /// packets, enforced by the SA's policer (0: unlimited). Inbound: unused, 0.
     pub rate_bps: u64,
+    /// A lane of the SA with this SPI (same direction and session; 0: an
+    /// SA of its own or a head). Outbound lanes spread a session over the
+    /// sending workers, each from its own outer source port; inbound lanes
+    /// are ordinary inbound SAs to the data plane, marked so a restarted
+    /// control process regroups them.
+    pub lane_of: u32,
+    /// Reserved, zero.
+    pub reserved1: u32,
 }
 
 /// What an SA entry holds besides its direction and peer.
@@ -309,6 +317,14 @@ impl SaEntry {
             peer_port: peer.port(),
             ..SaEntry::default()
         })
+    }
+
+    /// This entry as a lane of the SA with SPI `head` (0: none).
+    pub fn with_lane_of(self, head: u32) -> SaEntry {
+        SaEntry {
+            lane_of: head,
+            ..self
+        }
     }
 
     /// This entry with hard lifetimes of `seconds` and `packets` (0: none).
@@ -494,7 +510,7 @@ const _: () = {
     assert!(size_of::<WorkerSlot>() == 64 && align_of::<WorkerSlot>() == CACHE_LINE);
     assert!(size_of::<DataplaneInfo>() == 256 && align_of::<DataplaneInfo>() == 4);
     assert!(size_of::<CopyHeader>() == 64 && align_of::<CopyHeader>() == 64);
-    assert!(size_of::<SaEntry>() == 88 && align_of::<SaEntry>() == 8);
+    assert!(size_of::<SaEntry>() == 96 && align_of::<SaEntry>() == 8);
     assert!(size_of::<RouteEntry>() == 24 && align_of::<RouteEntry>() == 4);
     assert!(size_of::<ListenerEntry>() == 48 && align_of::<ListenerEntry>() == 4);
 };
@@ -610,7 +626,7 @@ mod tests {
         assert_eq!(l.info, 64 + 2 * 64);
         assert_eq!(l.copies, l.info + 256); // 448, cache-aligned
         assert_eq!(l.sa_off, 64);
-        assert_eq!(l.route_off, 384); // 64 + 3 * 88 = 328 → 384
+        assert_eq!(l.route_off, 384); // 64 + 3 * 96 = 352 → 384
         assert_eq!(l.listener_off, 512); // 384 + 5 * 24 = 504 → 512
         assert_eq!(l.copy_size, 896); // 512 + 7 * 48 = 848 → 896
         assert_eq!(l.total, l.copies + 2 * 896);
@@ -638,6 +654,7 @@ mod tests {
         assert_eq!(offset_of!(SaEntry, hard_seconds), 64);
         assert_eq!(offset_of!(SaEntry, hard_packets), 72);
         assert_eq!(offset_of!(SaEntry, rate_bps), 80);
+        assert_eq!(offset_of!(SaEntry, lane_of), 88);
         assert_eq!(offset_of!(DataplaneInfo, stats_path), 8);
         assert_eq!(offset_of!(RouteEntry, len), 16);
         assert_eq!(offset_of!(RouteEntry, sa_slot), 20);

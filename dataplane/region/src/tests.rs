@@ -197,7 +197,7 @@ fn removed_entries_leave_no_key_behind() {
 }
 
 #[test]
-fn the_rate_is_the_last_field_of_a_version_5_sa_entry() {
+fn the_rate_and_lane_fields_of_a_version_6_sa_entry() {
     use std::io::{Seek, SeekFrom, Write};
     let r = TempRegion::new("unit");
     let mut w = ShmWriter::create(r.path(), CAPS).unwrap();
@@ -207,14 +207,17 @@ fn the_rate_is_the_last_field_of_a_version_5_sa_entry() {
             .push(SaEntry {
                 rate_bps: rate,
                 hard_packets: 77,
-                ..sa(256)
+                ..sa(256).with_lane_of(0x1234_5678)
             })
             .unwrap();
     })
     .unwrap();
     let rd = ShmReader::open(r.path(), 1).unwrap();
     let e = rd.current().sas().get(0).unwrap();
-    assert_eq!((e.spi, e.hard_packets, e.rate_bps), (256, 77, rate));
+    assert_eq!(
+        (e.spi, e.hard_packets, e.rate_bps, e.lane_of),
+        (256, 77, rate, 0x1234_5678)
+    );
     drop(rd);
     // In the file: bytes 80..88 of the entry, after the hard packet lifetime.
     let layout = layout::Layout::new(CAPS).unwrap();
@@ -222,21 +225,25 @@ fn the_rate_is_the_last_field_of_a_version_5_sa_entry() {
     let bytes = std::fs::read(r.path()).unwrap();
     assert_eq!(bytes[sa_off + 72..sa_off + 80], 77u64.to_ne_bytes());
     assert_eq!(bytes[sa_off + 80..sa_off + 88], rate.to_ne_bytes());
-    // A region of the previous layout (version 4, IPv4-only entries) is refused.
+    assert_eq!(
+        bytes[sa_off + 88..sa_off + 92],
+        0x1234_5678u32.to_ne_bytes()
+    );
+    // A region of the previous layout (version 5, no lanes) is refused.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(r.path())
         .unwrap();
     f.seek(SeekFrom::Start(8)).unwrap();
-    f.write_all(&4u32.to_ne_bytes()).unwrap();
+    f.write_all(&5u32.to_ne_bytes()).unwrap();
     drop(f);
     let e = ShmReader::open(r.path(), 1).unwrap_err();
     assert!(
         matches!(
             e,
             ShmError::BadVersion {
-                expected: 5,
-                found: 4,
+                expected: 6,
+                found: 5,
                 ..
             }
         ),

@@ -121,4 +121,17 @@ pub trait PortQueue: Send {
     fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+
+    /// Adaptive mode, just before the worker sleeps on [`wait_fd`]: turns
+    /// on what makes the descriptor readable when a frame arrives (a DPDK
+    /// queue's RX interrupt). Default: nothing (AF_XDP and TAP descriptors
+    /// always are).
+    ///
+    /// [`wait_fd`]: PortQueue::wait_fd
+    fn arm_wait(&mut self) {}
+
+    /// Adaptive mode, after the sleep: clears what woke the worker and
+    /// turns [`arm_wait`](PortQueue::arm_wait)'s interrupt off again, back
+    /// to polling. Default: nothing.
+    fn disarm_wait(&mut self) {}
 }

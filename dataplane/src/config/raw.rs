@@ -112,6 +112,7 @@ pub(crate) struct RawSa {
     pub key_file: Option<String>,
     pub salt: String,
     pub esn: Option<bool>,
+    pub lane_of: Option<i64>,
 }
 
 impl std::fmt::Debug for RawSa {

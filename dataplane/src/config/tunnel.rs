@@ -110,6 +110,9 @@ pub struct SaConfig {
     pub salt: [u8; 4],
     /// 64-bit extended sequence numbers.
     pub esn: bool,
+    /// Outbound: the SPI of the outbound SA this one is a lane of (`lane_of`;
+    /// see [`crate::tunnel::SaSpec::lane_of`]).
+    pub lane_of: Option<u32>,
 }
 
 impl fmt::Debug for SaConfig {

@@ -152,7 +152,17 @@ pub struct SaSpec {
     pub hard_packets: u64,
     /// The hard lifetime in seconds from installation (0: none).
     pub hard_seconds: u64,
+    /// Outbound: this SA is a lane of the outbound SA with this SPI (its
+    /// head), which routes and listeners name. A session's traffic is
+    /// spread over the head and its lanes by sending worker (one SA per
+    /// worker, as RFC 9611's per-resource SAs), each lane from its own
+    /// outer UDP source port, so the peer's RSS spreads them too. None: an
+    /// SA of its own.
+    pub lane_of: Option<u32>,
 }
+
+/// Most lanes (the head included) one outbound SA may have.
+pub const MAX_LANES: usize = 16;
 
 impl std::fmt::Debug for SaSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +173,7 @@ impl std::fmt::Debug for SaSpec {
             .field("key", &"<redacted>")
             .field("peer", &self.peer)
             .field("rate_bps", &self.rate_bps)
+            .field("lane_of", &self.lane_of.map(|h| format!("{h:#x}")))
             .finish()
     }
 }
@@ -231,6 +242,67 @@ pub struct RebuildReport {
     pub invalid: u64,
 }
 
+/// The outer UDP source port of spec SA `i`: ours (`udp_port`) for an SA
+/// of its own or a head, `udp_port + k` for its head's `k`-th lane (in
+/// spec order), so each lane is a flow of its own to the peer's RSS.
+fn lane_source_port(spec: &TableSpec, i: usize, udp_port: u16) -> Result<u16, TableError> {
+    let s = &spec.sas[i];
+    let Some(head) = s.lane_of else {
+        return Ok(udp_port);
+    };
+    let k = spec.sas[..i]
+        .iter()
+        .filter(|o| o.direction == Direction::Out && o.lane_of == Some(head))
+        .count()
+        + 1;
+    u16::try_from(usize::from(udp_port) + k).map_err(|_| TableError::Lane {
+        spi: s.spi,
+        reason: format!("no source port above {udp_port} for lane {k}"),
+    })
+}
+
+/// For each outbound SA (by index into the tables' `outbound`), the SAs a
+/// worker picks from: a head's own index followed by its lanes', or just
+/// its own for an SA without lanes. Checks that every `lane_of` names an
+/// outbound head (not a lane) toward the same peer, and at most
+/// [`MAX_LANES`] per head.
+fn lane_table(
+    spec: &TableSpec,
+    out_index: &FxHashMap<usize, usize>,
+    outbound_len: usize,
+) -> Result<Vec<Box<[usize]>>, TableError> {
+    let mut groups: Vec<Vec<usize>> = (0..outbound_len).map(|o| vec![o]).collect();
+    for (i, s) in spec.sas.iter().enumerate() {
+        let (Some(head_spi), Direction::Out) = (s.lane_of, s.direction) else {
+            continue;
+        };
+        let lane_err = |reason: String| TableError::Lane { spi: s.spi, reason };
+        let (h, head) = spec
+            .sas
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.direction == Direction::Out && o.spi == head_spi)
+            .ok_or_else(|| lane_err(format!("no outbound SA {head_spi:#x} to be a lane of")))?;
+        if head.lane_of.is_some() {
+            return Err(lane_err(format!("{head_spi:#x} is itself a lane")));
+        }
+        if head.peer != s.peer {
+            return Err(lane_err(format!(
+                "its peer {} is not its head's ({})",
+                s.peer, head.peer
+            )));
+        }
+        let group = &mut groups[out_index[&h]];
+        if group.len() == MAX_LANES {
+            return Err(lane_err(format!(
+                "{head_spi:#x} has more than {MAX_LANES} lanes"
+            )));
+        }
+        group.push(out_index[&i]);
+    }
+    Ok(groups.into_iter().map(Vec::into_boxed_slice).collect())
+}
+
 impl TunnelTables {
     /// Tables with no SA, route or listener: everything between LAN and WAN
     /// is dropped (`policy`) until a source provides tables.
@@ -243,6 +315,7 @@ impl TunnelTables {
             tcp_mss: clamp_limit(cx, cx.default_inner_mtu()),
             inner_mtu: cx.default_inner_mtu(),
             outbound: Vec::new(),
+            lanes: Vec::new(),
             inbound: FxHashMap::default(),
             routes: Vec::new(),
             routes6: Vec::new(),
@@ -291,6 +364,7 @@ impl TunnelTables {
                             let src = cx
                                 .outer_source(s.peer.ip())
                                 .ok_or(TableError::NoWanAddress(s.spi))?;
+                            let sport = lane_source_port(spec, i, cx.udp_port)?;
                             let key = SaKey::new(cx.engine, s.algorithm, &s.key, s.salt)?;
                             let sa = OutboundSa::new(s.spi, key, s.esn)
                                 .with_hard_packets(s.hard_packets)
@@ -302,7 +376,7 @@ impl TunnelTables {
                                 outer: Outer {
                                     src,
                                     dst: s.peer.ip(),
-                                    sport: cx.udp_port,
+                                    sport,
                                     dport: s.peer.port(),
                                     ttl: 64,
                                 },
@@ -363,9 +437,17 @@ impl TunnelTables {
         }
 
         let sa_of = |i: usize| {
-            out_index.get(&i).copied().ok_or(TableError::NoOutboundSa(
-                spec.sas.get(i).map_or(0, |s| s.spi),
-            ))
+            let s = spec.sas.get(i);
+            if let Some(head) = s.and_then(|s| s.lane_of) {
+                return Err(TableError::Lane {
+                    spi: s.map_or(0, |s| s.spi),
+                    reason: format!("a route or listener names it; name its head {head:#x}"),
+                });
+            }
+            out_index
+                .get(&i)
+                .copied()
+                .ok_or(TableError::NoOutboundSa(s.map_or(0, |s| s.spi)))
         };
         let mut routes = Vec::with_capacity(spec.routes.len());
         for r in &spec.routes {
@@ -417,6 +499,7 @@ impl TunnelTables {
                 }
             }
         }
+        let lanes = lane_table(spec, &out_index, outbound.len())?;
         let any_inbound = !ins.is_empty();
         let listeners = match outs.is_empty() && ins.is_empty() {
             true => None,
@@ -446,6 +529,7 @@ impl TunnelTables {
                 tcp_mss: clamp_limit(cx, inner_mtu),
                 inner_mtu,
                 outbound,
+                lanes,
                 inbound,
                 routes,
                 routes6,
@@ -552,6 +636,7 @@ mod nat_family_tests {
                 rate_bps: 0,
                 hard_packets: 0,
                 hard_seconds: 0,
+                lane_of: None,
             }],
             listeners: targets
                 .iter()

@@ -46,6 +46,34 @@ impl TunnelTables {
     }
 }
 
+/// Turns outbound lanes whose head is missing, is itself a lane, goes to
+/// another peer, or has too many lanes into SAs of their own (no route or
+/// listener names them, so they carry nothing), with a warning each, so one
+/// bad entry does not refuse the whole table. Returns how many.
+fn unlane_orphans(sas: &mut [SaSpec]) -> u64 {
+    let mut fixed = 0;
+    for i in 0..sas.len() {
+        let Some(head) = sas[i].lane_of else { continue };
+        let head_ok = sas.iter().any(|h| {
+            h.direction == Direction::Out
+                && h.spi == head
+                && h.lane_of.is_none()
+                && h.peer == sas[i].peer
+        });
+        let rank = sas[..i].iter().filter(|o| o.lane_of == Some(head)).count() + 2;
+        if !head_ok || rank > super::MAX_LANES {
+            tracing::warn!(
+                spi = sas[i].spi,
+                head,
+                "shared memory: lane without a usable head (missing, a lane itself, another peer, or too many lanes); kept as an SA of its own"
+            );
+            sas[i].lane_of = None;
+            fixed += 1;
+        }
+    }
+    fixed
+}
+
 /// The spec of `view`, and how many entries were skipped as invalid.
 fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
     let mut spec = TableSpec::default();
@@ -100,8 +128,10 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
             },
             hard_packets: e.hard_packets,
             hard_seconds: e.hard_seconds,
+            lane_of: (direction == Direction::Out && e.lane_of != 0).then_some(e.lane_of),
         });
     }
+    invalid += unlane_orphans(&mut spec.sas);
     for (i, r) in view.routes().iter().enumerate() {
         match (out_slot.get(&r.sa_slot), r.len_is_valid(), r.network()) {
             (Some(&sa), true, IpAddr::V4(prefix)) => spec.routes.push(RouteSpec {

@@ -15,7 +15,7 @@ mod shm_tests;
 #[cfg(test)]
 mod tests;
 
-pub use build::{RebuildReport, TableContext, TableSpec};
+pub use build::{RebuildReport, SaSpec, TableContext, TableSpec, MAX_LANES};
 pub use sa_slots::SaSlots;
 pub use shm_source::{ChangeSnapshot, ShmTableSource, ShmWatcher};
 pub use tables::{InboundEntry, OutboundEntry, StaticTables, TableSource, TunnelTables};

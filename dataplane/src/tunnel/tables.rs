@@ -121,6 +121,9 @@ pub struct TunnelTables {
     /// MTU (smaller with an IPv6 outer header).
     pub(super) inner_mtu: u16,
     pub(super) outbound: Vec<Arc<OutboundEntry>>,
+    /// Per outbound SA (same index): the SAs its traffic is spread over by
+    /// sending worker, itself first, then its lanes (see [`SaSpec::lane_of`]).
+    pub(super) lanes: Vec<Box<[usize]>>,
     pub(super) inbound: FxHashMap<u32, Arc<InboundEntry>>,
     /// (network, mask, prefix length, index into `outbound`), longest first.
     pub(super) routes: Vec<(u32, u32, u8, usize)>,
@@ -280,6 +283,23 @@ impl TunnelTables {
             .map(|o| o.sa.spi)
     }
 
+    /// The outbound SA worker `worker` seals traffic for outbound SA `idx`
+    /// with: the worker's own lane of `idx`'s head (`idx` itself without
+    /// lanes). Each lane then has one sending worker (its sequence counter
+    /// is not contended) and its own outer source port.
+    #[inline]
+    pub fn lane(&self, idx: usize, worker: usize) -> usize {
+        match self.lanes.get(idx) {
+            Some(l) if l.len() > 1 => l[worker % l.len()],
+            _ => idx,
+        }
+    }
+
+    /// How many SAs outbound SA `idx`'s traffic is spread over (1: no lanes).
+    pub fn lane_count(&self, idx: usize) -> usize {
+        self.lanes.get(idx).map_or(1, |l| l.len())
+    }
+
     /// Outbound SA `idx`.
     #[inline]
     pub fn outbound(&self, idx: usize) -> &OutboundEntry {
@@ -350,6 +370,7 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
                 rate_bps: 0,
                 hard_packets: 0,
                 hard_seconds: 0,
+                lane_of: s.lane_of,
             }
         })
         .collect();
@@ -460,6 +481,14 @@ pub enum TableError {
     /// The listeners or the NAT pool are inconsistent.
     #[error(transparent)]
     Nat(#[from] nat::NatConfigError),
+    /// An outbound SA's `lane_of` cannot be honoured.
+    #[error("SA {spi:#x}: lane: {reason}")]
+    Lane {
+        /// The lane's SPI.
+        spi: u32,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Where workers get the current tables. The static configuration

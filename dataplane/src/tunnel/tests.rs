@@ -39,6 +39,8 @@ const FAR6_B: &str = "fd00:10::/32";
 
 struct Gw {
     worker: Worker<MemQueue>,
+    /// Workers 1.. (`gateway_custom`); empty for one worker.
+    others: Vec<Worker<MemQueue>>,
     gw: Arc<Gateway>,
     neigh: Arc<Neighbors>,
     stats: Arc<StatsRegistry>,
@@ -99,6 +101,23 @@ fn gateway_full(
     lan_mtu: u16,
     tcp_mss: Option<u16>,
     outer6: bool,
+) -> Gw {
+    gateway_custom(a, engine, listeners, lan_mtu, tcp_mss, outer6, 1, |_| {})
+}
+
+/// [`gateway_full`] with `workers` workers (ids 0.., the first in `worker`,
+/// the others in `others`, all on the same tables and stats) and the
+/// tunnel section edited by `edit` before the tables are built.
+#[allow(clippy::too_many_arguments)]
+fn gateway_custom(
+    a: bool,
+    engine: EngineKind,
+    listeners: Vec<ListenerConfig>,
+    lan_mtu: u16,
+    tcp_mss: Option<u16>,
+    outer6: bool,
+    workers: usize,
+    edit: impl FnOnce(&mut TunnelSection),
 ) -> Gw {
     let (lan, wan, far_wan, far_lan, hop, host, host_mac, router) = if a {
         (
@@ -172,6 +191,7 @@ fn gateway_full(
         key: Zeroizing::new(key.to_vec()),
         salt: [0xca, 0xfe, 0, spi as u8],
         esn: true,
+        lane_of: None,
     };
     let (out_sa, in_sa) = if a {
         (
@@ -185,7 +205,7 @@ fn gateway_full(
         )
     };
     let out_spi = out_sa.spi;
-    let section = TunnelSection {
+    let mut section = TunnelSection {
         engine,
         udp_port: 4500,
         peers: vec![Peer {
@@ -208,7 +228,8 @@ fn gateway_full(
         keying: crate::config::tunnel::Keying::Manual,
         tcp_mss,
     };
-    let stats = Arc::new(StatsRegistry::new(1));
+    edit(&mut section);
+    let stats = Arc::new(StatsRegistry::new(workers));
     let slots = Arc::new(crate::tunnel::SaSlots::new(stats.clone()));
     let cx = crate::tunnel::TableContext::new(&section, &ports[0], &ports[1], Some(slots));
     let tables = Arc::new(StaticTables::new(
@@ -218,18 +239,24 @@ fn gateway_full(
     let (reply_tx, replies) = crossbeam_channel::bounded(64);
     let gw = Arc::new(Gateway { ports, routes });
     let neigh = Arc::new(neigh);
-    let links = WorkerLinks {
-        gw: gw.clone(),
-        neigh: neigh.clone(),
-        to_slowpath: to_slow,
-        replies,
-        stats: stats.clone(),
-        tunnel: Some(tables.clone()),
-        latency: None,
-    };
-    let worker = Worker::new(0, MemQueue::new(), MemQueue::new(), links, Duration::ZERO);
+    let mut all: Vec<Worker<MemQueue>> = (0..workers)
+        .map(|id| {
+            let links = WorkerLinks {
+                gw: gw.clone(),
+                neigh: neigh.clone(),
+                to_slowpath: to_slow.clone(),
+                replies: replies.clone(),
+                stats: stats.clone(),
+                tunnel: Some(tables.clone()),
+                latency: None,
+            };
+            Worker::new(id, MemQueue::new(), MemQueue::new(), links, Duration::ZERO)
+        })
+        .collect();
+    let worker = all.remove(0);
     Gw {
         worker,
+        others: all,
         gw,
         neigh,
         stats,
@@ -1587,4 +1614,139 @@ fn over_ipv6_a_zero_or_wrong_udp_checksum_is_dropped_and_the_inner_mtu_is_20_les
     // The clamp follows: an IPv4 SYN's MSS is lowered to 1418 - 40.
     use crate::tunnel::TableSource;
     assert_eq!(a.tables.load().tcp_mss, Some(1378));
+}
+
+/// The lane key of SA 0x1003 (A → B), for both ends.
+const K_LANE: [u8; 16] = *b"lane-key-0x1003!";
+
+/// A two-worker gateway whose outbound SA toward B (A: 0x1001) has a lane,
+/// 0x1003, and whose peer (B) has both as inbound SAs; B's outbound 0x2001
+/// has none.
+fn lane_gateway(a: bool) -> Gw {
+    gateway_custom(a, EngineKind::Ring, Vec::new(), 1500, None, false, 2, |t| {
+        let direction = if a { Direction::Out } else { Direction::In };
+        t.sas.push(SaConfig {
+            spi: 0x1003,
+            direction,
+            peer: 0,
+            algorithm: Algorithm::Aes128Gcm,
+            key: Zeroizing::new(K_LANE.to_vec()),
+            salt: [0xca, 0xfe, 0, 3],
+            esn: true,
+            lane_of: a.then_some(0x1001),
+        });
+    })
+}
+
+/// (SPI, outer UDP source port, sequence number) of an ESP-in-UDP frame.
+fn esp_ids(f: &[u8]) -> (u32, u16, u32) {
+    let u = &f[ETH_HLEN + 20..];
+    (
+        u32::from_be_bytes(u[8..12].try_into().unwrap()),
+        u16::from_be_bytes([u[0], u[1]]),
+        u32::from_be_bytes(u[12..16].try_into().unwrap()),
+    )
+}
+
+/// One session, two workers at each end: each of A's workers seals with its
+/// own lane of the session's SA (its own SPI, sequence numbers and outer
+/// source port, so the peer's RSS can spread them), and B opens both lanes
+/// on the worker each arrives at, bytes exact, with no replay drop.
+#[test]
+fn each_worker_seals_with_its_own_lane_and_the_peer_opens_both() {
+    let (mut a, mut b) = (lane_gateway(true), lane_gateway(false));
+    let t = {
+        use crate::tunnel::TableSource;
+        a.tables.load()
+    };
+    let head = t.route(Ipv4Addr::new(10, 20, 1, 2)).expect("routed");
+    assert_eq!(t.lane_count(head), 2);
+    let sent: Vec<Vec<u8>> = (0..40)
+        .map(|i| prod_frame(&a, &payload(i, 200 + i)))
+        .collect();
+    // As the LAN's RSS would: half the session's flows reach each worker.
+    a.worker
+        .queue_mut(PortId::Lan)
+        .rx
+        .extend(sent[..20].iter().cloned());
+    a.others[0]
+        .queue_mut(PortId::Lan)
+        .rx
+        .extend(sent[20..].iter().cloned());
+    poll_all(&mut a);
+    for _ in 0..64 {
+        if a.others[0].poll_once() == 0 {
+            break;
+        }
+    }
+    let lane0 = a.worker.queue_mut(PortId::Wan).take_tx();
+    let lane1 = a.others[0].queue_mut(PortId::Wan).take_tx();
+    let ids = |frames: &[Vec<u8>]| frames.iter().map(|f| esp_ids(f)).collect::<Vec<_>>();
+    let want = |spi, sport| (1..=20).map(|seq| (spi, sport, seq)).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&lane0),
+        want(0x1001, 4500),
+        "worker 0: the head, from port 4500"
+    );
+    assert_eq!(
+        ids(&lane1),
+        want(0x1003, 4501),
+        "worker 1: the lane, from port 4501"
+    );
+
+    // As B's RSS would: each lane (its own outer flow) reaches one worker.
+    let (lane0, lane1) = (across_wan(lane0, &b), across_wan(lane1, &b));
+    b.worker.queue_mut(PortId::Wan).rx.extend(lane0);
+    b.others[0].queue_mut(PortId::Wan).rx.extend(lane1);
+    poll_all(&mut b);
+    for _ in 0..64 {
+        if b.others[0].poll_once() == 0 {
+            break;
+        }
+    }
+    let out0 = b.worker.queue_mut(PortId::Lan).take_tx();
+    let out1 = b.others[0].queue_mut(PortId::Lan).take_tx();
+    let expect = |s: &[Vec<u8>]| {
+        s.iter()
+            .map(|f| expected_at_cons(f, &b))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        out0,
+        expect(&sent[..20]),
+        "B worker 0 delivers lane 0x1001, bytes exact"
+    );
+    assert_eq!(
+        out1,
+        expect(&sent[20..]),
+        "B worker 1 delivers lane 0x1003, bytes exact"
+    );
+    for g in [&a, &b] {
+        let s = g.stats.sum();
+        assert_eq!(s.total_drops(), 0, "no drop, no replay drop");
+    }
+    for w in 0..2 {
+        assert_eq!(
+            a.stats.worker(w).get().tunnel.encap_packets,
+            20,
+            "A worker {w}"
+        );
+        assert_eq!(
+            b.stats.worker(w).get().tunnel.decap_packets,
+            20,
+            "B worker {w}"
+        );
+    }
+    let per_sa: Vec<(u32, u64)> = b
+        .stats
+        .segment()
+        .sa_totals()
+        .into_iter()
+        .filter(|t| t.direction == Some(scistream_region::Direction::In))
+        .map(|t| (t.spi, t.packets))
+        .collect();
+    assert!(
+        per_sa.contains(&(0x1001, 20)) && per_sa.contains(&(0x1003, 20)),
+        "{per_sa:?}"
+    );
 }

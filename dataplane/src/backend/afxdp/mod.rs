@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use super::tap::netdev::{CtlSocket, IfName};
 use super::PortInfo;
+use crate::host_drops::NetdevDrops;
 pub use queue::XdpQueue;
 
 /// UMEM frame size in bytes (libxdp's default, one page).
@@ -188,9 +189,13 @@ impl XdpPort {
         }
         let mac = ctl.hwaddr(&name).map_err(sys("ioctl(SIOCGIFHWADDR)"))?;
 
-        let queues = (0..cfg.queues)
+        let mut queues = (0..cfg.queues)
             .map(|id| XdpQueue::open(&name, id, cfg))
             .collect::<Result<Vec<_>, _>>()?;
+        // Queue 0 also reports the interface's kernel drop counters (per device).
+        if let Some(q) = queues.first_mut() {
+            q.set_netdev(NetdevDrops::open(iface));
+        }
 
         let info = PortInfo {
             name: iface.clone(),

@@ -16,7 +16,7 @@ use super::{XdpConfig, XdpError, FRAME_SIZE};
 use crate::backend::pool::{PoolBuf, CAPACITY, HEADROOM};
 use crate::backend::tap::netdev::IfName;
 use crate::backend::{Burst, PacketBuf, PortQueue};
-use crate::host_drops::{HostDrop, HostDropCounts};
+use crate::host_drops::{HostDrop, HostDropCounts, NetdevDrops};
 
 /// The four rings of one socket. libxdp keeps pointers to them from
 /// creation until deletion, so they live at a fixed heap address.
@@ -164,6 +164,8 @@ pub struct XdpQueue {
     tx_free: Vec<u64>,
     id: u16,
     rx_dropped: u64,
+    /// Queue 0: the interface's kernel counters.
+    netdev: Option<NetdevDrops>,
 }
 
 // SAFETY: the socket, UMEM, rings and memory are reachable only through this
@@ -172,6 +174,12 @@ pub struct XdpQueue {
 unsafe impl Send for XdpQueue {}
 
 impl XdpQueue {
+    /// Makes this queue report `netdev`'s kernel drops with its own
+    /// (one queue per port does).
+    pub(super) fn set_netdev(&mut self, netdev: Option<NetdevDrops>) {
+        self.netdev = netdev;
+    }
+
     /// Creates the UMEM and socket for queue `id` and fills the fill ring.
     pub(super) fn open(name: &IfName, id: u16, cfg: &XdpConfig) -> Result<XdpQueue, XdpError> {
         let err = |call: &'static str| {
@@ -289,6 +297,7 @@ impl XdpQueue {
             tx_free,
             id,
             rx_dropped: 0,
+            netdev: None,
         };
         q.refill();
         Ok(q)
@@ -543,6 +552,9 @@ impl PortQueue for XdpQueue {
         c[HostDrop::XskRxRingFull as usize] = st.rx_ring_full;
         c[HostDrop::XskFillRingEmpty as usize] = st.rx_fill_ring_empty_descs;
         c[HostDrop::XskTxRingEmpty as usize] = st.tx_ring_empty_descs;
+        if let Some(netdev) = &mut self.netdev {
+            netdev.add_to(&mut c);
+        }
         Some(c)
     }
 }

@@ -77,6 +77,13 @@ pub struct DpdkPortConfig {
     pub mempool_size: u32,
     /// Per-lcore mempool cache size (at most 512 and at most `mempool_size / 1.5`).
     pub mempool_cache: u32,
+    /// Ask the PMD for RX queue interrupts (`intr_conf.rxq`), for workers in
+    /// `poll_mode = "adaptive"`, which then sleep until a frame arrives (as
+    /// DPDK's l3fwd-power does). A PMD that refuses them at configure time is
+    /// configured without; one that ignores them reports no interrupt
+    /// descriptor. Either way [`DpdkPort::rx_interrupts`] says false and
+    /// the worker backs off with short sleeps instead.
+    pub rx_interrupts: bool,
 }
 
 impl DpdkPortConfig {
@@ -92,6 +99,7 @@ impl DpdkPortConfig {
             tx_desc: 1024,
             mempool_size: 8191,
             mempool_cache: 256,
+            rx_interrupts: false,
         }
     }
 
@@ -307,6 +315,8 @@ pub(crate) struct PortShared {
     pub(crate) driver: String,
     pub(crate) queues: u16,
     pub(crate) pool: NonNull<sys::rte_mempool>,
+    /// RX queue interrupts are configured and every queue has a descriptor.
+    pub(crate) rx_interrupts: bool,
     claimed: Box<[AtomicBool]>,
     teardown: Teardown,
 }
@@ -400,6 +410,7 @@ impl DpdkPort {
                     port_id,
                     queues = cfg.queues,
                     mtu = cfg.mtu,
+                    rx_interrupts = up.rx_interrupts,
                     "DPDK port started"
                 );
                 let claimed = (0..cfg.queues).map(|_| AtomicBool::new(false)).collect();
@@ -417,6 +428,7 @@ impl DpdkPort {
                         driver: up.driver,
                         queues: cfg.queues,
                         pool: up.pool,
+                        rx_interrupts: up.rx_interrupts,
                         claimed,
                         teardown: td,
                     }),
@@ -447,6 +459,13 @@ impl DpdkPort {
     /// Number of RX/TX queue pairs.
     pub fn queues(&self) -> u16 {
         self.shared.queues
+    }
+
+    /// RX queue interrupts are on: the port was asked for them
+    /// ([`DpdkPortConfig::rx_interrupts`]) and the PMD gave every queue a
+    /// descriptor ([`DpdkQueue`](super::DpdkQueue)'s `wait_fd`).
+    pub fn rx_interrupts(&self) -> bool {
+        self.shared.rx_interrupts
     }
 
     /// Name, MAC, MTU, queues and driver. `name` is the ethdev name.
@@ -568,6 +587,7 @@ struct Up {
     ethdev: String,
     driver: String,
     pool: NonNull<sys::rte_mempool>,
+    rx_interrupts: bool,
 }
 
 /// Configures, sets up queues and pool, sets the MTU, starts, and turns on
@@ -680,8 +700,23 @@ fn bring_up(port_id: u16, cfg: &DpdkPortConfig, td: &mut Teardown) -> Result<Up,
         }
     }
     td.close = true;
+    let mut rxq_intr = cfg.rx_interrupts;
+    conf.intr_conf.set_rxq(u32::from(rxq_intr));
     // SAFETY: valid port, not started; conf is a valid rte_eth_conf.
-    let ret = unsafe { sys::rte_eth_dev_configure(port_id, cfg.queues, cfg.queues, &conf) };
+    let mut ret = unsafe { sys::rte_eth_dev_configure(port_id, cfg.queues, cfg.queues, &conf) };
+    if ret < 0 && rxq_intr {
+        // e.g. net_virtio on uio_pci_generic (no MSI-X vectors to give out).
+        tracing::info!(
+            port = %cfg.name,
+            %driver,
+            "the PMD refuses RX interrupts ({}); configured without them, adaptive workers back off",
+            errno_text(ret)
+        );
+        rxq_intr = false;
+        conf.intr_conf.set_rxq(0);
+        // SAFETY: as above.
+        ret = unsafe { sys::rte_eth_dev_configure(port_id, cfg.queues, cfg.queues, &conf) };
+    }
     if ret < 0 {
         return Err(dev_err("rte_eth_dev_configure", ret));
     }
@@ -786,10 +821,18 @@ fn bring_up(port_id: u16, cfg: &DpdkPortConfig, td: &mut Teardown) -> Result<Up,
     } else if ret < 0 {
         return Err(dev_err("rte_eth_promiscuous_enable", ret));
     }
+    // PMDs that ignore intr_conf.rxq (net_af_packet, net_memif, net_ring,
+    // ...) have no interrupt descriptor for their queues.
+    let rx_interrupts = rxq_intr
+        && (0..cfg.queues).all(|q| {
+            // SAFETY: started port, valid queue index.
+            unsafe { sys::rte_eth_dev_rx_intr_ctl_q_get_fd(port_id, q) >= 0 }
+        });
     Ok(Up {
         ethdev,
         driver,
         pool,
+        rx_interrupts,
     })
 }
 

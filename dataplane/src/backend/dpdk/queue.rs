@@ -1,6 +1,7 @@
 //! [`DpdkQueue`]: one RX/TX queue pair of a [`super::DpdkPort`], owned by one
 //! worker. Bursts go straight between the worker's [`Burst`] and the PMD.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use scistream_sys::dpdk as sys;
 use super::mbuf::Mbuf;
 use super::port::PortShared;
 use crate::backend::{Burst, PortQueue};
-use crate::host_drops::{HostDrop, HostDropCounts};
+use crate::host_drops::{HostDrop, HostDropCounts, NetdevDrops};
 
 /// An owned handle for one queue pair; move it into the worker thread that
 /// polls it. It keeps the port open; dropping it gives the queue back.
@@ -18,6 +19,12 @@ pub struct DpdkQueue {
     queue_id: u16,
     pool: NonNull<sys::rte_mempool>,
     rx_chain_drops: u64,
+    /// The epoll instance the queue's RX interrupt is registered in, if the
+    /// port has RX interrupts (adaptive workers sleep on it).
+    rx_intr: Option<OwnedFd>,
+    /// Queue 0 of a vdev on a kernel interface (net_af_packet, net_af_xdp):
+    /// that interface's kernel drop counters.
+    netdev: Option<NetdevDrops>,
     port: Arc<PortShared>,
 }
 
@@ -30,13 +37,30 @@ unsafe impl Send for DpdkQueue {}
 impl DpdkQueue {
     /// A handle for queue `queue_id`, already claimed on `port`.
     pub(crate) fn new(port: Arc<PortShared>, queue_id: u16) -> Self {
+        let rx_intr = if port.rx_interrupts {
+            register_rx_interrupt(&port, queue_id)
+        } else {
+            None
+        };
         DpdkQueue {
             port_id: port.port_id,
             queue_id,
             pool: port.pool,
             rx_chain_drops: 0,
+            rx_intr,
+            netdev: if queue_id == 0 {
+                kernel_interface_drops(&port.device)
+            } else {
+                None
+            },
             port,
         }
+    }
+
+    /// The queue sleeps on its RX interrupt in adaptive mode (else the
+    /// worker backs off with short sleeps).
+    pub fn has_rx_interrupt(&self) -> bool {
+        self.rx_intr.is_some()
     }
 
     /// The queue index.
@@ -83,8 +107,62 @@ impl DpdkQueue {
     }
 }
 
+/// The kernel drop counters of the interface a `net_af_packet` or
+/// `net_af_xdp` vdev runs on (its `iface=` argument), if `device` is one.
+fn kernel_interface_drops(device: &str) -> Option<NetdevDrops> {
+    let (name, args) = device.split_once(',')?;
+    if !(name.starts_with("net_af_packet") || name.starts_with("net_af_xdp")) {
+        return None;
+    }
+    let iface = args.split(',').find_map(|kv| kv.strip_prefix("iface="))?;
+    NetdevDrops::open(iface)
+}
+
+/// An epoll instance of the queue's own with its RX interrupt in it
+/// (`rte_eth_dev_rx_intr_ctl_q`; DPDK's callback on the event clears the
+/// interrupt's eventfd when [`rte_epoll_wait`](sys::rte_epoll_wait) reports
+/// it). None, with a warning, if either step fails.
+fn register_rx_interrupt(port: &PortShared, queue_id: u16) -> Option<OwnedFd> {
+    // SAFETY: plain system call; a non-negative result is a new descriptor we own.
+    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if raw < 0 {
+        tracing::warn!(port = %port.name, queue = queue_id, "epoll_create1: {}", std::io::Error::last_os_error());
+        return None;
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let epfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: started port with RX interrupts configured, valid queue, a
+    // valid epoll descriptor; the data pointer is unused (null).
+    let ret = unsafe {
+        sys::rte_eth_dev_rx_intr_ctl_q(
+            port.port_id,
+            queue_id,
+            epfd.as_raw_fd(),
+            sys::RTE_INTR_EVENT_ADD as i32,
+            std::ptr::null_mut(),
+        )
+    };
+    if ret < 0 {
+        tracing::warn!(port = %port.name, queue = queue_id, "rte_eth_dev_rx_intr_ctl_q: error {ret}; this queue backs off instead");
+        return None;
+    }
+    Some(epfd)
+}
+
 impl Drop for DpdkQueue {
     fn drop(&mut self) {
+        if let Some(epfd) = &self.rx_intr {
+            // SAFETY: the registration made in new(), on the same port and queue.
+            unsafe {
+                sys::rte_eth_dev_rx_intr_ctl_q(
+                    self.port_id,
+                    self.queue_id,
+                    epfd.as_raw_fd(),
+                    sys::RTE_INTR_EVENT_DEL as i32,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
         self.port.release(self.queue_id);
     }
 }
@@ -165,6 +243,36 @@ impl PortQueue for DpdkQueue {
         Some(unsafe { Mbuf::from_raw(m) })
     }
 
+    /// The queue's epoll instance, readable once its RX interrupt fired
+    /// (after [`arm_wait`](PortQueue::arm_wait)).
+    fn wait_fd(&self) -> Option<RawFd> {
+        self.rx_intr.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    /// `rte_eth_dev_rx_intr_enable`: the next frame raises the interrupt.
+    /// A frame that came between the last empty poll and this call may not
+    /// (the PMD decides); the worker's sleep is at most 1 ms for that.
+    fn arm_wait(&mut self) {
+        if self.rx_intr.is_some() {
+            // SAFETY: valid port and queue with RX interrupts; this handle
+            // is the queue's only user.
+            unsafe { sys::rte_eth_dev_rx_intr_enable(self.port_id, self.queue_id) };
+        }
+    }
+
+    /// Clears what fired (DPDK's callback reads the interrupt's eventfd
+    /// inside `rte_epoll_wait`, timeout 0) and turns the interrupt off:
+    /// back to polling.
+    fn disarm_wait(&mut self) {
+        let Some(epfd) = &self.rx_intr else { return };
+        let mut events = [sys::rte_epoll_event::default(); 2];
+        // SAFETY: a valid epoll descriptor and an array of 2 events; timeout
+        // 0 never blocks.
+        unsafe { sys::rte_epoll_wait(epfd.as_raw_fd(), events.as_mut_ptr(), 2, 0) };
+        // SAFETY: as in arm_wait.
+        unsafe { sys::rte_eth_dev_rx_intr_disable(self.port_id, self.queue_id) };
+    }
+
     /// Queue 0 reports the port's drop counters (`rte_eth_stats`: the
     /// device counts per port, not per queue); the others nothing.
     fn host_drops(&mut self) -> Option<HostDropCounts> {
@@ -183,6 +291,9 @@ impl PortQueue for DpdkQueue {
         c[HostDrop::NicRxErrors as usize] = st.ierrors;
         c[HostDrop::NicRxNoBuffer as usize] = st.rx_nombuf;
         c[HostDrop::NicTxErrors as usize] = st.oerrors;
+        if let Some(netdev) = &mut self.netdev {
+            netdev.add_to(&mut c);
+        }
         Some(c)
     }
 }

@@ -162,6 +162,7 @@ impl RingPort {
             tx_desc: desc,
             mempool_size: cfg.mempool_size,
             mempool_cache: cfg.mempool_cache,
+            rx_interrupts: false,
         };
         port_cfg.validate()?;
 

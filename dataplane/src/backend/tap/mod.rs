@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use super::pool::{PoolBuf, HEADROOM, MAX_FRAME};
 use super::{Burst, PacketBuf, PortInfo, PortQueue};
+use crate::host_drops::{HostDrop, HostDropCounts, NetdevDrops};
 use netdev::{CtlSocket, IfName};
 
 /// The clone device that creates and attaches TAP interfaces.
@@ -138,6 +139,7 @@ impl TapPort {
                     fd,
                     id,
                     rx_errors: 0,
+                    netdev: None,
                 })
             })
             .collect::<Result<Vec<_>, TapError>>()?;
@@ -154,6 +156,9 @@ impl TapPort {
         }
         ctl.set_up(&name)
             .map_err(sys(&cfg.interface, "ioctl(SIOCSIFFLAGS)"))?;
+        // Queue 0 reports the device's kernel drop counters (per device).
+        let mut queues = queues;
+        queues[0].netdev = NetdevDrops::open(&cfg.interface);
 
         let info = PortInfo {
             name: cfg.interface.clone(),
@@ -252,6 +257,8 @@ pub struct TapQueue {
     fd: OwnedFd,
     id: u16,
     rx_errors: u64,
+    /// Queue 0: the TAP device's kernel counters.
+    netdev: Option<NetdevDrops>,
 }
 
 impl TapQueue {
@@ -272,6 +279,15 @@ impl PortQueue for TapQueue {
     /// The TAP descriptor: readable when the kernel has a frame for us.
     fn wait_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(self.fd.as_raw_fd())
+    }
+
+    /// Queue 0: the TAP device's kernel drops (`tx_dropped` is what the
+    /// kernel sent toward the gateway while the queue was full).
+    fn host_drops(&mut self) -> Option<HostDropCounts> {
+        let netdev = self.netdev.as_mut()?;
+        let mut c = [0u64; HostDrop::COUNT];
+        netdev.add_to(&mut c);
+        Some(c)
     }
 
     fn rx_burst(&mut self, out: &mut Burst<PoolBuf>) -> usize {

@@ -1,5 +1,6 @@
 //! Validation of the tunnel sections.
 
+use crate::tunnel::MAX_LANES;
 use std::collections::HashMap;
 
 use zeroize::Zeroizing;
@@ -334,9 +335,73 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Document<'_>) -> Res<Vec<SaConfig>> {
             key,
             salt,
             esn: s.esn.unwrap_or(true),
+            lane_of: None,
         });
     }
+    for (i, s) in raw.iter().enumerate() {
+        if let Some(v) = s.lane_of {
+            out[i].lane_of = Some(lane_of(i, v, raw, &out, cx)?);
+        }
+    }
     Ok(out)
+}
+
+/// A route or listener's `sa`: an outbound SA that is not a lane (a
+/// session's traffic enters through its head).
+fn check_names_head(sas: &[SaConfig], spi: u32, path: &KeyPath, cx: &Document<'_>) -> Res<()> {
+    match sas
+        .iter()
+        .find(|s| s.spi == spi && s.direction == Direction::Out)
+    {
+        None => Err(cx.bad_value(path, format!("no outbound SA has SPI {spi:#x}"))),
+        Some(SaConfig {
+            lane_of: Some(head),
+            ..
+        }) => Err(cx.bad_value(
+            path,
+            format!("SA {spi:#x} is a lane of {head:#x}; name the head"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `sas[i].lane_of = v`: an outbound SA's head, an outbound SA toward the
+/// same peer that is not itself a lane, with at most `MAX_LANES` SAs.
+fn lane_of(i: usize, v: i64, raw: &[RawSa], sas: &[SaConfig], cx: &Document<'_>) -> Res<u32> {
+    let path = KeyPath::of(&["sas"]).index(i).key("lane_of");
+    let head = cx.in_range::<u32>(&path, v, MIN_SPI, u32::MAX)?;
+    if sas[i].direction != Direction::Out {
+        return Err(cx.bad_value(&path, "only an outbound SA can be a lane"));
+    }
+    let Some(h) = sas
+        .iter()
+        .position(|o| o.spi == head && o.direction == Direction::Out)
+    else {
+        return Err(cx.bad_value(&path, format!("no outbound SA has SPI {head:#x}")));
+    };
+    if h == i {
+        return Err(cx.bad_value(&path, "an SA cannot be a lane of itself"));
+    }
+    if let Some(raw_head) = raw[h].lane_of {
+        return Err(cx.bad_value(
+            &path,
+            format!("SA {head:#x} is itself a lane (of {raw_head:#x}); name the head"),
+        ));
+    }
+    if sas[h].peer != sas[i].peer {
+        return Err(cx.bad_value(
+            &path,
+            format!("SA {head:#x} goes to another peer; a lane shares its head's peer"),
+        ));
+    }
+    let lanes = sas[..i].iter().filter(|o| o.lane_of == Some(head)).count() + 1;
+    if lanes + 1 > MAX_LANES {
+        return Err(cx.bad_value(
+            &path,
+            format!("SA {head:#x} would have more than {MAX_LANES} SAs (itself and its lanes)"),
+        ));
+    }
+    Ok(head)
 }
 
 fn key(
@@ -394,12 +459,7 @@ fn tunnel_routes(
     let outbound_spi = |r: &RawTunnelRoute, base: &KeyPath| -> Res<u32> {
         let spi_path = base.key("sa");
         let spi = cx.in_range::<u32>(&spi_path, r.sa, MIN_SPI, u32::MAX)?;
-        if !sas
-            .iter()
-            .any(|s| s.spi == spi && s.direction == Direction::Out)
-        {
-            return Err(cx.bad_value(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
-        }
+        check_names_head(sas, spi, &spi_path, cx)?;
         Ok(spi)
     };
     for (i, r) in raw.iter().enumerate() {
@@ -591,12 +651,7 @@ fn listeners(
         }
         let spi_path = base.key("sa");
         let spi = cx.in_range::<u32>(&spi_path, l.sa, MIN_SPI, u32::MAX)?;
-        if !sas
-            .iter()
-            .any(|s| s.spi == spi && s.direction == Direction::Out)
-        {
-            return Err(cx.bad_value(&spi_path, format!("no outbound SA has SPI {spi:#x}")));
-        }
+        check_names_head(sas, spi, &spi_path, cx)?;
         out.push(ListenerConfig {
             role: ListenerRole::from(l.role),
             port,
