@@ -2,7 +2,7 @@
 # testbed.sh - network-namespace testbed for SciStream gateways (s2ds).
 #
 # Usage: scripts/testbed.sh up|down|status [--prefix P] [--gw-a MODE] [--gw-b MODE] [--mtu N] [--family 4|6|dual]
-#                                [--impair]
+#                                [--impair] [--queues N]
 #
 # Topology (namespaces P-prod P-gwa P-wan P-gwb P-cons, default prefix "s2"):
 #
@@ -54,6 +54,18 @@
 # scripts/wan_impair.py in it, which copies frames between g0 and w0 and impairs (loss,
 # duplication, reordering, delay) the ones it is told to. Nothing passes until it runs.
 #
+# Queues (--queues N, default 1, at most 64): every veth of the data path (not the management
+# link) gets N TX and N RX queues, as a multi-queue NIC has, so a gateway with N workers gives
+# worker i queue i. A veth delivers a frame to the peer's RX queue of the index of the TX queue
+# it was sent on (with driver-mode XDP on the receiver; generic XDP sees every frame on queue
+# 0, so the gateways use xdp_mode = "native"). What picks the TX queue stands in for a NIC's RSS:
+#   - endpoints and kernel-mode gateways: XPS, the kernel sends from CPU c on queue c mod N;
+#   - the WAN router: scripts/wan_steer.bpf.c (compiled with clang, attached at tc ingress of
+#     a0 and b0) forwards every UDP datagram on queue (source port mod N), so the lanes of a
+#     tunnel (outer source ports udp_port + k) reach distinct queues of the peer gateway;
+#     other frames leave on the queue the kernel picks.
+# Not with --impair (its wire copies frames with packet sockets, which pick their own queues).
+#
 # Veth pairs are created inside the namespaces, so interface names never collide between
 # testbeds with different prefixes.
 #
@@ -90,16 +102,17 @@ gw_b="kernel"
 mtu=1500
 family=4
 impair=0
+queues=1
 while [[ $# -gt 0 ]]; do
     opt="$1"
     case "$opt" in
         --impair) impair=1; shift; continue ;;
-        --prefix | --gw-a | --gw-b | --mtu | --family)
+        --prefix | --gw-a | --gw-b | --mtu | --family | --queues)
             [[ $# -ge 2 ]] || die "$opt needs a value"
             val="$2"
             shift 2
             ;;
-        --prefix=* | --gw-a=* | --gw-b=* | --mtu=* | --family=*)
+        --prefix=* | --gw-a=* | --gw-b=* | --mtu=* | --family=* | --queues=*)
             val="${opt#*=}"
             opt="${opt%%=*}"
             shift
@@ -113,6 +126,7 @@ while [[ $# -gt 0 ]]; do
         --gw-b) gw_b="$val" ;;
         --mtu) mtu="$val" ;;
         --family) family="$val" ;;
+        --queues) queues="$val" ;;
     esac
 done
 
@@ -130,6 +144,9 @@ case "$family" in
 esac
 [[ "$mtu" =~ ^[0-9]+$ && "$mtu" -ge 68 && "$mtu" -le 65535 ]] ||
     die "--mtu '$mtu' must be an integer between 68 and 65535"
+[[ "$queues" =~ ^[0-9]+$ && "$queues" -ge 1 && "$queues" -le 64 ]] ||
+    die "--queues '$queues' must be an integer between 1 and 64"
+[[ "$queues" == 1 || "$impair" == 0 ]] || die "--queues and --impair do not go together"
 
 if [[ $EUID -ne 0 ]]; then
     die "must run as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
@@ -196,11 +213,57 @@ ns_create() {
     nsx "$ns" sysctl -qw net.ipv4.ip_forward=0
 }
 
-# veth_pair NS1 IF1 NS2 IF2: create the pair inside NS1 with its peer directly in NS2,
-# set MTU, disable tx checksum offload on both ends and bring both up.
+# xps_mask Q: the XPS CPU mask of TX queue Q, every CPU c with c mod $queues == Q, in the
+# comma-separated 32-bit groups of /sys/class/net/*/queues/tx-*/xps_cpus.
+xps_mask() {
+    local q="$1" ncpu group c bits out=""
+    ncpu="$(getconf _NPROCESSORS_CONF)"
+    for ((group = (ncpu - 1) / 32; group >= 0; group--)); do
+        bits=0
+        for ((c = group * 32; c < (group + 1) * 32 && c < ncpu; c++)); do
+            if ((c % queues == q)); then bits=$((bits | (1 << (c - group * 32)))); fi
+        done
+        out+="$(printf '%08x' "$bits")"
+        ((group == 0)) || out+=","
+    done
+    printf '%s' "$out"
+}
+
+# set_xps NS IF: the kernel sends from CPU c on TX queue (c mod $queues) of IF.
+set_xps() {
+    local ns="$1" ifc="$2" q
+    for ((q = 0; q < queues; q++)); do
+        nsx "$ns" sh -c "echo $(xps_mask "$q") > /sys/class/net/$ifc/queues/tx-$q/xps_cpus"
+    done
+}
+
+# steer_wan: compile scripts/wan_steer.bpf.c for $queues queues and attach it at tc ingress of
+# the WAN router's a0 and b0 (the kernel keeps the program; the object file goes).
+steer_wan() {
+    local src dir
+    src="$(dirname "$(readlink -f "$0")")/wan_steer.bpf.c"
+    command -v clang >/dev/null || die "--queues needs clang (scripts/setup.sh installs it)"
+    dir="$(mktemp -d)"
+    if ! clang -O2 -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DQUEUES="$queues" \
+        -c "$src" -o "$dir/wan_steer.o"; then
+        rm -rf "$dir"
+        die "cannot compile $src (needs libbpf-dev and linux-libc-dev)"
+    fi
+    local ifc
+    for ifc in a0 b0; do
+        nsx "$NS_WAN" tc qdisc add dev "$ifc" clsact
+        nsx "$NS_WAN" tc filter add dev "$ifc" ingress bpf direct-action obj "$dir/wan_steer.o" sec tc
+    done
+    rm -rf "$dir"
+}
+
+# veth_pair NS1 IF1 NS2 IF2 [QUEUES]: create the pair inside NS1 with its peer directly in
+# NS2, with QUEUES (default 1) TX and RX queues each, set MTU, disable tx checksum offload on
+# both ends and bring both up.
 veth_pair() {
-    local ns1="$1" if1="$2" ns2="$3" if2="$4"
-    ip -n "$ns1" link add "$if1" mtu "$mtu" type veth peer name "$if2" mtu "$mtu" netns "$ns2"
+    local ns1="$1" if1="$2" ns2="$3" if2="$4" nq="${5:-1}"
+    ip -n "$ns1" link add "$if1" mtu "$mtu" numtxqueues "$nq" numrxqueues "$nq" type veth \
+        peer name "$if2" mtu "$mtu" numtxqueues "$nq" numrxqueues "$nq" netns "$ns2"
     nsx "$ns1" ethtool -K "$if1" tx off >/dev/null
     nsx "$ns2" ethtool -K "$if2" tx off >/dev/null
     ip -n "$ns1" link set "$if1" up
@@ -273,7 +336,7 @@ testbed_up() {
         ns_create "$(ns_name "$node")"
     done
 
-    veth_pair "$NS_PROD" eth0 "$NS_GWA" lan0
+    veth_pair "$NS_PROD" eth0 "$NS_GWA" lan0 "$queues"
     if [[ "$impair" == 1 ]]; then
         local ns_imp
         ns_imp="$(ns_name imp)"
@@ -284,11 +347,20 @@ testbed_up() {
         ip -n "$ns_imp" link set g0 promisc on
         ip -n "$ns_imp" link set w0 promisc on
     else
-        veth_pair "$NS_GWA" wan0 "$NS_WAN" a0
+        veth_pair "$NS_GWA" wan0 "$NS_WAN" a0 "$queues"
     fi
-    veth_pair "$NS_WAN" b0 "$NS_GWB" wan0
-    veth_pair "$NS_GWB" lan0 "$NS_CONS" eth0
+    veth_pair "$NS_WAN" b0 "$NS_GWB" wan0 "$queues"
+    veth_pair "$NS_GWB" lan0 "$NS_CONS" eth0 "$queues"
     veth_pair "$NS_GWA" mg0 "$NS_GWB" mg0
+    if ((queues > 1)); then
+        set_xps "$NS_PROD" eth0
+        set_xps "$NS_GWA" lan0
+        set_xps "$NS_GWA" wan0
+        set_xps "$NS_GWB" wan0
+        set_xps "$NS_GWB" lan0
+        set_xps "$NS_CONS" eth0
+        steer_wan
+    fi
     ip -n "$NS_GWA" addr add 10.99.0.1/30 dev mg0
     ip -n "$NS_GWB" addr add 10.99.0.2/30 dev mg0
     if has_v6; then
@@ -331,7 +403,7 @@ testbed_up() {
         fd00:20:1::1/64 fd00:10:200::1/64 fd00:10::/32 fd00:10:200::fe
 
     trap - EXIT
-    log "up: prefix $prefix: $NS_PROD $NS_GWA $NS_WAN $NS_GWB $NS_CONS (gw-a $gw_a, gw-b $gw_b, mtu $mtu, family $family)"
+    log "up: prefix $prefix: $NS_PROD $NS_GWA $NS_WAN $NS_GWB $NS_CONS (gw-a $gw_a, gw-b $gw_b, mtu $mtu, family $family, queues $queues)"
 }
 
 existing_namespaces() {

@@ -59,12 +59,35 @@ impl Pair {
         edit: impl Fn(&mut toml::Table),
         dp_edit: impl Fn(&mut toml::Table),
     ) -> Pair {
-        let tb = Testbed::up(TestbedOpts {
+        Self::up_on(Testbed::up(Self::opts(family)), edit, dp_edit)
+    }
+
+    /// [`Pair::up_full`] (IPv4) on a testbed with `queues` queues on every
+    /// data-path veth (`testbed.sh --queues`).
+    fn up_queues(
+        queues: u16,
+        edit: impl Fn(&mut toml::Table),
+        dp_edit: impl Fn(&mut toml::Table),
+    ) -> Pair {
+        let opts = Self::opts(Family::V4);
+        Self::up_on(Testbed::up_with_queues(opts, queues), edit, dp_edit)
+    }
+
+    fn opts(family: Family) -> TestbedOpts {
+        TestbedOpts {
             gw_a: GwMode::None,
             gw_b: GwMode::None,
             mtu: 1500,
             family,
-        });
+        }
+    }
+
+    /// Certificates, both s2cs and both s2ds on `tb`.
+    fn up_on(
+        tb: Testbed,
+        edit: impl Fn(&mut toml::Table),
+        dp_edit: impl Fn(&mut toml::Table),
+    ) -> Pair {
         let certs = ScratchDir::new("s2cs-certs");
         // Each gateway's certificate names its management addresses too, so
         // that clients dialling the API by IP verify it (SciStream's usage).
@@ -1359,6 +1382,98 @@ fn a_tunnel_with_lanes_negotiates_and_rekeys_them_together() {
         for counter in ["esp_auth_failed", "esp_unknown_spi", "esp_replay"] {
             assert_eq!(snap.drops[counter], 0, "{name}: {counter}");
         }
+    }
+}
+
+/// Each worker's sealed and opened packets in `gw`'s settled snapshot
+/// (what `s2ds stats` shows per worker).
+fn per_worker(gw: &Gateway) -> (Vec<u64>, Vec<u64>) {
+    let w = gw.settled_snapshot().per_worker;
+    (
+        w.iter().map(|w| w.encap_packets).collect(),
+        w.iter().map(|w| w.decap_packets).collect(),
+    )
+}
+
+/// `after - before`, element by element.
+fn deltas(before: &[u64], after: &[u64]) -> Vec<u64> {
+    before.iter().zip(after).map(|(b, a)| a - b).collect()
+}
+
+/// One tunnel across workers (issue 11, item 6): two workers per gateway
+/// on a 2-queue testbed, `[keys] lanes = 2`. Eight TCP flows from prod to
+/// cons arrive whole; at gwA both workers seal (each with its own lane,
+/// from its own source port), and at gwB both workers open (each lane
+/// reaches the worker of its queue, and only that worker opens it), with
+/// no replay drop and no other ESP drop on either side.
+#[test]
+fn eight_flows_of_one_tunnel_keep_both_workers_busy_at_both_ends() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let p = Pair::up_queues(
+        2,
+        |t| {
+            let keys = t["keys"].as_table_mut().unwrap();
+            keys.insert("lanes".into(), 2.into());
+            site_tunnel(t);
+        },
+        |t| {
+            t["workers"]["cores"] = toml::Value::Array(vec![0.into(), 1.into()]);
+            for port in ["lan", "wan"] {
+                t["ports"][port]["xdp_mode"] = "native".into();
+            }
+        },
+    );
+    p.wait_site();
+    let before = (per_worker(&p.gwa).0, per_worker(&p.gwb).1);
+    let reports =
+        p.tb.tcp_transfers(Node::Prod, Node::Cons, "10.20.1.2:6105", 10_000_000, 8);
+    assert_eq!(reports.len(), 8, "{reports:?}\n{}", p.logs());
+    for r in &reports {
+        assert_eq!(r.received_bytes, 10_000_000, "{r:?}\n{}", p.logs());
+        assert_eq!(r.sent_sha256, r.received_sha256, "{r:?}");
+    }
+    let a_sealed = deltas(&before.0, &per_worker(&p.gwa).0);
+    let b_opened = deltas(&before.1, &per_worker(&p.gwb).1);
+    eprintln!("per worker: gwA sealed {a_sealed:?}, gwB opened {b_opened:?}");
+    // 80 MB is about 55,000 full-size segments: each worker carries a
+    // share far above what the handshakes and ACKs alone would make.
+    for (what, v) in [("gwA sealed", &a_sealed), ("gwB opened", &b_opened)] {
+        let total: u64 = v.iter().sum();
+        assert!(total >= 50_000, "{what}: {v:?}\n{}", p.logs());
+        for (w, n) in v.iter().enumerate() {
+            assert!(
+                *n * 10 >= total,
+                "{what}: worker {w} carried {n} of {total} ({v:?})\n{}",
+                p.logs()
+            );
+        }
+    }
+    for (name, gw, direction, data) in [
+        ("A", &p.gwa, "out", &a_sealed),
+        ("B", &p.gwb, "in", &b_opened),
+    ] {
+        let snap = gw.settled_snapshot();
+        for counter in ["esp_auth_failed", "esp_unknown_spi", "esp_replay"] {
+            assert_eq!(snap.drops[counter], 0, "{name}: {counter}");
+        }
+        for sa in &snap.sa_counters {
+            assert_eq!(sa.replayed, 0, "{name}: {sa:?}");
+        }
+        // Both lanes carried the data: A sealed with two outbound SAs, B
+        // opened with two inbound ones.
+        let total: u64 = data.iter().sum();
+        let busy: Vec<_> = snap
+            .sa_counters
+            .iter()
+            .filter(|sa| sa.direction == direction && sa.packets * 10 >= total)
+            .collect();
+        assert_eq!(
+            busy.len(),
+            2,
+            "{name}: two lanes busy: {:?}",
+            snap.sa_counters
+        );
     }
 }
 

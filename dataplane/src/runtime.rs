@@ -369,6 +369,15 @@ where
         } else {
             0
         },
+        per_worker: cfg
+            .workers
+            .cores
+            .iter()
+            .map(|&core| crate::snapshot::WorkerSnapshot {
+                core,
+                ..Default::default()
+            })
+            .collect(),
     };
     info!(stats = %path.display(), segment = %segment.display(), workers, "gateway running");
     let mut export_failed = false;
@@ -441,6 +450,8 @@ fn export(
         .unwrap_or(0);
     snap.uptime_s = started.elapsed().as_secs_f64();
     snap.set_counts(&stats.sum());
+    let blocks: Vec<_> = (0..snap.workers).map(|i| stats.worker(i).get()).collect();
+    snap.set_worker_counts(&blocks);
     snap.set_sa_counters(&stats.segment().sa_totals());
     snap.set_neighbors(&neigh.load(), Instant::now());
     match snap.write_atomic(path) {

@@ -61,6 +61,28 @@ pub struct SaSnapshot {
     pub rate_limited: u64,
 }
 
+/// One worker's own counters in a snapshot: its block of the stats segment
+/// (the totals above are the sum of these and the slow path's block).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    /// The core the worker is pinned to.
+    pub core: usize,
+    /// Frames received, LAN then WAN.
+    pub rx_packets: [u64; 2],
+    /// Frames transmitted, LAN then WAN.
+    pub tx_packets: [u64; 2],
+    /// Packets sealed.
+    pub encap_packets: u64,
+    /// Packets opened.
+    pub decap_packets: u64,
+    /// Nanoseconds spent processing bursts.
+    pub busy_ns: u64,
+    /// Idle sleeps.
+    pub sleeps: u64,
+    /// Packets dropped, every reason.
+    pub drops: u64,
+}
+
 /// One neighbour in a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeighborSnapshot {
@@ -128,6 +150,9 @@ pub struct Snapshot {
     /// `[workers] stage_cycles` is off).
     #[serde(default)]
     pub cycles_per_second: u64,
+    /// Each worker's own counters, in worker order.
+    #[serde(default)]
+    pub per_worker: Vec<WorkerSnapshot>,
 }
 
 impl Snapshot {
@@ -147,6 +172,20 @@ impl Snapshot {
         self.control = sum.control;
         self.tunnel = sum.tunnel;
         self.work = sum.work;
+    }
+
+    /// Fills the per-worker counters from the workers' blocks, in worker
+    /// order (one entry per worker, whose `core` is kept).
+    pub fn set_worker_counts(&mut self, blocks: &[Counters]) {
+        for (w, c) in self.per_worker.iter_mut().zip(blocks) {
+            w.rx_packets = [c.ports[0].rx_packets, c.ports[1].rx_packets];
+            w.tx_packets = [c.ports[0].tx_packets, c.ports[1].tx_packets];
+            w.encap_packets = c.tunnel.encap_packets;
+            w.decap_packets = c.tunnel.decap_packets;
+            w.busy_ns = c.work.busy_ns;
+            w.sleeps = c.work.sleeps;
+            w.drops = c.total_drops();
+        }
     }
 
     /// Fills the per-SA counters from the stats segment's `totals`.
@@ -349,6 +388,20 @@ pub fn render(prev: &Snapshot, cur: &Snapshot) -> String {
             us(l.max_ns)
         );
     }
+    for (i, w) in cur.per_worker.iter().enumerate() {
+        let p = prev.per_worker.get(i).copied().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "worker {i} core {}: rx lan {:.0} pps, wan {:.0} pps; sealed {:.0} pps, opened {:.0} pps; busy {:.1} %; drops {}",
+            w.core,
+            rate(p.rx_packets[0], w.rx_packets[0]),
+            rate(p.rx_packets[1], w.rx_packets[1]),
+            rate(p.encap_packets, w.encap_packets),
+            rate(p.decap_packets, w.decap_packets),
+            rate(p.busy_ns, w.busy_ns) / 1e7,
+            w.drops
+        );
+    }
     if let Some(line) = stage_line(&prev.work.stages, &cur.work.stages, cur.cycles_per_second) {
         let _ = writeln!(out, "{line}");
     }
@@ -484,6 +537,7 @@ mod tests {
             stats_segment: None,
             sa_counters: vec![],
             cycles_per_second: 0,
+            per_worker: vec![],
         };
         let mut c = Counters::default();
         c.ports[0].rx_packets = rx;
@@ -491,6 +545,49 @@ mod tests {
         c.drops[DropReason::NoRoute as usize] = drops;
         s.set_counts(&c);
         s
+    }
+
+    #[test]
+    fn each_worker_has_its_line_from_its_own_block() {
+        let mut prev = snap(1_000, 0, 0);
+        prev.per_worker = vec![
+            WorkerSnapshot {
+                core: 2,
+                ..Default::default()
+            },
+            WorkerSnapshot {
+                core: 3,
+                ..Default::default()
+            },
+        ];
+        let mut cur = prev.clone();
+        cur.unix_ms = 3_000;
+        let mut w0 = Counters::default();
+        w0.ports[0].rx_packets = 2_000;
+        w0.tunnel.encap_packets = 1_800;
+        w0.work.busy_ns = 500_000_000;
+        let mut w1 = Counters::default();
+        w1.ports[1].rx_packets = 4_000;
+        w1.tunnel.decap_packets = 3_000;
+        w1.drops[DropReason::EspReplay as usize] = 7;
+        cur.set_worker_counts(&[w0, w1]);
+        assert_eq!(cur.per_worker[1].core, 3, "the core is kept");
+        assert_eq!(cur.per_worker[1].decap_packets, 3_000);
+        let text = render(&prev, &cur);
+        assert!(
+            text.contains(
+                "worker 0 core 2: rx lan 1000 pps, wan 0 pps; sealed 900 pps, opened 0 pps; busy 25.0 %; drops 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "worker 1 core 3: rx lan 0 pps, wan 2000 pps; sealed 0 pps, opened 1500 pps; busy 0.0 %; drops 7"
+            ),
+            "{text}"
+        );
+        let back: Snapshot = serde_json::from_slice(&serde_json::to_vec(&cur).unwrap()).unwrap();
+        assert_eq!(back.per_worker, cur.per_worker);
     }
 
     #[test]

@@ -333,3 +333,100 @@ fn userspace_gateway_modes_leave_the_kernel_silent() {
     let r = tb.udp_stream(Node::Prod, Node::Cons, "10.20.1.2:7006", 50, 128, 100);
     assert_eq!((r.received, r.lost, r.received_bytes), (0, 50, 0), "{r:?}");
 }
+
+/// `--queues 2`: every data-path veth has two queues each way (the
+/// management link one), XPS sends from CPU c on queue c mod 2, the WAN
+/// router steers by UDP source port with its tc program, and traffic still
+/// crosses whole. (That the steering reaches the peer's workers is
+/// control_e2e's `eight_flows_of_one_tunnel_...`.)
+#[test]
+fn two_queue_testbed_has_its_queues_xps_and_wan_steering() {
+    require_root();
+    let tb = Testbed::up_with_queues(TestbedOpts::default(), 2);
+    let sh = |node: Node, cmd: &str| {
+        let out = tb.run(node, &["sh", "-c", cmd]);
+        assert!(out.status.success(), "{cmd}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for (node, ifc) in [
+        (Node::Prod, "eth0"),
+        (Node::GwA, "lan0"),
+        (Node::GwA, "wan0"),
+        (Node::Wan, "a0"),
+        (Node::Wan, "b0"),
+        (Node::Cons, "eth0"),
+    ] {
+        assert_eq!(
+            sh(
+                node,
+                &format!("ls /sys/class/net/{ifc}/queues | sort | tr '\\n' ' '")
+            ),
+            "rx-0 rx-1 tx-0 tx-1",
+            "{node:?} {ifc}"
+        );
+    }
+    assert_eq!(
+        sh(Node::GwA, "ls /sys/class/net/mg0/queues | wc -l"),
+        "2",
+        "the management link keeps one queue each way"
+    );
+    let cpus: u32 = sh(Node::Prod, "getconf _NPROCESSORS_CONF").parse().unwrap();
+    let xps = |q: u32| -> u64 {
+        let mask = sh(
+            Node::Prod,
+            &format!("cat /sys/class/net/eth0/queues/tx-{q}/xps_cpus"),
+        );
+        u64::from_str_radix(&mask.replace(',', ""), 16).unwrap()
+    };
+    let want = |q: u32| {
+        (0..cpus.min(64))
+            .filter(|c| c % 2 == q)
+            .map(|c| 1u64 << c)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (xps(0), xps(1)),
+        (want(0), want(1)),
+        "XPS by CPU on prod eth0"
+    );
+    for ifc in ["a0", "b0"] {
+        let filters = sh(Node::Wan, &format!("tc filter show dev {ifc} ingress"));
+        assert!(filters.contains("wan_steer.o"), "{ifc}: {filters}");
+        assert!(filters.contains("direct-action"), "{ifc}: {filters}");
+    }
+    let r = tb.udp_stream(Node::Prod, Node::Cons, "10.20.1.2:7011", 5_000, 512, 5_000);
+    assert_complete_udp(&r, 5_000, 512);
+    let r = tb.tcp_transfer(Node::Prod, Node::Cons, "10.20.1.2:7012", 20_000_000);
+    assert_complete_tcp(&r, 20_000_000);
+}
+
+/// `--queues` is checked, and does not combine with `--impair`.
+#[test]
+fn testbed_refuses_bad_queue_counts() {
+    require_root();
+    let script = scistream_testbed::paths::script("testbed.sh");
+    for (args, want) in [
+        (
+            &["--queues", "0"][..],
+            "--queues '0' must be an integer between 1 and 64",
+        ),
+        (
+            &["--queues", "65"][..],
+            "--queues '65' must be an integer between 1 and 64",
+        ),
+        (
+            &["--queues", "2", "--impair"][..],
+            "--queues and --impair do not go together",
+        ),
+    ] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["up", "--prefix", &format!("s2q{}", std::process::id())])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -361,7 +361,7 @@ impl Testbed {
     /// Build a testbed with a fresh unique prefix (`s2t<pid>-<n>`); panics if
     /// `testbed.sh up` fails (after tearing down whatever was built).
     pub fn up(opts: TestbedOpts) -> Testbed {
-        Testbed::up_with(opts, false)
+        Testbed::up_with(opts, false, 1)
     }
 
     /// Like [`Testbed::up`], with the impairment namespace ([`Node::Imp`],
@@ -369,10 +369,18 @@ impl Testbed {
     /// nothing crosses it until the test starts `scripts/wan_impair.py`
     /// there (see [`Testbed::start_impairment`]).
     pub fn up_impaired(opts: TestbedOpts) -> Testbed {
-        Testbed::up_with(opts, true)
+        Testbed::up_with(opts, true, 1)
     }
 
-    fn up_with(opts: TestbedOpts, impair: bool) -> Testbed {
+    /// Like [`Testbed::up`], with `queues` TX and RX queues on every veth
+    /// of the data path and XPS sending from CPU c on queue c mod `queues`
+    /// (`testbed.sh --queues`): a gateway with one worker per core gets on
+    /// worker i what the kernel sent from core i.
+    pub fn up_with_queues(opts: TestbedOpts, queues: u16) -> Testbed {
+        Testbed::up_with(opts, false, queues)
+    }
+
+    fn up_with(opts: TestbedOpts, impair: bool, queues: u16) -> Testbed {
         let n = TESTBED_SEQ.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("s2t{}-{}", std::process::id(), n);
         let scratch = std::env::temp_dir().join(format!("{prefix}.scratch"));
@@ -387,6 +395,7 @@ impl Testbed {
         fs::create_dir_all(&tb.scratch)
             .unwrap_or_else(|e| panic!("cannot create scratch dir {}: {e}", tb.scratch.display()));
         let mtu = opts.mtu.to_string();
+        let queues = queues.to_string();
         let mut args = vec![
             "up",
             "--gw-a",
@@ -397,6 +406,8 @@ impl Testbed {
             &mtu,
             "--family",
             opts.family.as_arg(),
+            "--queues",
+            &queues,
         ];
         if impair {
             args.push("--impair");
