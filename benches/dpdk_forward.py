@@ -232,17 +232,26 @@ def write_pcap(path: Path, size: int) -> None:
         raise BenchError(f"frame size {size} is outside 42..1514")
     ip_len = size - 14
     udp_len = ip_len - 20
-    ip = bytearray(
-        struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0x4000, 64, 17, 0,
-                    bytes(SRC_IP), bytes(DST_IP))
-    )
-    ip[10:12] = struct.pack("!H", _csum(bytes(ip)))
+    ip = ipv4_header(ip_len, 17, bytes(SRC_IP), bytes(DST_IP))
     udp = struct.pack("!HHHH", 5001, 5001, udp_len, 0) + bytes(udp_len - 8)
-    frame = mac_bytes(FWD_LAN_MAC) + mac_bytes(GEN_MAC) + b"\x08\x00" + bytes(ip) + udp
+    frame = mac_bytes(FWD_LAN_MAC) + mac_bytes(GEN_MAC) + b"\x08\x00" + ip + udp
     assert len(frame) == size
+    write_frame_pcap(path, frame)
+
+
+def ipv4_header(total_len: int, proto: int, src: bytes, dst: bytes) -> bytes:
+    """An IPv4 header (no options, DF, TTL 64) with its checksum."""
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, total_len, 0, 0x4000, 64, proto, 0,
+                               src, dst))
+    ip[10:12] = struct.pack("!H", _csum(bytes(ip)))
+    return bytes(ip)
+
+
+def write_frame_pcap(path: Path, frame: bytes) -> None:
+    """A pcap file (microsecond, Ethernet) holding one frame."""
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        f.write(struct.pack("<IIII", 0, 0, size, size) + frame)
+        f.write(struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame)
 
 
 # ---------------------------------------------------------------- set-up
@@ -276,17 +285,26 @@ class Setup:
         return [f"{self.tag}-{x}" for x in ("tst", "tpmd", "s2ds")]
 
 
-def start_tester(su: Setup, size: int) -> Proc:
-    pcap = su.work / f"frame{size}.pcap"
-    write_pcap(pcap, size)
+def start_tester(su: Setup, size: int, pcap: Path | None = None, into_wan: bool = False) -> Proc:
+    """testpmd with three ports in a chain (io forwarding): port 0 replays
+    `pcap` (default: one plain frame of `size` bytes) into port 1, and what
+    port 2 receives goes to port 0's transmit (the sink). Port 1 is the LAN
+    memif and port 2 the WAN one, or the other way round with `into_wan`
+    (frames for the gateway's WAN port, counted at its LAN side)."""
+    if pcap is None:
+        pcap = su.work / f"frame{size}.pcap"
+        write_pcap(pcap, size)
+    lan = (su.lan_sock, GEN_MAC)
+    wan = (su.wan_sock, SINK_MAC)
+    first, second = (wan, lan) if into_wan else (lan, wan)
     cmd = [
         *TESTPMD,
         f"--lcores=0@{su.tester_core},1@{su.tester_core}",
         *EAL_COMMON,
         f"--file-prefix={su.tag}-tst",
         f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1",
-        "--vdev=" + su.memif("net_memif0", "server", su.lan_sock, GEN_MAC),
-        "--vdev=" + su.memif("net_memif1", "server", su.wan_sock, SINK_MAC),
+        "--vdev=" + su.memif("net_memif0", "server", *first),
+        "--vdev=" + su.memif("net_memif1", "server", *second),
         "--",
         "-i",
         "--forward-mode=io",

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """ESP tunnel benchmark over net_memif: one s2ds worker sealing LAN -> WAN
-(each AEAD engine) against DPDK's ipsec-secgw, same traffic, same sink.
+and opening WAN -> LAN (each AEAD engine) against DPDK's ipsec-secgw, same
+traffic, same sink.
 
 The set-up of benches/dpdk_forward.py (whose helpers this module imports),
 with the forwarder replaced by a tunnel gateway:
@@ -24,10 +25,15 @@ with cpu-crypto sessions (synchronous AES-GCM on the worker, no crypto queue
 pairs) on the crypto_aesni_gcm vdev (intel-ipsec-mb), its fastest software
 path.
 
-Only the sealing direction (LAN -> WAN) is measured: see docs/benchmarks.md
-for why the opening direction needs a generator that seals fresh sequence
-numbers and is not done yet. Run through benches/tunnel_memif.sh (builds s2ds
-and ipsec-secgw, needs root).
+The opening direction (--directions open) turns the tester round: it replays
+one ESP frame of each gateway's own format (ESP in UDP for s2ds, plain ESP for
+ipsec-secgw), sealed here with the peer's key (the `cryptography` package's
+AES-GCM), into the gateway's WAN memif, and counts the opened plain frames on
+its LAN memif. A replayed frame is a replay, so both gateways open without the
+anti-replay check: ipsec-secgw's replay window is 0 (off) by default, and
+s2ds's inbound SA has `anti_replay = false` (RFC 4303 3.4.3); the check itself
+is a few loads and a compare per packet, measured apart by the pipeline bench.
+Run through benches/tunnel_memif.sh (builds s2ds and ipsec-secgw, needs root).
 
 With --stage-cycles, each s2ds engine runs a second time as "s2ds ENGINE
 +stages", with `[workers] stage_cycles = true`: the summary then adds the
@@ -44,6 +50,7 @@ import os
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -59,6 +66,8 @@ from dpdk_forward import (  # noqa: E402  (the shared memif set-up)
     GEN_MAC,
     NEXT_HOP,
     SINK_MAC,
+    DST_IP,
+    SRC_IP,
     BenchError,
     CpuWatch,
     Proc,
@@ -66,6 +75,9 @@ from dpdk_forward import (  # noqa: E402  (the shared memif set-up)
     Setup,
     begin_run,
     fwd_stats,
+    ipv4_header,
+    mac_bytes,
+    write_frame_pcap,
     write_s2ds_config,
     log,
     start_tester,
@@ -82,15 +94,20 @@ KEYS = {
     "aes-256-gcm": "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
 }
 SALT = "ca5e0001"
+SALT_IN = "ca5e0002"
 SPI_OUT = 0x1001
 SPI_IN = 0x2001
 WAN_IP = "10.10.100.1"
 PEER_IP = "10.10.200.1"
 
 
+DIRECTIONS = ("seal", "open")
+
+
 @dataclass
 class TRound(Round):
     algo: str = ""
+    direction: str = "seal"
 
 
 STAGED = "+stages"
@@ -143,17 +160,65 @@ direction = "in"
 peer = "peer"
 algorithm = "{algo}"
 key = "{KEYS[algo]}"
-salt = "ca5e0002"
+salt = "{SALT_IN}"
 esn = false
+# The opening direction replays one captured frame (a replay by design).
+anti_replay = false
 
 [[tunnel_routes]]
 prefix = "10.20.0.0/16"
 sa = {SPI_OUT:#x}
 
+# The opened frames go to the tester's LAN port.
+[[neighbors]]
+ip = "{ip_str(SRC_IP)}"
+mac = "{GEN_MAC}"
+
 """
     return write_s2ds_config(su, s2ds_config_name(algo, engine, staged), "tbench", f"{WAN_IP}/24",
                              "10.10.200.0/24", tunnel, "benches/tunnel_memif.py",
                              "stage_cycles = true\n" if staged else "")
+
+
+def ip_str(ip: tuple[int, ...]) -> str:
+    return ".".join(str(b) for b in ip)
+
+
+def esp_frame(size: int, algo: str, udp: bool) -> bytes:
+    """The frame the peer gateway sends for a plain frame of `size` bytes
+    from 10.20.1.2 to 10.10.1.2 (UDP 5001, zero payload): tunnel-mode ESP,
+    SPI_IN, sequence number 1, sealed with the inbound SA's key and salt
+    (RFC 4106: nonce = salt + 8-byte IV, AAD = SPI + sequence number, pad
+    1, 2, 3 ... to 4 bytes, next header 4), PEER_IP -> WAN_IP; in UDP to
+    port 4500 (RFC 3948, s2ds) or plain (`udp` false, ipsec-secgw)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    inner_len = size - 14
+    inner = (ipv4_header(inner_len, 17, bytes(DST_IP), bytes(SRC_IP))
+             + struct.pack("!HHHH", 5001, 5001, inner_len - 20, 0) + bytes(inner_len - 28))
+    pad = (-(len(inner) + 2)) % 4
+    plain = inner + bytes(range(1, pad + 1)) + bytes([pad, 4])
+    seq = 1
+    head = struct.pack("!II", SPI_IN, seq)
+    iv = struct.pack("!Q", seq)
+    sealed = AESGCM(bytes.fromhex(KEYS[algo])).encrypt(bytes.fromhex(SALT_IN) + iv, plain, head)
+    esp = head + iv + sealed
+    if udp:
+        payload, proto = struct.pack("!HHHH", 4500, 4500, 8 + len(esp), 0) + esp, 17
+    else:
+        payload, proto = esp, 50
+    outer = ipv4_header(20 + len(payload), proto, bytes(map(int, PEER_IP.split("."))),
+                        bytes(map(int, WAN_IP.split("."))))
+    return mac_bytes(FWD_WAN_MAC) + mac_bytes(SINK_MAC) + b"\x08\x00" + outer + payload
+
+
+def start_open_tester(su: Setup, size: int, algo: str, kind: str) -> Proc:
+    """The tester of the opening direction: it replays `kind`'s ESP frame
+    into the gateway's WAN memif and counts at its LAN memif."""
+    udp = kind != SECGW
+    pcap = su.work / f"esp-{'udp' if udp else 'plain'}-{algo}-{size}.pcap"
+    write_frame_pcap(pcap, esp_frame(size, algo, udp))
+    return start_tester(su, size, pcap, into_wan=True)
 
 
 def s2ds_config_name(algo: str, engine: str, staged: bool) -> str:
@@ -171,7 +236,7 @@ def secgw_config(su: Setup, algo: str) -> Path:
     has no --eth-dest)."""
     cfg = su.work / f"secgw-{algo}.cfg"
     key = colon_hex(KEYS[algo] + SALT)
-    key_in = colon_hex(KEYS[algo] + "ca5e0002")
+    key_in = colon_hex(KEYS[algo] + SALT_IN)
     cfg.write_text(
         f"""# Generated by benches/tunnel_memif.py (ipsec-secgw -f)
 sp ipv4 out esp protect {SPI_OUT} pri 1 dst 10.20.0.0/16 sport 0:65535 dport 0:65535
@@ -241,8 +306,8 @@ def sink_bytes(tester: Proc) -> tuple[int, int]:
 
 
 def measure(su: Setup, tester: Proc, secgw: Path | None, kind: str, algo: str, size: int,
-            idx: int, warmup: float, duration: float) -> TRound:
-    tag = f"{kind.replace(' ', '-')}-{algo}-{size}-r{idx}"
+            idx: int, warmup: float, duration: float, direction: str = "seal") -> TRound:
+    tag = f"{direction}-{kind.replace(' ', '-')}-{algo}-{size}-r{idx}"
     wait_quiet(su.quiet_limit, su.quiet_wait)
     if kind == SECGW:
         assert secgw is not None
@@ -284,12 +349,14 @@ def measure(su: Setup, tester: Proc, secgw: Path | None, kind: str, algo: str, s
         forwarder=kind, size=size, index=idx, seconds=b.t - a.t,
         sink_frames=b.rx[2] - a.rx[2], offered=b.rx[0] - a.rx[0],
         refused=b.tx_dropped[1] - a.tx_dropped[1],
-        fwd_cpu=fwd_cpu, tester_cpu=tester_cpu, steal=steal, algo=algo,
+        fwd_cpu=fwd_cpu, tester_cpu=tester_cpu, steal=steal, algo=algo, direction=direction,
     )
     # The mean frame at the sink: proves the frames were sealed (plain size
-    # + ESP overhead: 62 B for s2ds's ESP in UDP at 64 B, 54 B for plain ESP).
+    # + ESP overhead: 62 B for s2ds's ESP in UDP at 64 B, 54 B for plain ESP)
+    # or opened (the plain size).
     if bytes_b[0] > bytes_a[0]:
-        r.extra["wan_frame"] = round((bytes_b[1] - bytes_a[1]) / (bytes_b[0] - bytes_a[0]), 1)
+        r.extra["wan_frame" if direction == "seal" else "lan_frame"] = round(
+            (bytes_b[1] - bytes_a[1]) / (bytes_b[0] - bytes_a[0]), 1)
     if snap is not None:
         r.extra["s2ds_drops"] = {k: v for k, v in snap["drops"].items() if v}
     if stages_a is not None and stages_b is not None and kind_engine(kind)[1]:
@@ -318,31 +385,45 @@ def kinds_of(engines: list[str], with_secgw: bool, staged: bool = False) -> list
     return kinds + ([SECGW] if with_secgw else [])
 
 
-def pick(rounds, kind, algo, size, min_cpu):
-    rs = [r for r in rounds if r.forwarder == kind and r.algo == algo and r.size == size]
+def pick(rounds, kind, algo, size, min_cpu, direction="seal"):
+    rs = [r for r in rounds if r.forwarder == kind and r.algo == algo and r.size == size
+          and r.direction == direction]
     clean = [r for r in rs if not r.disturbed(min_cpu)] or rs
     return rs, clean
 
 
 def summary(rounds: list[TRound], sizes, algos, engines, args) -> str:
+    lines: list[str] = []
+    for direction in args.direction_list:
+        if lines:
+            lines.append("")
+        lines += direction_table(rounds, sizes, algos, engines, args, direction)
+    return "\n".join(lines) + "\n"
+
+
+def direction_table(rounds, sizes, algos, engines, args, direction: str) -> list[str]:
+    what = ("sealing (LAN -> WAN), counted at the WAN sink (Mpps of sealed frames; the size is "
+            "the plain frame the generator sends)" if direction == "seal" else
+            "opening (WAN -> LAN), counted at the LAN sink (Mpps of opened frames of that size; "
+            "the generator replays one ESP frame, both gateways without the anti-replay check)")
     lines = [
-        f"ESP sealing (LAN -> WAN) over net_memif, 1 worker on core {args.fwd_core}, tester on "
+        f"ESP {what}, over net_memif, 1 worker on core {args.fwd_core}, tester on "
         f"core {args.tester_core}; {args.rounds} rounds x {args.duration:g} s per gateway, "
-        f"algorithm and size, counted at the sink (Mpps of sealed frames; the size is the plain "
-        f"frame the generator sends). s2ds: ESP in UDP; ipsec-secgw: plain ESP, tunnel mode, "
+        f"algorithm and size. s2ds: ESP in UDP; ipsec-secgw: plain ESP, tunnel mode, "
         f"cpu-crypto on crypto_aesni_gcm.",
         "",
-        "| frame | algorithm | gateway | best (Mpps) | median (Mpps) | best (Gb/s, plain) "
-        "| **s2ds / ipsec-secgw, best** | s2ds / ipsec-secgw, median | rounds |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---|",
+        "| direction | frame | algorithm | gateway | best (Mpps) | median (Mpps) "
+        "| best (Gb/s, plain) | **s2ds / ipsec-secgw, best** | s2ds / ipsec-secgw, median "
+        "| rounds |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for size in sizes:
         for algo in algos:
-            _, ref = pick(rounds, SECGW, algo, size, args.min_cpu)
+            _, ref = pick(rounds, SECGW, algo, size, args.min_cpu, direction)
             ref_best = max((r.mpps for r in ref), default=0.0)
             ref_med = statistics.median(r.mpps for r in ref) if ref else 0.0
             for kind in kinds_of(engines, True, args.stage_cycles):
-                rs, clean = pick(rounds, kind, algo, size, args.min_cpu)
+                rs, clean = pick(rounds, kind, algo, size, args.min_cpu, direction)
                 if not rs:
                     continue
                 best = max(r.mpps for r in clean)
@@ -354,8 +435,9 @@ def summary(rounds: list[TRound], sizes, algos, engines, args) -> str:
                 else:
                     ratio_b = f"**{best / ref_best:.2f}**" if ref_best else "—"
                     ratio_m = f"{med / ref_med:.2f}" if ref_med else "—"
-                lines.append(f"| {size} B | {algo} | {kind} | {best:.2f} | {med:.2f} | "
-                             f"{best * size * 8 / 1000:.2f} | {ratio_b} | {ratio_m} | {per} |")
+                lines.append(f"| {direction} | {size} B | {algo} | {kind} | {best:.2f} | "
+                             f"{med:.2f} | {best * size * 8 / 1000:.2f} | {ratio_b} | {ratio_m} "
+                             f"| {per} |")
     lines += [
         "",
         "Best round = the closest to each gateway's capacity (interference only ever lowers a "
@@ -367,11 +449,11 @@ def summary(rounds: list[TRound], sizes, algos, engines, args) -> str:
                      f"less than {100 * args.min_cpu:.0f} % of its CPU); left out of best and "
                      f"median unless every round was.")
     if args.stage_cycles:
-        lines += ["", *stage_table(rounds, sizes, algos, engines, args)]
-    return "\n".join(lines) + "\n"
+        lines += ["", *stage_table(rounds, sizes, algos, engines, args, direction)]
+    return lines
 
 
-def stage_table(rounds, sizes, algos, engines, args) -> list[str]:
+def stage_table(rounds, sizes, algos, engines, args, direction="seal") -> list[str]:
     """Cycles per packet per stage, from the best clean round of each
     `+stages` gateway, and the cost of counting (its best / the plain best)."""
     lines = [
@@ -379,15 +461,15 @@ def stage_table(rounds, sizes, algos, engines, args) -> list[str]:
         "TSC cycles; the best round of each `+stages` gateway), and the cost of counting them: "
         "the `+stages` best round over the plain one, same run.",
         "",
-        "| frame | algorithm | engine | " + " | ".join(STAGES) + " | total | ns/packet "
-        "| Mpps with counting / without |",
-        "|---:|---|---|" + "---:|" * (len(STAGES) + 3),
+        "| direction | frame | algorithm | engine | " + " | ".join(STAGES) + " | total "
+        "| ns/packet | Mpps with counting / without |",
+        "|---|---:|---|---|" + "---:|" * (len(STAGES) + 3),
     ]
     for size in sizes:
         for algo in algos:
             for e in engines:
-                _, staged = pick(rounds, s2ds_kind(e, True), algo, size, args.min_cpu)
-                _, plain = pick(rounds, s2ds_kind(e), algo, size, args.min_cpu)
+                _, staged = pick(rounds, s2ds_kind(e, True), algo, size, args.min_cpu, direction)
+                _, plain = pick(rounds, s2ds_kind(e), algo, size, args.min_cpu, direction)
                 staged = [r for r in staged if r.extra.get("stage_cycles")]
                 if not staged:
                     continue
@@ -399,8 +481,8 @@ def stage_table(rounds, sizes, algos, engines, args) -> list[str]:
                 plain_best = max((r.mpps for r in plain), default=0.0)
                 cost = f"{best.mpps / plain_best:.3f}" if plain_best else "—"
                 cells = " | ".join(f"{per[s]:.0f}" if s in per else "—" for s in STAGES)
-                lines.append(f"| {size} B | {algo} | {e} | {cells} | {total:.0f} | {ns} | "
-                             f"{cost} |")
+                lines.append(f"| {direction} | {size} B | {algo} | {e} | {cells} | "
+                             f"{total:.0f} | {ns} | {cost} |")
     return lines
 
 
@@ -408,18 +490,21 @@ def plot(rounds, sizes, algos, engines, args, path: Path) -> None:
     from plot import grouped_bars
 
     groups, keys = [], []
-    for size in sizes:
-        for algo in algos:
-            groups.append(f"{size} B\n{algo.replace('-gcm', '')}")
-            keys.append((size, algo))
+    for direction in args.direction_list:
+        for size in sizes:
+            for algo in algos:
+                groups.append(f"{direction}\n{size} B\n{algo.replace('-gcm', '')}")
+                keys.append((direction, size, algo))
     series = {}
     for kind in kinds_of(engines, True, args.stage_cycles):
         vals = []
-        for size, algo in keys:
-            _, clean = pick(rounds, kind, algo, size, args.min_cpu)
+        for direction, size, algo in keys:
+            _, clean = pick(rounds, kind, algo, size, args.min_cpu, direction)
             vals.append(max((r.mpps for r in clean), default=0.0))
         series[kind] = vals
-    grouped_bars(path, "ESP sealing over net_memif, one worker (best round)", "Mpps",
+    title = "ESP " + " and ".join(
+        {"seal": "sealing", "open": "opening"}[d] for d in args.direction_list)
+    grouped_bars(path, f"{title} over net_memif, one worker (best round)", "Mpps",
                  groups, series,
                  f"{args.rounds} rounds x {args.duration:g} s; benches/tunnel_memif.sh",
                  figsize=(max(5.0, 1.0 * len(groups) * len(series) / 2 + 2), 4.0))
@@ -428,7 +513,8 @@ def plot(rounds, sizes, algos, engines, args, path: Path) -> None:
 def report_round(r: TRound, min_cpu: float) -> None:
     note = " ".join(f"{k}={v}" for k, v in r.extra.items())
     flag = " DISTURBED" if r.disturbed(min_cpu) else ""
-    log(f"{r.size:5d} B {r.algo} {r.forwarder:14s} round {r.index}: {r.mpps:7.3f} Mpps at the "
+    log(f"{r.direction} {r.size:5d} B {r.algo} {r.forwarder:14s} round {r.index}: {r.mpps:7.3f} "
+        f"Mpps at the "
         f"sink (offered {r.offered / r.seconds / 1e6:.2f} Mpps, refused "
         f"{100 * r.refused / max(r.offered, 1):.1f} %; CPU fwd {100 * r.fwd_cpu:.1f} %, "
         f"tester {100 * r.tester_cpu:.1f} %, steal {100 * r.steal:.1f} %){flag} {note}")
@@ -442,6 +528,8 @@ def main() -> int:
     ap.add_argument("--s2ds", required=True, type=Path, help="the s2ds binary")
     ap.add_argument("--secgw", required=True, type=Path, help="the ipsec-secgw binary")
     ap.add_argument("--sizes", default="64,512,1400", help="frame sizes in bytes")
+    ap.add_argument("--directions", default=",".join(DIRECTIONS),
+                    help="seal (LAN -> WAN), open (WAN -> LAN), or both")
     ap.add_argument("--algos", default=",".join(ALGOS), help="aes-128-gcm,aes-256-gcm")
     ap.add_argument("--engines", default=",".join(ENGINES), help="s2ds engines")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per gateway, algorithm, size")
@@ -463,8 +551,9 @@ def main() -> int:
                          "packet per stage, and the cost of counting them")
     ap.add_argument("--smoke", action="store_true",
                     help="one short round at 64 B, AES-128-GCM, s2ds's default engine (with and "
-                         "without --stage-cycles) and ipsec-secgw, no CPU checks (CI); fails if "
-                         "a gateway delivered nothing or the stage counters did not move")
+                         "without --stage-cycles) and ipsec-secgw, each direction, no CPU checks "
+                         "(CI); fails if a gateway delivered nothing or the stage counters did "
+                         "not move")
     args = ap.parse_args()
     if args.smoke:
         args.sizes, args.algos, args.engines = "64", "aes-128-gcm", "ipsec-mb"
@@ -475,6 +564,11 @@ def main() -> int:
     sizes = [int(x) for x in args.sizes.split(",") if x]
     algos = [a for a in args.algos.split(",") if a]
     engines = [e for e in args.engines.split(",") if e]
+    args.direction_list = [d for d in args.directions.split(",") if d]
+    for d in args.direction_list:
+        if d not in DIRECTIONS:
+            print(f"tunnel_memif: unknown direction {d!r} (seal, open)", file=sys.stderr)
+            return 2
     for a in algos:
         if a not in ALGOS:
             print(f"tunnel_memif: unknown algorithm {a!r}", file=sys.stderr)
@@ -504,29 +598,45 @@ def main() -> int:
                 if args.stage_cycles:
                     s2ds_config(su, algo, e, True)
         per_round = args.warmup + args.duration + 5
-        est = len(sizes) * len(algos) * args.rounds * len(kinds) * per_round
-        log(f"{len(sizes)} sizes x {len(algos)} algorithms x {args.rounds} rounds x "
-            f"{len(kinds)} gateways, about {est / 60:.1f} min; logs in {out}")
-        for size in sizes:
-            tester = start_tester(su, size)
-            try:
-                for algo in algos:
-                    for i in range(1, args.rounds + 1):
-                        # Alternate the order so no gateway always goes first.
-                        order = kinds if i % 2 else list(reversed(kinds))
-                        for kind in order:
-                            for attempt in range(args.retries + 1):
-                                r = measure(su, tester, args.secgw, kind, algo, size, i,
-                                            args.warmup, args.duration)
-                                report_round(r, args.min_cpu)
-                                if not r.disturbed(args.min_cpu):
-                                    break
-                                if attempt < args.retries:
-                                    log("  disturbed (CPU taken from a polling thread): "
-                                        "repeating")
-                            rounds.append(r)
-            finally:
-                tester.stop()
+        est = (len(args.direction_list) * len(sizes) * len(algos) * args.rounds * len(kinds)
+               * per_round)
+        log(f"{len(args.direction_list)} directions x {len(sizes)} sizes x {len(algos)} "
+            f"algorithms x {args.rounds} rounds x {len(kinds)} gateways, about "
+            f"{est / 60:.1f} min; logs in {out}")
+
+        def one(tester: Proc, direction: str, kind: str, algo: str, size: int, i: int) -> None:
+            for attempt in range(args.retries + 1):
+                r = measure(su, tester, args.secgw, kind, algo, size, i, args.warmup,
+                            args.duration, direction)
+                report_round(r, args.min_cpu)
+                if not r.disturbed(args.min_cpu):
+                    break
+                if attempt < args.retries:
+                    log("  disturbed (CPU taken from a polling thread): repeating")
+            rounds.append(r)
+
+        for direction in args.direction_list:
+            for size in sizes:
+                # Sealing: one tester per size (the plain frame). Opening: one
+                # per round, replaying the gateway's own ESP format and key.
+                tester = start_tester(su, size) if direction == "seal" else None
+                try:
+                    for algo in algos:
+                        for i in range(1, args.rounds + 1):
+                            # Alternate the order so no gateway always goes first.
+                            order = kinds if i % 2 else list(reversed(kinds))
+                            for kind in order:
+                                if tester is not None:
+                                    one(tester, direction, kind, algo, size, i)
+                                    continue
+                                t = start_open_tester(su, size, algo, kind)
+                                try:
+                                    one(t, direction, kind, algo, size, i)
+                                finally:
+                                    t.stop()
+                finally:
+                    if tester is not None:
+                        tester.stop()
     except BenchError as e:
         # Still write what was measured (e.g. when the time limit stops a
         # long run on a busy machine), but exit non-zero.
@@ -542,7 +652,8 @@ def main() -> int:
     if not rounds:
         return 1
     (out / "rounds.json").write_text(json.dumps(
-        [{"gateway": r.forwarder, "algorithm": r.algo, "size": r.size, "round": r.index,
+        [{"gateway": r.forwarder, "direction": r.direction, "algorithm": r.algo,
+          "size": r.size, "round": r.index,
           "seconds": r.seconds, "sink_frames": r.sink_frames, "offered": r.offered,
           "refused": r.refused, "mpps": r.mpps, "fwd_cpu": r.fwd_cpu,
           "tester_cpu": r.tester_cpu, "steal": r.steal,
@@ -564,17 +675,27 @@ def main() -> int:
         log("FAILED: the table above is partial")
         return 1
     if args.smoke:
-        got = {r.forwarder for r in rounds if r.sink_frames > 0}
-        missing = [k for k in kinds if k not in got]
-        if missing:
-            log(f"SMOKE FAILED: no frames at the sink from {missing}")
-            return 1
-        staged = [r for r in rounds if r.forwarder != SECGW and kind_engine(r.forwarder)[1]]
-        if not any({"rx", "classify", "seal", "tx"} <= set(r.extra.get("stage_cycles", {}))
-                   for r in staged):
-            log("SMOKE FAILED: the +stages rounds counted no cycles in rx, classify, seal, tx")
-            return 1
-        log("smoke: every gateway delivered sealed frames; the stage counters moved")
+        for direction in args.direction_list:
+            got = {r.forwarder for r in rounds if r.sink_frames > 0 and r.direction == direction}
+            missing = [k for k in kinds if k not in got]
+            if missing:
+                log(f"SMOKE FAILED: {direction}: no frames at the sink from {missing}")
+                return 1
+            staged = [r for r in rounds if r.forwarder != SECGW and r.direction == direction
+                      and kind_engine(r.forwarder)[1]]
+            want = {"rx", "classify", direction, "tx"}
+            if not any(want <= set(r.extra.get("stage_cycles", {})) for r in staged):
+                log(f"SMOKE FAILED: {direction}: the +stages rounds counted no cycles in "
+                    f"{', '.join(sorted(want))}")
+                return 1
+            frame = "wan_frame" if direction == "seal" else "lan_frame"
+            wrong = [r for r in rounds if r.direction == direction == "open"
+                     and r.extra.get(frame) != r.size]
+            if wrong:
+                log(f"SMOKE FAILED: open: {wrong[0].forwarder}'s opened frames are not "
+                    f"{wrong[0].size} B: {wrong[0].extra}")
+                return 1
+        log("smoke: every gateway sealed and opened frames; the stage counters moved")
     return 0
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# ESP tunnel benchmark over net_memif: one s2ds worker sealing LAN -> WAN
-# (engines ipsec-mb, ring, aes-gcm) against DPDK's ipsec-secgw, same traffic,
-# same sink, AES-128-GCM and AES-256-GCM. See docs/benchmarks.md.
+# ESP tunnel benchmark over net_memif: one s2ds worker sealing LAN -> WAN and
+# opening WAN -> LAN (engines ipsec-mb, ring, aes-gcm) against DPDK's
+# ipsec-secgw, same traffic, same sink, AES-128-GCM and AES-256-GCM. See
+# docs/benchmarks.md.
 #
-#   sudo bash benches/tunnel_memif.sh [--sizes 64,512,1400]
+#   sudo bash benches/tunnel_memif.sh [--directions seal,open] [--sizes 64,512,1400]
 #        [--algos aes-128-gcm,aes-256-gcm] [--engines ipsec-mb,ring,aes-gcm]
 #        [--rounds 3] [--duration 3] [--warmup 1] [--no-build] [--out DIR]
 #        [--fwd-core 1] [--tester-core 0] [--time-limit 1500] [--min-cpu 0.97]

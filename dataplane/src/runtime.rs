@@ -263,6 +263,13 @@ where
                 inner_mtu = tables.inner_mtu(),
                 "tunnel up (manual keys); no cleartext between LAN and WAN"
             );
+            for s in t.sas.iter().filter(|s| !s.anti_replay) {
+                warn!(
+                    spi = format_args!("{:#x}", s.spi),
+                    "inbound SA without the anti-replay check (anti_replay = false): a replayed \
+                     packet is opened again; for benchmarks only"
+                );
+            }
             Some(Arc::new(StaticTables::new(tables)))
         }
         None => None,

@@ -750,6 +750,47 @@ fn tunnel_lanes_load_and_are_checked() {
     );
 }
 
+/// `anti_replay = false` (benchmarks replaying a capture): inbound SAs
+/// with 32-bit sequence numbers only; on by default.
+#[test]
+fn anti_replay_can_be_turned_off_on_an_inbound_sa_without_esn() {
+    let c = Config::from_toml(&tunnel(""), Path::new("t.toml")).unwrap();
+    assert!(
+        c.tunnel.unwrap().sas.iter().all(|s| s.anti_replay),
+        "on by default"
+    );
+    let text = tunnel("").replace("esn = false", "esn = false\nanti_replay = false");
+    let c = Config::from_toml(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.tunnel
+            .unwrap()
+            .sas
+            .iter()
+            .map(|s| (s.spi, s.anti_replay))
+            .collect::<Vec<_>>(),
+        vec![(0x1001, true), (0x2001, false)]
+    );
+    let text = tunnel("").replace("esn = false", "anti_replay = false");
+    assert_err(
+        &reject(&text),
+        nth_line(&text, "anti_replay", 0),
+        "sas[1].anti_replay",
+        ErrorKind::BadValue,
+        "anti_replay = false needs esn = false",
+    );
+    let text = tunnel("").replace(
+        "salt = \"01020304\"",
+        "salt = \"01020304\"\nesn = false\nanti_replay = false",
+    );
+    assert_err(
+        &reject(&text),
+        nth_line(&text, "anti_replay", 0),
+        "sas[0].anti_replay",
+        ErrorKind::BadValue,
+        "anti_replay applies to inbound SAs only",
+    );
+}
+
 #[test]
 fn tunnel_peer_and_route_rules() {
     let text = tunnel("").replace("address = \"10.10.100.9\"", "address = \"192.0.2.1\"");

@@ -159,6 +159,7 @@ pub fn tunnel_section(engine: EngineKind) -> TunnelSection {
             salt: salt(spi),
             esn: true,
             lane_of: None,
+            anti_replay: true,
         })
         .collect();
     TunnelSection {

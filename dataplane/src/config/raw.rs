@@ -113,6 +113,7 @@ pub(crate) struct RawSa {
     pub salt: String,
     pub esn: Option<bool>,
     pub lane_of: Option<i64>,
+    pub anti_replay: Option<bool>,
 }
 
 impl std::fmt::Debug for RawSa {

@@ -113,6 +113,10 @@ pub struct SaConfig {
     /// Outbound: the SPI of the outbound SA this one is a lane of (`lane_of`;
     /// see [`crate::tunnel::SaSpec::lane_of`]).
     pub lane_of: Option<u32>,
+    /// Inbound: check the RFC 6479 anti-replay window (`anti_replay`,
+    /// default true). Off only for benchmarks that replay a captured
+    /// packet (RFC 4303 §3.4.3 lets a receiver turn the check off).
+    pub anti_replay: bool,
 }
 
 impl fmt::Debug for SaConfig {
@@ -125,6 +129,7 @@ impl fmt::Debug for SaConfig {
             .field("key", &"<redacted>")
             .field("salt", &"<redacted>")
             .field("esn", &self.esn)
+            .field("anti_replay", &self.anti_replay)
             .finish()
     }
 }

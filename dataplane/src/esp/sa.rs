@@ -137,12 +137,33 @@ pub struct InboundSa {
     pub key: SaKey,
     /// Extended (64-bit) sequence numbers; false: 32-bit.
     pub esn: bool,
+    /// Check the anti-replay window (the default). Off only for a manually
+    /// keyed SA with `anti_replay = false` (RFC 4303 §3.4.3), for
+    /// benchmarks that replay a captured packet; never with ESN.
+    pub anti_replay: bool,
 }
 
 impl InboundSa {
-    /// An inbound SA.
+    /// An inbound SA, replay-checked.
     pub fn new(spi: u32, key: SaKey, esn: bool) -> Self {
-        InboundSa { spi, key, esn }
+        InboundSa {
+            spi,
+            key,
+            esn,
+            anti_replay: true,
+        }
+    }
+
+    /// This SA with the anti-replay check on (`true`) or off.
+    pub fn with_anti_replay(self, on: bool) -> Self {
+        debug_assert!(
+            on || !self.esn,
+            "anti-replay off needs 32-bit sequence numbers"
+        );
+        InboundSa {
+            anti_replay: on,
+            ..self
+        }
     }
 }
 

@@ -159,6 +159,9 @@ pub struct SaSpec {
     /// outer UDP source port, so the peer's RSS spreads them too. None: an
     /// SA of its own.
     pub lane_of: Option<u32>,
+    /// Inbound: check the anti-replay window (always, but for a manually
+    /// keyed SA with `anti_replay = false`).
+    pub anti_replay: bool,
 }
 
 /// Most lanes (the head included) one outbound SA may have.
@@ -174,6 +177,7 @@ impl std::fmt::Debug for SaSpec {
             .field("peer", &self.peer)
             .field("rate_bps", &self.rate_bps)
             .field("lane_of", &self.lane_of.map(|h| format!("{h:#x}")))
+            .field("anti_replay", &self.anti_replay)
             .finish()
     }
 }
@@ -392,14 +396,20 @@ impl TunnelTables {
                         return Err(TableError::DuplicateSpi(s.spi));
                     }
                     let entry = match prev.inbound.get(&s.spi) {
-                        Some(e) if e.fingerprint == fingerprint => e.clone(),
+                        Some(e)
+                            if e.fingerprint == fingerprint
+                                && e.sa.anti_replay == s.anti_replay =>
+                        {
+                            e.clone()
+                        }
                         _ => {
                             report.installed += 1;
                             let key = SaKey::new(cx.engine, s.algorithm, &s.key, s.salt)?;
                             Arc::new(InboundEntry {
                                 stats_slot: assign(cx, Direction::In, s.spi),
                                 lifetime: Lifetime::new(s.hard_seconds),
-                                sa: InboundSa::new(s.spi, key, s.esn),
+                                sa: InboundSa::new(s.spi, key, s.esn)
+                                    .with_anti_replay(s.anti_replay),
                                 peer: s.peer.ip(),
                                 fingerprint,
                             })
@@ -637,6 +647,7 @@ mod nat_family_tests {
                 hard_packets: 0,
                 hard_seconds: 0,
                 lane_of: None,
+                anti_replay: true,
             }],
             listeners: targets
                 .iter()

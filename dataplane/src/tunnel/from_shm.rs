@@ -129,6 +129,8 @@ fn spec_of(view: &TablesView<'_>) -> (TableSpec, u64) {
             hard_packets: e.hard_packets,
             hard_seconds: e.hard_seconds,
             lane_of: (direction == Direction::Out && e.lane_of != 0).then_some(e.lane_of),
+            // Keys from s2cs are always replay-checked.
+            anti_replay: true,
         });
     }
     invalid += unlane_orphans(&mut spec.sas);

@@ -287,7 +287,8 @@ pub fn decap_burst<B: PacketBuf>(
     let tables = cx.tables;
     let mut pending: Burst<B> = Burst::new();
     let mut jobs: ArrayVec<OpenJob<'_>, BURST> = ArrayVec::new();
-    let mut slots: ArrayVec<Option<usize>, BURST> = ArrayVec::new();
+    // Each job's SA stats slot and whether its SA is replay-checked.
+    let mut slots: ArrayVec<(Option<usize>, bool), BURST> = ArrayVec::new();
     for (mut buf, o) in bufs.drain(..).zip(outer) {
         if !buf.adj(ETH_HLEN) {
             cx.counts.drop(DropReason::Runt);
@@ -314,17 +315,23 @@ pub fn decap_burst<B: PacketBuf>(
             cx.counts.drop(DropReason::EspSaExpired);
             continue;
         }
-        let window = state.replay.entry(view.spi).or_default();
-        let seq = window.infer(view.seq_low, entry.sa.esn);
-        if let Err(e) = window.check(seq) {
-            cx.counts.drop(drop_reason(e));
-            if let Some(c) = cx.sa_counters(entry.stats_slot, sa_tag(Direction::In, view.spi)) {
-                add(&c.replayed, 1);
+        let seq = if entry.sa.anti_replay {
+            let window = state.replay.entry(view.spi).or_default();
+            let seq = window.infer(view.seq_low, entry.sa.esn);
+            if let Err(e) = window.check(seq) {
+                cx.counts.drop(drop_reason(e));
+                if let Some(c) = cx.sa_counters(entry.stats_slot, sa_tag(Direction::In, view.spi)) {
+                    add(&c.replayed, 1);
+                }
+                continue;
             }
-            continue;
-        }
+            seq
+        } else {
+            // No window (`anti_replay = false`, 32-bit sequence numbers only).
+            u64::from(view.seq_low)
+        };
         jobs.push(OpenJob::new(&entry.sa, &view, seq));
-        slots.push(entry.stats_slot);
+        slots.push((entry.stats_slot, entry.sa.anti_replay));
         pending.push(buf);
     }
     if pending.is_empty() {
@@ -332,7 +339,7 @@ pub fn decap_burst<B: PacketBuf>(
     }
     esp::open_burst(crypto::engine(tables.engine), &mut pending, &mut jobs);
 
-    for ((mut buf, job), &slot) in pending.drain(..).zip(jobs.iter()).zip(&slots) {
+    for ((mut buf, job), &(slot, anti_replay)) in pending.drain(..).zip(jobs.iter()).zip(&slots) {
         let tag = sa_tag(Direction::In, job.view().spi);
         if !job.verified() {
             cx.counts.drop(DropReason::EspAuthFailed);
@@ -341,14 +348,16 @@ pub fn decap_burst<B: PacketBuf>(
             }
             continue;
         }
-        let window = state.replay.entry(job.view().spi).or_default();
-        // Checks again: two copies of one packet in this burst both passed the first check.
-        if let Err(e) = window.accept(job.seq()) {
-            cx.counts.drop(drop_reason(e));
-            if let Some(c) = cx.sa_counters(slot, tag) {
-                add(&c.replayed, 1);
+        if anti_replay {
+            let window = state.replay.entry(job.view().spi).or_default();
+            // Checks again: two copies of one packet in this burst both passed the first check.
+            if let Err(e) = window.accept(job.seq()) {
+                cx.counts.drop(drop_reason(e));
+                if let Some(c) = cx.sa_counters(slot, tag) {
+                    add(&c.replayed, 1);
+                }
+                continue;
             }
-            continue;
         }
 
         if let Err(e) = esp::decap_finish(&mut buf, job.view()) {

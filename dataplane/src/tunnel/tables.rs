@@ -371,6 +371,7 @@ fn spec_of_config(t: &TunnelSection) -> Result<TableSpec, TableError> {
                 hard_packets: 0,
                 hard_seconds: 0,
                 lane_of: s.lane_of,
+                anti_replay: s.anti_replay,
             }
         })
         .collect();

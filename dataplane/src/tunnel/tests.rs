@@ -192,6 +192,7 @@ fn gateway_custom(
         salt: [0xca, 0xfe, 0, spi as u8],
         esn: true,
         lane_of: None,
+        anti_replay: true,
     };
     let (out_sa, in_sa) = if a {
         (
@@ -528,6 +529,76 @@ fn tampered_replayed_and_unknown_spi_packets_are_dropped_and_counted() {
     assert_eq!(s.dropped(DropReason::EspMalformed), 1);
     assert_eq!(s.dropped(DropReason::EspReplay), 1);
     assert_eq!(s.total_drops(), 4);
+}
+
+/// Gateways A and B with 32-bit sequence numbers, B's inbound SA with the
+/// anti-replay check `on` or off.
+fn no_esn_pair(anti_replay: bool) -> (Gw, Gw) {
+    let no_esn = |t: &mut TunnelSection| t.sas.iter_mut().for_each(|s| s.esn = false);
+    let a = gateway_custom(
+        true,
+        EngineKind::Ring,
+        Vec::new(),
+        1500,
+        None,
+        false,
+        1,
+        no_esn,
+    );
+    let b = gateway_custom(
+        false,
+        EngineKind::Ring,
+        Vec::new(),
+        1500,
+        None,
+        false,
+        1,
+        |t| {
+            no_esn(t);
+            for s in t.sas.iter_mut().filter(|s| s.direction == Direction::In) {
+                s.anti_replay = anti_replay;
+            }
+        },
+    );
+    (a, b)
+}
+
+/// `anti_replay = false` (for benchmarks that replay a capture): the same
+/// ESP packet is opened each time it arrives, bytes exact, while forged
+/// ones still fail authentication; with the check on (the default) the
+/// copies are replay drops.
+#[test]
+fn an_sa_without_anti_replay_opens_a_replayed_packet_each_time() {
+    for anti_replay in [false, true] {
+        let (mut a, mut b) = no_esn_pair(anti_replay);
+        let f = prod_frame(&a, &payload(7, 300));
+        let want = expected_at_cons(&f, &b);
+        a.worker.queue_mut(PortId::Lan).rx.push_back(f);
+        poll_all(&mut a);
+        let esp = across_wan(a.worker.queue_mut(PortId::Wan).take_tx(), &b).remove(0);
+        let mut tampered = esp.clone();
+        tampered[ETH_HLEN + 28 + 8 + 8 + 40] ^= 0x01;
+        let rx = &mut b.worker.queue_mut(PortId::Wan).rx;
+        for _ in 0..3 {
+            rx.push_back(esp.clone());
+        }
+        rx.push_back(tampered);
+        poll_all(&mut b);
+        let delivered = b.worker.queue_mut(PortId::Lan).take_tx();
+        let s = b.stats.sum();
+        assert_eq!(s.dropped(DropReason::EspAuthFailed), 1, "{anti_replay}");
+        if anti_replay {
+            assert_eq!(delivered.len(), 1, "the first copy only");
+            assert_eq!(s.dropped(DropReason::EspReplay), 2);
+        } else {
+            assert_eq!(delivered.len(), 3, "every copy");
+            assert_eq!(s.dropped(DropReason::EspReplay), 0);
+            assert_eq!(s.total_drops(), 1);
+        }
+        for d in &delivered {
+            assert_eq!(d, &want, "{anti_replay}: bytes exact");
+        }
+    }
 }
 
 #[test]
@@ -1634,6 +1705,7 @@ fn lane_gateway(a: bool) -> Gw {
             salt: [0xca, 0xfe, 0, 3],
             esn: true,
             lane_of: a.then_some(0x1001),
+            anti_replay: true,
         });
     })
 }
