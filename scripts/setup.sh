@@ -18,7 +18,7 @@ readonly PACKAGES=(
     libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev
     libxdp-dev libbpf-dev xdp-tools iproute2 ethtool tcpdump
     iputils-ping python3 procps openssl
-    protobuf-compiler python3-grpcio python3-protobuf
+    protobuf-compiler python3-grpcio python3-protobuf python3-cryptography
     libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4 dpdk-doc make gcc
     debootstrap qemu-utils openssh-client e2fsprogs vagrant vagrant-libvirt lintian
 )
