@@ -285,12 +285,14 @@ class Setup:
         return [f"{self.tag}-{x}" for x in ("tst", "tpmd", "s2ds")]
 
 
-def start_tester(su: Setup, size: int, pcap: Path | None = None, into_wan: bool = False) -> Proc:
+def start_tester(su: Setup, size: int, pcap: Path | None = None, into_wan: bool = False,
+                 log_name: str | None = None) -> Proc:
     """testpmd with three ports in a chain (io forwarding): port 0 replays
     `pcap` (default: one plain frame of `size` bytes) into port 1, and what
     port 2 receives goes to port 0's transmit (the sink). Port 1 is the LAN
     memif and port 2 the WAN one, or the other way round with `into_wan`
-    (frames for the gateway's WAN port, counted at its LAN side)."""
+    (frames for the gateway's WAN port, counted at its LAN side). Its log is
+    OUT/`log_name` (default tester-SIZE.log)."""
     if pcap is None:
         pcap = su.work / f"frame{size}.pcap"
         write_pcap(pcap, size)
@@ -312,7 +314,8 @@ def start_tester(su: Setup, size: int, pcap: Path | None = None, into_wan: bool 
         "--no-flush-rx",
         *TESTPMD_COMMON,
     ]
-    t = Proc(f"tester({size}B)", cmd, su.out / f"tester-{size}.log", stdin_pipe=True)
+    t = Proc(f"tester({size}B)", cmd, su.out / (log_name or f"tester-{size}.log"),
+             stdin_pipe=True)
     t.wait_for(r"testpmd> ", 0, 30)
     for s in (su.lan_sock, su.wan_sock):
         if not s.exists():

@@ -212,13 +212,15 @@ def esp_frame(size: int, algo: str, udp: bool) -> bytes:
     return mac_bytes(FWD_WAN_MAC) + mac_bytes(SINK_MAC) + b"\x08\x00" + outer + payload
 
 
-def start_open_tester(su: Setup, size: int, algo: str, kind: str) -> Proc:
-    """The tester of the opening direction: it replays `kind`'s ESP frame
-    into the gateway's WAN memif and counts at its LAN memif."""
+def start_open_tester(su: Setup, size: int, algo: str, kind: str, idx: int) -> Proc:
+    """The tester of the opening direction, round `idx`: it replays
+    `kind`'s ESP frame into the gateway's WAN memif and counts at its LAN
+    memif (log tester-open-KIND-ALGO-SIZE-rIDX.log)."""
     udp = kind != SECGW
     pcap = su.work / f"esp-{'udp' if udp else 'plain'}-{algo}-{size}.pcap"
     write_frame_pcap(pcap, esp_frame(size, algo, udp))
-    return start_tester(su, size, pcap, into_wan=True)
+    log_name = f"tester-open-{kind.replace(' ', '-')}-{algo}-{size}-r{idx}.log"
+    return start_tester(su, size, pcap, into_wan=True, log_name=log_name)
 
 
 def s2ds_config_name(algo: str, engine: str, staged: bool) -> str:
@@ -297,7 +299,8 @@ def start_secgw(su: Setup, secgw: Path, algo: str, tag: str) -> Proc:
 
 
 def sink_bytes(tester: Proc) -> tuple[int, int]:
-    """(frames, bytes) the tester's WAN port (port 2) has received so far."""
+    """(frames, bytes) the tester's sink port (port 2: the WAN memif when
+    sealing, the LAN memif when opening) has received so far."""
     start = tester.offset()
     tester.send("show port stats 2")
     m = tester.wait_for(r"NIC statistics for port 2.*?RX-packets:\s*(\d+).*?RX-bytes:\s*(\d+)",
@@ -629,7 +632,7 @@ def main() -> int:
                                 if tester is not None:
                                     one(tester, direction, kind, algo, size, i)
                                     continue
-                                t = start_open_tester(su, size, algo, kind)
+                                t = start_open_tester(su, size, algo, kind, i)
                                 try:
                                     one(t, direction, kind, algo, size, i)
                                 finally:

@@ -147,6 +147,8 @@ esac
 [[ "$queues" =~ ^[0-9]+$ && "$queues" -ge 1 && "$queues" -le 64 ]] ||
     die "--queues '$queues' must be an integer between 1 and 64"
 [[ "$queues" == 1 || "$impair" == 0 ]] || die "--queues and --impair do not go together"
+[[ "$queues" == 1 ]] || command -v clang >/dev/null ||
+    die "--queues needs clang for scripts/wan_steer.bpf.c (scripts/setup.sh installs it)"
 
 if [[ $EUID -ne 0 ]]; then
     die "must run as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
@@ -242,7 +244,6 @@ set_xps() {
 steer_wan() {
     local src dir
     src="$(dirname "$(readlink -f "$0")")/wan_steer.bpf.c"
-    command -v clang >/dev/null || die "--queues needs clang (scripts/setup.sh installs it)"
     dir="$(mktemp -d)"
     if ! clang -O2 -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DQUEUES="$queues" \
         -c "$src" -o "$dir/wan_steer.o"; then
@@ -251,8 +252,12 @@ steer_wan() {
     fi
     local ifc
     for ifc in a0 b0; do
-        nsx "$NS_WAN" tc qdisc add dev "$ifc" clsact
-        nsx "$NS_WAN" tc filter add dev "$ifc" ingress bpf direct-action obj "$dir/wan_steer.o" sec tc
+        if ! nsx "$NS_WAN" tc qdisc add dev "$ifc" clsact ||
+            ! nsx "$NS_WAN" tc filter add dev "$ifc" ingress bpf direct-action \
+                obj "$dir/wan_steer.o" sec tc; then
+            rm -rf "$dir"
+            die "cannot attach the WAN steering program to $ifc (needs cls_bpf and clsact)"
+        fi
     done
     rm -rf "$dir"
 }

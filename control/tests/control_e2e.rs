@@ -1426,6 +1426,15 @@ fn eight_flows_of_one_tunnel_keep_both_workers_busy_at_both_ends() {
     );
     p.wait_site();
     let before = (per_worker(&p.gwa).0, per_worker(&p.gwb).1);
+    // Each SA's packets so far (the pings of wait_site), by direction and SPI.
+    let sa_packets = |gw: &Gateway| -> std::collections::BTreeMap<(String, String), u64> {
+        gw.settled_snapshot()
+            .sa_counters
+            .into_iter()
+            .map(|sa| ((sa.direction, sa.spi), sa.packets))
+            .collect()
+    };
+    let sa_before = (sa_packets(&p.gwa), sa_packets(&p.gwb));
     let reports =
         p.tb.tcp_transfers(Node::Prod, Node::Cons, "10.20.1.2:6105", 10_000_000, 8);
     assert_eq!(reports.len(), 8, "{reports:?}\n{}", p.logs());
@@ -1449,9 +1458,9 @@ fn eight_flows_of_one_tunnel_keep_both_workers_busy_at_both_ends() {
             );
         }
     }
-    for (name, gw, direction, data) in [
-        ("A", &p.gwa, "out", &a_sealed),
-        ("B", &p.gwb, "in", &b_opened),
+    for (name, gw, direction, data, sas_before) in [
+        ("A", &p.gwa, "out", &a_sealed, &sa_before.0),
+        ("B", &p.gwb, "in", &b_opened, &sa_before.1),
     ] {
         let snap = gw.settled_snapshot();
         for counter in ["esp_auth_failed", "esp_unknown_spi", "esp_replay"] {
@@ -1461,12 +1470,18 @@ fn eight_flows_of_one_tunnel_keep_both_workers_busy_at_both_ends() {
             assert_eq!(sa.replayed, 0, "{name}: {sa:?}");
         }
         // Both lanes carried the data: A sealed with two outbound SAs, B
-        // opened with two inbound ones.
+        // opened with two inbound ones (packets during the transfer).
         let total: u64 = data.iter().sum();
         let busy: Vec<_> = snap
             .sa_counters
             .iter()
-            .filter(|sa| sa.direction == direction && sa.packets * 10 >= total)
+            .filter(|sa| {
+                let was = sas_before
+                    .get(&(sa.direction.clone(), sa.spi.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                sa.direction == direction && (sa.packets - was) * 10 >= total
+            })
             .collect();
         assert_eq!(
             busy.len(),

@@ -789,6 +789,17 @@ fn anti_replay_can_be_turned_off_on_an_inbound_sa_without_esn() {
         ErrorKind::BadValue,
         "anti_replay applies to inbound SAs only",
     );
+    let text = tunnel("").replace(
+        "salt = \"01020304\"",
+        "salt = \"01020304\"\nanti_replay = true",
+    );
+    assert_err(
+        &reject(&text),
+        nth_line(&text, "anti_replay", 0),
+        "sas[0].anti_replay",
+        ErrorKind::BadValue,
+        "anti_replay applies to inbound SAs only",
+    );
 }
 
 #[test]

@@ -371,18 +371,32 @@ fn two_queue_testbed_has_its_queues_xps_and_wan_steering() {
         "the management link keeps one queue each way"
     );
     let cpus: u32 = sh(Node::Prod, "getconf _NPROCESSORS_CONF").parse().unwrap();
-    let xps = |q: u32| -> u64 {
+    // The mask in 32-bit groups, lowest CPUs first (sysfs prints them
+    // highest first, comma-separated), without high zero groups.
+    let trim = |mut groups: Vec<u32>| {
+        while groups.len() > 1 && groups.last() == Some(&0) {
+            groups.pop();
+        }
+        groups
+    };
+    let xps = |q: u32| -> Vec<u32> {
         let mask = sh(
             Node::Prod,
             &format!("cat /sys/class/net/eth0/queues/tx-{q}/xps_cpus"),
         );
-        u64::from_str_radix(&mask.replace(',', ""), 16).unwrap()
+        trim(
+            mask.split(',')
+                .rev()
+                .map(|g| u32::from_str_radix(g, 16).unwrap())
+                .collect(),
+        )
     };
-    let want = |q: u32| {
-        (0..cpus.min(64))
-            .filter(|c| c % 2 == q)
-            .map(|c| 1u64 << c)
-            .sum::<u64>()
+    let want = |q: u32| -> Vec<u32> {
+        let mut groups = vec![0u32; cpus.div_ceil(32) as usize];
+        for c in (0..cpus).filter(|c| c % 2 == q) {
+            groups[(c / 32) as usize] |= 1 << (c % 32);
+        }
+        trim(groups)
     };
     assert_eq!(
         (xps(0), xps(1)),

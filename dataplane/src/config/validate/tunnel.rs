@@ -329,21 +329,17 @@ fn sas(raw: &[RawSa], peers: &[Peer], cx: &Document<'_>) -> Res<Vec<SaConfig>> {
         })?;
         let esn = s.esn.unwrap_or(true);
         let anti_replay = s.anti_replay.unwrap_or(true);
-        if !anti_replay {
-            let path = base.key("anti_replay");
-            if Direction::from(s.direction) != Direction::In {
-                return Err(
-                    cx.bad_value(path, "anti_replay applies to inbound SAs only".to_string())
-                );
-            }
-            if esn {
-                return Err(cx.bad_value(
-                    path,
-                    "anti_replay = false needs esn = false (the high sequence bits are \
-                     inferred from the replay window)"
-                        .to_string(),
-                ));
-            }
+        let path = base.key("anti_replay");
+        if s.anti_replay.is_some() && Direction::from(s.direction) != Direction::In {
+            return Err(cx.bad_value(path, "anti_replay applies to inbound SAs only".to_string()));
+        }
+        if !anti_replay && esn {
+            return Err(cx.bad_value(
+                path,
+                "anti_replay = false needs esn = false (the high sequence bits are \
+                 inferred from the replay window)"
+                    .to_string(),
+            ));
         }
         out.push(SaConfig {
             spi,
