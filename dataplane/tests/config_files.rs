@@ -778,28 +778,20 @@ fn anti_replay_can_be_turned_off_on_an_inbound_sa_without_esn() {
         ErrorKind::BadValue,
         "anti_replay = false needs esn = false",
     );
-    let text = tunnel("").replace(
-        "salt = \"01020304\"",
-        "salt = \"01020304\"\nesn = false\nanti_replay = false",
-    );
-    assert_err(
-        &reject(&text),
-        nth_line(&text, "anti_replay", 0),
-        "sas[0].anti_replay",
-        ErrorKind::BadValue,
-        "anti_replay applies to inbound SAs only",
-    );
-    let text = tunnel("").replace(
-        "salt = \"01020304\"",
-        "salt = \"01020304\"\nanti_replay = true",
-    );
-    assert_err(
-        &reject(&text),
-        nth_line(&text, "anti_replay", 0),
-        "sas[0].anti_replay",
-        ErrorKind::BadValue,
-        "anti_replay applies to inbound SAs only",
-    );
+    // On the outbound SA, whatever its value.
+    for setting in ["esn = false\nanti_replay = false", "anti_replay = true"] {
+        let text = tunnel("").replace(
+            "salt = \"01020304\"",
+            &format!("salt = \"01020304\"\n{setting}"),
+        );
+        assert_err(
+            &reject(&text),
+            nth_line(&text, "anti_replay", 0),
+            "sas[0].anti_replay",
+            ErrorKind::BadValue,
+            "anti_replay applies to inbound SAs only",
+        );
+    }
 }
 
 #[test]
