@@ -20,13 +20,17 @@ Per mode and round: iperf3 TCP with 1 and 4 streams (throughput, sender
 retransmits) and, where the path carries UDP (kernel and s2ds), iperf3 UDP
 with 1400-byte datagrams offered as fast as iperf3 can (throughput, loss).
 Writes a markdown table (medians and best rounds, ratios against HAProxy and
-stunnel TLS 1.3) and a PNG bar chart. Every namespace, process and file it
-made is removed on exit, also on failure or ^C.
+stunnel TLS 1.3) and a PNG bar chart. With --profile, each mode's first TCP
+P=1 test runs under `perf record` of every CPU: CPU shares by thread (kernel
+and user space) in the table, the heaviest functions in OUT/perf-MODE.txt.
+Every namespace, process and file it made is removed on exit, also on
+failure or ^C.
 """
 
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -244,6 +248,60 @@ def delta(before, after):
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
+class Profile:
+    """`perf record` of every CPU while a test runs (cpu-clock, call graphs):
+    the shares of CPU time by thread and by kernel or user space, and a
+    report of the heaviest functions (self and with callees) in `base`.txt."""
+
+    def __init__(self, base, seconds):
+        self.base, self.seconds = base, seconds
+        self.data, self.report = base.with_suffix(".data"), base.with_suffix(".txt")
+        self.shares = {}
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            ["perf", "record", "-q", "-a", "-g", "-e", "cpu-clock", "-F", "999",
+             "-o", str(self.data), "--", "sleep", str(self.seconds)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.wait()
+        if exc[0] is not None:
+            return False
+        report = ["perf", "report", "-i", str(self.data), "--stdio", "-g", "none"]
+        by_thread = run(report + ["--no-children", "--sort", "comm,dso"]).stdout
+        self.shares = thread_shares(by_thread)
+        text = [by_thread]
+        for extra in (["--no-children", "--sort", "sym"], ["--children", "--sort", "sym"]):
+            text.append(run(report + extra).stdout)
+        self.report.write_text("\n".join(text))
+        self.data.unlink(missing_ok=True)
+        return False
+
+
+def thread_shares(text):
+    """From `perf report --sort comm,dso`: per thread name (a worker's or
+    per-CPU thread's number dropped), the percentage of samples in the kernel and in user space."""
+    shares = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].endswith("%") or line.lstrip().startswith("#"):
+            continue
+        pct, comm, dso = float(parts[0][:-1]), parts[1], " ".join(parts[2:])
+        name = re.sub(r"(?<=worker)\d+$|/\d+$", "", comm)
+        side = "kernel" if dso.startswith("[kernel") or dso.startswith("bpf_") else "user"
+        shares.setdefault(name, {"kernel": 0.0, "user": 0.0})[side] += pct
+    return shares
+
+
+def profile_line(shares):
+    """The threads taking most CPU, e.g. `s2ds-worker 73.2 % (kernel 68.7)`."""
+    top = sorted(shares.items(), key=lambda kv: -(kv[1]["kernel"] + kv[1]["user"]))[:6]
+    return ", ".join(f"{n} {v['kernel'] + v['user']:.1f} % (kernel {v['kernel']:.1f})"
+                     for n, v in top)
+
+
 def measure(mode, args, work, rnd):
     base = os.environ.get("E2E_PREFIX", f"e2e{os.getpid() % 100000}")
     prefix = f"{base}m{MODES.index(mode)}"
@@ -268,7 +326,13 @@ def measure(mode, args, work, rnd):
         tb.spawn("prod", ["iperf3", "-s", "-p", str(PORT)], mwork / "iperf3-server.log")
         wait_port(tb, "prod", PROD, PORT)
         out = {"mode": mode, "round": rnd}
-        out["tcp1"] = iperf(tb, target, args.duration, 1)
+        if args.profile and rnd == 1:
+            with Profile(args.out_dir / f"perf-{mode}", max(1, args.duration - 1)) as prof:
+                out["tcp1"] = iperf(tb, target, args.duration, 1)
+            out["profile"] = prof.shares
+            log(f"  profile (TCP P=1): {profile_line(prof.shares)}; {prof.report}")
+        else:
+            out["tcp1"] = iperf(tb, target, args.duration, 1)
         out["tcp4"] = iperf(tb, target, args.duration, 4)
         if mode in UDP_MODES:
             before = kernel_drops(tb)
@@ -328,6 +392,18 @@ def table(results, modes, args):
             f"| {ratio(t4, ref['tcp4'])} | {ratio(t4, tls['tcp4'])} | "
             + (f"{u:.2f} ({ub:.2f}) | {ratio(u, kern_udp)} | {statistics.median(loss):.1f} % |"
                if u is not None else "- | - | - |"))
+    profiled = [r for r in results if r.get("profile") and r["mode"] in modes]
+    if profiled:
+        lines += ["", "Where the CPU time went during each mode's first TCP P=1 test (perf, "
+                  "both CPUs = 100 %; threads above 2 %):", "",
+                  "| mode | thread | CPU | in the kernel | in user space |",
+                  "|---|---|---:|---:|---:|"]
+        for r in sorted(profiled, key=lambda r: modes.index(r["mode"])):
+            for name, v in sorted(r["profile"].items(),
+                                  key=lambda kv: -(kv[1]["kernel"] + kv[1]["user"])):
+                if v["kernel"] + v["user"] >= 2.0:
+                    lines.append(f"| {r['mode']} | {name} | {v['kernel'] + v['user']:.1f} % "
+                                 f"| {v['kernel']:.1f} % | {v['user']:.1f} % |")
     return "\n".join(lines) + "\n"
 
 
@@ -355,6 +431,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per iperf3 test")
     ap.add_argument("--out", type=Path, help="directory for logs and results")
     ap.add_argument("--plot", type=Path, help="PNG bar chart (default OUT/e2e.png)")
+    ap.add_argument("--profile", action="store_true",
+                    help="perf profile of every CPU during each mode's first TCP P=1 test")
     ap.add_argument("--smoke", action="store_true",
                     help="one 2-second round of every mode (CI): proves the bench runs")
     args = ap.parse_args()
@@ -368,12 +446,13 @@ def main():
     if os.geteuid() != 0:
         print("e2e: run as root (namespaces)", file=sys.stderr)
         return 2
-    for tool in ("iperf3", "haproxy", "stunnel4"):
+    for tool in ("iperf3", "haproxy", "stunnel4") + (("perf",) if args.profile else ()):
         if shutil.which(tool) is None:
             print(f"e2e: {tool} not found (scripts/setup.sh installs it)", file=sys.stderr)
             return 2
     out = args.out or Path(f"/tmp/s2-e2e-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
+    args.out_dir = out
     work = Path(tempfile.mkdtemp(prefix="s2-e2e-"))
 
     def on_signal(signum, _frame):

@@ -19,7 +19,7 @@ readonly PACKAGES=(
     libxdp-dev libbpf-dev xdp-tools iproute2 ethtool tcpdump
     iputils-ping python3 procps openssl
     protobuf-compiler python3-grpcio python3-protobuf python3-cryptography
-    libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4 dpdk-doc make gcc
+    libipsec-mb-dev prometheus python3-matplotlib iperf3 haproxy stunnel4 dpdk-doc make gcc linux-perf
     debootstrap qemu-utils openssh-client e2fsprogs vagrant vagrant-libvirt lintian
 )
 readonly HUGEPAGE_DIR=/dev/hugepages-s2
