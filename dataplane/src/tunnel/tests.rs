@@ -357,6 +357,19 @@ fn poll_all(g: &mut Gw) {
     }
 }
 
+/// [`poll_all`] for the gateway's first worker, then the same for each of
+/// its other workers.
+fn poll_every_worker(g: &mut Gw) {
+    poll_all(g);
+    for w in &mut g.others {
+        for _ in 0..64 {
+            if w.poll_once() == 0 {
+                break;
+            }
+        }
+    }
+}
+
 fn payload(i: usize, len: usize) -> Vec<u8> {
     let mut p: Vec<u8> = (0..len).map(|k| (k * 7 + i) as u8).collect();
     if len >= PATTERN.len() {
@@ -1745,12 +1758,7 @@ fn each_worker_seals_with_its_own_lane_and_the_peer_opens_both() {
         .queue_mut(PortId::Lan)
         .rx
         .extend(sent[20..].iter().cloned());
-    poll_all(&mut a);
-    for _ in 0..64 {
-        if a.others[0].poll_once() == 0 {
-            break;
-        }
-    }
+    poll_every_worker(&mut a);
     let lane0 = a.worker.queue_mut(PortId::Wan).take_tx();
     let lane1 = a.others[0].queue_mut(PortId::Wan).take_tx();
     let ids = |frames: &[Vec<u8>]| frames.iter().map(|f| esp_ids(f)).collect::<Vec<_>>();
@@ -1770,12 +1778,7 @@ fn each_worker_seals_with_its_own_lane_and_the_peer_opens_both() {
     let (lane0, lane1) = (across_wan(lane0, &b), across_wan(lane1, &b));
     b.worker.queue_mut(PortId::Wan).rx.extend(lane0);
     b.others[0].queue_mut(PortId::Wan).rx.extend(lane1);
-    poll_all(&mut b);
-    for _ in 0..64 {
-        if b.others[0].poll_once() == 0 {
-            break;
-        }
-    }
+    poll_every_worker(&mut b);
     let out0 = b.worker.queue_mut(PortId::Lan).take_tx();
     let out1 = b.others[0].queue_mut(PortId::Lan).take_tx();
     let expect = |s: &[Vec<u8>]| {
