@@ -347,10 +347,17 @@ def measure(mode, args, work, rnd):
             for node in ("gwa", "gwb"):
                 snap = json.loads((mwork / f"{node}.stats.json").read_text())
                 out[f"{node}_drops"] = {k: v for k, v in snap["drops"].items() if v}
-                out[f"{node}_host_drops"] = {f"{p['id']}.{k}": v for p in snap["ports"]
-                                             for k, v in p.get("host_drops", {}).items() if v}
+                host = {f"{p['id']}.{k}": v for p in snap["ports"]
+                        for k, v in p.get("host_drops", {}).items() if v}
+                # The *_ring_empty counters are ring events, not losses
+                # (docs/metrics.md): a loss they cause shows as xsk_rx_dropped.
+                out[f"{node}_host_drops"] = {k: v for k, v in host.items()
+                                             if not k.endswith("_ring_empty")}
+                out[f"{node}_ring_events"] = {k: v for k, v in host.items()
+                                              if k.endswith("_ring_empty")}
             log(f"  gwB (sends) drops {out['gwb_drops']} host {out['gwb_host_drops']}; "
-                f"gwA drops {out['gwa_drops']} host {out['gwa_host_drops']}")
+                f"gwA drops {out['gwa_drops']} host {out['gwa_host_drops']}; ring events "
+                f"gwB {out['gwb_ring_events']} gwA {out['gwa_ring_events']}")
         log(f"{mode} round {rnd}: TCP P=1 {out['tcp1']['gbps']:.2f} Gb/s "
             f"({out['tcp1']['retransmits']} retr), P=4 {out['tcp4']['gbps']:.2f} Gb/s"
             + (f", UDP {out['udp']['gbps']:.2f} Gb/s {out['udp']['loss_pct']:.1f} % lost"
