@@ -28,6 +28,7 @@ failure or ^C.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -254,7 +255,7 @@ class Profile:
     report of the heaviest functions (self and with callees) in `base`.txt."""
 
     def __init__(self, base, seconds):
-        self.base, self.seconds = base, seconds
+        self.seconds = seconds
         self.data, self.report = base.with_suffix(".data"), base.with_suffix(".txt")
         self.shares = {}
 
@@ -282,7 +283,8 @@ class Profile:
 
 def thread_shares(text):
     """From `perf report --sort comm,dso`: per thread name (a worker's or
-    per-CPU thread's number dropped), the percentage of samples in the kernel and in user space."""
+    per-CPU thread's number dropped), the percentage of samples in the
+    kernel and in user space."""
     shares = {}
     for line in text.splitlines():
         parts = line.split()
@@ -295,11 +297,15 @@ def thread_shares(text):
     return shares
 
 
+def by_cpu(shares):
+    """(thread, total %, kernel %, user %), the busiest thread first."""
+    rows = [(n, v["kernel"] + v["user"], v["kernel"], v["user"]) for n, v in shares.items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
 def profile_line(shares):
     """The threads taking most CPU, e.g. `s2ds-worker 73.2 % (kernel 68.7)`."""
-    top = sorted(shares.items(), key=lambda kv: -(kv[1]["kernel"] + kv[1]["user"]))[:6]
-    return ", ".join(f"{n} {v['kernel'] + v['user']:.1f} % (kernel {v['kernel']:.1f})"
-                     for n, v in top)
+    return ", ".join(f"{n} {cpu:.1f} % (kernel {k:.1f})" for n, cpu, k, _ in by_cpu(shares)[:6])
 
 
 def measure(mode, args, work, rnd):
@@ -326,13 +332,13 @@ def measure(mode, args, work, rnd):
         tb.spawn("prod", ["iperf3", "-s", "-p", str(PORT)], mwork / "iperf3-server.log")
         wait_port(tb, "prod", PROD, PORT)
         out = {"mode": mode, "round": rnd}
-        if args.profile and rnd == 1:
-            with Profile(args.out_dir / f"perf-{mode}", max(1, args.duration - 1)) as prof:
-                out["tcp1"] = iperf(tb, target, args.duration, 1)
+        profiled = args.profile and rnd == 1
+        with (Profile(args.out_dir / f"perf-{mode}", max(1, args.duration - 1)) if profiled
+              else contextlib.nullcontext()) as prof:
+            out["tcp1"] = iperf(tb, target, args.duration, 1)
+        if profiled:
             out["profile"] = prof.shares
             log(f"  profile (TCP P=1): {profile_line(prof.shares)}; {prof.report}")
-        else:
-            out["tcp1"] = iperf(tb, target, args.duration, 1)
         out["tcp4"] = iperf(tb, target, args.duration, 4)
         if mode in UDP_MODES:
             before = kernel_drops(tb)
@@ -406,11 +412,8 @@ def table(results, modes, args):
                   "| mode | thread | CPU | in the kernel | in user space |",
                   "|---|---|---:|---:|---:|"]
         for r in sorted(profiled, key=lambda r: modes.index(r["mode"])):
-            for name, v in sorted(r["profile"].items(),
-                                  key=lambda kv: -(kv[1]["kernel"] + kv[1]["user"])):
-                if v["kernel"] + v["user"] >= 2.0:
-                    lines.append(f"| {r['mode']} | {name} | {v['kernel'] + v['user']:.1f} % "
-                                 f"| {v['kernel']:.1f} % | {v['user']:.1f} % |")
+            lines += [f"| {r['mode']} | {name} | {cpu:.1f} % | {k:.1f} % | {u:.1f} % |"
+                      for name, cpu, k, u in by_cpu(r["profile"]) if cpu >= 2.0]
     return "\n".join(lines) + "\n"
 
 
