@@ -45,10 +45,24 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
         #[cfg(not(feature = "dpdk"))]
         bail!("this s2ds was built without DPDK (--no-default-features); use backend \"af_xdp\" or \"tap\", or rebuild with the default features");
     }
-    let mut ports = Vec::new();
-    for id in PortId::ALL {
-        ports.push(open_native(cfg, id, workers).with_context(|| format!("opening port {id}"))?);
-    }
+    let mut ports = match PortId::ALL.map(|id| xdp_config(cfg, id, workers)) {
+        // Both AF_XDP: each worker's two sockets share a UMEM, so frames
+        // cross between the ports by descriptor.
+        [Some(lan), Some(wan)] => {
+            let (l, w) = afxdp::XdpPort::open_pair(&lan, &wan)
+                .context("opening the AF_XDP ports on shared UMEMs")?;
+            vec![NativePort::Xdp(l), NativePort::Xdp(w)]
+        }
+        _ => {
+            let mut ports = Vec::new();
+            for id in PortId::ALL {
+                ports.push(
+                    open_native(cfg, id, workers).with_context(|| format!("opening port {id}"))?,
+                );
+            }
+            ports
+        }
+    };
     let infos = [ports[0].info(), ports[1].info()];
     let mut lan = ports[0].take_queues();
     let mut wan = ports[1].take_queues();
@@ -107,25 +121,36 @@ fn run_dpdk(cfg: &Config, workers: usize, stop: Arc<AtomicBool>) -> Result<()> {
     )
 }
 
+/// The AF_XDP socket settings of port `id`, if it is an AF_XDP port.
+fn xdp_config(cfg: &Config, id: PortId, workers: usize) -> Option<afxdp::XdpConfig> {
+    let Backend::AfXdp {
+        interface,
+        xdp_mode,
+        zero_copy,
+        frame_count,
+    } = &cfg.ports.get(id).backend
+    else {
+        return None;
+    };
+    Some(afxdp::XdpConfig {
+        interface: interface.clone(),
+        queues: workers as u16,
+        mode: match xdp_mode {
+            crate::config::XdpMode::Auto => afxdp::XdpMode::Auto,
+            crate::config::XdpMode::Native => afxdp::XdpMode::Native,
+            crate::config::XdpMode::Skb => afxdp::XdpMode::Skb,
+        },
+        zero_copy: *zero_copy,
+        frame_count: *frame_count,
+    })
+}
+
 fn open_native(cfg: &Config, id: PortId, workers: usize) -> Result<NativePort> {
+    if let Some(xdp) = xdp_config(cfg, id, workers) {
+        return Ok(NativePort::open_xdp(&xdp)?);
+    }
     let p = cfg.ports.get(id);
     Ok(match &p.backend {
-        Backend::AfXdp {
-            interface,
-            xdp_mode,
-            zero_copy,
-            frame_count,
-        } => NativePort::open_xdp(&afxdp::XdpConfig {
-            interface: interface.clone(),
-            queues: workers as u16,
-            mode: match xdp_mode {
-                crate::config::XdpMode::Auto => afxdp::XdpMode::Auto,
-                crate::config::XdpMode::Native => afxdp::XdpMode::Native,
-                crate::config::XdpMode::Skb => afxdp::XdpMode::Skb,
-            },
-            zero_copy: *zero_copy,
-            frame_count: *frame_count,
-        })?,
         Backend::Tap {
             interface,
             mac,
@@ -137,6 +162,7 @@ fn open_native(cfg: &Config, id: PortId, workers: usize) -> Result<NativePort> {
             queues: workers as u16,
             bridge: bridge.clone(),
         })?,
+        Backend::AfXdp { .. } => unreachable!("AF_XDP ports are opened above"),
         Backend::Dpdk { .. } => bail!("port {id} is a DPDK port"),
     })
 }

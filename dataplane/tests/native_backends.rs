@@ -684,6 +684,24 @@ struct Veth {
 
 fn veth(queues: u16, mtu: u16) -> Veth {
     let ns = Netns::new();
+    let (dev, peer_dev, peer, peer_mac) = veth_in(&ns, queues, mtu, XDP_PEER);
+    Veth {
+        dev,
+        peer_dev,
+        peer_mac,
+        peer,
+        ns,
+    }
+}
+
+/// A veth pair from `ns` to a new namespace whose end has `peer_addr`/24:
+/// (device in `ns`, peer device, peer namespace, peer MAC).
+fn veth_in(
+    ns: &Netns,
+    queues: u16,
+    mtu: u16,
+    peer_addr: Ipv4Addr,
+) -> (String, String, Netns, [u8; 6]) {
     let peer = Netns::new();
     let dev = unique("nbx");
     let peer_dev = unique("nbp");
@@ -711,20 +729,14 @@ fn veth(queues: u16, mtu: u16) -> Veth {
     let mtu = mtu.to_string();
     ns.ip(&["link", "set", &dev, "mtu", &mtu, "up"]);
     peer.ip(&["link", "set", &peer_dev, "mtu", &mtu, "up"]);
-    peer.ip(&["addr", "add", &format!("{XDP_PEER}/24"), "dev", &peer_dev]);
-    for (n, d) in [(&ns, &dev), (&peer, &peer_dev)] {
+    peer.ip(&["addr", "add", &format!("{peer_addr}/24"), "dev", &peer_dev]);
+    for (n, d) in [(ns, &dev), (&peer, &peer_dev)] {
         n.exec(&["ethtool", "-K", d, "tx", "off"]);
     }
     ns.wait_lower_up(&dev);
     peer.wait_lower_up(&peer_dev);
     let peer_mac = peer.mac(&peer_dev);
-    Veth {
-        dev,
-        peer_dev,
-        peer_mac,
-        peer,
-        ns,
-    }
+    (dev, peer_dev, peer, peer_mac)
 }
 
 fn skb_config(dev: &str, queues: u16) -> XdpConfig {
@@ -1023,6 +1035,274 @@ fn afxdp_two_queues_share_the_program_and_detach_when_the_last_goes() {
     assert_no_xdp(&v);
 }
 
+// ------------------------------------------------ shared UMEM (open_pair)
+
+/// The WAN-side peer of the pair tests, on another subnet routed through the "gateway".
+const XDP_WAN_PEER: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
+/// The "gateway"'s address on the WAN side (never assigned: the test forwards).
+const XDP_WAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
+/// Frames per socket in the pair tests: the smallest UMEM, so forwarding
+/// 1000 frames recycles every frame many times through both sockets.
+const PAIR_FRAMES: u32 = 64;
+
+/// A gateway namespace (`lan.ns`) with two veths: `lan` to a peer at
+/// XDP_PEER, `wan` (device, peer device, peer namespace, peer MAC) to a
+/// peer at XDP_WAN_PEER; each peer routes the other's subnet through it.
+struct Pair {
+    lan: Veth,
+    wan: (String, String, Netns, [u8; 6]),
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let lan = veth(1, 1500);
+        let wan = veth_in(&lan.ns, 1, 1500, XDP_WAN_PEER);
+        let (lan_mac, wan_mac) = (lan.ns.mac(&lan.dev), lan.ns.mac(&wan.0));
+        for (peer, dev, gw, mac, other) in [
+            (
+                &lan.peer,
+                &lan.peer_dev,
+                XDP_GATEWAY,
+                lan_mac,
+                "10.203.0.0/24",
+            ),
+            (&wan.2, &wan.1, XDP_WAN_GATEWAY, wan_mac, "10.202.0.0/24"),
+        ] {
+            let gw = gw.to_string();
+            peer.ip(&[
+                "neigh",
+                "replace",
+                &gw,
+                "lladdr",
+                &format_mac(&mac),
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+            peer.ip(&["route", "add", other, "via", &gw, "dev", dev]);
+        }
+        Pair { lan, wan }
+    }
+
+    fn open(&self) -> (XdpPort, XdpPort) {
+        let cfg = |dev: &str| XdpConfig {
+            frame_count: PAIR_FRAMES,
+            ..skb_config(dev, 1)
+        };
+        self.lan
+            .ns
+            .enter(|| XdpPort::open_pair(&cfg(&self.lan.dev), &cfg(&self.wan.0)))
+            .expect("open the AF_XDP pair")
+    }
+
+    fn assert_no_xdp(&self) {
+        assert_no_xdp(&self.lan);
+        let link = self.lan.ns.link(&self.wan.0);
+        assert!(
+            !link.contains("xdp"),
+            "XDP program left on {}: {link}",
+            self.wan.0
+        );
+    }
+}
+
+/// Streams COUNT datagrams from a socket in `tx_ns` to `to_addr` in
+/// `rx_ns` while the test forwards every frame from `from` to `to` (MACs
+/// rewritten in place, nothing copied): every datagram must arrive once,
+/// every frame received must be a lent UMEM frame, and `to` must take all.
+/// Returns the frames forwarded.
+fn stream_through(
+    (tx_ns, rx_ns, to_addr): (&Netns, &Netns, Ipv4Addr),
+    (from, to): (&mut XdpQueue, &mut XdpQueue),
+    (dst_mac, src_mac): ([u8; 6], [u8; 6]),
+) -> u64 {
+    let receiver = rx_ns.udp(SocketAddrV4::new(to_addr, 0));
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let dst = receiver.local_addr().unwrap();
+    let sender = tx_ns.udp(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    // At most WINDOW datagrams in flight: the rings hold PAIR_FRAMES / 2.
+    const WINDOW: u32 = 16;
+    let received = AtomicU32::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut forwarded = 0u64;
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut seen = BTreeSet::new();
+            let mut buf = [0u8; 2048];
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while seen.len() < COUNT as usize && Instant::now() < deadline {
+                if let Ok(n) = receiver.recv(&mut buf) {
+                    assert!(seen.insert(seq_of(&buf[..n])), "duplicate datagram");
+                    received.store(seen.len() as u32, Ordering::Release);
+                }
+            }
+            done.store(true, Ordering::Release);
+            seen
+        });
+        s.spawn(|| {
+            let mut seq = 0;
+            while seq < COUNT && !done.load(Ordering::Acquire) {
+                if seq - received.load(Ordering::Acquire) >= WINDOW {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                sender.send_to(&seq_payload(seq), dst).unwrap();
+                seq += 1;
+            }
+        });
+        let mut burst = Burst::new();
+        while !done.load(Ordering::Acquire) {
+            if from.rx_burst(&mut burst) == 0 {
+                from.idle();
+                to.idle();
+                std::thread::yield_now();
+                continue;
+            }
+            for b in burst.iter_mut() {
+                assert!(b.in_umem(), "a received frame was copied out of the UMEM");
+                b.data_mut()[..6].copy_from_slice(&dst_mac);
+                b.data_mut()[6..12].copy_from_slice(&src_mac);
+            }
+            let n = burst.len();
+            assert_eq!(to.tx_burst(&mut burst), n, "the other port refused frames");
+            forwarded += n as u64;
+        }
+        let seen = reader.join().unwrap();
+        assert_eq!(
+            seen.len(),
+            COUNT as usize,
+            "missing datagrams: {:?}",
+            (0..COUNT)
+                .filter(|s| !seen.contains(s))
+                .take(20)
+                .collect::<Vec<_>>()
+        );
+    });
+    forwarded
+}
+
+#[test]
+fn afxdp_pair_forwards_by_descriptor_both_ways_on_a_shared_umem() {
+    let p = Pair::new();
+    let (mut lan, mut wan) = p.open();
+    let (lan_mac, wan_mac) = (lan.info().mac, wan.info().mac);
+    let (mut lqs, mut wqs) = (lan.take_queues(), wan.take_queues());
+    let (lq, wq) = (&mut lqs[0], &mut wqs[0]);
+
+    // LAN peer -> WAN peer, then back: 1000 datagrams each way through 128
+    // shared frames, each frame received on one socket and sent on the other.
+    let out = stream_through(
+        (&p.lan.peer, &p.wan.2, XDP_WAN_PEER),
+        (&mut *lq, &mut *wq),
+        (p.wan.3, wan_mac),
+    );
+    let back = stream_through(
+        (&p.wan.2, &p.lan.peer, XDP_PEER),
+        (&mut *wq, &mut *lq),
+        (p.lan.peer_mac, lan_mac),
+    );
+    assert!(
+        out >= u64::from(COUNT) && back >= u64::from(COUNT),
+        "{out} {back}"
+    );
+    assert_eq!((lq.rx_dropped(), wq.rx_dropped()), (0, 0));
+    // Sent by descriptor: not one frame copied on either side.
+    assert_eq!((lq.tx_copied(), wq.tx_copied()), (0, 0));
+    // Nothing lost below the gateway either (fill ring never empty, no TX invalid).
+    for q in [&mut *lq, &mut *wq] {
+        let d = q.host_drops().expect("XDP_STATISTICS");
+        for r in [
+            HostDrop::XskRxDropped,
+            HostDrop::XskTxInvalid,
+            HostDrop::XskRxInvalid,
+        ] {
+            assert_eq!(d[r as usize], 0, "{r:?} on queue {}", q.id());
+        }
+    }
+    // A frame the gateway makes itself (heap buffer) is copied into a free frame.
+    let receiver = p.wan.2.udp(SocketAddrV4::new(XDP_WAN_PEER, 0));
+    let rport = receiver.local_addr().unwrap().port();
+    let frame = Udp {
+        dst_mac: p.wan.3,
+        src_mac: wan_mac,
+        src: SocketAddrV4::new(XDP_WAN_GATEWAY, 6300),
+        dst: SocketAddrV4::new(XDP_WAN_PEER, rport),
+        payload: payload("heap", 200),
+    }
+    .build();
+    send_one(wq, &frame);
+    assert_eq!(recv_payload(&receiver).0, payload("heap", 200));
+    assert_eq!(wq.tx_copied(), 1);
+
+    drop((lqs, wqs, lan, wan));
+    p.assert_no_xdp();
+}
+
+#[test]
+fn afxdp_lent_frames_outlive_their_port_and_other_threads_may_drop_them() {
+    let p = Pair::new();
+    let (mut lan, wan) = p.open();
+    let mut lq = lan.take_queues();
+    let sender = p.lan.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
+    for tag in ["kept-here", "kept-there"] {
+        sender
+            .send_to(&payload(tag, 100), SocketAddrV4::new(XDP_WAN_PEER, 7000))
+            .unwrap();
+    }
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut burst = Burst::new();
+    while held.len() < 2 {
+        assert!(Instant::now() < deadline, "frames did not arrive");
+        lq[0].rx_burst(&mut burst);
+        held.extend(burst.drain(..));
+        lq[0].idle();
+    }
+    assert!(
+        held.iter().all(|b| b.in_umem()),
+        "received frames are lent in place"
+    );
+    let copies: Vec<Vec<u8>> = held.iter().map(|b| b.data().to_vec()).collect();
+    // The port and its UMEM go while both buffers still point into it.
+    drop((lq, lan, wan));
+    p.assert_no_xdp();
+    let there = held.pop().unwrap();
+    let expect_there = copies[1].clone();
+    std::thread::spawn(move || {
+        assert_eq!(there.data(), &expect_there[..]);
+        drop(there);
+    })
+    .join()
+    .unwrap();
+    let here = held.pop().unwrap();
+    assert_eq!(here.data(), &copies[0][..]);
+    assert_eq!(
+        Udp::parse(here.data()).unwrap().payload,
+        payload("kept-here", 100)
+    );
+    drop(here);
+}
+
+#[test]
+fn afxdp_pair_with_different_queue_counts_is_refused_before_touching_the_kernel() {
+    let p = Pair::new();
+    let err = p
+        .lan
+        .ns
+        .enter(|| XdpPort::open_pair(&skb_config(&p.lan.dev, 1), &skb_config(&p.wan.0, 2)))
+        .err()
+        .expect("mismatched queue counts");
+    assert!(
+        matches!(&err, XdpError::InvalidConfig { interface, .. } if *interface == p.wan.0),
+        "{err}"
+    );
+    assert!(err.to_string().contains("queues"), "{err}");
+    p.assert_no_xdp();
+}
+
 #[test]
 fn afxdp_native_mode_carries_udp_both_ways() {
     let v = veth(1, 1500);
@@ -1091,7 +1371,7 @@ fn afxdp_zero_copy_on_a_driver_without_it_fails_cleanly() {
         matches!(
             &err,
             XdpError::Sys {
-                call: "xsk_socket__create",
+                call: "xsk_socket__create_shared",
                 queue: Some(0),
                 ..
             }

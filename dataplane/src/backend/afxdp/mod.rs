@@ -1,13 +1,19 @@
-//! Native AF_XDP backend through libxdp: one XDP socket per queue, each with
-//! its own UMEM of [`FRAME_SIZE`]-byte frames. libxdp attaches its default
-//! XSK redirect program when the first socket binds and detaches it when the
-//! last one is deleted.
+//! Native AF_XDP backend through libxdp: one XDP socket per queue on a UMEM
+//! of [`FRAME_SIZE`]-byte frames. libxdp attaches its default XSK redirect
+//! program when the first socket binds and detaches it when the last one is
+//! deleted.
 //!
-//! Frames are copied between the UMEM and [`PoolBuf`]s, so AF_XDP ports mix
-//! freely with TAP ports in one gateway.
+//! Received frames are lent to [`PoolBuf`](super::pool::PoolBuf)s in place.
+//! When both ports of a gateway are AF_XDP ([`XdpPort::open_pair`]), worker
+//! *i*'s LAN and WAN sockets share one UMEM, so a frame received on one port
+//! leaves the other by descriptor, never copied in user space. Buffers of
+//! another origin (TAP, frames the gateway makes) are copied into a free
+//! frame, so AF_XDP ports still mix freely with TAP ports.
 
+mod frames;
 mod netns;
 mod queue;
+mod umem;
 
 use std::io;
 
@@ -16,7 +22,14 @@ use thiserror::Error;
 use super::tap::netdev::{CtlSocket, IfName};
 use super::PortInfo;
 use crate::host_drops::NetdevDrops;
+use queue::UmemChoice;
 pub use queue::XdpQueue;
+
+/// A lent UMEM frame's buffer was dropped: its frame goes back to the pool
+/// of the thread that owns its UMEM (called by `PoolBuf`'s drop).
+pub(crate) fn release_frame(umem: u64, frame: u64) {
+    frames::release(umem, frame);
+}
 
 /// UMEM frame size in bytes (libxdp's default, one page).
 pub const FRAME_SIZE: u32 = scistream_sys::xdp::XSK_UMEM__DEFAULT_FRAME_SIZE;
@@ -70,7 +83,7 @@ pub enum XdpError {
         interface: String,
         /// The queue being set up, if the failure was per queue.
         queue: Option<u16>,
-        /// The failing call, e.g. `xsk_socket__create`.
+        /// The failing call, e.g. `xsk_socket__create_shared`.
         call: &'static str,
         /// The errno.
         #[source]
@@ -138,29 +151,59 @@ pub struct XdpPort {
 
 impl XdpPort {
     /// Reads the interface's MAC and MTU and creates one AF_XDP socket per
-    /// queue, in the calling thread's network namespace.
+    /// queue, each on a UMEM of its own of `cfg.frame_count` frames, in the
+    /// calling thread's network namespace.
     pub fn open(cfg: &XdpConfig) -> Result<XdpPort, XdpError> {
+        validate(cfg)?;
+        let create = UmemChoice::Create {
+            frames: cfg.frame_count,
+            ring_size: cfg.frame_count / 2,
+        };
+        Self::open_with(cfg, |_| Ok(create))
+    }
+
+    /// Opens the LAN and WAN ports of one gateway with the same number of
+    /// queues, queue *i* of both on one shared UMEM (`lan.frame_count +
+    /// wan.frame_count` frames), so frames cross between them by descriptor.
+    pub fn open_pair(lan: &XdpConfig, wan: &XdpConfig) -> Result<(XdpPort, XdpPort), XdpError> {
+        validate(lan)?;
+        validate(wan)?;
+        if lan.queues != wan.queues {
+            return Err(XdpError::InvalidConfig {
+                interface: wan.interface.clone(),
+                reason: format!(
+                    "a shared UMEM needs as many queues as {} ({}), got {}",
+                    lan.interface, lan.queues, wan.queues
+                ),
+            });
+        }
+        let create = UmemChoice::Create {
+            frames: lan.frame_count + wan.frame_count,
+            ring_size: lan.frame_count.max(wan.frame_count) / 2,
+        };
+        let lan_port = Self::open_with(lan, |_| Ok(create))?;
+        let umems: Vec<_> = lan_port.queues.iter().map(|q| q.umem().clone()).collect();
+        let wan_port = Self::open_with(wan, |i| {
+            Ok(UmemChoice::Join(umems.get(i as usize).ok_or_else(
+                || XdpError::InvalidConfig {
+                    interface: wan.interface.clone(),
+                    reason: format!("no UMEM for queue {i}"),
+                },
+            )?))
+        })?;
+        Ok((lan_port, wan_port))
+    }
+
+    /// Opens `cfg`'s queues, queue *i* on `umem_for(i)`'s UMEM.
+    fn open_with<'u>(
+        cfg: &XdpConfig,
+        umem_for: impl Fn(u16) -> Result<UmemChoice<'u>, XdpError>,
+    ) -> Result<XdpPort, XdpError> {
         let iface = &cfg.interface;
         let name = IfName::new(iface).map_err(|reason| XdpError::InvalidName {
             name: iface.clone(),
             reason,
         })?;
-        let invalid = |reason: String| XdpError::InvalidConfig {
-            interface: iface.clone(),
-            reason,
-        };
-        if cfg.queues == 0 {
-            return Err(invalid("queues must be at least 1".to_owned()));
-        }
-        if !cfg.frame_count.is_power_of_two()
-            || !(MIN_FRAME_COUNT..=MAX_FRAME_COUNT).contains(&cfg.frame_count)
-        {
-            return Err(invalid(format!(
-                "frame_count must be a power of two in {MIN_FRAME_COUNT}..={MAX_FRAME_COUNT}, got {}",
-                cfg.frame_count
-            )));
-        }
-
         let sys = |call: &'static str| {
             move |source: io::Error| XdpError::Sys {
                 interface: iface.clone(),
@@ -190,7 +233,7 @@ impl XdpPort {
         let mac = ctl.hwaddr(&name).map_err(sys("ioctl(SIOCGIFHWADDR)"))?;
 
         let mut queues = (0..cfg.queues)
-            .map(|id| XdpQueue::open(&name, id, cfg))
+            .map(|id| XdpQueue::open(&name, id, cfg, umem_for(id)?))
             .collect::<Result<Vec<_>, _>>()?;
         // Queue 0 also reports the interface's kernel drop counters (per device).
         if let Some(q) = queues.first_mut() {
@@ -217,4 +260,28 @@ impl XdpPort {
     pub fn take_queues(&mut self) -> Vec<XdpQueue> {
         std::mem::take(&mut self.queues)
     }
+}
+
+/// Checks what can be checked before touching the kernel.
+fn validate(cfg: &XdpConfig) -> Result<(), XdpError> {
+    let invalid = |reason: String| XdpError::InvalidConfig {
+        interface: cfg.interface.clone(),
+        reason,
+    };
+    IfName::new(&cfg.interface).map_err(|reason| XdpError::InvalidName {
+        name: cfg.interface.clone(),
+        reason,
+    })?;
+    if cfg.queues == 0 {
+        return Err(invalid("queues must be at least 1".to_owned()));
+    }
+    if !cfg.frame_count.is_power_of_two()
+        || !(MIN_FRAME_COUNT..=MAX_FRAME_COUNT).contains(&cfg.frame_count)
+    {
+        return Err(invalid(format!(
+            "frame_count must be a power of two in {MIN_FRAME_COUNT}..={MAX_FRAME_COUNT}, got {}",
+            cfg.frame_count
+        )));
+    }
+    Ok(())
 }

@@ -1,21 +1,28 @@
-//! One AF_XDP socket with its own UMEM: the four rings, the frame
-//! bookkeeping and the RX/TX burst paths.
+//! One AF_XDP socket: its four rings and the RX/TX burst paths, on a UMEM
+//! of its own or shared with the worker's socket on the other port.
 //!
-//! Frame ownership: the UMEM's first half of frames circulates between the
-//! fill ring, the RX ring and `rx_free`; the second half between `tx_free`,
-//! the TX ring and the completion ring. Each ring is sized to hold every
-//! frame of its half, so the free stacks never outgrow their capacity.
+//! Frame ownership: a UMEM frame is on a fill ring, an RX ring, lent to a
+//! packet buffer, on a TX ring, on a completion ring, or free in the owner
+//! thread's frame pool ([`super::frames`]). RX lends each frame to a
+//! [`PoolBuf`] in place; TX sends a buffer lent by the same UMEM by
+//! descriptor and copies any other buffer into a free frame. Each fill ring
+//! holds at most half of the UMEM's frames, so the other half is always
+//! there for TX, buffers in flight and the completion rings.
 
 use std::io;
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 
+use arrayvec::ArrayVec;
 use scistream_sys::xdp as sys;
 
+use super::frames::{self, FramePool};
 use super::netns::NetNs;
+use super::umem::Umem;
 use super::{XdpConfig, XdpError, FRAME_SIZE};
 use crate::backend::pool::{PoolBuf, CAPACITY, HEADROOM};
 use crate::backend::tap::netdev::IfName;
-use crate::backend::{Burst, PacketBuf, PortQueue};
+use crate::backend::{Burst, PacketBuf, PortQueue, BURST};
 use crate::host_drops::{HostDrop, HostDropCounts, NetdevDrops};
 
 /// The four rings of one socket. libxdp keeps pointers to them from
@@ -60,63 +67,8 @@ impl Drop for RingsAlloc {
     }
 }
 
-/// Page-aligned anonymous memory backing a UMEM, unmapped on drop.
-struct UmemArea {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl UmemArea {
-    fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: an anonymous private mapping with no address hint touches
-        // no existing memory; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr =
-            NonNull::new(p.cast()).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        Ok(UmemArea { ptr, len })
-    }
-}
-
-impl Drop for UmemArea {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly the mapping made in `new`; the socket
-        // and UMEM using it were deleted before (field order in XdpQueue), and
-        // the kernel keeps its own pin on any pages it still references.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// A libxdp UMEM handle, deleted on drop.
-struct Umem(*mut sys::xsk_umem);
-
-impl Drop for Umem {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from xsk_umem__create and its socket was
-        // deleted first; deletion happens once.
-        let rc = unsafe { sys::xsk_umem__delete(self.0) };
-        if rc != 0 {
-            tracing::warn!(
-                "af_xdp: xsk_umem__delete failed: {}",
-                io::Error::from_raw_os_error(-rc)
-            );
-        }
-    }
-}
-
 /// A libxdp socket handle, deleted explicitly (inside its namespace) or on drop.
-/// How long `xsk_socket__create` is retried on EBUSY (a queue still held by
+/// How long `xsk_socket__create_shared` is retried on EBUSY (a queue still held by
 /// the socket of a process that just exited).
 const BUSY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 /// Pause between those retries.
@@ -127,7 +79,7 @@ struct Socket(*mut sys::xsk_socket);
 impl Socket {
     fn delete(&mut self) {
         if !self.0.is_null() {
-            // SAFETY: the handle came from xsk_socket__create, its rings are
+            // SAFETY: the handle came from xsk_socket__create_shared, its rings are
             // still allocated, and it is nulled so deletion happens once.
             unsafe { sys::xsk_socket__delete(self.0) };
             self.0 = ptr::null_mut();
@@ -141,36 +93,52 @@ impl Drop for Socket {
     }
 }
 
-/// One AF_XDP socket (queue id `id` of its interface) with its own UMEM,
-/// owned by one worker thread.
+/// Which UMEM a new socket binds to.
+#[derive(Clone, Copy)]
+pub(super) enum UmemChoice<'a> {
+    /// A new UMEM of `frames` frames with fill and completion rings of
+    /// `ring_size` entries (this socket's and any socket that joins it).
+    Create {
+        /// Frames in the new UMEM.
+        frames: u32,
+        /// Entries of every fill and completion ring on it.
+        ring_size: u32,
+    },
+    /// An existing UMEM, shared with the socket that created it.
+    Join(&'a Arc<Umem>),
+}
+
+/// One AF_XDP socket (queue id `id` of its interface), owned by one worker
+/// thread, on a UMEM of its own or shared with the worker's other socket.
 ///
-/// RX copies each frame out of the UMEM into a [`PoolBuf`] and returns the
-/// frame to the fill ring at once; TX copies into a free UMEM frame, and
-/// completed frames are reaped on the next TX burst or idle call.
+/// RX lends each frame to a [`PoolBuf`] in place and refills the fill ring
+/// from the frame pool; TX sends lent frames of this UMEM by descriptor and
+/// copies other buffers into free frames; completed frames go back to the
+/// pool on the next TX burst or idle call.
 pub struct XdpQueue {
-    // Field order is drop order: the socket before the UMEM, both before the
-    // rings they point into and the memory they map.
+    // Field order is drop order: the socket before the UMEM (the last
+    // socket's Arc deletes it), both before the rings they point into.
     xsk: Socket,
-    /// Held for its Drop, which must follow the socket's.
-    _umem: Umem,
+    umem: Arc<Umem>,
     rings: RingsAlloc,
-    area: UmemArea,
     netns: NetNs,
     fd: libc::c_int,
-    frame_count: u32,
-    /// RX-half frames not yet on the fill ring.
-    rx_free: Vec<u64>,
-    /// TX-half frames ready to carry a packet.
-    tx_free: Vec<u64>,
+    /// Entries of this socket's fill ring (what one refill tops up to).
+    fill_size: u32,
     id: u16,
     rx_dropped: u64,
+    /// Frames sent by copying a buffer of another origin into a free frame.
+    tx_copied: u64,
+    /// A burst came from a thread other than the UMEM's owner (logged once).
+    foreign_logged: bool,
     /// Queue 0: the interface's kernel counters.
     netdev: Option<NetdevDrops>,
 }
 
-// SAFETY: the socket, UMEM, rings and memory are reachable only through this
-// value (nothing else holds them once the port hands the queue out), libxdp
-// has no thread affinity, and the queue is used by one thread at a time.
+// SAFETY: the socket and rings are reachable only through this value
+// (nothing else holds them once the port hands the queue out), libxdp has no
+// thread affinity, the queue is used by one thread at a time, and the UMEM's
+// frames are handed out only by its owner thread's pool.
 unsafe impl Send for XdpQueue {}
 
 impl XdpQueue {
@@ -180,8 +148,19 @@ impl XdpQueue {
         self.netdev = netdev;
     }
 
-    /// Creates the UMEM and socket for queue `id` and fills the fill ring.
-    pub(super) fn open(name: &IfName, id: u16, cfg: &XdpConfig) -> Result<XdpQueue, XdpError> {
+    /// The UMEM this socket is bound to (for the other port's socket to join).
+    pub(super) fn umem(&self) -> &Arc<Umem> {
+        &self.umem
+    }
+
+    /// Creates the socket for queue `id` on the chosen UMEM and puts half of
+    /// its `cfg.frame_count` frames on its fill ring.
+    pub(super) fn open(
+        name: &IfName,
+        id: u16,
+        cfg: &XdpConfig,
+        choice: UmemChoice<'_>,
+    ) -> Result<XdpQueue, XdpError> {
         let err = |call: &'static str| {
             move |source: io::Error| XdpError::Sys {
                 interface: cfg.interface.clone(),
@@ -194,37 +173,20 @@ impl XdpQueue {
             |call: &'static str, rc: libc::c_int| err(call)(io::Error::from_raw_os_error(-rc));
 
         let netns = NetNs::current().map_err(err("open(/proc/thread-self/ns/net)"))?;
-        let frame_count = cfg.frame_count;
-        let half = frame_count / 2;
-        let area =
-            UmemArea::new(frame_count as usize * FRAME_SIZE as usize).map_err(err("mmap(umem)"))?;
+        let half = cfg.frame_count / 2;
         let rings = RingsAlloc::new();
 
-        let ucfg = sys::xsk_umem_config {
-            fill_size: half,
-            comp_size: half,
-            frame_size: FRAME_SIZE,
-            frame_headroom: 0,
-            flags: 0,
+        let (umem, fill_size) = match choice {
+            UmemChoice::Create { frames, ring_size } => {
+                // SAFETY: the ring structs are heap-pinned in `rings`, which
+                // outlives the socket bound below (field order) and, if
+                // binding fails, the UMEM (dropped before `rings` on return).
+                let umem = unsafe { Umem::create(frames, ring_size, rings.fill(), rings.comp()) }
+                    .map_err(|(call, e)| err(call)(e))?;
+                (Arc::new(umem), ring_size)
+            }
+            UmemChoice::Join(u) => (u.clone(), 0),
         };
-        let mut umem_ptr = ptr::null_mut();
-        // SAFETY: the area is a page-aligned mapping of the given size that
-        // outlives the UMEM (drop order); the ring structs are heap-pinned
-        // and outlive it too; `ucfg` is a valid config read during the call.
-        let rc = unsafe {
-            sys::xsk_umem__create(
-                &mut umem_ptr,
-                area.ptr.as_ptr().cast(),
-                area.len as u64,
-                rings.fill(),
-                rings.comp(),
-                &ucfg,
-            )
-        };
-        if rc != 0 {
-            return Err(neg("xsk_umem__create", rc));
-        }
-        let umem = Umem(umem_ptr);
 
         let copy_flag = if cfg.zero_copy {
             sys::XDP_ZEROCOPY
@@ -246,16 +208,21 @@ impl XdpQueue {
         let mut busy_logged = false;
         loop {
             // SAFETY: the name is NUL-terminated, the UMEM handle is live, the
-            // rx/tx ring structs are heap-pinned and outlive the socket, and
-            // `scfg` is a valid config read during the call.
+            // ring structs are heap-pinned and outlive the socket, and
+            // `scfg` is a valid config read during the call. The fill and
+            // completion rings passed are this socket's own: for the UMEM's
+            // creator they are the ones given to xsk_umem__create, for a
+            // joining socket libxdp maps new ones into them.
             let rc = unsafe {
-                sys::xsk_socket__create(
+                sys::xsk_socket__create_shared(
                     &mut xsk_ptr,
                     name.as_cstr().as_ptr(),
                     u32::from(id),
-                    umem.0,
+                    umem.handle(),
                     rings.rx(),
                     rings.tx(),
+                    rings.fill(),
+                    rings.comp(),
                     &scfg,
                 )
             };
@@ -268,38 +235,36 @@ impl XdpQueue {
                     }
                     std::thread::sleep(BUSY_RETRY_STEP);
                 }
-                rc => return Err(neg("xsk_socket__create", rc)),
+                rc => return Err(neg("xsk_socket__create_shared", rc)),
             }
         }
         let xsk = Socket(xsk_ptr);
         // SAFETY: the socket handle is live.
         let fd = unsafe { sys::xsk_socket__fd(xsk.0) };
+        // A joining socket's fill ring has the size the UMEM was made with.
+        let fill_size = if fill_size == 0 {
+            // SAFETY: the fill ring struct was set up by the socket creation above.
+            unsafe { (*rings.fill()).size }
+        } else {
+            fill_size
+        };
 
-        let frame = u64::from(FRAME_SIZE);
-        let mut rx_free = Vec::with_capacity(half as usize);
-        rx_free.extend((0..u64::from(half)).rev().map(|i| i * frame));
-        let mut tx_free = Vec::with_capacity(half as usize);
-        tx_free.extend(
-            (u64::from(half)..u64::from(frame_count))
-                .rev()
-                .map(|i| i * frame),
-        );
-
-        let mut q = XdpQueue {
+        let q = XdpQueue {
             xsk,
-            _umem: umem,
+            umem,
             rings,
-            area,
             netns,
             fd,
-            frame_count,
-            rx_free,
-            tx_free,
+            fill_size,
             id,
             rx_dropped: 0,
+            tx_copied: 0,
+            foreign_logged: false,
             netdev: None,
         };
-        q.refill();
+        let mut first = q.umem.take_seed(half as usize);
+        fill_from(&q.rings, &mut first, q.fill_size);
+        q.umem.return_seed(first);
         Ok(q)
     }
 
@@ -313,62 +278,22 @@ impl XdpQueue {
         self.rx_dropped
     }
 
-    /// Base address of the frame holding UMEM offset `addr`, if it is inside the UMEM.
-    fn frame_base(&self, addr: u64) -> Option<u64> {
-        // SAFETY: a pure arithmetic helper from libxdp.
-        let addr = unsafe { sys::xsk_umem__extract_addr(addr) };
-        let base = addr & !(u64::from(FRAME_SIZE) - 1);
-        (base < u64::from(self.frame_count) * u64::from(FRAME_SIZE)).then_some(base)
+    /// Frames sent by copy: buffers that were not lent by this queue's UMEM
+    /// (frames the gateway made, or from a TAP or unshared port). Frames
+    /// forwarded between the two sockets of a shared UMEM are not copied.
+    pub fn tx_copied(&self) -> u64 {
+        self.tx_copied
     }
 
-    /// Puts as many `rx_free` frames on the fill ring as it has room for.
-    fn refill(&mut self) {
-        let want = self.rx_free.len() as u32;
-        if want == 0 {
-            return;
+    /// Logs, once, that this queue was used from a thread that does not own its UMEM.
+    fn foreign_thread(&mut self) {
+        if !self.foreign_logged {
+            tracing::error!(
+                queue = self.id,
+                "af_xdp: queue used from a thread other than the one that first used its UMEM; it moves no frames there"
+            );
+            self.foreign_logged = true;
         }
-        let fill = self.rings.fill();
-        let mut idx = 0;
-        // SAFETY: the fill ring is live and only this queue produces on it.
-        let n = unsafe {
-            let free = sys::xsk_prod_nb_free(fill, want).min(want);
-            if free == 0 {
-                return;
-            }
-            sys::xsk_ring_prod__reserve(fill, free, &mut idx)
-        };
-        for i in 0..n {
-            let Some(addr) = self.rx_free.pop() else {
-                break;
-            };
-            // SAFETY: slot idx+i was reserved above; the ring masks the index.
-            unsafe { *sys::xsk_ring_prod__fill_addr(fill, idx.wrapping_add(i)) = addr };
-        }
-        // SAFETY: exactly n slots were reserved and written (rx_free held at least `want` >= n).
-        unsafe { sys::xsk_ring_prod__submit(fill, n) };
-    }
-
-    /// Moves completed TX frames back to `tx_free`.
-    fn reap_completions(&mut self) {
-        let comp = self.rings.comp();
-        let mut idx = 0;
-        let max = self.frame_count / 2;
-        // SAFETY: the completion ring is live and only this queue consumes it.
-        let n = unsafe { sys::xsk_ring_cons__peek(comp, max, &mut idx) };
-        if n == 0 {
-            return;
-        }
-        for i in 0..n {
-            // SAFETY: slot idx+i was peeked above and is valid until release.
-            let addr = unsafe { *sys::xsk_ring_cons__comp_addr(comp, idx.wrapping_add(i)) };
-            if let Some(base) = self.frame_base(addr) {
-                if self.tx_free.len() < self.tx_free.capacity() {
-                    self.tx_free.push(base);
-                }
-            }
-        }
-        // SAFETY: n entries were peeked and are released once.
-        unsafe { sys::xsk_ring_cons__release(comp, n) };
     }
 
     /// Wakes the kernel to transmit what the TX ring holds, if it asked for it.
@@ -403,6 +328,52 @@ impl XdpQueue {
     }
 }
 
+/// Puts as many of `free`'s frames on the fill ring as it has room for
+/// (a ring of `size` entries).
+fn fill_from(rings: &RingsAlloc, free: &mut Vec<u64>, size: u32) {
+    let want = (free.len() as u32).min(size);
+    if want == 0 {
+        return;
+    }
+    let fill = rings.fill();
+    let mut idx = 0;
+    // SAFETY: the fill ring is live and only this queue produces on it.
+    let n = unsafe {
+        let room = sys::xsk_prod_nb_free(fill, want).min(want);
+        if room == 0 {
+            return;
+        }
+        sys::xsk_ring_prod__reserve(fill, room, &mut idx)
+    };
+    for i in 0..n {
+        let Some(addr) = free.pop() else { break };
+        // SAFETY: slot idx+i was reserved above; the ring masks the index.
+        unsafe { *sys::xsk_ring_prod__fill_addr(fill, idx.wrapping_add(i)) = addr };
+    }
+    // SAFETY: exactly n slots were reserved and written (`free` held at least `want` >= n).
+    unsafe { sys::xsk_ring_prod__submit(fill, n) };
+}
+
+/// Moves completed TX frames from the completion ring to the frame pool.
+fn reap_completions(rings: &RingsAlloc, umem: &Umem, pool: &mut FramePool) {
+    let comp = rings.comp();
+    let mut idx = 0;
+    // SAFETY: the completion ring is live and only this queue consumes it.
+    let n = unsafe { sys::xsk_ring_cons__peek(comp, umem.frame_count(), &mut idx) };
+    if n == 0 {
+        return;
+    }
+    for i in 0..n {
+        // SAFETY: slot idx+i was peeked above and is valid until release.
+        let addr = unsafe { *sys::xsk_ring_cons__comp_addr(comp, idx.wrapping_add(i)) };
+        if let Some(base) = umem.frame_base(addr) {
+            pool.give(base);
+        }
+    }
+    // SAFETY: n entries were peeked and are released once.
+    unsafe { sys::xsk_ring_cons__release(comp, n) };
+}
+
 impl PortQueue for XdpQueue {
     type Buf = PoolBuf;
 
@@ -411,55 +382,117 @@ impl PortQueue for XdpQueue {
         if want == 0 {
             return 0;
         }
-        let rx = self.rings.rx();
-        let mut idx = 0;
-        // SAFETY: the RX ring is live and only this queue consumes it.
-        let n = unsafe { sys::xsk_ring_cons__peek(rx, want, &mut idx) };
-        if n == 0 {
-            self.kick_rx();
-            return 0;
-        }
-        let umem_len = self.area.len as u64;
-        let mut received = 0;
-        for i in 0..n {
-            // SAFETY: slot idx+i was peeked above and is valid until release.
-            let desc = unsafe { *sys::xsk_ring_cons__rx_desc(rx, idx.wrapping_add(i)) };
-            // SAFETY: a pure arithmetic helper from libxdp.
-            let addr = unsafe { sys::xsk_umem__add_offset_to_addr(desc.addr) };
-            let len = desc.len as usize;
-            let Some(base) = self.frame_base(desc.addr) else {
-                self.rx_dropped += 1;
-                continue;
-            };
-            if self.rx_free.len() < self.rx_free.capacity() {
-                self.rx_free.push(base);
+        let (umem, rings) = (&*self.umem, &self.rings);
+        let rx_dropped = &mut self.rx_dropped;
+        let fill_size = self.fill_size;
+        let received = frames::with_pool(umem, |pool| {
+            let rx = rings.rx();
+            let mut idx = 0;
+            // SAFETY: the RX ring is live and only this queue consumes it.
+            let n = unsafe { sys::xsk_ring_cons__peek(rx, want, &mut idx) };
+            if n == 0 {
+                fill_from(rings, &mut pool.free, fill_size);
+                return None;
             }
-            if addr + len as u64 > umem_len || len > CAPACITY - HEADROOM {
-                self.rx_dropped += 1;
-                continue;
+            let umem_len = umem.len() as u64;
+            let frame_len = FRAME_SIZE as usize;
+            let mut received = 0;
+            for i in 0..n {
+                // SAFETY: slot idx+i was peeked above and is valid until release.
+                let desc = unsafe { *sys::xsk_ring_cons__rx_desc(rx, idx.wrapping_add(i)) };
+                // SAFETY: a pure arithmetic helper from libxdp.
+                let addr = unsafe { sys::xsk_umem__add_offset_to_addr(desc.addr) };
+                let len = desc.len as usize;
+                let Some(base) = umem.frame_base(desc.addr) else {
+                    *rx_dropped += 1;
+                    continue;
+                };
+                let offset = (addr - base) as usize;
+                if addr + len as u64 > umem_len || offset + len > frame_len {
+                    *rx_dropped += 1;
+                    pool.give(base);
+                    continue;
+                }
+                // SAFETY: the frame lies inside the UMEM mapping (frame_base
+                // checked it), and the kernel has handed it to us.
+                let frame_ptr = unsafe { umem.base().add(base as usize) };
+                if offset < HEADROOM || len > CAPACITY - HEADROOM {
+                    // Too little headroom for the headers the gateway adds
+                    // (a driver that leaves less than ours): copy out.
+                    let mut buf = PoolBuf::new();
+                    // SAFETY: [offset, offset+len) is inside the frame (checked above).
+                    let src =
+                        unsafe { std::slice::from_raw_parts(frame_ptr.as_ptr().add(offset), len) };
+                    buf.storage_mut()[HEADROOM..HEADROOM + len].copy_from_slice(src);
+                    buf.set_range(HEADROOM, HEADROOM + len);
+                    out.push(buf);
+                    pool.give(base);
+                } else {
+                    // SAFETY: the frame is ours until the buffer returns it
+                    // (drop, or a TX descriptor), the pool counts it as lent
+                    // so the mapping stays while the buffer lives, and
+                    // offset + len <= FRAME_SIZE (checked above).
+                    let buf = unsafe {
+                        PoolBuf::lend_umem_frame(
+                            frame_ptr,
+                            frame_len,
+                            umem.id(),
+                            base,
+                            offset,
+                            offset + len,
+                        )
+                    };
+                    pool.lent += 1;
+                    out.push(buf);
+                }
+                received += 1;
             }
-            let mut buf = PoolBuf::new();
-            // SAFETY: [addr, addr+len) lies inside the UMEM (checked above),
-            // and the kernel has handed this frame to us until release.
-            let src = unsafe {
-                std::slice::from_raw_parts(self.area.ptr.as_ptr().add(addr as usize), len)
-            };
-            buf.storage_mut()[HEADROOM..HEADROOM + len].copy_from_slice(src);
-            buf.set_range(HEADROOM, HEADROOM + len);
-            out.push(buf);
-            received += 1;
+            // SAFETY: n entries were peeked and are released once; the frames
+            // are now lent, free or copied out.
+            unsafe { sys::xsk_ring_cons__release(rx, n) };
+            fill_from(rings, &mut pool.free, fill_size);
+            Some(received)
+        });
+        match received {
+            Some(Some(n)) => n,
+            Some(None) => {
+                self.kick_rx();
+                0
+            }
+            None => {
+                self.foreign_thread();
+                0
+            }
         }
-        // SAFETY: n entries were peeked and are released once, after the copies.
-        unsafe { sys::xsk_ring_cons__release(rx, n) };
-        self.refill();
-        received
     }
 
     fn tx_burst(&mut self, bufs: &mut Burst<PoolBuf>) -> usize {
-        self.reap_completions();
+        let own = self.umem.id();
         let fits = |b: &PoolBuf| !b.is_empty() && b.len() <= FRAME_SIZE as usize;
-        let valid = bufs.iter().filter(|b| fits(b)).count() as u32;
-        let want = valid.min(self.tx_free.len() as u32);
+        let (mut lent_here, mut to_copy) = (0u32, 0usize);
+        for b in bufs.iter().filter(|b| fits(b)) {
+            if b.umem() == Some(own) {
+                lent_here += 1;
+            } else {
+                to_copy += 1;
+            }
+        }
+        // Completed frames back to the pool, and free frames for the copies.
+        let mut spare = ArrayVec::<u64, BURST>::new();
+        let (umem, rings) = (&*self.umem, &self.rings);
+        let home = frames::with_pool(umem, |pool| {
+            reap_completions(rings, umem, pool);
+            while spare.len() < to_copy {
+                let Some(f) = pool.free.pop() else { break };
+                spare.push(f);
+            }
+        });
+        if home.is_none() {
+            self.foreign_thread();
+            bufs.clear();
+            return 0;
+        }
+        let want = lent_here + spare.len() as u32;
         let tx = self.rings.tx();
         let mut idx = 0;
         let reserved = if want == 0 {
@@ -476,30 +509,53 @@ impl PortQueue for XdpQueue {
             }
         };
         let mut filled = 0u32;
+        let mut sent_lent = 0usize;
+        let base = self.umem.base();
         for buf in bufs.drain(..) {
+            // Anything not sent is dropped here (a lent frame goes back to the pool).
             if filled == reserved || !fits(&buf) {
                 continue;
             }
-            let Some(frame) = self.tx_free.pop() else {
-                break;
+            let (addr, len) = if buf.umem() == Some(own) {
+                match buf.into_umem_desc() {
+                    Ok(desc) => {
+                        sent_lent += 1;
+                        desc
+                    }
+                    Err(_) => continue,
+                }
+            } else {
+                let Some(frame) = spare.pop() else { continue };
+                let data = buf.data();
+                // SAFETY: `frame` is a free frame of FRAME_SIZE bytes inside
+                // the UMEM that nothing else owns, and data.len() <= FRAME_SIZE.
+                unsafe {
+                    ptr::copy_nonoverlapping(
+                        data.as_ptr(),
+                        base.as_ptr().add(frame as usize),
+                        data.len(),
+                    );
+                }
+                (frame, data.len() as u32)
             };
-            let data = buf.data();
-            // SAFETY: `frame` is a free TX-half frame of FRAME_SIZE bytes
-            // inside the UMEM that the kernel does not own, and data.len() <= FRAME_SIZE.
+            // SAFETY: slot idx+filled was reserved above (filled < reserved).
             unsafe {
-                ptr::copy_nonoverlapping(
-                    data.as_ptr(),
-                    self.area.ptr.as_ptr().add(frame as usize),
-                    data.len(),
-                );
                 let desc = sys::xsk_ring_prod__tx_desc(tx, idx.wrapping_add(filled));
-                (*desc).addr = frame;
-                (*desc).len = data.len() as u32;
+                (*desc).addr = addr;
+                (*desc).len = len;
                 (*desc).options = 0;
             }
             filled += 1;
         }
         debug_assert_eq!(filled, reserved);
+        self.tx_copied += u64::from(filled) - sent_lent as u64;
+        // The sent lent frames are the kernel's now; unused spares go back.
+        frames::with_pool(&self.umem, |pool| {
+            pool.lent = pool.lent.saturating_sub(sent_lent);
+            for f in spare {
+                pool.give(f);
+            }
+        });
         if filled > 0 {
             // SAFETY: `filled` <= reserved slots were written, in order.
             unsafe { sys::xsk_ring_prod__submit(tx, filled) };
@@ -513,9 +569,15 @@ impl PortQueue for XdpQueue {
     }
 
     fn idle(&mut self) {
-        self.reap_completions();
+        let (umem, rings, fill_size) = (&*self.umem, &self.rings, self.fill_size);
+        let home = frames::with_pool(umem, |pool| {
+            reap_completions(rings, umem, pool);
+            fill_from(rings, &mut pool.free, fill_size);
+        });
+        if home.is_none() {
+            self.foreign_thread();
+        }
         self.kick_tx();
-        self.refill();
         self.kick_rx();
     }
 
