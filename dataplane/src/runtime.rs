@@ -47,7 +47,7 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
     }
     let mut ports = match PortId::ALL.map(|id| xdp_config(cfg, id, workers)) {
         // Both AF_XDP: each worker's two sockets share a UMEM, so frames
-        // cross between the ports by descriptor.
+        // cross between the ports by descriptor, never copied in user space.
         [Some(lan), Some(wan)] => {
             let (l, w) = afxdp::XdpPort::open_pair(&lan, &wan)
                 .context("opening the AF_XDP ports on shared UMEMs")?;

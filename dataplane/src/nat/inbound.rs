@@ -556,14 +556,23 @@ mod tests {
         let workers: Vec<_> =
             (0..4u8)
                 .map(|w| {
-                    let (t, l, clock) = (t.clone(), l.clone(), clock.clone());
+                    let (t, l, clock, freed) = (t.clone(), l.clone(), clock.clone(), freed.clone());
                     std::thread::spawn(move || {
                         // Workers 0/2 share UDP flows from .1, 1/3 TCP flows from .2.
                         let cons_ip = [10, 2, 0, 1 + w % 2];
                         let is_tcp = w % 2 == 1;
                         let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w);
                         let (mut ok, mut moved, mut exhausted) = (0u64, 0u64, 0u64);
-                        for _ in 0..6000 {
+                        // At least 6000 packets, and on until the expirer has
+                        // freed entries under them (a loaded machine may not
+                        // run it at all during the first 6000).
+                        let started = std::time::Instant::now();
+                        let mut n = 0u32;
+                        while n < 6000
+                            || (freed.load(Relaxed) == 0
+                                && started.elapsed() < std::time::Duration::from_secs(10))
+                        {
+                            n += 1;
                             rng ^= rng << 13;
                             rng ^= rng >> 7;
                             rng ^= rng << 17;

@@ -328,6 +328,27 @@ impl XdpQueue {
     }
 }
 
+/// Starts loading a received frame's first two cache lines (the headers
+/// classification reads), so a burst's cache misses overlap instead of
+/// stalling one packet at a time (the kernel wrote the frame, often on the
+/// other CPU).
+#[inline(always)]
+fn prefetch_headers(data: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = data.as_ptr().cast::<i8>();
+        // SAFETY: prefetch is a hint that never faults; SSE is part of the
+        // x86-64 baseline. The addresses are inside (or one line past) the frame.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Puts as many of `free`'s frames on the fill ring as it has room for
 /// (a ring of `size` entries).
 fn fill_from(rings: &RingsAlloc, free: &mut Vec<u64>, size: u32) {
@@ -443,6 +464,7 @@ impl PortQueue for XdpQueue {
                         )
                     };
                     pool.lent += 1;
+                    prefetch_headers(buf.data());
                     out.push(buf);
                 }
                 received += 1;
