@@ -48,7 +48,9 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
     let mut ports = match PortId::ALL.map(|id| xdp_config(cfg, id, workers)) {
         // Both AF_XDP: each worker's two sockets share a UMEM, so frames
         // cross between the ports by descriptor, never copied in user space.
-        [Some(lan), Some(wan)] => {
+        // (Sockets on one UMEM bind alike: with zero_copy on one port only,
+        // each keeps a UMEM of its own and TX copies.)
+        [Some(lan), Some(wan)] if lan.zero_copy == wan.zero_copy => {
             let (l, w) = afxdp::XdpPort::open_pair(&lan, &wan)
                 .context("opening the AF_XDP ports on shared UMEMs")?;
             vec![NativePort::Xdp(l), NativePort::Xdp(w)]

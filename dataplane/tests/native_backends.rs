@@ -1287,7 +1287,7 @@ fn afxdp_lent_frames_outlive_their_port_and_other_threads_may_drop_them() {
 }
 
 #[test]
-fn afxdp_pair_with_different_queue_counts_is_refused_before_touching_the_kernel() {
+fn afxdp_pair_with_different_queue_counts_or_copy_modes_is_refused_before_touching_the_kernel() {
     let p = Pair::new();
     let err = p
         .lan
@@ -1300,6 +1300,22 @@ fn afxdp_pair_with_different_queue_counts_is_refused_before_touching_the_kernel(
         "{err}"
     );
     assert!(err.to_string().contains("queues"), "{err}");
+    // Sockets on one UMEM bind alike: zero_copy on one port only is refused.
+    let zc = XdpConfig {
+        zero_copy: true,
+        ..skb_config(&p.wan.0, 1)
+    };
+    let err = p
+        .lan
+        .ns
+        .enter(|| XdpPort::open_pair(&skb_config(&p.lan.dev, 1), &zc))
+        .err()
+        .expect("mismatched zero_copy");
+    assert!(
+        matches!(&err, XdpError::InvalidConfig { interface, .. } if *interface == p.wan.0),
+        "{err}"
+    );
+    assert!(err.to_string().contains("zero_copy"), "{err}");
     p.assert_no_xdp();
 }
 

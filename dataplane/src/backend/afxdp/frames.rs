@@ -28,6 +28,10 @@ pub(super) struct FramePool {
 impl FramePool {
     /// Returns a frame to the free list (never grows the list past its capacity).
     pub(super) fn give(&mut self, addr: u64) {
+        debug_assert!(
+            self.free.len() < self.free.capacity(),
+            "more frames returned than the UMEM has"
+        );
         if self.free.len() < self.free.capacity() {
             self.free.push(addr);
         }
@@ -83,6 +87,7 @@ pub(super) fn with_pool<R>(umem: &Umem, f: impl FnOnce(&mut FramePool) -> R) -> 
 pub(crate) fn release(id: u64, addr: u64) {
     let _ = POOLS.try_with(|pools| {
         let Ok(mut pools) = pools.try_borrow_mut() else {
+            debug_assert!(false, "a lent buffer dropped inside with_pool");
             return;
         };
         let Some(i) = pools.iter().position(|p| p.id == id) else {

@@ -163,7 +163,7 @@ impl XdpPort {
     }
 
     /// Opens the LAN and WAN ports of one gateway with the same number of
-    /// queues, queue *i* of both on one shared UMEM (`lan.frame_count +
+    /// queues and the same `zero_copy`, queue *i* of both on one shared UMEM (`lan.frame_count +
     /// wan.frame_count` frames), so frames cross between them by descriptor.
     pub fn open_pair(lan: &XdpConfig, wan: &XdpConfig) -> Result<(XdpPort, XdpPort), XdpError> {
         validate(lan)?;
@@ -174,6 +174,16 @@ impl XdpPort {
                 reason: format!(
                     "a shared UMEM needs as many queues as {} ({}), got {}",
                     lan.interface, lan.queues, wan.queues
+                ),
+            });
+        }
+        if lan.zero_copy != wan.zero_copy {
+            // A socket joining a UMEM is bound in the first socket's mode.
+            return Err(XdpError::InvalidConfig {
+                interface: wan.interface.clone(),
+                reason: format!(
+                    "a shared UMEM binds both sockets alike: zero_copy must match {}'s ({})",
+                    lan.interface, lan.zero_copy
                 ),
             });
         }

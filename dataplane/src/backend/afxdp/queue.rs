@@ -5,9 +5,9 @@
 //! packet buffer, on a TX ring, on a completion ring, or free in the owner
 //! thread's frame pool ([`super::frames`]). RX lends each frame to a
 //! [`PoolBuf`] in place; TX sends a buffer lent by the same UMEM by
-//! descriptor and copies any other buffer into a free frame. Each fill ring
-//! holds at most half of the UMEM's frames, so the other half is always
-//! there for TX, buffers in flight and the completion rings.
+//! descriptor and copies any other buffer into a free frame. Refilling
+//! always leaves [`Umem::tx_reserve`] frames in the pool, so frames the
+//! gateway makes can be sent however far RX backs up.
 
 use std::io;
 use std::ptr::{self, NonNull};
@@ -207,6 +207,7 @@ impl XdpQueue {
         let started = std::time::Instant::now();
         let mut busy_logged = false;
         loop {
+            let _bind = umem.lock_sockets();
             // SAFETY: the name is NUL-terminated, the UMEM handle is live, the
             // ring structs are heap-pinned and outlive the socket, and
             // `scfg` is a valid config read during the call. The fill and
@@ -263,7 +264,7 @@ impl XdpQueue {
             netdev: None,
         };
         let mut first = q.umem.take_seed(half as usize);
-        fill_from(&q.rings, &mut first, q.fill_size);
+        fill_from(&q.rings, &mut first, q.fill_size, 0);
         q.umem.return_seed(first);
         Ok(q)
     }
@@ -350,9 +351,9 @@ fn prefetch_headers(data: &[u8]) {
 }
 
 /// Puts as many of `free`'s frames on the fill ring as it has room for
-/// (a ring of `size` entries).
-fn fill_from(rings: &RingsAlloc, free: &mut Vec<u64>, size: u32) {
-    let want = (free.len() as u32).min(size);
+/// (a ring of `size` entries), leaving at least `keep` of them in `free`.
+fn fill_from(rings: &RingsAlloc, free: &mut Vec<u64>, size: u32, keep: usize) {
+    let want = (free.len().saturating_sub(keep) as u32).min(size);
     if want == 0 {
         return;
     }
@@ -412,7 +413,7 @@ impl PortQueue for XdpQueue {
             // SAFETY: the RX ring is live and only this queue consumes it.
             let n = unsafe { sys::xsk_ring_cons__peek(rx, want, &mut idx) };
             if n == 0 {
-                fill_from(rings, &mut pool.free, fill_size);
+                fill_from(rings, &mut pool.free, fill_size, umem.tx_reserve());
                 return None;
             }
             let umem_len = umem.len() as u64;
@@ -472,7 +473,7 @@ impl PortQueue for XdpQueue {
             // SAFETY: n entries were peeked and are released once; the frames
             // are now lent, free or copied out.
             unsafe { sys::xsk_ring_cons__release(rx, n) };
-            fill_from(rings, &mut pool.free, fill_size);
+            fill_from(rings, &mut pool.free, fill_size, umem.tx_reserve());
             Some(received)
         });
         match received {
@@ -594,7 +595,7 @@ impl PortQueue for XdpQueue {
         let (umem, rings, fill_size) = (&*self.umem, &self.rings, self.fill_size);
         let home = frames::with_pool(umem, |pool| {
             reap_completions(rings, umem, pool);
-            fill_from(rings, &mut pool.free, fill_size);
+            fill_from(rings, &mut pool.free, fill_size, umem.tx_reserve());
         });
         if home.is_none() {
             self.foreign_thread();
@@ -647,6 +648,9 @@ impl Drop for XdpQueue {
     fn drop(&mut self) {
         // libxdp detaches its program by ifindex over netlink in the calling
         // thread's namespace: run the deletion where the socket was made.
+        // The lock: the other socket on this UMEM may be deleted at once
+        // from another thread.
+        let _delete = self.umem.lock_sockets();
         let xsk = &mut self.xsk;
         if let Err(e) = self.netns.run_in(|| xsk.delete()) {
             tracing::warn!(

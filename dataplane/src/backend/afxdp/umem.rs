@@ -12,7 +12,7 @@
 use std::io;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 
 use scistream_sys::xdp as sys;
@@ -111,6 +111,9 @@ pub(super) struct Umem {
     seed: Mutex<Vec<u64>>,
     /// The one thread whose frame pool serves this UMEM, set on first use.
     owner: OnceLock<ThreadId>,
+    /// Held around binding and deleting sockets: libxdp updates the UMEM's
+    /// socket count and context list without a lock of its own.
+    sockets: Mutex<()>,
 }
 
 // SAFETY: the libxdp handle is used only to bind sockets (under `&self`,
@@ -171,6 +174,7 @@ impl Umem {
             frame_count,
             seed: Mutex::new(seed),
             owner: OnceLock::new(),
+            sockets: Mutex::new(()),
         })
     }
 
@@ -187,6 +191,17 @@ impl Umem {
     /// Number of frames.
     pub(super) fn frame_count(&self) -> u32 {
         self.frame_count
+    }
+
+    /// Frames the fill rings leave in the pool for TX copies (frames the
+    /// gateway makes, buffers from TAP ports), however much RX backs up.
+    pub(super) fn tx_reserve(&self) -> usize {
+        (2 * crate::backend::BURST).min(self.frame_count as usize / 4)
+    }
+
+    /// Serialises socket creation and deletion on this UMEM (not the hot path).
+    pub(super) fn lock_sockets(&self) -> MutexGuard<'_, ()> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Bytes mapped.
