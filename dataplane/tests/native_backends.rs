@@ -880,6 +880,34 @@ fn send_count(v: &Veth, port: u16) {
     }
 }
 
+/// Reads sequence-numbered datagrams until all COUNT arrived or `timeout`
+/// passed, publishing how many so far in `received`; a duplicate fails the test.
+fn read_seqs(receiver: &UdpSocket, received: &AtomicU32, timeout: Duration) -> BTreeSet<u32> {
+    let mut seen = BTreeSet::new();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + timeout;
+    while seen.len() < COUNT as usize && Instant::now() < deadline {
+        if let Ok(n) = receiver.recv(&mut buf) {
+            assert!(seen.insert(seq_of(&buf[..n])), "duplicate datagram");
+            received.store(seen.len() as u32, Ordering::Release);
+        }
+    }
+    seen
+}
+
+/// Fails naming the first missing sequence numbers unless all COUNT were seen.
+fn assert_all_seen(seen: &BTreeSet<u32>) {
+    assert_eq!(
+        seen.len(),
+        COUNT as usize,
+        "missing datagrams: {:?}",
+        (0..COUNT)
+            .filter(|s| !seen.contains(s))
+            .take(20)
+            .collect::<Vec<_>>()
+    );
+}
+
 fn tx_count(v: &Veth, q: &mut XdpQueue, mac: [u8; 6]) {
     let receiver = v.peer.udp(SocketAddrV4::new(XDP_PEER, 0));
     receiver
@@ -903,18 +931,7 @@ fn tx_count(v: &Veth, q: &mut XdpQueue, mac: [u8; 6]) {
     assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", io::Error::last_os_error());
     let received = AtomicU32::new(0);
     std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            let mut seen = BTreeSet::new();
-            let mut buf = [0u8; 2048];
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while seen.len() < COUNT as usize && Instant::now() < deadline {
-                if let Ok(n) = receiver.recv(&mut buf) {
-                    assert!(seen.insert(seq_of(&buf[..n])), "duplicate datagram");
-                    received.store(seen.len() as u32, Ordering::Release);
-                }
-            }
-            seen
-        });
+        let reader = s.spawn(|| read_seqs(&receiver, &received, Duration::from_secs(10)));
         let mut seq = 0;
         let deadline = Instant::now() + Duration::from_secs(10);
         while seq < COUNT {
@@ -944,16 +961,7 @@ fn tx_count(v: &Veth, q: &mut XdpQueue, mac: [u8; 6]) {
             q.idle();
             std::thread::sleep(Duration::from_millis(1));
         }
-        let seen = reader.join().unwrap();
-        assert_eq!(
-            seen.len(),
-            COUNT as usize,
-            "missing datagrams: {:?}",
-            (0..COUNT)
-                .filter(|s| !seen.contains(s))
-                .take(20)
-                .collect::<Vec<_>>()
-        );
+        assert_all_seen(&reader.join().unwrap());
     });
 }
 
@@ -1130,15 +1138,7 @@ fn stream_through(
     let mut forwarded = 0u64;
     std::thread::scope(|s| {
         let reader = s.spawn(|| {
-            let mut seen = BTreeSet::new();
-            let mut buf = [0u8; 2048];
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while seen.len() < COUNT as usize && Instant::now() < deadline {
-                if let Ok(n) = receiver.recv(&mut buf) {
-                    assert!(seen.insert(seq_of(&buf[..n])), "duplicate datagram");
-                    received.store(seen.len() as u32, Ordering::Release);
-                }
-            }
+            let seen = read_seqs(&receiver, &received, Duration::from_secs(20));
             done.store(true, Ordering::Release);
             seen
         });
@@ -1170,16 +1170,7 @@ fn stream_through(
             assert_eq!(to.tx_burst(&mut burst), n, "the other port refused frames");
             forwarded += n as u64;
         }
-        let seen = reader.join().unwrap();
-        assert_eq!(
-            seen.len(),
-            COUNT as usize,
-            "missing datagrams: {:?}",
-            (0..COUNT)
-                .filter(|s| !seen.contains(s))
-                .take(20)
-                .collect::<Vec<_>>()
-        );
+        assert_all_seen(&reader.join().unwrap());
     });
     forwarded
 }

@@ -117,17 +117,17 @@ impl PoolBuf {
         }
     }
 
-    /// Gives a lent UMEM frame up to a TX descriptor: its UMEM address of
-    /// the packet's first byte and the packet length. The frame is the
-    /// kernel's now (it comes back on a completion ring); a heap buffer is
-    /// returned unchanged.
-    pub(crate) fn into_umem_desc(self) -> Result<(u64, u32), Self> {
+    /// Gives a frame lent by UMEM `umem` up to a TX descriptor on it: the
+    /// UMEM address of the packet's first byte and the packet length. The
+    /// frame is the kernel's now (it comes back on a completion ring); any
+    /// other buffer is returned unchanged.
+    pub(crate) fn into_umem_desc(self, umem: u64) -> Result<(u64, u32), Self> {
         match self.origin {
-            Origin::Umem { frame, .. } => {
+            Origin::Umem { umem: u, frame } if u == umem => {
                 let b = ManuallyDrop::new(self);
                 Ok((frame + b.start as u64, (b.end - b.start) as u32))
             }
-            Origin::Heap => Err(self),
+            _ => Err(self),
         }
     }
 

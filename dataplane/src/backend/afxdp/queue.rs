@@ -176,16 +176,16 @@ impl XdpQueue {
         let half = cfg.frame_count / 2;
         let rings = RingsAlloc::new();
 
-        let (umem, fill_size) = match choice {
+        let umem = match choice {
             UmemChoice::Create { frames, ring_size } => {
                 // SAFETY: the ring structs are heap-pinned in `rings`, which
                 // outlives the socket bound below (field order) and, if
                 // binding fails, the UMEM (dropped before `rings` on return).
                 let umem = unsafe { Umem::create(frames, ring_size, rings.fill(), rings.comp()) }
                     .map_err(|(call, e)| err(call)(e))?;
-                (Arc::new(umem), ring_size)
+                Arc::new(umem)
             }
-            UmemChoice::Join(u) => (u.clone(), 0),
+            UmemChoice::Join(u) => u.clone(),
         };
 
         let copy_flag = if cfg.zero_copy {
@@ -242,13 +242,9 @@ impl XdpQueue {
         let xsk = Socket(xsk_ptr);
         // SAFETY: the socket handle is live.
         let fd = unsafe { sys::xsk_socket__fd(xsk.0) };
-        // A joining socket's fill ring has the size the UMEM was made with.
-        let fill_size = if fill_size == 0 {
-            // SAFETY: the fill ring struct was set up by the socket creation above.
-            unsafe { (*rings.fill()).size }
-        } else {
-            fill_size
-        };
+        // Every fill ring on a UMEM has the size the UMEM was made with.
+        // SAFETY: the fill ring struct was set up by the socket creation above.
+        let fill_size = unsafe { (*rings.fill()).size };
 
         let q = XdpQueue {
             xsk,
@@ -539,27 +535,25 @@ impl PortQueue for XdpQueue {
             if filled == reserved || !fits(&buf) {
                 continue;
             }
-            let (addr, len) = if buf.umem() == Some(own) {
-                match buf.into_umem_desc() {
-                    Ok(desc) => {
-                        sent_lent += 1;
-                        desc
+            let (addr, len) = match buf.into_umem_desc(own) {
+                Ok(desc) => {
+                    sent_lent += 1;
+                    desc
+                }
+                Err(buf) => {
+                    let Some(frame) = spare.pop() else { continue };
+                    let data = buf.data();
+                    // SAFETY: `frame` is a free frame of FRAME_SIZE bytes inside
+                    // the UMEM that nothing else owns, and data.len() <= FRAME_SIZE.
+                    unsafe {
+                        ptr::copy_nonoverlapping(
+                            data.as_ptr(),
+                            base.as_ptr().add(frame as usize),
+                            data.len(),
+                        );
                     }
-                    Err(_) => continue,
+                    (frame, data.len() as u32)
                 }
-            } else {
-                let Some(frame) = spare.pop() else { continue };
-                let data = buf.data();
-                // SAFETY: `frame` is a free frame of FRAME_SIZE bytes inside
-                // the UMEM that nothing else owns, and data.len() <= FRAME_SIZE.
-                unsafe {
-                    ptr::copy_nonoverlapping(
-                        data.as_ptr(),
-                        base.as_ptr().add(frame as usize),
-                        data.len(),
-                    );
-                }
-                (frame, data.len() as u32)
             };
             // SAFETY: slot idx+filled was reserved above (filled < reserved).
             unsafe {
