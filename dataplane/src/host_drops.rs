@@ -1,6 +1,6 @@
 //! Frames lost in the gateway host below the gateway's own code: in the
-//! kernel's AF_XDP socket, in the kernel interface under it, or in the NIC
-//! and its driver. Each backend
+//! kernel's AF_XDP or AF_PACKET socket, in the kernel interface under it,
+//! or in the NIC and its driver. Each backend
 //! reports its own (cumulative, as the kernel or the device counts them);
 //! each worker copies its queues' counts into its block of the stats
 //! segment about twice a second, so `s2ds stats` and the metrics show
@@ -42,11 +42,15 @@ pub enum HostDrop {
     /// on transmit (`tx_dropped`; on a TAP device, frames the kernel sent
     /// toward the gateway while its queue was full).
     NetdevTxDropped,
+    /// The AF_PACKET sockets under a DPDK `net_af_packet` port: frames the
+    /// kernel dropped because a socket's receive ring was full
+    /// (`PACKET_STATISTICS` `tp_drops`; the PMD reports none itself).
+    PacketRxDropped,
 }
 
 impl HostDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     /// Every reason, in index order.
     pub const ALL: [HostDrop; Self::COUNT] = [
         HostDrop::NicRxMissed,
@@ -61,6 +65,7 @@ impl HostDrop {
         HostDrop::XskTxRingEmpty,
         HostDrop::NetdevRxDropped,
         HostDrop::NetdevTxDropped,
+        HostDrop::PacketRxDropped,
     ];
 
     /// The name in the stats segment (`<port>.host_<name>`), the snapshot
@@ -79,6 +84,7 @@ impl HostDrop {
             HostDrop::XskTxRingEmpty => "xsk_tx_ring_empty",
             HostDrop::NetdevRxDropped => "netdev_rx_dropped",
             HostDrop::NetdevTxDropped => "netdev_tx_dropped",
+            HostDrop::PacketRxDropped => "packet_rx_dropped",
         }
     }
 }

@@ -738,7 +738,7 @@ mod tests {
         }
         assert_eq!(reg.sum(), want);
         let names = counter_names();
-        assert_eq!(names.last().unwrap(), "wan.host_netdev_tx_dropped");
+        assert_eq!(names.last().unwrap(), "wan.host_packet_rx_dropped");
     }
 
     #[test]

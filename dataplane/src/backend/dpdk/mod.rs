@@ -22,6 +22,7 @@ pub mod eal;
 pub mod error;
 pub mod mbuf;
 mod names;
+mod packet_socket;
 pub mod port;
 pub mod queue;
 pub mod ring;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use scistream_sys::dpdk as sys;
 
 use super::mbuf::Mbuf;
+use super::packet_socket::PacketSocketDrops;
 use super::port::PortShared;
 use crate::backend::{Burst, PortQueue};
 use crate::host_drops::{HostDrop, HostDropCounts, NetdevDrops};
@@ -25,6 +26,8 @@ pub struct DpdkQueue {
     /// Queue 0 of a vdev on a kernel interface (net_af_packet, net_af_xdp):
     /// that interface's kernel drop counters.
     netdev: Option<NetdevDrops>,
+    /// Queue 0 of a net_af_packet vdev: its sockets' receive-ring drops.
+    packet_socket: Option<PacketSocketDrops>,
     port: Arc<PortShared>,
 }
 
@@ -50,6 +53,11 @@ impl DpdkQueue {
             rx_intr,
             netdev: if queue_id == 0 {
                 kernel_interface_drops(&port.device)
+            } else {
+                None
+            },
+            packet_socket: if queue_id == 0 {
+                packet_socket_drops(&port.device)
             } else {
                 None
             },
@@ -114,8 +122,33 @@ fn kernel_interface_drops(device: &str) -> Option<NetdevDrops> {
     if !(name.starts_with("net_af_packet") || name.starts_with("net_af_xdp")) {
         return None;
     }
-    let iface = args.split(',').find_map(|kv| kv.strip_prefix("iface="))?;
-    NetdevDrops::open(iface)
+    NetdevDrops::open(vdev_interface(args)?)
+}
+
+/// The receive-ring drops of a `net_af_packet` vdev's sockets, if `device`
+/// is one (a warning if its sockets cannot be found: its ring drops then
+/// go uncounted).
+fn packet_socket_drops(device: &str) -> Option<PacketSocketDrops> {
+    let (name, args) = device.split_once(',')?;
+    if !name.starts_with("net_af_packet") {
+        return None;
+    }
+    let iface = vdev_interface(args)?;
+    let found = PacketSocketDrops::find(iface);
+    match &found {
+        Some(p) => tracing::debug!(device, sockets = p.sockets(), "AF_PACKET sockets found"),
+        None => tracing::warn!(
+            device,
+            "no AF_PACKET socket of this process is bound to {iface}: \
+             frames dropped on its receive ring will not be counted"
+        ),
+    }
+    found
+}
+
+/// A vdev's `iface=` argument.
+fn vdev_interface(args: &str) -> Option<&str> {
+    args.split(',').find_map(|kv| kv.strip_prefix("iface="))
 }
 
 /// An epoll instance of the queue's own with its RX interrupt in it
@@ -293,6 +326,9 @@ impl PortQueue for DpdkQueue {
         c[HostDrop::NicTxErrors as usize] = st.oerrors;
         if let Some(netdev) = &mut self.netdev {
             netdev.add_to(&mut c);
+        }
+        if let Some(sockets) = &mut self.packet_socket {
+            c[HostDrop::PacketRxDropped as usize] = sockets.dropped();
         }
         Some(c)
     }
