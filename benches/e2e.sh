@@ -5,7 +5,8 @@
 # PSK-NULL), all in one run. See docs/benchmarks.md.
 #
 #   sudo bash benches/e2e.sh [--modes kernel,haproxy,...] [--rounds 3]
-#        [--duration 10] [--out DIR] [--plot PNG] [--profile] [--smoke] [--no-build]
+#        [--duration 10] [--mtu 1500] [--udp-buffer 4M] [--out DIR] [--plot PNG]
+#        [--profile] [--smoke] [--no-build]
 #
 # Builds s2ds in release (unless --no-build), then runs benches/e2e.py,
 # which prints a markdown table and writes a PNG. Every namespace and
