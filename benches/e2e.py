@@ -256,10 +256,13 @@ def gateway_drops(mwork, events=False):
 def counted_losses(udp):
     """The datagrams the counters say were lost: every link's rx/tx
     drops, the endpoints' UDP InErrors (which include RcvbufErrors), the
-    gateways' own drops and their hosts' (not the ring events)."""
+    gateways' own drops and their hosts' (not the ring events, and not the
+    gateways' `netdev_*` counts: those are their interfaces' link drops,
+    already read from the namespaces)."""
     k = udp["kernel_drops"]
     n = sum(v for key, v in k.items() if key.endswith(("_dropped", ".udp.InErrors")))
-    return n + sum(v for d in udp["gateway_drops"].values() for v in d.values())
+    return n + sum(v for d in udp["gateway_drops"].values() for key, v in d.items()
+                   if ".netdev_" not in key)
 
 
 def gateway_work(mwork):
@@ -593,6 +596,15 @@ def main():
     bad = [m for m in modes if m not in MODES]
     if bad:
         print(f"e2e: unknown mode(s) {bad}; expected {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    # The largest MTU each DPDK vdev carries as the testbed configs set it up.
+    too_small = [f"{m} (at most {top}: {why})" for m, top, why in (
+        ("s2ds-af_packet", 1500, "net_af_packet's 2048-byte frames"),
+        ("s2ds-af_xdp", 3374, "net_af_xdp fits an mbuf into one 4 KiB UMEM frame"))
+        if m in modes and args.mtu > top]
+    if too_small:
+        print(f"e2e: --mtu {args.mtu} is too large for {', '.join(too_small)}; leave them out",
+              file=sys.stderr)
         return 2
     if os.geteuid() != 0:
         print("e2e: run as root (namespaces)", file=sys.stderr)

@@ -33,8 +33,10 @@ impl PacketSocketDrops {
         let sockets: Vec<OwnedFd> = std::fs::read_dir("/proc/self/fd")
             .ok()?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
-            .filter(|&fd| bound_to(fd, index))
+            // Duplicated first, so another thread closing and reusing the
+            // number cannot swap the socket between the check and the dup.
             .filter_map(duplicate)
+            .filter(|fd| bound_to(fd.as_raw_fd(), index))
             .collect();
         (!sockets.is_empty()).then_some(PacketSocketDrops {
             sockets,
@@ -87,7 +89,7 @@ fn bound_to(fd: RawFd, index: u32) -> bool {
         && u32::try_from(addr.sll_ifindex) == Ok(index)
 }
 
-/// A descriptor of our own for the socket `fd` refers to.
+/// A descriptor of our own for whatever `fd` refers to.
 fn duplicate(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor (or fails) and
     // leaves `fd` as it is.
