@@ -521,7 +521,8 @@ def plot(results, modes, args, path):
         for m in modes:
             v = [r[key]["gbps"] for r in results if r["mode"] == m and key in r]
             series[label].append(statistics.median(v) if v else None)
-    grouped_bars(path, "iperf3 through two gateways (namespace testbed, median)", "Gb/s",
+    grouped_bars(path, f"iperf3 through two gateways (namespace testbed, MTU {args.mtu}, median)",
+                 "Gb/s",
                  modes, series, f"{args.rounds} round(s) x {args.duration} s; benches/e2e.sh")
 
 
