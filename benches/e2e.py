@@ -232,6 +232,12 @@ def iperf(tb, target, seconds, streams=1, udp_buffer=None):
             "retransmits": end["sum_sent"].get("retransmits", 0)}
 
 
+def snapshots(mwork):
+    """Each s2ds gateway's latest stats snapshot (written four times a second)."""
+    return {node: json.loads((mwork / f"{node}.stats.json").read_text())
+            for node in ("gwa", "gwb")}
+
+
 def gateway_drops(mwork, events=False):
     """Each s2ds gateway's drop counters from its stats snapshot, nonzero
     ones only: `drops.REASON` (the gateway's own), `host.PORT.NAME` (what
@@ -240,8 +246,7 @@ def gateway_drops(mwork, events=False):
     ring events, not losses, docs/metrics.md: a loss they cause shows as
     xsk_rx_dropped)."""
     out = {}
-    for node in ("gwa", "gwb"):
-        snap = json.loads((mwork / f"{node}.stats.json").read_text())
+    for node, snap in snapshots(mwork).items():
         d = {f"drops.{k}": v for k, v in snap["drops"].items() if v}
         for p in snap["ports"]:
             for k, v in p.get("host_drops", {}).items():
@@ -266,17 +271,14 @@ def counted_losses(udp):
 
 
 def gateway_work(mwork):
-    """Each s2ds gateway's work counters from its stats snapshot (written
-    about twice a second): the snapshot time, frames received, bursts,
-    busy nanoseconds and idle sleeps, summed over its workers."""
-    out = {}
-    for node in ("gwa", "gwb"):
-        snap = json.loads((mwork / f"{node}.stats.json").read_text())
-        w = snap["work"]
-        out[node] = {"unix_ms": snap["unix_ms"], "bursts": w["bursts"], "busy_ns": w["busy_ns"],
-                     "sleeps": w["sleeps"], "workers": snap["workers"],
-                     "frames": sum(p["counts"]["rx_packets"] for p in snap["ports"])}
-    return out
+    """Each s2ds gateway's work counters from its stats snapshot: the
+    snapshot time, frames received, bursts, busy nanoseconds and idle
+    sleeps, summed over its workers."""
+    return {node: {"unix_ms": snap["unix_ms"], "bursts": snap["work"]["bursts"],
+                   "busy_ns": snap["work"]["busy_ns"], "sleeps": snap["work"]["sleeps"],
+                   "workers": snap["workers"],
+                   "frames": sum(p["counts"]["rx_packets"] for p in snap["ports"])}
+            for node, snap in snapshots(mwork).items()}
 
 
 def work_rates(before, after):
@@ -422,8 +424,8 @@ def measure(mode, args, work, rnd):
                 log(f"  profile (TCP P={streams}): {profile_line(prof.shares)}; {prof.report}")
         if mode in UDP_MODES:
             s2ds = mode.startswith("s2ds")
-            # The gateways read their host counters and write their snapshots
-            # about twice a second each: let the TCP tests' last drops land
+            # The workers read their host counters twice a second and the
+            # gateways write snapshots four times: let the TCP tests' last drops land
             # before the UDP test's window opens, and its own before it closes.
             settle = 1.5 if s2ds else 0
             time.sleep(settle)
@@ -570,7 +572,7 @@ def main():
     ap.add_argument("--out", type=Path, help="directory for logs and results")
     ap.add_argument("--plot", type=Path, help="PNG bar chart (default OUT/e2e.png)")
     ap.add_argument("--mtu", type=int, default=1500,
-                    help="MTU of every testbed link and s2ds port (68-3498: AF_XDP frames "
+                    help="MTU of every testbed link and s2ds port (576-3498: AF_XDP frames "
                     "are 4096 bytes; DTNs often run 9000)")
     ap.add_argument("--udp-buffer", default="4M",
                     help="socket buffer of the UDP test's sender and receiver (iperf3 -w; "

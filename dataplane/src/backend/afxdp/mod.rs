@@ -154,20 +154,20 @@ impl XdpPort {
     /// queue, each on a UMEM of its own of `cfg.frame_count` frames, in the
     /// calling thread's network namespace.
     pub fn open(cfg: &XdpConfig) -> Result<XdpPort, XdpError> {
-        validate(cfg)?;
+        let name = validate(cfg)?;
         let create = UmemChoice::Create {
             frames: cfg.frame_count,
             ring_size: cfg.frame_count / 2,
         };
-        Self::open_with(cfg, |_| Ok(create))
+        Self::open_with(cfg, &name, |_| Ok(create))
     }
 
     /// Opens the LAN and WAN ports of one gateway with the same number of
     /// queues and the same `zero_copy`, queue *i* of both on one shared UMEM (`lan.frame_count +
     /// wan.frame_count` frames), so frames cross between them by descriptor.
     pub fn open_pair(lan: &XdpConfig, wan: &XdpConfig) -> Result<(XdpPort, XdpPort), XdpError> {
-        validate(lan)?;
-        validate(wan)?;
+        let lan_name = validate(lan)?;
+        let wan_name = validate(wan)?;
         if lan.queues != wan.queues {
             return Err(XdpError::InvalidConfig {
                 interface: wan.interface.clone(),
@@ -191,9 +191,9 @@ impl XdpPort {
             frames: lan.frame_count + wan.frame_count,
             ring_size: lan.frame_count.max(wan.frame_count) / 2,
         };
-        let lan_port = Self::open_with(lan, |_| Ok(create))?;
+        let lan_port = Self::open_with(lan, &lan_name, |_| Ok(create))?;
         let umems: Vec<_> = lan_port.queues.iter().map(|q| q.umem().clone()).collect();
-        let wan_port = Self::open_with(wan, |i| {
+        let wan_port = Self::open_with(wan, &wan_name, |i| {
             Ok(UmemChoice::Join(umems.get(i as usize).ok_or_else(
                 || XdpError::InvalidConfig {
                     interface: wan.interface.clone(),
@@ -204,16 +204,14 @@ impl XdpPort {
         Ok((lan_port, wan_port))
     }
 
-    /// Opens `cfg`'s queues, queue *i* on `umem_for(i)`'s UMEM.
+    /// Opens `cfg`'s queues on interface `name` (validated), queue *i* on
+    /// `umem_for(i)`'s UMEM.
     fn open_with<'u>(
         cfg: &XdpConfig,
+        name: &IfName,
         umem_for: impl Fn(u16) -> Result<UmemChoice<'u>, XdpError>,
     ) -> Result<XdpPort, XdpError> {
         let iface = &cfg.interface;
-        let name = IfName::new(iface).map_err(|reason| XdpError::InvalidName {
-            name: iface.clone(),
-            reason,
-        })?;
         let sys = |call: &'static str| {
             move |source: io::Error| XdpError::Sys {
                 interface: iface.clone(),
@@ -232,18 +230,18 @@ impl XdpPort {
                 sys("ioctl(SIOCGIFINDEX)")(e)
             }
         };
-        ctl.ifindex(&name).map_err(no_such)?;
-        let mtu = ctl.mtu(&name).map_err(sys("ioctl(SIOCGIFMTU)"))?;
+        ctl.ifindex(name).map_err(no_such)?;
+        let mtu = ctl.mtu(name).map_err(sys("ioctl(SIOCGIFMTU)"))?;
         if mtu > MAX_MTU {
             return Err(XdpError::MtuTooLarge {
                 interface: iface.clone(),
                 mtu,
             });
         }
-        let mac = ctl.hwaddr(&name).map_err(sys("ioctl(SIOCGIFHWADDR)"))?;
+        let mac = ctl.hwaddr(name).map_err(sys("ioctl(SIOCGIFHWADDR)"))?;
 
         let mut queues = (0..cfg.queues)
-            .map(|id| XdpQueue::open(&name, id, cfg, umem_for(id)?))
+            .map(|id| XdpQueue::open(name, id, cfg, umem_for(id)?))
             .collect::<Result<Vec<_>, _>>()?;
         // Queue 0 also reports the interface's kernel drop counters (per device).
         if let Some(q) = queues.first_mut() {
@@ -272,13 +270,13 @@ impl XdpPort {
     }
 }
 
-/// Checks what can be checked before touching the kernel.
-fn validate(cfg: &XdpConfig) -> Result<(), XdpError> {
+/// Checks what can be checked before touching the kernel; the interface's name.
+fn validate(cfg: &XdpConfig) -> Result<IfName, XdpError> {
     let invalid = |reason: String| XdpError::InvalidConfig {
         interface: cfg.interface.clone(),
         reason,
     };
-    IfName::new(&cfg.interface).map_err(|reason| XdpError::InvalidName {
+    let name = IfName::new(&cfg.interface).map_err(|reason| XdpError::InvalidName {
         name: cfg.interface.clone(),
         reason,
     })?;
@@ -293,5 +291,5 @@ fn validate(cfg: &XdpConfig) -> Result<(), XdpError> {
             cfg.frame_count
         )));
     }
-    Ok(())
+    Ok(name)
 }

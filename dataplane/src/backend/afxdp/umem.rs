@@ -241,8 +241,8 @@ impl Umem {
             .extend(frames);
     }
 
-    /// Claims this UMEM for the calling thread's frame pool: true if the
-    /// thread is (now) its owner, with the seed frames it starts with.
+    /// Claims this UMEM for the calling thread's frame pool: the seed frames
+    /// it starts with if the thread is (now) its owner, else None.
     pub(super) fn claim(&self, me: ThreadId) -> Option<Vec<u64>> {
         if *self.owner.get_or_init(|| me) != me {
             return None;

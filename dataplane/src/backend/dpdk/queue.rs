@@ -45,22 +45,22 @@ impl DpdkQueue {
         } else {
             None
         };
+        // Queue 0 reports the kernel's drops under a vdev on a kernel interface.
+        let kernel = if queue_id == 0 {
+            kernel_vdev(&port.device)
+        } else {
+            None
+        };
         DpdkQueue {
             port_id: port.port_id,
             queue_id,
             pool: port.pool,
             rx_chain_drops: 0,
             rx_intr,
-            netdev: if queue_id == 0 {
-                kernel_interface_drops(&port.device)
-            } else {
-                None
-            },
-            packet_socket: if queue_id == 0 {
-                packet_socket_drops(&port.device)
-            } else {
-                None
-            },
+            netdev: kernel.and_then(|(iface, _)| NetdevDrops::open(iface)),
+            packet_socket: kernel
+                .filter(|&(_, af_packet)| af_packet)
+                .and_then(|(iface, _)| packet_socket_drops(&port.device, iface)),
             port,
         }
     }
@@ -115,25 +115,23 @@ impl DpdkQueue {
     }
 }
 
-/// The kernel drop counters of the interface a `net_af_packet` or
-/// `net_af_xdp` vdev runs on (its `iface=` argument), if `device` is one.
-fn kernel_interface_drops(device: &str) -> Option<NetdevDrops> {
+/// The kernel interface a `net_af_packet` or `net_af_xdp` vdev runs on
+/// (its `iface=` argument), and whether it is `net_af_packet`; None for any
+/// other device.
+fn kernel_vdev(device: &str) -> Option<(&str, bool)> {
     let (name, args) = device.split_once(',')?;
-    if !(name.starts_with("net_af_packet") || name.starts_with("net_af_xdp")) {
+    let af_packet = name.starts_with("net_af_packet");
+    if !(af_packet || name.starts_with("net_af_xdp")) {
         return None;
     }
-    NetdevDrops::open(vdev_interface(args)?)
+    let iface = args.split(',').find_map(|kv| kv.strip_prefix("iface="))?;
+    Some((iface, af_packet))
 }
 
-/// The receive-ring drops of a `net_af_packet` vdev's sockets, if `device`
-/// is one (a warning if its sockets cannot be found: its ring drops then
-/// go uncounted).
-fn packet_socket_drops(device: &str) -> Option<PacketSocketDrops> {
-    let (name, args) = device.split_once(',')?;
-    if !name.starts_with("net_af_packet") {
-        return None;
-    }
-    let iface = vdev_interface(args)?;
+/// The receive-ring drops of the sockets of `net_af_packet` vdev `device`
+/// on `iface` (a warning if they cannot be found: its ring drops then go
+/// uncounted).
+fn packet_socket_drops(device: &str, iface: &str) -> Option<PacketSocketDrops> {
     let found = PacketSocketDrops::find(iface);
     match &found {
         Some(p) => tracing::debug!(device, sockets = p.sockets(), "AF_PACKET sockets found"),
@@ -144,11 +142,6 @@ fn packet_socket_drops(device: &str) -> Option<PacketSocketDrops> {
         ),
     }
     found
-}
-
-/// A vdev's `iface=` argument.
-fn vdev_interface(args: &str) -> Option<&str> {
-    args.split(',').find_map(|kv| kv.strip_prefix("iface="))
 }
 
 /// An epoll instance of the queue's own with its RX interrupt in it
